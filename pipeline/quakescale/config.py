@@ -1,0 +1,406 @@
+"""The run configuration: one YAML file, typed and validated at start.
+
+Every stage's parameters live here with the seed study's defaults (Li, Hao & Cui: 30 s windows,
+15 s stride, 1-20 Hz; association 2.0 s / 4 stations; Hypoinverse-style residual weighting 0.3 s
+full, zero beyond 3x, distance taper 40-120 km; HypoDD 150 km / 6 km / 8 phases; cc 4 km /
+120 km, P -0.5/+3.5 s, S -0.3/+4.5 s, 2-15 Hz).  ``load_config`` fails at once with one message
+naming the field and the allowed values -- never deep inside a worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the file and field named."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunSection(_Section):
+    name: str = "quakescale-run"
+    out_dir: Path = Path("run")
+    seed: int = 0
+
+
+class ArchiveSection(_Section):
+    sds_root: Path
+    inventory: Path  # StationXML file, or a directory of StationXML files
+    stations: list[str] = Field(default_factory=list, description="NET.STA ids; empty = all in the inventory")
+    channels: list[str] = Field(default_factory=lambda: ["HH?", "EH?", "BH?", "SH?"], description="channel patterns in order of preference")
+    start: dt.date
+    end: dt.date  # inclusive
+    truth: Optional[Path] = None  # directory with events.parquet / picks.parquet (synthetic worlds)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
+
+    @field_validator("stations")
+    @classmethod
+    def _ids(cls, v):
+        for s in v:
+            if s.count(".") != 1:
+                raise ValueError(f"station id {s!r} must be NET.STA")
+        return v
+
+
+class VelocitySection(_Section):
+    model: str = "builtin:ludian_like"  # builtin:NAME or a model file (.nd, .crh, hypoDD.inp, layer table)
+    max_dist_km: float = Field(200.0, gt=0)
+    max_depth_km: float = Field(40.0, gt=0)
+
+
+class DetectSection(_Section):
+    method: Literal["cerp", "stalta", "kurtosis"] = "cerp"
+    model: str = "builtin:default"  # builtin:NAME or a weights directory
+    window_s: float = Field(30.0, gt=0)
+    stride_s: float = Field(15.0, gt=0)
+    freqmin_hz: float = Field(1.0, gt=0)
+    freqmax_hz: float = Field(20.0, gt=0)
+    sampling_rate_hz: float = Field(100.0, gt=0)
+    detect_threshold: float = Field(0.5, ge=0, le=1)
+    pick_threshold: float = Field(0.5, ge=0, le=1)
+    batch_size: int = Field(256, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp_pre_p_s: float = 1.0
+    amp_post_s_s: float = 5.0
+    # classic pickers (method stalta / kurtosis, and bootstrap)
+    sta_s: float = 0.5
+    lta_s: float = 10.0
+    trigger_on: float = 3.5
+    trigger_off: float = 1.0
+
+    @model_validator(mode="after")
+    def _band(self):
+        if self.freqmax_hz <= self.freqmin_hz:
+            raise ValueError(f"freqmax_hz ({self.freqmax_hz}) must exceed freqmin_hz ({self.freqmin_hz})")
+        if self.freqmax_hz >= self.sampling_rate_hz / 2:
+            raise ValueError(f"freqmax_hz ({self.freqmax_hz}) must be below Nyquist ({self.sampling_rate_hz / 2})")
+        if self.stride_s > self.window_s:
+            raise ValueError(f"stride_s ({self.stride_s}) larger than window_s ({self.window_s}) leaves data unread")
+        return self
+
+
+class AssociateSection(_Section):
+    max_residual_s: float = Field(2.0, gt=0)
+    min_stations: int = Field(4, ge=1)
+    min_p: int = Field(0, ge=0)
+    min_s: int = Field(0, ge=0)
+    grid_spacing_km: float = Field(2.0, gt=0)
+    fine_spacing_km: float = Field(0.5, gt=0)
+    partition_s: float = Field(3600.0, gt=0)
+    overlap_s: float = Field(120.0, ge=0)
+
+
+class LocateSection(_Section):
+    backend: Literal["builtin", "hypoinverse"] = "builtin"
+    residual_full_s: float = Field(0.3, gt=0)
+    residual_cutoff_factor: float = Field(3.0, gt=1)
+    dist_full_km: float = Field(40.0, gt=0)
+    dist_zero_km: float = Field(120.0, gt=0)
+    s_weight: float = Field(0.5, ge=0)
+    trial_depth_km: float = 8.0
+    min_depth_km: float = 0.0
+    max_depth_km: float = 35.0
+    max_iter: int = Field(20, ge=1)
+    damping: float = Field(0.02, ge=0)
+    station_delays: Optional[Path] = None
+    hypoinverse_exe: str = "hyp1.40"
+
+    @model_validator(mode="after")
+    def _dist(self):
+        if self.dist_zero_km <= self.dist_full_km:
+            raise ValueError(f"dist_zero_km ({self.dist_zero_km}) must exceed dist_full_km ({self.dist_full_km})")
+        return self
+
+
+class MagnitudeSection(_Section):
+    correction: Literal["hutton_boore_1987"] = "hutton_boore_1987"
+    min_stations: int = Field(1, ge=1)
+
+
+class CCSection(_Section):
+    enabled: bool = True
+    max_pair_km: float = Field(4.0, gt=0)
+    max_station_km: float = Field(120.0, gt=0)
+    p_window_s: tuple[float, float] = (0.5, 3.5)  # seconds before, after the pick
+    s_window_s: tuple[float, float] = (0.3, 4.5)
+    freqmin_hz: float = 2.0
+    freqmax_hz: float = 15.0
+    max_lag_s: float = Field(0.5, gt=0)
+    min_cc: float = Field(0.7, ge=0, le=1)
+
+
+class RelocateSection(_Section):
+    backend: Literal["builtin", "hypodd"] = "builtin"
+    max_station_km: float = Field(150.0, gt=0)  # ph2dt MAXDIST
+    max_sep_km: float = Field(6.0, gt=0)  # ph2dt MAXSEP
+    min_obs: int = Field(8, ge=1)  # ph2dt MINOBS
+    max_obs: int = Field(50, ge=1)
+    max_neighbors: int = Field(20, ge=1)  # ph2dt MAXNGH
+    min_links: int = Field(8, ge=1)  # ph2dt MINLNK
+    cc: CCSection = Field(default_factory=CCSection)
+    iterations: list[int] = Field(default_factory=lambda: [4, 4])  # two cycles, eight iterations (seed)
+    damping: list[float] = Field(default_factory=lambda: [80.0, 60.0])
+    solver: Literal["lsqr", "svd"] = "lsqr"
+    hypodd_exe: str = "hypoDD"
+
+    @model_validator(mode="after")
+    def _sets(self):
+        if len(self.damping) != len(self.iterations):
+            raise ValueError(f"damping ({len(self.damping)} values) needs one value per iteration set ({len(self.iterations)})")
+        return self
+
+
+class SlurmPool(_Section):
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    walltime: str = "04:00:00"
+    cores: int = Field(4, ge=1)
+    memory: str = "16GB"
+    gpus: int = Field(0, ge=0)
+    min_jobs: int = Field(0, ge=0)
+    max_jobs: int = Field(4, ge=1)
+    job_extra_directives: list[str] = Field(default_factory=list)
+
+
+class ComputeSection(_Section):
+    backend: Literal["local", "slurm", "array"] = "local"
+    n_workers: Optional[int] = None  # local: default from the machine
+    threads_per_worker: int = Field(1, ge=1)
+    chunk_size: int = Field(16, ge=1)  # station-days per task / array element
+    array_throttle: int = Field(50, ge=1)  # sbatch --array=...%N
+    interface: Optional[str] = "lo"
+    prologue: list[str] = Field(default_factory=list)  # module loads etc.
+    gpu_pool: SlurmPool = Field(default_factory=lambda: SlurmPool(gpus=1))
+    cpu_pool: SlurmPool = Field(default_factory=SlurmPool)
+    image_gpu: Optional[Path] = None  # Apptainer images
+    image_cpu: Optional[Path] = None
+    binds: list[str] = Field(default_factory=list)
+    python: Optional[str] = None  # interpreter on the compute nodes (default: this one)
+
+
+class Config(_Section):
+    run: RunSection = Field(default_factory=RunSection)
+    archive: ArchiveSection
+    velocity: VelocitySection = Field(default_factory=VelocitySection)
+    detect: DetectSection = Field(default_factory=DetectSection)
+    associate: AssociateSection = Field(default_factory=AssociateSection)
+    locate: LocateSection = Field(default_factory=LocateSection)
+    magnitude: MagnitudeSection = Field(default_factory=MagnitudeSection)
+    relocate: RelocateSection = Field(default_factory=RelocateSection)
+    compute: ComputeSection = Field(default_factory=ComputeSection)
+
+    # -- helpers
+    def to_dict(self) -> dict:
+        return json.loads(self.model_dump_json())
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def days(self) -> list[dt.date]:
+        n = (self.archive.end - self.archive.start).days + 1
+        return [self.archive.start + dt.timedelta(days=i) for i in range(n)]
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith("function-"))
+        msg = e["msg"]
+        if e["type"] == "literal_error" and "expected" in (e.get("ctx") or {}):
+            msg = f"got {e.get('input')!r}; allowed values: {e['ctx']['expected']}"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; `quakescale init` writes every field)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return f"invalid configuration {source}:\n" + "\n".join(lines)
+
+
+def parse_config(data: dict, source: str = "<dict>", base_dir: Path | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration {source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+    if base_dir is not None:
+        cfg = _resolve_paths(cfg, base_dir)
+    return cfg
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    def r(p):
+        if p is None:
+            return None
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+
+    cfg.run.out_dir = r(cfg.run.out_dir)
+    cfg.archive.sds_root = r(cfg.archive.sds_root)
+    cfg.archive.inventory = r(cfg.archive.inventory)
+    cfg.archive.truth = r(cfg.archive.truth)
+    if not cfg.velocity.model.startswith("builtin:"):
+        cfg.velocity.model = str(r(cfg.velocity.model))
+    if not cfg.detect.model.startswith("builtin:"):
+        cfg.detect.model = str(r(cfg.detect.model))
+    return cfg
+
+
+def load_config(path, check_paths: bool = True) -> Config:
+    """Read and validate a YAML config; relative paths are relative to the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid configuration {path}: not valid YAML: {exc}") from None
+    cfg = parse_config(data, source=str(path), base_dir=path.parent.resolve())
+    if check_paths:
+        check_inputs(cfg, str(path))
+    return cfg
+
+
+def check_inputs(cfg: Config, source: str = "config") -> None:
+    problems = []
+    if not cfg.archive.sds_root.is_dir():
+        problems.append(f"  archive.sds_root: directory not found: {cfg.archive.sds_root}")
+    if not cfg.archive.inventory.exists():
+        problems.append(f"  archive.inventory: file or directory not found: {cfg.archive.inventory}")
+    if cfg.velocity.model.startswith("builtin:"):
+        from .velocity import BUILTIN_MODELS
+
+        name = cfg.velocity.model.split(":", 1)[1]
+        if name not in BUILTIN_MODELS:
+            problems.append(f"  velocity.model: unknown builtin model {name!r}; allowed values: {sorted('builtin:' + k for k in BUILTIN_MODELS)} or a model file")
+    elif not Path(cfg.velocity.model).exists():
+        problems.append(f"  velocity.model: file not found: {cfg.velocity.model}")
+    if problems:
+        raise ConfigError(f"invalid configuration {source}:\n" + "\n".join(problems))
+
+
+def save_config(cfg: Config, path) -> Path:
+    from .rundir import write_text
+
+    return write_text(cfg.to_yaml(), path)
+
+
+TEMPLATE = """\
+# QuakeScale run configuration.  Relative paths are relative to this file.
+# Defaults follow the seed study (Li, Hao & Cui, Ludian 2014).  `quakescale init` wrote this.
+run:
+  name: my-project
+  out_dir: run                 # the run directory: picks/, events/, catalogs/, status/, manifest.json
+  seed: 0                      # seeds everything random (reproducible runs)
+archive:
+  sds_root: sds                # SDS archive: YEAR/NET/STA/CHAN.D/NET.STA.LOC.CHAN.D.YEAR.DOY
+  inventory: stations.xml      # StationXML file or directory (instrument responses for magnitudes)
+  stations: []                 # NET.STA to use; [] = every station of the inventory
+  channels: ["HH?", "EH?", "BH?", "SH?"]   # 3-component channel sets, first found wins
+  start: 2014-08-03            # first day (UTC)
+  end: 2014-08-03              # last day, inclusive
+  truth: null                  # synthetic worlds: directory with events.parquet and picks.parquet
+velocity:
+  model: builtin:ludian_like   # builtin:NAME, or a file: TauP .nd, Hypoinverse .crh, hypoDD.inp, layer table
+  max_dist_km: 200.0           # travel-time table extent
+  max_depth_km: 40.0
+detect:
+  method: cerp                 # cerp (CNN detector + BiGRU picker) | stalta | kurtosis
+  model: builtin:default       # builtin:NAME or a directory of trained weights (quakescale train)
+  window_s: 30.0               # seed: 30 s windows ...
+  stride_s: 15.0               # ... with 15 s stride
+  freqmin_hz: 1.0              # seed: 1-20 Hz band-pass
+  freqmax_hz: 20.0
+  sampling_rate_hz: 100.0      # other rates are resampled
+  detect_threshold: 0.5        # CNN event probability
+  pick_threshold: 0.5          # picker P/S probability
+  batch_size: 256
+  device: auto                 # auto | cpu | cuda
+  amp_pre_p_s: 1.0             # amplitude window: 1 s before P ...
+  amp_post_s_s: 5.0            # ... to 5 s after S (Wood-Anderson, mm)
+  sta_s: 0.5                   # classic pickers (and `quakescale bootstrap`)
+  lta_s: 10.0
+  trigger_on: 3.5
+  trigger_off: 1.0
+associate:
+  max_residual_s: 2.0          # seed/PALM: travel-time residual threshold
+  min_stations: 4              # seed/PALM: stations that must agree
+  min_p: 0
+  min_s: 0
+  grid_spacing_km: 2.0         # coarse grid, then fine
+  fine_spacing_km: 0.5
+  partition_s: 3600.0          # picks are associated in time partitions ...
+  overlap_s: 120.0             # ... with this overlap (events at a boundary are merged once)
+locate:
+  backend: builtin             # builtin | hypoinverse (runs hyp1.40 when on PATH)
+  residual_full_s: 0.3         # full weight below 0.3 s ...
+  residual_cutoff_factor: 3.0  # ... zero above 3x (0.9 s), cosine taper between
+  dist_full_km: 40.0           # full weight to 40 km ...
+  dist_zero_km: 120.0          # ... zero at 120 km, cosine taper between
+  s_weight: 0.5
+  trial_depth_km: 8.0
+  min_depth_km: 0.0
+  max_depth_km: 35.0
+  max_iter: 20
+  damping: 0.02
+  station_delays: null         # optional table: station_id p_delay_s s_delay_s
+  hypoinverse_exe: hyp1.40
+magnitude:
+  correction: hutton_boore_1987   # ML distance correction
+  min_stations: 1
+relocate:
+  backend: builtin             # builtin | hypodd (runs hypoDD when on PATH)
+  max_station_km: 150.0        # seed: maximum station-event distance
+  max_sep_km: 6.0              # seed: event-pair distance
+  min_obs: 8                   # seed: phases per event pair
+  max_obs: 50
+  max_neighbors: 20
+  min_links: 8
+  cc:
+    enabled: true
+    max_pair_km: 4.0           # seed: cc pairs within 4 km ...
+    max_station_km: 120.0      # ... at stations within 120 km
+    p_window_s: [0.5, 3.5]     # seed: P 0.5 s before, 3.5 s after
+    s_window_s: [0.3, 4.5]     # seed: S 0.3 s before, 4.5 s after
+    freqmin_hz: 2.0            # seed: 2-15 Hz
+    freqmax_hz: 15.0
+    max_lag_s: 0.5
+    min_cc: 0.7
+  iterations: [4, 4]           # seed: two cycles, eight iterations
+  damping: [80.0, 60.0]
+  solver: lsqr                 # lsqr | svd (small problems)
+  hypodd_exe: hypoDD
+compute:
+  backend: local               # local (Dask LocalCluster) | slurm (dask-jobqueue) | array (sbatch job arrays)
+  n_workers: null              # local: null = from the machine
+  threads_per_worker: 1
+  chunk_size: 16               # station-days per task / array element
+  array_throttle: 50           # at most this many array tasks at once (%N)
+  interface: lo                # network interface of the Dask scheduler/workers
+  prologue: []                 # lines run before workers start, e.g. ["module load cuda"]
+  gpu_pool: {partition: null, account: null, qos: null, walltime: "04:00:00", cores: 4, memory: 16GB, gpus: 1, min_jobs: 0, max_jobs: 4, job_extra_directives: []}
+  cpu_pool: {partition: null, account: null, qos: null, walltime: "04:00:00", cores: 4, memory: 16GB, gpus: 0, min_jobs: 0, max_jobs: 4, job_extra_directives: []}
+  image_gpu: null              # Apptainer image for detection workers (apptainer exec --nv)
+  image_cpu: null              # Apptainer image for the CPU stages
+  binds: []                    # extra --bind paths
+  python: null                 # interpreter on compute nodes (default: the one running quakescale)
+"""
