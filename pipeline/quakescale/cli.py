@@ -1,0 +1,226 @@
+"""The ``quakescale`` command line: thin verbs over the package."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .config import TEMPLATE, ConfigError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="QuakeScale: earthquake catalogs from continuous waveforms, from a laptop to a SLURM cluster.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"quakescale {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")):
+    pass
+
+
+def _fail(msg: str, code: int = 2):
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _load(config: Path):
+    from .config import load_config
+
+    try:
+        return load_config(config)
+    except (ConfigError, FileNotFoundError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def init(path: Path = typer.Argument(Path("quakescale.yaml"), help="Where to write the commented config template."), force: bool = typer.Option(False, help="Overwrite an existing file.")):
+    """Write a commented run-config template with the seed study's defaults."""
+    if path.exists() and not force:
+        _fail(f"{path} exists (use --force to overwrite)")
+    path.write_text(TEMPLATE)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Directory for the world (SDS archive, StationXML, truth, config.yaml)."),
+    stations: int = typer.Option(12, "--stations", help="Number of stations (half near-field campaign, half regional permanent)."),
+    days: int = typer.Option(1, "--days", help="Number of days."),
+    events: int = typer.Option(150, "--events", help="Number of events in the sequence."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same bytes)."),
+    hours_per_day: float = typer.Option(24.0, "--hours-per-day", help="Record only the first H hours of each day (small test worlds)."),
+    start: str = typer.Option("2014-08-03", "--start", help="First day (UTC)."),
+):
+    """Write a synthetic aftershock world (real formats + truth)."""
+    from .synth.world import make_world
+
+    t0 = time.time()
+    meta = make_world(out, n_stations=stations, days=days, n_events=events, seed=seed, hours_per_day=hours_per_day, start=start, progress=_progress("synth station-days"))
+    typer.echo(f"\nworld {out}: {meta['n_stations']} stations x {meta['days']} day(s), {meta['n_events']} events, {meta['files']} MiniSEED files, corrupt file {meta['corrupt_file']}, {len(meta['gaps'])} gaps ({time.time() - t0:.1f} s)")
+    typer.echo(f"run it: quakescale run {out / 'config.yaml'}")
+
+
+def _progress(label: str):
+    t0 = time.time()
+
+    def cb(i, n):
+        rate = i / max(time.time() - t0, 1e-9)
+        sys.stderr.write(f"\r{label}: {i}/{n} ({rate:.2f}/s)")
+        sys.stderr.flush()
+
+    return cb
+
+
+@app.command()
+def plan(config: Path = typer.Argument(..., help="Run config (YAML).")):
+    """List the station-days the archive holds (availability, gaps, unreadable files) and which are done."""
+    from .hpc.stages import prepare_run, run_task, read_plan
+
+    cfg = _load(config)
+    rd = prepare_run(cfg)
+    rows = run_task(rd.root, "plan", ["all"], force=True)
+    if rows and rows[0]["state"] == "failed":
+        _fail(rows[0]["reason"])
+    p = read_plan(rd)
+    _print_plan(p)
+
+
+def _print_plan(p):
+    counts = p.state.value_counts().to_dict()
+    typer.echo(f"{len(p)} station-days: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; done {int(p.done.sum())}, to do {int((~p.done).sum())}")
+    for r in p[p.state != "ok"].itertuples():
+        extra = f"{r.n_gaps} gap(s), {r.gap_s:.0f} s missing" if r.state == "gappy" else r.reason
+        typer.echo(f"  {r.unit}: {r.state}: {extra}")
+
+
+@app.command()
+def status(config: Path = typer.Argument(..., help="Run config (YAML).")):
+    """Done / failed / pending per stage, from the run directory (and squeue when SLURM is there)."""
+    from .hpc.stages import STAGES, stage_units
+    from .rundir import RunDir
+
+    cfg = _load(config)
+    rd = RunDir(cfg.run.out_dir)
+    for stage in STAGES:
+        st = rd.read_status(stage)
+        try:
+            n = len(stage_units(cfg, rd, stage)) if stage != "plan" else 1
+        except FileNotFoundError:
+            n = 0
+        ok = int(st.state.isin(["ok", "no_data"]).sum()) if len(st) else 0
+        failed = int((st.state == "failed").sum()) if len(st) else 0
+        typer.echo(f"{stage:10s} done {ok:6d}  failed {failed:6d}  pending {max(n - ok - failed, 0):6d}")
+        for r in st[st.state == "failed"].head(5).itertuples() if len(st) else []:
+            typer.echo(f"    failed {r.unit}: {r.reason[:160]}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-run"), "--out", help="Directory for the world and the run."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic world."),
+    stations: int = typer.Option(12, "--stations"),
+    days: int = typer.Option(1, "--days"),
+    events: int = typer.Option(150, "--events"),
+    hours_per_day: float = typer.Option(24.0, "--hours-per-day"),
+):
+    """Synthesise a world, write its config, run the pipeline on it (local backend), print the summary."""
+    from .synth.world import make_world
+    from .hpc.pipeline import run_pipeline
+
+    world = out / "world"
+    t0 = time.time()
+    if not (world / "config.yaml").exists():
+        meta = make_world(world, n_stations=stations, days=days, n_events=events, seed=seed, hours_per_day=hours_per_day, progress=_progress("synth station-days"))
+        typer.echo(f"\nsynth: {meta['n_stations']} stations x {meta['days']} day(s), {meta['n_events']} events in {meta['seconds']} s")
+    else:
+        typer.echo(f"synth: reusing {world}")
+    cfg = _load(world / "config.yaml")
+    cfg.run.out_dir = (out / "run").resolve()
+    summary = run_pipeline(cfg, echo=typer.echo)
+    typer.echo(f"demo done in {time.time() - t0:.1f} s; summary: {Path(cfg.run.out_dir) / 'summary.json'}")
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict):
+    vs = summary.get("vs_truth", {})
+    if "plan" in summary:
+        typer.echo(f"plan: {summary['plan']['station_days']} station-days {summary['plan']['states']}")
+    if "picks" in vs:
+        for ph, r in vs["picks"].items():
+            typer.echo(f"picks {ph}: {r['n_picks']} picks, recall {r['recall']:.3f} of {r['n_truth']} truth arrivals, error mean {r['mean_error_s']} s, std {r['std_error_s']} s")
+    for stage in ("associate", "locate", "relocate"):
+        if stage in vs:
+            r = vs[stage]
+            line = f"{stage}: {r['n_events']} events vs {r['n_truth']} truth: recall {r['recall']}, precision {r['precision']}"
+            if "median_epicentral_error_km" in r:
+                line += f", median epicentral error {r['median_epicentral_error_km']} km, depth {r['median_depth_error_km']} km"
+            if "median_magnitude_error" in r:
+                line += f", median magnitude error {r['median_magnitude_error']}"
+            typer.echo(line)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="Run config (YAML)."),
+    stages: Optional[List[str]] = typer.Option(None, "--stage", help="Run only these stages (repeatable)."),
+    force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even where finished (repeatable)."),
+):
+    """Run the whole pipeline (plan -> detect -> associate -> locate -> xcorr -> relocate -> catalog); resumes."""
+    from .hpc.pipeline import run_pipeline
+
+    cfg = _load(config)
+    summary = run_pipeline(cfg, stages=stages or None, force=set(force or []), echo=typer.echo)
+    _print_summary(summary)
+
+
+@app.command()
+def selfcheck():
+    """Check the installation: imports, torch device, a tiny synthetic station-day round trip."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from .velocity import TravelTimeTable, default_model
+
+    typer.echo(f"quakescale {__version__}; torch {torch.__version__}; cuda available: {torch.cuda.is_available()}")
+    tt = TravelTimeTable(default_model(), max_dist_km=50, max_depth_km=20)
+    t = float(tt("P", 0.0, 10.0))
+    expect = 4 / 5.2 + 6 / 5.9
+    if abs(t - expect) > 1e-3:
+        _fail(f"travel-time check failed: {t} vs {expect}")
+    with tempfile.TemporaryDirectory() as d:
+        from .synth.world import make_world
+        from .archive import read_station_day
+
+        make_world(d, n_stations=4, days=1, n_events=3, seed=1, hours_per_day=0.1, n_gaps=0, corrupt=False)
+        st = read_station_day(Path(d) / "sds", "XL.L01", "2014-08-03")
+        if len(st) != 3:
+            _fail(f"selfcheck: expected 3 channels, got {st}")
+    typer.echo("selfcheck ok")
+
+
+def main():
+    try:
+        app()
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

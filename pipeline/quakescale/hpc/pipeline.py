@@ -1,0 +1,153 @@
+"""``run_pipeline``: the whole run, stage by stage, on the configured backend; resumable.
+
+Fanned-out stages (detect over station-days, xcorr over stations) are cut into chunks of
+``compute.chunk_size`` units and mapped with Dask (local cluster or SLURM pools); every chunk is
+one ``run_task`` call, so a rerun only redoes the units without an ``ok`` status row.  The other
+stages run once (``unit = "all"``) in the driver process or on the CPU pool.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..config import Config
+from ..rundir import RunDir, write_json
+from .stages import FANNED, STAGES, _TASKS, chunks, pending_units, prepare_run, run_task
+
+
+def _git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except Exception:
+        return None
+
+
+def _versions() -> dict:
+    import numpy, obspy, pandas, pyarrow
+
+    v = dict(quakescale=__version__, python=sys.version.split()[0], numpy=numpy.__version__, obspy=obspy.__version__, pandas=pandas.__version__, pyarrow=pyarrow.__version__)
+    try:
+        import torch
+
+        v["torch"] = torch.__version__
+        v["cuda"] = torch.version.cuda
+        v["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    except Exception:
+        pass
+    try:
+        import dask, distributed
+
+        v["dask"] = dask.__version__
+        v["distributed"] = distributed.__version__
+    except Exception:
+        pass
+    return v
+
+
+def manifest(cfg: Config, rd: RunDir, timings: dict, extra: dict | None = None) -> dict:
+    from .containers_info import container_info
+
+    m = dict(
+        config_digest=cfg.digest(),
+        config=cfg.to_dict(),
+        versions=_versions(),
+        git_commit=_git_commit(),
+        host=socket.gethostname(),
+        platform=platform.platform(),
+        container=container_info(),
+        stages=timings,
+        written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    if extra:
+        m.update(extra)
+    write_json(m, rd.manifest)
+    return m
+
+
+def _map_chunks(cfg: Config, rd: RunDir, stage: str, parts: list[list[str]], force: bool, client, echo) -> None:
+    if not parts:
+        return
+    if client is None:
+        for i, p in enumerate(parts, 1):
+            run_task(rd.root, stage, p, force)
+            echo(f"  {stage}: chunk {i}/{len(parts)}")
+        return
+    from distributed import as_completed
+
+    resources = {"GPU": 1} if (stage == "detect" and cfg.compute.backend == "slurm" and cfg.compute.gpu_pool.gpus > 0) else None
+    futs = [client.submit(run_task, str(rd.root), stage, p, force, key=f"{stage}-{i}-{abs(hash(tuple(p)))}", retries=2, pure=False, resources=resources) for i, p in enumerate(parts)]
+    t0 = time.time()
+    done_units = 0
+    for i, f in enumerate(as_completed(futs), 1):
+        f.result()
+        done_units += len(parts[futs.index(f)])
+        rate = done_units / max(time.time() - t0, 1e-9)
+        echo(f"  {stage}: {i}/{len(parts)} tasks, {done_units} units, {rate:.2f} units/s")
+
+
+def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client=None) -> dict:
+    from .summary import build_summary
+
+    rd = prepare_run(cfg)
+    wanted = [s for s in STAGES if (stages is None or s in stages) and s in _TASKS]
+    timings = {}
+    own_cluster = None
+    try:
+        for stage in wanted:
+            t0 = time.time()
+            f = stage in force
+            if stage in FANNED:
+                todo = pending_units(cfg, rd, stage, force=f)
+                if client is None and todo and len(todo) > 1:
+                    client, own_cluster = _start_client(cfg, echo)
+                echo(f"{stage}: {len(todo)} unit(s) to do")
+                _map_chunks(cfg, rd, stage, chunks(todo, cfg.compute.chunk_size), f, client, echo)
+            else:
+                if f or "all" not in rd.done_units(stage):
+                    rows = run_task(rd.root, stage, ["all"], force=True)
+                    for r in rows:
+                        if r["state"] == "failed":
+                            echo(f"{stage}: FAILED: {r['reason']}")
+                    echo(f"{stage}: {rows[0]['state'] if rows else 'nothing to do'} ({time.time() - t0:.1f} s)")
+                else:
+                    echo(f"{stage}: already done")
+            rd.compact_status(stage)
+            timings[stage] = round(time.time() - t0, 3)
+    finally:
+        if own_cluster is not None:
+            try:
+                client.close()
+                own_cluster.close()
+            except Exception:
+                pass
+    summary = build_summary(cfg, rd, extra={"timings_s": timings})
+    manifest(cfg, rd, timings)
+    return summary
+
+
+def _start_client(cfg: Config, echo):
+    from distributed import Client
+
+    try:
+        from .cluster import make_cluster
+    except ImportError:  # pragma: no cover - cluster module missing
+        make_cluster = None
+    if make_cluster is not None:
+        cluster = make_cluster(cfg.compute, pool="gpu")
+    else:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=cfg.compute.n_workers or max(1, (os.cpu_count() or 2)), threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    link = getattr(client, "dashboard_link", None)
+    echo(f"dask: {cfg.compute.backend} cluster up" + (f", dashboard {link}" if link else ""))
+    return client, cluster

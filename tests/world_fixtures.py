@@ -1,0 +1,21 @@
+"""Shared synthetic worlds for the tests (session-scoped; small: few stations, short days).
+
+Seeds used by tests: 7 (the tests' world).  Training of the shipped weights uses 1001-1005.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory) -> Path:
+    """8 stations x 1 day recorded for 2 hours, 40 events, 3 gaps, 1 corrupt file (seed 7)."""
+    from quakescale.synth.world import make_world
+
+    out = tmp_path_factory.mktemp("world7")
+    make_world(out, n_stations=8, days=1, n_events=40, seed=7, hours_per_day=2.0)
+    return out
