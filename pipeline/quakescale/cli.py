@@ -187,6 +187,138 @@ def run(
     _print_summary(summary)
 
 
+def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[List[str]], force: bool):
+    """Run one stage of a run: one chunk (array task), the named units, or everything pending."""
+    from .hpc.pipeline import run_pipeline
+    from .hpc.stages import FANNED, chunk_of, prepare_run, read_plan, run_task, stage_plan
+
+    cfg = _load(config)
+    rd = prepare_run(cfg)
+    if stage in FANNED and not rd.plan.exists():
+        stage_plan(cfg, rd)
+    if chunk is not None or units:
+        try:
+            todo = chunk_of(cfg, rd, stage, chunk) if chunk is not None else list(units)
+        except IndexError as exc:
+            _fail(str(exc))
+        rows = run_task(rd.root, stage, todo, force=force)
+        n_fail = sum(r["state"] == "failed" for r in rows)
+        for r in rows:
+            typer.echo(f"{stage} {r['unit']}: {r['state']} {r['reason']} ({r['seconds']:.1f} s)")
+        typer.echo(f"{stage}: {len(rows)} unit(s) run, {len(todo) - len(rows)} already done, {n_fail} failed")
+        return
+    summary = run_pipeline(cfg, stages=[stage], force={stage} if force else set(), echo=typer.echo)
+    _print_summary(summary)
+
+
+_CHUNK = typer.Option(None, "--chunk", help="Run only chunk K of the stage's sorted unit list (sbatch array task: $SLURM_ARRAY_TASK_ID).")
+_FORCE = typer.Option(False, "--force", help="Redo units that are already done.")
+
+
+@app.command()
+def detect(
+    config: Path = typer.Argument(..., help="Run config (YAML)."),
+    chunk: Optional[int] = _CHUNK,
+    station_days: Optional[List[str]] = typer.Option(None, "--station-days", help="Only these units, YYYY-MM-DD/NET.STA (repeatable)."),
+    force: bool = _FORCE,
+):
+    """Detect and pick every pending station-day (CNN detector + BiGRU picker, or a classic picker)."""
+    _stage_verb("detect", config, chunk, station_days, force)
+
+
+@app.command()
+def xcorr(
+    config: Path = typer.Argument(..., help="Run config (YAML)."),
+    chunk: Optional[int] = _CHUNK,
+    stations: Optional[List[str]] = typer.Option(None, "--station", help="Only these stations, NET.STA (repeatable)."),
+    force: bool = _FORCE,
+):
+    """Waveform cross-correlation differential times, one station per unit (dt.cc + Parquet)."""
+    _stage_verb("xcorr", config, chunk, stations, force)
+
+
+@app.command()
+def associate(
+    config: Optional[Path] = typer.Argument(None, help="Run config (YAML); or use --picks/--stations/--model for picks from elsewhere."),
+    picks: Optional[Path] = typer.Option(None, "--picks", help="Picks: our Parquet, or CSV (station_id/network+station, phase, time[, probability, amp_wa_mm])."),
+    stations_file: Optional[Path] = typer.Option(None, "--stations", help="Stations: StationXML, or a table (station_id, latitude, longitude, elevation_m)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Velocity model file (.nd, .crh, hypoDD.inp, layer table)."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output directory for events.parquet/assignments.parquet/unassociated.parquet (+ CSV)."),
+    max_residual_s: float = typer.Option(2.0, help="Travel-time residual threshold (s)."),
+    min_stations: int = typer.Option(4, help="Stations that must agree."),
+    force: bool = _FORCE,
+):
+    """Associate picks into events (PALM-style): a run's picks, or external picks with --picks."""
+    if picks is None:
+        if config is None:
+            _fail("give a run CONFIG, or --picks/--stations/--model/-o for external picks")
+        _stage_verb("associate", config, None, None, force)
+        return
+    if stations_file is None or model is None or out is None:
+        _fail("--picks needs --stations, --model and -o/--out")
+    from .hpc.external import associate_external
+
+    res = associate_external(picks, stations_file, model, out, max_residual_s=max_residual_s, min_stations=min_stations)
+    typer.echo(res)
+
+
+@app.command()
+def locate(
+    target: str = typer.Argument(..., help="Run config (YAML), or the word 'hypoinverse' followed by a Hypoinverse command file."),
+    command_file: Optional[Path] = typer.Argument(None, help="With 'hypoinverse': the hyp command file of the project."),
+    force: bool = _FORCE,
+):
+    """Absolute location (Geiger, Hypoinverse-style weighting) + ML; or a Hypoinverse project unchanged."""
+    if target == "hypoinverse":
+        if command_file is None:
+            _fail("usage: quakescale locate hypoinverse COMMANDFILE")
+        from .hpc.external import locate_hypoinverse_project
+
+        typer.echo(locate_hypoinverse_project(command_file))
+        return
+    _stage_verb("locate", Path(target), None, None, force)
+
+
+@app.command()
+def relocate(
+    target: str = typer.Argument(..., help="Run config (YAML), or the word 'hypodd' followed by hypoDD.inp."),
+    inp: Optional[Path] = typer.Argument(None, help="With 'hypodd': the hypoDD.inp of the project."),
+    force: bool = _FORCE,
+):
+    """Double-difference relocation (catalog + cc times); or a HypoDD project unchanged (hypoDD.inp)."""
+    if target == "hypodd":
+        if inp is None:
+            _fail("usage: quakescale relocate hypodd hypoDD.inp")
+        from .hpc.external import relocate_hypodd_project
+
+        typer.echo(relocate_hypodd_project(inp))
+        return
+    _stage_verb("relocate", Path(target), None, None, force)
+
+
+@app.command()
+def catalog(config: Path = typer.Argument(..., help="Run config (YAML)."), force: bool = _FORCE):
+    """Write the catalogs (Parquet, CSV, QuakeML, hypoDD.reloc, Hypoinverse .arc) and the report."""
+    _stage_verb("catalog", config, None, None, force)
+
+
+@app.command()
+def compare(
+    catalog_file: Path = typer.Argument(..., help="Catalog: Parquet, CSV, QuakeML, hypoDD .reloc/.loc, REAL catalog_sel.txt, VELEST .cat."),
+    reference: Path = typer.Argument(..., help="Reference catalog (same formats)."),
+    max_dt_s: float = typer.Option(1.5, help="Origin-time tolerance (s)."),
+    max_dist_km: float = typer.Option(5.0, help="Epicentral tolerance (km)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON."),
+):
+    """Match two catalogs (time, distance) and print recall, precision and location differences."""
+    from .catalog.compare import compare_files, format_summary
+
+    res = compare_files(catalog_file, reference, max_dt_s=max_dt_s, max_dist_km=max_dist_km)
+    typer.echo(format_summary(res))
+    if json_out:
+        json_out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+
+
 @app.command()
 def selfcheck():
     """Check the installation: imports, torch device, a tiny synthetic station-day round trip."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import Config
 from ..rundir import RunDir, write_json
-from .stages import FANNED, STAGES, _TASKS, chunks, pending_units, prepare_run, run_task
+from .stages import FANNED, STAGES, _TASKS, chunk_size, chunks, pending_units, prepare_run, run_task
 
 
 def _git_commit() -> str | None:
@@ -110,7 +110,7 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
                 if client is None and todo and len(todo) > 1:
                     client, own_cluster = _start_client(cfg, echo)
                 echo(f"{stage}: {len(todo)} unit(s) to do")
-                _map_chunks(cfg, rd, stage, chunks(todo, cfg.compute.chunk_size), f, client, echo)
+                _map_chunks(cfg, rd, stage, chunks(todo, chunk_size(cfg, stage)), f, client, echo)
             else:
                 if f or "all" not in rd.done_units(stage):
                     rows = run_task(rd.root, stage, ["all"], force=True)

@@ -88,6 +88,21 @@ def chunks(units: list[str], size: int) -> list[list[str]]:
     return [units[i : i + size] for i in range(0, len(units), size)]
 
 
+def chunk_size(cfg: Config, stage: str) -> int:
+    """Units per task: ``compute.chunk_size`` station-days for detect, one station for xcorr."""
+    return int(cfg.compute.chunk_size) if stage == "detect" else 1
+
+
+def chunk_of(cfg: Config, rd: RunDir, stage: str, chunk: int) -> list[str]:
+    """Chunk ``chunk`` of the stage's full sorted unit list (stable across resubmissions)."""
+    units = sorted(stage_units(cfg, rd, stage))
+    size = chunk_size(cfg, stage)
+    n = -(-len(units) // size)
+    if not 0 <= chunk < n:
+        raise IndexError(f"{stage}: chunk {chunk} out of range: {len(units)} units in chunks of {size} give chunks 0..{n - 1}")
+    return units[chunk * size : (chunk + 1) * size]
+
+
 def pending_units(cfg: Config, rd: RunDir, stage: str, force: bool = False) -> list[str]:
     units = stage_units(cfg, rd, stage)
     if force:
@@ -136,3 +151,215 @@ def run_task(run_dir, stage: str, units: list[str], force: bool = False) -> list
 def _plan_task(cfg, rd, unit):
     plan = stage_plan(cfg, rd)
     return "ok", len(plan), ""
+
+
+# ----------------------------------------------------------------------------- shared inputs
+_CACHE: dict = {}
+
+
+def _cached(key, make):
+    if key not in _CACHE:
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
+def stations_df(cfg: Config) -> pd.DataFrame:
+    from ..archive import load_inventory, stations_table
+
+    return _cached(("stations", str(cfg.archive.inventory), tuple(cfg.archive.stations)), lambda: stations_table(load_inventory(cfg.archive.inventory), cfg.archive.stations or None))
+
+
+def velocity_model(cfg: Config):
+    from ..velocity import resolve_model
+
+    return _cached(("model", cfg.velocity.model), lambda: resolve_model(cfg.velocity.model))
+
+
+def _events_path(rd: RunDir, name: str) -> Path:
+    return rd.root / "events" / f"{name}.parquet"
+
+
+# ----------------------------------------------------------------------------- detect
+@task("detect")
+def _detect_task(cfg, rd, unit):
+    from ..archive import ArchiveError, StationDay
+    from ..detect.runner import get_model, run_station_day, _inventory
+    from ..rundir import write_table
+    from .. import schema as S
+
+    sd = StationDay.from_unit(unit)
+    model = None
+    if cfg.detect.method == "cerp":
+        model = _cached(("cerp", cfg.detect.model, cfg.detect.device), lambda: get_model(cfg.detect.model, cfg.detect.device))
+    inv = _cached(("inv", str(cfg.archive.inventory)), lambda: _inventory(str(cfg.archive.inventory)))
+    try:
+        df = run_station_day(cfg, sd.station_id, sd.day, model=model, inventory=inv)
+    except ArchiveError as exc:
+        msg = str(exc)
+        return ("no_data" if ": no " in msg else "failed"), 0, msg
+    write_table(df, rd.picks_file(sd.day.isoformat(), sd.station_id), S.PICKS, where=unit)
+    n_p = int((df["phase"] == "P").sum()) if len(df) else 0
+    return "ok", len(df), f"P={n_p} S={len(df) - n_p}"
+
+
+def compact_picks(rd: RunDir) -> int:
+    """One file per day (``picks/day=D/all.parquet``) instead of one per station-day, so a
+    large run leaves no 10^6 small files; station files written later override the compacted
+    rows of their station."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ..rundir import write_table
+
+    n = 0
+    for ddir in sorted((rd.root / "picks").glob("day=*")):
+        files = sorted(f for f in ddir.glob("*.parquet") if f.name != "all.parquet")
+        if not files:
+            continue
+        new = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+        stations_new = set(f.stem for f in files)
+        allf = ddir / "all.parquet"
+        if allf.exists():
+            old = pq.read_table(allf)
+            old = old.filter(pa.compute.invert(pa.compute.is_in(old["station_id"], pa.array(sorted(stations_new)))))
+            new = pa.concat_tables([old, new], promote_options="default")
+        write_table(new, allf)
+        for f in files:
+            f.unlink()
+        n += len(files)
+    return n
+
+
+# ----------------------------------------------------------------------------- associate
+@task("associate")
+def _associate_task(cfg, rd, unit):
+    from ..associate import Associator, associate_partitioned
+    from ..rundir import write_table
+    from .summary import gather_picks
+    from .. import schema as S
+
+    compact_picks(rd)
+    picks = gather_picks(rd)
+    if picks is None or not len(picks):
+        return "ok", 0, "no picks"
+    picks = picks.sort_values(["time", "station_id"], kind="stable").reset_index(drop=True)
+    a = cfg.associate
+    assoc = Associator(
+        stations_df(cfg), velocity_model(cfg), max_residual_s=a.max_residual_s, min_stations=a.min_stations, min_p=a.min_p, min_s=a.min_s,
+        grid_spacing_km=a.grid_spacing_km, fine_spacing_km=a.fine_spacing_km, max_depth_km=min(cfg.velocity.max_depth_km, 30.0),
+    )
+    events, asg = associate_partitioned(picks, assoc, partition_s=a.partition_s, overlap_s=a.overlap_s)
+    events = events.assign(stage="associate")
+    for col, default in (("magnitude", np.nan), ("mag_type", ""), ("rms_s", np.nan)):
+        if col not in events:
+            events[col] = default
+    write_table(events, _events_path(rd, "associated"), S.EVENTS, where="associated events")
+    write_table(asg, _events_path(rd, "assignments"), S.ASSIGNMENTS, where="assignments")
+    return "ok", len(events), f"{len(events)} events from {len(picks)} picks"
+
+
+def assigned_picks(rd: RunDir) -> pd.DataFrame:
+    """Picks that belong to events: the assignment rows joined with the pick attributes
+    (amplitude, probability, channel) of the gathered picks."""
+    from .summary import gather_picks
+
+    asg = pd.read_parquet(_events_path(rd, "assignments"))
+    picks = gather_picks(rd)
+    if picks is None or not len(asg):
+        return asg
+    key = ["station_id", "phase", "time"]
+    extra = [c for c in ("amp_wa_mm", "probability", "snr", "channel", "network", "station", "location", "method", "model") if c in picks]
+    p = picks[key + extra].drop_duplicates(key)
+    return asg.merge(p, on=key, how="left")
+
+
+# ----------------------------------------------------------------------------- locate
+@task("locate")
+def _locate_task(cfg, rd, unit):
+    from ..locate.locator import locate_events
+    from ..locate.magnitude import event_magnitudes
+    from ..rundir import write_table
+    from .. import schema as S
+
+    ev = pd.read_parquet(_events_path(rd, "associated"))
+    if not len(ev):
+        write_table(ev, _events_path(rd, "located"), S.EVENTS)
+        return "ok", 0, "no events"
+    picks = assigned_picks(rd)
+    sta = stations_df(cfg)
+    located, residuals = locate_events(ev, picks, sta, velocity_model(cfg), params=cfg.locate)
+    located, station_mags = event_magnitudes(located, picks[picks.phase == "S"], sta, correction=cfg.magnitude.correction, min_stations=cfg.magnitude.min_stations)
+    located = located.assign(stage="locate")
+    if "located" in located:
+        located = located[located["located"].astype(bool)].reset_index(drop=True)
+    write_table(located, _events_path(rd, "located"), S.EVENTS, where="located events")
+    write_table(residuals, _events_path(rd, "residuals"))
+    write_table(station_mags, _events_path(rd, "station_magnitudes"))
+    return "ok", len(located), f"{len(located)} of {len(ev)} events located"
+
+
+# ----------------------------------------------------------------------------- xcorr
+@task("xcorr")
+def _xcorr_task(cfg, rd, unit):
+    from ..relocate.xcorr import station_dtcc
+    from ..rundir import write_table
+    from .. import schema as S
+
+    station_id = unit
+    ev_path = _events_path(rd, "located")
+    if not cfg.relocate.cc.enabled or not ev_path.exists():
+        return "ok", 0, "cc disabled" if not cfg.relocate.cc.enabled else "no located events"
+    ev = pd.read_parquet(ev_path)
+    picks = _cached(("assigned", str(rd.root), ev_path.stat().st_mtime_ns), lambda: assigned_picks(rd))
+    picks = picks[picks.station_id == station_id]
+    dtcc = station_dtcc(cfg, station_id, ev, picks, stations_df(cfg))
+    write_table(dtcc, rd.root / "dtcc" / f"{station_id}.parquet", S.DTCC, where=f"dtcc {station_id}")
+    return "ok", len(dtcc), f"{len(dtcc)} cc measurements"
+
+
+# ----------------------------------------------------------------------------- relocate
+@task("relocate")
+def _relocate_task(cfg, rd, unit):
+    from ..relocate.dd import relocate
+    from ..rundir import write_table
+
+    ev = pd.read_parquet(_events_path(rd, "located"))
+    if len(ev) < 2:
+        write_table(ev.assign(stage="relocate"), rd.root / "relocated" / "relocated.parquet")
+        return "ok", 0, "fewer than 2 located events"
+    picks = assigned_picks(rd)
+    files = sorted((rd.root / "dtcc").glob("*.parquet"))
+    dtcc = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
+    out = relocate(ev, picks, stations_df(cfg), velocity_model(cfg), dtcc=dtcc, params=cfg.relocate)
+    log = out.attrs.pop("relocate_log", None)
+    if log:
+        (rd.sub("logs") / "relocate.log").write_text("\n".join(map(str, log)) + "\n")
+    write_table(out, rd.root / "relocated" / "relocated.parquet")
+    return "ok", len(out), f"{len(out)} of {len(ev)} events relocated ({0 if dtcc is None else len(dtcc)} cc times)"
+
+
+# ----------------------------------------------------------------------------- catalog
+@task("catalog")
+def _catalog_task(cfg, rd, unit):
+    from ..catalog.writers import write_catalogs
+    from ..catalog.report import make_report
+
+    rel = rd.root / "relocated" / "relocated.parquet"
+    loc = _events_path(rd, "located")
+    src = rel if rel.exists() and len(pd.read_parquet(rel)) else loc
+    ev = pd.read_parquet(src)
+    picks = assigned_picks(rd) if _events_path(rd, "assignments").exists() else None
+    if picks is not None and len(picks):
+        picks = picks[picks.event_id.isin(ev.event_id)]
+    sta = stations_df(cfg)
+    arc_writer = None
+    try:
+        from ..formats.hypoinverse import write_arc_catalog as arc_writer  # noqa: F811
+    except ImportError:
+        arc_writer = None
+    out = rd.sub("catalogs")
+    paths = write_catalogs(ev, picks, sta, out, manifest_ref=str(rd.manifest), arc_writer=arc_writer)
+    truth = None
+    if cfg.archive.truth and (Path(cfg.archive.truth) / "events.parquet").exists():
+        truth = pd.read_parquet(Path(cfg.archive.truth) / "events.parquet")
+    make_report(rd.root, ev, picks, sta, truth_events=truth, out=out / "report.html", title=cfg.run.name)
+    return "ok", len(ev), f"{len(ev)} events from {src.relative_to(rd.root)}; " + ", ".join(sorted(paths))
