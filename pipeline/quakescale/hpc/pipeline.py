@@ -100,6 +100,7 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
     rd = prepare_run(cfg)
     wanted = [s for s in STAGES if (stages is None or s in stages) and s in _TASKS]
     timings = {}
+    did_work = False
     own_cluster = None
     try:
         for stage in wanted:
@@ -110,10 +111,12 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
                 if client is None and todo and len(todo) > 1:
                     client, own_cluster = _start_client(cfg, echo)
                 echo(f"{stage}: {len(todo)} unit(s) to do")
+                did_work |= bool(todo)
                 _map_chunks(cfg, rd, stage, chunks(todo, chunk_size(cfg, stage)), f, client, echo)
             else:
                 if f or "all" not in rd.done_units(stage):
                     rows = run_task(rd.root, stage, ["all"], force=True)
+                    did_work = True
                     for r in rows:
                         if r["state"] == "failed":
                             echo(f"{stage}: FAILED: {r['reason']}")
@@ -129,6 +132,12 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
                 own_cluster.close()
             except Exception:
                 pass
+    if not did_work and rd.summary.exists():
+        # nothing to do: a finished run is left byte-for-byte as it was
+        echo("run: everything already done; nothing changed")
+        import json
+
+        return json.loads(rd.summary.read_text())
     summary = build_summary(cfg, rd, extra={"timings_s": timings})
     manifest(cfg, rd, timings)
     return summary

@@ -38,25 +38,26 @@ def day_noise_factor(t_s: np.ndarray) -> np.ndarray:
     return 1.0 + 1.5 * np.exp(-0.5 * ((hour - 13.5) / 3.5) ** 2)
 
 
-_SOS_BAND = signal.butter(2, [1.0, 20.0], btype="bandpass", fs=FS, output="sos")
-_SOS_MICRO = signal.butter(2, [0.1, 0.5], btype="bandpass", fs=FS, output="sos")
-_SOS_HF = signal.butter(2, [20.0, 35.0], btype="bandpass", fs=FS, output="sos")
+_SOS_BAND = signal.butter(2, [1.0, 30.0], btype="bandpass", fs=FS, output="sos")
+_SOS_MICRO = signal.butter(2, [0.1, 0.4], btype="bandpass", fs=2.0, output="sos")
 
 
 def make_noise(n: int, t0_s: float, band_rms_counts: float, rng: np.random.Generator) -> np.ndarray:
-    """(3, n) float32 noise in counts whose 1-20 Hz RMS is ``band_rms_counts`` at night."""
+    """(3, n) float32 noise in counts whose 1-20 Hz RMS is ~``band_rms_counts`` at night.
+
+    Broadband 1-30 Hz ambient noise (day/night modulated) plus a stronger 0.1-0.4 Hz microseism
+    synthesised at 2 Hz and interpolated (what the 1-20 Hz band-pass must remove)."""
     out = np.empty((3, n), np.float32)
-    env = day_noise_factor(t0_s + np.arange(0, n, 100) / FS).astype(np.float32)
+    env = day_noise_factor(t0_s + np.arange(0, n, 100) / FS)
     env = np.repeat(env, 100)[:n]
+    m = n // 50 + 2
+    tm = np.arange(m) * 50.0
     for c in range(3):
-        w = rng.standard_normal(n).astype(np.float64)
-        band = signal.sosfilt(_SOS_BAND, w)
+        band = signal.sosfilt(_SOS_BAND, rng.standard_normal(n))
         band *= band_rms_counts / max(band[: min(n, 200000)].std(), 1e-30)
-        micro = signal.sosfilt(_SOS_MICRO, rng.standard_normal(n))
-        micro *= 8.0 * band_rms_counts / max(micro[: min(n, 200000)].std(), 1e-30)
-        hf = signal.sosfilt(_SOS_HF, rng.standard_normal(n))
-        hf *= 0.5 * band_rms_counts / max(hf[: min(n, 200000)].std(), 1e-30)
-        out[c] = ((band + hf) * env + micro).astype(np.float32)
+        micro = signal.sosfilt(_SOS_MICRO, rng.standard_normal(m))
+        micro *= 8.0 * band_rms_counts / max(micro.std(), 1e-30)
+        out[c] = band * env + np.interp(np.arange(n), tm, micro)
     return out
 
 
