@@ -11,7 +11,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.quakescale-installed
 DEMO_OUT ?= demo-run
 
-.PHONY: install demo test test-fast bench containers sysdeps clean
+.PHONY: install demo test test-fast bench containers slurm-up slurm-down sysdeps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,8 +44,17 @@ bench: install
 	@mkdir -p bench-out
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b --quick --out bench-out/$$(basename $$b .py).json || exit 1; done
 
-containers:
-	$(MAKE) -C containers all
+containers: containers/quakescale-gpu.sif containers/quakescale-cpu.sif   ## Apptainer images (needs apptainer)
+
+containers/quakescale-%.sif: containers/%.def pyproject.toml README.md $(shell find pipeline -name '*.py')
+	@command -v apptainer >/dev/null || { echo "apptainer not found: https://apptainer.org/docs/admin/main/installation.html"; exit 1; }
+	apptainer build --force $@ $<
+
+slurm-up:     ## single-node SLURM for tests (root, Debian)
+	bash slurm/local/start.sh
+
+slurm-down:
+	bash slurm/local/stop.sh
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out .pytest_cache

@@ -109,23 +109,55 @@ def _print_plan(p):
 
 @app.command()
 def status(config: Path = typer.Argument(..., help="Run config (YAML).")):
-    """Done / failed / pending per stage, from the run directory (and squeue when SLURM is there)."""
+    """Done / failed / pending per stage from the run directory, queued / running from squeue."""
+    from .hpc.array import format_stage_status, squeue, stage_status
     from .hpc.stages import STAGES, stage_units
     from .rundir import RunDir
 
     cfg = _load(config)
     rd = RunDir(cfg.run.out_dir)
+    expected = {}
+    for stage in STAGES:
+        try:
+            expected[stage] = len(stage_units(cfg, rd, stage)) if stage != "plan" else 1
+        except FileNotFoundError:
+            expected[stage] = None
+    try:
+        rows = squeue()
+    except (RuntimeError, OSError):
+        rows = []
+    df = stage_status(rd.root, expected=expected, squeue_rows=rows, stages=STAGES)
+    typer.echo(format_stage_status(df))
     for stage in STAGES:
         st = rd.read_status(stage)
-        try:
-            n = len(stage_units(cfg, rd, stage)) if stage != "plan" else 1
-        except FileNotFoundError:
-            n = 0
-        ok = int(st.state.isin(["ok", "no_data"]).sum()) if len(st) else 0
-        failed = int((st.state == "failed").sum()) if len(st) else 0
-        typer.echo(f"{stage:10s} done {ok:6d}  failed {failed:6d}  pending {max(n - ok - failed, 0):6d}")
         for r in st[st.state == "failed"].head(5).itertuples() if len(st) else []:
-            typer.echo(f"    failed {r.unit}: {r.reason[:160]}")
+            typer.echo(f"  failed {stage} {r.unit}: {r.reason[:160]}")
+
+
+@app.command()
+def submit(
+    config: Path = typer.Argument(..., help="Run config (YAML) with compute.backend: array (or any backend: scripts are the same)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Render the sbatch scripts into RUN/jobs/ without submitting."),
+):
+    """Render sbatch job arrays into RUN/jobs/ (detect array -> associate -> locate -> xcorr array -> relocate -> catalog, chained afterok) and submit them."""
+    from .hpc.array import render_jobs, submit_run
+    from .hpc.stages import prepare_run, read_plan, run_task, station_ids
+
+    cfg = _load(config)
+    rd = prepare_run(cfg)
+    rows = run_task(rd.root, "plan", ["all"], force=True)
+    if rows and rows[0]["state"] == "failed":
+        _fail(rows[0]["reason"])
+    units = {"detect": len(read_plan(rd)), "xcorr": len(station_ids(cfg))}
+    if dry_run:
+        specs = render_jobs(cfg, units, run_dir=rd.root, config_path=rd.config, max_array_size=1000)
+        for sp in specs:
+            typer.echo(f"{sp.stage}: {sp.script}" + (f" --array={sp.array}" if sp.array else ""))
+        return
+    ids = submit_run(cfg, units, run_dir=rd.root, config_path=rd.config)
+    for stage, jobs in ids.items():
+        typer.echo(f"{stage}: {' '.join(jobs)}")
+    typer.echo(f"scripts in {rd.root / 'jobs'}; follow with: quakescale status {config}")
 
 
 @app.command()

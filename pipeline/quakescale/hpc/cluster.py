@@ -1,0 +1,182 @@
+"""Dask clusters for the ``local`` and ``slurm`` backends.
+
+``make_cluster(cfg.compute, pool="gpu"|"cpu")``:
+- ``local``: a ``dask.distributed.LocalCluster`` sized from the machine (one pool serves all);
+- ``slurm``: a dask-jobqueue ``SLURMCluster`` for one pool, adaptive between the pool's
+  ``min_jobs`` and ``max_jobs``.  The GPU pool's workers carry the resource ``GPU=1`` so that
+  detection tasks submitted with ``resources=task_resources(compute, "detect")`` land only there;
+  the worker's Python is wrapped in ``apptainer exec --nv --bind ... IMAGE python`` when
+  ``compute.image_gpu`` (or ``image_cpu`` for the CPU pool) is set.  Scheduler and workers use
+  ``compute.interface`` (``lo`` for a single-node test cluster, ``ib0``/``eth0`` on a real one).
+
+The job script of a worker comes from dask-jobqueue's template, filled with the same prologue and
+placement directives (partition, account, qos, gres, extras; quoted) as the sbatch array scripts
+of ``array.py`` -- see ``jobscript.py``.  Lost workers: the scheduler reruns their tasks on other
+workers (up to ``distributed.scheduler.allowed-failures`` times); workers get a ``--lifetime``
+a few minutes short of the walltime so adaptive scaling replaces them before SLURM kills them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable
+
+from dask_jobqueue.slurm import SLURMJob
+
+from .containers import POOLS, python_argv, shell_line
+from .jobscript import SlurmJobScript, check_walltime, directive_quote, memory_mb, placement_directives, prologue_lines
+
+__all__ = ["QuakeScaleSLURMJob", "default_local_workers", "task_resources", "walltime_seconds", "slurm_cluster_kwargs", "make_cluster"]
+
+
+class QuakeScaleSLURMJob(SLURMJob):
+    """dask-jobqueue's SLURM job whose script is rendered by :class:`jobscript.SlurmJobScript`
+    from ``jobs/dask-worker.sbatch.tmpl`` -- the same renderer as the sbatch array scripts.
+    dask-jobqueue still decides the directives' content (cores, memory, walltime, job name) and
+    the worker command; the extras/prologue come from ``jobscript`` (see
+    :func:`slurm_cluster_kwargs`)."""
+
+    def job_script(self) -> str:
+        directives = [line.split(None, 1)[1] for line in self.job_header.splitlines() if line.startswith("#SBATCH ")]
+        return SlurmJobScript(
+            name=self.job_name or "dask-worker",
+            command=(),
+            command_text=self._command_template,
+            directives=directives,
+            prologue=[p for p in self._job_script_prologue if p],
+            template="dask-worker.sbatch.tmpl",
+            shebang=self.shebang,
+        ).render()
+
+
+def default_local_workers(threads_per_worker: int = 1, memory_per_worker_bytes: float = 2e9) -> int:
+    """Workers for a LocalCluster: CPUs / threads, but not more than memory / 2 GB, at least 1."""
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        ncpu = os.cpu_count() or 1
+    try:
+        import psutil
+
+        mem = psutil.virtual_memory().total
+    except Exception:  # psutil missing: CPUs decide
+        mem = float("inf")
+    return max(1, min(ncpu // max(1, threads_per_worker), int(mem // memory_per_worker_bytes)))
+
+
+def task_resources(compute, stage: str) -> dict | None:
+    """Dask ``resources=`` of a stage's tasks: ``{"GPU": 1}`` for detect on the slurm backend."""
+    if compute.backend == "slurm" and stage == "detect":
+        return {"GPU": 1}
+    return None
+
+
+def walltime_seconds(walltime: str) -> int:
+    """SLURM time string (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH[:MM[:SS]]``) -> seconds."""
+    s = check_walltime(walltime)
+    days = 0
+    if "-" in s:
+        d, s = s.split("-", 1)
+        days = int(d)
+        parts = [int(x) for x in s.split(":")] + [0] * (3 - len(s.split(":")))
+        h, m, sec = parts[:3]
+    else:
+        parts = [int(x) for x in s.split(":")]
+        if len(parts) == 1:
+            h, m, sec = 0, parts[0], 0
+        elif len(parts) == 2:
+            h, m, sec = 0, parts[0], parts[1]
+        else:
+            h, m, sec = parts
+    return ((days * 24 + h) * 60 + m) * 60 + sec
+
+
+def _pool(compute, pool: str):
+    if pool not in POOLS:
+        raise ValueError(f"pool {pool!r}: allowed values: {list(POOLS)}")
+    return compute.gpu_pool if pool == "gpu" else compute.cpu_pool
+
+
+def slurm_cluster_kwargs(compute, pool: str = "cpu", *, run_dir=None, binds: Iterable = (), name: str = "quakescale") -> dict:
+    """Keyword arguments of ``dask_jobqueue.SLURMCluster`` for one pool of ``compute``."""
+    p = _pool(compute, pool)
+    field = f"compute.{pool}_pool"
+    memory_mb(p.memory, field + ".memory")  # validate early, with the field named
+    walltime = check_walltime(p.walltime, field + ".walltime")
+    directives = placement_directives(p, field)
+    if run_dir is not None:
+        logs = Path(run_dir).resolve() / "logs" / "dask"
+        logs.mkdir(parents=True, exist_ok=True)
+        directives.append(f"--output={directive_quote(logs / f'{pool}-%j.out', 'run directory')}")
+    extra_args: list[str] = []
+    if pool == "gpu":
+        extra_args += ["--resources", "GPU=1"]
+    wall_s = walltime_seconds(walltime)
+    if wall_s > 900:
+        extra_args += ["--lifetime", f"{wall_s - 300}s", "--lifetime-stagger", "60s"]
+    safe_name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", name)[:40]
+    return dict(
+        cores=int(p.cores),
+        processes=1,
+        memory=str(p.memory),
+        walltime=walltime,
+        queue=None,  # partition/account are written by placement_directives, quoted
+        account=None,
+        job_name=f"qs-{safe_name}-{pool}",
+        interface=compute.interface,
+        job_script_prologue=prologue_lines(compute.prologue),
+        job_extra_directives=directives,
+        worker_extra_args=extra_args,
+        python=shell_line(python_argv(compute, pool, binds)),
+        scheduler_options={"dashboard_address": ":0"},
+        log_directory=None,
+        job_cls=QuakeScaleSLURMJob,
+    )
+
+
+def make_cluster(compute, pool: str = "cpu", *, run_dir=None, binds: Iterable | None = None, name: str | None = None,
+                 adapt: bool = True, **overrides):
+    """A Dask cluster for ``compute.backend``: LocalCluster (local) or SLURMCluster (slurm).
+
+    ``compute``: ``cfg.compute``, or the whole ``cfg`` (then the container binds default to
+    ``containers.config_binds(cfg, run_dir)`` and the job name to ``cfg.run.name``).
+    ``pool`` picks the SLURM pool (``gpu`` for detection, ``cpu`` for the rest); the local backend
+    has one pool.  ``binds``: bind paths of the container.  ``overrides`` go to the cluster class.
+    The ``array`` backend has no cluster (``array.py``).
+    """
+    if hasattr(compute, "compute"):  # a whole Config
+        cfg = compute
+        compute = cfg.compute
+        if binds is None and (compute.image_gpu or compute.image_cpu):
+            from .containers import config_binds
+
+            binds = config_binds(cfg, run_dir if run_dir is not None else cfg.run.out_dir)
+        name = name or cfg.run.name
+    binds = binds or ()
+    name = name or "quakescale"
+    if compute.backend == "local":
+        from dask.distributed import LocalCluster
+
+        kw = dict(
+            n_workers=compute.n_workers or default_local_workers(compute.threads_per_worker),
+            threads_per_worker=compute.threads_per_worker,
+            processes=True,
+            dashboard_address=":0",
+        )
+        if compute.interface:
+            kw["interface"] = compute.interface
+        kw.update(overrides)
+        return LocalCluster(**kw)
+    if compute.backend == "slurm":
+        from dask_jobqueue import SLURMCluster
+
+        kw = slurm_cluster_kwargs(compute, pool, run_dir=run_dir, binds=binds, name=name)
+        kw.update(overrides)
+        cluster = SLURMCluster(**kw)
+        if adapt:
+            p = _pool(compute, pool)
+            cluster.adapt(minimum_jobs=p.min_jobs, maximum_jobs=max(p.max_jobs, p.min_jobs))
+        return cluster
+    raise ValueError(f"compute.backend {compute.backend!r} has no Dask cluster (array mode submits sbatch job arrays: quakescale submit)")
