@@ -99,8 +99,14 @@ class AssociateSection(_Section):
     min_stations: int = Field(4, ge=1)
     min_p: int = Field(0, ge=0)
     min_s: int = Field(0, ge=0)
+    min_picks: int = Field(0, ge=0)  # P + S picks within max_residual_s
+    max_rms_s: Optional[float] = Field(None, gt=0)
     grid_spacing_km: float = Field(2.0, gt=0)
     fine_spacing_km: float = Field(0.5, gt=0)
+    detect_spacing_km: float = Field(10.0, gt=0)
+    max_depth_km: float = Field(30.0, gt=0)
+    margin_km: float = Field(20.0, ge=0)
+    max_passes: int = Field(3, ge=1)
     partition_s: float = Field(3600.0, gt=0)
     overlap_s: float = Field(120.0, ge=0)
 
@@ -346,10 +352,16 @@ detect:
 associate:
   max_residual_s: 2.0          # seed/PALM: travel-time residual threshold
   min_stations: 4              # seed/PALM: stations that must agree
-  min_p: 0
-  min_s: 0
-  grid_spacing_km: 2.0         # coarse grid, then fine
-  fine_spacing_km: 0.5
+  min_p: 0                     # minimum P picks of an event
+  min_s: 0                     # minimum S picks
+  min_picks: 0                 # minimum P + S picks (raise it when many false picks)
+  max_rms_s: null              # optional residual-RMS limit
+  grid_spacing_km: 2.0         # spatial search: coarse grid, then finer down to ...
+  fine_spacing_km: 0.5         # ... this spacing
+  detect_spacing_km: 10.0      # grid of the origin-time clustering (candidate detection)
+  max_depth_km: 30.0           # depths searched
+  margin_km: 20.0              # search region: the stations' box plus this margin
+  max_passes: 3                # passes over the picks left unassociated
   partition_s: 3600.0          # picks are associated in time partitions ...
   overlap_s: 120.0             # ... with this overlap (events at a boundary are merged once)
 locate:

@@ -245,7 +245,9 @@ def _associate_task(cfg, rd, unit):
     a = cfg.associate
     assoc = Associator(
         stations_df(cfg), velocity_model(cfg), max_residual_s=a.max_residual_s, min_stations=a.min_stations, min_p=a.min_p, min_s=a.min_s,
-        grid_spacing_km=a.grid_spacing_km, fine_spacing_km=a.fine_spacing_km, max_depth_km=min(cfg.velocity.max_depth_km, 30.0),
+        min_picks=a.min_picks, max_rms_s=a.max_rms_s, grid_spacing_km=a.grid_spacing_km, fine_spacing_km=a.fine_spacing_km,
+        detect_spacing_km=a.detect_spacing_km, max_depth_km=min(a.max_depth_km, cfg.velocity.max_depth_km), margin_km=a.margin_km,
+        max_passes=a.max_passes,
     )
     events, asg = associate_partitioned(picks, assoc, partition_s=a.partition_s, overlap_s=a.overlap_s)
     events = events.assign(stage="associate")
