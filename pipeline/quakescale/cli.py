@@ -209,13 +209,14 @@ def _print_summary(summary: dict):
 def run(
     config: Path = typer.Argument(..., help="Run config (YAML)."),
     stages: Optional[List[str]] = typer.Option(None, "--stage", help="Run only these stages (repeatable)."),
-    force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even where finished (repeatable)."),
+    force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even where finished (repeatable); later stages follow."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry units that failed before (their reasons: quakescale status)."),
 ):
     """Run the whole pipeline (plan -> detect -> associate -> locate -> xcorr -> relocate -> catalog); resumes."""
     from .hpc.pipeline import run_pipeline
 
     cfg = _load(config)
-    summary = run_pipeline(cfg, stages=stages or None, force=set(force or []), echo=typer.echo)
+    summary = run_pipeline(cfg, stages=stages or None, force=set(force or []), echo=typer.echo, retry_failed=retry_failed)
     _print_summary(summary)
 
 

@@ -78,6 +78,7 @@ def write_text(text: str, path) -> Path:
 class RunDir:
     def __init__(self, root) -> None:
         self.root = Path(root)
+        self.config_changed = False
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.root)!r})"
@@ -157,7 +158,7 @@ class RunDir:
             p.unlink(missing_ok=True)
         return out
 
-    def done_units(self, stage: str, states=("ok", "no_data")) -> set[str]:
+    def done_units(self, stage: str, states=("ok", "no_data", "skipped")) -> set[str]:
         st = self.read_status(stage)
         if not len(st):
             return set()

@@ -73,50 +73,64 @@ def manifest(cfg: Config, rd: RunDir, timings: dict, extra: dict | None = None) 
     return m
 
 
-def _map_chunks(cfg: Config, rd: RunDir, stage: str, parts: list[list[str]], force: bool, client, echo) -> None:
+def _map_chunks(cfg: Config, rd: RunDir, stage: str, parts: list[list[str]], force: bool, client, echo) -> list[dict]:
+    rows: list[dict] = []
     if not parts:
-        return
+        return rows
     if client is None:
         for i, p in enumerate(parts, 1):
-            run_task(rd.root, stage, p, force)
+            rows += run_task(rd.root, stage, p, force, True)
             echo(f"  {stage}: chunk {i}/{len(parts)}")
-        return
+        return rows
     from distributed import as_completed
 
-    resources = {"GPU": 1} if (stage == "detect" and cfg.compute.backend == "slurm" and cfg.compute.gpu_pool.gpus > 0) else None
-    futs = [client.submit(run_task, str(rd.root), stage, p, force, key=f"{stage}-{i}-{abs(hash(tuple(p)))}", retries=2, pure=False, resources=resources) for i, p in enumerate(parts)]
+    from .cluster import task_resources
+
+    resources = task_resources(cfg.compute, stage)
+    futs = {client.submit(run_task, str(rd.root), stage, p, force, True, key=f"{stage}-{i}-{abs(hash(tuple(p)))}", retries=2, pure=False, resources=resources): p for i, p in enumerate(parts)}
     t0 = time.time()
     done_units = 0
-    for i, f in enumerate(as_completed(futs), 1):
-        f.result()
-        done_units += len(parts[futs.index(f)])
+    for i, f in enumerate(as_completed(list(futs)), 1):
+        rows += f.result()
+        done_units += len(futs[f])
         rate = done_units / max(time.time() - t0, 1e-9)
         echo(f"  {stage}: {i}/{len(parts)} tasks, {done_units} units, {rate:.2f} units/s")
+    return rows
 
 
-def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client=None) -> dict:
+def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client=None, retry_failed: bool = False) -> dict:
+    """Run the stages in order.  A stage runs its pending units (all of them with ``force``);
+    once a stage produced new output, every later stage is redone, so the catalog always
+    follows its inputs.  Failed units are retried only with ``retry_failed``."""
     from .summary import build_summary
 
     rd = prepare_run(cfg)
     wanted = [s for s in STAGES if (stages is None or s in stages) and s in _TASKS]
     timings = {}
     did_work = False
+    upstream_changed = False
     own_cluster = None
     try:
         for stage in wanted:
             t0 = time.time()
-            f = stage in force
+            f = stage in force or upstream_changed or (stage == "plan" and rd.config_changed)
             if stage in FANNED:
-                todo = pending_units(cfg, rd, stage, force=f)
+                todo = pending_units(cfg, rd, stage, force=f, retry_failed=retry_failed)
                 if client is None and todo and len(todo) > 1:
                     client, own_cluster = _start_client(cfg, echo)
                 echo(f"{stage}: {len(todo)} unit(s) to do")
                 did_work |= bool(todo)
-                _map_chunks(cfg, rd, stage, chunks(todo, chunk_size(cfg, stage)), f, client, echo)
+                rows = _map_chunks(cfg, rd, stage, chunks(todo, chunk_size(cfg, stage)), f, client, echo)
+                upstream_changed |= any(r["state"] in ("ok", "skipped") for r in rows)
+                n_failed = sum(r["state"] == "failed" for r in rows)
+                if n_failed:
+                    echo(f"{stage}: {n_failed} unit(s) failed (reasons: quakescale status; retry: --retry-failed)")
             else:
-                if f or "all" not in rd.done_units(stage):
+                if f or "all" not in rd.done_units(stage, ("ok", "no_data", "skipped") + (() if retry_failed else ("failed",))):
                     rows = run_task(rd.root, stage, ["all"], force=True)
                     did_work = True
+                    if stage != "plan":  # a new plan adds units; it does not invalidate done ones
+                        upstream_changed |= any(r["state"] in ("ok", "skipped") for r in rows)
                     for r in rows:
                         if r["state"] == "failed":
                             echo(f"{stage}: FAILED: {r['reason']}")

@@ -36,9 +36,11 @@ def prepare_run(cfg: Config) -> RunDir:
     """Create the run directory and write the resolved config workers will read."""
     rd = RunDir(cfg.run.out_dir)
     rd.root.mkdir(parents=True, exist_ok=True)
+    rd.config_changed = False
     if rd.config.exists():
         old = load_config(rd.config, check_paths=False)
         if old.digest() != cfg.digest():
+            rd.config_changed = True
             # a changed config is recorded; finished units stay valid only for unchanged stages
             write_json({"previous_config_digest": old.digest(), "new_config_digest": cfg.digest(), "time": time.time()}, rd.root / "logs" / f"config-change-{int(time.time())}.json")
     save_config(cfg, rd.config)
@@ -103,11 +105,21 @@ def chunk_of(cfg: Config, rd: RunDir, stage: str, chunk: int) -> list[str]:
     return units[chunk * size : (chunk + 1) * size]
 
 
-def pending_units(cfg: Config, rd: RunDir, stage: str, force: bool = False) -> list[str]:
+DONE = ("ok", "no_data", "skipped")
+
+
+def settled_states(retry_failed: bool) -> tuple:
+    """States that a rerun leaves alone: done ones, and failed ones unless ``retry_failed``
+    (a failure records a deterministic reason, e.g. a corrupt file; retrying it blindly
+    would redo work on every rerun)."""
+    return DONE if retry_failed else DONE + ("failed",)
+
+
+def pending_units(cfg: Config, rd: RunDir, stage: str, force: bool = False, retry_failed: bool = False) -> list[str]:
     units = stage_units(cfg, rd, stage)
     if force:
         return units
-    done = rd.done_units(stage)
+    done = rd.done_units(stage, settled_states(retry_failed))
     return [u for u in units if u not in done]
 
 
@@ -123,13 +135,16 @@ def task(stage):
     return deco
 
 
-def run_task(run_dir, stage: str, units: list[str], force: bool = False) -> list[dict]:
-    """Run ``units`` of ``stage`` in this process; returns the status rows written."""
+def run_task(run_dir, stage: str, units: list[str], force: bool = False, retry_failed: bool = True) -> list[dict]:
+    """Run ``units`` of ``stage`` in this process; returns the status rows written.
+
+    Units already done are skipped unless ``force``; failed units are retried when
+    ``retry_failed`` (the default for an explicit call: an array task or a named unit)."""
     rd = RunDir(run_dir)
     cfg = run_config(run_dir)
     if stage not in _TASKS:
         raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
-    done = set() if force else rd.done_units(stage)
+    done = set() if force else rd.done_units(stage, settled_states(retry_failed))
     rows = []
     for u in units:
         if u in done:
@@ -300,9 +315,31 @@ def _locate_task(cfg, rd, unit):
 
 
 # ----------------------------------------------------------------------------- xcorr
+def station_windows(cfg: Config, station_id: str, picks: pd.DataFrame, pre_s: float, post_s: float):
+    """The waveform windows of one station around its picks: each day is read once and cut,
+    so memory holds windows, not days."""
+    import datetime as dt
+
+    from obspy import Stream, UTCDateTime
+
+    from ..archive import ArchiveError, read_station_day
+
+    st = Stream()
+    t = pd.to_datetime(picks["time"], utc=True)
+    for day, grp in t.groupby(t.dt.date):
+        try:
+            day_st = read_station_day(cfg.archive.sds_root, station_id, day, cfg.archive.channels)
+        except ArchiveError:
+            continue
+        for ts in grp:
+            u = UTCDateTime(ts.to_pydatetime())
+            st += day_st.slice(u - pre_s, u + post_s).split()
+    return st
+
+
 @task("xcorr")
 def _xcorr_task(cfg, rd, unit):
-    from ..relocate.xcorr import station_dtcc
+    from ..relocate.xcorr import XCorrParams, station_dtcc
     from ..rundir import write_table
     from .. import schema as S
 
@@ -312,8 +349,16 @@ def _xcorr_task(cfg, rd, unit):
         return "ok", 0, "cc disabled" if not cfg.relocate.cc.enabled else "no located events"
     ev = pd.read_parquet(ev_path)
     picks = _cached(("assigned", str(rd.root), ev_path.stat().st_mtime_ns), lambda: assigned_picks(rd))
-    picks = picks[picks.station_id == station_id]
-    dtcc = station_dtcc(cfg, station_id, ev, picks, stations_df(cfg))
+    picks = picks[(picks.station_id == station_id) & picks.event_id.isin(ev.event_id)]
+    prm = XCorrParams.from_config(cfg.relocate.cc)
+    sta = stations_df(cfg).set_index("station_id")
+    if station_id not in sta.index or not len(picks):
+        dtcc = S.DTCC.empty_table().to_pandas()
+    else:
+        pad = prm.filter_pad_s + prm.max_lag_s + 1.0
+        stream = station_windows(cfg, station_id, picks, pad + max(prm.p_window_s[0], prm.s_window_s[0]), pad + max(prm.p_window_s[1], prm.s_window_s[1]))
+        latlon = (float(sta.loc[station_id, "latitude"]), float(sta.loc[station_id, "longitude"]))
+        dtcc = station_dtcc(stream, picks, ev, station_id, station_latlon=latlon, params=prm)
     write_table(dtcc, rd.root / "dtcc" / f"{station_id}.parquet", S.DTCC, where=f"dtcc {station_id}")
     return "ok", len(dtcc), f"{len(dtcc)} cc measurements"
 
@@ -331,7 +376,17 @@ def _relocate_task(cfg, rd, unit):
     picks = assigned_picks(rd)
     files = sorted((rd.root / "dtcc").glob("*.parquet"))
     dtcc = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
-    out = relocate(ev, picks, stations_df(cfg), velocity_model(cfg), dtcc=dtcc, params=cfg.relocate)
+    sta = stations_df(cfg)[["station_id", "latitude", "longitude", "elevation_m"]]
+    from ..relocate.dd import DDError
+
+    try:
+        out = relocate(ev, picks, sta, velocity_model(cfg), dtcc=dtcc, params=cfg.relocate)
+    except DDError as exc:
+        if "nothing to relocate" not in str(exc):
+            raise
+        write_table(ev.iloc[0:0].assign(stage="relocate"), rd.root / "relocated" / "relocated.parquet")
+        return "skipped", 0, f"not relocated: {exc}"
+
     log = out.attrs.pop("relocate_log", None)
     if log:
         (rd.sub("logs") / "relocate.log").write_text("\n".join(map(str, log)) + "\n")

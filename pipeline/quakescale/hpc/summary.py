@@ -31,6 +31,12 @@ def stage_summary(rd: RunDir) -> dict:
     return out
 
 
+def _ns(values) -> np.ndarray:
+    """UTC times (any pandas/numpy form, tz-aware or not) as int64 nanoseconds."""
+    t = pd.to_datetime(pd.Series(values), utc=True).dt.tz_convert(None)
+    return t.to_numpy().astype("datetime64[ns]").astype(np.int64)
+
+
 def pick_errors(picks: pd.DataFrame, truth: pd.DataFrame, tol_s: float = 0.5) -> dict:
     """Match picks to truth arrivals (same station and phase, nearest within ``tol_s``)."""
     res = {}
@@ -43,8 +49,8 @@ def pick_errors(picks: pd.DataFrame, truth: pd.DataFrame, tol_s: float = 0.5) ->
             pp = p[p.station_id == sid]
             if not len(pp):
                 continue
-            pt = np.sort(pp["time"].to_numpy().astype("datetime64[ns]").astype(np.int64))
-            tt = tg["time"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+            pt = np.sort(_ns(pp["time"]))
+            tt = _ns(tg["time"])
             i = np.clip(np.searchsorted(pt, tt), 1, len(pt) - 1) if len(pt) > 1 else np.zeros(len(tt), int)
             cand = np.stack([pt[np.maximum(i - 1, 0)], pt[i]]) - tt[None, :]
             best = cand[np.argmin(np.abs(cand), axis=0), np.arange(len(tt))] / 1e9
@@ -71,8 +77,8 @@ def event_errors(events: pd.DataFrame, truth: pd.DataFrame, max_dt_s: float = 1.
 
     if not len(events):
         return dict(n_events=0, n_truth=int(len(truth)), recall=0.0, precision=None)
-    et = events["time"].to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9
-    tt = truth["time"].to_numpy().astype("datetime64[ns]").astype(np.int64) / 1e9
+    et = _ns(events["time"]) / 1e9
+    tt = _ns(truth["time"]) / 1e9
     order = np.argsort(tt)
     used = np.zeros(len(truth), bool)
     pairs = []
@@ -120,7 +126,9 @@ def build_summary(cfg: Config, rd: RunDir, extra: dict | None = None) -> dict:
             vs["picks"] = pick_errors(pk, tp)
         for stage, path in (("associate", rd.root / "events" / "associated.parquet"), ("locate", rd.root / "events" / "located.parquet"), ("relocate", rd.root / "relocated" / "relocated.parquet")):
             if path.exists():
-                vs[stage] = event_errors(pd.read_parquet(path), te)
+                df = pd.read_parquet(path)
+                if len(df) or stage != "relocate":
+                    vs[stage] = event_errors(df, te)
         summary["vs_truth"] = vs
     if extra:
         summary.update(extra)
