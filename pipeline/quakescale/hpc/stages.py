@@ -332,7 +332,7 @@ def station_windows(cfg: Config, station_id: str, picks: pd.DataFrame, pre_s: fl
         except ArchiveError:
             continue
         for ts in grp:
-            u = UTCDateTime(ts.to_pydatetime())
+            u = UTCDateTime(ns=int(ts.as_unit("ns").value))
             st += day_st.slice(u - pre_s, u + post_s).split()
     return st
 

@@ -1,0 +1,540 @@
+"""HypoDD file formats: readers and writers.
+
+- phase file (``.pha``, ph2dt input): ``# yr mo dy hr mn sc lat lon dep mag eh ez rms id`` headers
+  followed by ``STA tt weight PHA`` lines (travel time since origin, s);
+- ``event.dat`` / ``event.sel``: ``date(yyyymmdd) time(hhmmsscc) lat lon dep mag eh ez rms id``;
+- ``station.dat``: ``STA lat lon [elev_m]``;
+- ``dt.ct``: ``# id1 id2`` then ``STA t1 t2 weight PHA``;
+- ``dt.cc``: ``# id1 id2 otc`` then ``STA dt cc PHA``;
+- ``hypoDD.inp`` (HypoDD 1.x layout: file names, IDAT IPHA DIST, OBSCC OBSCT, ISTART ISOLV NSET,
+  NSET weighting lines, NLAY RATIO, TOP, VEL, CID, IDs);
+- ``hypoDD.loc`` / ``hypoDD.reloc`` / ``hypoDD.res`` / ``hypoDD.sta``.
+
+Formats follow the Fortran FORMAT statements of ph2dt/hypoDD so that files written here are
+read by hypoDD and compare line by line with its own outputs.  Readers are whitespace based
+and name the file and line on bad input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "HypoDDFormatError",
+    "read_pha",
+    "write_pha",
+    "read_station_dat",
+    "write_station_dat",
+    "read_event_dat",
+    "write_event_dat",
+    "read_dtct",
+    "write_dtct",
+    "read_dtcc",
+    "write_dtcc",
+    "IterationSet",
+    "HypoDDInp",
+    "read_hypodd_inp",
+    "write_hypodd_inp",
+    "read_reloc",
+    "write_reloc",
+    "read_loc",
+    "write_loc",
+    "write_res",
+    "write_sta",
+]
+
+
+class HypoDDFormatError(ValueError):
+    pass
+
+
+def _ts(yr, mo, dy, hr, mn, sc) -> pd.Timestamp:
+    return pd.Timestamp(year=int(yr), month=int(mo), day=int(dy), tz="UTC") + pd.to_timedelta(
+        int(hr) * 3600 + int(mn) * 60, unit="s"
+    ) + pd.to_timedelta(round(float(sc) * 1e6), unit="us")
+
+
+# ----------------------------------------------------------------------------- phase file
+def read_pha(path):
+    """Read a HypoDD phase file.  Returns ``(events, phases)``:
+    events: event_id, time (UTC), latitude, longitude, depth_km, magnitude, eh_km, ez_km, rms_s;
+    phases: event_id, station, travel_time_s, weight, phase."""
+    path = Path(path)
+    evs, phs = [], []
+    cur = None
+    with open(path) as fh:
+        for n, line in enumerate(fh, 1):
+            s = line.strip()
+            if not s:
+                continue
+            tok = s.split()
+            if tok[0] == "#" or tok[0].startswith("#"):
+                if tok[0] != "#":
+                    tok = ["#", tok[0][1:]] + tok[1:]
+                if len(tok) < 15:
+                    raise HypoDDFormatError(f"{path}:{n}: event line needs 14 fields after '#', got {s!r}")
+                try:
+                    yr, mo, dy, hr, mn = (int(float(t)) for t in tok[1:6])
+                    sc = float(tok[6])
+                    lat, lon, dep, mag, eh, ez, rms = (float(t) for t in tok[7:14])
+                    eid = int(tok[14])
+                except ValueError as exc:
+                    raise HypoDDFormatError(f"{path}:{n}: bad event line {s!r}: {exc}") from None
+                cur = eid
+                evs.append(dict(event_id=eid, time=_ts(yr, mo, dy, hr, mn, sc), latitude=lat, longitude=lon,
+                                depth_km=dep, magnitude=mag, eh_km=eh, ez_km=ez, rms_s=rms))
+            else:
+                if cur is None:
+                    raise HypoDDFormatError(f"{path}:{n}: phase line before the first '#' event line")
+                if len(tok) < 4:
+                    raise HypoDDFormatError(f"{path}:{n}: phase line needs 'STA tt weight PHA', got {s!r}")
+                try:
+                    phs.append(dict(event_id=cur, station=tok[0], travel_time_s=float(tok[1]),
+                                    weight=float(tok[2]), phase=tok[3].upper()))
+                except ValueError as exc:
+                    raise HypoDDFormatError(f"{path}:{n}: bad phase line {s!r}: {exc}") from None
+    ev = pd.DataFrame(evs, columns=["event_id", "time", "latitude", "longitude", "depth_km", "magnitude",
+                                    "eh_km", "ez_km", "rms_s"])
+    ph = pd.DataFrame(phs, columns=["event_id", "station", "travel_time_s", "weight", "phase"])
+    return ev, ph
+
+
+def write_pha(events: pd.DataFrame, phases: pd.DataFrame, path) -> Path:
+    path = Path(path)
+    groups = {k: g for k, g in phases.groupby("event_id", sort=False)}
+    lines = []
+    for r in events.itertuples(index=False):
+        t = pd.Timestamp(r.time)
+        sec = t.second + t.microsecond * 1e-6
+        mag = getattr(r, "magnitude", 0.0)
+        mag = 0.0 if mag is None or not np.isfinite(mag) else mag
+        lines.append(
+            f"# {t.year:4d} {t.month:2d} {t.day:2d} {t.hour:2d} {t.minute:2d} {sec:6.3f} "
+            f"{r.latitude:.5f} {r.longitude:.5f} {r.depth_km:.3f} {mag:.2f} "
+            f"{getattr(r, 'eh_km', 0.0):.2f} {getattr(r, 'ez_km', 0.0):.2f} {getattr(r, 'rms_s', 0.0):.2f} {int(r.event_id)}"
+        )
+        g = groups.get(r.event_id)
+        if g is not None:
+            for p in g.itertuples(index=False):
+                lines.append(f"{p.station} {p.travel_time_s:.4f} {p.weight:.4f} {p.phase}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- stations
+def read_station_dat(path) -> pd.DataFrame:
+    """``STA lat lon [elev_m]`` per line.  Returns station, latitude, longitude, elevation_m."""
+    path = Path(path)
+    rows = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        tok = line.split()
+        if not tok:
+            continue
+        if len(tok) < 3:
+            raise HypoDDFormatError(f"{path}:{n}: station line needs 'STA lat lon [elev]', got {line!r}")
+        try:
+            rows.append(dict(station=tok[0], latitude=float(tok[1]), longitude=float(tok[2]),
+                             elevation_m=float(tok[3]) if len(tok) > 3 else 0.0))
+        except ValueError as exc:
+            raise HypoDDFormatError(f"{path}:{n}: bad station line {line!r}: {exc}") from None
+    df = pd.DataFrame(rows, columns=["station", "latitude", "longitude", "elevation_m"])
+    dup = df["station"][df["station"].duplicated()]
+    if len(dup):
+        raise HypoDDFormatError(f"{path}: station(s) listed twice: {sorted(set(dup))}")
+    return df
+
+
+def write_station_dat(stations: pd.DataFrame, path, elevation: bool = False) -> Path:
+    col = "station" if "station" in stations else "station_id"
+    lines = []
+    for r in stations.itertuples(index=False):
+        sta = getattr(r, col).split(".")[-1] if col == "station_id" else getattr(r, col)
+        s = f"{sta:<7s} {r.latitude:10.5f} {r.longitude:11.5f}"
+        if elevation:
+            s += f" {getattr(r, 'elevation_m', 0.0):8.1f}"
+        lines.append(s)
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- event.dat
+def read_event_dat(path) -> pd.DataFrame:
+    """event.dat / event.sel: ``yyyymmdd hhmmsscc lat lon dep mag eh ez rms id``."""
+    path = Path(path)
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        tok = line.split()
+        if not tok:
+            continue
+        if len(tok) < 10:
+            raise HypoDDFormatError(f"{path}:{n}: event line needs 10 fields, got {line!r}")
+        try:
+            date, tim = int(tok[0]), int(tok[1])
+            lat, lon, dep, mag, eh, ez, rms = (float(t) for t in tok[2:9])
+            eid = int(tok[9])
+        except ValueError as exc:
+            raise HypoDDFormatError(f"{path}:{n}: bad event line {line!r}: {exc}") from None
+        yr, mo, dy = date // 10000, (date % 10000) // 100, date % 100
+        hr, mn, cs = tim // 1000000, (tim % 1000000) // 10000, tim % 10000
+        rows.append(dict(event_id=eid, time=_ts(yr, mo, dy, hr, mn, cs / 100.0), latitude=lat, longitude=lon,
+                         depth_km=dep, magnitude=mag, eh_km=eh, ez_km=ez, rms_s=rms, date=date, hhmmsscc=tim))
+    return pd.DataFrame(rows, columns=["event_id", "time", "latitude", "longitude", "depth_km", "magnitude",
+                                       "eh_km", "ez_km", "rms_s", "date", "hhmmsscc"])
+
+
+def _date_time_ints(t) -> tuple[int, int]:
+    t = pd.Timestamp(t)
+    cs = int(round((t.second + t.microsecond * 1e-6) * 100))
+    return t.year * 10000 + t.month * 100 + t.day, t.hour * 1000000 + t.minute * 10000 + cs
+
+
+def write_event_dat(events: pd.DataFrame, path) -> Path:
+    lines = []
+    for r in events.itertuples(index=False):
+        date, tim = _date_time_ints(r.time)
+        mag = getattr(r, "magnitude", 0.0)
+        mag = 0.0 if mag is None or not np.isfinite(mag) else mag
+        lines.append(f"{date:8d}  {tim:8d}  {r.latitude:8.4f}  {r.longitude:9.4f}  {r.depth_km:9.3f}  {mag:5.2f}  "
+                     f"{getattr(r, 'eh_km', 0.0):6.2f}  {getattr(r, 'ez_km', 0.0):6.2f}  {getattr(r, 'rms_s', 0.0):5.2f} {int(r.event_id):10d}")
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- dt.ct / dt.cc
+def read_dtct(path) -> pd.DataFrame:
+    """dt.ct -> event_id_1, event_id_2, station, t1_s, t2_s, weight, phase (file order kept)."""
+    path = Path(path)
+    e1, e2, sta, t1, t2, wt, ph = [], [], [], [], [], [], []
+    a = b = None
+    with open(path) as fh:
+        for n, line in enumerate(fh, 1):
+            tok = line.split()
+            if not tok:
+                continue
+            if tok[0] == "#":
+                try:
+                    a, b = int(tok[1]), int(tok[2])
+                except (IndexError, ValueError):
+                    raise HypoDDFormatError(f"{path}:{n}: pair line needs '# id1 id2', got {line.rstrip()!r}") from None
+                continue
+            if a is None or len(tok) < 5:
+                raise HypoDDFormatError(f"{path}:{n}: expected 'STA t1 t2 weight PHA' after a '# id1 id2' line, got {line.rstrip()!r}")
+            try:
+                t1.append(float(tok[1])); t2.append(float(tok[2])); wt.append(float(tok[3]))
+            except ValueError:
+                raise HypoDDFormatError(f"{path}:{n}: bad numbers in {line.rstrip()!r}") from None
+            e1.append(a); e2.append(b); sta.append(tok[0]); ph.append(tok[4].upper())
+    return pd.DataFrame({"event_id_1": np.asarray(e1, np.int64), "event_id_2": np.asarray(e2, np.int64),
+                         "station": sta, "t1_s": t1, "t2_s": t2, "weight": wt, "phase": ph})
+
+
+def write_dtct(dt: pd.DataFrame, path) -> Path:
+    """ph2dt layout: ``'#',1x,i9,1x,i9`` and ``a7,1x,f7.3,1x,f7.3,1x,f6.4,1x,a1``."""
+    out = []
+    e1 = dt["event_id_1"].to_numpy()
+    e2 = dt["event_id_2"].to_numpy()
+    new = np.ones(len(dt), bool)
+    new[1:] = (e1[1:] != e1[:-1]) | (e2[1:] != e2[:-1])
+    for i, r in enumerate(dt.itertuples(index=False)):
+        if new[i]:
+            out.append(f"# {r.event_id_1:9d} {r.event_id_2:9d}")
+        out.append(f"{r.station[:7]:<7s} {r.t1_s:7.3f} {r.t2_s:7.3f} {r.weight:6.4f} {r.phase}")
+    Path(path).write_text("\n".join(out) + "\n")
+    return Path(path)
+
+
+def read_dtcc(path) -> pd.DataFrame:
+    """dt.cc -> event_id_1, event_id_2, station, dt_s, cc, phase, otc_s."""
+    path = Path(path)
+    rows = []
+    a = b = None
+    otc = 0.0
+    with open(path) as fh:
+        for n, line in enumerate(fh, 1):
+            tok = line.split()
+            if not tok:
+                continue
+            if tok[0] == "#":
+                try:
+                    a, b = int(tok[1]), int(tok[2])
+                    otc = float(tok[3]) if len(tok) > 3 else 0.0
+                except (IndexError, ValueError):
+                    raise HypoDDFormatError(f"{path}:{n}: pair line needs '# id1 id2 [otc]', got {line.rstrip()!r}") from None
+                continue
+            if a is None or len(tok) < 4:
+                raise HypoDDFormatError(f"{path}:{n}: expected 'STA dt cc PHA' after a '# id1 id2 otc' line, got {line.rstrip()!r}")
+            try:
+                rows.append((a, b, tok[0], float(tok[1]), float(tok[2]), tok[3].upper(), otc))
+            except ValueError:
+                raise HypoDDFormatError(f"{path}:{n}: bad numbers in {line.rstrip()!r}") from None
+    return pd.DataFrame(rows, columns=["event_id_1", "event_id_2", "station", "dt_s", "cc", "phase", "otc_s"])
+
+
+def write_dtcc(dtcc: pd.DataFrame, path) -> Path:
+    """HypoDD dt.cc; accepts ``station`` or ``station_id`` (NET.STA -> STA)."""
+    sta_col = "station" if "station" in dtcc else "station_id"
+    df = dtcc.sort_values(["event_id_1", "event_id_2"], kind="stable")
+    out = []
+    for (a, b), g in df.groupby(["event_id_1", "event_id_2"], sort=False):
+        otc = float(g["otc_s"].iloc[0]) if "otc_s" in g else 0.0
+        out.append(f"# {int(a):9d} {int(b):9d} {otc:8.3f}")
+        for r in g.itertuples(index=False):
+            sta = getattr(r, sta_col)
+            if sta_col == "station_id":
+                sta = sta.split(".")[-1]
+            out.append(f"{sta:<7s} {r.dt_s:10.5f} {r.cc:7.4f} {r.phase}")
+    Path(path).write_text("\n".join(out) + ("\n" if out else ""))
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- hypoDD.inp
+@dataclass
+class IterationSet:
+    """One line of hypoDD.inp's weighting block.  Negative values (-9) switch a cut off;
+    residual cut offs >= 1 are multiples of the MAD, below 1 seconds (as in HypoDD)."""
+
+    niter: int
+    wt_ccp: float = -9.0
+    wt_ccs: float = -9.0
+    maxres_cc: float = -9.0
+    maxdist_cc_km: float = -9.0
+    wt_ctp: float = 1.0
+    wt_cts: float = 0.5
+    maxres_ct: float = -9.0
+    maxdist_ct_km: float = -9.0
+    damp: float = 80.0
+
+
+@dataclass
+class HypoDDInp:
+    path: Path
+    fn_cc: str = ""
+    fn_ct: str = ""
+    fn_eve: str = "event.dat"
+    fn_sta: str = "station.dat"
+    fn_loc: str = "hypoDD.loc"
+    fn_reloc: str = "hypoDD.reloc"
+    fn_stares: str = "hypoDD.sta"
+    fn_res: str = "hypoDD.res"
+    fn_srcpar: str = "hypoDD.src"
+    idat: int = 2
+    ipha: int = 3
+    maxdist_km: float = 250.0
+    minobs_cc: int = 0
+    minobs_ct: int = 8
+    istart: int = 2
+    isolv: int = 2
+    sets: list[IterationSet] = field(default_factory=list)
+    nlay: int = 0
+    vpvs: float = 1.73
+    top_km: list[float] = field(default_factory=list)
+    vp_kms: list[float] = field(default_factory=list)
+    cid: int = 0
+    ids: list[int] = field(default_factory=list)
+
+    def resolve(self, name: str) -> Path | None:
+        if not name:
+            return None
+        p = Path(name)
+        return p if p.is_absolute() else (self.path.parent / p)
+
+    def model(self):
+        from ..velocity import LayeredModel
+
+        return LayeredModel.from_vpvs(self.top_km, self.vp_kms, vpvs=self.vpvs, name=f"{self.path.name}")
+
+
+def _data_lines(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line[:1] == "*" or line[1:2] == "*":
+            continue
+        out.append((n, line))
+    return out
+
+
+def read_hypodd_inp(path) -> HypoDDInp:
+    """Read a HypoDD 1.x ``hypoDD.inp`` (the layout of the distributed examples and of the
+    Italy demo).  Blank data lines are file names left empty (e.g. no dt.cc)."""
+    path = Path(path)
+    lines = _data_lines(path)
+    if lines and lines[0][1].strip().startswith(("hypoDD_2", "hypoDD_v2")):
+        raise HypoDDFormatError(f"{path}: HypoDD 2.x control files (first line 'hypoDD_2') are not supported; "
+                                "use the 1.x layout (file names, IDAT IPHA DIST, OBSCC OBSCT, ...)")
+    if len(lines) < 17:
+        raise HypoDDFormatError(f"{path}: too few data lines ({len(lines)}) for a hypoDD.inp")
+    inp = HypoDDInp(path=path)
+    names = [ln.strip() for _, ln in lines[:9]]
+    (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta, inp.fn_loc, inp.fn_reloc, inp.fn_stares, inp.fn_res,
+     inp.fn_srcpar) = names
+    rest = [(n, ln) for n, ln in lines[9:] if ln.strip()]
+
+    def nums(i, k, what):
+        n, ln = rest[i]
+        tok = ln.replace(",", " ").split()
+        try:
+            vals = [float(t) for t in tok[:k]]
+        except ValueError:
+            raise HypoDDFormatError(f"{path}:{n}: expected {what}, got {ln.strip()!r}") from None
+        if len(vals) < k:
+            raise HypoDDFormatError(f"{path}:{n}: expected {k} values ({what}), got {ln.strip()!r}")
+        return vals
+
+    try:
+        inp.idat, inp.ipha, inp.maxdist_km = (lambda v: (int(v[0]), int(v[1]), v[2]))(nums(0, 3, "IDAT IPHA DIST"))
+        inp.minobs_cc, inp.minobs_ct = (int(v) for v in nums(1, 2, "OBSCC OBSCT"))
+        inp.istart, inp.isolv, nset = (int(v) for v in nums(2, 3, "ISTART ISOLV NSET"))
+        i = 3
+        for _ in range(nset):
+            v = nums(i, 10, "NITER WTCCP WTCCS WRCC WDCC WTCTP WTCTS WRCT WDCT DAMP")
+            inp.sets.append(IterationSet(int(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]))
+            i += 1
+        nl, ratio = nums(i, 2, "NLAY RATIO")
+        inp.nlay, inp.vpvs = int(nl), ratio
+        inp.top_km = nums(i + 1, inp.nlay, "TOP (one per layer)")
+        inp.vp_kms = nums(i + 2, inp.nlay, "VEL (one per layer)")
+        i += 3
+        if i < len(rest):
+            inp.cid = int(nums(i, 1, "CID")[0])
+            i += 1
+        ids = []
+        for _, ln in rest[i:]:
+            for t in ln.replace(",", " ").split():
+                try:
+                    ids.append(int(t))
+                except ValueError:
+                    pass
+        inp.ids = ids
+    except IndexError:
+        raise HypoDDFormatError(f"{path}: file ends before the control block is complete") from None
+    return inp
+
+
+def write_hypodd_inp(inp: HypoDDInp, path) -> Path:
+    L = ["* hypoDD.inp written by QuakeScale", inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta, inp.fn_loc,
+         inp.fn_reloc, inp.fn_stares, inp.fn_res, inp.fn_srcpar,
+         "* IDAT IPHA DIST", f"  {inp.idat} {inp.ipha} {inp.maxdist_km:g}",
+         "* OBSCC OBSCT", f"  {inp.minobs_cc} {inp.minobs_ct}",
+         "* ISTART ISOLV NSET", f"  {inp.istart} {inp.isolv} {len(inp.sets)}",
+         "* NITER WTCCP WTCCS WRCC WDCC WTCTP WTCTS WRCT WDCT DAMP"]
+    for s in inp.sets:
+        L.append(f"  {s.niter} {s.wt_ccp:g} {s.wt_ccs:g} {s.maxres_cc:g} {s.maxdist_cc_km:g} {s.wt_ctp:g} "
+                 f"{s.wt_cts:g} {s.maxres_ct:g} {s.maxdist_ct_km:g} {s.damp:g}")
+    L += ["* NLAY RATIO", f"  {len(inp.top_km)} {inp.vpvs:g}", "* TOP", " ".join(f"{t:g}" for t in inp.top_km),
+          "* VEL", " ".join(f"{v:g}" for v in inp.vp_kms), "* CID", f"  {inp.cid}", "* ID",
+          " ".join(str(i) for i in inp.ids)]
+    Path(path).write_text("\n".join(L) + "\n")
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- outputs
+RELOC_COLUMNS = ["event_id", "latitude", "longitude", "depth_km", "x_m", "y_m", "z_m", "ex_m", "ey_m", "ez_m",
+                 "year", "month", "day", "hour", "minute", "second", "magnitude", "n_cc_p", "n_cc_s", "n_ct_p",
+                 "n_ct_s", "rms_cc_s", "rms_ct_s", "cluster"]
+LOC_COLUMNS = RELOC_COLUMNS[:17] + ["cluster"]
+
+
+def _read_table(path, columns) -> pd.DataFrame:
+    path = Path(path)
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        tok = line.split()
+        if not tok:
+            continue
+        if len(tok) < len(columns):
+            raise HypoDDFormatError(f"{path}:{n}: expected {len(columns)} columns, got {len(tok)}")
+        vals = []
+        for t in tok[: len(columns)]:
+            try:
+                vals.append(float(t))
+            except ValueError:
+                vals.append(np.nan)  # Fortran overflow '****'
+        rows.append(vals)
+    df = pd.DataFrame(rows, columns=columns)
+    for c in ("event_id", "year", "month", "day", "hour", "minute", "cluster", "n_cc_p", "n_cc_s", "n_ct_p", "n_ct_s"):
+        if c in df:
+            df[c] = df[c].astype(np.int64)
+    if len(df):
+        base = pd.to_datetime(dict(year=df.year, month=df.month, day=df.day), utc=True)
+        df["time"] = base + pd.to_timedelta(df.hour * 3600 + df.minute * 60, unit="s") + pd.to_timedelta(
+            df.second, unit="s")
+    else:
+        df["time"] = pd.Series([], dtype="datetime64[ns, UTC]")
+    return df
+
+
+def read_reloc(path) -> pd.DataFrame:
+    return _read_table(path, RELOC_COLUMNS)
+
+
+def read_loc(path) -> pd.DataFrame:
+    return _read_table(path, LOC_COLUMNS)
+
+
+def _f(v, w, d):
+    s = f"{v:{w}.{d}f}"
+    return s if len(s) <= w else "*" * w
+
+
+def _time_parts(t):
+    t = pd.Timestamp(t)
+    sec = t.second + t.microsecond * 1e-6 + t.nanosecond * 1e-9
+    return t.year, t.month, t.day, t.hour, t.minute, sec
+
+
+def write_reloc(df: pd.DataFrame, path) -> Path:
+    """hypoDD.reloc: ``i9,1x,f10.6,1x,f11.6,1x,f9.3,3(1x,f10.1),3(1x,f8.1),1x,i4,4(1x,i2),1x,f6.3,
+    1x,f5.2,4(1x,i5),2(1x,f6.3),1x,i3``."""
+    out = []
+    for r in df.itertuples(index=False):
+        yr, mo, dy, hr, mn, sc = _time_parts(r.time)
+        out.append(
+            f"{int(r.event_id):9d} {_f(r.latitude, 10, 6)} {_f(r.longitude, 11, 6)} {_f(r.depth_km, 9, 3)} "
+            f"{_f(r.x_m, 10, 1)} {_f(r.y_m, 10, 1)} {_f(r.z_m, 10, 1)} {_f(r.ex_m, 8, 1)} {_f(r.ey_m, 8, 1)} "
+            f"{_f(r.ez_m, 8, 1)} {yr:4d} {mo:2d} {dy:2d} {hr:2d} {mn:2d} {_f(sc, 6, 3)} {_f(r.magnitude, 5, 2)} "
+            f"{int(r.n_cc_p):5d} {int(r.n_cc_s):5d} {int(r.n_ct_p):5d} {int(r.n_ct_s):5d} "
+            f"{_f(r.rms_cc_s, 6, 3)} {_f(r.rms_ct_s, 6, 3)} {int(r.cluster):3d}"
+        )
+    Path(path).write_text("\n".join(out) + ("\n" if out else ""))
+    return Path(path)
+
+
+def write_loc(df: pd.DataFrame, path) -> Path:
+    """hypoDD.loc (initial locations), same leading columns as .reloc, f5.2 seconds."""
+    out = []
+    for r in df.itertuples(index=False):
+        yr, mo, dy, hr, mn, sc = _time_parts(r.time)
+        out.append(
+            f"{int(r.event_id):9d} {_f(r.latitude, 10, 6)} {_f(r.longitude, 11, 6)} {_f(r.depth_km, 9, 3)} "
+            f"{_f(r.x_m, 10, 1)} {_f(r.y_m, 10, 1)} {_f(r.z_m, 10, 1)} {_f(r.ex_m, 8, 1)} {_f(r.ey_m, 8, 1)} "
+            f"{_f(r.ez_m, 8, 1)} {yr:4d} {mo:2d} {dy:2d} {hr:2d} {mn:2d} {_f(sc, 5, 2)} {_f(r.magnitude, 5, 2)} "
+            f"{int(r.cluster):3d}"
+        )
+    Path(path).write_text("\n".join(out) + ("\n" if out else ""))
+    return Path(path)
+
+
+def write_res(res: pd.DataFrame, path) -> Path:
+    """hypoDD.res: ``a7,1x,f12.7,1x,i9,1x,i9,1x,i1,1x,f9.4,1x,f12.6,1x,f11.6,1x,f8.1`` with a
+    header line (STA DT C1 C2 IDX QUAL RES [ms] WT OFFS)."""
+    out = ["STA           DT        C1        C2    IDX     QUAL    RES [ms]   WT         OFFS"]
+    for r in res.itertuples(index=False):
+        out.append(f"{r.station[:7]:<7s} {_f(r.dt_s, 12, 7)} {int(r.event_id_1):9d} {int(r.event_id_2):9d} "
+                   f"{int(r.idx):1d} {_f(r.qual, 9, 4)} {_f(r.res_ms, 12, 6)} {_f(r.wt, 11, 6)} {_f(r.offs_m, 8, 1)}")
+    Path(path).write_text("\n".join(out) + "\n")
+    return Path(path)
+
+
+def write_sta(sta: pd.DataFrame, path) -> Path:
+    """hypoDD.sta: ``a7,1x,f9.4,1x,f9.4,1x,f9.4,1x,f9.4,4(1x,i7),1x,f9.4,1x,f9.4,1x,i3``."""
+    out = []
+    for r in sta.itertuples(index=False):
+        out.append(f"{r.station[:7]:<7s} {_f(r.latitude, 9, 4)} {_f(r.longitude, 9, 4)} {_f(r.dist_km, 9, 4)} "
+                   f"{_f(r.az_deg, 9, 4)} {int(r.n_cc_p):7d} {int(r.n_cc_s):7d} {int(r.n_ct_p):7d} {int(r.n_ct_s):7d} "
+                   f"{_f(r.rms_cc_s, 9, 4)} {_f(r.rms_ct_s, 9, 4)} {int(r.cluster):3d}")
+    Path(path).write_text("\n".join(out) + ("\n" if out else ""))
+    return Path(path)

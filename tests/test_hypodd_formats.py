@@ -1,0 +1,129 @@
+"""HypoDD file formats: reading the reference files of real HypoDD/ph2dt/FDTCC runs, writing
+them back in the same layout."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quakescale.formats import hypodd as H
+
+ITALY = Path("/work/shared/data/real_demo_italy2016/hypoDD")
+FDTCC = Path("/work/shared/data/fdtcc_ridgecrest2019")
+need_italy = pytest.mark.skipif(not ITALY.exists(), reason=f"reference data {ITALY} not present")
+need_fdtcc = pytest.mark.skipif(not FDTCC.exists(), reason=f"reference data {FDTCC} not present")
+
+
+@need_italy
+def test_read_italy_phase_event_station_files():
+    ev, ph = H.read_pha(ITALY / "italy.pha")
+    assert len(ev) == 659 and len(ph) == 20536  # ph2dt.log: events total 659, phases 20536
+    first = ev.iloc[0]
+    assert first.event_id == 1 and first.latitude == pytest.approx(42.8085) and first.depth_km == pytest.approx(6.63)
+    assert first.time == pd.Timestamp("2016-10-14T00:00:09.270Z")
+    assert set(ph.phase) == {"P", "S"}
+    sel = H.read_event_dat(ITALY / "event.sel")
+    assert len(sel) == 659
+    m = ev.merge(sel, on="event_id")
+    assert np.allclose(m.latitude_x, m.latitude_y) and np.allclose(m.depth_km_x, m.depth_km_y)
+    # ph2dt truncates origin seconds to centiseconds (int(rtime)) in event.sel
+    assert (abs((m.time_x - m.time_y).dt.total_seconds()) < 0.0101).all()
+    st = H.read_station_dat(ITALY / "station.dat")
+    assert len(st) == 60 and {"AM05", "ARRO"} <= set(st.station)
+
+
+@need_italy
+def test_dtct_roundtrip_is_byte_identical(tmp_path):
+    ref = ITALY / "dt.ct"
+    dt = H.read_dtct(ref)
+    assert len(dt) == 33913 + 42161  # ph2dt.log P + S pairs selected
+    assert dt.groupby(["event_id_1", "event_id_2"]).ngroups == 4370
+    out = H.write_dtct(dt, tmp_path / "dt.ct")
+    a = [ln.rstrip() for ln in ref.read_text().splitlines()]
+    b = [ln.rstrip() for ln in out.read_text().splitlines()]
+    assert a == b
+
+
+@need_italy
+def test_hypodd_inp_italy():
+    inp = H.read_hypodd_inp(ITALY / "hypoDD.inp")
+    assert inp.fn_cc == "" and inp.fn_ct == "dt.ct" and inp.fn_eve == "event.sel" and inp.fn_reloc == "hypoDD.reloc"
+    assert (inp.idat, inp.ipha, inp.maxdist_km) == (2, 3, 250)
+    assert (inp.minobs_cc, inp.minobs_ct, inp.istart, inp.isolv) == (0, 8, 2, 2)
+    assert [s.niter for s in inp.sets] == [4, 4, 4, 4]
+    assert [s.damp for s in inp.sets] == [80, 80, 60, 60]
+    assert [s.wt_cts for s in inp.sets] == [1, 0.8, 0.5, 0.3]
+    assert [s.maxres_ct for s in inp.sets] == [-9, 0.5, 0.2, 0.2]
+    assert [s.maxdist_ct_km for s in inp.sets] == [-9, 8, 5, 2]
+    assert inp.vpvs == pytest.approx(1.82) and inp.top_km == [0, 1, 5, 9, 13, 21, 31]
+    assert inp.vp_kms[0] == pytest.approx(5.65) and inp.cid == 1
+    m = inp.model()
+    assert m.vs_kms[0] == pytest.approx(5.65 / 1.82)
+
+
+def test_hypodd_inp_roundtrip(tmp_path):
+    inp = H.HypoDDInp(path=tmp_path / "x.inp", fn_cc="dt.cc", fn_ct="dt.ct", idat=3, sets=[H.IterationSet(5, 0.01, 0.005, -9, -9, 1, 0.5, -9, -9, 50),
+                                                                                   H.IterationSet(5, 1, 0.5, 6, 4, 0.01, 0.005, 6, 6, 30)],
+                      top_km=[0.0, 4.0], vp_kms=[5.2, 6.0], vpvs=1.73, cid=0)
+    p = H.write_hypodd_inp(inp, tmp_path / "x.inp")
+    back = H.read_hypodd_inp(p)
+    assert back.fn_cc == "dt.cc" and back.idat == 3 and len(back.sets) == 2
+    assert back.sets[1].maxdist_cc_km == 4 and back.sets[1].damp == 30 and back.top_km == [0.0, 4.0]
+
+
+@need_italy
+def test_reloc_loc_read_write(tmp_path):
+    ref = H.read_reloc(ITALY / "hypoDD.reloc")
+    assert len(ref) == 539 and ref.cluster.eq(1).all()
+    r0 = ref.iloc[0]
+    assert (r0.event_id, r0.n_ct_p, r0.n_ct_s) == (1, 72, 48) and r0.rms_cc_s == -9.0
+    assert r0.time == pd.Timestamp("2016-10-14T00:00:09.060Z")
+    back = H.read_reloc(H.write_reloc(ref, tmp_path / "r.reloc"))
+    for c in ("latitude", "longitude", "depth_km", "x_m", "ez_m", "rms_ct_s"):
+        assert np.allclose(back[c], ref[c], atol=1e-6), c
+    assert (back.time == ref.time).all()
+    loc = H.read_loc(ITALY / "hypoDD.loc")
+    assert len(loc) == 652
+    back = H.read_loc(H.write_loc(loc, tmp_path / "l.loc"))
+    assert np.allclose(back.latitude, loc.latitude) and (abs((back.time - loc.time).dt.total_seconds()) < 0.006).all()
+
+
+@need_fdtcc
+def test_dtcc_read_write(tmp_path):
+    cc = H.read_dtcc(FDTCC / "dt.cc")
+    assert list(cc.station) == ["B917", "B917", "B918", "B921"]
+    assert list(cc.phase) == ["P", "S", "S", "P"]
+    assert cc.dt_s.tolist() == [0.0932, 0.1432, 0.0232, 0.0932] and cc.cc.tolist() == [0.96, 0.84, 0.87, 0.98]
+    back = H.read_dtcc(H.write_dtcc(cc, tmp_path / "dt.cc"))
+    assert np.allclose(back.dt_s, cc.dt_s) and list(back.station) == list(cc.station)
+    # NET.STA ids are written as STA
+    cc2 = cc.assign(station_id="PB." + cc.station).drop(columns="station")
+    back = H.read_dtcc(H.write_dtcc(cc2, tmp_path / "dt2.cc"))
+    assert list(back.station) == list(cc.station)
+
+
+def test_pha_roundtrip(tmp_path):
+    ev = pd.DataFrame({"event_id": [3, 9], "time": pd.to_datetime(["2014-08-03T08:30:10.123Z", "2014-08-03T09:00:00.000Z"]),
+                       "latitude": [27.1, 27.11], "longitude": [103.3, 103.31], "depth_km": [9.5, 10.0], "magnitude": [2.1, -0.3]})
+    ph = pd.DataFrame({"event_id": [3, 3, 9], "station": ["L01", "L02", "L01"], "travel_time_s": [2.5, 4.25, 3.0],
+                       "weight": [1.0, 0.5, -1.0], "phase": ["P", "S", "P"]})
+    e2, p2 = H.read_pha(H.write_pha(ev, ph, tmp_path / "x.pha"))
+    assert list(e2.event_id) == [3, 9] and np.allclose(e2.magnitude, [2.1, -0.3])
+    assert e2.time.iloc[0] == pd.Timestamp("2014-08-03T08:30:10.123Z")
+    assert p2.weight.tolist() == [1.0, 0.5, -1.0] and p2.travel_time_s.tolist() == [2.5, 4.25, 3.0]
+
+
+def test_bad_input_names_file_and_line(tmp_path):
+    p = tmp_path / "bad.ct"
+    p.write_text("# 1 2\nSTA1 1.0 x 1.0 P\n")
+    with pytest.raises(H.HypoDDFormatError, match=r"bad.ct:2"):
+        H.read_dtct(p)
+    p = tmp_path / "station.dat"
+    p.write_text("A 1 2\nA 1 2\n")
+    with pytest.raises(H.HypoDDFormatError, match="listed twice"):
+        H.read_station_dat(p)
+    p = tmp_path / "v2.inp"
+    p.write_text("hypoDD_2\n" + "x\n" * 30)
+    with pytest.raises(H.HypoDDFormatError, match="2.x"):
+        H.read_hypodd_inp(p)

@@ -1,0 +1,203 @@
+"""Double-difference relocation: ph2dt against the reference dt.ct, the solver against
+HypoDD's relocation of the Italy 2016 day, a synthetic world with known truth, solver modes and
+failure modes, and the real hypoDD backend when it is installed."""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # LSQR's many small BLAS calls; the test machine is shared
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quakescale.formats import hypodd as H
+from quakescale.geo import LocalProjection
+from quakescale.relocate import dd
+from quakescale.relocate.pairs import nr_indexx, ph2dt
+
+ITALY = Path("/work/shared/data/real_demo_italy2016/hypoDD")
+need_italy = pytest.mark.skipif(not ITALY.exists(), reason=f"reference data {ITALY} not present")
+
+
+def test_nr_indexx_orders_like_a_sort():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=200)
+    assert np.array_equal(a[nr_indexx(a)], np.sort(a))
+    assert nr_indexx([5.0]).tolist() == [0]
+    ties = [1.0, 0.5, 1.0, 0.5, 1.0]
+    idx = nr_indexx(ties)
+    assert sorted(idx.tolist()) == list(range(5)) and np.all(np.diff(np.asarray(ties)[idx]) >= 0)
+
+
+@need_italy
+def test_ph2dt_matches_reference_dtct():
+    ev, ph = H.read_pha(ITALY / "italy.pha")
+    st = H.read_station_dat(ITALY / "station.dat")
+    # ph2dt.inp: MINWGHT MAXDIST MAXSEP MAXNGH MINLNK MINOBS MAXOBS = 0 300 10 10 8 8 50
+    dt, sel, stats = ph2dt(ev, ph, st, 0, 300, 10, 10, 8, 8, 50)
+    # the counts of ph2dt.log
+    assert (stats.p_pairs_total, stats.s_pairs_total, stats.outliers) == (34316, 42824, 201)
+    assert (stats.p_selected, stats.s_selected, stats.weakly_linked, stats.n_pairs) == (33913, 42161, 11, 4370)
+    ref = H.read_dtct(ITALY / "dt.ct")
+    key = ["event_id_1", "event_id_2", "station", "phase"]
+    assert set(map(tuple, dt[key].to_numpy())) == set(map(tuple, ref[key].to_numpy()))  # identical observations
+    m = dt.merge(ref, on=key)
+    assert len(m) == len(ref) == len(dt)
+    assert np.array_equal(np.round(m.t1_s_x, 3), np.round(m.t1_s_y, 3)) and np.array_equal(np.round(m.t2_s_x, 3), np.round(m.t2_s_y, 3))
+    assert np.allclose(m.weight_x, m.weight_y)
+    # pair order identical; line order within pairs identical except near-ties in station distance
+    pairs = dt[["event_id_1", "event_id_2"]].drop_duplicates().to_numpy()
+    rpairs = ref[["event_id_1", "event_id_2"]].drop_duplicates().to_numpy()
+    assert np.array_equal(pairs, rpairs)
+    same = (dt[key].to_numpy() == ref[key].to_numpy()).all(1).mean()
+    assert same > 0.999
+
+
+@need_italy
+def test_ph2dt_fast_path_matches_reference():
+    from quakescale.relocate.pairs import ph2dt_fast
+
+    ev, ph = H.read_pha(ITALY / "italy.pha")
+    st = H.read_station_dat(ITALY / "station.dat")
+    dt = ph2dt_fast(ev, ph, st, 0, 300, 10, 10, 8, 8, 50)
+    ref = H.read_dtct(ITALY / "dt.ct")
+    key = ["event_id_1", "event_id_2", "station", "phase"]
+    a, b = set(map(tuple, dt[key].to_numpy())), set(map(tuple, ref[key].to_numpy()))
+    assert len(dt) == len(ref) and len(a & b) >= len(b) - 5  # identical but for near-tie outliers
+    pa = set(map(tuple, dt[key[:2]].to_numpy()))
+    assert pa == set(map(tuple, ref[key[:2]].to_numpy()))
+
+
+def _italy_compare(res):
+    ref = H.read_reloc(ITALY / "hypoDD.reloc")
+    m = ref.merge(res.events, on="event_id", suffixes=("_r", "_o"))
+    p = LocalProjection(42.776, 13.209)
+    xr, yr = p.to_xy(m.latitude_r, m.longitude_r)
+    xo, yo = p.to_xy(m.latitude_o, m.longitude_o)
+    dh = np.hypot(xr - xo, yr - yo) * 1000
+    dz = np.abs(m.depth_km_r - m.depth_km_o) * 1000
+    return ref, m, dh, dz
+
+
+@need_italy
+def test_italy_relocation_matches_hypodd(tmp_path):
+    res = dd.run_hypodd_project(ITALY / "hypoDD.inp", tmp_path)
+    # hypoDD.log: 657 events after dtime match; 3 clusters (652, 3, 2), cluster 1 relocated
+    assert "events after dtime match: 657" in res.log
+    assert [len(c) for c in res.clusters] == [652, 3, 2]
+    ev = res.events
+    assert np.isfinite(ev[["latitude", "longitude", "depth_km", "x_m", "y_m", "z_m"]].to_numpy()).all()
+    assert (ev.depth_km >= 0).all()  # air quakes are removed, as hypoDD does
+    ref, m, dh, dz = _italy_compare(res)
+    print(f"Italy: ours {len(ev)} events, HypoDD {len(ref)}, common {len(m)}; "
+          f"median |dh| {np.median(dh):.1f} m, |dz| {np.median(dz):.1f} m")
+    assert abs(len(ev) - len(ref)) <= 15 and len(m) >= 520
+    assert np.median(dh) <= 50.0 and np.median(dz) <= 100.0
+    # the output files are HypoDD's formats and read back
+    back = H.read_reloc(tmp_path / "hypoDD.reloc")
+    assert len(back) == len(ev) and np.allclose(back.latitude, ev.latitude, atol=2e-6)
+    assert len(H.read_loc(tmp_path / "hypoDD.loc")) == 652
+    assert (tmp_path / "hypoDD.res").read_text().startswith("STA")
+    assert len((tmp_path / "hypoDD.sta").read_text().splitlines()) == len(res.stations)
+
+
+def test_synthetic_truth_pipeline_api():
+    truth, start, picks, stations, model = dd.synthetic_case(150, 15, seed=0, sigma_p_s=0.01, sigma_s_s=0.02,
+                                                            start_sigma_km=0.4, start_sigma_z_km=0.5)
+    out = dd.relocate(start, picks, stations, model, max_sep_km=6.0, min_obs=8, max_obs=50, max_neighbors=20,
+                      min_links=8, iterations=[4, 4], damping=[80.0, 60.0], solver="lsqr")
+    e0 = dd.location_errors_m(truth, start)
+    e1 = dd.location_errors_m(truth, out)
+    print(f"synthetic: start median error {e0.median():.0f} m -> relocated {e1.median():.0f} m ({len(out)} events)")
+    assert len(out) == len(truth)
+    assert e1.median() <= 100.0 and e1.median() < 0.3 * e0.median()
+    for col in ("dx_m", "dy_m", "dz_m", "ex_m", "ey_m", "ez_m", "cluster", "n_links"):
+        assert col in out and out[col].notna().all(), col
+    assert (out.stage == "relocate").all() and (out.cluster == 1).all() and (out.n_links >= 8).all()
+    assert pd.api.types.is_datetime64_any_dtype(out.time)
+
+
+def test_svd_and_lsqr_agree_on_a_small_problem():
+    truth, start, picks, stations, model = dd.synthetic_case(25, 10, seed=4, sigma_p_s=0.005, sigma_s_s=0.01)
+    a = dd.relocate(start, picks, stations, model, solver="lsqr", iterations=[5, 5], damping=[20.0, 10.0])
+    b = dd.relocate(start, picks, stations, model, solver="svd", iterations=[5, 5], damping=[20.0, 10.0])
+    ea, eb = dd.location_errors_m(truth, a), dd.location_errors_m(truth, b)
+    e0 = dd.location_errors_m(truth, start)
+    assert eb.median() < 0.5 * e0.median() and ea.median() < 0.5 * e0.median()
+    assert dd.location_errors_m(a, b).median() < 100.0
+
+
+def test_singular_system_fails_clearly_never_nan():
+    # two events observed at a single station: 3-D shifts are not determined
+    ev = pd.DataFrame({"event_id": [1, 2], "latitude": [27.1, 27.101], "longitude": [103.3, 103.3], "depth_km": [9.0, 9.2],
+                       "time": pd.to_datetime(["2014-08-03T08:00:00Z", "2014-08-03T08:10:00Z"])})
+    st = pd.DataFrame({"station": ["S1"], "latitude": [27.2], "longitude": [103.4], "elevation_m": [0.0]})
+    dtct = pd.DataFrame({"event_id_1": [1, 1], "event_id_2": [2, 2], "station": ["S1", "S1"], "t1_s": [2.0, 3.5],
+                         "t2_s": [2.1, 3.6], "weight": [1.0, 1.0], "phase": ["P", "S"]})
+    data = dd.DDData.from_tables(dtct)
+    sets = [H.IterationSet(3, wt_ctp=1, wt_cts=1, damp=10)]
+    from quakescale.velocity import default_model
+
+    with pytest.raises(dd.DDSolverError, match="singular"):
+        dd.relocate_dd(ev, st, data, default_model(), sets, solver="svd", idat=2, minobs_ct=0)
+    # LSQR with damping gives a finite (minimum-norm) answer, never NaN
+    r = dd.relocate_dd(ev, st, data, default_model(), sets, solver="lsqr", idat=2, minobs_ct=0)
+    assert np.isfinite(r.events[["latitude", "longitude", "depth_km"]].to_numpy()).all()
+
+
+def test_bad_inputs_are_named():
+    from quakescale.velocity import default_model
+
+    ev = pd.DataFrame({"event_id": [1, 2], "latitude": [27.1, 27.1], "longitude": [103.3, 103.3]})
+    st = pd.DataFrame({"station": ["S1"], "latitude": [27.2], "longitude": [103.4]})
+    with pytest.raises(dd.DDError, match="depth_km"):
+        dd.relocate_dd(ev, st, dd.DDData.from_tables(None), default_model(), [H.IterationSet(1)])
+    ev["depth_km"] = 5.0
+    with pytest.raises(dd.DDError, match="fewer than 2 events"):
+        dd.relocate_dd(ev, st, dd.DDData.from_tables(None), default_model(), [H.IterationSet(1)])
+    with pytest.raises(dd.DDError, match="unknown parameter"):
+        dd.relocate(ev, pd.DataFrame(), st, default_model(), max_sep=3)
+
+
+@pytest.mark.skipif(shutil.which("hypoDD") is None, reason="hypoDD executable not on PATH (the backend runs the real program)")
+@need_italy
+def test_hypodd_backend_runs_real_program(tmp_path):
+    from quakescale.relocate.hypodd_backend import run_hypodd
+
+    res = run_hypodd(ITALY / "hypoDD.inp", tmp_path)
+    ref = H.read_reloc(ITALY / "hypoDD.reloc")
+    assert abs(len(res) - len(ref)) <= 5
+
+
+def test_cc_data_sharpen_the_relocation():
+    """dt.cc (here: true differential times + 3 ms noise for the catalog pairs) on top of the
+    catalog data: the cc-led second iteration set brings the events closer to the truth."""
+    from quakescale.relocate.pairs import catalog_pairs
+    from quakescale.velocity import TravelTimeTable
+
+    truth, start, picks, stations, model = dd.synthetic_case(150, 15, seed=0, sigma_p_s=0.01, sigma_s_s=0.02,
+                                                            start_sigma_km=0.4, start_sigma_z_km=0.5)
+    p = LocalProjection(27.1, 103.35)
+    ex, ey = p.to_xy(truth.latitude.to_numpy(), truth.longitude.to_numpy())
+    sx, sy = p.to_xy(stations.latitude.to_numpy(), stations.longitude.to_numpy())
+    tt = TravelTimeTable(model, max_dist_km=80, max_depth_km=20)
+    d = np.hypot(ex[:, None] - sx[None], ey[:, None] - sy[None])
+    T = {ph: tt.time(ph, d, np.broadcast_to(truth.depth_km.to_numpy()[:, None], d.shape))[0] for ph in "PS"}
+    pr = catalog_pairs(start, picks, stations, max_sep_km=6)[["event_id_1", "event_id_2"]].drop_duplicates().to_numpy()
+    rng = np.random.default_rng(5)
+    a, b = np.repeat(pr[:, 0], 30), np.repeat(pr[:, 1], 30)
+    j = np.tile(np.repeat(np.arange(15), 2), len(pr))
+    ph = np.tile(np.array(["P", "S"]), 15 * len(pr))
+    dt = np.where(ph == "P", T["P"][a - 1, j] - T["P"][b - 1, j], T["S"][a - 1, j] - T["S"][b - 1, j]) + rng.normal(0, 0.003, len(a))
+    dtcc = pd.DataFrame({"event_id_1": a, "event_id_2": b, "station_id": stations.station_id.to_numpy()[j], "phase": ph,
+                         "dt_s": dt, "cc": 0.9})
+    ct_only = dd.relocate(start, picks, stations, model)
+    with_cc = dd.relocate(start, picks, stations, model, dtcc=dtcc)
+    e_ct = dd.location_errors_m(truth, ct_only).median()
+    e_cc = dd.location_errors_m(truth, with_cc).median()
+    print(f"catalog only {e_ct:.0f} m, with cc {e_cc:.0f} m")
+    assert e_cc < 0.75 * e_ct and e_cc < 50.0
+    assert (with_cc.n_cc_p > 0).all() and (with_cc.n_cc_s > 0).all()
