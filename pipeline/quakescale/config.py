@@ -173,6 +173,25 @@ class RelocateSection(_Section):
         return self
 
 
+class TrainSection(_Section):
+    """Region-specific retraining (``quakescale bootstrap`` / ``quakescale train``)."""
+
+    samples_dir: Path = Path("samples")  # relative to run.out_dir
+    weights_dir: Path = Path("weights")  # relative to run.out_dir; name it in detect.model afterwards
+    manual_picks: Optional[Path] = None  # HypoDD .pha, Hypoinverse .arc or CSV picks (picker samples)
+    snr_min: float = Field(2.0, ge=0)
+    snr_max: float = Field(2000.0, gt=0)
+    noise_per_event: float = Field(1.0, ge=0)
+    init_model: Optional[str] = "builtin:default"  # fine-tune from this model; null = from scratch
+    name: str = "cerp-region"
+    version: Optional[str] = None  # default: date + sample-set hash
+    epochs_detector: Optional[int] = Field(None, ge=1)
+    epochs_picker: Optional[int] = Field(None, ge=1)
+    batch_size: int = Field(512, ge=1)  # seed: 512
+    lr: float = Field(1e-3, gt=0)  # seed: Adam 1e-3
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
 class SlurmPool(_Section):
     partition: Optional[str] = None
     account: Optional[str] = None
@@ -211,6 +230,7 @@ class Config(_Section):
     locate: LocateSection = Field(default_factory=LocateSection)
     magnitude: MagnitudeSection = Field(default_factory=MagnitudeSection)
     relocate: RelocateSection = Field(default_factory=RelocateSection)
+    train: TrainSection = Field(default_factory=TrainSection)
     compute: ComputeSection = Field(default_factory=ComputeSection)
 
     # -- helpers
@@ -405,6 +425,21 @@ relocate:
   damping: [80.0, 60.0]
   solver: lsqr                 # lsqr | svd (small problems)
   hypodd_exe: hypoDD
+train:                         # region-specific retraining: quakescale bootstrap, then quakescale train
+  samples_dir: samples         # sample set (under run.out_dir)
+  weights_dir: weights         # trained weights (under run.out_dir); then set detect.model to it
+  manual_picks: null           # optional phase file (HypoDD .pha, Hypoinverse .arc, CSV) for picker samples
+  snr_min: 2.0                 # samples outside [snr_min, snr_max] are excluded
+  snr_max: 2000.0
+  noise_per_event: 1.0         # negatives (pick-free windows) per positive
+  init_model: builtin:default  # fine-tune from this model (null: from scratch)
+  name: cerp-region            # picks made with the model carry NAME@VERSION
+  version: null                # default: date + sample-set hash
+  epochs_detector: null        # null: the trainer's default
+  epochs_picker: null
+  batch_size: 512              # seed: batch 512
+  lr: 0.001                    # seed: Adam, learning rate 1e-3
+  device: auto                 # auto | cpu | cuda
 compute:
   backend: local               # local (Dask LocalCluster) | slurm (dask-jobqueue) | array (sbatch job arrays)
   n_workers: null              # local: null = from the machine

@@ -292,7 +292,6 @@ def assigned_picks(rd: RunDir) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- locate
 @task("locate")
 def _locate_task(cfg, rd, unit):
-    from ..locate.locator import locate_events
     from ..locate.magnitude import event_magnitudes
     from ..rundir import write_table
     from .. import schema as S
@@ -303,7 +302,11 @@ def _locate_task(cfg, rd, unit):
         return "ok", 0, "no events"
     picks = assigned_picks(rd)
     sta = stations_df(cfg)
-    located, residuals = locate_events(ev, picks, sta, velocity_model(cfg), params=cfg.locate)
+    from ..locate.hinv_project import locate_with_backend
+
+    located, residuals = locate_with_backend(
+        ev, picks, sta, velocity_model(cfg), cfg.locate, work_dir=rd.root / "locate-hypoinverse", backend=cfg.locate.backend, exe=cfg.locate.hypoinverse_exe
+    )
     located, station_mags = event_magnitudes(located, picks[picks.phase == "S"], sta, correction=cfg.magnitude.correction, min_stations=cfg.magnitude.min_stations)
     located = located.assign(stage="locate")
     if "located" in located:
@@ -366,7 +369,6 @@ def _xcorr_task(cfg, rd, unit):
 # ----------------------------------------------------------------------------- relocate
 @task("relocate")
 def _relocate_task(cfg, rd, unit):
-    from ..relocate.dd import relocate
     from ..rundir import write_table
 
     ev = pd.read_parquet(_events_path(rd, "located"))
@@ -380,7 +382,11 @@ def _relocate_task(cfg, rd, unit):
     from ..relocate.dd import DDError
 
     try:
-        out = relocate(ev, picks, sta, velocity_model(cfg), dtcc=dtcc, params=cfg.relocate)
+        from ..relocate.hypodd_project import relocate_with_backend
+
+        out = relocate_with_backend(
+            ev, picks, sta, velocity_model(cfg), dtcc, cfg.relocate, work_dir=rd.root / "relocate-hypodd", backend=cfg.relocate.backend, exe=cfg.relocate.hypodd_exe
+        )
     except DDError as exc:
         if "nothing to relocate" not in str(exc):
             raise

@@ -745,5 +745,5 @@ def location_errors_m(a: pd.DataFrame, b: pd.DataFrame) -> pd.Series:
     p = LocalProjection(float(m["latitude_a"].mean()), float(m["longitude_a"].mean()))
     xa, ya = p.to_xy(m["latitude_a"], m["longitude_a"])
     xb, yb = p.to_xy(m["latitude_b"], m["longitude_b"])
-    return pd.Series(np.sqrt((xa - xb) ** 2 + (ya - yb) ** 2 + (m["depth_km_a"] - m["depth_km_b"]) ** 2) * 1000.0,
-                     index=m["event_id"].to_numpy())
+    dz = m["depth_km_a"].to_numpy(float) - m["depth_km_b"].to_numpy(float)
+    return pd.Series(np.sqrt((xa - xb) ** 2 + (ya - yb) ** 2 + dz**2) * 1000.0, index=m["event_id"].to_numpy())

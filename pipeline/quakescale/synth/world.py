@@ -57,7 +57,14 @@ def make_world(
     corrupt: bool = True,
     sequence: SequenceParams = SequenceParams(),
     progress=None,
+    model=None,
+    noise_scale: float = 1.0,
+    noise_fn=None,
 ) -> dict:
+    """Write a world (see the module doc).  ``model``: the layered velocity model (default: the
+    Ludian-like :func:`quakescale.velocity.default_model`); ``noise_scale`` multiplies every
+    instrument's ambient-noise level; ``noise_fn(n, t0_s, band_rms_counts, rng) -> (3, n)``
+    replaces the ambient-noise generator (other regions, e.g. with machinery hum)."""
     t_begin = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,7 +75,8 @@ def make_world(
     rng = _rng(seed, 0)
     proj = LocalProjection(CENTER_LAT, CENTER_LON)
     stations = make_network(n_stations, rng)
-    model = default_model()
+    model = model if model is not None else default_model()
+    noise_fn = noise_fn or make_noise
     max_epi = float(np.hypot(stations.x_km, stations.y_km).max()) + 30.0
     tt = TravelTimeTable(model, max_dist_km=max_epi, max_depth_km=20.0, min_depth_km=0.0)
     day0 = UTCDateTime(start)
@@ -126,8 +134,8 @@ def make_world(
             inst = INSTRUMENTS[st.kind]
             resp = response_function(inst)
             drng = _rng(seed, 3, d, si)
-            noise_rms = inst.noise_rms_ms * inst.sensitivity
-            data = make_noise(n_day, 0.0, noise_rms, drng).astype(np.float64)
+            noise_rms = inst.noise_rms_ms * inst.sensitivity * noise_scale
+            data = np.asarray(noise_fn(n_day, 0.0, noise_rms, drng), dtype=np.float64)
             for e in evd:
                 row = ev.iloc[e]
                 t_p = row.t_day_s + tp[e, si]
@@ -212,6 +220,8 @@ def make_world(
         center=[CENTER_LAT, CENTER_LON],
         velocity_model=model.to_dict(),
         sequence=asdict(sequence),
+        noise_scale=noise_scale,
+        noise_fn=getattr(noise_fn, "__qualname__", str(noise_fn)),
         gaps=[dict(station_id=stations.station_id[s], day=str((day0 + d * 86400).date), start_s=a / FS, end_s=b / FS) for (s, d), g in gaps.items() for a, b in g],
         corrupt_file=corrupt_file,
         files=files,
