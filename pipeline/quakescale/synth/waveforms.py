@@ -83,11 +83,17 @@ def synth_arrival_pair(
     inc_p_deg: float,
     resp: callable,
     ml_scatter: float = 0.1,
+    coda_base: dict | None = None,
+    sh_fraction: float | None = None,
+    coda_own: float = 0.35,
 ):
     """Synthesise P and S of one event at one station.
 
     ``t_p_s``/``t_s_s`` are arrival times in seconds since the day start; ``resp(freqs)`` returns
-    the complex instrument response (counts per m/s).  Returns (i0, data (3, n) counts float64
+    the complex instrument response (counts per m/s).  ``coda_base`` ({"P"|"S": (3, N) white
+    noise}) is the station's scattering signature: coda = sqrt(1 - a^2) * base + a * own noise
+    (a = ``coda_own``), so neighbouring events share their coda as real ones do (what waveform
+    cross-correlation exploits); ``sh_fraction`` fixes the S polarisation (a shared mechanism).  Returns (i0, data (3, n) counts float64
     ordered Z, N, E, info) where i0 is the day sample of data[:, 0] and info holds the WA
     amplitude (mm), and the 1-20 Hz peak amplitudes of P (Z) and S (horizontals) in counts.
     """
@@ -116,8 +122,13 @@ def synth_arrival_pair(
         env = np.where(rel > 0, (1 - np.exp(-rel / 0.4)) * np.exp(-rel / tau), 0.0)
         coda = np.zeros((3, n))
         amp_spec = np.abs(vel_spec)
+        shift = int(round(delay * FS))
         for c in range(3):
-            w = np.fft.rfft(rng.standard_normal(n))
+            white = rng.standard_normal(n)
+            if coda_base is not None:
+                base = np.roll(coda_base[ph][c][:n], shift)
+                white = np.sqrt(1 - coda_own**2) * base + coda_own * white
+            w = np.fft.rfft(white)
             cn = np.fft.irfft(w * amp_spec, n)
             cn /= cn.std() + 1e-30
             coda[c] = cn * env
@@ -128,7 +139,7 @@ def synth_arrival_pair(
             z, rr, tr = np.cos(inc), np.sin(inc), 0.0
             rad = rng.uniform(0.4, 1.0)
         else:
-            sh = rng.uniform(0.5, 1.0)
+            sh = sh_fraction if sh_fraction is not None else rng.uniform(0.5, 1.0)
             z, rr, tr = 0.25 * rng.uniform(-1, 1), np.sqrt(max(1 - sh**2, 0.05)), sh
             rad = rng.uniform(0.4, 1.0) * 0.6 * RHO_VPVS**3
         # radial points away from the source: -baz direction; N,E of radial/transverse

@@ -124,6 +124,7 @@ def make_world(
         k = int(grng.choice(cands))
         corrupt_sd = (k % n_stations, k // n_stations)
 
+    fault_index = {f[0]: k for k, f in enumerate(sequence.faults)}
     # --- waveforms, one station-day at a time
     info_rows = []
     files = 0
@@ -136,6 +137,8 @@ def make_world(
             drng = _rng(seed, 3, d, si)
             noise_rms = inst.noise_rms_ms * inst.sensitivity * noise_scale
             data = np.asarray(noise_fn(n_day, 0.0, noise_rms, drng), dtype=np.float64)
+            crng = _rng(seed, 6, si)
+            coda_base = {ph: crng.standard_normal((3, 1 << 15)) for ph in ("P", "S")}
             for e in evd:
                 row = ev.iloc[e]
                 t_p = row.t_day_s + tp[e, si]
@@ -151,6 +154,8 @@ def make_world(
                     baz_deg=float(baz[e, si]),
                     inc_p_deg=float(inc[e, si]),
                     resp=resp,
+                    coda_base=coda_base,
+                    sh_fraction=float(_rng(seed, 7, fault_index[row.fault], si).uniform(0.5, 1.0)),
                 )
                 a, b = max(i0, 0), min(i0 + w.shape[1], n_day)
                 if b > a:
