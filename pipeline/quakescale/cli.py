@@ -352,6 +352,53 @@ def compare(
         json_out.write_text(json.dumps(res, indent=2, default=str) + "\n")
 
 
+def _under_run(cfg, p: Path) -> Path:
+    p = Path(p)
+    return p if p.is_absolute() else Path(cfg.run.out_dir) / p
+
+
+@app.command()
+def bootstrap(
+    config: Path = typer.Argument(..., help="Run config (YAML) of the region's continuous data."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Sample-set directory (default: train.samples_dir under the run directory)."),
+    station_days: Optional[List[str]] = typer.Option(None, "--station-days", help="Only these YYYY-MM-DD/NET.STA (repeatable); default: every station-day of the config."),
+    manual: Optional[Path] = typer.Option(None, "--manual", help="Manual picks (HypoDD .pha, Hypoinverse .arc, CSV) for picker samples."),
+):
+    """Build a region's training set from its own data: STA/LTA + kurtosis picks, association (>= 4 stations) -> event windows; pick-free windows -> noise."""
+    from .train.bootstrap import build_sample_set
+
+    cfg = _load(config)
+    t = cfg.train
+    out = out or _under_run(cfg, t.samples_dir)
+    summary = build_sample_set(cfg, out, station_days=station_days or None, manual_picks=manual or t.manual_picks, snr_min=t.snr_min, snr_max=t.snr_max, noise_per_event=t.noise_per_event, seed=cfg.run.seed, log=typer.echo)
+    typer.echo(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=2, default=str))
+    typer.echo(f"sample set in {out}; next: quakescale train {config} --samples {out}")
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Run config (YAML); its train section sets the recipe."),
+    samples: List[Path] = typer.Option(None, "--samples", help="Sample-set directory (repeatable; default: train.samples_dir under the run directory)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Weights directory (default: train.weights_dir under the run directory)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for detector and picker (overrides train.epochs_*)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (overrides train.device)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop training after this wall time (checkpoints kept; rerun resumes)."),
+):
+    """Train (or fine-tune) the CNN detector and BiGRU picker on sample sets: Adam lr 1e-3, batch 512, 7:2:1 split; resumable; metrics CSV + curves PNG."""
+    from .train.bootstrap import train_from_sample_set
+
+    cfg = _load(config)
+    t = cfg.train
+    dirs = list(samples) if samples else [_under_run(cfg, t.samples_dir)]
+    out = out or _under_run(cfg, t.weights_dir)
+    metrics = train_from_sample_set(
+        dirs[0] if len(dirs) == 1 else dirs, out, epochs=epochs, device=device or t.device, resume=True,
+        epochs_detector=None if epochs else t.epochs_detector, epochs_picker=None if epochs else t.epochs_picker, init_model=t.init_model, name=t.name, version=t.version,
+        lr=t.lr, batch_size=t.batch_size, seed=cfg.run.seed, max_minutes=max_minutes, log=typer.echo,
+    )
+    typer.echo(f"metrics: {metrics}; use the model with  detect.model: {out}")
+
+
 @app.command()
 def selfcheck():
     """Check the installation: imports, torch device, a tiny synthetic station-day round trip."""

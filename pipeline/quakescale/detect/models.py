@@ -1,0 +1,227 @@
+"""CERP models: a CNN event detector and a BiGRU phase picker (after Zhou et al. 2019, the seed).
+
+Both take the same input: a ``(B, 3, 3000)`` float32 tensor, a 30 s 3-component (Z, N, E) window
+at 100 Hz, band-passed 1-20 Hz, each window scaled by its own standard deviation
+(:func:`normalize_windows`).
+
+- :class:`Detector`: eight Conv1d(kernel 3) + ReLU + MaxPool(2) blocks (3000 -> 11 samples), a
+  fully connected head, one event/noise logit per window.
+- :class:`Picker`: the window cut into 60 steps of 0.5 s (each step sees 1 s of waveform around
+  it through two dense layers), two bidirectional GRU layers over the steps, and
+  per step (a) noise/P/S class logits and (b) the sub-step onset offset of P and S in [0, 1) of
+  the step, so a pick is ``(step + offset) * 0.5 s`` -- resolution well below the step.
+
+Trained weights are a directory with ``cerp.pt`` (both state dicts + configs) and ``card.json``
+(name, version, sha256 of the weights file, sizes, training recipe, metrics).  Shipped weights
+live in the package as ``weights/NAME.pt`` + ``weights/NAME.json`` + the human model card
+``weights/NAME.md``; :func:`load_model` reads ``builtin:NAME`` (offline), a directory or a card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+FS_HZ = 100.0
+WINDOW_N = 3000
+STEP_N = 50  # 0.5 s
+N_STEPS = WINDOW_N // STEP_N
+CLASSES = ("noise", "P", "S")
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto``: cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("detect.device is 'cuda' but torch sees no CUDA device (use 'auto' or 'cpu')")
+    return torch.device(device)
+
+
+def normalize_windows(x: np.ndarray | torch.Tensor, eps: float = 1e-10):
+    """Scale each window (…, 3, n) by the standard deviation of its 3 components, demeaned."""
+    if isinstance(x, np.ndarray):
+        x = x - x.mean(axis=-1, keepdims=True)
+        s = x.reshape(*x.shape[:-2], -1).std(axis=-1)[..., None, None]
+        return (x / (s + eps)).astype(np.float32, copy=False)
+    x = x - x.mean(dim=-1, keepdim=True)
+    s = x.flatten(-2).std(dim=-1)[..., None, None]
+    return x / (s + eps)
+
+
+class Detector(nn.Module):
+    """8 x [Conv1d k=3 + ReLU + MaxPool 2] -> FC -> 1 logit (event vs noise)."""
+
+    def __init__(self, channels: tuple[int, ...] = (8, 8, 8, 16, 16, 16, 32, 32), hidden: int = 32, n_in: int = WINDOW_N):
+        super().__init__()
+        if len(channels) != 8:
+            raise ValueError(f"Detector needs 8 convolutional layers, got channels={channels}")
+        layers, c_in, n = [], 3, n_in
+        for c in channels:
+            layers += [nn.Conv1d(c_in, c, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool1d(2)]
+            c_in, n = c, n // 2
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * n, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
+        self.config = {"channels": list(channels), "hidden": hidden, "n_in": n_in}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, n) -> (B,)
+        return self.head(self.features(x)).squeeze(-1)
+
+
+class Picker(nn.Module):
+    """(Optional conv front end) -> 0.5 s steps (1 s context each) -> 2 BiGRU layers -> per-step class + offset."""
+
+    def __init__(self, conv: int = 0, frame_features: int = 64, hidden: int = 32, n_in: int = WINDOW_N, step_n: int = STEP_N):
+        super().__init__()
+        self.step_n = step_n
+        if conv:
+            self.front = nn.Sequential(
+                nn.Conv1d(3, conv, 7, padding=3), nn.ReLU(inplace=True),
+                nn.Conv1d(conv, conv, 7, padding=3), nn.ReLU(inplace=True),
+            )
+        else:  # raw samples straight into the step frames (cheapest; the frame layer learns the filters)
+            self.front = nn.Identity()
+        c_front = conv or 3
+        self.frame = nn.Sequential(nn.Linear(c_front * 2 * step_n, frame_features), nn.ReLU(inplace=True), nn.Linear(frame_features, frame_features), nn.ReLU(inplace=True))
+        self.gru = nn.GRU(frame_features, hidden, num_layers=2, batch_first=True, bidirectional=True)
+        self.cls = nn.Linear(2 * hidden, len(CLASSES))
+        self.off = nn.Linear(2 * hidden, 2)
+        self.config = {"conv": conv, "frame_features": frame_features, "hidden": hidden, "n_in": n_in, "step_n": step_n}
+
+    def forward(self, x: torch.Tensor):  # (B, 3, n) -> logits (B, T, 3), offsets (B, T, 2) in [0, 1)
+        h = self.front(x)
+        pad = self.step_n // 2
+        h = nn.functional.pad(h, (pad, pad))
+        fr = h.unfold(-1, 2 * self.step_n, self.step_n)  # (B, C, T, 2*step)
+        b, c, t, w = fr.shape
+        fr = fr.permute(0, 2, 1, 3).reshape(b, t, c * w)
+        g, _ = self.gru(self.frame(fr))
+        return self.cls(g), torch.sigmoid(self.off(g))
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+@dataclass
+class CerpModel:
+    """Detector + picker + their card (name, version, sha256, recipe)."""
+
+    detector: Detector
+    picker: Picker
+    card: dict = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def label(self) -> str:
+        return f"{self.card.get('name', 'cerp')}@{self.card.get('version', '0')}"
+
+    def to(self, device) -> "CerpModel":
+        self.device = torch.device(device)
+        self.detector.to(self.device).eval()
+        self.picker.to(self.device).eval()
+        return self
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(model: CerpModel, out_dir, name: str = "cerp", version: str = "0.0.0", extra: dict | None = None) -> Path:
+    """Write ``cerp.pt`` (both state dicts + configs) and ``card.json`` with its sha256."""
+    from ..rundir import atomic_path, write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    blob = {
+        "detector": {k: v.detach().cpu() for k, v in model.detector.state_dict().items()},
+        "picker": {k: v.detach().cpu() for k, v in model.picker.state_dict().items()},
+        "detector_config": model.detector.config,
+        "picker_config": model.picker.config,
+    }
+    wpath = out / "cerp.pt"
+    with atomic_path(wpath) as tmp:
+        torch.save(blob, tmp)
+    card = dict(model.card)
+    card.update(extra or {})
+    card.update(
+        name=name,
+        version=version,
+        weights="cerp.pt",
+        sha256=_sha256(wpath),
+        detector_params=n_params(model.detector),
+        picker_params=n_params(model.picker),
+        detector_config=model.detector.config,
+        picker_config=model.picker.config,
+        input={"sampling_rate_hz": FS_HZ, "window_n": WINDOW_N, "step_n": STEP_N, "band_hz": [1.0, 20.0], "channels": "Z,N,E", "normalize": "per-window std"},
+    )
+    write_json(card, out / "card.json")
+    model.card = card
+    return out
+
+
+def resolve_weights(spec: str | Path) -> Path:
+    """Path of the card (JSON) for ``builtin:NAME`` (``weights/NAME.json`` in the package), a
+    weights directory (``DIR/card.json``) or a card file."""
+    s = str(spec)
+    if s.startswith("builtin:"):
+        name = s.split(":", 1)[1]
+        card = WEIGHTS_DIR / f"{name}.json"
+        if not card.exists():
+            known = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json")) if WEIGHTS_DIR.exists() else []
+            raise FileNotFoundError(f"detect.model: unknown builtin weights {s!r} (no {card}); known: {['builtin:' + k for k in known]}")
+        return card
+    d = Path(s)
+    if d.is_file() and d.suffix == ".json":
+        return d
+    if not (d / "card.json").exists():
+        raise FileNotFoundError(f"detect.model: {d} is not a weights directory (no card.json); run `quakescale train` to make one")
+    return d / "card.json"
+
+
+def load_model(spec: str | Path = "builtin:default", device: str = "auto", verify: bool = True) -> CerpModel:
+    """Load detector + picker from ``builtin:NAME``, a weights directory or a card file (offline)."""
+    cpath = resolve_weights(spec)
+    card = json.loads(cpath.read_text())
+    wpath = cpath.parent / card.get("weights", "cerp.pt")
+    if verify and card.get("sha256") and _sha256(wpath) != card["sha256"]:
+        raise ValueError(f"weights {wpath}: sha256 does not match {cpath} (corrupt or replaced file)")
+    blob = torch.load(wpath, map_location="cpu", weights_only=True)
+    det = Detector(**{k: tuple(v) if isinstance(v, list) else v for k, v in blob["detector_config"].items()})
+    pk = Picker(**blob["picker_config"])
+    det.load_state_dict(blob["detector"])
+    pk.load_state_dict(blob["picker"])
+    return CerpModel(det, pk, card).to(pick_device(device))
+
+
+def install_builtin(src_dir, name: str = "default", dest_dir: Path = WEIGHTS_DIR) -> Path:
+    """Copy trained weights (``DIR/cerp.pt`` + ``card.json``) into the package as
+    ``weights/NAME.pt`` + ``weights/NAME.json`` (the sha256 stays that of the same bytes)."""
+    import shutil
+
+    src = Path(src_dir)
+    card = json.loads((src / "card.json").read_text())
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / card.get("weights", "cerp.pt"), dest_dir / f"{name}.pt")
+    card["weights"] = f"{name}.pt"
+    if _sha256(dest_dir / f"{name}.pt") != card["sha256"]:
+        raise ValueError(f"install_builtin: copied weights do not match the sha256 of {src / 'card.json'}")
+    (dest_dir / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return dest_dir / f"{name}.json"
+
+
+def new_model(seed: int = 0, detector_kw: dict | None = None, picker_kw: dict | None = None) -> CerpModel:
+    torch.manual_seed(seed)
+    return CerpModel(Detector(**(detector_kw or {})), Picker(**(picker_kw or {})), {"name": "cerp", "version": "0.0.0"})

@@ -1,0 +1,422 @@
+"""Station-day -> picks: one path for every picker (like SeisBench's ``annotate``).
+
+``pick_stream(stream, inventory, params, model)`` is the core:
+
+1. :func:`preprocess` -- the 3 components (Z, N|1, E|2) on one 100 Hz grid (other rates are
+   resampled), each contiguous segment demeaned, detrended, tapered and band-passed 1-20 Hz
+   (causal Butterworth, 4 poles; training samples use the same function), gaps filled with zeros
+   and marked invalid;
+2. method ``cerp``: 30 s windows with 15 s stride (windows more than 10 % in gaps are skipped),
+   batched as one tensor, per-window std normalisation, the CNN detector on every window, the
+   BiGRU picker only on windows with event probability >= ``detect_threshold``; per-step
+   P/S probabilities >= ``pick_threshold`` give one pick per run of steps, timed by the steps'
+   sub-step offsets; duplicate picks from overlapping windows merged (within ``MERGE_S``);
+   P onsets then refined on the waveform (AIC of Z within 0.3 s of the network's time);
+   methods ``stalta`` / ``kurtosis``: :mod:`quakescale.detect.classic` on the whole day;
+3. SNR (1-20 Hz peak after / RMS before) and, for S picks, the Wood-Anderson amplitude
+   (:mod:`quakescale.detect.amplitude`) from 1 s before P to 5 s after S.
+
+``run_station_day(cfg, station_id, day, model=None)`` reads the day from the SDS archive and
+returns the table; :func:`detect_station_day` also writes ``picks/day=DAY/NET.STA.parquet``
+atomically and a status row (ok / no_data / failed + reason, counts, seconds) and never raises
+for a bad day.  No scheduler is involved anywhere here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import torch
+from obspy import Stream, UTCDateTime
+from scipy import signal
+
+from .. import schema as S
+from ..config import DetectSection
+from . import amplitude as amp
+from .models import FS_HZ, N_STEPS, STEP_N, WINDOW_N, CerpModel, load_model, normalize_windows
+
+MERGE_S = 1.0  # picks of one phase closer than this from overlapping windows are one pick
+MAX_GAP_FRACTION = 0.1
+PAD_DAY_S = 30.0
+REFINE_PHASES: tuple = ("P",)  # onset refinement (AIC on the waveform) after the sub-step offsets
+REFINE_MAX_SHIFT_S = 0.3  # read this much of the neighbouring days so windows across midnight are complete
+SNR_PRE_S, SNR_POST_S = 5.0, 2.0
+COMPONENTS = (("Z",), ("N", "1"), ("E", "2"))
+
+
+# ---------------------------------------------------------------- allocator
+_MALLOC_TUNED = False
+
+
+def tune_malloc() -> bool:
+    """Raise glibc's mmap/trim thresholds and top pad (as MALLOC_MMAP_THRESHOLD_ etc. would).
+
+    Large per-batch tensors otherwise go through mmap/munmap on every call; measured 25 s ->
+    11 s per station-day for a larger model in the issue.  No-op off glibc."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024 * 1024) and libc.mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024) and libc.mallopt(M_TOP_PAD, 64 * 1024 * 1024)
+        _MALLOC_TUNED = bool(ok)
+    except (OSError, AttributeError):
+        _MALLOC_TUNED = False
+    return _MALLOC_TUNED
+
+
+# ---------------------------------------------------------------- preprocessing
+@dataclass
+class Prepared:
+    """A station-day (or any span) on one 100 Hz grid: Z, N, E band-passed float32."""
+
+    t0_ns: int
+    data: np.ndarray  # (3, n) float32
+    valid: np.ndarray  # (n,) bool
+    network: str
+    station: str
+    location: str
+    channel: str  # e.g. "HH?"
+
+    @property
+    def station_id(self) -> str:
+        return f"{self.network}.{self.station}"
+
+    def time_ns(self, idx) -> np.ndarray:
+        return self.t0_ns + np.round(np.asarray(idx, np.float64) * (1e9 / FS_HZ)).astype(np.int64)
+
+
+def as_params(params) -> DetectSection:
+    if params is None:
+        return DetectSection()
+    if isinstance(params, DetectSection):
+        return params
+    if hasattr(params, "detect") and isinstance(params.detect, DetectSection):
+        return params.detect
+    return DetectSection(**dict(params))
+
+
+@lru_cache(maxsize=8)
+def _sos(fmin: float, fmax: float, fs: float):
+    return signal.butter(4, [fmin, fmax], btype="bandpass", fs=fs, output="sos")
+
+
+def _to_100hz(tr, fs: float):
+    sr = tr.stats.sampling_rate
+    if abs(sr - fs) < 1e-6:
+        return tr
+    tr = tr.copy()
+    tr.data = tr.data.astype(np.float64)
+    ratio = sr / fs
+    if sr > fs and abs(ratio - round(ratio)) < 1e-6:
+        tr.filter("lowpass", freq=0.4 * fs, corners=8, zerophase=True)
+        tr.data = tr.data[:: int(round(ratio))]
+        tr.stats.sampling_rate = fs
+    else:
+        tr.resample(fs) if sr > fs else tr.interpolate(fs, method="lanczos", a=10)
+    return tr
+
+
+def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: UTCDateTime | None = None) -> Prepared:
+    """Band-pass the 3 components of ``stream`` onto one grid from ``t0`` to ``t1`` (default:
+    the data's extent).  Raises ValueError naming the stream when a component is missing."""
+    p = as_params(params)
+    fs = float(p.sampling_rate_hz)
+    if not len(stream):
+        raise ValueError("preprocess: empty stream")
+    comps = []
+    for names in COMPONENTS:
+        trs = [tr for tr in stream if tr.stats.channel[-1:] in names]
+        comps.append(trs)
+    if not comps[0]:
+        raise ValueError(f"preprocess: no vertical (…Z) channel in {sorted({tr.id for tr in stream})}")
+    if not comps[1] or not comps[2]:
+        raise ValueError(f"preprocess: incomplete 3-component set {sorted({tr.id for tr in stream})}")
+    first = comps[0][0].stats
+    t0 = t0 if t0 is not None else min(tr.stats.starttime for tr in stream)
+    t1 = t1 if t1 is not None else max(tr.stats.endtime for tr in stream)
+    t0_ns = int(round(UTCDateTime(t0).ns / 1e7)) * 10_000_000  # on the 10 ms grid
+    n = int(np.floor((UTCDateTime(t1).ns - t0_ns) / 1e9 * fs + 1e-6)) + 1
+    data = np.zeros((3, n), np.float32)
+    valid = np.zeros(n, bool)
+    cvalid = np.zeros((3, n), bool)
+    sos = _sos(p.freqmin_hz, p.freqmax_hz, fs)
+    for c, trs in enumerate(comps):
+        segs = Stream(trs).split() if any(np.ma.isMaskedArray(tr.data) for tr in trs) else Stream(trs)
+        for tr in segs:
+            if tr.stats.npts < 2 * fs:
+                continue
+            tr = _to_100hz(tr, fs)
+            x = np.asarray(tr.data, np.float64)
+            x = signal.detrend(x, type="linear")
+            m = min(int(fs), len(x) // 4)
+            if m > 1:
+                w = 0.5 * (1 - np.cos(np.linspace(0, np.pi, m)))
+                x[:m] *= w
+                x[-m:] *= w[::-1]
+            y = signal.sosfilt(sos, x).astype(np.float32)
+            i0 = int(round((tr.stats.starttime.ns - t0_ns) / 1e9 * fs))
+            a, b = max(i0, 0), min(i0 + len(y), n)
+            if b <= a:
+                continue
+            data[c, a:b] = y[a - i0 : b - i0]
+            cvalid[c, a:b] = True
+    valid = cvalid.all(axis=0)
+    data[:, ~valid] = 0.0
+    return Prepared(t0_ns, data, valid, first.network, first.station, first.location, first.channel[:-1] + "?")
+
+
+# ---------------------------------------------------------------- CERP inference
+def window_starts(n: int, window_n: int = WINDOW_N, stride_n: int = 1500) -> np.ndarray:
+    if n < window_n:
+        return np.zeros(0, np.int64)
+    s = np.arange(0, n - window_n + 1, stride_n, dtype=np.int64)
+    if s[-1] != n - window_n:
+        s = np.append(s, n - window_n)
+    return s
+
+
+def _batch(data: np.ndarray, starts: np.ndarray, window_n: int = WINDOW_N) -> np.ndarray:
+    out = np.empty((len(starts), data.shape[0], window_n), np.float32)
+    for j, s in enumerate(starts):
+        out[j] = data[:, s : s + window_n]
+    return out
+
+
+def decode_steps(probs: np.ndarray, offsets: np.ndarray, threshold: float) -> list[tuple[str, float, float]]:
+    """Per-step (T, 3) probabilities + (T, 2) offsets of one window -> [(phase, sample, prob)].
+
+    Each run of steps above ``threshold`` is one pick; its time is the probability-weighted mean of
+    the runs' step times ``(step + offset) * STEP_N`` (offsets are relative to each step)."""
+    out = []
+    for c, ph in ((1, "P"), (2, "S")):
+        above = probs[:, c] >= threshold
+        if not above.any():
+            continue
+        idx = np.flatnonzero(above)
+        runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+        for r in runs:
+            w = probs[r, c]
+            t = (r + offsets[r, c - 1]) * STEP_N
+            out.append((ph, float((w * t).sum() / w.sum()), float(w.max())))
+    return out
+
+
+def merge_picks(picks: list[tuple[str, float, float]], tol_n: float) -> list[tuple[str, float, float]]:
+    """Merge picks of the same phase closer than ``tol_n`` samples: keep the most probable."""
+    out = []
+    for ph in ("P", "S"):
+        sel = sorted((p for p in picks if p[0] == ph), key=lambda p: p[1])
+        group: list = []
+        for pk in sel:
+            if group and pk[1] - group[-1][1] > tol_n:
+                out.append(max(group, key=lambda p: p[2]))
+                group = []
+            group.append(pk)
+        if group:
+            out.append(max(group, key=lambda p: p[2]))
+    return sorted(out, key=lambda p: p[1])
+
+
+def refine_onsets(prep: Prepared, picks: list, phases=("P",), before_s: float = 1.0, after_s: float = 0.5, max_shift_s: float = REFINE_MAX_SHIFT_S, fs: float = FS_HZ) -> list:
+    """Onset refinement on the waveform: the AIC minimum of Z (P) or of the horizontal envelope
+    (S) in [pick - ``before_s``, pick + ``after_s``]; used when it moves the pick by at most
+    ``max_shift_s`` (else the network's time stays)."""
+    from .classic import aic_onset
+
+    out = []
+    n = prep.data.shape[1]
+    for ph, idx, q in picks:
+        if ph in phases:
+            i = int(round(idx))
+            a, b = max(i - int(before_s * fs), 0), min(i + int(after_s * fs), n)
+            if b - a > int(0.5 * fs) and prep.valid[a:b].all():
+                x = prep.data[0, a:b] if ph == "P" else np.hypot(prep.data[1, a:b], prep.data[2, a:b])
+                j = a + aic_onset(x)
+                if abs(j - idx) <= max_shift_s * fs:
+                    idx = float(j)
+        out.append((ph, idx, q))
+    return out
+
+
+@torch.inference_mode()
+def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dict]:
+    """Detector on all windows, picker on detected ones -> merged [(phase, sample, prob)]."""
+    p = as_params(params)
+    tune_malloc()
+    fs = p.sampling_rate_hz
+    win_n, stride_n = int(round(p.window_s * fs)), int(round(p.stride_s * fs))
+    if win_n != WINDOW_N:
+        raise ValueError(f"detect.window_s {p.window_s} does not match the model's {WINDOW_N / FS_HZ} s window")
+    starts = window_starts(prep.data.shape[1], win_n, stride_n)
+    if len(starts):
+        cv = np.concatenate([[0], np.cumsum(~prep.valid)])
+        gap_frac = (cv[starts + win_n] - cv[starts]) / win_n
+        starts = starts[gap_frac <= MAX_GAP_FRACTION]
+    dev = model.device
+    det_prob = np.zeros(len(starts), np.float32)
+    for b in range(0, len(starts), p.batch_size):
+        xb = torch.from_numpy(_batch(prep.data, starts[b : b + p.batch_size])).to(dev)
+        det_prob[b : b + len(xb)] = torch.sigmoid(model.detector(normalize_windows(xb))).float().cpu().numpy()
+    hit = np.flatnonzero(det_prob >= p.detect_threshold)
+    raw = []
+    for b in range(0, len(hit), p.batch_size):
+        sel = starts[hit[b : b + p.batch_size]]
+        xb = torch.from_numpy(_batch(prep.data, sel)).to(dev)
+        logits, off = model.picker(normalize_windows(xb))
+        pr = torch.softmax(logits, -1).float().cpu().numpy()
+        of = off.float().cpu().numpy()
+        for j, s in enumerate(sel):
+            for ph, i, q in decode_steps(pr[j], of[j], p.pick_threshold):
+                raw.append((ph, s + i, q))
+    picks = merge_picks(raw, MERGE_S * fs)
+    if REFINE_PHASES:
+        picks = refine_onsets(prep, picks, REFINE_PHASES)
+    return picks, {"n_windows": int(len(starts)), "n_detected": int(len(hit)), "n_raw_picks": len(raw)}
+
+
+# ---------------------------------------------------------------- output table
+def pick_snr(prep: Prepared, phase: str, idx: float, fs: float = FS_HZ) -> float:
+    """1-20 Hz peak in the 2 s after the pick / RMS over 5 s before it (Z for P, horizontal
+    envelope for S)."""
+    i = int(round(idx))
+    a, b = max(i - int(SNR_PRE_S * fs), 0), min(i + int(SNR_POST_S * fs), prep.data.shape[1])
+    e = max(i - int(0.2 * fs), a)
+    if e - a < 10 or b <= i:
+        return float("nan")
+    seg = prep.data[0, a:b].astype(np.float64) if phase == "P" else np.hypot(prep.data[1, a:b].astype(np.float64), prep.data[2, a:b].astype(np.float64))
+    rms = float(np.sqrt(np.mean(seg[: e - a] ** 2)))
+    return float(np.abs(seg[i - a :]).max() / rms) if rms > 0 else float("nan")
+
+
+def picks_table(prep: Prepared, picks: list[tuple[str, float, float]], method: str, model_label: str, stream: Stream | None = None, inventory=None, params=None) -> pd.DataFrame:
+    """Turn [(phase, sample, probability)] into the PICKS table (amplitudes on S picks)."""
+    p = as_params(params)
+    if not picks:
+        df = S.empty(S.PICKS).to_pandas()
+        return df
+    ph = np.array([x[0] for x in picks])
+    idx = np.array([x[1] for x in picks], np.float64)
+    t_ns = prep.time_ns(idx)
+    amp_mm = np.full(len(picks), np.nan)
+    is_s = ph == "S"
+    if is_s.any() and stream is not None and inventory is not None:
+        amp_mm[is_s] = amp.s_pick_amplitudes(stream, inventory, t_ns[ph == "P"], t_ns[is_s], p.amp_pre_p_s, p.amp_post_s_s)
+    df = pd.DataFrame(
+        {
+            "station_id": prep.station_id,
+            "network": prep.network,
+            "station": prep.station,
+            "location": prep.location,
+            "channel": prep.channel,
+            "phase": ph,
+            "time": pd.to_datetime(t_ns, unit="ns", utc=True),
+            "probability": np.array([x[2] for x in picks], np.float32),
+            "snr": np.array([pick_snr(prep, a, b) for a, b in zip(ph, idx)], np.float32),
+            "amp_wa_mm": amp_mm,
+            "method": method,
+            "model": model_label,
+        }
+    )
+    return df.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+_MODELS: dict = {}
+
+
+def get_model(spec: str = "builtin:default", device: str = "auto") -> CerpModel:
+    """Load (once per process) the CERP weights named by ``detect.model``."""
+    key = (str(spec), device)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(spec, device)
+    return _MODELS[key]
+
+
+def pick_stream(stream: Stream, inventory=None, params=None, model: CerpModel | None = None, t0=None, t1=None, info: dict | None = None) -> pd.DataFrame:
+    """Picks of one station's 3-component ``stream`` (PICKS columns, times UTC ns).
+
+    ``params``: a :class:`DetectSection` (or dict / Config); ``method`` chooses cerp / stalta /
+    kurtosis.  ``inventory`` (ObsPy Inventory) is needed for ``amp_wa_mm`` (NaN without).
+    ``info`` (a dict) receives counts (windows, detected windows, raw picks)."""
+    p = as_params(params)
+    prep = preprocess(stream, p, t0, t1)
+    if p.method == "cerp":
+        model = model if model is not None else get_model(p.model, p.device)
+        picks, stats = cerp_picks(prep, model, p)
+        label = model.label
+    else:
+        from .classic import classic_picks
+
+        picks = classic_picks(prep.data, prep.valid, p.method, p)
+        stats = {"n_windows": 0, "n_detected": 0, "n_raw_picks": len(picks)}
+        label = f"{p.method}@{p.sta_s:g}/{p.lta_s:g}/{p.trigger_on:g}/{p.trigger_off:g}"
+    if info is not None:
+        info.update(stats)
+    df = picks_table(prep, picks, "cerp" if p.method == "cerp" else p.method, label, stream, inventory, p)
+    return df
+
+
+# ---------------------------------------------------------------- station-day
+@lru_cache(maxsize=4)
+def _inventory(path: str):
+    from ..archive import load_inventory
+
+    return load_inventory(path)
+
+
+def _as_date(day) -> dt.date:
+    if isinstance(day, dt.date):
+        return day
+    return dt.date.fromisoformat(str(day)[:10])
+
+
+def run_station_day(cfg, station_id: str, day, model: CerpModel | None = None, inventory=None, info: dict | None = None) -> pd.DataFrame:
+    """Read one station-day from ``cfg.archive.sds_root`` and return its picks (PICKS columns).
+
+    Raises :class:`quakescale.archive.ArchiveError` for missing/unreadable data."""
+    from ..archive import read_station_day
+
+    day = _as_date(day)
+    st = read_station_day(cfg.archive.sds_root, station_id, day, channels=list(cfg.archive.channels), pad_s=PAD_DAY_S)
+    inv = inventory if inventory is not None else _inventory(str(cfg.archive.inventory))
+    d0 = UTCDateTime(day.isoformat())
+    df = pick_stream(st, inv, cfg.detect, model, info=info)
+    if len(df):  # keep picks of this day only (padding may reach into neighbours)
+        t = df["time"].astype("int64").to_numpy()
+        df = df[(t >= d0.ns) & (t < (d0 + 86400).ns)].reset_index(drop=True)
+    return df
+
+
+def detect_station_day(cfg, run_dir, station_id: str, day, model: CerpModel | None = None, attempt: int = 1) -> dict:
+    """Run one station-day and write ``picks/day=DAY/NET.STA.parquet`` (atomically) + a status
+    row in ``status/detect``.  Never raises for a bad day: returns the status row."""
+    from ..archive import ArchiveError
+    from ..rundir import RunDir, write_table
+
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    day = _as_date(day)
+    unit = f"{day.isoformat()}/{station_id}"
+    t = time.perf_counter()
+    info: dict = {}
+    try:
+        df = run_station_day(cfg, station_id, day, model=model, info=info)
+        write_table(df, rd.picks_file(day.isoformat(), station_id), S.PICKS, where=unit)
+        n_p, n_s = int((df["phase"] == "P").sum()), int((df["phase"] == "S").sum())
+        row = {"unit": unit, "state": "ok", "reason": f"P={n_p} S={n_s} windows={info.get('n_windows', 0)} detected={info.get('n_detected', 0)}", "n_out": len(df)}
+    except ArchiveError as exc:
+        msg = str(exc)
+        state = "no_data" if ("no " in msg and "data" in msg) else "failed"
+        row = {"unit": unit, "state": state, "reason": msg[:500], "n_out": 0}
+    except Exception as exc:  # a corrupt/odd day is recorded, never fatal
+        row = {"unit": unit, "state": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500], "n_out": 0}
+    row["seconds"] = time.perf_counter() - t
+    row["attempt"] = attempt
+    rd.write_status("detect", [row])
+    return row

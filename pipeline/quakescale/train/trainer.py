@@ -1,0 +1,235 @@
+"""Train the CERP detector and picker from labelled sample sets (``quakescale train``).
+
+Recipe (seed): Adam, learning rate 1e-3, batch 512, samples split 7:2:1 (train / validation /
+test) with a fixed seed.  Every epoch appends one row per model to ``metrics.csv``: train and
+validation loss and accuracy (detector: window event/noise; picker: per-0.5 s-step noise/P/S),
+and for the picker the validation pick error (std and median |error| of P and S in seconds,
+after sub-step refinement) and pick recall.  Checkpoints (``checkpoints/last.pt``) are written
+every epoch and the epoch with the lowest validation loss is kept (``*_best.pt``); the final weights go to ``OUT/cerp.pt`` + ``card.json`` (+ the test-split
+metrics), loadable with ``detect.model: OUT``.
+
+Losses: detector binary cross-entropy; picker class-weighted cross-entropy over steps plus an L1
+loss on the onset offsets of the steps next to each labelled arrival (in step units).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..detect.models import N_STEPS, STEP_N, WINDOW_N, CerpModel, new_model, normalize_windows, pick_device, save_model
+from ..detect.runner import decode_steps
+from .augment import Compose, RandomCrop, WhiteNoise
+from .samples import SampleSet
+
+CLASS_WEIGHTS = (1.0, 5.0, 5.0)  # ~58 noise steps per P or S step; 5 (not 58): fewer false picks in codas
+OFFSET_LOSS_WEIGHT = 2.0
+
+
+def split_indices(n: int, seed: int = 0, fractions=(0.7, 0.2, 0.1)):
+    """7:2:1 train/validation/test split of ``range(n)``."""
+    perm = np.random.default_rng(seed).permutation(n)
+    a = int(round(fractions[0] * n))
+    b = a + int(round(fractions[1] * n))
+    return np.sort(perm[:a]), np.sort(perm[a:b]), np.sort(perm[b:])
+
+
+def step_targets(p: np.ndarray, s: np.ndarray, n_steps: int = N_STEPS, step_n: int = STEP_N):
+    """Class per step (0 noise, 1 P, 2 S), offsets (B, T, 2) and their mask (arrival step ± 1)."""
+    b = p.shape[0]
+    cls = np.zeros((b, n_steps), np.int64)
+    off = np.zeros((b, n_steps, 2), np.float32)
+    mask = np.zeros((b, n_steps, 2), np.float32)
+    for c, lab in ((0, p), (1, s)):
+        rows, cols = np.nonzero(lab >= 0)
+        a = lab[rows, cols]
+        k = a // step_n
+        ok = k < n_steps
+        rows, a, k = rows[ok], a[ok], k[ok]
+        cls[rows, k] = c + 1
+        for d in (-1, 0, 1):
+            j = k + d
+            m = (j >= 0) & (j < n_steps)
+            off[rows[m], j[m], c] = (a[m] - j[m] * step_n) / step_n
+            mask[rows[m], j[m], c] = 1.0
+    return cls, off, mask
+
+
+def _batches(idx: np.ndarray, bs: int, rng: np.random.Generator | None):
+    idx = rng.permutation(idx) if rng is not None else idx
+    for i in range(0, len(idx), bs):
+        yield np.sort(idx[i : i + bs])
+
+
+def _make_batch(ds: SampleSet, rows, aug, rng):
+    batch = {"x": ds.load(rows), "p": ds.p[rows].copy(), "s": ds.s[rows].copy(), "event": ds.is_event[rows]}
+    return aug(batch, rng)
+
+
+def pick_errors(probs: np.ndarray, offsets: np.ndarray, p: np.ndarray, s: np.ndarray, threshold: float = 0.5, tol_s: float = 1.0):
+    """Errors (s) of decoded picks vs labels; returns dict of arrays for P and S + recall counts."""
+    res = {"P": [], "S": [], "nP": 0, "nS": 0, "false": 0}
+    for j in range(len(probs)):
+        picks = decode_steps(probs[j], offsets[j], threshold)
+        for ph, lab in (("P", p[j]), ("S", s[j])):
+            truth = lab[lab >= 0]
+            res["n" + ph] += len(truth)
+            mine = np.array([x[1] for x in picks if x[0] == ph])
+            used = np.zeros(len(mine), bool)
+            for t in truth:
+                if not len(mine):
+                    break
+                d = np.abs(mine - t)
+                k = int(np.argmin(d))
+                if d[k] <= tol_s * 100 and not used[k]:
+                    used[k] = True
+                    res[ph].append((mine[k] - t) / 100.0)
+            res["false"] += int((~used).sum())
+    return res
+
+
+def _pick_summary(res) -> dict:
+    out = {}
+    for ph in ("P", "S"):
+        e = np.asarray(res[ph])
+        out[f"{ph.lower()}_err_std_s"] = float(e.std()) if len(e) else float("nan")
+        out[f"{ph.lower()}_err_med_abs_s"] = float(np.median(np.abs(e))) if len(e) else float("nan")
+        out[f"{ph.lower()}_recall"] = float(len(e) / res["n" + ph]) if res["n" + ph] else float("nan")
+    out["false_picks"] = res["false"]
+    return out
+
+
+def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 20, lr: float = 1e-3, batch_size: int = 512, seed: int = 0,
+          device: str = "auto", name: str = "cerp", version: str = "0.0.0", max_minutes: float | None = None, model: CerpModel | None = None,
+          recipe: dict | None = None, picker_noise_fraction: float = 0.3, detector_time_share: float = 0.4, log=print) -> CerpModel:
+    """Train detector then picker; write metrics.csv, checkpoints/, cerp.pt + card.json to ``out_dir``."""
+    out = Path(out_dir)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    dev = pick_device(device)
+    ds = SampleSet(sample_dirs).materialize()
+    tr_idx, va_idx, te_idx = split_indices(len(ds), seed)
+    # the picker sees event windows and a share of noise windows (it only runs on detections)
+    keep = ds.is_event | (np.random.default_rng(seed + 3).random(len(ds)) < picker_noise_fraction)
+    ptr_idx, pva_idx, pte_idx = tr_idx[keep[tr_idx]], va_idx[keep[va_idx]], te_idx[keep[te_idx]]
+    m = model or new_model(seed)
+    m.to(dev)
+    aug_train = Compose([RandomCrop(WINDOW_N, 1500), WhiteNoise(0.4)])
+    aug_eval = Compose([RandomCrop(WINDOW_N, 1500)])
+    metrics_path = out / "metrics.csv"
+    fields = ["model", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_p_err_std_s", "val_s_err_std_s", "val_p_err_med_abs_s", "val_s_err_med_abs_s", "val_p_recall", "val_s_recall", "seconds"]
+    fh = open(metrics_path, "w", newline="")
+    wr = csv.DictWriter(fh, fieldnames=fields)
+    wr.writeheader()
+    t_start = time.time()
+    deadline = t_start + 60 * max_minutes if max_minutes else None
+    ce = nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS, device=dev))
+    bce = nn.BCEWithLogitsLoss()
+
+    def det_pass(idx, train_mode, rng, aug):
+        m.detector.train(train_mode)
+        tot, correct, n = 0.0, 0, 0
+        for rows in _batches(idx, batch_size, rng if train_mode else None):
+            b = _make_batch(ds, rows, aug, rng)
+            x = normalize_windows(torch.from_numpy(b["x"]).to(dev))
+            y = torch.from_numpy(b["event"].astype(np.float32)).to(dev)
+            with torch.set_grad_enabled(train_mode):
+                logit = m.detector(x)
+                loss = bce(logit, y)
+            if train_mode:
+                opt_d.zero_grad()
+                loss.backward()
+                opt_d.step()
+            tot += float(loss.detach()) * len(rows)
+            correct += int(((logit > 0).float() == y).sum())
+            n += len(rows)
+        return tot / max(n, 1), correct / max(n, 1)
+
+    def pick_pass(idx, train_mode, rng, aug, collect=False):
+        m.picker.train(train_mode)
+        tot, correct, n = 0.0, 0, 0
+        res = {"P": [], "S": [], "nP": 0, "nS": 0, "false": 0}
+        for rows in _batches(idx, batch_size, rng if train_mode else None):
+            b = _make_batch(ds, rows, aug, rng)
+            cls, off, mask = step_targets(b["p"], b["s"])
+            x = normalize_windows(torch.from_numpy(b["x"]).to(dev))
+            cls_t, off_t, mask_t = (torch.from_numpy(a).to(dev) for a in (cls, off, mask))
+            with torch.set_grad_enabled(train_mode):
+                logits, o = m.picker(x)
+                loss = ce(logits.reshape(-1, 3), cls_t.reshape(-1))
+                loss = loss + OFFSET_LOSS_WEIGHT * (torch.abs(o - off_t) * mask_t).sum() / mask_t.sum().clamp(min=1)
+            if train_mode:
+                opt_p.zero_grad()
+                loss.backward()
+                opt_p.step()
+            tot += float(loss.detach()) * len(rows)
+            correct += int((logits.argmax(-1) == cls_t).sum())
+            n += cls.size
+            if collect:
+                r = pick_errors(torch.softmax(logits, -1).detach().cpu().numpy(), o.detach().cpu().numpy(), b["p"], b["s"])
+                for k in res:
+                    res[k] = res[k] + r[k]
+        return tot / max(len(idx), 1), correct / max(n, 1), res
+
+    opt_d = torch.optim.Adam(m.detector.parameters(), lr=lr)
+    opt_p = torch.optim.Adam(m.picker.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    final = {}
+    best_d, best_p = (np.inf, None, 0), (np.inf, None, 0)  # (val loss, state, epoch): the best epoch is kept
+    for ep in range(1, epochs_detector + 1):
+        t = time.time()
+        tl, ta = det_pass(tr_idx, True, rng, aug_train)
+        vl, va = det_pass(va_idx, False, np.random.default_rng(seed + 1), aug_eval)
+        wr.writerow({"model": "detector", "epoch": ep, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va, "seconds": time.time() - t})
+        fh.flush()
+        log(f"detector epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} ({time.time() - t:.1f} s)")
+        torch.save({"detector": m.detector.state_dict(), "epoch": ep}, out / "checkpoints" / "detector_last.pt")
+        if vl < best_d[0]:
+            best_d = (vl, {k: v.detach().clone() for k, v in m.detector.state_dict().items()}, ep)
+        if deadline and time.time() > t_start + detector_time_share * (deadline - t_start):
+            log("detector: time budget reached")
+            break
+    for ep in range(1, epochs_picker + 1):
+        t = time.time()
+        tl, ta, _ = pick_pass(ptr_idx, True, rng, aug_train)
+        vl, va, res = pick_pass(pva_idx, False, np.random.default_rng(seed + 1), aug_eval, collect=True)
+        sm = _pick_summary(res)
+        wr.writerow({"model": "picker", "epoch": ep, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va, **{f"val_{k}": v for k, v in sm.items() if f"val_{k}" in fields}, "seconds": time.time() - t})
+        fh.flush()
+        log(f"picker epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} P err {sm['p_err_std_s']:.3f} s S err {sm['s_err_std_s']:.3f} s recall {sm['p_recall']:.3f}/{sm['s_recall']:.3f} ({time.time() - t:.1f} s)")
+        torch.save({"picker": m.picker.state_dict(), "epoch": ep}, out / "checkpoints" / "picker_last.pt")
+        if vl < best_p[0]:
+            best_p = (vl, {k: v.detach().clone() for k, v in m.picker.state_dict().items()}, ep)
+        if deadline and time.time() > deadline:
+            log("picker: time budget reached")
+            break
+    fh.close()
+    for net, best, nm in ((m.detector, best_d, "detector"), (m.picker, best_p, "picker")):
+        if best[1] is not None:
+            net.load_state_dict(best[1])
+            torch.save({nm: best[1], "epoch": best[2]}, out / "checkpoints" / f"{nm}_best.pt")
+    # held-out test split
+    with torch.no_grad():
+        _, dacc = det_pass(te_idx, False, np.random.default_rng(seed + 2), aug_eval)
+        _, pacc, res = pick_pass(pte_idx, False, np.random.default_rng(seed + 2), aug_eval, collect=True)
+    final = {"test_detector_acc": dacc, "test_picker_step_acc": pacc, **{f"test_{k}": v for k, v in _pick_summary(res).items()}}
+    m.card = {
+        "trained": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "training_seconds": round(time.time() - t_start, 1),
+        "samples": [str(d) for d in ([sample_dirs] if isinstance(sample_dirs, (str, Path)) else sample_dirs)],
+        "n_samples": {"train": len(tr_idx), "validation": len(va_idx), "test": len(te_idx), "event": int(ds.is_event.sum()), "noise": int((~ds.is_event).sum())},
+        "recipe": {"optimizer": "Adam", "lr": lr, "batch_size": batch_size, "split": "7:2:1", "seed": seed, "epochs_detector": epochs_detector, "epochs_picker": epochs_picker,
+                   "augmentation": "RandomCrop(P 1-16 s), WhiteNoise(0-40 %)", "picker_noise_fraction": picker_noise_fraction, **(recipe or {})},
+        "metrics": final,
+        "best_epochs": {"detector": best_d[2], "picker": best_p[2]},
+    }
+    save_model(m, out, name=name, version=version)
+    (out / "test_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+    m.to(dev)
+    return m

@@ -1,0 +1,140 @@
+"""Bootstrap sample sets from a region's own data (classic picks -> association -> windows),
+checked against the synthetic truth that the builder never sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quakescale.train.samples import P_AT_N, STORE_N, SampleSet
+
+FS = 100.0
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from quakescale.synth.world import make_world
+
+    out = tmp_path_factory.mktemp("bootworld")
+    make_world(out, n_stations=8, days=1, n_events=40, seed=11, hours_per_day=1.0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(world, tmp_path_factory):
+    from quakescale.config import load_config
+    from quakescale.train.bootstrap import build_sample_set
+
+    cfg = load_config(world / "config.yaml")
+    out = tmp_path_factory.mktemp("bootset")
+    summary = build_sample_set(cfg, out, snr_min=2.0, snr_max=2000.0, log=lambda *a: None)
+    return cfg, out, summary
+
+
+def _truth(world):
+    tp = pd.read_parquet(world / "truth" / "picks.parquet")
+    return tp.assign(t_ns=tp["time"].astype("int64"))
+
+
+def test_positive_labels_match_truth(world, built):
+    _, out, summary = built
+    idx = pd.read_parquet(out / "index.parquet")
+    ev = idx[idx.kind == "event"]
+    assert summary["n_events_associated"] >= 5 and len(ev) >= 12
+    # the corrupt station-day is skipped with its reason, not fatal
+    assert any("unreadable" in s["reason"] for s in summary["skipped"])
+    tp = _truth(world)
+    err = {"P": [], "S": []}
+    for r in ev.itertuples():
+        g = tp[tp.station_id == r.station_id]
+        assert P_AT_N in list(r.p_idx)  # the anchor P sits at 16 s
+        for ph, lab in (("P", r.p_idx), ("S", r.s_idx)):
+            tt = g.loc[g.phase == ph, "t_ns"].to_numpy()
+            for i in lab:
+                err[ph].append(np.abs(tt - (r.start_ns + i * 1e9 / FS)).min() / 1e9)
+    p, s = np.array(err["P"]), np.array(err["S"])
+    assert len(p) >= 12 and np.mean(p < 0.5) >= 0.9 and np.median(p) < 0.1
+    assert len(s) >= 5 and np.mean(s < 0.5) >= 0.8
+    # bookkeeping for the Figure 2 summary: distances and travel times are physical
+    assert ev.epi_distance_km.between(0, 200).all() and (ev.p_travel_s > 0).all()
+    assert ((ev.s_travel_s > ev.p_travel_s) | ev.s_travel_s.isna()).all()
+    assert ev.snr_p.min() >= 2.0
+
+
+def test_negatives_hold_no_arrival(world, built):
+    _, out, _ = built
+    idx = pd.read_parquet(out / "index.parquet")
+    no = idx[idx.kind == "noise"]
+    assert len(no) >= 15 and all(len(p) == 0 and len(s) == 0 for p, s in zip(no.p_idx, no.s_idx))
+    tp = _truth(world)
+    tp = tp[tp.recorded & (tp.snr >= 3.0)]
+    hit = [((tp.station_id == r.station_id) & (tp.t_ns >= r.start_ns) & (tp.t_ns < r.start_ns + STORE_N * 1e7)).any() for r in no.itertuples()]
+    # only events no classic picker saw can hide in a negative: a small minority
+    assert np.mean(hit) <= 0.15, f"{sum(hit)} of {len(hit)} negatives hold a visible truth arrival"
+
+
+def test_storage_round_trips_in_batches(built):
+    from quakescale.train.bootstrap import iter_batches
+
+    _, out, summary = built
+    ds = SampleSet(out)
+    assert len(ds) == summary["n_samples"] and ds.is_event.sum() == summary["n_event"]
+    wf = np.load(out / "waveforms.npy", mmap_mode="r")
+    assert wf.dtype == np.float16 and wf.shape == (len(ds), 3, STORE_N)
+    seen = 0
+    for rows, x in iter_batches(out, batch_size=16):
+        assert x.shape[0] == len(rows) <= 16 and x.dtype == np.float32
+        np.testing.assert_array_equal(x, np.asarray(wf[rows["sample"].to_numpy()], np.float32))
+        seen += len(rows)
+    assert seen == len(ds)
+    # a positive's P onset is visible in the stored window, a negative is flat in comparison
+    xe = ds.load(np.flatnonzero(ds.is_event)[:10])
+    pre = (xe[:, 0, P_AT_N - 300 : P_AT_N - 20] ** 2).mean(axis=1)
+    post = (xe[:, 0, P_AT_N : P_AT_N + 200] ** 2).mean(axis=1)
+    assert np.median(post / pre) > 3
+    assert (out / "summary.png").stat().st_size > 10_000 and (out / "summary.json").exists()
+
+
+def test_manual_picks_give_picker_samples(world, built, tmp_path):
+    from quakescale.train.bootstrap import build_sample_set, read_manual_picks
+
+    cfg, _, _ = built
+    tp = _truth(world)
+    man = tp[tp.recorded & (tp.snr >= 5) & tp.station_id.isin(["XL.L01", "XL.L02"])][["station_id", "phase", "time"]]
+    csv = tmp_path / "manual.csv"
+    man.assign(time=man.time.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).to_csv(csv, index=False)
+    assert len(read_manual_picks(csv)) == len(man)
+    s = build_sample_set(cfg, tmp_path / "set", station_days=[f"{cfg.archive.start}/XL.L01", f"{cfg.archive.start}/XL.L02"],
+                         manual_picks=csv, summary_png=False, log=lambda *a: None)
+    idx = pd.read_parquet(tmp_path / "set" / "index.parquet")
+    m = idx[idx.source == "manual"]
+    assert s["n_manual"] == len(m) >= 5
+    for r in m.itertuples():  # the manual P is the anchor, to the sample
+        t = r.start_ns + P_AT_N * 1e7
+        assert np.abs(man.loc[(man.station_id == r.station_id) & (man.phase == "P"), "time"].astype("int64") - t).min() < 1e7
+
+
+def test_train_from_sample_set_resumes_and_plots(built, tmp_path):
+    from quakescale.detect.models import load_model
+    from quakescale.train.bootstrap import train_from_sample_set
+
+    _, out, _ = built
+    w = tmp_path / "w"
+    m1 = train_from_sample_set(out, w, epochs=1, device="cpu", init_model=None, version="0.1.0", batch_size=64, log=lambda *a: None)
+    mt = pd.read_csv(m1)
+    assert list(mt.model) == ["detector", "picker"]
+    model = load_model(w, device="cpu")
+    assert model.label == "cerp-region@0.1.0" and model.card["recipe"]["bootstrap"] is True
+    assert (w / "training_curves.png").stat().st_size > 10_000
+    # a finished run is not trained again
+    before = (w / "cerp.pt").stat().st_mtime_ns
+    train_from_sample_set(out, w, epochs=1, device="cpu", init_model=None, version="0.1.0", batch_size=64, log=lambda *a: None)
+    assert (w / "cerp.pt").stat().st_mtime_ns == before
+    # an interrupted run (no card) continues from its checkpoints and keeps the earlier epochs
+    (w / "card.json").unlink()
+    (w / "test_metrics.json").unlink()
+    train_from_sample_set(out, w, epochs=2, device="cpu", init_model=None, version="0.1.1", batch_size=64, log=lambda *a: None)
+    mt = pd.read_csv(w / "metrics.csv")
+    assert list(zip(mt.model, mt.epoch)) == [("detector", 1), ("picker", 1), ("picker", 2)]
+    assert load_model(w, device="cpu").card["recipe"]["resumed_after"] == {"detector": 1, "picker": 1}

@@ -1,0 +1,65 @@
+"""Sample sets, augmentation and a tiny training run (seconds) on the tests' world."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quakescale.detect.models import STEP_N, load_model
+from quakescale.train.augment import Compose, RandomCrop, WhiteNoise
+from quakescale.train.samples import P_AT_N, STORE_N, SampleSet, samples_from_world
+from quakescale.train.trainer import split_indices, step_targets, train
+
+
+@pytest.fixture(scope="module")
+def sample_set(small_world, tmp_path_factory):
+    return samples_from_world(small_world, tmp_path_factory.mktemp("samples"), seed=0)
+
+
+def test_samples_are_labelled_from_truth(sample_set):
+    ds = SampleSet(sample_set)
+    assert ds.is_event.sum() > 20 and (~ds.is_event).sum() > 20
+    assert np.all(ds.p[ds.is_event, :].max(axis=1) >= P_AT_N - 1)  # the sample's own P is labelled
+    assert np.all(ds.p[~ds.is_event] == -1) and np.all(ds.s[~ds.is_event] == -1)
+    x = ds.load(np.flatnonzero(ds.is_event)[:20])
+    assert x.shape == (20, 3, STORE_N) and np.isfinite(x).all()
+    # the P onset is visible: energy after the labelled P exceeds the energy before it
+    pre = (x[:, 0, P_AT_N - 300 : P_AT_N - 20] ** 2).mean(axis=1)
+    post = (x[:, 0, P_AT_N : P_AT_N + 280] ** 2).mean(axis=1)
+    assert np.median(post / pre) > 1.5 and np.percentile(post / pre, 75) > 3  # ~1 if labels were misplaced
+
+
+def test_augmentations_move_labels_with_the_window():
+    rng = np.random.default_rng(0)
+    x = np.zeros((4, 3, STORE_N), np.float32)
+    x[:, :, P_AT_N] = 1.0
+    p = np.full((4, 2), -1)
+    p[:, 0] = P_AT_N
+    b = Compose([RandomCrop(3000, 1500), WhiteNoise(0.0)])({"x": x, "p": p, "s": p.copy(), "event": np.ones(4, bool)}, rng)
+    assert b["x"].shape == (4, 3, 3000)
+    for i in range(4):
+        assert 100 <= b["p"][i, 0] <= 1600 and b["x"][i, 0, b["p"][i, 0]] == 1.0
+    n = WhiteNoise(0.4)({"x": np.ones((64, 3, 100), np.float32) * np.arange(100), "event": np.ones(64, bool)}, rng)["x"]
+    assert 0 < np.std(n - np.arange(100)) < 0.4 * np.std(np.arange(100))
+
+
+def test_split_and_step_targets():
+    a, b, c = split_indices(1000, 0)
+    assert (len(a), len(b), len(c)) == (700, 200, 100) and not set(a) & set(b)
+    cls, off, mask = step_targets(np.array([[525, -1]]), np.array([[1310, -1]]))
+    assert cls[0, 10] == 1 and cls[0, 26] == 2 and cls.sum() == 3
+    assert off[0, 10, 0] == pytest.approx(25 / STEP_N) and off[0, 11, 0] == pytest.approx(-25 / STEP_N)
+    assert mask[0, :, 0].sum() == 3
+
+
+def test_tiny_training_run(sample_set, tmp_path):
+    m = train([sample_set], tmp_path / "w", epochs_detector=2, epochs_picker=2, batch_size=64, seed=0, device="cpu", version="0.0.1", log=lambda *a: None)
+    mt = pd.read_csv(tmp_path / "w" / "metrics.csv")
+    assert list(mt.model.unique()) == ["detector", "picker"] and len(mt) == 4
+    assert {"train_acc", "val_acc", "val_p_err_std_s", "val_s_err_std_s"} <= set(mt.columns)
+    det = mt[mt.model == "detector"]
+    assert det.train_loss.iloc[-1] < det.train_loss.iloc[0] or det.val_acc.iloc[-1] > 0.6
+    m2 = load_model(tmp_path / "w", device="cpu")
+    assert m2.card["version"] == "0.0.1" and m2.card["recipe"]["batch_size"] == 64 and m2.card["recipe"]["split"] == "7:2:1"
+    assert (tmp_path / "w" / "checkpoints" / "picker_last.pt").exists()
