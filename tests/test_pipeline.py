@@ -27,16 +27,8 @@ def _digest_tree(root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def finished_run(small_world, tmp_path_factory):
-    from quakescale.hpc.pipeline import run_pipeline
-
-    cfg = load_config(small_world / "config.yaml")
-    cfg.run.out_dir = tmp_path_factory.mktemp("run") / "run"
-    cfg.compute.n_workers = 2
-    cfg.compute.chunk_size = 2
-    logs = []
-    summary = run_pipeline(cfg, echo=logs.append)
-    return cfg, summary, logs
+def finished_run(local_run):
+    return local_run
 
 
 def test_full_run_recovers_the_sequence(finished_run, small_world):
@@ -51,9 +43,12 @@ def test_full_run_recovers_the_sequence(finished_run, small_world):
     # picks, events, locations vs truth
     assert vs["picks"]["P"]["recall"] > 0.5 and abs(vs["picks"]["P"]["mean_error_s"]) < 0.1
     assert vs["locate"]["recall"] >= 0.7, vs["locate"]
-    assert vs["locate"]["precision"] >= 0.9, vs["locate"]
-    assert vs["locate"]["median_epicentral_error_km"] < 1.5
-    assert abs(vs["locate"]["median_magnitude_error"]) < 0.3
+    assert vs["locate"]["precision"] >= 0.8, vs["locate"]
+    assert vs["locate"]["median_epicentral_error_km"] < 0.5 and vs["locate"]["median_depth_error_km"] < 1.5
+    assert abs(vs["locate"]["median_magnitude_error"]) < 0.2
+    # relocation keeps the well-linked events and every one of them is real
+    assert vs["relocate"]["recall"] >= 0.8 and vs["relocate"]["precision"] >= 0.95, vs["relocate"]
+    assert vs["relocate"]["median_epicentral_error_km"] < 0.5
     # catalogs and provenance
     cats = run / "catalogs"
     for name in ("events.parquet", "events.csv", "catalog.xml", "hypoDD.reloc", "report.html"):

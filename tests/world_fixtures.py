@@ -19,3 +19,19 @@ def small_world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world7")
     make_world(out, n_stations=8, days=1, n_events=40, seed=7, hours_per_day=2.0)
     return out
+
+
+@pytest.fixture(scope="session")
+def local_run(small_world, tmp_path_factory):
+    """The whole pipeline on ``small_world`` with the local Dask backend (2 workers):
+    (config, summary, log lines).  The reference the other backends must reproduce."""
+    from quakescale.config import load_config
+    from quakescale.hpc.pipeline import run_pipeline
+
+    cfg = load_config(small_world / "config.yaml")
+    cfg.run.out_dir = tmp_path_factory.mktemp("local-run") / "run"
+    cfg.compute.n_workers = 2
+    cfg.compute.chunk_size = 2
+    logs = []
+    summary = run_pipeline(cfg, echo=logs.append)
+    return cfg, summary, logs

@@ -124,6 +124,7 @@ class LocateSection(_Section):
     max_iter: int = Field(20, ge=1)
     damping: float = Field(0.02, ge=0)
     use_elevation: bool = True
+    min_stations: int = Field(4, ge=1)  # located events with fewer weighted stations are rejected
     min_picks_free_depth: int = Field(6, ge=1)  # fewer weighted picks: depth fixed at trial_depth_km
     station_delays: Optional[Path] = None
     hypoinverse_exe: str = "hyp1.40"
@@ -397,6 +398,7 @@ locate:
   max_iter: 20
   damping: 0.02
   use_elevation: true          # station elevations in the travel times
+  min_stations: 4              # events keeping fewer stations with weight > 0 are rejected (events/rejected.parquet)
   min_picks_free_depth: 6      # fewer weighted picks: depth fixed at trial_depth_km
   station_delays: null         # optional table: station_id p_delay_s s_delay_s
   hypoinverse_exe: hyp1.40

@@ -98,6 +98,26 @@ def _map_chunks(cfg: Config, rd: RunDir, stage: str, parts: list[list[str]], for
     return rows
 
 
+def stale(rd: RunDir, stage: str) -> bool:
+    """True when an earlier stage (plan aside) finished work after this stage last did: its
+    output no longer follows its inputs (e.g. an array resubmission detected a missing
+    station-day after association had run)."""
+    if stage not in STAGES or stage == "plan":
+        return False
+    own = rd.read_status(stage)
+    own = own[own.state.isin(["ok", "skipped"])] if len(own) else own
+    if not len(own):
+        return False
+    t_self = own["finished"].min()
+    for prev in STAGES[1 : STAGES.index(stage)]:
+        st = rd.read_status(prev)
+        if len(st):
+            st = st[st.state.isin(["ok", "skipped"])]
+            if len(st) and st["finished"].max() > t_self:
+                return True
+    return False
+
+
 def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client=None, retry_failed: bool = False) -> dict:
     """Run the stages in order.  A stage runs its pending units (all of them with ``force``);
     once a stage produced new output, every later stage is redone, so the catalog always
@@ -109,15 +129,21 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
     timings = {}
     did_work = False
     upstream_changed = False
-    own_cluster = None
+    owned = {}  # pool -> (client, cluster) started here
+    given = client
     try:
         for stage in wanted:
             t0 = time.time()
-            f = stage in force or upstream_changed or (stage == "plan" and rd.config_changed)
+            f = stage in force or upstream_changed or (stage == "plan" and rd.config_changed) or stale(rd, stage)
             if stage in FANNED:
                 todo = pending_units(cfg, rd, stage, force=f, retry_failed=retry_failed)
-                if client is None and todo and len(todo) > 1:
-                    client, own_cluster = _start_client(cfg, echo)
+                pool = "gpu" if stage == "detect" else "cpu"
+                key = pool if cfg.compute.backend == "slurm" else "local"
+                client = given
+                if client is None and todo and (len(todo) > 1 or cfg.compute.backend == "slurm"):
+                    if key not in owned:
+                        owned[key] = _start_client(cfg, echo, pool, rd)
+                    client = owned[key][0]
                 echo(f"{stage}: {len(todo)} unit(s) to do")
                 did_work |= bool(todo)
                 rows = _map_chunks(cfg, rd, stage, chunks(todo, chunk_size(cfg, stage)), f, client, echo)
@@ -140,10 +166,10 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
             rd.compact_status(stage)
             timings[stage] = round(time.time() - t0, 3)
     finally:
-        if own_cluster is not None:
+        for c, cl in owned.values():
             try:
-                client.close()
-                own_cluster.close()
+                c.close()
+                cl.close()
             except Exception:
                 pass
     if not did_work and rd.summary.exists():
@@ -157,20 +183,13 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
     return summary
 
 
-def _start_client(cfg: Config, echo):
+def _start_client(cfg: Config, echo, pool: str = "gpu", rd: RunDir | None = None):
     from distributed import Client
 
-    try:
-        from .cluster import make_cluster
-    except ImportError:  # pragma: no cover - cluster module missing
-        make_cluster = None
-    if make_cluster is not None:
-        cluster = make_cluster(cfg.compute, pool="gpu")
-    else:
-        from distributed import LocalCluster
+    from .cluster import make_cluster
 
-        cluster = LocalCluster(n_workers=cfg.compute.n_workers or max(1, (os.cpu_count() or 2)), threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = make_cluster(cfg, pool=pool, run_dir=rd.root if rd is not None else None)
     client = Client(cluster)
     link = getattr(client, "dashboard_link", None)
-    echo(f"dask: {cfg.compute.backend} cluster up" + (f", dashboard {link}" if link else ""))
+    echo(f"dask: {cfg.compute.backend} cluster up ({pool} pool)" + (f", dashboard {link}" if link else ""))
     return client, cluster

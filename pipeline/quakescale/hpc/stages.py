@@ -309,12 +309,15 @@ def _locate_task(cfg, rd, unit):
     )
     located, station_mags = event_magnitudes(located, picks[picks.phase == "S"], sta, correction=cfg.magnitude.correction, min_stations=cfg.magnitude.min_stations)
     located = located.assign(stage="locate")
+    keep = located["n_stations"].fillna(0).to_numpy() >= cfg.locate.min_stations
     if "located" in located:
-        located = located[located["located"].astype(bool)].reset_index(drop=True)
+        keep &= located["located"].astype(bool).to_numpy()
+    write_table(located[~keep].reset_index(drop=True), _events_path(rd, "rejected"))
+    located = located[keep].reset_index(drop=True)
     write_table(located, _events_path(rd, "located"), S.EVENTS, where="located events")
     write_table(residuals, _events_path(rd, "residuals"))
     write_table(station_mags, _events_path(rd, "station_magnitudes"))
-    return "ok", len(located), f"{len(located)} of {len(ev)} events located"
+    return "ok", len(located), f"{len(located)} of {len(ev)} events located ({int((~keep).sum())} rejected: fewer than {cfg.locate.min_stations} weighted stations or no convergence)"
 
 
 # ----------------------------------------------------------------------------- xcorr
