@@ -28,7 +28,7 @@ from ..detect.runner import decode_steps
 from .augment import Compose, RandomCrop, WhiteNoise
 from .samples import SampleSet
 
-CLASS_WEIGHTS = (1.0, 5.0, 5.0)  # ~58 noise steps per P or S step; 5 (not 58): fewer false picks in codas
+CLASS_WEIGHTS = (1.0, 20.0, 20.0)  # ~58 noise steps per P or S step
 OFFSET_LOSS_WEIGHT = 2.0
 
 
