@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -96,27 +97,42 @@ def sds_dir(root, year: int, net: str, sta: str) -> Path:
     return Path(root) / f"{year}" / net / sta
 
 
-def station_day_files(root, sd: StationDay, channels: list[str]) -> tuple[str, dict[str, Path]]:
+_LISTING: dict = {}
+
+
+def _listdir(path: Path) -> tuple[str, ...]:
+    """Directory entries, cached while a plan runs (one listing per channel directory, not one
+    glob per station-day)."""
+    key = str(path)
+    if key not in _LISTING:
+        try:
+            _LISTING[key] = tuple(sorted(os.listdir(path)))
+        except OSError:
+            _LISTING[key] = ()
+    return _LISTING[key]
+
+
+def station_day_files(root, sd: StationDay, channels: list[str], cached: bool = False) -> tuple[str, dict[str, Path]]:
     """The first channel pattern (e.g. ``HH?``) with a vertical and two horizontals for the day.
 
-    Returns (pattern, {component: path}); an empty dict when the archive has nothing."""
+    Returns (pattern, {component: path}); an empty dict when the archive has nothing.
+    ``cached`` reuses directory listings (planning many station-days at once)."""
     day = UTCDateTime(sd.day.isoformat())
     base = sds_dir(root, day.year, sd.network, sd.station)
-    if not base.is_dir():
-        return "", {}
-    chan_dirs = [p.name[:-2] for p in base.iterdir() if p.name.endswith(".D")]
+    ls = _listdir if cached else (lambda p: tuple(sorted(os.listdir(p))) if p.is_dir() else ())
+    chan_dirs = [n[:-2] for n in ls(base) if n.endswith(".D")]
+    prefix = f"{sd.network}.{sd.station}."
     for pat in channels:
         found = {}
         for cha in sorted(chan_dirs):
             if not fnmatch.fnmatch(cha, pat):
                 continue
-            files = sorted((base / f"{cha}.D").glob(f"{sd.network}.{sd.station}.*.{cha}.D.{day.year}.{day.julday:03d}"))
-            if files:
-                found[cha[-1]] = files[0]
-        if "Z" in found and (len(found) >= 3):
-            return pat, found
+            suffix = f".{cha}.D.{day.year}.{day.julday:03d}"
+            names = [n for n in ls(base / f"{cha}.D") if n.startswith(prefix) and n.endswith(suffix)]
+            if names:
+                found[cha[-1]] = base / f"{cha}.D" / names[0]
         if found:
-            return pat, found  # incomplete set: reported by plan, refused by read
+            return pat, found  # an incomplete set is reported by plan and refused by read
     return "", {}
 
 
@@ -124,34 +140,97 @@ def _comp_key(c: str) -> int:
     return {"Z": 0, "N": 1, "1": 1, "E": 2, "2": 2}.get(c, 9)
 
 
-def scan_station_day(root, sd: StationDay, channels: list[str]) -> dict:
+_QUALITY = np.frombuffer(b"DRQM", np.uint8)
+
+
+def mseed_segments(path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(start, end, sampling_rate) of every record of a fixed-record-length MiniSEED 2 file,
+    from the 48-byte fixed headers alone (vectorised; no decoding).  ``None`` when the file is
+    not plainly such a file -- the caller then asks ObsPy, which says what is wrong."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    if len(raw) < 64 or raw[6] not in _QUALITY:
+        return None
+    big = 1900 <= int.from_bytes(raw[20:22].tobytes(), "big") <= 2200
+    order = "big" if big else "little"
+    bo = ">" if big else "<"
+    off = int.from_bytes(raw[46:48].tobytes(), order)
+    if off < 48 or off + 8 > len(raw) or int.from_bytes(raw[off : off + 2].tobytes(), order) != 1000:
+        return None
+    reclen = 1 << int(raw[off + 6])
+    if reclen < 128 or len(raw) % reclen:
+        return None
+    rec = raw.reshape(-1, reclen)[:, :48]
+    q = rec[:, 6]
+    if not ((q == 68) | (q == 82) | (q == 81) | (q == 77)).all():  # D R Q M
+        return None
+    hdr = np.ascontiguousarray(rec).view(np.dtype([("x", "V20"), ("year", bo + "u2"), ("doy", bo + "u2"), ("hour", "u1"), ("minute", "u1"), ("sec", "u1"), ("pad", "u1"), ("frac", bo + "u2"),
+                                                  ("nsamp", bo + "u2"), ("fact", bo + "i2"), ("mult", bo + "i2"), ("act", "u1"), ("y", "V3"), ("tcorr", bo + "i4"), ("z", "V4")]))[:, 0]
+    if not ((hdr["year"] >= 1900) & (hdr["year"] <= 2200) & (hdr["doy"] >= 1) & (hdr["doy"] <= 366)).all():
+        return None
+    f = hdr["fact"].astype(float)
+    m = hdr["mult"].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fs = np.where((f > 0) & (m > 0), f * m, np.where((f > 0) & (m < 0), -f / m, np.where((f < 0) & (m > 0), -m / f, 1.0 / (f * m))))
+    if not (np.isfinite(fs) & (fs > 0)).all():
+        return None
+    day = (hdr["year"].astype("int64") - 1970).astype("datetime64[Y]").astype("datetime64[D]") + (hdr["doy"].astype("int64") - 1)
+    t = (day - np.datetime64("1970-01-01")).astype("int64") * 86400.0 + hdr["hour"] * 3600.0 + hdr["minute"] * 60.0 + hdr["sec"] + hdr["frac"] * 1e-4
+    t = t + np.where(hdr["act"] & 0x02, 0.0, hdr["tcorr"] * 1e-4)
+    keep = hdr["nsamp"] > 0
+    t, n, fs = t[keep], hdr["nsamp"][keep], fs[keep]
+    return t, t + n / fs, fs
+
+
+def _segments(f: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, ends, rates) of the records (or traces) of a MiniSEED file."""
+    seg = mseed_segments(f)
+    if seg is not None:
+        return seg
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st = read(str(f), headonly=True, format="MSEED")
+    a = np.array([tr.stats.starttime.timestamp for tr in st])
+    r = np.array([tr.stats.sampling_rate for tr in st])
+    return a, np.array([tr.stats.endtime.timestamp + tr.stats.delta for tr in st]), r
+
+
+def coverage_and_gaps(starts, ends, rates, t0: float, t1: float) -> tuple[float, int, float]:
+    """Seconds covered in [t0, t1), number of gaps and seconds missing between segments
+    (a gap: more than 1.5 samples between one segment's end and the next start)."""
+    a = np.maximum(np.asarray(starts, float), t0)
+    b = np.minimum(np.asarray(ends, float), t1)
+    r = np.asarray(rates, float)
+    keep = b > a
+    a, b, r = a[keep], b[keep], r[keep]
+    if not len(a):
+        return 0.0, 0, 0.0
+    o = np.argsort(a, kind="stable")
+    a, b, r = a[o], b[o], r[o]
+    run_end = np.maximum.accumulate(b)
+    prev = np.concatenate([[a[0]], run_end[:-1]])
+    covered = float(np.clip(b - np.maximum(a, prev), 0, None).sum())
+    gap = a[1:] - run_end[:-1]
+    is_gap = gap > 1.5 / r[1:]
+    return covered, int(is_gap.sum()), float(gap[is_gap].sum())
+
+
+def scan_station_day(root, sd: StationDay, channels: list[str], cached: bool = False) -> dict:
     """Availability of one station-day from the record headers only (no decoding)."""
-    pat, files = station_day_files(root, sd, channels)
+    pat, files = station_day_files(root, sd, channels, cached=cached)
     rec = dict(unit=sd.unit, station_id=sd.station_id, day=sd.day.isoformat(), channels=pat, n_files=len(files), bytes=0, coverage=0.0, n_gaps=0, gap_s=0.0, readable=True, state="no_data", reason="")
     if not files:
         rec["reason"] = f"no {'/'.join(channels)} data in the archive"
         return rec
-    day0 = UTCDateTime(sd.day.isoformat())
+    day0 = UTCDateTime(sd.day.isoformat()).timestamp
     covs, gaps, gap_s = [], 0, 0.0
     for comp, f in files.items():
         rec["bytes"] += f.stat().st_size
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                st = read(str(f), headonly=True, format="MSEED")
+            raw = _segments(f)
         except Exception as exc:
             rec.update(readable=False, state="corrupt", reason=f"unreadable MiniSEED file {f}: {type(exc).__name__}: {exc}")
             return rec
-        segs = sorted((max(tr.stats.starttime, day0), min(tr.stats.endtime, day0 + 86400)) for tr in st)
-        covered, last_end, g, gs = 0.0, None, 0, 0.0
-        for a, b in segs:
-            if b <= a:
-                continue
-            if last_end is not None and a - last_end > 1.5 / st[0].stats.sampling_rate:
-                g += 1
-                gs += a - last_end
-            covered += b - a
-            last_end = b if last_end is None else max(last_end, b)
+        covered, g, gs = coverage_and_gaps(*raw, day0, day0 + 86400)
         covs.append(covered / 86400.0)
         gaps, gap_s = max(gaps, g), max(gap_s, gs)
     rec["coverage"] = float(np.min(covs))
@@ -170,8 +249,12 @@ def plan_station_days(sds_root, station_ids: list[str], days: list[dt.date], cha
     n_files, bytes, coverage (fraction of the day), n_gaps, gap_s, readable, state
     (ok | gappy | incomplete | corrupt | no_data) and reason."""
     sds = [StationDay(d, s) for d in days for s in station_ids]
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
-        recs = list(ex.map(lambda sd: scan_station_day(sds_root, sd, channels), sds))
+    _LISTING.clear()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
+            recs = list(ex.map(lambda sd: scan_station_day(sds_root, sd, channels, cached=True), sds))
+    finally:
+        _LISTING.clear()
     return pd.DataFrame(recs)
 
 
