@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-ITALY = Path("/work/shared/data/real_demo_italy2016")
+ITALY = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "data" / "real_demo_italy2016", Path("/work/shared/data/real_demo_italy2016")) if p.exists()), Path("/work/shared/data/real_demo_italy2016"))
 
 PYOCTO_RUNNER = r'''
 import json, sys, time

@@ -22,7 +22,7 @@ from quakescale.associate import (
 from quakescale.formats import picks_io
 from quakescale.velocity import TravelTimeTable, default_model, load_model
 
-ITALY = Path("/work/shared/data/real_demo_italy2016")
+from shared_data import ITALY
 needs_italy = pytest.mark.skipif(not ITALY.exists(), reason="REAL demo data not present")
 
 

@@ -16,9 +16,7 @@ from quakescale.catalog.fmd import b_value_aki_utsu, fmd_counts, fmd_summary, mc
 from quakescale.catalog.readers import CatalogFormatError, detect_format, read_catalog
 from quakescale.catalog.writers import CatalogWriteError, read_manifest_ref, write_catalogs
 
-ITALY = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_demo_italy2016"
-if not ITALY.exists():
-    ITALY = Path("/work/shared/data/real_demo_italy2016")
+from shared_data import ITALY
 needs_italy = pytest.mark.skipif(not ITALY.exists(), reason=f"reference data not found at {ITALY}")
 
 MANIFEST = "RUN/manifest.json#sha256:0123abcd"

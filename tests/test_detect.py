@@ -16,7 +16,7 @@ from quakescale.config import DetectSection, load_config
 from quakescale.detect import models as M
 from quakescale.detect.runner import decode_steps, detect_station_day, merge_picks, pick_stream, preprocess, run_station_day
 
-RC = Path("/work/shared/data/fdtcc_ridgecrest2019")
+from shared_data import RIDGECREST as RC
 PICK_THRESHOLD = 0.5  # the default weights' recommended pick threshold (model card)
 
 

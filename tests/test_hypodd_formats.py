@@ -9,8 +9,10 @@ import pytest
 
 from quakescale.formats import hypodd as H
 
-ITALY = Path("/work/shared/data/real_demo_italy2016/hypoDD")
-FDTCC = Path("/work/shared/data/fdtcc_ridgecrest2019")
+from shared_data import ITALY as _ITALY
+
+ITALY = _ITALY / "hypoDD"
+from shared_data import RIDGECREST as FDTCC
 need_italy = pytest.mark.skipif(not ITALY.exists(), reason=f"reference data {ITALY} not present")
 need_fdtcc = pytest.mark.skipif(not FDTCC.exists(), reason=f"reference data {FDTCC} not present")
 

@@ -13,9 +13,7 @@ from quakescale.geo import LocalProjection, epicentral_km
 from quakescale.locate.locator import LocateParams, cosine_taper, locate_events, travel_time_table
 from quakescale.velocity import default_model
 
-ITALY = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_demo_italy2016"
-if not ITALY.exists():
-    ITALY = Path("/work/shared/data/real_demo_italy2016")
+from shared_data import ITALY
 
 
 def synth_world(n_ev=200, n_sta=20, seed=0, p_err=0.05, s_err=0.10, keep=0.9):

@@ -18,7 +18,9 @@ from quakescale.geo import LocalProjection
 from quakescale.relocate import dd
 from quakescale.relocate.pairs import nr_indexx, ph2dt
 
-ITALY = Path("/work/shared/data/real_demo_italy2016/hypoDD")
+from shared_data import ITALY as _ITALY
+
+ITALY = _ITALY / "hypoDD"
 need_italy = pytest.mark.skipif(not ITALY.exists(), reason=f"reference data {ITALY} not present")
 
 

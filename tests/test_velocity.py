@@ -8,7 +8,7 @@ import pytest
 from quakescale.velocity import LayeredModel, TravelTimeTable, default_model, first_arrivals, resolve_model
 from quakescale.formats import velmodels
 
-DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+from shared_data import DATA
 
 
 def test_vertical_and_head_wave_by_hand():

@@ -9,7 +9,7 @@ import pytest
 
 from quakescale.relocate.xcorr import XCorrParams, correlate_windows, event_pairs, station_dtcc
 
-FDTCC = Path("/work/shared/data/fdtcc_ridgecrest2019")
+from shared_data import RIDGECREST as FDTCC
 
 
 def _shifted(x, shift):
