@@ -51,6 +51,15 @@ class QuakeScaleSLURMJob(SLURMJob):
         ).render()
 
 
+# Stage tasks hold large unmanaged buffers (torch, waveforms); Dask's memory pause would freeze a
+# worker at 80 % of its limit with no managed data to spill.  SLURM enforces the job's memory.
+WORKER_ENV = [
+    "export DASK_DISTRIBUTED__WORKER__MEMORY__TARGET=False",
+    "export DASK_DISTRIBUTED__WORKER__MEMORY__SPILL=False",
+    "export DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE=False",
+]
+
+
 def default_local_workers(threads_per_worker: int = 1, memory_per_worker_bytes: float = 2e9) -> int:
     """Workers for a LocalCluster: CPUs / threads, but not more than memory / 2 GB, at least 1."""
     try:
@@ -126,7 +135,7 @@ def slurm_cluster_kwargs(compute, pool: str = "cpu", *, run_dir=None, binds: Ite
         account=None,
         job_name=f"qs-{safe_name}-{pool}",
         interface=compute.interface,
-        job_script_prologue=prologue_lines(compute.prologue),
+        job_script_prologue=prologue_lines(compute.prologue) + WORKER_ENV,
         job_extra_directives=directives,
         worker_extra_args=extra_args,
         python=shell_line(python_argv(compute, pool, binds)),
