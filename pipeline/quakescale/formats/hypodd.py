@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._text import token_lines
+
 __all__ = [
     "HypoDDFormatError",
     "read_pha",
@@ -166,12 +168,7 @@ def read_event_dat(path) -> pd.DataFrame:
     """event.dat / event.sel: ``yyyymmdd hhmmsscc lat lon dep mag eh ez rms id``."""
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        tok = line.split()
-        if not tok:
-            continue
-        if len(tok) < 10:
-            raise HypoDDFormatError(f"{path}:{n}: event line needs 10 fields, got {line!r}")
+    for n, line, tok in token_lines(path, 10, HypoDDFormatError, "an event line"):
         try:
             date, tim = int(tok[0]), int(tok[1])
             lat, lon, dep, mag, eh, ez, rms = (float(t) for t in tok[2:9])
@@ -441,12 +438,7 @@ LOC_COLUMNS = RELOC_COLUMNS[:17] + ["cluster"]
 def _read_table(path, columns) -> pd.DataFrame:
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        tok = line.split()
-        if not tok:
-            continue
-        if len(tok) < len(columns):
-            raise HypoDDFormatError(f"{path}:{n}: expected {len(columns)} columns, got {len(tok)}")
+    for n, line, tok in token_lines(path, len(columns), HypoDDFormatError, " ".join(columns)):
         vals = []
         for t in tok[: len(columns)]:
             try:
@@ -486,34 +478,29 @@ def _time_parts(t):
     return t.year, t.month, t.day, t.hour, t.minute, sec
 
 
+def _loc_columns(r, sec_w: int, sec_d: int) -> str:
+    """The columns .reloc and .loc share: id, lat, lon, depth, x, y, z, ex, ey, ez, date, time, mag."""
+    yr, mo, dy, hr, mn, sc = _time_parts(r.time)
+    return (f"{int(r.event_id):9d} {_f(r.latitude, 10, 6)} {_f(r.longitude, 11, 6)} {_f(r.depth_km, 9, 3)} "
+            f"{_f(r.x_m, 10, 1)} {_f(r.y_m, 10, 1)} {_f(r.z_m, 10, 1)} {_f(r.ex_m, 8, 1)} {_f(r.ey_m, 8, 1)} "
+            f"{_f(r.ez_m, 8, 1)} {yr:4d} {mo:2d} {dy:2d} {hr:2d} {mn:2d} {_f(sc, sec_w, sec_d)} {_f(r.magnitude, 5, 2)}")
+
+
 def write_reloc(df: pd.DataFrame, path) -> Path:
     """hypoDD.reloc: ``i9,1x,f10.6,1x,f11.6,1x,f9.3,3(1x,f10.1),3(1x,f8.1),1x,i4,4(1x,i2),1x,f6.3,
     1x,f5.2,4(1x,i5),2(1x,f6.3),1x,i3``."""
-    out = []
-    for r in df.itertuples(index=False):
-        yr, mo, dy, hr, mn, sc = _time_parts(r.time)
-        out.append(
-            f"{int(r.event_id):9d} {_f(r.latitude, 10, 6)} {_f(r.longitude, 11, 6)} {_f(r.depth_km, 9, 3)} "
-            f"{_f(r.x_m, 10, 1)} {_f(r.y_m, 10, 1)} {_f(r.z_m, 10, 1)} {_f(r.ex_m, 8, 1)} {_f(r.ey_m, 8, 1)} "
-            f"{_f(r.ez_m, 8, 1)} {yr:4d} {mo:2d} {dy:2d} {hr:2d} {mn:2d} {_f(sc, 6, 3)} {_f(r.magnitude, 5, 2)} "
-            f"{int(r.n_cc_p):5d} {int(r.n_cc_s):5d} {int(r.n_ct_p):5d} {int(r.n_ct_s):5d} "
-            f"{_f(r.rms_cc_s, 6, 3)} {_f(r.rms_ct_s, 6, 3)} {int(r.cluster):3d}"
-        )
+    out = [
+        f"{_loc_columns(r, 6, 3)} {int(r.n_cc_p):5d} {int(r.n_cc_s):5d} {int(r.n_ct_p):5d} {int(r.n_ct_s):5d} "
+        f"{_f(r.rms_cc_s, 6, 3)} {_f(r.rms_ct_s, 6, 3)} {int(r.cluster):3d}"
+        for r in df.itertuples(index=False)
+    ]
     Path(path).write_text("\n".join(out) + ("\n" if out else ""))
     return Path(path)
 
 
 def write_loc(df: pd.DataFrame, path) -> Path:
     """hypoDD.loc (initial locations), same leading columns as .reloc, f5.2 seconds."""
-    out = []
-    for r in df.itertuples(index=False):
-        yr, mo, dy, hr, mn, sc = _time_parts(r.time)
-        out.append(
-            f"{int(r.event_id):9d} {_f(r.latitude, 10, 6)} {_f(r.longitude, 11, 6)} {_f(r.depth_km, 9, 3)} "
-            f"{_f(r.x_m, 10, 1)} {_f(r.y_m, 10, 1)} {_f(r.z_m, 10, 1)} {_f(r.ex_m, 8, 1)} {_f(r.ey_m, 8, 1)} "
-            f"{_f(r.ez_m, 8, 1)} {yr:4d} {mo:2d} {dy:2d} {hr:2d} {mn:2d} {_f(sc, 5, 2)} {_f(r.magnitude, 5, 2)} "
-            f"{int(r.cluster):3d}"
-        )
+    out = [f"{_loc_columns(r, 5, 2)} {int(r.cluster):3d}" for r in df.itertuples(index=False)]
     Path(path).write_text("\n".join(out) + ("\n" if out else ""))
     return Path(path)
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._text import token_lines
+
 __all__ = [
     "PickFormatError",
     "read_real_picks",
@@ -144,12 +146,7 @@ def read_real_stations(path) -> pd.DataFrame:
     """REAL ``station.dat``: ``lon lat net sta chan elev_km`` per line."""
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        tok = line.split()
-        if not tok or line.lstrip().startswith("#"):
-            continue
-        if len(tok) < 6:
-            raise PickFormatError(f"{path}:{n}: expected 'lon lat net sta chan elev_km', got {line!r}")
+    for n, line, tok in token_lines(path, 6, PickFormatError, "'lon lat net sta chan elev_km'", comment="#"):
         try:
             lon, lat, elev = float(tok[0]), float(tok[1]), float(tok[5])
         except ValueError as exc:
@@ -262,12 +259,7 @@ def read_real_catalog(path) -> pd.DataFrame:
     mag_std nP nS nPS gap``."""
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        tok = line.split()
-        if not tok:
-            continue
-        if len(tok) < 16:
-            raise PickFormatError(f"{path}:{n}: expected 17 columns of REAL catalog_sel, got {len(tok)}")
+    for n, line, tok in token_lines(path, 16, PickFormatError, "the columns of REAL catalog_sel"):
         try:
             day = pd.Timestamp(f"{int(tok[1]):04d}-{int(tok[2]):02d}-{int(tok[3]):02d}", tz="UTC")
             t = day + pd.to_timedelta(round(float(tok[5]) * 1e9), unit="ns")

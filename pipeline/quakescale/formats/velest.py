@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ..velocity import LayeredModel
+from .velmodels import _floats as _nums
+from ._text import token_lines
 
 __all__ = ["read_velest_mod", "write_velest_mod", "read_velest_sta", "read_velest_cat"]
 
@@ -28,14 +30,6 @@ class VelestFormatError(ValueError):
     pass
 
 
-def _nums(line: str) -> list[float]:
-    out = []
-    for tok in line.split():
-        try:
-            out.append(float(tok))
-        except ValueError:
-            break
-    return out
 
 
 def read_velest_mod(path, vpvs: float = 1.73) -> LayeredModel:
@@ -112,12 +106,7 @@ def read_velest_cat(path, century: int = 2000) -> pd.DataFrame:
     """``new.cat``-style catalog: time (UTC), latitude, longitude, depth_km, magnitude, gap_deg, rms_s."""
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        tok = line.split()
-        if not tok:
-            continue
-        if len(tok) < 10:
-            raise VelestFormatError(f"{path}:{n}: expected 'yymmdd hh mm ss lat lon dep mag gap rms', got {line!r}")
+    for n, line, tok in token_lines(path, 10, VelestFormatError, "'yymmdd hh mm ss lat lon dep mag gap rms'"):
         ymd = tok[0].zfill(6)
         t = pd.Timestamp(
             year=century + int(ymd[:2]), month=int(ymd[2:4]), day=int(ymd[4:6]), hour=int(tok[1]), minute=int(tok[2]), tz="UTC"

@@ -166,61 +166,6 @@ def correlate_windows(a: np.ndarray, b: np.ndarray, max_lag: int, absolute: bool
         best[dst] = np.minimum(peak, 1.0)
         lagout[dst] = lag
     return lagout, best
-    C = a.shape[1]
-    if backend == "torch":
-        import torch
-
-        dev = _torch_device()
-        ta = torch.from_numpy(a).to(dev)
-        tb = torch.from_numpy(b).to(dev)
-        Fa = torch.fft.rfft(ta, n=nfft)
-        Fb = torch.conj(torch.fft.rfft(tb, n=nfft))
-        tna = torch.from_numpy(na).to(dev)
-        tnb = torch.from_numpy(nb).to(dev)
-        idx = torch.from_numpy(np.r_[np.arange(nfft - max_lag, nfft), np.arange(0, max_lag + 1)]).to(dev)
-    else:
-        Fa = sfft.rfft(a, n=nfft, axis=-1, workers=-1)
-        Fb = np.conj(sfft.rfft(b, n=nfft, axis=-1, workers=-1))
-        idx = np.r_[np.arange(nfft - max_lag, nfft), np.arange(0, max_lag + 1)]
-    for s0 in range(0, n, chunk):
-        s1 = min(n, s0 + chunk)
-        ja, jb = ia[s0:s1], ib[s0:s1]
-        if backend == "torch":
-            import torch
-
-            tja = torch.from_numpy(ja).to(dev)
-            tjb = torch.from_numpy(jb).to(dev)
-            cc = torch.fft.irfft(Fa[tja] * Fb[tjb], n=nfft)[..., idx]  # (m, C, 2M+1)
-            den = (tna[tja] * tnb[tjb]).clamp_min(1e-30)
-            cc = (cc / den[..., None]).mean(1)
-            cc = cc.cpu().numpy().astype(np.float64)
-        else:
-            X = Fa[ja]
-            X *= Fb[jb]
-            cc = sfft.irfft(X, n=nfft, axis=-1, workers=-1)[..., idx]
-            cc /= np.maximum(na[ja] * nb[jb], 1e-30)[..., None]
-            cc = (cc[:, 0] if C == 1 else cc.mean(1)).astype(np.float64)
-        val = np.abs(cc) if absolute else cc
-        k = np.argmax(val, axis=1)
-        rows = np.arange(len(k))
-        y0 = val[rows, k]
-        lag = lags[k].astype(np.float64)
-        peak = y0
-        if interp == "parabolic":
-            inner = (k > 0) & (k < len(lags) - 1)
-            km = np.clip(k - 1, 0, len(lags) - 1)
-            kp = np.clip(k + 1, 0, len(lags) - 1)
-            ym, yp = val[rows, km], val[rows, kp]
-            den2 = ym - 2 * y0 + yp
-            ok = inner & (den2 < 0)
-            p = np.zeros(len(k))
-            p[ok] = 0.5 * (ym[ok] - yp[ok]) / den2[ok]
-            p = np.clip(p, -0.5, 0.5)
-            lag = lag + p
-            peak = np.where(ok, y0 - 0.25 * (ym - yp) * p, y0)
-        best[s0:s1] = np.minimum(peak, 1.0)
-        lagout[s0:s1] = lag
-    return lagout, best
 
 
 def bandpass_windows(x: np.ndarray, fs: float, freqmin: float, freqmax: float, order: int = 4, taper: float = 0.01) -> np.ndarray:
