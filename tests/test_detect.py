@@ -135,19 +135,23 @@ def _ridgecrest_errors() -> dict:
     return errs
 
 
-def test_ridgecrest_both_events_found_on_all_stations():
+@pytest.fixture(scope="module")
+def ridgecrest_errors() -> dict:
+    return _ridgecrest_errors()
+
+
+def test_ridgecrest_both_events_found_on_all_stations(ridgecrest_errors):
     """Real data: shipped weights on 700 s at 3 PBO borehole stations vs the hypoDD.pha picks:
-    every P and S found; P within 0.05 s, S within 0.3 s (11 of 12 arrivals within 0.2 s)."""
-    errs = _ridgecrest_errors()
+    every P and S found; P within 0.05 s (measured <= 0.008 s after the AIC refinement; the
+    network alone is 0.1-0.23 s late on these), S within 0.2 s (measured <= 0.16 s)."""
+    errs = ridgecrest_errors
     assert all(abs(v) <= 0.05 for k, v in errs.items() if k[1] == "P"), errs
-    assert all(abs(v) <= 0.3 for k, v in errs.items() if k[1] == "S"), errs
-    assert sum(abs(v) <= 0.2 for v in errs.values()) >= 11, errs
+    assert all(abs(v) <= 0.2 for k, v in errs.items() if k[1] == "S"), errs
 
 
-@pytest.mark.xfail(reason="issue target: one S pick (B917, event 1) is 0.25 s late with the synthetic-only default weights", strict=False)
-def test_ridgecrest_all_within_0p2s():
-    errs = _ridgecrest_errors()
-    assert all(abs(v) <= 0.2 for v in errs.values()), errs
+def test_ridgecrest_all_within_0p2s(ridgecrest_errors):
+    """Issue target: all 12 arrivals within 0.2 s of hypoDD.pha."""
+    assert all(abs(v) <= 0.2 for v in ridgecrest_errors.values()), ridgecrest_errors
 
 
 def _world_picks(world: Path, stations=None):
@@ -177,6 +181,7 @@ def world_eval(small_world):
         "sd_p": m[m.phase == "P"].err_s.std(),
         "sd_s": m[m.phase == "S"].err_s.std(),
         "mad_p": 1.4826 * (m[m.phase == "P"].err_s.dropna().abs()).median(),
+        "sd_p_snr3": m[(m.phase == "P") & (m.snr >= 3)].err_s.std(),
         "recall_snr3": m[m.snr >= 3].err_s.notna().mean(),
         "false_per_station_day": n_false / picks.station_id.nunique() * 24 / hours,
     }
@@ -185,19 +190,21 @@ def world_eval(small_world):
 
 
 def test_small_world_pick_accuracy_and_recall(world_eval):
-    """Unseen synthetic world (seed 7) vs truth: what the default weights achieve."""
+    """Unseen synthetic world (seed 7) vs truth, default config (min_prob 0.8, onset check, AIC
+    refinement).  Measured: sd P 0.078 s, sd S 0.034 s, MAD P 0.023 s, recall 0.972, ~140 false
+    picks per station-day (the network alone: 0.14 s, 0.037 s, 0.036 s, 0.981, ~1190)."""
     ev, _, _ = world_eval
-    assert ev["sd_s"] <= 0.20  # issue target for S
-    assert ev["mad_p"] <= 0.05  # typical P error (robust sigma) is well under the 0.5 s step
-    assert ev["sd_p"] <= 0.30
-    assert ev["recall_snr3"] >= 0.90
-    assert ev["false_per_station_day"] < 2000
+    assert ev["mad_p"] <= 0.035  # typical P error (robust sigma) is far under the 0.5 s step
+    assert ev["sd_p_snr3"] <= 0.06  # arrivals with SNR >= 3
+    assert ev["sd_s"] <= 0.06
+    assert ev["false_per_station_day"] < 300
 
 
-@pytest.mark.xfail(reason="issue targets not yet met by the synthetic-only default weights: P sigma ~0.2 s (outliers at low SNR), recall ~0.95", strict=False)
 def test_small_world_issue_targets(world_eval):
+    """Issue 3: P sigma <= 0.10 s, S sigma <= 0.20 s (all matched arrivals within 1 s, any SNR),
+    >= 95 % of the truth arrivals with SNR >= 3 picked."""
     ev, _, _ = world_eval
-    assert ev["sd_p"] <= 0.10 and ev["sd_s"] <= 0.20 and ev["recall_snr3"] >= 0.95
+    assert ev["sd_p"] <= 0.10 and ev["sd_s"] <= 0.20 and ev["recall_snr3"] >= 0.95, ev
 
 
 def test_small_world_amplitudes_vs_truth(world_eval):

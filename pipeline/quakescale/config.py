@@ -73,6 +73,14 @@ class DetectSection(_Section):
     sampling_rate_hz: float = Field(100.0, gt=0)
     detect_threshold: float = Field(0.5, ge=0, le=1)
     pick_threshold: float = Field(0.5, ge=0, le=1)
+    min_prob_p: float = Field(0.8, ge=0, le=1)  # keep a P pick only if its peak probability reaches this
+    min_prob_s: float = Field(0.8, ge=0, le=1)
+    keep_sharp_onset_contrast: float = Field(3.5, gt=0)  # ... or if its waveform onset is this sharp (RMS after/before)
+    refine_phases: list[Literal["P", "S"]] = Field(default_factory=lambda: ["P", "S"])  # AIC onset refinement on the waveform
+    refine_max_shift_s: float = Field(0.25, ge=0)
+    refine_min_contrast: float = Field(4.0, ge=0)  # RMS after / before the AIC onset needed to move a pick
+    onset_min_contrast: float = Field(1.6, ge=0)  # P without this onset contrast is dropped (0: off) ...
+    onset_check_max_prob: float = Field(0.98, ge=0, le=1)  # ... unless its probability reaches this
     batch_size: int = Field(256, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp_pre_p_s: float = 1.0
@@ -361,7 +369,15 @@ detect:
   freqmax_hz: 20.0
   sampling_rate_hz: 100.0      # other rates are resampled
   detect_threshold: 0.5        # CNN event probability
-  pick_threshold: 0.5          # picker P/S probability
+  pick_threshold: 0.5          # picker P/S probability: runs of steps above it time a pick
+  min_prob_p: 0.8              # keep a P pick only if its peak probability reaches this ...
+  min_prob_s: 0.8              # ... and an S pick (false picks in codas have ~0.5-0.8)
+  keep_sharp_onset_contrast: 3.5  # ... or, below that, if its onset is this sharp (RMS 0.3 s after / before the AIC onset)
+  refine_phases: [P, S]        # onset refinement on the waveform (AIC, Maeda 1985; Z for P, N+E for S); [] = off
+  refine_max_shift_s: 0.25     # the AIC onset may move a pick at most this far ...
+  refine_min_contrast: 4.0     # ... and only when RMS 0.3 s after / before it reaches this
+  onset_min_contrast: 1.6      # drop a P pick whose waveform shows no onset (AIC contrast below this; 0: off) ...
+  onset_check_max_prob: 0.98   # ... unless its probability reaches this
   batch_size: 256
   device: auto                 # auto | cpu | cuda
   amp_pre_p_s: 1.0             # amplitude window: 1 s before P ...

@@ -10,8 +10,11 @@
    batched as one tensor, per-window std normalisation, the CNN detector on every window, the
    BiGRU picker only on windows with event probability >= ``detect_threshold``; per-step
    P/S probabilities >= ``pick_threshold`` give one pick per run of steps, timed by the steps'
-   sub-step offsets; duplicate picks from overlapping windows merged (within ``MERGE_S``);
-   P onsets then refined on the waveform (AIC of Z within 0.3 s of the network's time);
+   sub-step offsets; duplicate picks from overlapping windows merged (within ``MERGE_S``, the
+   most probable kept); then (:func:`quakescale.detect.refine.screen_and_refine`) picks below
+   ``min_prob_p`` / ``min_prob_s`` dropped, onsets of ``refine_phases`` refined on the waveform
+   (AIC, used only where the onset is sharp) and P picks without a waveform onset dropped
+   unless the network is very sure (``onset_min_contrast``, ``onset_check_max_prob``);
    methods ``stalta`` / ``kurtosis``: :mod:`quakescale.detect.classic` on the whole day;
 3. SNR (1-20 Hz peak after / RMS before) and, for S picks, the Wood-Anderson amplitude
    (:mod:`quakescale.detect.amplitude`) from 1 s before P to 5 s after S.
@@ -40,12 +43,11 @@ from .. import schema as S
 from ..config import DetectSection
 from . import amplitude as amp
 from .models import FS_HZ, N_STEPS, STEP_N, WINDOW_N, CerpModel, load_model, normalize_windows
+from .refine import screen_and_refine
 
 MERGE_S = 1.0  # picks of one phase closer than this from overlapping windows are one pick
 MAX_GAP_FRACTION = 0.1
-PAD_DAY_S = 30.0
-REFINE_PHASES: tuple = ("P",)  # onset refinement (AIC on the waveform) after the sub-step offsets
-REFINE_MAX_SHIFT_S = 0.3  # read this much of the neighbouring days so windows across midnight are complete
+PAD_DAY_S = 30.0  # read this much of the neighbouring days so windows across midnight are complete
 SNR_PRE_S, SNR_POST_S = 5.0, 2.0
 COMPONENTS = (("Z",), ("N", "1"), ("E", "2"))
 
@@ -225,27 +227,6 @@ def merge_picks(picks: list[tuple[str, float, float]], tol_n: float) -> list[tup
     return sorted(out, key=lambda p: p[1])
 
 
-def refine_onsets(prep: Prepared, picks: list, phases=("P",), before_s: float = 1.0, after_s: float = 0.5, max_shift_s: float = REFINE_MAX_SHIFT_S, fs: float = FS_HZ) -> list:
-    """Onset refinement on the waveform: the AIC minimum of Z (P) or of the horizontal envelope
-    (S) in [pick - ``before_s``, pick + ``after_s``]; used when it moves the pick by at most
-    ``max_shift_s`` (else the network's time stays)."""
-    from .classic import aic_onset
-
-    out = []
-    n = prep.data.shape[1]
-    for ph, idx, q in picks:
-        if ph in phases:
-            i = int(round(idx))
-            a, b = max(i - int(before_s * fs), 0), min(i + int(after_s * fs), n)
-            if b - a > int(0.5 * fs) and prep.valid[a:b].all():
-                x = prep.data[0, a:b] if ph == "P" else np.hypot(prep.data[1, a:b], prep.data[2, a:b])
-                j = a + aic_onset(x)
-                if abs(j - idx) <= max_shift_s * fs:
-                    idx = float(j)
-        out.append((ph, idx, q))
-    return out
-
-
 @torch.inference_mode()
 def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dict]:
     """Detector on all windows, picker on detected ones -> merged [(phase, sample, prob)]."""
@@ -277,9 +258,8 @@ def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dic
             for ph, i, q in decode_steps(pr[j], of[j], p.pick_threshold):
                 raw.append((ph, s + i, q))
     picks = merge_picks(raw, MERGE_S * fs)
-    if REFINE_PHASES:
-        picks = refine_onsets(prep, picks, REFINE_PHASES)
-    return picks, {"n_windows": int(len(starts)), "n_detected": int(len(hit)), "n_raw_picks": len(raw)}
+    picks, counts = screen_and_refine(prep.data, prep.valid, picks, p, fs)
+    return picks, {"n_windows": int(len(starts)), "n_detected": int(len(hit)), "n_raw_picks": len(raw), **counts}
 
 
 # ---------------------------------------------------------------- output table
