@@ -3,10 +3,12 @@
     python benchmarks/bench_relocate.py [--quick] [--n-events N] [--out bench-out/relocate.json]
 
 A synthetic world (events on a fault patch that grows with N so that the event density stays
-that of a dense aftershock sequence, 20 stations, picks with 10/20 ms errors, start locations
+that of a dense aftershock sequence -- square up to 12 km wide (N <= 5,400), then longer along
+strike with the down-dip width kept at 12 km so that every event stays 3-15 km deep; 20 stations, picks with 10/20 ms errors, start locations
 perturbed by ~0.4/0.5 km) -> catalog differential times (ph2dt, pipeline parameters: 6 km,
 20 neighbours, 8 links, 8..50 observations) -> DD relocation (LSQR, atol=btol=1e-4 as the pipeline's relocate(), iterations [4, 4],
-damping [80, 60]).  Reports seconds for both steps and the peak resident memory of the run's process (ru_maxrss), location errors vs truth.
+damping [80, 60]).  Reports seconds for both steps (and their sum, the figure held against the
+target) and the peak resident memory of the run's process (ru_maxrss), location errors vs truth.
 Baseline in the same run: the same pipeline on N/10 events; reported as the time ratio against
 the event ratio (1.0 = linear scaling).
 Target (issue 6): 20,000 events in < 5 min and < 8 GB.  --quick: 2,000 events.
@@ -30,10 +32,22 @@ from quakescale.relocate import dd  # noqa: E402
 from quakescale.relocate.pairs import catalog_pairs  # noqa: E402
 
 
+MAX_WIDTH_KM = 12.0
+
+
+def geometry(n: int) -> tuple[float, float]:
+    """(half-length along strike, down-dip width) in km: area 2 e^2 with e = 2 sqrt(N/150) km
+    (the density of a dense aftershock sequence), the width capped at 12 km (depths 3-15 km)."""
+    e = max(2.0, 2.0 * np.sqrt(n / 150.0))
+    width = min(e, MAX_WIDTH_KM)
+    return e * e / width, width
+
+
 def run(n: int, seed: int = 0) -> dict:
-    extent = max(2.0, 2.0 * np.sqrt(n / 150.0))
+    extent, width = geometry(n)
     truth, start, picks, stations, model = dd.synthetic_case(n, 20, seed=seed, sigma_p_s=0.01, sigma_s_s=0.02, start_sigma_km=0.4,
-                                                            start_sigma_z_km=0.5, extent_km=extent, network_radius_km=30.0 + 1.5 * extent)
+                                                            start_sigma_z_km=0.5, extent_km=extent, width_km=width,
+                                                            network_radius_km=30.0 + 1.5 * extent)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     t = time.perf_counter()
     dtct = catalog_pairs(start, picks, stations, max_station_km=150.0, max_sep_km=6.0, min_obs=8, max_obs=50, max_neighbors=20, min_links=8)
@@ -47,7 +61,9 @@ def run(n: int, seed: int = 0) -> dict:
     rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     e0 = dd.location_errors_m(truth, start)
     e1 = dd.location_errors_m(truth, res.events)
-    return dict(n_events=n, n_dtimes=int(len(dtct)), n_pairs=int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
+    lsqr_itn = [int(l.split(" itn ")[1].split()[0]) for l in res.log if " itn " in l]
+    return dict(n_events=n, n_dtimes=int(len(dtct)), n_solves=len(lsqr_itn), lsqr_iterations=int(sum(lsqr_itn)),
+                total_seconds=t_pairs + t_dd, n_pairs=int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
                 n_relocated=int(len(res.events)), ph2dt_seconds=t_pairs, dd_seconds=t_dd, rss_after_synthetic_gb=rss0,
                 peak_rss_after_ph2dt_gb=rss1, peak_rss_gb=rss2, median_error_start_m=float(e0.median()), median_error_relocated_m=float(e1.median()))
 
@@ -66,9 +82,10 @@ def main(argv=None):
         main_run = pool.apply(run, (n,))
     out = dict(main=main_run, baseline_small=base,
                time_ratio_vs_small=main_run["dd_seconds"] / base["dd_seconds"],
+               total_time_ratio_vs_small=main_run["total_seconds"] / base["total_seconds"],
                event_ratio_vs_small=main_run["n_events"] / base["n_events"],
                target_seconds=300, target_gb=8.0,
-               meets_target=bool(main_run["dd_seconds"] < 300 and main_run["peak_rss_gb"] < 8.0) if n >= 20000 else None)
+               meets_target=bool(main_run["total_seconds"] < 300 and main_run["peak_rss_gb"] < 8.0) if n >= 20000 else None)
     for k, v in out.items():
         if isinstance(v, dict):
             print(k)

@@ -203,3 +203,39 @@ def test_cc_data_sharpen_the_relocation():
     print(f"catalog only {e_ct:.0f} m, with cc {e_cc:.0f} m")
     assert e_cc < 0.75 * e_ct and e_cc < 50.0
     assert (with_cc.n_cc_p > 0).all() and (with_cc.n_cc_s > 0).all()
+
+
+def test_compressed_system_keeps_the_least_squares_problem(monkeypatch):
+    """The solver replaces the rows of each event pair by their QR factor: A^T A, A^T b and |b|
+    must be those of the full weighted DD system, also when long pairs are cut into segments."""
+    from quakescale.relocate.pairs import catalog_pairs
+
+    truth, start, picks, stations, model = dd.synthetic_case(40, 10, seed=3)
+    dtct = catalog_pairs(start, picks, stations, max_sep_km=6)
+    c = dd._Cluster(start, stations.rename(columns={"station_id": "station"}), dd.DDData.from_tables(dtct).table, model, False)
+    c.residuals()
+    w = np.random.default_rng(0).uniform(0.2, 1.0, len(c.dt))
+    G1, G2 = c.G12()
+    nd, ncol = len(c.dt), 4 * len(c.ids)
+    A = np.zeros((nd, ncol))
+    r = np.arange(nd)
+    for k in range(3):
+        A[r, 4 * c.ic1 + k] += G1[:, k] * w
+        A[r, 4 * c.ic2 + k] -= G2[:, k] * w
+    A[r, 4 * c.ic1 + 3] += w
+    A[r, 4 * c.ic2 + 3] -= w
+    b = c.res * 1000.0 * w
+    ata, atb = A.T @ A, A.T @ b
+    nseg = []
+    for L in (48, 9):
+        monkeypatch.setattr(dd, "SEG_MAX_ROWS", L)
+        c._seg = None
+        R, rhs, perp2, cols = dd._compressed_system(c, w)
+        nseg.append(len(cols))
+        Ac = np.zeros((8 * len(cols), ncol))
+        for s in range(len(cols)):
+            Ac[8 * s:8 * s + 8, cols[s]] = R[s]
+        assert np.allclose(Ac.T @ Ac, ata, rtol=0, atol=1e-10 * np.abs(ata).max())
+        assert np.allclose(Ac.T @ rhs.ravel(), atb, rtol=0, atol=1e-10 * np.abs(atb).max())
+        assert np.isclose((rhs ** 2).sum() + perp2, (b ** 2).sum(), rtol=1e-10)
+    assert nseg[1] > nseg[0] == len(dtct.groupby(["event_id_1", "event_id_2"]))  # 20 rows per pair: 3 segments of <= 9
