@@ -505,14 +505,24 @@ def write_loc(df: pd.DataFrame, path) -> Path:
     return Path(path)
 
 
+def _fcol(v, w: int, d: int) -> list[str]:
+    """A column formatted ``f{w}.{d}`` (stars where it does not fit), without per-row calls."""
+    fmt = f"{{:{w}.{d}f}}".format
+    stars = "*" * w
+    return [s if len(s) <= w else stars for s in map(fmt, np.asarray(v, float).tolist())]
+
+
 def write_res(res: pd.DataFrame, path) -> Path:
     """hypoDD.res: ``a7,1x,f12.7,1x,i9,1x,i9,1x,i1,1x,f9.4,1x,f12.6,1x,f11.6,1x,f8.1`` with a
-    header line (STA DT C1 C2 IDX QUAL RES [ms] WT OFFS)."""
-    out = ["STA           DT        C1        C2    IDX     QUAL    RES [ms]   WT         OFFS"]
-    for r in res.itertuples(index=False):
-        out.append(f"{r.station[:7]:<7s} {_f(r.dt_s, 12, 7)} {int(r.event_id_1):9d} {int(r.event_id_2):9d} "
-                   f"{int(r.idx):1d} {_f(r.qual, 9, 4)} {_f(r.res_ms, 12, 6)} {_f(r.wt, 11, 6)} {_f(r.offs_m, 8, 1)}")
-    Path(path).write_text("\n".join(out) + "\n")
+    header line (STA DT C1 C2 IDX QUAL RES [ms] WT OFFS); column-wise (10^7 rows are common)."""
+    head = "STA           DT        C1        C2    IDX     QUAL    RES [ms]   WT         OFFS"
+    sta = [f"{s[:7]:<7s}" for s in res["station"].astype(str).tolist()]
+    e1 = [f"{int(v):9d}" for v in res["event_id_1"].tolist()]
+    e2 = [f"{int(v):9d}" for v in res["event_id_2"].tolist()]
+    idx = [f"{int(v):1d}" for v in res["idx"].tolist()]
+    cols = zip(sta, _fcol(res["dt_s"], 12, 7), e1, e2, idx, _fcol(res["qual"], 9, 4), _fcol(res["res_ms"], 12, 6),
+               _fcol(res["wt"], 11, 6), _fcol(res["offs_m"], 8, 1))
+    Path(path).write_text("\n".join([head] + [" ".join(c) for c in cols]) + "\n")
     return Path(path)
 
 
