@@ -71,16 +71,16 @@ def stage_plan(cfg: Config, rd: RunDir) -> pd.DataFrame:
     return plan
 
 
-def read_plan(rd: RunDir) -> pd.DataFrame:
+def read_plan(rd: RunDir, columns: list[str] | None = None) -> pd.DataFrame:
     if not rd.plan.exists():
         raise FileNotFoundError(f"{rd.plan} not found: run `quakescale plan CONFIG` first")
-    return pd.read_parquet(rd.plan)
+    return pd.read_parquet(rd.plan, columns=columns)
 
 
 # ----------------------------------------------------------------------------- units
 def stage_units(cfg: Config, rd: RunDir, stage: str) -> list[str]:
     if stage == "detect":
-        return list(read_plan(rd)["unit"])
+        return list(read_plan(rd, ["unit"])["unit"])  # each array task reads this: one column
     if stage == "xcorr":
         return station_ids(cfg)
     return ["all"]
