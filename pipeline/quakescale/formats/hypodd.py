@@ -512,17 +512,34 @@ def _fcol(v, w: int, d: int) -> list[str]:
     return [s if len(s) <= w else stars for s in map(fmt, np.asarray(v, float).tolist())]
 
 
+def _fits(v: np.ndarray, w: int, d: int) -> np.ndarray:
+    """Whether each value prints within Fortran's ``f{w}.{d}`` (else the field is stars); NaN prints."""
+    pos = 10.0 ** (w - d - 1) - 10.0 ** -d  # one unit of the last digit short of the widest value,
+    neg = 10.0 ** (w - d - 2) - 10.0 ** -d  # so that rounding cannot widen it (a minus sign takes a digit)
+    return np.isnan(v) | ((v < pos) & (v > -neg))
+
+
 def write_res(res: pd.DataFrame, path) -> Path:
     """hypoDD.res: ``a7,1x,f12.7,1x,i9,1x,i9,1x,i1,1x,f9.4,1x,f12.6,1x,f11.6,1x,f8.1`` with a
-    header line (STA DT C1 C2 IDX QUAL RES [ms] WT OFFS); column-wise (10^7 rows are common)."""
+    header line (STA DT C1 C2 IDX QUAL RES [ms] WT OFFS). One format call per row (10^7 rows
+    are common); rows with a value too wide for its field go through the field-wise path."""
     head = "STA           DT        C1        C2    IDX     QUAL    RES [ms]   WT         OFFS"
-    sta = [f"{s[:7]:<7s}" for s in res["station"].astype(str).tolist()]
-    e1 = [f"{int(v):9d}" for v in res["event_id_1"].tolist()]
-    e2 = [f"{int(v):9d}" for v in res["event_id_2"].tolist()]
-    idx = [f"{int(v):1d}" for v in res["idx"].tolist()]
-    cols = zip(sta, _fcol(res["dt_s"], 12, 7), e1, e2, idx, _fcol(res["qual"], 9, 4), _fcol(res["res_ms"], 12, 6),
-               _fcol(res["wt"], 11, 6), _fcol(res["offs_m"], 8, 1))
-    Path(path).write_text("\n".join([head] + [" ".join(c) for c in cols]) + "\n")
+    fcols = [("dt_s", 12, 7), ("qual", 9, 4), ("res_ms", 12, 6), ("wt", 11, 6), ("offs_m", 8, 1)]
+    vals = {c: res[c].to_numpy(float) for c, _, _ in fcols}
+    ok = np.ones(len(res), bool)
+    for c, w, d in fcols:
+        ok &= _fits(vals[c], w, d)
+    sta = res["station"].astype(str).str.slice(0, 7).tolist()
+    rows = zip(sta, vals["dt_s"].tolist(), res["event_id_1"].astype(np.int64).tolist(), res["event_id_2"].astype(np.int64).tolist(),
+               res["idx"].astype(np.int64).tolist(), vals["qual"].tolist(), vals["res_ms"].tolist(), vals["wt"].tolist(), vals["offs_m"].tolist())
+    fmt = "%-7s %12.7f %9d %9d %1d %9.4f %12.6f %11.6f %8.1f"
+    out = [head]
+    for good, r in zip(ok.tolist(), rows):
+        if good:
+            out.append(fmt % r)
+        else:
+            out.append(f"{r[0]:<7s} {_f(r[1], 12, 7)} {r[2]:9d} {r[3]:9d} {r[4]:1d} {_f(r[5], 9, 4)} {_f(r[6], 12, 6)} {_f(r[7], 11, 6)} {_f(r[8], 8, 1)}")
+    Path(path).write_text("\n".join(out) + "\n")
     return Path(path)
 
 
