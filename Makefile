@@ -42,6 +42,7 @@ test-fast: install
 
 bench: install
 	@mkdir -p bench-out
+	$(BIN)/python -m pip install -q -e ".[test,bench]"   # PyPI hypodd, side by side in bench_hypodd_pypi.py
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b --quick --out bench-out/$$(basename $$b .py).json || exit 1; done
 
 containers: containers/quakescale-gpu.sif containers/quakescale-cpu.sif   ## Apptainer images (needs apptainer)

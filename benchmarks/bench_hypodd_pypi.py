@@ -9,7 +9,7 @@ Needs ``pip install hypodd==0.2.1`` (the ``bench`` extra).  Two projects:
   errors, start locations off by ~0.4/0.5 km), catalog differential times from
   ``pairs.catalog_pairs``, written as a HypoDD 1.x project (event.dat, station.dat, dt.ct,
   hypoDD.inp: LSQR, iterations 4+4, damping 80/60) by ``hypodd_project.export_hypodd_project``;
-- Italy: ``/work/shared/data/real_demo_italy2016/hypoDD`` with its reference hypoDD.inp (catalog
+- Italy: ``shared/data/real_demo_italy2016/hypoDD`` (beside the checkout, or $QUAKESCALE_SHARED_DATA) with its reference hypoDD.inp (catalog
   data, 4 iteration sets, cluster 1), compared with the reference ``hypoDD.reloc`` (Fortran).
 
 Each program runs in its own Python process on the same files (PyPI: ``run_hypoDD('hypoDD.inp')``
@@ -38,7 +38,9 @@ import sys
 import time
 from pathlib import Path
 
-ITALY = Path("/work/shared/data/real_demo_italy2016/hypoDD")
+_DATA = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "data", Path(os.environ.get("QUAKESCALE_SHARED_DATA", "/nonexistent")),
+                           Path("/work/shared/data")) if p.is_dir()), Path("/work/shared/data"))
+ITALY = _DATA / "real_demo_italy2016" / "hypoDD"
 
 
 # ----------------------------------------------------------------------------- child process
