@@ -352,11 +352,6 @@ def compare(
         json_out.write_text(json.dumps(res, indent=2, default=str) + "\n")
 
 
-def _under_run(cfg, p: Path) -> Path:
-    p = Path(p)
-    return p if p.is_absolute() else Path(cfg.run.out_dir) / p
-
-
 @app.command()
 def bootstrap(
     config: Path = typer.Argument(..., help="Run config (YAML) of the region's continuous data."),
@@ -365,12 +360,11 @@ def bootstrap(
     manual: Optional[Path] = typer.Option(None, "--manual", help="Manual picks (HypoDD .pha, Hypoinverse .arc, CSV) for picker samples."),
 ):
     """Build a region's training set from its own data: STA/LTA + kurtosis picks, association (>= 4 stations) -> event windows; pick-free windows -> noise."""
-    from .train.bootstrap import build_sample_set
+    from .hpc.training import resolve_paths, run_bootstrap
 
     cfg = _load(config)
-    t = cfg.train
-    out = out or _under_run(cfg, t.samples_dir)
-    summary = build_sample_set(cfg, out, station_days=station_days or None, manual_picks=manual or t.manual_picks, snr_min=t.snr_min, snr_max=t.snr_max, noise_per_event=t.noise_per_event, seed=cfg.run.seed, log=typer.echo)
+    out = out or resolve_paths(cfg)[0][0]
+    summary = run_bootstrap(config, out, station_days=station_days or None, manual=manual, log=typer.echo)
     typer.echo(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=2, default=str))
     typer.echo(f"sample set in {out}; next: quakescale train {config} --samples {out}")
 
@@ -383,19 +377,41 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for detector and picker (overrides train.epochs_*)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (overrides train.device)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop training after this wall time (checkpoints kept; rerun resumes)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="local | slurm | array (default: compute.backend). slurm: a task on the GPU pool of a dask-jobqueue cluster; array: an sbatch job on the GPU partition (job id printed)."),
+    bootstrap: bool = typer.Option(False, "--bootstrap", help="Build the sample set first (quakescale bootstrap), on the CPU pool / as a CPU job the training waits for (afterok)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="array: render the sbatch scripts into RUN/jobs/ without submitting."),
 ):
-    """Train (or fine-tune) the CNN detector and BiGRU picker on sample sets: Adam lr 1e-3, batch 512, 7:2:1 split; resumable; metrics CSV + curves PNG."""
-    from .train.bootstrap import train_from_sample_set
+    """Train (or fine-tune) the CNN detector and BiGRU picker on sample sets: Adam lr 1e-3, batch 512, 7:2:1 split; resumable; metrics CSV + curves PNG. Runs here, on the SLURM GPU pool, or as an sbatch job (--backend)."""
+    from .hpc import training
 
     cfg = _load(config)
-    t = cfg.train
-    dirs = list(samples) if samples else [_under_run(cfg, t.samples_dir)]
-    out = out or _under_run(cfg, t.weights_dir)
-    metrics = train_from_sample_set(
-        dirs[0] if len(dirs) == 1 else dirs, out, epochs=epochs, device=device or t.device, resume=True,
-        epochs_detector=None if epochs else t.epochs_detector, epochs_picker=None if epochs else t.epochs_picker, init_model=t.init_model, name=t.name, version=t.version,
-        lr=t.lr, batch_size=t.batch_size, seed=cfg.run.seed, max_minutes=max_minutes, log=typer.echo,
-    )
+    backend = backend or cfg.compute.backend
+    if backend not in ("local", "slurm", "array"):
+        _fail(f"--backend {backend!r}: allowed values: local, slurm, array")
+    dirs, out = training.resolve_paths(cfg, samples, out)
+    kw = dict(samples=[str(d) for d in dirs], out=str(out), epochs=epochs, device=device, max_minutes=max_minutes)
+    if backend == "array":
+        if dry_run:
+            specs = training.render_training_jobs(cfg, config, bootstrap=bootstrap, **kw)
+            for sp in specs:
+                typer.echo(f"{sp.stage}: {sp.script}")
+            return
+        try:
+            ids = training.submit_training(cfg, config, bootstrap=bootstrap, **kw)
+        except RuntimeError as exc:
+            _fail(str(exc))
+        for stage, jobs in ids.items():
+            typer.echo(f"{stage}: job {' '.join(jobs)}")
+        typer.echo(f"weights will be in {out}; use them with  detect.model: {out}")
+        return
+    if bootstrap and len(dirs) != 1:
+        _fail("--bootstrap builds one sample set: give at most one --samples directory")
+    if backend == "slurm":
+        metrics = training.train_on_cluster(config, echo=typer.echo, bootstrap=bootstrap, backend="slurm", **kw)
+    else:
+        if bootstrap:
+            training.run_bootstrap(config, dirs[0], log=typer.echo)
+        metrics = training.run_training(config, log=typer.echo, **kw)
     typer.echo(f"metrics: {metrics}; use the model with  detect.model: {out}")
 
 
