@@ -37,7 +37,6 @@ def main(argv=None):
     ap.add_argument("--world", default="bench-out/world-bench")
     ap.add_argument("--out", default="bench-out/detect.json")
     a = ap.parse_args(argv)
-    import numpy as np
     import torch
 
     torch.set_num_threads(a.threads)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,3 +76,14 @@ def slurm_local():
     yield info
     if info.started_here and not os.environ.get("QS_SLURM_KEEP"):
         subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def wait_gone(job_ids, timeout_s: float = 600):
+    """Wait until none of ``job_ids`` (or their array tasks) is in squeue any more."""
+    t0 = time.time()
+    while time.time() - t0 < timeout_s:
+        out = subprocess.run(["squeue", "-h", "-o", "%F", "-j", ",".join(job_ids)], capture_output=True, text=True).stdout
+        if not out.strip():
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"jobs {job_ids} still queued after {timeout_s} s")

@@ -1,7 +1,6 @@
 """HypoDD file formats: reading the reference files of real HypoDD/ph2dt/FDTCC runs, writing
 them back in the same layout."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

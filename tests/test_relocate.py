@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # LSQR's many small BLAS calls; the test machine is shared
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from slurm_fixture import wait_gone as _wait_gone
 import yaml
 
 from quakescale.config import ComputeSection, load_config
@@ -33,16 +33,6 @@ def _cfg(small_world, out: Path, backend: str):
 
 def _events(run: Path) -> pd.DataFrame:
     return pd.read_parquet(run / "catalogs" / "events.parquet")[COLS].reset_index(drop=True)
-
-
-def _wait_gone(job_ids, timeout_s=600):
-    t0 = time.time()
-    while time.time() - t0 < timeout_s:
-        out = subprocess.run(["squeue", "-h", "-o", "%F", "-j", ",".join(job_ids)], capture_output=True, text=True).stdout
-        if not out.strip():
-            return
-        time.sleep(1.0)
-    raise AssertionError(f"jobs {job_ids} still queued after {timeout_s} s")
 
 
 def test_slurm_backend_gives_the_local_catalog(slurm_local, small_world, local_run, tmp_path):

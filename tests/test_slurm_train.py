@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from slurm_fixture import wait_gone as _wait_gone
 import yaml
 
 pytestmark = pytest.mark.slurm
@@ -41,16 +41,6 @@ def _cli(*args, timeout=600):
     r = subprocess.run([sys.executable, "-m", "quakescale", *map(str, args)], capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
     return r.stdout
-
-
-def _wait_gone(job_ids, timeout_s=600):
-    t0 = time.time()
-    while time.time() - t0 < timeout_s:
-        out = subprocess.run(["squeue", "-h", "-o", "%F", "-j", ",".join(job_ids)], capture_output=True, text=True).stdout
-        if not out.strip():
-            return
-        time.sleep(1.0)
-    raise AssertionError(f"jobs {job_ids} still queued after {timeout_s} s")
 
 
 def _picks_with(world: Path, weights: Path) -> pd.DataFrame:

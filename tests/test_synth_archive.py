@@ -12,7 +12,7 @@ from obspy import UTCDateTime, read_inventory
 from obspy.clients.filesystem.sds import Client
 
 from quakescale import ml
-from quakescale.archive import ArchiveError, StationDay, plan_station_days, read_station_day, stations_table, load_inventory
+from quakescale.archive import ArchiveError, plan_station_days, read_station_day, stations_table, load_inventory
 
 
 def test_world_layout_and_truth(small_world):

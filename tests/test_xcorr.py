@@ -1,7 +1,6 @@
 """Cross-correlation differential times: the numpy core, a synthetic station with known
 differential times, and FDTCC's reference dt.cc on real Ridgecrest waveforms."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

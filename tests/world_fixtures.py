@@ -5,7 +5,6 @@ Seeds used by tests: 7 (the tests' world).  Training of the shipped weights uses
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from obspy import Inventory, Stream, UTCDateTime, read, read_inventory
 
-from .schema import STATIONS, conform
+from .schema import STATIONS
 
 
 class ArchiveError(RuntimeError):

@@ -223,7 +223,7 @@ def run(
 def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[List[str]], force: bool):
     """Run one stage of a run: one chunk (array task), the named units, or everything pending."""
     from .hpc.pipeline import run_pipeline
-    from .hpc.stages import FANNED, chunk_of, prepare_run, read_plan, run_task, stage_plan
+    from .hpc.stages import FANNED, chunk_of, prepare_run, run_task, stage_plan
 
     cfg = _load(config)
     rd = prepare_run(cfg)
@@ -420,7 +420,6 @@ def selfcheck():
     """Check the installation: imports, torch device, a tiny synthetic station-day round trip."""
     import tempfile
 
-    import numpy as np
     import torch
 
     from .velocity import TravelTimeTable, default_model

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import time
 import uuid
 from contextlib import contextmanager

@@ -42,7 +42,7 @@ from scipy import signal
 from .. import schema as S
 from ..config import DetectSection
 from . import amplitude as amp
-from .models import FS_HZ, N_STEPS, STEP_N, WINDOW_N, CerpModel, load_model, normalize_windows
+from .models import FS_HZ, STEP_N, WINDOW_N, CerpModel, load_model, normalize_windows
 from .refine import screen_and_refine
 
 MERGE_S = 1.0  # picks of one phase closer than this from overlapping windows are one pick

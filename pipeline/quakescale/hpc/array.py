@@ -143,6 +143,24 @@ def job_name(run_name: str, stage: str) -> str:
     return f"qs-{_NAME_SAFE.sub('_', run_name)[:40]}-{stage}"
 
 
+def stage_job(compute, run_name: str, stage: str, pool_name: str, argv: Sequence[str], run_dir: Path, script: Path,
+              after: Sequence[str] = (), write: bool = True) -> JobSpec:
+    """One (non-array) job of ``stage`` on ``pool_name`` (``gpu`` | ``cpu``) running ``argv``:
+    ``stage.sbatch.tmpl`` with the pool's directives and the prologue, log in ``RUN/logs/``;
+    written to ``script`` (or only rendered, to validate, when not ``write``)."""
+    pool = compute.gpu_pool if pool_name == "gpu" else compute.cpu_pool
+    js = SlurmJobScript.for_pool(
+        pool, name=job_name(run_name, stage), command=list(argv), prologue=prologue_lines(compute.prologue), chdir=run_dir,
+        output=Path(run_dir) / "logs" / f"{stage}-%j.out", template="stage.sbatch.tmpl", pool_field=f"compute.{pool_name}_pool",
+        env={"QUAKESCALE_RUN_DIR": str(run_dir), "QUAKESCALE_STAGE": stage},
+    )
+    if write:
+        js.write(script)
+    else:
+        js.render()
+    return JobSpec(stage, script, pool_name, list(after))
+
+
 def render_jobs(
     cfg,
     units: Mapping[str, int],
@@ -217,17 +235,7 @@ def render_jobs(
                 specs.append(JobSpec(stage, script, pool_name, list(previous), p, array, int(offset), count))
         else:
             step += 1
-            script = jobs_dir / f"{step:02d}-{stage}.sbatch"
-            js = SlurmJobScript.for_pool(
-                pool, name=name, command=argv, prologue=prologue, chdir=run_dir,
-                output=logs_dir / f"{stage}-%j.out", template="stage.sbatch.tmpl", pool_field=pool_field,
-                env={"QUAKESCALE_RUN_DIR": str(run_dir), "QUAKESCALE_STAGE": stage},
-            )
-            if write:
-                js.write(script)
-            else:
-                js.render()
-            specs.append(JobSpec(stage, script, pool_name, list(previous)))
+            specs.append(stage_job(compute, cfg.run.name, stage, pool_name, argv, run_dir, jobs_dir / f"{step:02d}-{stage}.sbatch", previous, write))
         previous = [stage]
     if write:
         from ..rundir import write_json

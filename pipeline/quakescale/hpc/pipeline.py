@@ -8,7 +8,6 @@ stages run once (``unit = "all"``) in the driver process or on the CPU pool.
 
 from __future__ import annotations
 
-import os
 import platform
 import socket
 import subprocess

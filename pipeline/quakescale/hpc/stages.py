@@ -9,7 +9,6 @@ skipped (resume); ``force`` redoes it.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 import traceback
@@ -324,7 +323,6 @@ def _locate_task(cfg, rd, unit):
 def station_windows(cfg: Config, station_id: str, picks: pd.DataFrame, pre_s: float, post_s: float):
     """The waveform windows of one station around its picks: each day is read once and cut,
     so memory holds windows, not days."""
-    import datetime as dt
 
     from obspy import Stream, UTCDateTime
 

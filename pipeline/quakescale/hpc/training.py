@@ -109,9 +109,8 @@ def render_training_jobs(cfg: Config, config_path, samples: Sequence | None = No
                          device: str | None = None, max_minutes: float | None = None, bootstrap: bool = False, write: bool = True):
     """The sbatch scripts of a retraining: ``RUN/jobs/train-1-bootstrap.sbatch`` (CPU pool, when
     ``bootstrap``) and ``RUN/jobs/train-2-train.sbatch`` (GPU pool), as :class:`array.JobSpec`."""
-    from .array import JobSpec, job_name
+    from .array import stage_job
     from .containers import _auto_bind, bind_list, config_binds, quakescale_argv
-    from .jobscript import SlurmJobScript, prologue_lines
 
     compute = cfg.compute
     run_dir = Path(cfg.run.out_dir).resolve()
@@ -121,10 +120,10 @@ def render_training_jobs(cfg: Config, config_path, samples: Sequence | None = No
         raise ValueError("--bootstrap builds one sample set: give at most one --samples directory")
     outside = sorted({p for p in (*(d.parent for d in dirs), out.parent) if not p.is_relative_to(run_dir)})
     binds = bind_list(config_binds(cfg, run_dir) + [_auto_bind(p, "train sample/weights directory") for p in outside], "binds")
-    jobs_dir, logs_dir = run_dir / "jobs", run_dir / "logs"
+    jobs_dir = run_dir / "jobs"
     if write:
         jobs_dir.mkdir(parents=True, exist_ok=True)
-        logs_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     args = {
         "bootstrap": ["bootstrap", str(config_path), "--out", str(dirs[0])],
         "train": ["train", str(config_path), "--backend", "local", *[a for d in dirs for a in ("--samples", str(d))], "--out", str(out)]
@@ -136,18 +135,8 @@ def render_training_jobs(cfg: Config, config_path, samples: Sequence | None = No
         if stage == "bootstrap" and not bootstrap:
             continue
         pool_name = "cpu" if stage == "bootstrap" else "gpu"
-        pool = compute.cpu_pool if pool_name == "cpu" else compute.gpu_pool
-        js = SlurmJobScript.for_pool(
-            pool, name=job_name(cfg.run.name, stage), command=quakescale_argv(compute, pool_name, args[stage], binds),
-            prologue=prologue_lines(compute.prologue), chdir=run_dir, output=logs_dir / f"{stage}-%j.out", template="stage.sbatch.tmpl",
-            pool_field=f"compute.{pool_name}_pool", env={"QUAKESCALE_RUN_DIR": str(run_dir), "QUAKESCALE_STAGE": stage},
-        )
-        script = jobs_dir / f"train-{i}-{stage}.sbatch"
-        if write:
-            js.write(script)
-        else:
-            js.render()
-        specs.append(JobSpec(stage, script, pool_name, list(previous)))
+        argv = quakescale_argv(compute, pool_name, args[stage], binds)
+        specs.append(stage_job(compute, cfg.run.name, stage, pool_name, argv, run_dir, jobs_dir / f"train-{i}-{stage}.sbatch", previous, write))
         previous = [stage]
     return specs
 

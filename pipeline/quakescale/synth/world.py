@@ -18,7 +18,6 @@ for tests).  Everything is seeded: the same seed gives byte-identical waveforms.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path

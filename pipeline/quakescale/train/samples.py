@@ -19,7 +19,6 @@ whose truth SNR >= ``min_label_snr`` (invisible arrivals are not taught as picks
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
