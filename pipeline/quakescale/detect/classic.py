@@ -21,27 +21,21 @@ from __future__ import annotations
 import numpy as np
 from obspy.signal.trigger import recursive_sta_lta, trigger_onset
 
+from .refine import aic_curves
+
 FS_HZ = 100.0
 
 
 def aic_onset(x: np.ndarray) -> int:
     """Index of the minimum of Maeda's AIC of ``x`` (sample where the variance changes)."""
-    x = np.asarray(x, np.float64)
     n = len(x)
     if n < 8:
         return n // 2
-    x = x - x.mean()
-    c1 = np.cumsum(x * x)
-    c0 = np.cumsum(x)
-    k = np.arange(1, n - 1)
-    var1 = c1[k - 1] / k - (c0[k - 1] / k) ** 2
-    n2 = n - k
-    var2 = (c1[-1] - c1[k - 1]) / n2 - ((c0[-1] - c0[k - 1]) / n2) ** 2
-    aic = k * np.log(np.maximum(var1, 1e-30)) + (n2 - 1) * np.log(np.maximum(var2, 1e-30))
+    aic = aic_curves(np.asarray(x, np.float64)[None, :])[0]  # split points k = 1 .. n-2
     # guard the ends (a few samples never make a reliable variance)
     aic[:3] = np.inf
     aic[-3:] = np.inf
-    return int(k[np.argmin(aic)])
+    return int(np.argmin(aic)) + 1
 
 
 def sliding_kurtosis(x: np.ndarray, n_win: int) -> np.ndarray:
