@@ -260,7 +260,7 @@ def scan_station_day(root, sd: StationDay, channels: list[str], cached: bool = F
     return rec
 
 
-def plan_station_days(sds_root, station_ids: list[str], days: list[dt.date], channels: list[str], threads: int = 8, workers: int | None = None) -> pd.DataFrame:
+def plan_station_days(sds_root, station_ids: list[str], days: list[dt.date], channels: list[str], workers: int | None = None) -> pd.DataFrame:
     """Scan the archive for every (station, day): a table with unit, station_id, day, channels,
     n_files, bytes, coverage (fraction of the day), n_gaps, gap_s, readable, state
     (ok | gappy | incomplete | corrupt | no_data) and reason; rows day by day, stations in the
@@ -271,8 +271,7 @@ def plan_station_days(sds_root, station_ids: list[str], days: list[dt.date], cha
     one vectorised pass; files that are not plainly fixed-length MiniSEED 2 go through the exact
     per-file path and ObsPy).  ``workers`` forked processes share the stations (default: one
     per available CPU, at most 8, for plans of >= 20,000 station-days when called from a
-    single-threaded process; otherwise in this process); ``threads`` is accepted for
-    compatibility and unused."""
+    single-threaded process; otherwise in this process)."""
     days = list(days)
     station_ids = list(station_ids)
     if not days or not station_ids:
