@@ -423,28 +423,32 @@ def build_sample_set(
         gp, gs = g[g["phase"] == "P"], g[g["phase"] == "S"]
         p_lab, s_lab = np.sort(to_idx(gp["t_ns"].to_numpy())), np.sort(to_idx(gs["t_ns"].to_numpy()))
 
-        def cut(anchor: int):
+        def positive(anchor: int):
+            """(start, waveform, P SNR) of a positive sample with its P at ``anchor``; None,
+            counted in ``excluded``, when it crosses the data's edge or a gap or its SNR is out
+            of [snr_min, snr_max]."""
             s0 = anchor - P_AT_N
             if s0 < 0 or s0 + STORE_N > n or cv[s0 + STORE_N] - cv[s0] > 0:
+                excluded["edge_or_gap"] += 1
                 return None
-            return s0
+            w = prep.data[:, s0 : s0 + STORE_N]
+            snr_p = sample_snr(w, P_AT_N, "P")
+            if not np.isfinite(snr_p) or snr_p < snr_min:
+                excluded["snr_low"] += 1
+                return None
+            if snr_p > snr_max:
+                excluded["snr_high"] += 1
+                return None
+            return s0, w, snr_p
 
         pred_here = np.stack([to_idx(pred[sid][:, 0]), to_idx(pred[sid][:, 1])], axis=1) if sid in pred and len(pred[sid]) else np.zeros((0, 2), np.int64)
         n_ev = 0
         for r in gp.itertuples():
             pi = int(to_idx(r.t_ns))
-            s0 = cut(pi)
-            if s0 is None:
-                excluded["edge_or_gap"] += 1
+            got = positive(pi)
+            if got is None:
                 continue
-            w = prep.data[:, s0 : s0 + STORE_N]
-            snr_p = sample_snr(w, P_AT_N, "P")
-            if not np.isfinite(snr_p) or snr_p < snr_min:
-                excluded["snr_low"] += 1
-                continue
-            if snr_p > snr_max:
-                excluded["snr_high"] += 1
-                continue
+            s0, w, snr_p = got
             if complete_labels and len(pred_here):
                 # every arrival predicted for an associated event inside the window must carry a
                 # label (within label_tol_s): an unlabelled arrival would be taught as noise
@@ -479,15 +483,10 @@ def build_sample_set(
                 pi = int(to_idx(r.t_ns))
                 if not (0 <= pi < n):
                     continue
-                s0 = cut(pi)
-                if s0 is None:
-                    excluded["edge_or_gap"] += 1
+                got = positive(pi)
+                if got is None:
                     continue
-                w = prep.data[:, s0 : s0 + STORE_N]
-                snr_p = sample_snr(w, P_AT_N, "P")
-                if not np.isfinite(snr_p) or not (snr_min <= snr_p <= snr_max):
-                    excluded["snr_low" if not np.isfinite(snr_p) or snr_p < snr_min else "snr_high"] += 1
-                    continue
+                s0, w, snr_p = got
                 sin_ = ms[(ms >= s0) & (ms < s0 + STORE_N)] - s0
                 chunks.append(_f16(w))
                 rows.append(dict(kind="event", source="manual", station_id=sid, event_id=int(r.event_id), start_ns=int(prep.time_ns(s0)),
