@@ -388,7 +388,10 @@ def train(
     backend = backend or cfg.compute.backend
     if backend not in ("local", "slurm", "array"):
         _fail(f"--backend {backend!r}: allowed values: local, slurm, array")
-    dirs, out = training.resolve_paths(cfg, samples, out)
+    try:
+        dirs, out = training.resolve_paths(cfg, samples, out, bootstrap)
+    except ValueError as exc:
+        _fail(str(exc))
     kw = dict(samples=[str(d) for d in dirs], out=str(out), epochs=epochs, device=device, max_minutes=max_minutes)
     if backend == "array":
         if dry_run:
@@ -404,8 +407,6 @@ def train(
             typer.echo(f"{stage}: job {' '.join(jobs)}")
         typer.echo(f"weights will be in {out}; use them with  detect.model: {out}")
         return
-    if bootstrap and len(dirs) != 1:
-        _fail("--bootstrap builds one sample set: give at most one --samples directory")
     if backend == "slurm":
         metrics = training.train_on_cluster(config, echo=typer.echo, bootstrap=bootstrap, backend="slurm", **kw)
     else:

@@ -505,13 +505,6 @@ def write_loc(df: pd.DataFrame, path) -> Path:
     return Path(path)
 
 
-def _fcol(v, w: int, d: int) -> list[str]:
-    """A column formatted ``f{w}.{d}`` (stars where it does not fit), without per-row calls."""
-    fmt = f"{{:{w}.{d}f}}".format
-    stars = "*" * w
-    return [s if len(s) <= w else stars for s in map(fmt, np.asarray(v, float).tolist())]
-
-
 def _fits(v: np.ndarray, w: int, d: int) -> np.ndarray:
     """Whether each value prints within Fortran's ``f{w}.{d}`` (else the field is stars); NaN prints."""
     pos = 10.0 ** (w - d - 1) - 10.0 ** -d  # one unit of the last digit short of the widest value,

@@ -31,10 +31,13 @@ def _under_run(cfg: Config, p) -> Path:
     return (p if p.is_absolute() else Path(cfg.run.out_dir) / p).resolve()
 
 
-def resolve_paths(cfg: Config, samples: Sequence | None = None, out=None) -> tuple[list[Path], Path]:
+def resolve_paths(cfg: Config, samples: Sequence | None = None, out=None, bootstrap: bool = False) -> tuple[list[Path], Path]:
     """Sample-set directories and the weights directory (defaults: ``train.samples_dir`` and
-    ``train.weights_dir`` under ``run.out_dir``), absolute."""
+    ``train.weights_dir`` under ``run.out_dir``), absolute.  ``bootstrap`` (the set is built
+    first) allows one sample-set directory only."""
     dirs = [Path(s).resolve() for s in samples] if samples else [_under_run(cfg, cfg.train.samples_dir)]
+    if bootstrap and len(dirs) != 1:
+        raise ValueError(f"--bootstrap builds one sample set: give at most one --samples directory, not {len(dirs)}")
     return dirs, (Path(out).resolve() if out is not None else _under_run(cfg, cfg.train.weights_dir))
 
 
@@ -93,10 +96,8 @@ def train_on_cluster(config_path, samples: Sequence | None = None, out=None, epo
     if backend is not None:
         cfg.compute.backend = backend
     config_path = Path(config_path).resolve()
-    dirs, out = resolve_paths(cfg, samples, out)
+    dirs, out = resolve_paths(cfg, samples, out, bootstrap)
     if bootstrap:
-        if len(dirs) != 1:
-            raise ValueError("--bootstrap builds one sample set: give at most one --samples directory")
         summary = _on_pool(cfg, "cpu", run_bootstrap, config_path, dirs[0], echo=echo)
         echo(f"bootstrap: {summary.get('n_event', 0)} event + {summary.get('n_noise', 0)} noise samples -> {dirs[0]}")
     metrics = _on_pool(cfg, "gpu", run_training, config_path, [str(d) for d in dirs], str(out), epochs, device, max_minutes, echo=echo)
@@ -115,9 +116,7 @@ def render_training_jobs(cfg: Config, config_path, samples: Sequence | None = No
     compute = cfg.compute
     run_dir = Path(cfg.run.out_dir).resolve()
     config_path = Path(config_path).resolve()
-    dirs, out = resolve_paths(cfg, samples, out)
-    if bootstrap and len(dirs) != 1:
-        raise ValueError("--bootstrap builds one sample set: give at most one --samples directory")
+    dirs, out = resolve_paths(cfg, samples, out, bootstrap)
     outside = sorted({p for p in (*(d.parent for d in dirs), out.parent) if not p.is_relative_to(run_dir)})
     binds = bind_list(config_binds(cfg, run_dir) + [_auto_bind(p, "train sample/weights directory") for p in outside], "binds")
     jobs_dir = run_dir / "jobs"
