@@ -113,6 +113,30 @@ def score(picks: pd.DataFrame, truth: pd.DataFrame) -> dict:
     return out
 
 
+def paired_errors(picks_a: pd.DataFrame, picks_b: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """Pick errors of two pick sets on the same arrivals: the truth arrivals both match within
+    MATCH_S (so a model that also picks weaker, harder arrivals is not penalised for them)."""
+    out = {}
+    for ph in ("P", "S"):
+        ea, eb = [], []
+        for sid, g in truth[truth.phase == ph].groupby("station_id"):
+            tt = g["time"].astype("int64").to_numpy()
+            d = []
+            for p in (picks_a, picks_b):
+                pt = p.loc[(p.station_id == sid) & (p.phase == ph), "time"].astype("int64").to_numpy()
+                if not len(pt):
+                    pt = np.array([np.iinfo(np.int64).min // 2])
+                x = (pt[None, :] - tt[:, None]) / 1e9
+                d.append(x[np.arange(len(tt)), np.argmin(np.abs(x), axis=1)])
+            ok = (np.abs(d[0]) <= MATCH_S) & (np.abs(d[1]) <= MATCH_S)
+            ea.extend(d[0][ok])
+            eb.extend(d[1][ok])
+        ea, eb = np.asarray(ea), np.asarray(eb)
+        out[ph] = {"n": len(ea), "before_std_s": float(ea.std()) if len(ea) else float("nan"), "after_std_s": float(eb.std()) if len(eb) else float("nan"),
+                   "before_med_abs_s": float(np.median(np.abs(ea))) if len(ea) else float("nan"), "after_med_abs_s": float(np.median(np.abs(eb))) if len(eb) else float("nan")}
+    return out
+
+
 def score_events(picks: pd.DataFrame, cfg, truth_events: pd.DataFrame, truth_picks: pd.DataFrame, min_stations: int = 4) -> dict:
     """Event-level recall / precision: the picks associated like the pipeline does
     (:class:`Associator` with the config's velocity model and ``associate`` section), matched
@@ -205,6 +229,7 @@ def main(argv=None):
     ap.add_argument("--hours", type=float, default=None, help="recorded hours per day (quick 1.5, full 4)")
     ap.add_argument("--stations", type=int, default=None, help="stations (quick 8, full 12)")
     ap.add_argument("--events", type=int, default=None, help="events over both days (quick 90, full 240)")
+    ap.add_argument("--variant", choices=["both", "classic", "self_training"], default="both", help="sample set(s) to retrain on")
     a = ap.parse_args(argv)
     import torch
 
@@ -276,63 +301,64 @@ def main(argv=None):
     classic = evaluate(pick_day(cfg, test_day, sids, "stalta"))
     timings["eval_before_s"] = time.time() - t
 
-    # bootstrap on day 1 (no truth), then fine-tune the default model on it
-    t = time.time()
-    sdir = work / "regionB-bootstrap"
-    summary = build_sample_set(cfg, sdir, station_days=[(train_day, s) for s in sids], seed=0)
-    timings["bootstrap_s"] = time.time() - t
-    t = time.time()
-    wdir = work / "regionB-weights"
-    metrics = train_from_sample_set(sdir, wdir, device=a.device, resume=False, epochs_detector=ep_d, epochs_picker=ep_p, init_model=spec,
-                                    name="cerp-regionB", version="bench", batch_size=a.batch_size, seed=0, log=print)
-    timings["train_s"] = time.time() - t
-
-    # after: the retrained model, named in the run config (detect.model: WEIGHTS_DIR)
-    t = time.time()
-    after_picks = pick_day(cfg, test_day, sids, "cerp", wdir)
-    after = evaluate(after_picks)
-    timings["eval_after_s"] = time.time() - t
-    labels = sorted(set(after_picks["model"])) if len(after_picks) else []
+    # bootstrap on day 1 (no truth), then fine-tune the default model on it; two sample sets:
+    # the seed's (STA/LTA + kurtosis picks -> association) and self-training (the default
+    # model's picks join the classic ones; events still need classic picks)
+    variants = {"classic": {}, "self_training": {"teacher_model": spec}}
+    if a.variant != "both":
+        variants = {a.variant: variants[a.variant]}
+    results, summaries, labels, after_picks = {}, {}, {}, {}
+    for vname, extra in variants.items():
+        t = time.time()
+        sdir = work / f"regionB-bootstrap-{vname}"
+        summaries[vname] = build_sample_set(cfg, sdir, station_days=[(train_day, s) for s in sids], seed=0, **extra)
+        timings[f"bootstrap_{vname}_s"] = time.time() - t
+        t = time.time()
+        wdir = work / f"regionB-weights-{vname}"
+        train_from_sample_set(sdir, wdir, device=a.device, resume=False, epochs_detector=ep_d, epochs_picker=ep_p, init_model=spec,
+                              name=f"cerp-regionB-{vname.replace('_', '-')}", version="bench", batch_size=a.batch_size, seed=0, log=print)
+        timings[f"train_{vname}_s"] = time.time() - t
+        # after: the retrained model, named in the run config (detect.model: WEIGHTS_DIR)
+        t = time.time()
+        after_picks[vname] = pick_day(cfg, test_day, sids, "cerp", wdir)
+        results[vname] = evaluate(after_picks[vname])
+        results[vname]["paired_errors"] = paired_errors(before_picks, after_picks[vname], truth)
+        results[vname]["weights"] = str(wdir)
+        timings[f"eval_after_{vname}_s"] = time.time() - t
+        labels[vname] = sorted(set(after_picks[vname]["model"])) if len(after_picks[vname]) else []
 
     def row(name, s):
-        return (f"{name:<26} P recall {s['P']['recall']:.3f} prec {s['P']['precision']:.3f} |err| med {s['P']['err_med_abs_s']:.3f} s std {s['P']['err_std_s']:.3f} s"
+        return (f"{name:<34} P recall {s['P']['recall']:.3f} prec {s['P']['precision']:.3f} |err| med {s['P']['err_med_abs_s']:.3f} s std {s['P']['err_std_s']:.3f} s"
                 f" | S recall {s['S']['recall']:.3f} prec {s['S']['precision']:.3f} |err| med {s['S']['err_med_abs_s']:.3f} s std {s['S']['err_std_s']:.3f} s"
                 f" | events recall {s['events']['recall']:.3f} prec {s['events']['precision']:.3f} ({s['events']['n_matched']}/{s['events']['n_truth']}, {s['events']['n_found']} found)")
-
-    def row_short(name, s):
-        return (f"{name:<26} P recall {s['P']['recall']:.3f} prec {s['P']['precision']:.3f} |err| med {s['P']['err_med_abs_s']:.3f} s std {s['P']['err_std_s']:.3f} s"
-                f" | S recall {s['S']['recall']:.3f} prec {s['S']['precision']:.3f} |err| med {s['S']['err_med_abs_s']:.3f} s std {s['S']['err_std_s']:.3f} s")
 
     print("\nheld-out day, picks within 0.5 s of truth (SNR >= 3); events associated like the pipeline:")
     print(row(f"region A (home): {default_label}", home))
     print("region B:")
     print(row("STA/LTA (classic)", classic))
     print(row(f"before: {default_label}", before))
-    print(row(f"after: {labels[0] if labels else '?'}", after))
-    # the default model's recall is bought with many false picks: its recall when it may make no
-    # more picks than the retrained model (its most probable picks of each phase)
-    bp = before_picks.copy()
-    keep = []
-    for ph in ("P", "S"):
-        g = bp[bp.phase == ph].sort_values("probability", ascending=False, kind="stable")
-        keep.append(g.head(after[ph]["n_picks"]))
-    before_eq = score(pd.concat(keep, ignore_index=True), truth)
-    print(row_short("before, top-N picks (N = after's)", before_eq))
-    ratios = {f"{ph}_recall_after_over_before": after[ph]["recall"] / max(before[ph]["recall"], 1e-9) for ph in ("P", "S")}
-    ratios.update({f"{ph}_recall_after_over_before_equal_picks": after[ph]["recall"] / max(before_eq[ph]["recall"], 1e-9) for ph in ("P", "S")})
-    ratios["event_recall_after_over_before"] = after["events"]["recall"] / max(before["events"]["recall"], 1e-9)
-    ratios.update({f"{ph}_precision_after_over_before": after[ph]["precision"] / max(before[ph]["precision"], 1e-9) for ph in ("P", "S")})
-    ratios.update({f"{ph}_err_med_abs_after_over_before": after[ph]["err_med_abs_s"] / before[ph]["err_med_abs_s"] if before[ph]["err_med_abs_s"] else float("nan") for ph in ("P", "S")})
-    ratios.update({f"{ph}_err_std_after_over_before": after[ph]["err_std_s"] / before[ph]["err_std_s"] if before[ph]["err_std_s"] else float("nan") for ph in ("P", "S")})
-    print("ratios after/before:", {k: round(v, 3) for k, v in ratios.items()})
+    ratios = {}
+    for vname, r in results.items():
+        print(row(f"after ({vname}): {labels[vname][0] if labels[vname] else '?'}", r))
+        pe = r["paired_errors"]
+        print(f"{'':<34} same arrivals (P {pe['P']['n']}, S {pe['S']['n']}): error std before/after P {pe['P']['before_std_s']:.3f}/{pe['P']['after_std_s']:.3f} s,"
+              f" S {pe['S']['before_std_s']:.3f}/{pe['S']['after_std_s']:.3f} s; median |err| P {pe['P']['before_med_abs_s']:.3f}/{pe['P']['after_med_abs_s']:.3f} s,"
+              f" S {pe['S']['before_med_abs_s']:.3f}/{pe['S']['after_med_abs_s']:.3f} s")
+        q = {f"{ph}_recall": r[ph]["recall"] / max(before[ph]["recall"], 1e-9) for ph in ("P", "S")}
+        q.update({f"{ph}_precision": r[ph]["precision"] / max(before[ph]["precision"], 1e-9) for ph in ("P", "S")})
+        q["event_recall"] = r["events"]["recall"] / max(before["events"]["recall"], 1e-9)
+        q["event_precision"] = r["events"]["precision"] / max(before["events"]["precision"], 1e-9)
+        q.update({f"{ph}_err_std_same_arrivals": pe[ph]["after_std_s"] / pe[ph]["before_std_s"] if pe[ph]["before_std_s"] else float("nan") for ph in ("P", "S")})
+        ratios[vname] = q
+        print(f"{'':<34} ratios after/before: {({k: round(v, 3) for k, v in q.items()})}")
     res = {
         "quick": a.quick, "region_b": {"velocity": region_b_model().to_dict(), "noise_scale": a.noise_scale, "hum": "4-7 Hz, 0-2.5x ambient RMS, switching every 2-8 min",
                                        "stations": n_st, "hours_per_day": hours, "events": n_ev, "seed": a.seed},
         "default_model": {"spec": spec, "label": default_label, "standin_trained_here": standin},
-        "retrained_model": {"dir": str(wdir), "labels_on_picks": labels, "metrics_csv": str(metrics), "epochs_detector": ep_d, "epochs_picker": ep_p, "batch_size": a.batch_size},
-        "bootstrap": {k: v for k, v in summary.items() if k not in ("params",)},
+        "retrained": {"epochs_detector": ep_d, "epochs_picker": ep_p, "batch_size": a.batch_size, "labels_on_picks": labels},
+        "bootstrap": {v: {k: x for k, x in sm.items() if k not in ("params",)} for v, sm in summaries.items()},
         "heldout_truth": {"P": int((truth.phase == "P").sum()), "S": int((truth.phase == "S").sum()), "min_snr": TRUTH_SNR, "match_s": MATCH_S},
-        "region_a_home": home, "before": before, "before_equal_pick_count": before_eq, "after": after, "classic_stalta": classic, "ratios": ratios,
+        "region_a_home": home, "before": before, "after": results, "classic_stalta": classic, "ratios": ratios,
         "timings_s": {k: round(v, 1) for k, v in timings.items()}, "total_s": round(time.time() - t_all, 1),
     }
     out = Path(a.out)

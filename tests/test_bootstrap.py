@@ -46,20 +46,33 @@ def test_positive_labels_match_truth(world, built):
     assert any("unreadable" in s["reason"] for s in summary["skipped"])
     tp = _truth(world)
     err = {"P": [], "S": []}
+    ign = []
     for r in ev.itertuples():
         g = tp[tp.station_id == r.station_id]
-        assert P_AT_N in list(r.p_idx)  # the anchor P sits at 16 s
+        if r.source == "bootstrap":
+            assert P_AT_N in list(r.p_idx)  # the anchor P sits at 16 s
         for ph, lab in (("P", r.p_idx), ("S", r.s_idx)):
             tt = g.loc[g.phase == ph, "t_ns"].to_numpy()
             for i in lab:
                 err[ph].append(np.abs(tt - (r.start_ns + i * 1e9 / FS)).min() / 1e9)
+        for ph, lab in (("P", r.p_ign), ("S", r.s_ign)):
+            for i in lab:
+                ign.append(np.abs(g["t_ns"].to_numpy() - (r.start_ns + i * 1e9 / FS)).min() / 1e9)
     p, s = np.array(err["P"]), np.array(err["S"])
     assert len(p) >= 12 and np.mean(p < 0.5) >= 0.9 and np.median(p) < 0.1
-    assert len(s) >= 5 and np.mean(s < 0.5) >= 0.8
+    # association-guided S picks complete the few classic S: more S labels, still on the truth
+    assert len(s) >= 12 and np.mean(s < 0.5) >= 0.8
+    assert summary["n_guided"]["S"] >= 5
+    # what the picker's loss ignores is where an arrival is (predicted or triggered), not noise
+    assert len(ign) >= 5 and np.mean(np.array(ign) < 2.0) >= 0.8
     # bookkeeping for the Figure 2 summary: distances and travel times are physical
     assert ev.epi_distance_km.between(0, 200).all() and (ev.p_travel_s > 0).all()
     assert ((ev.s_travel_s > ev.p_travel_s) | ev.s_travel_s.isna()).all()
-    assert ev.snr_p.min() >= 2.0
+    assert ev[ev.source == "bootstrap"].snr_p.min() >= 2.0
+    # weak positives: events associated elsewhere, visible here (P or S onset) but unpicked
+    weak = ev[ev.source == "weak"]
+    assert summary["n_weak"] == len(weak)
+    assert (np.fmax(weak.snr_p.fillna(0), weak.snr_s.fillna(0)) >= 3.0).all()
 
 
 def test_negatives_hold_no_arrival(world, built):
@@ -138,3 +151,25 @@ def test_train_from_sample_set_resumes_and_plots(built, tmp_path):
     mt = pd.read_csv(w / "metrics.csv")
     assert list(zip(mt.model, mt.epoch)) == [("detector", 1), ("picker", 1), ("picker", 2)]
     assert load_model(w, device="cpu").card["recipe"]["resumed_after"] == {"detector": 1, "picker": 1}
+
+
+def test_self_training_adds_model_labels_on_classic_events(world, built, tmp_path):
+    """``teacher_model``: the starting model's picks join the classic ones; every event keeps
+    classic evidence, and the model's labels sit on the truth arrivals."""
+    from quakescale.train.bootstrap import build_sample_set
+
+    cfg, _, base = built
+    s = build_sample_set(cfg, tmp_path / "st", teacher_model="builtin:default", summary_png=False, log=lambda *a: None)
+    picks = pd.read_parquet(tmp_path / "st" / "picks.parquet")
+    asg = pd.read_parquet(tmp_path / "st" / "assignments.parquet")
+    assert (picks.classic == "model").sum() > 0
+    n_classic = (picks.classic.to_numpy()[asg.pick_index.to_numpy()] != "model")
+    assert pd.Series(n_classic).groupby(asg.event_id.to_numpy()).sum().min() >= 2
+    assert s["n_s_labels"] > base["n_s_labels"]
+    idx = pd.read_parquet(tmp_path / "st" / "index.parquet")
+    tp = _truth(world)
+    err = []
+    for r in idx[idx.kind == "event"].itertuples():
+        tt = tp.loc[(tp.station_id == r.station_id) & (tp.phase == "S"), "t_ns"].to_numpy()
+        err += [np.abs(tt - (r.start_ns + i * 1e7)).min() / 1e9 for i in r.s_idx]
+    assert np.mean(np.array(err) < 0.5) >= 0.9

@@ -36,10 +36,13 @@ def test_augmentations_move_labels_with_the_window():
     x[:, :, P_AT_N] = 1.0
     p = np.full((4, 2), -1)
     p[:, 0] = P_AT_N
-    b = Compose([RandomCrop(3000, 1500), WhiteNoise(0.0)])({"x": x, "p": p, "s": p.copy(), "event": np.ones(4, bool)}, rng)
+    ign = np.full((4, 2), -1)
+    ign[:, 0] = P_AT_N + 700
+    b = Compose([RandomCrop(3000, 1500), WhiteNoise(0.0)])({"x": x, "p": p, "s": p.copy(), "p_ign": ign, "event": np.ones(4, bool)}, rng)
     assert b["x"].shape == (4, 3, 3000)
     for i in range(4):
         assert 100 <= b["p"][i, 0] <= 1600 and b["x"][i, 0, b["p"][i, 0]] == 1.0
+        assert b["p_ign"][i, 0] == b["p"][i, 0] + 700  # unlabelled arrivals move with the window
     n = WhiteNoise(0.4)({"x": np.ones((64, 3, 100), np.float32) * np.arange(100), "event": np.ones(64, bool)}, rng)["x"]
     assert 0 < np.std(n - np.arange(100)) < 0.4 * np.std(np.arange(100))
 
@@ -47,10 +50,16 @@ def test_augmentations_move_labels_with_the_window():
 def test_split_and_step_targets():
     a, b, c = split_indices(1000, 0)
     assert (len(a), len(b), len(c)) == (700, 200, 100) and not set(a) & set(b)
-    cls, off, mask = step_targets(np.array([[525, -1]]), np.array([[1310, -1]]))
+    cls, off, mask, w = step_targets(np.array([[525, -1]]), np.array([[1310, -1]]))
     assert cls[0, 10] == 1 and cls[0, 26] == 2 and cls.sum() == 3
     assert off[0, 10, 0] == pytest.approx(25 / STEP_N) and off[0, 11, 0] == pytest.approx(-25 / STEP_N)
-    assert mask[0, :, 0].sum() == 3
+    assert mask[0, :, 0].sum() == 3 and (w == 1).all()
+    # an unlabelled arrival at sample 2000 (step 40): the loss ignores the steps within 1.5 s of it,
+    # a labelled step inside that span still counts
+    cls, _, _, w = step_targets(np.array([[1950, -1]]), np.array([[-1, -1]]), ignore=(np.array([[2000, -1]]),))
+    assert cls[0, 39] == 1 and w[0, 39] == 1
+    zero = set(np.flatnonzero(w[0] == 0))
+    assert zero == set(range(37, 43)) - {39}, zero
 
 
 def test_tiny_training_run(sample_set, tmp_path):

@@ -49,7 +49,8 @@ def run_bootstrap(config_path, out=None, station_days: Sequence[str] | None = No
     t = cfg.train
     out = Path(out).resolve() if out is not None else _under_run(cfg, t.samples_dir)
     return build_sample_set(cfg, out, station_days=list(station_days) if station_days else None, manual_picks=manual or t.manual_picks,
-                            snr_min=t.snr_min, snr_max=t.snr_max, noise_per_event=t.noise_per_event, seed=cfg.run.seed, log=log)
+                            snr_min=t.snr_min, snr_max=t.snr_max, noise_per_event=t.noise_per_event, seed=cfg.run.seed,
+                            teacher_model=(t.init_model or "builtin:default") if t.self_training else None, log=log)
 
 
 def run_training(config_path, samples: Sequence | None = None, out=None, epochs: int | None = None, device: str | None = None,

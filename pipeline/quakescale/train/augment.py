@@ -1,7 +1,8 @@
 """Batch augmentations: small callables with their parameters in ``__init__`` (SeisBench style).
 
 Each transform takes and returns a batch dict ``{"x": (B, 3, n) float32, "p": (B, K) int,
-"s": (B, K) int, "event": (B,) bool}`` (label indices -1 = none) and uses the generator passed at
+"s": (B, K) int, "event": (B,) bool}`` (label indices -1 = none; optional ``"p_ign"`` / ``"s_ign"``
+(B, K): unlabelled arrivals, shifted like the labels) and uses the generator passed at
 call time, so a pipeline ``[RandomCrop(), WhiteNoise()]`` is reproducible from one seed.
 """
 
@@ -26,7 +27,9 @@ class RandomCrop:
         idx = a[:, None] + np.arange(self.window_n)[None, :]
         out = np.take_along_axis(x, idx[:, None, :].repeat(c, 1), axis=2)
         res = dict(batch, x=out)
-        for k in ("p", "s"):
+        for k in ("p", "s", "p_ign", "s_ign"):
+            if k not in batch:
+                continue
             lab = batch[k] - a[:, None]
             lab[(batch[k] < 0) | (lab < 0) | (lab >= self.window_n)] = -1
             res[k] = lab

@@ -16,6 +16,22 @@ The seed's recipe for a new region, without any truth:
    a 45 s 3-component window with that P at 16 s (the layout of
    :mod:`quakescale.train.samples`, so :class:`~quakescale.train.augment.RandomCrop` can shift
    it within 15 s); labels are every associated P / S of that station inside the window.
+   Classic S pickers miss most S, so labels are completed and the rest is not taught as noise:
+
+   - *association-guided picks*: an arrival predicted from an associated hypocentre with no
+     pick near it is searched on the waveform (AIC onset within ``guided_window_s``, Z for P,
+     N+E for S) and labelled where the onset is sharp (``guided_contrast``);
+   - *unlabelled arrivals* (predicted ones still without a label, and raw classic triggers no
+     event claimed) go to ``p_ign`` / ``s_ign``: the picker's loss ignores the steps around them
+     (``unlabelled_arrivals="drop"`` instead excludes such windows);
+   - *weak positives*: an associated event no classic picker found at a station is a detector
+     positive there when its predicted P or S shows an onset (``weak_snr_min``) -- the weak
+     events (an S seen without its P) the detector must learn to pass.
+   - *self-training* (``teacher_model``, off by default): the starting model's picks join the
+     classic ones before association; an event still needs ``min_classic_picks`` classic picks,
+     and a model pick becomes a label only within ``model_max_residual_s`` of its event's
+     prediction.
+
    **Negative samples**: random windows with no pick at all -- no raw classic pick of either
    picker, no manual pick and no arrival *predicted* for an associated event at the station
    from ``exclusion_before_s`` before to the window end (coda included).
@@ -28,8 +44,8 @@ The sample set is a directory readable by :class:`quakescale.train.samples.Sampl
 by the trainer) and in batches by :func:`iter_batches` without loading everything::
 
     waveforms.npy       (N, 3, 4500) float16 (memmap), Z/N/E, each sample scaled to peak 1
-    index.parquet       one row per sample: sample, kind (event|noise), source (bootstrap|manual),
-                        station_id, event_id, start_ns, p_idx, s_idx, snr_p, snr_s,
+    index.parquet       one row per sample: sample, kind (event|noise), source (bootstrap|weak|manual),
+                        station_id, event_id, start_ns, p_idx, s_idx, p_ign, s_ign, snr_p, snr_s,
                         epi_distance_km, azimuth_deg, p_travel_s, s_travel_s
     picks.parquet       the merged classic picks (PICKS columns + ``agree``, ``pair``)
     events.parquet      associated events; assignments.parquet  their picks
@@ -130,6 +146,20 @@ def merge_classic(picks_a: list, picks_b: list, merge_s: float = 0.6, fs: float 
     if len(s_t):
         merged = [r for r in merged if r["phase"] == "S" or np.abs(s_t - r["idx"]).min() > tol]
     return _pair(merged, fs)
+
+
+def add_model_picks(merged: list[dict], model_picks: list, merge_s: float = 0.6, fs: float = FS) -> list[dict]:
+    """Add a model's picks ``[(phase, sample, probability)]`` that no merged classic pick of the
+    same phase lies within ``merge_s`` of (``method`` "model"); S pairs are redone."""
+    tol = merge_s * fs
+    have = {ph: np.array([r["idx"] for r in merged if r["phase"] == ph]) for ph in ("P", "S")}
+    out = list(merged)
+    for ph, i, q in model_picks:
+        h = have[ph]
+        if len(h) and np.abs(h - i).min() <= tol:
+            continue
+        out.append(dict(phase=ph, idx=float(i), quality=float(q), agree=False, method="model"))
+    return _pair(out, fs)
 
 
 def read_manual_picks(path, stations: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -282,6 +312,26 @@ def _predicted_arrivals(events: pd.DataFrame, stations: pd.DataFrame, model, max
     return out
 
 
+def _guided_labels(prep, pred: np.ndarray, p_lab: np.ndarray, s_lab: np.ndarray, tol_s: float, window_s: float, min_contrast: float):
+    """Labels for predicted arrivals (``pred`` (n_ev, 2) P/S sample indices) that have no label
+    within ``tol_s``: the AIC onset (:func:`quakescale.detect.refine.refine_indices`) within
+    ``window_s`` of the prediction where its onset contrast reaches ``min_contrast``.  Returns
+    the sorted label arrays with the new picks and the number added per phase."""
+    from ..detect.refine import RefineParams, refine_indices
+
+    prm = RefineParams(before_s=window_s, after_s=window_s, max_shift_s=window_s, edge_s=0.1, contrast_s=0.5, min_contrast=min_contrast)
+    out, added = [], []
+    for c, lab, ph in ((0, p_lab, "P"), (1, s_lab, "S")):
+        pr = pred[:, c].astype(np.float64)
+        if len(lab):
+            pr = pr[np.min(np.abs(pr[:, None] - lab[None, :]), axis=1) > tol_s * FS]
+        new, acc, _ = refine_indices(prep.data, prep.valid, pr, ph, prm)
+        add = np.round(new[acc]).astype(np.int64)
+        out.append(np.sort(np.concatenate([lab, add])))
+        added.append(len(add))
+    return out[0], out[1], added[0], added[1]
+
+
 # ----------------------------------------------------------------------------- builder
 def build_sample_set(
     cfg,
@@ -295,7 +345,15 @@ def build_sample_set(
     kurtosis_on: float = 8.0,
     require_agree: bool = False,
     zh_threshold: float | None = -0.6,
-    complete_labels: bool = True,
+    unlabelled_arrivals: str = "mask",
+    weak_snr_min: float | None = 3.0,
+    weak_search_s: float = 1.0,
+    guided_contrast: float | None = 3.0,
+    guided_window_s: float = 1.5,
+    mask_raw_triggers: bool = True,
+    teacher_model: str | None = None,
+    min_classic_picks: int = 2,
+    model_max_residual_s: float = 0.3,
     noise_max_stalta: float | None = 2.5,
     label_tol_s: float = 1.5,
     exclusion_before_s: float = 40.0,
@@ -313,19 +371,27 @@ def build_sample_set(
     ``snr_min`` / ``snr_max``: positive samples whose P SNR falls outside are excluded.
     ``noise_per_event``: negatives per positive of each station-day.  ``require_agree``: keep
     only P picks both classic pickers found (fewer, cleaner).  ``zh_threshold``: the
-    polarisation check of :func:`phase_check` (None: off).  ``complete_labels``: drop positive windows
-    where an arrival predicted (from the associated hypocentre) for any associated event has no
-    label within ``label_tol_s`` -- it would be taught as noise.  ``noise_max_stalta``: negatives
+    polarisation check of :func:`phase_check` (None: off).  ``unlabelled_arrivals``: what to do with a positive
+    window holding an arrival predicted (from the associated hypocentres) with no label within
+    ``label_tol_s`` (the classic S picker misses most S): ``"mask"`` keeps it and lists the
+    arrival in ``p_ign`` / ``s_ign``, so the picker's loss ignores the steps around it instead of
+    teaching it as noise; ``"drop"`` excludes the window.  ``weak_snr_min``: an associated event
+    that no classic picker found at a station gives a detector positive there (``source`` weak,
+    P and S in ``p_ign`` / ``s_ign`` unless a guided pick labels them) when the SNR within
+    ``weak_search_s`` of its predicted P (Z) or S (horizontals) reaches this (None: no weak positives) -- the weak events the detector must learn to pass.
+    ``noise_max_stalta``: negatives
     also keep the Z STA/LTA below this (weak events under the trigger stay out of them).  Returns the summary dict (also
     ``OUT/summary.json``)."""
     from ..archive import ArchiveError, load_inventory, stations_table
     from ..associate import Associator, associate_partitioned
     from ..detect.classic import classic_picks
-    from ..detect.runner import picks_table
+    from ..detect.runner import cerp_picks, get_model, picks_table
     from ..geo import azimuth_deg, epicentral_km
     from ..rundir import write_json, write_table
     from ..velocity import resolve_model
 
+    if unlabelled_arrivals not in ("mask", "drop"):
+        raise ValueError(f"bootstrap: unlabelled_arrivals must be 'mask' or 'drop', not {unlabelled_arrivals!r}")
     t_start = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -341,6 +407,7 @@ def build_sample_set(
     model = resolve_model(cfg.velocity.model)
     cache = _PrepCache(cache_mb)
     skipped: list[dict] = []
+    teacher = get_model(teacher_model, det.device) if teacher_model else None
 
     # --- 1. classic picks, merged per station-day
     pick_frames, raw_times = [], []
@@ -352,7 +419,7 @@ def build_sample_set(
             continue
         pa = classic_picks(prep.data, prep.valid, "stalta", det, kurtosis_on=kurtosis_on)
         pb = classic_picks(prep.data, prep.valid, "kurtosis", det, kurtosis_on=kurtosis_on)
-        raw_times.append((sid, prep.time_ns(np.array([p[1] for p in pa + pb], np.float64))))
+        raw_times.append((sid, prep.time_ns(np.array([p[1] for p in pa + pb], np.float64)), np.array([p[0] for p in pa + pb], dtype=object)))
         merged = merge_classic(pa, pb, merge_s)
         merged = refine_kurtosis_p(merged, prep.data)
         if zh_threshold is not None:
@@ -360,6 +427,14 @@ def build_sample_set(
         if require_agree:
             keep_p = {i for i, r in enumerate(merged) if r["phase"] == "P" and r["agree"]}
             merged = [r for i, r in enumerate(merged) if (r["phase"] == "P" and i in keep_p) or (r["phase"] == "S" and r["pair"] in keep_p)]
+        if teacher is not None:
+            # self-training: the starting model's picks join the classic ones (association
+            # still decides what becomes a label); they also keep negatives away
+            tpk, _ = cerp_picks(prep, teacher, det)
+            merged = add_model_picks(merged, tpk, merge_s)
+            sid_, tt_, ph_ = raw_times[-1]
+            raw_times[-1] = (sid_, np.concatenate([tt_, prep.time_ns(np.array([q[1] for q in tpk], np.float64))]),
+                             np.concatenate([ph_, np.array([q[0] for q in tpk], dtype=object)]))
         df = picks_table(prep, [(r["phase"], r["idx"], r["quality"]) for r in merged], "bootstrap", f"stalta+kurtosis@{det.sta_s:g}/{det.lta_s:g}/{det.trigger_on:g}/{kurtosis_on:g}")
         if len(df):
             # picks_table sorts by time (stable); the merged list is sorted by sample already
@@ -381,6 +456,14 @@ def build_sample_set(
                        grid_spacing_km=a.grid_spacing_km, fine_spacing_km=a.fine_spacing_km, max_depth_km=min(cfg.velocity.max_depth_km, 30.0),
                        unknown_stations="drop")
     events, asg = associate_partitioned(picks, assoc, partition_s=a.partition_s, overlap_s=a.overlap_s)
+    if teacher is not None and len(events):
+        # events stand on classic evidence: one the model's picks alone make is not a label source
+        is_classic = (picks["classic"] != "model").to_numpy()
+        n_cl = pd.Series(is_classic[asg["pick_index"].to_numpy()]).groupby(asg["event_id"].to_numpy()).sum()
+        good = n_cl.index[n_cl >= min_classic_picks]
+        log(f"bootstrap: {len(events) - len(good)} of {len(events)} events dropped (< {min_classic_picks} classic picks)")
+        events = events[events["event_id"].isin(good)].reset_index(drop=True)
+        asg = asg[asg["event_id"].isin(good)].reset_index(drop=True)
     log(f"bootstrap: {len(events)} associated events, {len(asg)} associated picks")
     write_table(picks, out / "picks.parquet")
     write_table(events, out / "events.parquet")
@@ -402,6 +485,8 @@ def build_sample_set(
 
     # --- 3. windows, one station-day at a time
     rows: list[dict] = []
+    n_masked = n_weak = 0
+    n_guided = {"P": 0, "S": 0}
     n_blocks, excluded = 0, {"snr_low": 0, "snr_high": 0, "edge_or_gap": 0, "incomplete_labels": 0, "noise_not_found": 0}
     skipped_units = {s["unit"] for s in skipped}
     for day, sid in sds:
@@ -420,6 +505,11 @@ def build_sample_set(
         cv = np.concatenate([[0], np.cumsum(~prep.valid)])
         chunks: list[np.ndarray] = []
         g = asg[asg["station_id"] == sid] if len(asg) else asg
+        if teacher is not None and len(g):
+            # a model pick is a label only where it fits its event closely; elsewhere it is
+            # left unlabelled (the loss ignores it, see unlabelled())
+            from_model = (picks["classic"].to_numpy()[g["pick_index"].to_numpy()] == "model")
+            g = g[~from_model | (np.abs(g["residual_s"].to_numpy()) <= model_max_residual_s)]
         gp, gs = g[g["phase"] == "P"], g[g["phase"] == "S"]
         p_lab, s_lab = np.sort(to_idx(gp["t_ns"].to_numpy())), np.sort(to_idx(gs["t_ns"].to_numpy()))
 
@@ -442,6 +532,31 @@ def build_sample_set(
             return s0, w, snr_p
 
         pred_here = np.stack([to_idx(pred[sid][:, 0]), to_idx(pred[sid][:, 1])], axis=1) if sid in pred and len(pred[sid]) else np.zeros((0, 2), np.int64)
+        if guided_contrast is not None and len(pred_here):
+            # association-guided picks: an arrival predicted for an associated event with no
+            # classic pick near it is searched for on the waveform (AIC onset within
+            # guided_window_s of the prediction, Z for P, N+E for S) and labelled when sharp
+            p_lab, s_lab, got_p, got_s = _guided_labels(prep, pred_here, p_lab, s_lab, label_tol_s, guided_window_s, guided_contrast)
+            n_guided["P"] += got_p
+            n_guided["S"] += got_s
+
+        raw_here = [np.sort(to_idx(np.concatenate([t[ph_ == phase] for s_, t, ph_ in raw_times if s_ == sid] or [np.zeros(0, np.int64)])))
+                    for phase in ("P", "S")]
+
+        def unlabelled(s0: int) -> tuple[list, list]:
+            """Arrivals predicted (from the associated hypocentres) inside the window at
+            ``s0`` with no label within ``label_tol_s``: P and S sample indices in the window."""
+            res = []
+            for c, lab in ((0, p_lab), (1, s_lab)):
+                pr = pred_here[:, c] if len(pred_here) else np.zeros(0, np.int64)
+                if mask_raw_triggers:
+                    pr = np.concatenate([pr, raw_here[c]])
+                pr = pr[(pr >= s0) & (pr < s0 + STORE_N)]
+                if len(pr) and len(lab):
+                    pr = pr[np.min(np.abs(pr[:, None] - lab[None, :]), axis=1) > label_tol_s * FS]
+                res.append((pr - s0).tolist())
+            return res[0], res[1]
+
         n_ev = 0
         for r in gp.itertuples():
             pi = int(to_idx(r.t_ns))
@@ -449,18 +564,11 @@ def build_sample_set(
             if got is None:
                 continue
             s0, w, snr_p = got
-            if complete_labels and len(pred_here):
-                # every arrival predicted for an associated event inside the window must carry a
-                # label (within label_tol_s): an unlabelled arrival would be taught as noise
-                incomplete = False
-                for c, lab in ((0, p_lab), (1, s_lab)):
-                    pr = pred_here[:, c]
-                    pr = pr[(pr >= s0) & (pr < s0 + STORE_N)]
-                    if len(pr) and (not len(lab) or np.any(np.min(np.abs(pr[:, None] - lab[None, :]), axis=1) > label_tol_s * FS)):
-                        incomplete = True
-                if incomplete:
-                    excluded["incomplete_labels"] += 1
-                    continue
+            p_ign, s_ign = unlabelled(s0)
+            if (len(p_ign) or len(s_ign)) and unlabelled_arrivals == "drop":
+                excluded["incomplete_labels"] += 1
+                continue
+            n_masked += bool(len(p_ign) or len(s_ign))
             sev = gs[gs["event_id"] == r.event_id]
             s_rel = int(to_idx(sev["t_ns"].iloc[0])) - s0 if len(sev) else -1
             snr_s = sample_snr(w, s_rel, "S") if 0 <= s_rel < STORE_N else float("nan")
@@ -471,11 +579,42 @@ def build_sample_set(
             sin_ = s_lab[(s_lab >= s0) & (s_lab < s0 + STORE_N)] - s0
             chunks.append(_f16(w))
             rows.append(dict(kind="event", source="bootstrap", station_id=sid, event_id=int(r.event_id), start_ns=int(prep.time_ns(s0)),
-                             p_idx=pin.tolist(), s_idx=sin_.tolist(), snr_p=snr_p, snr_s=snr_s,
+                             p_idx=pin.tolist(), s_idx=sin_.tolist(), p_ign=p_ign, s_ign=s_ign, snr_p=snr_p, snr_s=snr_s,
                              epi_distance_km=float(epicentral_km(la, lo, sla, slo)), azimuth_deg=float(azimuth_deg(la, lo, sla, slo)),
                              p_travel_s=(r.t_ns - o) / 1e9, s_travel_s=((sev["t_ns"].iloc[0] - o) / 1e9) if len(sev) else float("nan"),
                              day=day.isoformat()))
             n_ev += 1
+        if weak_snr_min is not None and len(pred_here):
+            # events associated elsewhere that no classic picker found here: a positive for the
+            # detector where the predicted P shows a visible onset; the picker's loss ignores
+            # the steps around the unlabelled P and S
+            have = set(gp["event_id"].to_numpy().tolist())
+            for j, eid in enumerate(events["event_id"].to_numpy()):
+                if int(eid) in have:
+                    continue
+                pi = int(pred_here[j, 0])
+                s0 = pi - P_AT_N
+                if s0 < 0 or s0 + STORE_N > n or cv[s0 + STORE_N] - cv[s0] > 0:
+                    continue
+                w = prep.data[:, s0 : s0 + STORE_N]
+                ks = range(-int(weak_search_s * FS), int(weak_search_s * FS) + 1, 25)
+                snr_p = max(sample_snr(w, P_AT_N + k, "P") for k in ks)
+                s_rel = int(pred_here[j, 1]) - s0
+                snr_s = max(sample_snr(w, s_rel + k, "S") for k in ks) if 0 <= s_rel < STORE_N - int(SNR_POST_S * FS) else float("nan")
+                best = np.nanmax([snr_p, snr_s, -1.0])  # an S seen without its P counts too
+                if best < weak_snr_min or best > snr_max:
+                    continue
+                p_ign, s_ign = unlabelled(s0)
+                la, lo = ev_loc.loc[eid]
+                sla, slo = st_loc.loc[sid]
+                chunks.append(_f16(w))
+                rows.append(dict(kind="event", source="weak", station_id=sid, event_id=int(eid), start_ns=int(prep.time_ns(s0)),
+                                 p_idx=(p_lab[(p_lab >= s0) & (p_lab < s0 + STORE_N)] - s0).tolist(), s_idx=(s_lab[(s_lab >= s0) & (s_lab < s0 + STORE_N)] - s0).tolist(),
+                                 p_ign=p_ign, s_ign=s_ign, snr_p=snr_p, snr_s=snr_s, epi_distance_km=float(epicentral_km(la, lo, sla, slo)),
+                                 azimuth_deg=float(azimuth_deg(la, lo, sla, slo)), p_travel_s=(pred_here[j, 0] - to_idx(ev_time[eid])) / FS, s_travel_s=np.nan,
+                                 day=day.isoformat()))
+                n_ev += 1
+                n_weak += 1
         if manual_t is not None:
             mg = manual_t[manual_t["station_id"] == sid]
             mp, ms = np.sort(to_idx(mg.loc[mg.phase == "P", "t_ns"])), np.sort(to_idx(mg.loc[mg.phase == "S", "t_ns"]))
@@ -490,13 +629,13 @@ def build_sample_set(
                 sin_ = ms[(ms >= s0) & (ms < s0 + STORE_N)] - s0
                 chunks.append(_f16(w))
                 rows.append(dict(kind="event", source="manual", station_id=sid, event_id=int(r.event_id), start_ns=int(prep.time_ns(s0)),
-                                 p_idx=(mp[(mp >= s0) & (mp < s0 + STORE_N)] - s0).tolist(), s_idx=sin_.tolist(), snr_p=snr_p,
+                                 p_idx=(mp[(mp >= s0) & (mp < s0 + STORE_N)] - s0).tolist(), s_idx=sin_.tolist(), p_ign=[], s_ign=[], snr_p=snr_p,
                                  snr_s=sample_snr(w, int(sin_[0]), "S") if len(sin_) else float("nan"),
                                  epi_distance_km=np.nan, azimuth_deg=np.nan, p_travel_s=np.nan, s_travel_s=np.nan, day=day.isoformat()))
                 n_ev += 1
         # negatives: no raw pick, manual pick or predicted arrival (+ coda) near the window
         ex_start, ex_end = [], []
-        tt = to_idx(np.concatenate([picks_t[picks["station_id"].to_numpy() == sid]] + [t for s_, t in raw_times if s_ == sid]))
+        tt = to_idx(np.concatenate([picks_t[picks["station_id"].to_numpy() == sid]] + [t for s_, t, _ in raw_times if s_ == sid]))
         ex_start.append(tt)
         ex_end.append(tt)
         if manual_t is not None:
@@ -532,7 +671,7 @@ def build_sample_set(
                 continue
             w = prep.data[:, s0 : s0 + STORE_N]
             chunks.append(_f16(w))
-            rows.append(dict(kind="noise", source="bootstrap", station_id=sid, event_id=-1, start_ns=int(prep.time_ns(s0)), p_idx=[], s_idx=[],
+            rows.append(dict(kind="noise", source="bootstrap", station_id=sid, event_id=-1, start_ns=int(prep.time_ns(s0)), p_idx=[], s_idx=[], p_ign=[], s_ign=[],
                              snr_p=sample_snr(w, STORE_N // 2, "P"), snr_s=np.nan, epi_distance_km=np.nan, azimuth_deg=np.nan,
                              p_travel_s=np.nan, s_travel_s=np.nan, day=day.isoformat()))
             want -= 1
@@ -561,7 +700,7 @@ def build_sample_set(
     index["source_dir"] = str(out)
     write_table(index, out / "index.parquet")
     params = dict(snr_min=snr_min, snr_max=snr_max, noise_per_event=noise_per_event, merge_s=merge_s, kurtosis_on=kurtosis_on,
-                  require_agree=require_agree, zh_threshold=zh_threshold, complete_labels=complete_labels, label_tol_s=label_tol_s, noise_max_stalta=noise_max_stalta, exclusion_before_s=exclusion_before_s, coda_factor=coda_factor, seed=seed,
+                  require_agree=require_agree, zh_threshold=zh_threshold, unlabelled_arrivals=unlabelled_arrivals, weak_snr_min=weak_snr_min, weak_search_s=weak_search_s, guided_contrast=guided_contrast, guided_window_s=guided_window_s, mask_raw_triggers=mask_raw_triggers, teacher_model=teacher_model, min_classic_picks=min_classic_picks, model_max_residual_s=model_max_residual_s, label_tol_s=label_tol_s, noise_max_stalta=noise_max_stalta, exclusion_before_s=exclusion_before_s, coda_factor=coda_factor, seed=seed,
                   sta_s=det.sta_s, lta_s=det.lta_s, trigger_on=det.trigger_on, trigger_off=det.trigger_off,
                   max_residual_s=a.max_residual_s, min_stations=a.min_stations, velocity_model=str(cfg.velocity.model),
                   manual_picks=str(manual_picks) if manual_picks is not None else None)
@@ -573,6 +712,9 @@ def build_sample_set(
         "n_event": int((index.kind == "event").sum()),
         "n_noise": int((index.kind == "noise").sum()),
         "n_manual": int((index.source == "manual").sum()),
+        "n_weak": n_weak,
+        "n_masked": n_masked,
+        "n_guided": n_guided,
         "n_p_labels": int(ev_rows.p_idx.map(len).sum()),
         "n_s_labels": int(ev_rows.s_idx.map(len).sum()),
         "n_events_associated": int(len(events)),
@@ -628,6 +770,7 @@ def train_from_sample_set(
     batch_size: int = 512,
     seed: int = 0,
     max_minutes: float | None = None,
+    teacher_mask: float | None = 0.3,
     log=print,
 ) -> Path:
     """Train (or fine-tune) the CERP models on bootstrap sample set(s); returns ``metrics.csv``.
@@ -682,7 +825,7 @@ def train_from_sample_set(
         log(f"train: resuming {out} after detector epoch {done_d}, picker epoch {done_p}")
     init_label = model.label if init_model else "scratch"
     train(dirs, out, epochs_detector=0 if done_p else max(ep_d - done_d, 0), epochs_picker=max(ep_p - done_p, 0), lr=lr, batch_size=batch_size, seed=seed,
-          device=device, name=name, version=version, max_minutes=max_minutes, model=model,
+          device=device, name=name, version=version, max_minutes=max_minutes, model=model, teacher_mask=teacher_mask if init_model else None,
           recipe={"init_model": init_label, "bootstrap": True, "resumed_after": {"detector": done_d, "picker": done_p},
                   "epochs_detector": ep_d, "epochs_picker": ep_p}, log=log)
     if len(prev):

@@ -7,7 +7,10 @@ A sample set is a directory::
                      each scaled to a peak of 1
     index.parquet    one row per sample: sample, kind ("event" | "noise"), station_id, event_id,
                      snr_p, p_idx / s_idx (lists: every labelled arrival's sample index inside
-                     the 45 s stored window), source
+                     the 45 s stored window), source; optionally p_ign / s_ign (lists:
+                     arrivals known to be in the window but not labelled, e.g. predicted from an
+                     associated hypocentre where no classic picker fired -- the picker's loss
+                     ignores the steps around them instead of teaching them as noise)
     card.json        how it was made
 
 Event samples store 45 s with the sample's P at 16 s, so :class:`~quakescale.train.augment.RandomCrop`
@@ -115,7 +118,8 @@ def samples_from_world(world_dir, out_dir, min_snr_p: float = 2.0, min_label_snr
 
 class SampleSet:
     """One or more sample-set directories as arrays: ``x`` (N, 3, 4500) float16 memmaps,
-    ``is_event`` (N,), ``p`` / ``s`` (N, K) label indices padded with -1."""
+    ``is_event`` (N,), ``p`` / ``s`` (N, K) label indices padded with -1, ``p_ign`` / ``s_ign``
+    (N, K) unlabelled arrivals the picker's loss ignores (-1 padded; all -1 for sets without them)."""
 
     def __init__(self, dirs, max_labels: int = 8):
         dirs = [Path(d) for d in ([dirs] if isinstance(dirs, (str, Path)) else dirs)]
@@ -130,12 +134,13 @@ class SampleSet:
         self.offsets = np.cumsum([0] + [len(x) for x in xs])
         n = len(self.index)
         self.is_event = (self.index["kind"] == "event").to_numpy()
-        self.p = np.full((n, max_labels), -1, np.int64)
-        self.s = np.full((n, max_labels), -1, np.int64)
-        for i, (pl, sl) in enumerate(zip(self.index["p_idx"], self.index["s_idx"])):
-            pl, sl = list(pl)[:max_labels], list(sl)[:max_labels]
-            self.p[i, : len(pl)] = pl
-            self.s[i, : len(sl)] = sl
+        for key, col in (("p", "p_idx"), ("s", "s_idx"), ("p_ign", "p_ign"), ("s_ign", "s_ign")):
+            a = np.full((n, max_labels), -1, np.int64)
+            if col in self.index.columns:
+                for i, lab in enumerate(self.index[col]):
+                    lab = [] if lab is None or (np.isscalar(lab) and pd.isna(lab)) else list(lab)[:max_labels]
+                    a[i, : len(lab)] = lab
+            setattr(self, key, a)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -40,9 +40,18 @@ def split_indices(n: int, seed: int = 0, fractions=(0.7, 0.2, 0.1)):
     return np.sort(perm[:a]), np.sort(perm[a:b]), np.sort(perm[b:])
 
 
-def step_targets(p: np.ndarray, s: np.ndarray, n_steps: int = N_STEPS, step_n: int = STEP_N):
-    """Class per step (0 noise, 1 P, 2 S), offsets (B, T, 2) and their mask (arrival step ± 1)."""
+def step_targets(p: np.ndarray, s: np.ndarray, n_steps: int = N_STEPS, step_n: int = STEP_N, ignore=(), ignore_n: int = 150):
+    """Class per step (0 noise, 1 P, 2 S), offsets (B, T, 2) and their mask (arrival step ± 1),
+    and a per-step loss weight (B, T): 0 within ``ignore_n`` samples of an unlabelled arrival
+    (arrays of ``ignore``, -1 padded) unless the step carries a label, else 1."""
     b = p.shape[0]
+    weight = np.ones((b, n_steps), np.float32)
+    centre = (np.arange(n_steps) + 0.5) * step_n
+    for ign in ignore:
+        rows, cols = np.nonzero(ign >= 0)
+        if len(rows):
+            near = np.abs(centre[None, :] - ign[rows, cols][:, None]) <= ignore_n
+            np.minimum.at(weight, rows, np.where(near, 0.0, 1.0).astype(np.float32))
     cls = np.zeros((b, n_steps), np.int64)
     off = np.zeros((b, n_steps, 2), np.float32)
     mask = np.zeros((b, n_steps, 2), np.float32)
@@ -58,7 +67,8 @@ def step_targets(p: np.ndarray, s: np.ndarray, n_steps: int = N_STEPS, step_n: i
             m = (j >= 0) & (j < n_steps)
             off[rows[m], j[m], c] = (a[m] - j[m] * step_n) / step_n
             mask[rows[m], j[m], c] = 1.0
-    return cls, off, mask
+    weight[cls > 0] = 1.0
+    return cls, off, mask, weight
 
 
 def _batches(idx: np.ndarray, bs: int, rng: np.random.Generator | None):
@@ -68,7 +78,8 @@ def _batches(idx: np.ndarray, bs: int, rng: np.random.Generator | None):
 
 
 def _make_batch(ds: SampleSet, rows, aug, rng):
-    batch = {"x": ds.load(rows), "p": ds.p[rows].copy(), "s": ds.s[rows].copy(), "event": ds.is_event[rows]}
+    batch = {"x": ds.load(rows), "p": ds.p[rows].copy(), "s": ds.s[rows].copy(), "p_ign": ds.p_ign[rows].copy(), "s_ign": ds.s_ign[rows].copy(),
+             "event": ds.is_event[rows]}
     return aug(batch, rng)
 
 
@@ -107,8 +118,14 @@ def _pick_summary(res) -> dict:
 
 def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 20, lr: float = 1e-3, batch_size: int = 512, seed: int = 0,
           device: str = "auto", name: str = "cerp", version: str = "0.0.0", max_minutes: float | None = None, model: CerpModel | None = None,
-          recipe: dict | None = None, picker_noise_fraction: float = 0.3, detector_time_share: float = 0.4, log=print) -> CerpModel:
-    """Train detector then picker; write metrics.csv, checkpoints/, cerp.pt + card.json to ``out_dir``."""
+          recipe: dict | None = None, picker_noise_fraction: float = 0.3, detector_time_share: float = 0.4, teacher_mask: float | None = None,
+          log=print) -> CerpModel:
+    """Train detector then picker; write metrics.csv, checkpoints/, cerp.pt + card.json to ``out_dir``.
+
+    ``teacher_mask`` (fine-tuning on incompletely labelled windows, e.g. bootstrap sets): in
+    event windows, steps labelled noise where the starting model's picker gives P or S at least
+    this probability are left out of the picker's loss -- an arrival the labels missed (a small
+    event nobody associated) is not taught as noise.  Pick-free noise windows are unaffected."""
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -120,6 +137,11 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
     ptr_idx, pva_idx, pte_idx = tr_idx[keep[tr_idx]], va_idx[keep[va_idx]], te_idx[keep[te_idx]]
     m = model or new_model(seed)
     m.to(dev)
+    teacher = None
+    if teacher_mask is not None:
+        import copy
+
+        teacher = copy.deepcopy(m.picker).eval()
     aug_train = Compose([RandomCrop(WINDOW_N, 1500), WhiteNoise(0.4)])
     aug_eval = Compose([RandomCrop(WINDOW_N, 1500)])
     metrics_path = out / "metrics.csv"
@@ -129,7 +151,8 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
     wr.writeheader()
     t_start = time.time()
     deadline = t_start + 60 * max_minutes if max_minutes else None
-    ce = nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS, device=dev))
+    cw = torch.tensor(CLASS_WEIGHTS, device=dev)
+    ce = nn.CrossEntropyLoss(weight=cw, reduction="none")
     bce = nn.BCEWithLogitsLoss()
 
     def det_pass(idx, train_mode, rng, aug):
@@ -157,12 +180,19 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
         res = {"P": [], "S": [], "nP": 0, "nS": 0, "false": 0}
         for rows in _batches(idx, batch_size, rng if train_mode else None):
             b = _make_batch(ds, rows, aug, rng)
-            cls, off, mask = step_targets(b["p"], b["s"])
+            cls, off, mask, wstep = step_targets(b["p"], b["s"], ignore=(b["p_ign"], b["s_ign"]))
             x = normalize_windows(torch.from_numpy(b["x"]).to(dev))
-            cls_t, off_t, mask_t = (torch.from_numpy(a).to(dev) for a in (cls, off, mask))
+            cls_t, off_t, mask_t, w_t = (torch.from_numpy(a).to(dev) for a in (cls, off, mask, wstep))
+            if teacher is not None:
+                with torch.no_grad():
+                    tp = torch.softmax(teacher(x)[0], -1)
+                doubt = (tp[..., 1:].max(-1).values >= teacher_mask) & (cls_t == 0) & torch.from_numpy(b["event"]).to(dev)[:, None]
+                w_t = w_t * (~doubt).float()
             with torch.set_grad_enabled(train_mode):
                 logits, o = m.picker(x)
-                loss = ce(logits.reshape(-1, 3), cls_t.reshape(-1))
+                # class-weighted mean over the steps the loss counts (steps near unlabelled arrivals not)
+                per = ce(logits.reshape(-1, 3), cls_t.reshape(-1)) * w_t.reshape(-1)
+                loss = per.sum() / (cw[cls_t.reshape(-1)] * w_t.reshape(-1)).sum().clamp(min=1e-6)
                 loss = loss + OFFSET_LOSS_WEIGHT * (torch.abs(o - off_t) * mask_t).sum() / mask_t.sum().clamp(min=1)
             if train_mode:
                 opt_p.zero_grad()
