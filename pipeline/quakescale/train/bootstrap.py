@@ -21,16 +21,18 @@ The seed's recipe for a new region, without any truth:
    - *association-guided picks*: an arrival predicted from an associated hypocentre with no
      pick near it is searched on the waveform (AIC onset within ``guided_window_s``, Z for P,
      N+E for S) and labelled where the onset is sharp (``guided_contrast``);
-   - *unlabelled arrivals* (predicted ones still without a label, and raw classic triggers no
-     event claimed) go to ``p_ign`` / ``s_ign``: the picker's loss ignores the steps around them
+   - *unlabelled arrivals* (predicted ones still without a label; P picks only the STA/LTA
+     found, which are loosely timed, ``stalta_only_p="ignore"``; with ``mask_raw_triggers``
+     also raw classic triggers no event claimed) go to ``p_ign`` / ``s_ign``: the picker's loss ignores the steps around them
      (``unlabelled_arrivals="drop"`` instead excludes such windows);
    - *weak positives*: an associated event no classic picker found at a station is a detector
      positive there when its predicted P or S shows an onset (``weak_snr_min``) -- the weak
      events (an S seen without its P) the detector must learn to pass.
    - *self-training* (``teacher_model``, off by default): the starting model's picks join the
      classic ones before association; an event still needs ``min_classic_picks`` classic picks,
-     and a model pick becomes a label only within ``model_max_residual_s`` of its event's
-     prediction.
+     and a model pick becomes a label only for ``model_label_phases`` (S: the classic S picker
+     is the weak one), with probability >= ``model_min_probability`` and within
+     ``model_max_residual_s`` of its event's prediction; other model picks are left unlabelled.
 
    **Negative samples**: random windows with no pick at all -- no raw classic pick of either
    picker, no manual pick and no arrival *predicted* for an associated event at the station
@@ -312,7 +314,7 @@ def _predicted_arrivals(events: pd.DataFrame, stations: pd.DataFrame, model, max
     return out
 
 
-def _guided_labels(prep, pred: np.ndarray, p_lab: np.ndarray, s_lab: np.ndarray, tol_s: float, window_s: float, min_contrast: float):
+def _guided_labels(prep, pred: np.ndarray, p_lab: np.ndarray, s_lab: np.ndarray, tol_s: float, window_s: float, min_contrast: float, phases=("S",)):
     """Labels for predicted arrivals (``pred`` (n_ev, 2) P/S sample indices) that have no label
     within ``tol_s``: the AIC onset (:func:`quakescale.detect.refine.refine_indices`) within
     ``window_s`` of the prediction where its onset contrast reaches ``min_contrast``.  Returns
@@ -322,6 +324,10 @@ def _guided_labels(prep, pred: np.ndarray, p_lab: np.ndarray, s_lab: np.ndarray,
     prm = RefineParams(before_s=window_s, after_s=window_s, max_shift_s=window_s, edge_s=0.1, contrast_s=0.5, min_contrast=min_contrast)
     out, added = [], []
     for c, lab, ph in ((0, p_lab, "P"), (1, s_lab, "S")):
+        if ph not in phases:
+            out.append(lab)
+            added.append(0)
+            continue
         pr = pred[:, c].astype(np.float64)
         if len(lab):
             pr = pr[np.min(np.abs(pr[:, None] - lab[None, :]), axis=1) > tol_s * FS]
@@ -350,10 +356,14 @@ def build_sample_set(
     weak_search_s: float = 1.0,
     guided_contrast: float | None = 3.0,
     guided_window_s: float = 1.5,
-    mask_raw_triggers: bool = True,
+    guided_phases: tuple = ("S",),
+    mask_raw_triggers: bool = False,
+    stalta_only_p: str = "ignore",
     teacher_model: str | None = None,
     min_classic_picks: int = 2,
     model_max_residual_s: float = 0.3,
+    model_label_phases: tuple = ("S",),
+    model_min_probability: float = 0.95,
     noise_max_stalta: float | None = 2.5,
     label_tol_s: float = 1.5,
     exclusion_before_s: float = 40.0,
@@ -390,6 +400,8 @@ def build_sample_set(
     from ..rundir import write_json, write_table
     from ..velocity import resolve_model
 
+    if stalta_only_p not in ("ignore", "label"):
+        raise ValueError(f"bootstrap: stalta_only_p must be 'ignore' or 'label', not {stalta_only_p!r}")
     if unlabelled_arrivals not in ("mask", "drop"):
         raise ValueError(f"bootstrap: unlabelled_arrivals must be 'mask' or 'drop', not {unlabelled_arrivals!r}")
     t_start = time.time()
@@ -505,11 +517,17 @@ def build_sample_set(
         cv = np.concatenate([[0], np.cumsum(~prep.valid)])
         chunks: list[np.ndarray] = []
         g = asg[asg["station_id"] == sid] if len(asg) else asg
+        if stalta_only_p == "ignore" and len(g):
+            # a P only the STA/LTA found (the kurtosis picker did not confirm it) is emergent and
+            # loosely timed: association evidence, not a label (it is left unlabelled)
+            g = g[~((g["phase"] == "P").to_numpy() & (picks["classic"].to_numpy()[g["pick_index"].to_numpy()] == "stalta"))]
         if teacher is not None and len(g):
             # a model pick is a label only where it fits its event closely; elsewhere it is
             # left unlabelled (the loss ignores it, see unlabelled())
             from_model = (picks["classic"].to_numpy()[g["pick_index"].to_numpy()] == "model")
-            g = g[~from_model | (np.abs(g["residual_s"].to_numpy()) <= model_max_residual_s)]
+            fits = ((np.abs(g["residual_s"].to_numpy()) <= model_max_residual_s) & g["phase"].isin(model_label_phases).to_numpy()
+                    & (picks["probability"].to_numpy()[g["pick_index"].to_numpy()] >= model_min_probability))
+            g = g[~from_model | fits]
         gp, gs = g[g["phase"] == "P"], g[g["phase"] == "S"]
         p_lab, s_lab = np.sort(to_idx(gp["t_ns"].to_numpy())), np.sort(to_idx(gs["t_ns"].to_numpy()))
 
@@ -536,7 +554,7 @@ def build_sample_set(
             # association-guided picks: an arrival predicted for an associated event with no
             # classic pick near it is searched for on the waveform (AIC onset within
             # guided_window_s of the prediction, Z for P, N+E for S) and labelled when sharp
-            p_lab, s_lab, got_p, got_s = _guided_labels(prep, pred_here, p_lab, s_lab, label_tol_s, guided_window_s, guided_contrast)
+            p_lab, s_lab, got_p, got_s = _guided_labels(prep, pred_here, p_lab, s_lab, label_tol_s, guided_window_s, guided_contrast, guided_phases)
             n_guided["P"] += got_p
             n_guided["S"] += got_s
 
@@ -700,7 +718,7 @@ def build_sample_set(
     index["source_dir"] = str(out)
     write_table(index, out / "index.parquet")
     params = dict(snr_min=snr_min, snr_max=snr_max, noise_per_event=noise_per_event, merge_s=merge_s, kurtosis_on=kurtosis_on,
-                  require_agree=require_agree, zh_threshold=zh_threshold, unlabelled_arrivals=unlabelled_arrivals, weak_snr_min=weak_snr_min, weak_search_s=weak_search_s, guided_contrast=guided_contrast, guided_window_s=guided_window_s, mask_raw_triggers=mask_raw_triggers, teacher_model=teacher_model, min_classic_picks=min_classic_picks, model_max_residual_s=model_max_residual_s, label_tol_s=label_tol_s, noise_max_stalta=noise_max_stalta, exclusion_before_s=exclusion_before_s, coda_factor=coda_factor, seed=seed,
+                  require_agree=require_agree, zh_threshold=zh_threshold, unlabelled_arrivals=unlabelled_arrivals, weak_snr_min=weak_snr_min, weak_search_s=weak_search_s, guided_contrast=guided_contrast, guided_window_s=guided_window_s, guided_phases=list(guided_phases), mask_raw_triggers=mask_raw_triggers, stalta_only_p=stalta_only_p, teacher_model=teacher_model, min_classic_picks=min_classic_picks, model_max_residual_s=model_max_residual_s, model_label_phases=list(model_label_phases), model_min_probability=model_min_probability, label_tol_s=label_tol_s, noise_max_stalta=noise_max_stalta, exclusion_before_s=exclusion_before_s, coda_factor=coda_factor, seed=seed,
                   sta_s=det.sta_s, lta_s=det.lta_s, trigger_on=det.trigger_on, trigger_off=det.trigger_off,
                   max_residual_s=a.max_residual_s, min_stations=a.min_stations, velocity_model=str(cfg.velocity.model),
                   manual_picks=str(manual_picks) if manual_picks is not None else None)
@@ -784,7 +802,9 @@ def train_from_sample_set(
     for the epochs left, appending to ``metrics.csv``.  Also writes ``training_curves.png``.
     The weights directory is loadable with ``detect.model: OUT``; every pick made with it
     carries ``NAME@VERSION`` in its ``model`` column (VERSION defaults to a date stamp plus the
-    sample set's short hash)."""
+    sample set's short hash).  ``teacher_mask``: when fine-tuning, steps where the starting model
+    sees a P with at least this probability and the (incomplete) bootstrap labels have none are
+    left out of the picker's loss (:func:`quakescale.train.trainer.train`); None: off."""
     import hashlib
 
     import torch
@@ -826,7 +846,7 @@ def train_from_sample_set(
     init_label = model.label if init_model else "scratch"
     train(dirs, out, epochs_detector=0 if done_p else max(ep_d - done_d, 0), epochs_picker=max(ep_p - done_p, 0), lr=lr, batch_size=batch_size, seed=seed,
           device=device, name=name, version=version, max_minutes=max_minutes, model=model, teacher_mask=teacher_mask if init_model else None,
-          recipe={"init_model": init_label, "bootstrap": True, "resumed_after": {"detector": done_d, "picker": done_p},
+          recipe={"init_model": init_label, "bootstrap": True, "teacher_mask": teacher_mask if init_model else None, "resumed_after": {"detector": done_d, "picker": done_p},
                   "epochs_detector": ep_d, "epochs_picker": ep_p}, log=log)
     if len(prev):
         new = _metrics_rows(metrics)
