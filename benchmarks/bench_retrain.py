@@ -310,11 +310,11 @@ def main(argv=None):
     results, summaries, labels, after_picks = {}, {}, {}, {}
     for vname, extra in variants.items():
         t = time.time()
-        sdir = work / f"regionB-bootstrap-{vname}"
+        sdir = work / f"regionB-bootstrap-{vname}-{tag}"
         summaries[vname] = build_sample_set(cfg, sdir, station_days=[(train_day, s) for s in sids], seed=0, **extra)
         timings[f"bootstrap_{vname}_s"] = time.time() - t
         t = time.time()
-        wdir = work / f"regionB-weights-{vname}"
+        wdir = work / f"regionB-weights-{vname}-{tag}"
         train_from_sample_set(sdir, wdir, device=a.device, resume=False, epochs_detector=ep_d, epochs_picker=ep_p, init_model=spec,
                               name=f"cerp-regionB-{vname.replace('_', '-')}", version="bench", batch_size=a.batch_size, seed=0, log=print)
         timings[f"train_{vname}_s"] = time.time() - t
