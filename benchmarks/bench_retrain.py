@@ -137,6 +137,22 @@ def paired_errors(picks_a: pd.DataFrame, picks_b: pd.DataFrame, truth: pd.DataFr
     return out
 
 
+def recall_at_precision(picks: pd.DataFrame, truth: pd.DataFrame, precision: dict) -> dict:
+    """Recall of ``picks`` when only its most probable picks of each phase are kept, as many as
+    keep its precision at least ``precision[phase]`` (e.g. the default model's): the two models
+    compared at the same operating point rather than at one probability threshold."""
+    out = {}
+    for ph in ("P", "S"):
+        g = picks[picks.phase == ph].sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
+        best = 0.0
+        for n in np.unique(np.linspace(1, len(g), min(len(g), 60)).astype(int)) if len(g) else []:
+            sc = score(g.head(n), truth[truth.phase == ph])[ph]
+            if sc["precision"] >= precision[ph]:
+                best = max(best, sc["recall"])
+        out[ph] = best
+    return out
+
+
 def score_events(picks: pd.DataFrame, cfg, truth_events: pd.DataFrame, truth_picks: pd.DataFrame, min_stations: int = 4) -> dict:
     """Event-level recall / precision: the picks associated like the pipeline does
     (:class:`Associator` with the config's velocity model and ``associate`` section), matched
@@ -323,6 +339,7 @@ def main(argv=None):
         after_picks[vname] = pick_day(cfg, test_day, sids, "cerp", wdir)
         results[vname] = evaluate(after_picks[vname])
         results[vname]["paired_errors"] = paired_errors(before_picks, after_picks[vname], truth)
+        results[vname]["recall_at_before_precision"] = recall_at_precision(after_picks[vname], truth, {ph: before[ph]["precision"] for ph in ("P", "S")})
         results[vname]["weights"] = str(wdir)
         timings[f"eval_after_{vname}_s"] = time.time() - t
         labels[vname] = sorted(set(after_picks[vname]["model"])) if len(after_picks[vname]) else []
@@ -344,7 +361,10 @@ def main(argv=None):
         print(f"{'':<34} same arrivals (P {pe['P']['n']}, S {pe['S']['n']}): error std before/after P {pe['P']['before_std_s']:.3f}/{pe['P']['after_std_s']:.3f} s,"
               f" S {pe['S']['before_std_s']:.3f}/{pe['S']['after_std_s']:.3f} s; median |err| P {pe['P']['before_med_abs_s']:.3f}/{pe['P']['after_med_abs_s']:.3f} s,"
               f" S {pe['S']['before_med_abs_s']:.3f}/{pe['S']['after_med_abs_s']:.3f} s")
+        rp = r["recall_at_before_precision"]
+        print(f"{'':<34} at the default model's precision (P {before['P']['precision']:.3f}, S {before['S']['precision']:.3f}): recall P {rp['P']:.3f}, S {rp['S']:.3f}")
         q = {f"{ph}_recall": r[ph]["recall"] / max(before[ph]["recall"], 1e-9) for ph in ("P", "S")}
+        q.update({f"{ph}_recall_at_before_precision": rp[ph] / max(before[ph]["recall"], 1e-9) for ph in ("P", "S")})
         q.update({f"{ph}_precision": r[ph]["precision"] / max(before[ph]["precision"], 1e-9) for ph in ("P", "S")})
         q["event_recall"] = r["events"]["recall"] / max(before["events"]["recall"], 1e-9)
         q["event_precision"] = r["events"]["precision"] / max(before["events"]["precision"], 1e-9)

@@ -161,10 +161,17 @@ def test_train_from_sample_set_resumes_and_plots(built, tmp_path):
 def test_self_training_adds_model_labels_on_classic_events(world, built, tmp_path):
     """``teacher_model``: the starting model's picks join the classic ones; every event keeps
     classic evidence, and the model's labels sit on the truth arrivals."""
-    from quakescale.train.bootstrap import build_sample_set
+    import yaml
 
-    cfg, _, base = built
-    s = build_sample_set(cfg, tmp_path / "st", teacher_model="builtin:default", summary_png=False, log=lambda *a: None)
+    from quakescale.hpc.training import run_bootstrap
+
+    _, _, base = built
+    # through the config, as `quakescale bootstrap` runs it (train.self_training: true)
+    raw = yaml.safe_load((world / "config.yaml").read_text())
+    raw.setdefault("train", {})["self_training"] = True
+    (world / "config_selftrain.yaml").write_text(yaml.safe_dump(raw))
+    s = run_bootstrap(world / "config_selftrain.yaml", tmp_path / "st", log=lambda *a: None)
+    assert s["params"]["teacher_model"] == "builtin:default"
     picks = pd.read_parquet(tmp_path / "st" / "picks.parquet")
     asg = pd.read_parquet(tmp_path / "st" / "assignments.parquet")
     assert (picks.classic == "model").sum() > 0
