@@ -359,7 +359,7 @@ def bootstrap(
     station_days: Optional[List[str]] = typer.Option(None, "--station-days", help="Only these YYYY-MM-DD/NET.STA (repeatable); default: every station-day of the config."),
     manual: Optional[Path] = typer.Option(None, "--manual", help="Manual picks (HypoDD .pha, Hypoinverse .arc, CSV) for picker samples."),
 ):
-    """Build a region's training set from its own data: STA/LTA + kurtosis picks, association (>= 4 stations) -> event windows (S labels completed by association-guided picks; arrivals still unlabelled are ignored by the loss); pick-free windows -> noise.  train.self_training: true adds the starting model's confident S picks."""
+    """Build a region's training set from its own data: STA/LTA + kurtosis picks, association (>= 4 stations) -> event windows (S labels completed by association-guided picks; arrivals still unlabelled are ignored by the loss); pick-free windows -> noise.  train.self_training (default true) adds the starting model's confident S picks; false: classic picks only."""
     from .hpc.training import resolve_paths, run_bootstrap
 
     cfg = _load(config)

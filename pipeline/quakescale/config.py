@@ -191,7 +191,7 @@ class TrainSection(_Section):
     snr_min: float = Field(2.0, ge=0)
     snr_max: float = Field(2000.0, gt=0)
     noise_per_event: float = Field(1.0, ge=0)
-    self_training: bool = False  # bootstrap: init_model's picks join the classic picks (events still need classic picks)
+    self_training: bool = True  # bootstrap: init_model's picks join the classic picks (events still need classic picks); false = the seed's classic-only set
     init_model: Optional[str] = "builtin:default"  # fine-tune from this model; null = from scratch
     name: str = "cerp-region"
     version: Optional[str] = None  # default: date + sample-set hash
@@ -451,9 +451,9 @@ train:                         # region-specific retraining: quakescale bootstra
   snr_min: 2.0                 # samples outside [snr_min, snr_max] are excluded
   snr_max: 2000.0
   noise_per_event: 1.0         # negatives (pick-free windows) per positive
-  self_training: false         # true: init_model's picks join the STA/LTA + kurtosis picks before association
-                               # (an event still needs >= 2 classic picks; a model pick is a label only within
-                               # 0.3 s of its event's prediction) -- more weak events and S labels
+  self_training: true          # init_model's picks join the STA/LTA + kurtosis picks before association (an event
+                               # still needs >= 2 classic picks; only confident S picks within 0.3 s of their event's
+                               # prediction become labels): more weak events and S labels; false = classic picks only
   init_model: builtin:default  # fine-tune from this model (null: from scratch)
   name: cerp-region            # picks made with the model carry NAME@VERSION
   version: null                # default: date + sample-set hash
