@@ -550,6 +550,10 @@ def build_sample_set(
             return s0, w, snr_p
 
         pred_here = np.stack([to_idx(pred[sid][:, 0]), to_idx(pred[sid][:, 1])], axis=1) if sid in pred and len(pred[sid]) else np.zeros((0, 2), np.int64)
+        # only the events whose predicted arrivals can touch this station-day's windows (a long
+        # archive holds many more: keeps the per-station-day work bounded)
+        near = (pred_here[:, 1] >= -STORE_N) & (pred_here[:, 0] < n + STORE_N) if len(pred_here) else np.zeros(0, bool)
+        pred_here, ev_ids_here = pred_here[near], events["event_id"].to_numpy()[near] if len(events) else np.zeros(0, np.int64)
         if guided_contrast is not None and len(pred_here):
             # association-guided picks: an arrival predicted for an associated event with no
             # classic pick near it is searched for on the waveform (AIC onset within
@@ -559,7 +563,7 @@ def build_sample_set(
             n_guided["S"] += got_s
 
         raw_here = [np.sort(to_idx(np.concatenate([t[ph_ == phase] for s_, t, ph_ in raw_times if s_ == sid] or [np.zeros(0, np.int64)])))
-                    for phase in ("P", "S")]
+                    for phase in ("P", "S")] if mask_raw_triggers else None
 
         def unlabelled(s0: int) -> tuple[list, list]:
             """Arrivals predicted (from the associated hypocentres) inside the window at
@@ -607,7 +611,7 @@ def build_sample_set(
             # detector where the predicted P shows a visible onset; the picker's loss ignores
             # the steps around the unlabelled P and S
             have = set(gp["event_id"].to_numpy().tolist())
-            for j, eid in enumerate(events["event_id"].to_numpy()):
+            for j, eid in enumerate(ev_ids_here):
                 if int(eid) in have:
                     continue
                 pi = int(pred_here[j, 0])
