@@ -28,7 +28,8 @@ The seed's recipe for a new region, without any truth:
    - *weak positives*: an associated event no classic picker found at a station is a detector
      positive there when its predicted P or S shows an onset (``weak_snr_min``) -- the weak
      events (an S seen without its P) the detector must learn to pass.
-   - *self-training* (``teacher_model``, off by default): the starting model's picks join the
+   - *self-training* (``teacher_model``; None here, ``train.self_training`` of the config turns
+     it on for ``quakescale bootstrap``): the starting model's picks join the
      classic ones before association; an event still needs ``min_classic_picks`` classic picks,
      and a model pick becomes a label only for ``model_label_phases`` (S: the classic S picker
      is the weak one), with probability >= ``model_min_probability`` and within
@@ -496,6 +497,7 @@ def build_sample_set(
     manual_t = manual.assign(t_ns=manual["time"].astype("int64").to_numpy()) if manual is not None else None
 
     # --- 3. windows, one station-day at a time
+    pick_method, pick_prob = picks["classic"].to_numpy(), picks["probability"].to_numpy()
     rows: list[dict] = []
     n_masked = n_weak = 0
     n_guided = {"P": 0, "S": 0}
@@ -520,14 +522,14 @@ def build_sample_set(
         if stalta_only_p == "ignore" and len(g):
             # a P only the STA/LTA found (the kurtosis picker did not confirm it) is emergent and
             # loosely timed: association evidence, not a label (it is left unlabelled)
-            g = g[~((g["phase"] == "P").to_numpy() & (picks["classic"].to_numpy()[g["pick_index"].to_numpy()] == "stalta"))]
+            g = g[~((g["phase"] == "P").to_numpy() & (pick_method[g["pick_index"].to_numpy()] == "stalta"))]
         if teacher is not None and len(g):
             # a model pick is a label only where it fits its event closely; elsewhere it is
             # left unlabelled (the loss ignores it, see unlabelled())
-            from_model = (picks["classic"].to_numpy()[g["pick_index"].to_numpy()] == "model")
+            pi_ = g["pick_index"].to_numpy()
             fits = ((np.abs(g["residual_s"].to_numpy()) <= model_max_residual_s) & g["phase"].isin(model_label_phases).to_numpy()
-                    & (picks["probability"].to_numpy()[g["pick_index"].to_numpy()] >= model_min_probability))
-            g = g[~from_model | fits]
+                    & (pick_prob[pi_] >= model_min_probability))
+            g = g[(pick_method[pi_] != "model") | fits]
         gp, gs = g[g["phase"] == "P"], g[g["phase"] == "S"]
         p_lab, s_lab = np.sort(to_idx(gp["t_ns"].to_numpy())), np.sort(to_idx(gs["t_ns"].to_numpy()))
 
@@ -565,9 +567,14 @@ def build_sample_set(
         raw_here = [np.sort(to_idx(np.concatenate([t[ph_ == phase] for s_, t, ph_ in raw_times if s_ == sid] or [np.zeros(0, np.int64)])))
                     for phase in ("P", "S")] if mask_raw_triggers else None
 
+        def inside(lab: np.ndarray, s0: int) -> np.ndarray:
+            """The sample indices of ``lab`` inside the stored window starting at ``s0``, relative to it."""
+            return lab[(lab >= s0) & (lab < s0 + STORE_N)] - s0
+
         def unlabelled(s0: int) -> tuple[list, list]:
-            """Arrivals predicted (from the associated hypocentres) inside the window at
-            ``s0`` with no label within ``label_tol_s``: P and S sample indices in the window."""
+            """Arrivals predicted (from the associated hypocentres; with ``mask_raw_triggers``
+            also raw classic triggers) inside the window at ``s0`` with no label within
+            ``label_tol_s``: P and S sample indices in the window."""
             res = []
             for c, lab in ((0, p_lab), (1, s_lab)):
                 pr = pred_here[:, c] if len(pred_here) else np.zeros(0, np.int64)
@@ -597,8 +604,7 @@ def build_sample_set(
             o = ev_time.get(r.event_id)
             la, lo = ev_loc.loc[r.event_id]
             sla, slo = st_loc.loc[sid]
-            pin = p_lab[(p_lab >= s0) & (p_lab < s0 + STORE_N)] - s0
-            sin_ = s_lab[(s_lab >= s0) & (s_lab < s0 + STORE_N)] - s0
+            pin, sin_ = inside(p_lab, s0), inside(s_lab, s0)
             chunks.append(_f16(w))
             rows.append(dict(kind="event", source="bootstrap", station_id=sid, event_id=int(r.event_id), start_ns=int(prep.time_ns(s0)),
                              p_idx=pin.tolist(), s_idx=sin_.tolist(), p_ign=p_ign, s_ign=s_ign, snr_p=snr_p, snr_s=snr_s,
@@ -608,8 +614,8 @@ def build_sample_set(
             n_ev += 1
         if weak_snr_min is not None and len(pred_here):
             # events associated elsewhere that no classic picker found here: a positive for the
-            # detector where the predicted P shows a visible onset; the picker's loss ignores
-            # the steps around the unlabelled P and S
+            # detector where the predicted P or S shows an onset; the picker's loss ignores the
+            # steps around arrivals no (guided) label covers
             have = set(gp["event_id"].to_numpy().tolist())
             for j, eid in enumerate(ev_ids_here):
                 if int(eid) in have:
@@ -631,7 +637,7 @@ def build_sample_set(
                 sla, slo = st_loc.loc[sid]
                 chunks.append(_f16(w))
                 rows.append(dict(kind="event", source="weak", station_id=sid, event_id=int(eid), start_ns=int(prep.time_ns(s0)),
-                                 p_idx=(p_lab[(p_lab >= s0) & (p_lab < s0 + STORE_N)] - s0).tolist(), s_idx=(s_lab[(s_lab >= s0) & (s_lab < s0 + STORE_N)] - s0).tolist(),
+                                 p_idx=inside(p_lab, s0).tolist(), s_idx=inside(s_lab, s0).tolist(),
                                  p_ign=p_ign, s_ign=s_ign, snr_p=snr_p, snr_s=snr_s, epi_distance_km=float(epicentral_km(la, lo, sla, slo)),
                                  azimuth_deg=float(azimuth_deg(la, lo, sla, slo)), p_travel_s=(pred_here[j, 0] - to_idx(ev_time[eid])) / FS, s_travel_s=np.nan,
                                  day=day.isoformat()))
@@ -648,10 +654,10 @@ def build_sample_set(
                 if got is None:
                     continue
                 s0, w, snr_p = got
-                sin_ = ms[(ms >= s0) & (ms < s0 + STORE_N)] - s0
+                sin_ = inside(ms, s0)
                 chunks.append(_f16(w))
                 rows.append(dict(kind="event", source="manual", station_id=sid, event_id=int(r.event_id), start_ns=int(prep.time_ns(s0)),
-                                 p_idx=(mp[(mp >= s0) & (mp < s0 + STORE_N)] - s0).tolist(), s_idx=sin_.tolist(), p_ign=[], s_ign=[], snr_p=snr_p,
+                                 p_idx=inside(mp, s0).tolist(), s_idx=sin_.tolist(), p_ign=[], s_ign=[], snr_p=snr_p,
                                  snr_s=sample_snr(w, int(sin_[0]), "S") if len(sin_) else float("nan"),
                                  epi_distance_km=np.nan, azimuth_deg=np.nan, p_travel_s=np.nan, s_travel_s=np.nan, day=day.isoformat()))
                 n_ev += 1
