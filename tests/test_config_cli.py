@@ -63,7 +63,12 @@ def test_missing_inputs_fail_at_start(tmp_path):
     with pytest.raises(ConfigError, match="archive.sds_root: directory not found"):
         load_config(f)
     p = run("plan", f, check=False)
-    assert p.returncode == 2 and "archive.sds_root: directory not found" in p.stderr
+    assert p.returncode == 1 and "archive.sds_root: directory not found" in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 2  # the error + the --debug hint
+    dbg = run("plan", f, "--debug", check=False)
+    assert dbg.returncode == 1 and "Traceback" in dbg.stderr and "ConfigError" in dbg.stderr
+    missing = run("plan", tmp_path / "nope.yaml", check=False)
+    assert missing.returncode == 1 and "nope.yaml" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_help_on_every_command():

@@ -8,6 +8,7 @@ readability) without decoding the samples; :func:`read_station_day` returns the 
 
 from __future__ import annotations
 
+from .errors import QuakeScaleError
 import datetime as dt
 import fnmatch
 import os
@@ -22,7 +23,7 @@ from obspy import Inventory, Stream, UTCDateTime, read, read_inventory
 from .schema import STATIONS
 
 
-class ArchiveError(RuntimeError):
+class ArchiveError(QuakeScaleError, RuntimeError):
     """A station-day that cannot be read; the message names the file or station."""
 
 

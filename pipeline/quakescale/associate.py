@@ -34,6 +34,7 @@ is a starting point for the locator, not a final location.
 
 from __future__ import annotations
 
+from .errors import QuakeScaleError
 import math
 from dataclasses import dataclass
 
@@ -62,7 +63,7 @@ def _ns(values) -> np.ndarray:
     return t.dt.tz_convert(None).astype("datetime64[ns]").to_numpy().view(np.int64)
 
 
-class AssociationInputError(ValueError):
+class AssociationInputError(QuakeScaleError, ValueError):
     """Bad picks or stations handed to the associator (names the column / station)."""
 
 

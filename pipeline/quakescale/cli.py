@@ -11,10 +11,12 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .config import TEMPLATE, ConfigError
+from .config import TEMPLATE
+from .errors import EXPECTED_OS_ERRORS, QuakeScaleError, one_line
 
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="QuakeScale: earthquake catalogs from continuous waveforms, from a laptop to a SLURM cluster.",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -27,9 +29,15 @@ def _version(value: bool):
         raise typer.Exit()
 
 
+_DEBUG = {"on": False}
+
+
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")):
-    pass
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an expected error (bad file, config or input)."),
+):
+    _DEBUG["on"] = debug
 
 
 def _fail(msg: str, code: int = 2):
@@ -38,12 +46,10 @@ def _fail(msg: str, code: int = 2):
 
 
 def _load(config: Path):
+    """The run config; a bad or missing one is an expected error (one line, exit 1)."""
     from .config import load_config
 
-    try:
-        return load_config(config)
-    except (ConfigError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    return load_config(config)
 
 
 @app.command()
@@ -443,11 +449,19 @@ def selfcheck():
 
 
 def main():
+    """Entry point: expected errors print one line and exit 1; ``--debug`` shows the traceback."""
+    args = sys.argv[1:]
+    if "--debug" in args:  # accepted anywhere on the line, not only before the verb
+        _DEBUG["on"] = True
+        args = ["--debug"] + [a for a in args if a != "--debug"]
     try:
-        app()
-    except ConfigError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        app(args=args, prog_name="quakescale")  # usage errors: click prints them and exits 2
+    except (QuakeScaleError, *EXPECTED_OS_ERRORS) as exc:
+        if _DEBUG["on"]:
+            raise
+        typer.secho(f"error: {one_line(exc)}", fg=typer.colors.RED, err=True)
+        typer.secho("(run with --debug for the traceback)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

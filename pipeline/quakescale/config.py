@@ -9,6 +9,7 @@ naming the field and the allowed values -- never deep inside a worker.
 
 from __future__ import annotations
 
+from .errors import QuakeScaleError
 import datetime as dt
 import hashlib
 import json
@@ -19,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
-class ConfigError(ValueError):
+class ConfigError(QuakeScaleError, ValueError):
     """A configuration problem, with the file and field named."""
 
 

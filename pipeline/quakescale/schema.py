@@ -11,6 +11,7 @@ column names (``depth_km``, ``amp_wa_mm``, ``residual_s``).
 
 from __future__ import annotations
 
+from .errors import QuakeScaleError
 import pyarrow as pa
 
 TS = pa.timestamp("ns", tz="UTC")
@@ -154,7 +155,7 @@ STATIONS = _schema(
 ALL = {s.metadata[b"quakescale.schema"].decode(): s for s in (PICKS, EVENTS, ASSIGNMENTS, DTCC, STATUS, TRUTH_EVENTS, TRUTH_PICKS, STATIONS)}
 
 
-class SchemaError(ValueError):
+class SchemaError(QuakeScaleError, ValueError):
     pass
 
 

@@ -20,6 +20,7 @@ Formats:
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import re
 from pathlib import Path
 
@@ -36,7 +37,7 @@ RELOC_COLUMNS = [
 LOC_COLUMNS = RELOC_COLUMNS[:17] + ["cluster_id"]
 
 
-class CatalogFormatError(ValueError):
+class CatalogFormatError(QuakeScaleError, ValueError):
     """A catalog file that cannot be read; the message names the file and the line."""
 
 

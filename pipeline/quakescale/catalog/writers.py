@@ -22,6 +22,7 @@ hypoDD, ``n_ccp, n_ccs, n_ctp, n_cts, rms_cc_s, rms_ct_s``).
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import logging
 from pathlib import Path
 from typing import Callable, Iterable
@@ -55,7 +56,7 @@ FILE_NAMES = {
 ArcWriter = Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame, Path, str], object]
 
 
-class CatalogWriteError(ValueError):
+class CatalogWriteError(QuakeScaleError, ValueError):
     pass
 
 

@@ -17,6 +17,7 @@ and name the file and line on bad input.
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 
-class HypoDDFormatError(ValueError):
+class HypoDDFormatError(QuakeScaleError, ValueError):
     pass
 
 

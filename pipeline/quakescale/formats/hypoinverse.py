@@ -40,6 +40,7 @@ input accepts both); blank fields read as NaN.
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import math
 import re
 import shlex
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 
-class HypoinverseFormatError(ValueError):
+class HypoinverseFormatError(QuakeScaleError, ValueError):
     pass
 
 

@@ -15,6 +15,7 @@ picked the phases:
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import io
 import re
 import zipfile
@@ -43,7 +44,7 @@ STATION_COLUMNS = ["station_id", "network", "station", "latitude", "longitude", 
 _REAL_NAME = re.compile(r"(?:^|/)([A-Za-z0-9]+)\.([A-Za-z0-9_\-]+)\.([PS])\.txt$")
 
 
-class PickFormatError(ValueError):
+class PickFormatError(QuakeScaleError, ValueError):
     """A pick / station / catalog file that cannot be read; the message names file and line."""
 
 

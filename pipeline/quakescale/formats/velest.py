@@ -14,6 +14,7 @@ sea level).  When the S block is missing, Vs = Vp / ``vpvs``.
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from ._text import token_lines
 __all__ = ["read_velest_mod", "write_velest_mod", "read_velest_sta", "read_velest_cat"]
 
 
-class VelestFormatError(ValueError):
+class VelestFormatError(QuakeScaleError, ValueError):
     pass
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import re
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 from ..velocity import LayeredModel
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(QuakeScaleError, ValueError):
     pass
 
 

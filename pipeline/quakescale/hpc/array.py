@@ -23,6 +23,7 @@ tables, queued/running from ``squeue`` (:func:`parse_squeue`); no ``sacct``.
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import getpass
 import json
 import re
@@ -65,7 +66,7 @@ POOL_OF = {"detect": "gpu", "associate": "cpu", "locate": "cpu", "xcorr": "cpu",
 DONE_STATES = ("ok", "no_data", "skipped")
 
 
-class SubmitError(RuntimeError):
+class SubmitError(QuakeScaleError, RuntimeError):
     """sbatch refused a job; the message names the script and carries sbatch's stderr."""
 
 

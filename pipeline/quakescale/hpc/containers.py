@@ -12,6 +12,7 @@ the CPU pool runs without ``--nv``.  Binds: the run directory and every input pa
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import shlex
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ __all__ = [
 POOLS = ("gpu", "cpu")
 
 
-class ContainerError(ValueError):
+class ContainerError(QuakeScaleError, ValueError):
     """A container setting that cannot be turned into a safe command line (field named)."""
 
 

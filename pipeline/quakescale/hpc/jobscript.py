@@ -18,6 +18,7 @@ verbatim; they are the only unquoted config text, and must be one line each.
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import math
 import os
 import re
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 
-class JobScriptError(ValueError):
+class JobScriptError(QuakeScaleError, ValueError):
     """A value that cannot be written safely into a job script (the field is named)."""
 
 

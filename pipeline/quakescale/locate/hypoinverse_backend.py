@@ -10,6 +10,7 @@ command file fed on stdin (``@file``), and reads its SUM/ARC back.
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,7 +25,7 @@ __all__ = ["find_hypoinverse", "run_hypoinverse", "locate_hypoinverse_project", 
 EXE_NAMES = ("hyp1.40", "hyp2000", "hypoinverse", "hyp1.4")
 
 
-class HypoinverseNotFound(RuntimeError):
+class HypoinverseNotFound(QuakeScaleError, RuntimeError):
     pass
 
 

@@ -20,6 +20,7 @@ binning correction ``Mc - dM/2``), its uncertainty after Shi & Bolt (1982), and 
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import numpy as np
 import pandas as pd
 
@@ -31,7 +32,7 @@ __all__ = ["event_magnitudes", "fmd", "AMPLITUDE_UNITS_TO_MM", "MagnitudeUnitErr
 AMPLITUDE_UNITS_TO_MM = {"amp_wa_mm": 1.0, "amp_wa_m": 1e3, "amp_wa_um": 1e-3, "amp_wa_nm": 1e-6}
 
 
-class MagnitudeUnitError(ValueError):
+class MagnitudeUnitError(QuakeScaleError, ValueError):
     """Amplitudes whose size does not fit their declared unit."""
 
 

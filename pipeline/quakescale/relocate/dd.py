@@ -27,6 +27,7 @@ Pipeline face: :func:`relocate`.  HypoDD project face: :func:`run_hypodd_project
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import logging
 import time as _time
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ MINWGHT = 0.00001
 IDX_CCP, IDX_CCS, IDX_CTP, IDX_CTS = 1, 2, 3, 4
 
 
-class DDError(ValueError):
+class DDError(QuakeScaleError, ValueError):
     pass
 
 

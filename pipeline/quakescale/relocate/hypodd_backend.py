@@ -8,6 +8,7 @@ as an argument list, and the outputs (hypoDD.loc/.reloc/.res/.sta/.log) are copi
 
 from __future__ import annotations
 
+from ..errors import QuakeScaleError
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +21,7 @@ from ..formats import hypodd as H
 __all__ = ["HypoDDNotFound", "find_executable", "run_hypodd", "run_ph2dt"]
 
 
-class HypoDDNotFound(RuntimeError):
+class HypoDDNotFound(QuakeScaleError, RuntimeError):
     pass
 
 
