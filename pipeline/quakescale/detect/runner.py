@@ -36,7 +36,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 import torch
-from obspy import Stream, UTCDateTime
+from obspy import Stream, Trace, UTCDateTime
 from scipy import signal
 
 from .. import schema as S
@@ -126,9 +126,46 @@ def _to_100hz(tr, fs: float):
     return tr
 
 
+def contiguous_runs(tr) -> list[tuple[int, int]]:
+    """``[(i0, i1)]`` sample ranges of a trace that hold data (a merged trace masks its gaps)."""
+    d = tr.data
+    if not np.ma.isMaskedArray(d) or not np.ma.getmask(d).any():
+        return [(0, len(d))] if len(d) else []
+    edges = np.diff(np.concatenate(([0], (~np.ma.getmaskarray(d)).view(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def detrend_taper_filter(x: np.ndarray, sos, taper_n: int) -> np.ndarray:
+    """Linear detrend (least squares, closed form), cosine taper of ``taper_n`` samples at both
+    ends and a causal SOS filter of one contiguous segment; float32 out.
+
+    Same result as ``scipy.signal.detrend(x, 'linear')`` + taper + ``sosfilt`` (to float
+    rounding) in a few passes over the data: no least-squares matrix, one float64 work array."""
+    y = np.asarray(x, np.float64).copy() if x.dtype == np.float64 else x.astype(np.float64)
+    n = len(y)
+    t = np.arange(n, dtype=np.float64)
+    tm = (n - 1) / 2.0
+    ym = y.sum() / n
+    denom = n * (n * n - 1) / 12.0
+    slope = (float(np.dot(t, y)) - tm * ym * n) / denom if denom > 0 else 0.0
+    t *= -slope
+    t += slope * tm - ym
+    y += t  # y - (ym + slope * (t - tm))
+    del t
+    if taper_n > 1:
+        w = 0.5 * (1 - np.cos(np.linspace(0, np.pi, taper_n)))
+        y[:taper_n] *= w
+        y[-taper_n:] *= w[::-1]
+    return signal.sosfilt(sos, y).astype(np.float32)
+
+
 def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: UTCDateTime | None = None) -> Prepared:
     """Band-pass the 3 components of ``stream`` onto one grid from ``t0`` to ``t1`` (default:
-    the data's extent).  Raises ValueError naming the stream when a component is missing."""
+    the data's extent).  Raises ValueError naming the stream when a component is missing.
+
+    Gaps (masked samples of a merged trace) are handled as index ranges of the one trace: each
+    contiguous run of data is detrended, tapered and filtered on its own (no split into many
+    traces); runs shorter than 2 s are dropped; samples in no run are zero and marked invalid."""
     p = as_params(params)
     fs = float(p.sampling_rate_hz)
     if not len(stream):
@@ -147,29 +184,28 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
     t0_ns = int(round(UTCDateTime(t0).ns / 1e7)) * 10_000_000  # on the 10 ms grid
     n = int(np.floor((UTCDateTime(t1).ns - t0_ns) / 1e9 * fs + 1e-6)) + 1
     data = np.zeros((3, n), np.float32)
-    valid = np.zeros(n, bool)
     cvalid = np.zeros((3, n), bool)
     sos = _sos(p.freqmin_hz, p.freqmax_hz, fs)
     for c, trs in enumerate(comps):
-        segs = Stream(trs).split() if any(np.ma.isMaskedArray(tr.data) for tr in trs) else Stream(trs)
-        for tr in segs:
-            if tr.stats.npts < 2 * fs:
-                continue
-            tr = _to_100hz(tr, fs)
-            x = np.asarray(tr.data, np.float64)
-            x = signal.detrend(x, type="linear")
-            m = min(int(fs), len(x) // 4)
-            if m > 1:
-                w = 0.5 * (1 - np.cos(np.linspace(0, np.pi, m)))
-                x[:m] *= w
-                x[-m:] *= w[::-1]
-            y = signal.sosfilt(sos, x).astype(np.float32)
-            i0 = int(round((tr.stats.starttime.ns - t0_ns) / 1e9 * fs))
-            a, b = max(i0, 0), min(i0 + len(y), n)
-            if b <= a:
-                continue
-            data[c, a:b] = y[a - i0 : b - i0]
-            cvalid[c, a:b] = True
+        for tr in trs:
+            sr = float(tr.stats.sampling_rate)
+            raw = np.ma.getdata(tr.data)
+            for r0, r1 in contiguous_runs(tr):
+                if (r1 - r0) < 2 * sr:
+                    continue
+                start_ns = tr.stats.starttime.ns + int(round(r0 * 1e9 / sr))
+                if abs(sr - fs) < 1e-6:
+                    x = raw[r0:r1]
+                else:  # other rates: resampled segment by segment (rare path, ObsPy)
+                    seg = Trace(raw[r0:r1].astype(np.float64), header={"sampling_rate": sr, "starttime": UTCDateTime(ns=start_ns)})
+                    x = _to_100hz(seg, fs).data
+                y = detrend_taper_filter(x, sos, min(int(fs), len(x) // 4))
+                i0 = int(round((start_ns - t0_ns) / 1e9 * fs))
+                a, b = max(i0, 0), min(i0 + len(y), n)
+                if b <= a:
+                    continue
+                data[c, a:b] = y[a - i0 : b - i0]
+                cvalid[c, a:b] = True
     valid = cvalid.all(axis=0)
     data[:, ~valid] = 0.0
     return Prepared(t0_ns, data, valid, first.network, first.station, first.location, first.channel[:-1] + "?")
@@ -186,10 +222,9 @@ def window_starts(n: int, window_n: int = WINDOW_N, stride_n: int = 1500) -> np.
 
 
 def _batch(data: np.ndarray, starts: np.ndarray, window_n: int = WINDOW_N) -> np.ndarray:
-    out = np.empty((len(starts), data.shape[0], window_n), np.float32)
-    for j, s in enumerate(starts):
-        out[j] = data[:, s : s + window_n]
-    return out
+    """``(len(starts), C, window_n)`` float32 windows of ``data`` (C, n), one vectorised gather."""
+    view = np.lib.stride_tricks.sliding_window_view(data, window_n, axis=1)  # (C, n - w + 1, w), no copy
+    return np.ascontiguousarray(view[:, np.asarray(starts, np.int64)].transpose(1, 0, 2), dtype=np.float32)
 
 
 def decode_steps(probs: np.ndarray, offsets: np.ndarray, threshold: float) -> list[tuple[str, float, float]]:
@@ -227,39 +262,69 @@ def merge_picks(picks: list[tuple[str, float, float]], tol_n: float) -> list[tup
     return sorted(out, key=lambda p: p[1])
 
 
+GPU_MIN_BATCH = 4096  # windows per batch on a GPU (about 150 MB of input); the CPU keeps detect.batch_size
+
+
+def window_tensor(data: np.ndarray, win_n: int, device: torch.device) -> torch.Tensor:
+    """All windows of ``data`` (C, n) as a strided ``(n - win_n + 1, C, win_n)`` view (no copy) on
+    ``device``: ``view[starts]`` gathers a batch in one copy.  On a GPU the station-day goes over
+    once (pinned, asynchronous) and every batch is cut there."""
+    t = torch.from_numpy(data)
+    if device.type == "cuda":
+        t = t.pin_memory().to(device, non_blocking=True)
+    return t.unfold(1, win_n, 1).permute(1, 0, 2)
+
+
 @torch.inference_mode()
 def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dict]:
-    """Detector on all windows, picker on detected ones -> merged [(phase, sample, prob)]."""
+    """Detector on all windows, picker on detected ones -> merged [(phase, sample, prob)].
+
+    The counts returned include the seconds spent in the detector, the picker (with decoding)
+    and the screening/refinement (``t_detector_s``, ``t_picker_s``, ``t_refine_s``)."""
     p = as_params(params)
     tune_malloc()
     fs = p.sampling_rate_hz
     win_n, stride_n = int(round(p.window_s * fs)), int(round(p.stride_s * fs))
     if win_n != WINDOW_N:
         raise ValueError(f"detect.window_s {p.window_s} does not match the model's {WINDOW_N / FS_HZ} s window")
+    t_start = time.perf_counter()
     starts = window_starts(prep.data.shape[1], win_n, stride_n)
     if len(starts):
         cv = np.concatenate([[0], np.cumsum(~prep.valid)])
         gap_frac = (cv[starts + win_n] - cv[starts]) / win_n
         starts = starts[gap_frac <= MAX_GAP_FRACTION]
     dev = model.device
-    det_prob = np.zeros(len(starts), np.float32)
-    for b in range(0, len(starts), p.batch_size):
-        xb = torch.from_numpy(_batch(prep.data, starts[b : b + p.batch_size])).to(dev)
-        det_prob[b : b + len(xb)] = torch.sigmoid(model.detector(normalize_windows(xb))).float().cpu().numpy()
+    batch = p.batch_size if dev.type == "cpu" else max(p.batch_size, GPU_MIN_BATCH)
+    wins = window_tensor(prep.data, win_n, dev)
+    starts_t = torch.from_numpy(starts).to(dev)
+    out = []  # kept on the device: one transfer at the end lets the GPU run ahead of the host
+    for b in range(0, len(starts), batch):
+        out.append(torch.sigmoid(model.detector(normalize_windows(wins[starts_t[b : b + batch]]))).float())
+    det_prob = torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
+    t_det = time.perf_counter()
     hit = np.flatnonzero(det_prob >= p.detect_threshold)
     raw = []
-    for b in range(0, len(hit), p.batch_size):
-        sel = starts[hit[b : b + p.batch_size]]
-        xb = torch.from_numpy(_batch(prep.data, sel)).to(dev)
-        logits, off = model.picker(normalize_windows(xb))
+    for b in range(0, len(hit), batch):
+        sel = starts[hit[b : b + batch]]
+        logits, off = model.picker(normalize_windows(wins[torch.from_numpy(sel).to(dev)]))
         pr = torch.softmax(logits, -1).float().cpu().numpy()
         of = off.float().cpu().numpy()
         for j, s in enumerate(sel):
             for ph, i, q in decode_steps(pr[j], of[j], p.pick_threshold):
                 raw.append((ph, s + i, q))
     picks = merge_picks(raw, MERGE_S * fs)
+    t_pick = time.perf_counter()
     picks, counts = screen_and_refine(prep.data, prep.valid, picks, p, fs)
-    return picks, {"n_windows": int(len(starts)), "n_detected": int(len(hit)), "n_raw_picks": len(raw), **counts}
+    t_ref = time.perf_counter()
+    return picks, {
+        "n_windows": int(len(starts)),
+        "n_detected": int(len(hit)),
+        "n_raw_picks": len(raw),
+        **counts,
+        "t_detector_s": t_det - t_start,
+        "t_picker_s": t_pick - t_det,
+        "t_refine_s": t_ref - t_pick,
+    }
 
 
 # ---------------------------------------------------------------- output table
@@ -324,9 +389,13 @@ def pick_stream(stream: Stream, inventory=None, params=None, model: CerpModel | 
 
     ``params``: a :class:`DetectSection` (or dict / Config); ``method`` chooses cerp / stalta /
     kurtosis.  ``inventory`` (ObsPy Inventory) is needed for ``amp_wa_mm`` (NaN without).
-    ``info`` (a dict) receives counts (windows, detected windows, raw picks)."""
+    ``info`` (a dict) receives counts (windows, detected windows, raw picks) and the seconds of
+    each step (``t_preprocess_s``, ``t_detector_s``, ``t_picker_s``, ``t_refine_s``, ``t_table_s``:
+    SNR and amplitudes)."""
     p = as_params(params)
+    t = time.perf_counter()
     prep = preprocess(stream, p, t0, t1)
+    t_prep = time.perf_counter() - t
     if p.method == "cerp":
         model = model if model is not None else get_model(p.model, p.device)
         picks, stats = cerp_picks(prep, model, p)
@@ -337,9 +406,10 @@ def pick_stream(stream: Stream, inventory=None, params=None, model: CerpModel | 
         picks = classic_picks(prep.data, prep.valid, p.method, p)
         stats = {"n_windows": 0, "n_detected": 0, "n_raw_picks": len(picks)}
         label = f"{p.method}@{p.sta_s:g}/{p.lta_s:g}/{p.trigger_on:g}/{p.trigger_off:g}"
-    if info is not None:
-        info.update(stats)
+    t = time.perf_counter()
     df = picks_table(prep, picks, "cerp" if p.method == "cerp" else p.method, label, stream, inventory, p)
+    if info is not None:
+        info.update(stats, t_preprocess_s=t_prep, t_table_s=time.perf_counter() - t)
     return df
 
 
@@ -364,7 +434,10 @@ def run_station_day(cfg, station_id: str, day, model: CerpModel | None = None, i
     from ..archive import read_station_day
 
     day = _as_date(day)
+    t = time.perf_counter()
     st = read_station_day(cfg.archive.sds_root, station_id, day, channels=list(cfg.archive.channels), pad_s=PAD_DAY_S)
+    if info is not None:
+        info["t_read_s"] = time.perf_counter() - t
     inv = inventory if inventory is not None else _inventory(str(cfg.archive.inventory))
     d0 = UTCDateTime(day.isoformat())
     df = pick_stream(st, inv, cfg.detect, model, info=info)
