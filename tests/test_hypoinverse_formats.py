@@ -58,11 +58,14 @@ def test_phase_line_columns_follow_the_manual(tmp_path):
     hinv.write_arc(tmp_path / "x.arc", ev, ph)
     lines = (tmp_path / "x.arc").read_text().splitlines()
     p, s = lines[1], lines[2]
+    assert len(lines[0]) == 179 and len(p) == 120 and len(s) == 120  # hyp1.40's widths
     assert p[0:5] == "T1214" and p[5:7] == "IV" and p[9:12] == "HHZ" and p[13:17] == "IPU0"
     assert p[17:29] == "201610140000" and p[29:34] == " 1059" and p[34:38] == "   3" and p[38:41] == " 94"
     assert p[74:78] == "  24" and p[91:94] == " 21"
-    assert s[0:5] == "ED03 " and s[5:7] == "YR" and s[17:29] == "201610140001" and s[41:46] == "  706"
+    # seconds after the event's minute, as hyp1.40 writes them (67.06 s)
+    assert s[0:5] == "ED03 " and s[5:7] == "YR" and s[17:29] == "201610140000" and s[41:46] == " 6706"
     assert s[46:50] == "ES 1" and s[50:54] == " -54" and s[54:61] == "   1250" and s[63:66] == " 50" and s[83:86] == " 20"
+    assert s[13:17] == "   0" and s[29:34] == "    0"  # no P on this line: hyp1.40's zeros
     assert lines[3].strip() == "7" and len(lines[3]) == 72
 
 
@@ -88,9 +91,15 @@ def test_arc_round_trip_with_shadows(tmp_path, italy):
     rev, rph = hinv.read_arc(tmp_path / "a.arc")
     assert len(rev) == 40 and len(rph) == len(ph)
     assert (rev.event_id.to_numpy() == ev.event_id.to_numpy()).all()
-    dt = (rph.time.reset_index(drop=True) - ph.time.reset_index(drop=True)).dt.total_seconds().abs()
+    # one line per station: the P and S of a station share it (hyp1.40), so compare sorted readings
+    key = ["event_id", "station_id", "phase"]
+    a = ph.sort_values(key + ["time"]).reset_index(drop=True)
+    b = rph.sort_values(key + ["time"]).reset_index(drop=True)
+    dt = (b.time - a.time).dt.total_seconds().abs()
     assert dt.max() <= 0.005 + 1e-9
-    assert (rph.station_id.to_numpy() == ph.station_id.to_numpy()).all() and (rph.phase.to_numpy() == ph.phase.to_numpy()).all()
+    assert (b.station_id.to_numpy() == a.station_id.to_numpy()).all() and (b.phase.to_numpy() == a.phase.to_numpy()).all()
+    n_lines = ph.groupby(["event_id", "station_id"]).ngroups
+    assert rph.line_no.nunique() == n_lines  # P and S of one station on one line
     assert (epicentral_km(rev.latitude, rev.longitude, ev.latitude, ev.longitude) < 0.02).all()
     # shadow lines as they come: insert some, read, write, identical text
     lines = (tmp_path / "a.arc").read_text().splitlines()
@@ -100,7 +109,8 @@ def test_arc_round_trip_with_shadows(tmp_path, italy):
         shadowed.append("$1" + " " * 80 + "0343   0   0" if ln[:12].isdigit() else "$   6 5.49 1.80 7.91 3.30 0.10 PSN0   77 PHP3")
     (tmp_path / "s.arc").write_text("\n".join(shadowed) + "\n")
     sev, sph = hinv.read_arc(tmp_path / "s.arc")
-    assert sev.shadow.str.startswith("$1").all() and sph.shadow.str.startswith("$   6").all()
+    # a line's shadow rides on its first reading
+    assert sev.shadow.str.startswith("$1").all() and sph.groupby("line_no").shadow.first().str.startswith("$   6").all()
     assert sev.terminator_shadow.notna().all()
     hinv.write_arc(tmp_path / "s2.arc", sev, sph)
     assert (tmp_path / "s2.arc").read_text() == (tmp_path / "s.arc").read_text()
@@ -152,7 +162,11 @@ def test_command_file_reader():
     m = cmd.model()
     assert m.vp_kms == (5.30, 5.65, 6.20, 6.21, 7.50) and m.vs_kms[0] == 2.75
     p = cmd.locate_params()
-    assert p["trial_depth_km"] == 8 and p["min_picks"] == 5 and p["residual_cutoff_factor"] == 3
+    # RMS 4 .16 1.5 3: full weight to RMSCUT*RMSW1 = 0.24 s, none beyond RMSCUT*RMSW2 = 0.48 s
+    assert p["trial_depth_km"] == 8 and p["min_picks"] == 5 and p["residual_cutoff_factor"] == 2
+    assert p["residual_full_s"] == pytest.approx(0.24) and p["residual_weighting_iter"] == 3
+    assert p["use_elevation"] is False and p["s_weight"] == 1.0 and p["quality_weights"] == (1.0, 0.75, 0.5, 0.25, 0.0)
+    assert cmd.h71 == (3, 1, 3) and "RDM" not in cmd.unsupported and "CAR" not in cmd.unsupported
 
 
 @pytest.fixture(scope="module")
