@@ -206,3 +206,228 @@ def test_real_hypoinverse_backend(italy_project):
     vel = read_velest_cat(ITALY / "VELEST/new.cat").iloc[: len(sel)]
     assert len(ev) > 0.8 * len(sel)
     assert np.median(epicentral_km(ev.latitude.to_numpy()[:10], ev.longitude.to_numpy()[:10], vel.latitude[:10], vel.longitude[:10])) < 3
+
+
+# ------------------------------------------------------------------------------------------------
+# hyp1.40 conventions on a small synthetic project (arrival times from the CRH model itself)
+_CRH_P = "MODEL Vp\n5.30   0.00\n5.65   1.00\n6.20   5.00\n6.21  21.00\n7.50  31.00\n"
+_CRH_S = "MODEL Vs\n2.75   0.00\n2.80   1.00\n3.40   5.00\n3.50  21.00\n4.00  31.00\n"
+_TRUTH = dict(time=pd.Timestamp("2016-10-14T00:00:10.00Z"), latitude=42.80, longitude=13.20, depth_km=8.0)
+
+
+def _command(extra=""):
+    return ("200 T 2000 0\nH71 3 1 3\nLET 5 2 0 /\nRMS 4 0.16 1.5 3\nDIS 4 50 1 3\nERR .10\nMIN 4\nZTR 8\nERF T\nTOP F\n"
+            "STA 'station.dat'\nCRH 1 'p.crh'\nCRH 2 's.crh'\nSAL 1 2\n" + extra +
+            "PHS 'in.arc'\nFIL\nARC 'out.arc'\nPRT 'out.prt'\nSUM 'out.sum'\nCAR 1\nLOC\nSTO\n")
+
+
+def _stations(n=12, elev=None):
+    ang = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    r = np.linspace(4, 40, n)
+    lat = 42.80 + r * np.cos(ang) / 111.19
+    lon = 13.20 + r * np.sin(ang) / (111.19 * np.cos(np.radians(42.8)))
+    return pd.DataFrame({"station_id": [f"IV.S{i:02d}" for i in range(n)], "network": "IV",
+                         "station": [f"S{i:02d}" for i in range(n)], "latitude": lat, "longitude": lon,
+                         "elevation_m": np.full(n, 500.0) if elev is None else elev})
+
+
+def _synthetic_project(d: Path, stations=None, extra_cmd="", extra_picks=None, delays=None, ext_mag=1.4):
+    from quakescale.geo import epicentral_km as epi
+    from quakescale.locate.locator import travel_time_table
+
+    d.mkdir(parents=True, exist_ok=True)
+    sta = _stations() if stations is None else stations
+    (d / "p.crh").write_text(_CRH_P)
+    (d / "s.crh").write_text(_CRH_S)
+    (d / "hyp.command").write_text(_command(extra_cmd))
+    hinv.write_sta(d / "station.dat", sta, channels=["001"])
+    model = hinv.crh_model(d / "p.crh", d / "s.crh")
+    tt = travel_time_table(model, 300.0, 60.0)
+    dist = epi(_TRUTH["latitude"], _TRUTH["longitude"], sta.latitude.to_numpy(), sta.longitude.to_numpy())
+    rows = []
+    for ph in ("P", "S"):
+        t = tt.time(ph, np.asarray(dist, float), np.full(len(sta), _TRUTH["depth_km"]), 0.0)[0]
+        for sid, tti in zip(sta.station_id, t):
+            dl = (delays or {}).get((sid, ph), 0.0)
+            rows.append(dict(event_id=1, station_id=sid, phase=ph, weight_code=0,
+                             time=_TRUTH["time"] + pd.to_timedelta(round(tti + dl, 2), unit="s")))
+    ph = pd.DataFrame(rows + list(extra_picks or []))
+    ev = pd.DataFrame([dict(event_id=1, time=_TRUTH["time"], latitude=_TRUTH["latitude"] + 0.05,
+                            longitude=_TRUTH["longitude"], depth_km=5.0, ext_mag=ext_mag, ext_mag_type="L")])
+    hinv.write_arc(d / "in.arc", ev, ph)
+    return d
+
+
+def _locate(d: Path):
+    ev, ph = locate_hypoinverse_project(d / "hyp.command")
+    return ev.iloc[0], ph
+
+
+def test_synthetic_project_recovers_the_truth(tmp_path):
+    e, _ = _locate(_synthetic_project(tmp_path / "a"))
+    assert epicentral_km(e.latitude, e.longitude, _TRUTH["latitude"], _TRUTH["longitude"]) < 0.05
+    assert abs(e.depth_km - _TRUTH["depth_km"]) < 0.15
+    assert abs((e.time - _TRUTH["time"]).total_seconds()) < 0.02
+
+
+def test_station_delay_moves_origin_time_by_the_delay(tmp_path):
+    """Every P and S reading late by 0.25 s and a DEL file saying so: the same hypocentre; without
+    the DEL file the origin time is late by the delay (hand computation: t = T0 + tt + d)."""
+    sta = _stations()
+    late = {(s, ph): 0.25 for s in sta.station_id for ph in ("P", "S")}
+    base, _ = _locate(_synthetic_project(tmp_path / "base"))
+    d = _synthetic_project(tmp_path / "late", delays=late)
+    no_del, _ = _locate(d)
+    assert (no_del.time - base.time).total_seconds() == pytest.approx(0.25, abs=0.011)
+    (d / "p.del").write_text("".join(f"{s[3:]:5s} IV  0.25\n" for s in sta.station_id))
+    (d / "s.del").write_text("".join(f"{s[3:]:5s} IV  0.25\n" for s in sta.station_id))
+    (d / "hyp.command").write_text(_command("DEL 1 'p.del'\nDEL 2 's.del'\n"))
+    with_del, ph = _locate(d)
+    assert (with_del.time - base.time).total_seconds() == pytest.approx(0.0, abs=0.011)
+    assert epicentral_km(with_del.latitude, with_del.longitude, base.latitude, base.longitude) < 0.01
+    assert abs(with_del.depth_km - base.depth_km) < 0.02
+    arc = (d / "out.arc").read_text().splitlines()
+    assert all(ln[66:70] == "  25" and (ln[70:74] == "  25") for ln in arc[1:-1])  # P and S delays archived
+
+
+def test_del_for_a_missing_file_names_the_command(tmp_path):
+    d = _synthetic_project(tmp_path / "x")
+    (d / "hyp.command").write_text(_command("DEL 1 'nope.del'\n"))
+    with pytest.raises(hinv.HypoinverseFormatError, match=r"hyp.command:15.*nope.del"):
+        locate_hypoinverse_project(d / "hyp.command")
+
+
+def test_crh_model_ignores_station_elevation(tmp_path):
+    """CRH models put every station at the model top: elevations 0 m or 0..2500 m give the same
+    location to the byte."""
+    a = _synthetic_project(tmp_path / "flat", stations=_stations(elev=np.zeros(12)))
+    b = _synthetic_project(tmp_path / "high", stations=_stations(elev=np.linspace(0, 2500, 12)))
+    ea, _ = _locate(a)
+    eb, _ = _locate(b)
+    assert ea.latitude == eb.latitude and ea.longitude == eb.longitude and ea.depth_km == eb.depth_km
+    assert ea.time == eb.time
+    la, lb = (x / "out.arc" for x in (a, b))
+    # only the depth datum (mean elevation of the closest stations) and geoid depth differ
+    assert la.read_text().splitlines()[0][:170] == lb.read_text().splitlines()[0][:170]
+
+
+def test_weight_code_4_removes_a_reading(tmp_path):
+    bad = dict(event_id=1, station_id="IV.S05", phase="P", weight_code=4, time=_TRUTH["time"] + pd.Timedelta(seconds=1))
+    sta = _stations()
+    a, _ = _locate(_synthetic_project(tmp_path / "a", stations=sta.drop(index=5).reset_index(drop=True)))
+    extra = _synthetic_project(tmp_path / "b", stations=sta)
+    # station S05 has only the bad P (code 4); its good readings removed
+    arc = extra / "in.arc"
+    ev, ph = hinv.read_arc(arc)
+    ph = pd.concat([ph[ph.station_id != "IV.S05"], pd.DataFrame([bad])], ignore_index=True)
+    hinv.write_arc(arc, ev, ph)
+    b, phb = _locate(extra)
+    # (hyp1.40 keeps a code-4 reading in the weight normalisation of the early iterations, so the
+    # path -- not the solution -- may differ by metres)
+    assert epicentral_km(a.latitude, a.longitude, b.latitude, b.longitude) < 0.01 and abs(a.depth_km - b.depth_km) < 0.01
+    assert abs((a.time - b.time).total_seconds()) <= 0.005
+    row = phb[(phb.station_id == "IV.S05") & (phb.phase == "P")].iloc[0]
+    assert row.weight_used == 0 and row.weight_code == 4
+    line = [ln for ln in (extra / "out.arc").read_text().splitlines() if ln.startswith("S05")][0]
+    assert line[16] == "4" and line[38:41] == "  0"
+    # the weight of a code comes from WET: code 1 under WET 1 0 0 0 also removes it
+    bad1 = dict(bad, weight_code=1)
+    hinv.write_arc(arc, ev, pd.concat([ph[ph.station_id != "IV.S05"], pd.DataFrame([bad1])], ignore_index=True))
+    (extra / "hyp.command").write_text(_command("WET 1. 0. 0. 0.\n"))
+    c, _ = _locate(extra)
+    assert epicentral_km(a.latitude, a.longitude, c.latitude, c.longitude) < 0.01 and abs((a.time - c.time).total_seconds()) <= 0.005
+
+
+def test_output_layouts_match_hyp140(tmp_path):
+    d = _synthetic_project(tmp_path / "a", ext_mag=1.37)
+    e, _ = _locate(d)
+    arc = (d / "out.arc").read_text().splitlines()
+    head, stations, term = arc[0], arc[1:-1], arc[-1]
+    assert len(head) == 179 and all(len(x) == 120 for x in stations) and len(stations) == 12  # one line per station
+    assert all(x[14] == "P" and x[47] == "S" for x in stations)
+    assert head[122] == "L" and head[123:126] == "137"  # external magnitude carried through
+    assert head[110:113] == "MOD" and head[168:170] == "MH"
+    assert term == (d / "in.arc").read_text().splitlines()[-1]  # the input's terminator passed through
+    summ = (d / "out.sum").read_text().splitlines()  # H71 3: readable, with the field-name line
+    assert summ[0].startswith("   DATE     TIME  SEC") and summ[0].rstrip().endswith("EXT-MAG")
+    assert summ[1][:16] == e.time.strftime("%Y/%m/%d %H:%M") and summ[1].rstrip().endswith("1.37 ML")
+    back = hinv.read_sum(d / "out.sum")
+    assert back.latitude.iloc[0] == pytest.approx(e.latitude, abs=1e-4) and back.ext_mag.iloc[0] == 1.37
+    prt = (d / "out.prt").read_text()
+    assert "SEQUENCE NO.    1" in prt and " STA NET COM L CR DIST AZM  AN P/S WT   SEC (TOBS -TCAL -DLY  =RES)" in prt
+    assert prt.count("\n S00 ") + prt.count("\n S00IV") >= 0 and len([x for x in prt.splitlines() if x[32:33] in "PS"]) >= 24
+    # CAR 3: a shadow line after every line; H71 1 / 2 / 4 summaries
+    for h71, check in ((1, lambda s: len(s[0]) == 179), (2, lambda s: s[0][8] == " " and len(s[0]) < 100),
+                       (4, lambda s: s[0].startswith("   DATE     TIME,") and s[1].count(",") > 15)):
+        (d / "hyp.command").write_text(_command().replace("H71 3 1 3", f"H71 {h71} 1 3").replace("CAR 1", "CAR 3"))
+        _locate(d)
+        s = (d / "out.sum").read_text().splitlines()
+        assert check(s), (h71, s[:2])
+        back = hinv.read_sum(d / "out.sum")
+        assert back.latitude.iloc[0] == pytest.approx(e.latitude, abs=2e-4)
+        lines = (d / "out.arc").read_text().splitlines()
+        assert all(x.startswith("$") for x in lines[1::2]) and len(lines) == 2 * (1 + 12 + 1)
+
+
+def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
+    from quakescale.cli import main
+
+    d = _synthetic_project(tmp_path / "a")
+    (d / "in.arc").write_text("")
+    with pytest.raises(Exception, match=r"in.arc has no events"):
+        locate_hypoinverse_project(d / "hyp.command")
+    (d / "hyp.command").write_text(_command().replace("'p.crh'", "'missing.crh'"))
+    with pytest.raises(hinv.HypoinverseFormatError, match=r"hyp.command:12: CRH 1: model file not found: .*missing.crh"):
+        locate_hypoinverse_project(d / "hyp.command")
+    monkeypatch.setattr(sys, "argv", ["quakescale", "locate", "hypoinverse", str(d / "hyp.command")])
+    with pytest.raises(SystemExit) as ex:
+        main()
+    assert ex.value.code == 1
+    err = capsys.readouterr().err
+    first = err.strip().splitlines()[0]
+    assert "missing.crh" in first and "hyp.command:12" in first and "Traceback" not in err
+
+
+def test_unsupported_commands_warn_once(tmp_path, caplog):
+    d = _synthetic_project(tmp_path / "a")
+    (d / "hyp.command").write_text(_command("MUL T 1\nMUL T 1\nXMC 'x.xmc' T 0\n"))
+    with caplog.at_level("WARNING", logger="quakescale.locate"):
+        _locate(d)
+    msgs = [r.getMessage() for r in caplog.records if "not supported" in r.getMessage()]
+    assert len(msgs) == 2 and any("MUL" in m for m in msgs) and any("XMC" in m for m in msgs)
+    assert set(hinv.SUPPORTED_COMMANDS) >= {"DEL", "WET", "SWT", "CRH", "SAL", "POS", "DIS", "RMS", "ZTR", "H71", "CAR"}
+
+
+def test_catalog_arc_from_the_located_catalog(tmp_path):
+    from quakescale.catalog.writers import write_catalogs
+
+    ev = pd.DataFrame([dict(event_id=12, time=_TRUTH["time"], latitude=42.8, longitude=13.2, depth_km=8.0, magnitude=1.2,
+                            mag_type="ML", n_p=3, n_s=2, rms_s=0.05)])
+    pk = pd.DataFrame([dict(event_id=12, station_id=f"IV.S0{i}", phase=ph, time=_TRUTH["time"] + pd.Timedelta(seconds=2 + i + (ph == "S")),
+                            residual_s=0.01, weight=1.0) for i in range(3) for ph in ("P", "S")][:5])
+    out = write_catalogs(ev, pk, None, tmp_path, "manifest-x", arc_writer=hinv.write_arc_catalog)
+    lines = out["arc"].read_text().splitlines()
+    assert len(lines[0]) == 179 and lines[0][136:146] == "        12" and lines[0][146:150] == "L120"
+    assert [len(x) for x in lines[1:4]] == [120] * 3 and lines[4].strip() == "12"
+    rev, rph = hinv.read_arc(out["arc"])
+    assert rev.event_id.tolist() == [12] and len(rph) == 5 and rev.magnitude.iloc[0] == pytest.approx(1.2)
+
+
+@pytest.mark.skipif(find_hypoinverse() is None, reason="no Hypoinverse executable (hyp1.40 / hyp2000) on PATH")
+def test_synthetic_project_matches_hyp140(tmp_path):
+    """Where hyp1.40 is installed: our outputs against its own on the synthetic project, with delays."""
+    sta = _stations()
+    late = {(s, ph): 0.1 * (i % 3) for i, s in enumerate(sta.station_id) for ph in ("P", "S")}
+    for name in ("ours", "ref"):
+        d = _synthetic_project(tmp_path / name, delays=late)
+        (d / "p.del").write_text("".join(f"{s[3:]:5s} IV {0.1 * (i % 3):5.2f}\n" for i, s in enumerate(sta.station_id)))
+        (d / "hyp.command").write_text(_command("DEL 1 'p.del'\n"))
+    ours, _ = locate_hypoinverse_project(tmp_path / "ours" / "hyp.command")
+    locate_hypoinverse_project(tmp_path / "ref" / "hyp.command", backend="hypoinverse")
+    ref, _ = hinv.read_arc(tmp_path / "ref" / "out.arc")
+    assert epicentral_km(ref.latitude.iloc[0], ref.longitude.iloc[0], ours.latitude.iloc[0], ours.longitude.iloc[0]) < 0.1
+    assert abs(ref.depth_km.iloc[0] - ours.depth_km.iloc[0]) < 0.2
+    assert abs((ref.time.iloc[0] - ours.time.iloc[0]).total_seconds()) <= 0.02
+    a = (tmp_path / "ref" / "out.arc").read_text().splitlines()
+    b = (tmp_path / "ours" / "out.arc").read_text().splitlines()
+    assert [len(x) for x in a] == [len(x) for x in b]

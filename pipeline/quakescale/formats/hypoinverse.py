@@ -1119,3 +1119,53 @@ def read_delays(path, where: str = "") -> dict:
             raise HypoinverseFormatError(f"{path}:{n}: delay (columns 10-14) is not a number: {line!r}") from None
         out[(_get(line, 0, 5).strip(), _get(line, 6, 8).strip())] = 0.0 if math.isnan(val) else val
     return out
+
+
+# ---------------------------------------------------------------------------------- pipeline catalog
+def write_arc_catalog(events: pd.DataFrame, picks: pd.DataFrame | None, stations: pd.DataFrame | None, path,
+                      manifest_ref: str = "") -> Path:
+    """``RUN/catalogs/catalog.arc``: the located (or relocated) catalog as a hyp1.40 Y2000 archive --
+    179-column summary lines, one 120-column line per station with its P and S, a terminator with
+    the event id -- so Hypoinverse (as phase input) and archive converters read it.
+
+    Events: ``event_id, time, latitude, longitude, depth_km`` (+ magnitude, mag_type, n_p, n_s,
+    rms_s, gap_deg, dmin_km, erh_km, erz_km ...: blank / 0 when absent).  Picks: ``event_id,
+    station_id, phase, time`` (+ ``residual_s``, ``weight`` 0..1 -> weight codes 0-4 through the
+    WET values 1, .5, .2, .1, ``channel``, ``location``).  Station codes longer than Hypoinverse's
+    5 (site) + 2 (network) characters are cut (logged).  The archive format has no comment field:
+    the manifest is recorded by the other catalog files."""
+    import logging
+
+    log = logging.getLogger("quakescale.catalog")
+    path = Path(path)
+    ev = events.copy()
+    if "n_phases" not in ev.columns and "n_p" in ev.columns:
+        ev["n_phases"] = ev["n_p"].fillna(0).astype(int) + ev.get("n_s", 0).fillna(0).astype(int)
+    ev["crust_model"] = ev.get("crust_model", "QSC")
+    ev["model_type"] = ev.get("model_type", "H")
+    ph = picks.copy() if picks is not None and len(picks) else pd.DataFrame(columns=["event_id", "station_id", "phase", "time"])
+    if len(ph):
+        ph = ph[ph["phase"].astype(str).str.upper().str[:1].isin(["P", "S"])].copy()
+        ph["phase"] = ph["phase"].astype(str).str.upper().str[:1]
+        sid = ph["station_id"].astype(str)
+        net = sid.str.split(".").str[0].where(sid.str.contains(r"\."), "")
+        sta = sid.str.split(".").str[-1]
+        cut = (sta.str.len() > 5) | (net.str.len() > 2)
+        if cut.any():
+            log.warning("catalog.arc: %d station code(s) longer than Hypoinverse's 5+2 characters cut (%s)",
+                        int(sid[cut].nunique()), ", ".join(sorted(set(sid[cut]))[:5]))
+        ph["station"], ph["network"] = sta.str[:5], net.str[:2]
+        if "weight_code" not in ph.columns:
+            if "weight" in ph.columns:
+                w = pd.to_numeric(ph["weight"], errors="coerce").fillna(1.0).to_numpy(float)
+                qw = np.array([1.0, 0.5, 0.2, 0.1, 0.0])
+                ph["weight_code"] = np.argmin(np.abs(w[:, None] - qw[None, :]), axis=1)
+            else:
+                ph["weight_code"] = 0
+        if "weight_used" not in ph.columns and "weight" in ph.columns:
+            ph["weight_used"] = ph["weight"]
+        ch = ph["channel"].fillna("").astype(str) if "channel" in ph.columns else pd.Series("", index=ph.index)
+        ph["channel"] = ch.str[:3]
+        ph = ph[ph["event_id"].isin(ev["event_id"])]
+    write_arc(path, ev, ph, shadows=False)
+    return path
