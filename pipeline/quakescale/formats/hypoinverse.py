@@ -583,7 +583,7 @@ def _station_lines(rows: list[dict]) -> list[tuple]:
     for r in rows:
         ph = str(r.get("phase", "P")).upper()[:1]
         key = tuple(str(r.get(k) if r.get(k) is not None and not pd.isna(r.get(k)) else "")
-                    for k in ("station_id", "component", "channel", "location"))
+                    for k in ("station_id", "network", "station", "component", "channel", "location"))
         if ph == "A":
             lines.append([None, None, r])
             continue

@@ -496,13 +496,20 @@ def _require_file(cmd: hinv.HypCommands, key: str, p) -> None:
         raise HypoinverseProjectError(f"{cmd.where.get(key, cmd.path)}: {key}: file not found: {p}")
 
 
-def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str | None = None, out_dir=None, **overrides):
+def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str | None = None, out_dir=None,
+                               engine: str = "hyp1.40", **overrides):
     """Locate the project of a Hypoinverse command file and write its SUM / ARC / PRT outputs.
 
+    ``engine``: ``"hyp1.40"`` (default) iterates each event as hyp1.40 does (its trial, depth
+    freeing, SVD step, damping, back-off and stopping rules), so the results match hyp1.40's own;
+    ``"quakescale"`` runs the pipeline's batched locator (:func:`locate_events`) with the command
+    file's settings mapped onto :class:`LocateParams` (``overrides`` are applied on top).
     ``out_dir`` redirects the outputs (same file names) instead of the paths in the command file.
-    ``overrides`` are :class:`LocateParams` keywords applied on top of the command file's
-    settings.  Returns ``(events, phases)`` as written (phases with residuals, used weights and
-    delays)."""
+    Returns ``(events, phases)`` as written (phases with residuals, used weights and delays)."""
+    if engine not in ("hyp1.40", "quakescale"):
+        raise ValueError(f"engine must be 'hyp1.40' or 'quakescale', got {engine!r}")
+    if overrides and engine == "hyp1.40":
+        raise ValueError(f"locator settings {sorted(overrides)} apply to engine='quakescale' only")
     if backend == "hypoinverse":
         return run_hypoinverse(command_file, exe=exe)
     if backend != "builtin":
@@ -562,8 +569,11 @@ def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str 
                 log.warning("%s: event %s: fixed-hypocentre flag %r on the terminator not supported; located freely",
                             cmd.phs, e["event_id"], fixc)
 
-    tt = travel_time_table(model, 300.0, max(params.max_depth_km + 1.0, 60.0))
-    if overrides:  # explicit locator settings: the builtin batched locator with the project's conventions
+    if engine == "quakescale":  # the table the pipeline's locate stage uses
+        tt = travel_time_table(model, 300.0, max(params.max_depth_km + 1.0, 40.0))
+    else:  # every layer of the CRH model, as hyp1.40 computes them
+        tt = travel_time_table(model, 300.0, max(params.max_depth_km + 1.0, float(model.top_km[-1]) + 10.0, 60.0))
+    if engine == "quakescale":  # the pipeline's batched locator under the project's settings
         init = ev_in.copy()
         init["latitude"], init["longitude"], init["depth_km"] = trials["lat"], trials["lon"], trials["depth_km"]
         loc, res = locate_events(init[["event_id", "time", "latitude", "longitude", "depth_km"]], picks, stations, model,
