@@ -236,7 +236,34 @@ def compare(ref: pd.DataFrame, ours: pd.DataFrame) -> dict:
     return r
 
 
-def bench_project(project: Path, work: Path, exe: str | None) -> dict:
+def run_converters(repo: Path, arc: Path, work: Path) -> dict:
+    """LOC-FLOW's archive converters, unchanged, on ``arc``: events they find (they select summary
+    lines of 179 and station lines of 120 columns by length)."""
+    out = {}
+    conv = work / "convertformat_outputfile.py"
+    h2dd = work / "hypoinverse2hypoDD.py"
+    conv.write_text(_git_show(repo, "location/hypoinverse/convertformat_outputfile.py"))
+    h2dd.write_text(_git_show(repo, "hypoDD_dtct/hypoinverse2hypoDD.py"))
+    tag = arc.parent.name
+    cat, dele, pha = work / f"{tag}.new.cat", work / f"{tag}.dele.cat", work / f"{tag}.hypoDD.pha"
+    r1 = subprocess.run([sys.executable, str(conv), str(arc), str(cat), str(dele), "5", "5", "300", "0.5"],
+                        capture_output=True, text=True)
+    r2 = subprocess.run([sys.executable, str(h2dd), str(arc), str(pha), "0.5", "300", "0.5", "30", "5", "5"],
+                        capture_output=True, text=True)
+    out["convertformat_ok"] = r1.returncode == 0
+    out["convertformat_events"] = (len(cat.read_text().splitlines()) + len(dele.read_text().splitlines())
+                                   if r1.returncode == 0 else r1.stderr[-300:])
+    out["hypoinverse2hypoDD_ok"] = r2.returncode == 0
+    if r2.returncode == 0:
+        lines = pha.read_text().splitlines()
+        out["hypoinverse2hypoDD_events"] = sum(ln.startswith("#") for ln in lines)
+        out["hypoinverse2hypoDD_picks"] = sum(not ln.startswith("#") for ln in lines)
+    else:
+        out["hypoinverse2hypoDD_error"] = r2.stderr[-300:]
+    return out
+
+
+def bench_project(project: Path, work: Path, exe: str | None, locflow: Path | None = None) -> dict:
     name = project.name
     out: dict = {"project": str(project)}
     ours_dir = work / f"{name}_ours"
@@ -247,6 +274,8 @@ def bench_project(project: Path, work: Path, exe: str | None) -> dict:
     out["ours_seconds"] = time.perf_counter() - t
     hc = hinv.read_command_file(cmd)
     out["ours_arc_layout"] = arc_layout(hc.arc) if hc.arc and hc.arc.exists() else None
+    if locflow is not None and hc.arc and hc.arc.exists():
+        out["converters_on_ours"] = run_converters(locflow, hc.arc, work)
     if exe is None:
         out["hyp1.40"] = "not found (PATH or containers/bin/)"
         return out
@@ -258,6 +287,8 @@ def bench_project(project: Path, work: Path, exe: str | None) -> dict:
     ref_ev, _ = hinv.read_arc(rc.arc)
     our_ev, _ = hinv.read_arc(hc.arc)
     out["hyp_arc_layout"] = arc_layout(rc.arc)
+    if locflow is not None:
+        out["converters_on_hyp140"] = run_converters(locflow, rc.arc, work)
     out.update(compare(ref_ev, our_ev))
     # same bytes where the layouts are concerned: the PRT, SUM exist
     out["sum_widths_ref"] = sorted({len(x) for x in rc.sum.read_text().splitlines()}) if rc.sum else None
@@ -283,7 +314,7 @@ def main(argv=None):
     if a.quick:
         projects = projects[:1]
     exe = find_hyp()
-    results = [bench_project(p, work, exe) for p in projects]
+    results = [bench_project(p, work, exe, a.locflow) for p in projects]
     for r in results:
         print(json.dumps(r, indent=1, default=str))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -173,7 +173,6 @@ def _depth_datum(res: pd.DataFrame, elev: pd.Series) -> pd.Series:
 
 # ----------------------------------------------------------------------------- hyp1.40 iteration
 _KM_PER_DEG = 111.19  # Hypoinverse's degree length
-_TRACE = False
 
 
 def _hyp_settings(cmd: hinv.HypCommands) -> dict:
@@ -261,8 +260,6 @@ def _locate_one_hyp140(tobs, is_s, wq, dly, slat, slon, sid, tt, trial, fix_dept
         wn2 = (w**2).sum()
         rms = math.sqrt(((r * w) ** 2).sum() / wn2)
         nwr = int((w > 0.1).sum())
-        if _TRACE:
-            print(f"{itr:3d} {t1:6.2f} {clat:9.5f} {clon:9.5f} {z1:6.2f} {nwr:4d} {rms:5.2f} lzfix={lzfix}")
         if nwr < 4:
             return None
         if itr > h["itrdis"] and itr > h["itrres"] and not done:
@@ -571,8 +568,16 @@ def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str 
 
     if engine == "quakescale":  # the table the pipeline's locate stage uses
         tt = travel_time_table(model, 300.0, max(params.max_depth_km + 1.0, 40.0))
-    else:  # every layer of the CRH model, as hyp1.40 computes them
-        tt = travel_time_table(model, 300.0, max(params.max_depth_km + 1.0, float(model.top_km[-1]) + 10.0, 60.0))
+    else:  # every layer of the CRH model (hyp1.40 has no depth limit), out to the network's extent
+        span = 0.0
+        if len(stations) > 1:
+            from ..geo import epicentral_km as _epi
+
+            used = stations[stations["station_id"].isin(picks["station_id"])]
+            la, lo = used["latitude"].to_numpy(float), used["longitude"].to_numpy(float)
+            span = float(np.max(_epi(la[:, None], lo[:, None], la[None, :], lo[None, :]))) if len(used) else 0.0
+        tt = travel_time_table(model, float(np.clip(span + 100.0, 150.0, 400.0)),
+                               max(params.max_depth_km + 1.0, float(model.top_km[-1]) + 10.0, 40.0))
     if engine == "quakescale":  # the pipeline's batched locator under the project's settings
         init = ev_in.copy()
         init["latitude"], init["longitude"], init["depth_km"] = trials["lat"], trials["lon"], trials["depth_km"]
