@@ -73,8 +73,9 @@ def _git_show(repo: Path, path: str) -> str:
     if (repo / path).exists():
         return (repo / path).read_text()
     git_dir = repo if (repo / "HEAD").exists() else repo / ".git"
-    return subprocess.run(["git", "--git-dir", str(git_dir), "show", f"HEAD:{path}"], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(git_dir), "show", f"HEAD:{path}"], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def parse_prt_readings(text: str):
@@ -89,12 +90,18 @@ def parse_prt_readings(text: str):
             i += 1
             continue
         day, mon, year, hh, mm = int(m[1]), _MON[m[2]], int(m[3]), int(m[4]), int(m[5])
-        ev = {"minute": pd.Timestamp(year=year, month=mon, day=day, hour=hh, minute=mm), "mag": None, "mag_type": "",
-              "readings": []}
+        ev = {
+            "minute": pd.Timestamp(year=year, month=mon, day=day, hour=hh, minute=mm),
+            "mag": None,
+            "mag_type": "",
+            "readings": [],
+        }
         i += 1
         while i < len(lines) and not lines[i].startswith(" STA NET COM") and "SEQUENCE NO" not in lines[i]:
-            fm = re.match(r" (\d{4})-(\d\d)-(\d\d)\s+(\d\d)(\d\d)\s+([\d.]+)\s+(\d+) ([\d.]+)\s+(\d+)(.)([\d.]+)\s+([-\d.]+)",
-                          lines[i])
+            fm = re.match(
+                r" (\d{4})-(\d\d)-(\d\d)\s+(\d\d)(\d\d)\s+([\d.]+)\s+(\d+) ([\d.]+)\s+(\d+)(.)([\d.]+)\s+([-\d.]+)",
+                lines[i],
+            )
             if fm:  # the final hypocentre: written on the header (not used as the trial: H71 x 1 x)
                 ev["hypo"] = (float(fm[6]), int(fm[7]), float(fm[8]), int(fm[9]), fm[10], float(fm[11]), float(fm[12]))
             mm_ = re.search(r"EXTERNAL MAG=\s*([-\d.]+).*TYPE=(\w?)", lines[i])
@@ -113,8 +120,9 @@ def parse_prt_readings(text: str):
             ph = ln[32:33]
             if ph in ("P", "S") and site:
                 wc = ln[34:35].strip()
-                ev["readings"].append((site, net, ph, int(wc) if wc.isdigit() else 0, float(ln[36:43]),
-                                       float(ln[55:60] or 0)))
+                ev["readings"].append(
+                    (site, net, ph, int(wc) if wc.isdigit() else 0, float(ln[36:43]), float(ln[55:60] or 0))
+                )
             i += 1
         events.append(ev)
     return events
@@ -124,8 +132,10 @@ def _y2000_header(minute: pd.Timestamp, mag, mag_type: str, hypo=None) -> str:
     buf = list(minute.strftime("%Y%m%d%H%M") + "0000".ljust(164 - 12))
     if hypo is not None:
         sec, latd, latm, lond, ew, lonm, dep = hypo
-        buf[12:36] = list(f"{int(round(sec * 100)):4d}{latd:2d} {int(round(latm * 100)):4d}{lond:3d}{ew if ew == 'E' else ' '}"
-                          f"{int(round(lonm * 100)):4d}{int(round(dep * 100)):5d}")
+        buf[12:36] = list(
+            f"{int(round(sec * 100)):4d}{latd:2d} {int(round(latm * 100)):4d}{lond:3d}{ew if ew == 'E' else ' '}"
+            f"{int(round(lonm * 100)):4d}{int(round(dep * 100)):5d}"
+        )
     if mag is not None:
         buf[122] = (mag_type or "L")[:1]
         buf[123:126] = list(f"{int(round(max(mag, 0) * 100)):3d}")
@@ -210,9 +220,14 @@ def run_hyp(exe: str, cmd: Path) -> float:
 def arc_layout(path: Path) -> dict:
     lines = path.read_text().splitlines()
     heads = [ln for ln in lines if hinv._is_summary(ln)]
-    phases = [ln for ln in lines if ln.strip() and not ln.startswith("$") and not hinv._is_summary(ln) and ln[:12].strip()]
-    return {"summary_widths": sorted({len(x) for x in heads}), "phase_widths": sorted({len(x) for x in phases}),
-            "n_summary": len(heads)}
+    phases = [
+        ln for ln in lines if ln.strip() and not ln.startswith("$") and not hinv._is_summary(ln) and ln[:12].strip()
+    ]
+    return {
+        "summary_widths": sorted({len(x) for x in heads}),
+        "phase_widths": sorted({len(x) for x in phases}),
+        "n_summary": len(heads),
+    }
 
 
 def compare(ref: pd.DataFrame, ours: pd.DataFrame) -> dict:
@@ -220,17 +235,23 @@ def compare(ref: pd.DataFrame, ours: pd.DataFrame) -> dict:
     ours = ours.reset_index(drop=True)
     n = min(len(ref), len(ours))
     a, b = ref.iloc[:n], ours.iloc[:n]
-    epi = epicentral_km(a.latitude.to_numpy(float), a.longitude.to_numpy(float), b.latitude.to_numpy(float),
-                        b.longitude.to_numpy(float))
-    dz = (b.depth_km.to_numpy(float) - a.depth_km.to_numpy(float))
+    epi = epicentral_km(
+        a.latitude.to_numpy(float), a.longitude.to_numpy(float), b.latitude.to_numpy(float), b.longitude.to_numpy(float)
+    )
+    dz = b.depth_km.to_numpy(float) - a.depth_km.to_numpy(float)
     dt = (pd.to_datetime(b.time, utc=True) - pd.to_datetime(a.time, utc=True)).dt.total_seconds().to_numpy()
     ok = np.isfinite(epi) & np.isfinite(dz)
     r = {
-        "n_ref": int(len(ref)), "n_ours": int(len(ours)), "n_compared": int(ok.sum()),
-        "epi_median_km": float(np.median(epi[ok])), "epi_p90_km": float(np.percentile(epi[ok], 90)),
-        "depth_median_km": float(np.median(np.abs(dz[ok]))), "depth_p90_km": float(np.percentile(np.abs(dz[ok]), 90)),
+        "n_ref": int(len(ref)),
+        "n_ours": int(len(ours)),
+        "n_compared": int(ok.sum()),
+        "epi_median_km": float(np.median(epi[ok])),
+        "epi_p90_km": float(np.percentile(epi[ok], 90)),
+        "depth_median_km": float(np.median(np.abs(dz[ok]))),
+        "depth_p90_km": float(np.percentile(np.abs(dz[ok]), 90)),
         "depth_bias_km": float(np.median(dz[ok])),
-        "ot_median_s": float(np.median(np.abs(dt[ok]))), "ot_p90_s": float(np.percentile(np.abs(dt[ok]), 90)),
+        "ot_median_s": float(np.median(np.abs(dt[ok]))),
+        "ot_p90_s": float(np.percentile(np.abs(dt[ok]), 90)),
     }
     r["meets_targets"] = all(r[k] <= v for k, v in TARGETS.items())
     return r
@@ -246,13 +267,22 @@ def run_converters(repo: Path, arc: Path, work: Path) -> dict:
     h2dd.write_text(_git_show(repo, "hypoDD_dtct/hypoinverse2hypoDD.py"))
     tag = arc.parent.name
     cat, dele, pha = work / f"{tag}.new.cat", work / f"{tag}.dele.cat", work / f"{tag}.hypoDD.pha"
-    r1 = subprocess.run([sys.executable, str(conv), str(arc), str(cat), str(dele), "5", "5", "300", "0.5"],
-                        capture_output=True, text=True)
-    r2 = subprocess.run([sys.executable, str(h2dd), str(arc), str(pha), "0.5", "300", "0.5", "30", "5", "5"],
-                        capture_output=True, text=True)
+    r1 = subprocess.run(
+        [sys.executable, str(conv), str(arc), str(cat), str(dele), "5", "5", "300", "0.5"],
+        capture_output=True,
+        text=True,
+    )
+    r2 = subprocess.run(
+        [sys.executable, str(h2dd), str(arc), str(pha), "0.5", "300", "0.5", "30", "5", "5"],
+        capture_output=True,
+        text=True,
+    )
     out["convertformat_ok"] = r1.returncode == 0
-    out["convertformat_events"] = (len(cat.read_text().splitlines()) + len(dele.read_text().splitlines())
-                                   if r1.returncode == 0 else r1.stderr[-300:])
+    out["convertformat_events"] = (
+        len(cat.read_text().splitlines()) + len(dele.read_text().splitlines())
+        if r1.returncode == 0
+        else r1.stderr[-300:]
+    )
     out["hypoinverse2hypoDD_ok"] = r2.returncode == 0
     if r2.returncode == 0:
         lines = pha.read_text().splitlines()
@@ -299,7 +329,9 @@ def bench_project(project: Path, work: Path, exe: str | None, locflow: Path | No
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--project", action="append", default=[], type=Path, help="a Hypoinverse project folder")
-    ap.add_argument("--locflow", type=Path, help="a LOC-FLOW checkout (or bare git dir): rebuild its two Italy projects")
+    ap.add_argument(
+        "--locflow", type=Path, help="a LOC-FLOW checkout (or bare git dir): rebuild its two Italy projects"
+    )
     ap.add_argument("--quick", action="store_true", help="first project only")
     ap.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     ap.add_argument("--out", default="bench-out/hypoinverse.json")

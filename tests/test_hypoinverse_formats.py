@@ -29,9 +29,23 @@ def italy():
 
 
 def test_summary_line_columns_follow_the_manual():
-    ev = dict(event_id=1234567, time=pd.Timestamp("2016-10-14T00:00:09.27Z"), latitude=42.8020, longitude=13.2112,
-              depth_km=6.0, magnitude=0.91, mag_type="ML", n_p=35, n_s=24, gap_deg=27.2, dmin_km=1.4, rms_s=0.24,
-              erh_km=0.31, erz_km=0.72, depth_fixed=False)
+    ev = dict(
+        event_id=1234567,
+        time=pd.Timestamp("2016-10-14T00:00:09.27Z"),
+        latitude=42.8020,
+        longitude=13.2112,
+        depth_km=6.0,
+        magnitude=0.91,
+        mag_type="ML",
+        n_p=35,
+        n_s=24,
+        gap_deg=27.2,
+        dmin_km=1.4,
+        rms_s=0.24,
+        erh_km=0.31,
+        erz_km=0.72,
+        depth_fixed=False,
+    )
     line = hinv.format_summary_line(ev)
     assert line[0:16] == "2016101400000927"
     assert line[16:18] == "42" and line[18] == " " and line[19:23] == "4812"  # 0.802 deg = 48.12'
@@ -41,20 +55,50 @@ def test_summary_line_columns_follow_the_manual():
     assert line[82:85] == " 24" and line[85:89] == "  31" and line[89:93] == "  72"
     assert line[136:146] == "   1234567" and line[146] == "L" and line[147:150] == " 91"
     back = hinv.parse_summary_line(line)
-    assert back["latitude"] == pytest.approx(42.8020, abs=1e-4) and back["longitude"] == pytest.approx(13.2112, abs=1e-4)
+    assert back["latitude"] == pytest.approx(42.8020, abs=1e-4) and back["longitude"] == pytest.approx(
+        13.2112, abs=1e-4
+    )
     assert back["n_phases"] == 59 and back["n_s"] == 24 and back["mag_type"] == "ML"
     west = hinv.parse_summary_line(hinv.format_summary_line(dict(ev, latitude=-33.5, longitude=-70.25)))
     assert west["latitude"] == pytest.approx(-33.5) and west["longitude"] == pytest.approx(-70.25)
 
 
 def test_phase_line_columns_follow_the_manual(tmp_path):
-    ev = pd.DataFrame([dict(event_id=7, time=pd.Timestamp("2016-10-14T00:00:09.27Z"), latitude=42.8, longitude=13.2, depth_km=6.0)])
-    ph = pd.DataFrame([
-        dict(event_id=7, station_id="IV.T1214", channel="HHZ", phase="P", onset="I", first_motion="U", weight_code=0,
-             time=pd.Timestamp("2016-10-14T00:00:10.59Z"), residual_s=0.03, weight_used=0.94, distance_km=2.4, azimuth_deg=21),
-        dict(event_id=7, station_id="YR.ED03", channel="HHN", phase="S", onset="E", weight_code=1,
-             time=pd.Timestamp("2016-10-14T00:01:07.06Z"), residual_s=-0.54, weight_used=0.5, amplitude=12.5, amp_units="1", period_s=0.2),
-    ])
+    ev = pd.DataFrame(
+        [dict(event_id=7, time=pd.Timestamp("2016-10-14T00:00:09.27Z"), latitude=42.8, longitude=13.2, depth_km=6.0)]
+    )
+    ph = pd.DataFrame(
+        [
+            dict(
+                event_id=7,
+                station_id="IV.T1214",
+                channel="HHZ",
+                phase="P",
+                onset="I",
+                first_motion="U",
+                weight_code=0,
+                time=pd.Timestamp("2016-10-14T00:00:10.59Z"),
+                residual_s=0.03,
+                weight_used=0.94,
+                distance_km=2.4,
+                azimuth_deg=21,
+            ),
+            dict(
+                event_id=7,
+                station_id="YR.ED03",
+                channel="HHN",
+                phase="S",
+                onset="E",
+                weight_code=1,
+                time=pd.Timestamp("2016-10-14T00:01:07.06Z"),
+                residual_s=-0.54,
+                weight_used=0.5,
+                amplitude=12.5,
+                amp_units="1",
+                period_s=0.2,
+            ),
+        ]
+    )
     hinv.write_arc(tmp_path / "x.arc", ev, ph)
     lines = (tmp_path / "x.arc").read_text().splitlines()
     p, s = lines[1], lines[2]
@@ -64,7 +108,9 @@ def test_phase_line_columns_follow_the_manual(tmp_path):
     assert p[74:78] == "  24" and p[91:94] == " 21"
     # seconds after the event's minute, as hyp1.40 writes them (67.06 s)
     assert s[0:5] == "ED03 " and s[5:7] == "YR" and s[17:29] == "201610140000" and s[41:46] == " 6706"
-    assert s[46:50] == "ES 1" and s[50:54] == " -54" and s[54:61] == "   1250" and s[63:66] == " 50" and s[83:86] == " 20"
+    assert (
+        s[46:50] == "ES 1" and s[50:54] == " -54" and s[54:61] == "   1250" and s[63:66] == " 50" and s[83:86] == " 20"
+    )
     assert s[13:17] == "   0" and s[29:34] == "    0"  # no P on this line: hyp1.40's zeros
     assert lines[3].strip() == "7" and len(lines[3]) == 72
 
@@ -97,7 +143,9 @@ def test_arc_round_trip_with_shadows(tmp_path, italy):
     b = rph.sort_values(key + ["time"]).reset_index(drop=True)
     dt = (b.time - a.time).dt.total_seconds().abs()
     assert dt.max() <= 0.005 + 1e-9
-    assert (b.station_id.to_numpy() == a.station_id.to_numpy()).all() and (b.phase.to_numpy() == a.phase.to_numpy()).all()
+    assert (b.station_id.to_numpy() == a.station_id.to_numpy()).all() and (
+        b.phase.to_numpy() == a.phase.to_numpy()
+    ).all()
     n_lines = ph.groupby(["event_id", "station_id"]).ngroups
     assert rph.line_no.nunique() == n_lines  # P and S of one station on one line
     assert (epicentral_km(rev.latitude, rev.longitude, ev.latitude, ev.longitude) < 0.02).all()
@@ -106,7 +154,9 @@ def test_arc_round_trip_with_shadows(tmp_path, italy):
     shadowed = []
     for ln in lines:
         shadowed.append(ln)
-        shadowed.append("$1" + " " * 80 + "0343   0   0" if ln[:12].isdigit() else "$   6 5.49 1.80 7.91 3.30 0.10 PSN0   77 PHP3")
+        shadowed.append(
+            "$1" + " " * 80 + "0343   0   0" if ln[:12].isdigit() else "$   6 5.49 1.80 7.91 3.30 0.10 PSN0   77 PHP3"
+        )
     (tmp_path / "s.arc").write_text("\n".join(shadowed) + "\n")
     sev, sph = hinv.read_arc(tmp_path / "s.arc")
     # a line's shadow rides on its first reading
@@ -128,14 +178,28 @@ def test_arc_round_trip_with_shadows(tmp_path, italy):
 def test_sum_and_crh_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     n = 30
-    ev = pd.DataFrame(dict(
-        event_id=np.arange(1, n + 1), time=pd.Timestamp("2016-10-14T03:00:00Z") + pd.to_timedelta(rng.uniform(0, 3600, n), unit="s"),
-        latitude=rng.uniform(42.5, 43.0, n), longitude=rng.uniform(13.0, 13.5, n), depth_km=rng.uniform(-1, 20, n),
-        magnitude=rng.uniform(0, 3, n), mag_type="ML", n_p=rng.integers(4, 40, n), n_s=rng.integers(0, 30, n),
-        gap_deg=rng.uniform(20, 300, n), dmin_km=rng.uniform(0, 30, n), rms_s=rng.uniform(0, 0.5, n),
-        erh_km=rng.uniform(0, 5, n), erz_km=rng.uniform(0, 9, n), err1_az_deg=rng.uniform(0, 359, n),
-        err1_dip_deg=rng.uniform(0, 89, n), err1_km=rng.uniform(0, 9, n), depth_fixed=rng.random(n) < 0.2,
-    ))
+    ev = pd.DataFrame(
+        dict(
+            event_id=np.arange(1, n + 1),
+            time=pd.Timestamp("2016-10-14T03:00:00Z") + pd.to_timedelta(rng.uniform(0, 3600, n), unit="s"),
+            latitude=rng.uniform(42.5, 43.0, n),
+            longitude=rng.uniform(13.0, 13.5, n),
+            depth_km=rng.uniform(-1, 20, n),
+            magnitude=rng.uniform(0, 3, n),
+            mag_type="ML",
+            n_p=rng.integers(4, 40, n),
+            n_s=rng.integers(0, 30, n),
+            gap_deg=rng.uniform(20, 300, n),
+            dmin_km=rng.uniform(0, 30, n),
+            rms_s=rng.uniform(0, 0.5, n),
+            erh_km=rng.uniform(0, 5, n),
+            erz_km=rng.uniform(0, 9, n),
+            err1_az_deg=rng.uniform(0, 359, n),
+            err1_dip_deg=rng.uniform(0, 89, n),
+            err1_km=rng.uniform(0, 9, n),
+            depth_fixed=rng.random(n) < 0.2,
+        )
+    )
     hinv.write_sum(tmp_path / "a.sum", ev)
     back = hinv.read_sum(tmp_path / "a.sum")
     assert (back.time - ev.time).dt.total_seconds().abs().max() <= 0.005 + 1e-9
@@ -179,7 +243,9 @@ def italy_project(tmp_path_factory, italy):
         shutil.copy(ITALY / "hypoinverse" / f, d / f)
     hinv.write_sta(d / "station.dat", sta, channels=["001", "002", "003"])
     sel = ev.head(120)
-    hinv.write_arc(d / "hypoinput.arc", sel.assign(magnitude=np.nan), ph[ph.event_id.isin(sel.event_id)].assign(weight_code=0))
+    hinv.write_arc(
+        d / "hypoinput.arc", sel.assign(magnitude=np.nan), ph[ph.event_id.isin(sel.event_id)].assign(weight_code=0)
+    )
     return d, sel
 
 
@@ -194,7 +260,9 @@ def test_builtin_backend_runs_the_project_unchanged(italy_project):
     vel = read_velest_cat(ITALY / "VELEST/new.cat").iloc[: len(sel)]
     eh = epicentral_km(summ.latitude, summ.longitude, vel.latitude, vel.longitude)
     dz = (summ.depth_km - vel.depth_km).abs()
-    print(f"Hypoinverse project (CRH model, builtin) vs VELEST: median epicentre {np.median(eh):.2f} km, depth {np.median(dz):.2f} km")
+    print(
+        f"Hypoinverse project (CRH model, builtin) vs VELEST: median epicentre {np.median(eh):.2f} km, depth {np.median(dz):.2f} km"
+    )
     assert np.median(eh) < 1.5 and np.median(dz) < 3.0
     assert summ.rms_s.median() < 0.3
 
@@ -205,7 +273,14 @@ def test_real_hypoinverse_backend(italy_project):
     ev, _ = locate_hypoinverse_project(d / "hyp.command", backend="hypoinverse")
     vel = read_velest_cat(ITALY / "VELEST/new.cat").iloc[: len(sel)]
     assert len(ev) > 0.8 * len(sel)
-    assert np.median(epicentral_km(ev.latitude.to_numpy()[:10], ev.longitude.to_numpy()[:10], vel.latitude[:10], vel.longitude[:10])) < 3
+    assert (
+        np.median(
+            epicentral_km(
+                ev.latitude.to_numpy()[:10], ev.longitude.to_numpy()[:10], vel.latitude[:10], vel.longitude[:10]
+            )
+        )
+        < 3
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -216,9 +291,12 @@ _TRUTH = dict(time=pd.Timestamp("2016-10-14T00:00:10.00Z"), latitude=42.80, long
 
 
 def _command(extra=""):
-    return ("200 T 2000 0\nH71 3 1 3\nLET 5 2 0 /\nRMS 4 0.16 1.5 3\nDIS 4 50 1 3\nERR .10\nMIN 4\nZTR 8\nERF T\nTOP F\n"
-            "STA 'station.dat'\nCRH 1 'p.crh'\nCRH 2 's.crh'\nSAL 1 2\n" + extra +
-            "PHS 'in.arc'\nFIL\nARC 'out.arc'\nPRT 'out.prt'\nSUM 'out.sum'\nCAR 1\nLOC\nSTO\n")
+    return (
+        "200 T 2000 0\nH71 3 1 3\nLET 5 2 0 /\nRMS 4 0.16 1.5 3\nDIS 4 50 1 3\nERR .10\nMIN 4\nZTR 8\nERF T\nTOP F\n"
+        "STA 'station.dat'\nCRH 1 'p.crh'\nCRH 2 's.crh'\nSAL 1 2\n"
+        + extra
+        + "PHS 'in.arc'\nFIL\nARC 'out.arc'\nPRT 'out.prt'\nSUM 'out.sum'\nCAR 1\nLOC\nSTO\n"
+    )
 
 
 def _stations(n=12, elev=None):
@@ -226,9 +304,16 @@ def _stations(n=12, elev=None):
     r = np.linspace(4, 40, n)
     lat = 42.80 + r * np.cos(ang) / 111.19
     lon = 13.20 + r * np.sin(ang) / (111.19 * np.cos(np.radians(42.8)))
-    return pd.DataFrame({"station_id": [f"IV.S{i:02d}" for i in range(n)], "network": "IV",
-                         "station": [f"S{i:02d}" for i in range(n)], "latitude": lat, "longitude": lon,
-                         "elevation_m": np.full(n, 500.0) if elev is None else elev})
+    return pd.DataFrame(
+        {
+            "station_id": [f"IV.S{i:02d}" for i in range(n)],
+            "network": "IV",
+            "station": [f"S{i:02d}" for i in range(n)],
+            "latitude": lat,
+            "longitude": lon,
+            "elevation_m": np.full(n, 500.0) if elev is None else elev,
+        }
+    )
 
 
 def _synthetic_project(d: Path, stations=None, extra_cmd="", extra_picks=None, delays=None, ext_mag=1.4):
@@ -249,11 +334,29 @@ def _synthetic_project(d: Path, stations=None, extra_cmd="", extra_picks=None, d
         t = tt.time(ph, np.asarray(dist, float), np.full(len(sta), _TRUTH["depth_km"]), 0.0)[0]
         for sid, tti in zip(sta.station_id, t):
             dl = (delays or {}).get((sid, ph), 0.0)
-            rows.append(dict(event_id=1, station_id=sid, phase=ph, weight_code=0,
-                             time=_TRUTH["time"] + pd.to_timedelta(round(tti + dl, 2), unit="s")))
+            rows.append(
+                dict(
+                    event_id=1,
+                    station_id=sid,
+                    phase=ph,
+                    weight_code=0,
+                    time=_TRUTH["time"] + pd.to_timedelta(round(tti + dl, 2), unit="s"),
+                )
+            )
     ph = pd.DataFrame(rows + list(extra_picks or []))
-    ev = pd.DataFrame([dict(event_id=1, time=_TRUTH["time"], latitude=_TRUTH["latitude"] + 0.05,
-                            longitude=_TRUTH["longitude"], depth_km=5.0, ext_mag=ext_mag, ext_mag_type="L")])
+    ev = pd.DataFrame(
+        [
+            dict(
+                event_id=1,
+                time=_TRUTH["time"],
+                latitude=_TRUTH["latitude"] + 0.05,
+                longitude=_TRUTH["longitude"],
+                depth_km=5.0,
+                ext_mag=ext_mag,
+                ext_mag_type="L",
+            )
+        ]
+    )
     hinv.write_arc(d / "in.arc", ev, ph)
     return d
 
@@ -324,7 +427,9 @@ def test_weight_code_4_removes_a_reading(tmp_path):
     b, phb = _locate(extra)
     # (hyp1.40 keeps a code-4 reading in the weight normalisation of the early iterations, so the
     # path -- not the solution -- may differ by metres)
-    assert epicentral_km(a.latitude, a.longitude, b.latitude, b.longitude) < 0.01 and abs(a.depth_km - b.depth_km) < 0.01
+    assert (
+        epicentral_km(a.latitude, a.longitude, b.latitude, b.longitude) < 0.01 and abs(a.depth_km - b.depth_km) < 0.01
+    )
     assert abs((a.time - b.time).total_seconds()) <= 0.005
     row = phb[(phb.station_id == "IV.S05") & (phb.phase == "P")].iloc[0]
     assert row.weight_used == 0 and row.weight_code == 4
@@ -335,7 +440,10 @@ def test_weight_code_4_removes_a_reading(tmp_path):
     hinv.write_arc(arc, ev, pd.concat([ph[ph.station_id != "IV.S05"], pd.DataFrame([bad1])], ignore_index=True))
     (extra / "hyp.command").write_text(_command("WET 1. 0. 0. 0.\n"))
     c, _ = _locate(extra)
-    assert epicentral_km(a.latitude, a.longitude, c.latitude, c.longitude) < 0.01 and abs((a.time - c.time).total_seconds()) <= 0.005
+    assert (
+        epicentral_km(a.latitude, a.longitude, c.latitude, c.longitude) < 0.01
+        and abs((a.time - c.time).total_seconds()) <= 0.005
+    )
 
 
 def test_output_layouts_match_hyp140(tmp_path):
@@ -355,10 +463,16 @@ def test_output_layouts_match_hyp140(tmp_path):
     assert back.latitude.iloc[0] == pytest.approx(e.latitude, abs=1e-4) and back.ext_mag.iloc[0] == 1.37
     prt = (d / "out.prt").read_text()
     assert "SEQUENCE NO.    1" in prt and " STA NET COM L CR DIST AZM  AN P/S WT   SEC (TOBS -TCAL -DLY  =RES)" in prt
-    assert prt.count("\n S00 ") + prt.count("\n S00IV") >= 0 and len([x for x in prt.splitlines() if x[32:33] in "PS"]) >= 24
+    assert (
+        prt.count("\n S00 ") + prt.count("\n S00IV") >= 0
+        and len([x for x in prt.splitlines() if x[32:33] in "PS"]) >= 24
+    )
     # CAR 3: a shadow line after every line; H71 1 / 2 / 4 summaries
-    for h71, check in ((1, lambda s: len(s[0]) == 179), (2, lambda s: s[0][8] == " " and len(s[0]) < 100),
-                       (4, lambda s: s[0].startswith("   DATE     TIME,") and s[1].count(",") > 15)):
+    for h71, check in (
+        (1, lambda s: len(s[0]) == 179),
+        (2, lambda s: s[0][8] == " " and len(s[0]) < 100),
+        (4, lambda s: s[0].startswith("   DATE     TIME,") and s[1].count(",") > 15),
+    ):
         (d / "hyp.command").write_text(_command().replace("H71 3 1 3", f"H71 {h71} 1 3").replace("CAR 1", "CAR 3"))
         _locate(d)
         s = (d / "out.sum").read_text().splitlines()
@@ -377,7 +491,9 @@ def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
     with pytest.raises(Exception, match=r"in.arc has no events"):
         locate_hypoinverse_project(d / "hyp.command")
     (d / "hyp.command").write_text(_command().replace("'p.crh'", "'missing.crh'"))
-    with pytest.raises(hinv.HypoinverseFormatError, match=r"hyp.command:12: CRH 1: model file not found: .*missing.crh"):
+    with pytest.raises(
+        hinv.HypoinverseFormatError, match=r"hyp.command:12: CRH 1: model file not found: .*missing.crh"
+    ):
         locate_hypoinverse_project(d / "hyp.command")
     monkeypatch.setattr(sys, "argv", ["quakescale", "locate", "hypoinverse", str(d / "hyp.command")])
     with pytest.raises(SystemExit) as ex:
@@ -401,10 +517,36 @@ def test_unsupported_commands_warn_once(tmp_path, caplog):
 def test_catalog_arc_from_the_located_catalog(tmp_path):
     from quakescale.catalog.writers import write_catalogs
 
-    ev = pd.DataFrame([dict(event_id=12, time=_TRUTH["time"], latitude=42.8, longitude=13.2, depth_km=8.0, magnitude=1.2,
-                            mag_type="ML", n_p=3, n_s=2, rms_s=0.05)])
-    pk = pd.DataFrame([dict(event_id=12, station_id=f"IV.S0{i}", phase=ph, time=_TRUTH["time"] + pd.Timedelta(seconds=2 + i + (ph == "S")),
-                            residual_s=0.01, weight=1.0) for i in range(3) for ph in ("P", "S")][:5])
+    ev = pd.DataFrame(
+        [
+            dict(
+                event_id=12,
+                time=_TRUTH["time"],
+                latitude=42.8,
+                longitude=13.2,
+                depth_km=8.0,
+                magnitude=1.2,
+                mag_type="ML",
+                n_p=3,
+                n_s=2,
+                rms_s=0.05,
+            )
+        ]
+    )
+    pk = pd.DataFrame(
+        [
+            dict(
+                event_id=12,
+                station_id=f"IV.S0{i}",
+                phase=ph,
+                time=_TRUTH["time"] + pd.Timedelta(seconds=2 + i + (ph == "S")),
+                residual_s=0.01,
+                weight=1.0,
+            )
+            for i in range(3)
+            for ph in ("P", "S")
+        ][:5]
+    )
     out = write_catalogs(ev, pk, None, tmp_path, "manifest-x", arc_writer=hinv.write_arc_catalog)
     lines = out["arc"].read_text().splitlines()
     assert len(lines[0]) == 179 and lines[0][136:146] == "        12" and lines[0][146:150] == "L120"
@@ -425,7 +567,9 @@ def test_synthetic_project_matches_hyp140(tmp_path):
     ours, _ = locate_hypoinverse_project(tmp_path / "ours" / "hyp.command")
     locate_hypoinverse_project(tmp_path / "ref" / "hyp.command", backend="hypoinverse")
     ref, _ = hinv.read_arc(tmp_path / "ref" / "out.arc")
-    assert epicentral_km(ref.latitude.iloc[0], ref.longitude.iloc[0], ours.latitude.iloc[0], ours.longitude.iloc[0]) < 0.1
+    assert (
+        epicentral_km(ref.latitude.iloc[0], ref.longitude.iloc[0], ours.latitude.iloc[0], ours.longitude.iloc[0]) < 0.1
+    )
     assert abs(ref.depth_km.iloc[0] - ours.depth_km.iloc[0]) < 0.2
     assert abs((ref.time.iloc[0] - ours.time.iloc[0]).total_seconds()) <= 0.02
     a = (tmp_path / "ref" / "out.arc").read_text().splitlines()

@@ -1,38 +1,48 @@
-"""Hypoinverse-2000 files: station (.sta, HINV Y2000 format), archive phase files (.arc, Y2000,
-with shadow lines kept as they come), summary (.sum), CRH velocity models and the command file.
+"""Hypoinverse-2000 files as hyp1.40 reads and writes them: station (.sta, HINV Y2000 format #2),
+archive phase files (.arc, Y2000, shadow lines kept as they come), summaries (.sum, the four
+``H71`` formats), delay files (``DEL``), CRH velocity models and the command file.
 
-Column layouts follow the Hypoinverse-2000 manual (Klein 2002) and Earthworm's ``read_arc.c``;
-below, columns are 0-based Python slices (manual column = start + 1).
+Column layouts follow the Hypoinverse-2000 manual (Klein 2002, USGS OFR 02-171) and hyp1.40's own
+output; below, columns are 0-based Python slices (manual column = start + 1).
 
-Summary (header) line, Y2000 (also the ``.sum`` record)::
+Summary (archive header) line, Y2000, 179 columns (``format_summary_line``)::
 
     [0:4] year  [4:12] MMDDHHMM  [12:16] sec F4.2  [16:18] lat deg  [18] 'S'|' '  [19:23] lat min F4.2
     [23:26] lon deg  [26] 'E'|' '(W)  [27:31] lon min F4.2  [31:36] depth F5.2  [36:39] amp mag F3.2
-    [39:42] n P&S weighted  [42:45] gap  [45:48] dmin km  [48:52] rms F4.2
+    [39:42] n P&S weight > 0.1  [42:45] gap  [45:48] dmin km  [48:52] rms F4.2
     [52:55][55:57][57:61] largest principal error az, dip, size F4.2  [61:64][64:66][66:70] intermediate
     [70:73] coda mag F3.2  [73:76] region  [76:80] smallest principal error F4.2  [80] analyst remark
-    [81] program remark ('-' depth fixed)  [82:85] n S  [85:89] ERH F4.2  [89:93] ERZ F4.2
-    [93:96] n first motions  [110:113] crust model code  [118:121] n valid P&S  [121] amp mag type
-    [136:146] event id I10  [146] preferred mag label  [147:150] preferred mag F3.2  [162] version
+    [81] program remark ('-' depth fixed, '#' convergence)  [82:85] n S  [85:89] ERH F4.2
+    [89:93] ERZ F4.2  [93:96] n first motions  [110:113] crust model code  [118:121] n valid P&S
+    [121] amp mag type  [122] external mag type  [123:126] external mag F3.2  [136:146] event id I10
+    [146] preferred mag label  [147:150] preferred mag F3.2  [162] version  [164:166] domain
+    [166:168] processing version  [168] depth type  [169] crust model type  [170:174] depth datum m
+    [174:179] geoid depth F5.2
+    Missing numbers are written as hyp1.40 writes them (0); magnitude fields read back as absent
+    when their reading counts are 0.
 
-Phase (station archive) line, Y2000::
+Station (phase) line, Y2000, 120 columns: one line per station, its P and its S::
 
     [0:5] site  [5:7] net  [8] comp1  [9:12] channel  [13] P onset  [14] 'P'  [15] P first motion
     [16] P weight code  [17:29] YYYYMMDDHHMM  [29:34] P sec F5.2  [34:38] P residual F4.2
     [38:41] P weight used F3.2  [41:46] S sec F5.2  [46] S onset  [47] 'S'  [48] S first motion
     [49] S weight code  [50:54] S residual F4.2  [54:61] amplitude F7.2  [61:63] amp units code
     [63:66] S weight used F3.2  [66:70] P delay F4.2  [70:74] S delay F4.2  [74:78] distance F4.1
-    [78:81] take-off angle  [83:86] period F3.2  [87:91] coda duration  [91:94] azimuth
-    [97:100] amp magnitude F3.2  [108] data source  [111:113] location code
+    [78:81] emergence angle  [83:86] period F3.2  [87:91] coda duration  [91:94] azimuth
+    [94:97] coda mag F3.2  [97:100] amp magnitude F3.2  [100:104][104:108] P, S importance F4.3
+    [108] data source  [111:113] location code
+    Times are seconds after the line's minute (the event's minute when written; > 60 allowed).
 
-Terminator line: blank except the event id in [62:72]; a ``$`` shadow line may follow any
-record and is kept verbatim (``shadow`` columns) and written back after the same record.
+Terminator line: blank or with the event id in [62:72] and, in Hypoinverse's terminator format,
+a trial hypocentre (see the runner); a ``$`` shadow line may follow any record and is kept
+verbatim (``shadow`` columns) and written back after the same record.
 
-Station line (HINV Y2000 format #2; ``H71 3 1 3`` / ``LET 5 2 0``)::
+Station line (HINV Y2000 format #2; ``H71 x x 3`` / ``LET 5 2 0``)::
 
     [0:5] site  [6:8] net  [9] comp1  [10:13] channel  [15:17] lat deg  [18:25] lat min F7.4
     [25] 'S'|'N'|' '  [26:29] lon deg  [30:37] lon min F7.4  [37] 'E'|'W'|' '(W)  [38:42] elev m
-    [42:45] default period F3.1  [45:80] kept verbatim  [80:82] location code
+    [42:45] default period F3.1  [45:80] kept verbatim (P delays of sets 1 and 2 in [49:54], [55:60])
+    [80:82] location code
 
 Numbers in implied-decimal fields are written without a decimal point (Fortran ``F4.2`` on
 input accepts both); blank fields read as NaN.
@@ -53,9 +63,25 @@ import pandas as pd
 from ..velocity import LayeredModel
 
 __all__ = [
-    "read_sta", "write_sta", "read_arc", "write_arc", "read_sum", "write_sum", "read_crh", "write_crh",
-    "read_command_file", "HypCommands", "format_summary_line", "parse_summary_line", "format_summary_h71",
-    "summary_header", "quality_code", "read_delays", "write_arc_catalog", "SUPPORTED_COMMANDS", "NO_EFFECT_COMMANDS",
+    "read_sta",
+    "write_sta",
+    "read_arc",
+    "write_arc",
+    "read_sum",
+    "write_sum",
+    "read_crh",
+    "write_crh",
+    "read_command_file",
+    "HypCommands",
+    "format_summary_line",
+    "parse_summary_line",
+    "format_summary_h71",
+    "summary_header",
+    "quality_code",
+    "read_delays",
+    "write_arc_catalog",
+    "SUPPORTED_COMMANDS",
+    "NO_EFFECT_COMMANDS",
 ]
 
 
@@ -115,18 +141,54 @@ def _minute_and_sec(t: pd.Timestamp, base: pd.Timestamp | None = None):
 
 # ---------------------------------------------------------------------------------- summary
 _SUM_COLS = [
-    "event_id", "time", "latitude", "longitude", "depth_km", "magnitude", "mag_type", "amp_mag", "coda_mag",
-    "n_phases", "gap_deg", "dmin_km", "rms_s", "err1_az_deg", "err1_dip_deg", "err1_km", "err2_az_deg",
-    "err2_dip_deg", "err2_km", "err3_km", "region", "analyst_remark", "program_remark", "n_s", "erh_km", "erz_km",
-    "n_first_motions", "crust_model", "n_valid", "version", "ext_mag", "ext_mag_type", "pref_mag", "pref_mag_type", "depth_datum_m", "geoid_depth_km",
+    "event_id",
+    "time",
+    "latitude",
+    "longitude",
+    "depth_km",
+    "magnitude",
+    "mag_type",
+    "amp_mag",
+    "coda_mag",
+    "n_phases",
+    "gap_deg",
+    "dmin_km",
+    "rms_s",
+    "err1_az_deg",
+    "err1_dip_deg",
+    "err1_km",
+    "err2_az_deg",
+    "err2_dip_deg",
+    "err2_km",
+    "err3_km",
+    "region",
+    "analyst_remark",
+    "program_remark",
+    "n_s",
+    "erh_km",
+    "erz_km",
+    "n_first_motions",
+    "crust_model",
+    "n_valid",
+    "version",
+    "ext_mag",
+    "ext_mag_type",
+    "pref_mag",
+    "pref_mag_type",
+    "depth_datum_m",
+    "geoid_depth_km",
 ]
 
 
 def parse_summary_line(line: str, where: str = "") -> dict:
     try:
         base = pd.Timestamp(
-            year=int(line[0:4]), month=int(line[4:6]), day=int(line[6:8]), hour=int(_get(line, 8, 10) or 0),
-            minute=int(_get(line, 10, 12) or 0), tz="UTC",
+            year=int(line[0:4]),
+            month=int(line[4:6]),
+            day=int(line[6:8]),
+            hour=int(_get(line, 8, 10) or 0),
+            minute=int(_get(line, 10, 12) or 0),
+            tz="UTC",
         )
         sec = _num(_get(line, 12, 16), 2)
         t = base + pd.to_timedelta(0.0 if math.isnan(sec) else sec, unit="s")
@@ -154,8 +216,15 @@ def parse_summary_line(line: str, where: str = "") -> dict:
         "longitude": lon,
         "depth_km": _num(_get(line, 31, 36), 2),
         "magnitude": pref if not math.isnan(pref) else ext if not math.isnan(ext) else amp,
-        "mag_type": ("M" + label) if label else ("M" + ext_label) if ext_label else
-        (("M" + _get(line, 121, 122).strip()) if _get(line, 121, 122).strip() else None),
+        "mag_type": (
+            ("M" + label)
+            if label
+            else (
+                ("M" + ext_label)
+                if ext_label
+                else (("M" + _get(line, 121, 122).strip()) if _get(line, 121, 122).strip() else None)
+            )
+        ),
         "amp_mag": amp,
         "coda_mag": coda,
         "n_phases": _num(_get(line, 39, 42)),
@@ -256,27 +325,65 @@ def format_summary_line(ev, width: int = 179) -> str:
     keys = set(ev.keys()) if hasattr(ev, "keys") else set()
     sec100 = int(round((t.second + t.microsecond / 1e6) * 100))
     parts = [
-        t.strftime("%Y%m%d%H%M"), f"{sec100:04d}"[-4:],
-        f"{ll[0][0]:2d}" if ll[0] else "  ", "S" if lat < 0 else " ", f"{ll[0][1]:4d}" if ll[0] else "    ",
-        f"{ll[1][0]:3d}" if ll[1] else "   ", "E" if lon >= 0 else " ", f"{ll[1][1]:4d}" if ll[1] else "    ",
-        _i(v("depth_km"), 5, 100), _mag3(v("amp_mag") if "amp_mag" in keys else mag), _i(nph, 3), _i(v("gap_deg"), 3), _i(min(v("dmin_km", 0), 999), 3),
+        t.strftime("%Y%m%d%H%M"),
+        f"{sec100:04d}"[-4:],
+        f"{ll[0][0]:2d}" if ll[0] else "  ",
+        "S" if lat < 0 else " ",
+        f"{ll[0][1]:4d}" if ll[0] else "    ",
+        f"{ll[1][0]:3d}" if ll[1] else "   ",
+        "E" if lon >= 0 else " ",
+        f"{ll[1][1]:4d}" if ll[1] else "    ",
+        _i(v("depth_km"), 5, 100),
+        _mag3(v("amp_mag") if "amp_mag" in keys else mag),
+        _i(nph, 3),
+        _i(v("gap_deg"), 3),
+        _i(min(v("dmin_km", 0), 999), 3),
         _i(min(v("rms_s", 0), 99.99), 4, 100),
-        _i(v("err1_az_deg"), 3), _i(v("err1_dip_deg"), 2), _i(v("err1_km"), 4, 100),
-        _i(v("err2_az_deg"), 3), _i(v("err2_dip_deg"), 2), _i(v("err2_km"), 4, 100),
-        _mag3(v("coda_mag")), _c(v("region", ""), 3), _i(v("err3_km"), 4, 100),
-        _c(v("analyst_remark", ""), 1), _c(prem, 1), _i(v("n_s"), 3),
-        _i(v("erh_km"), 4, 100), _i(v("erz_km"), 4, 100), _i(v("n_first_motions"), 3),
-        _i(v("n_amp_mags"), 3) + "0", _i(v("n_coda_mags"), 3) + "0", _i(v("amp_mag_mad"), 3, 100), _i(v("coda_mag_mad"), 3, 100),
-        _c(v("crust_model", ""), 3), _c(v("crust_flag", ""), 1), _c(v("source_codes", ""), 4),
-        _i(v("n_valid", nph), 3), _c(v("amp_mag_type", ""), 1),
-        _c(ext_t, 1), _mag3(ext), _i(v("n_ext_mags"), 2) + "0",
-        _c(v("amp2_mag_type", ""), 1), _mag3(v("amp2_mag")), _i(v("n_amp2_mags"), 2) + "0",
+        _i(v("err1_az_deg"), 3),
+        _i(v("err1_dip_deg"), 2),
+        _i(v("err1_km"), 4, 100),
+        _i(v("err2_az_deg"), 3),
+        _i(v("err2_dip_deg"), 2),
+        _i(v("err2_km"), 4, 100),
+        _mag3(v("coda_mag")),
+        _c(v("region", ""), 3),
+        _i(v("err3_km"), 4, 100),
+        _c(v("analyst_remark", ""), 1),
+        _c(prem, 1),
+        _i(v("n_s"), 3),
+        _i(v("erh_km"), 4, 100),
+        _i(v("erz_km"), 4, 100),
+        _i(v("n_first_motions"), 3),
+        _i(v("n_amp_mags"), 3) + "0",
+        _i(v("n_coda_mags"), 3) + "0",
+        _i(v("amp_mag_mad"), 3, 100),
+        _i(v("coda_mag_mad"), 3, 100),
+        _c(v("crust_model", ""), 3),
+        _c(v("crust_flag", ""), 1),
+        _c(v("source_codes", ""), 4),
+        _i(v("n_valid", nph), 3),
+        _c(v("amp_mag_type", ""), 1),
+        _c(ext_t, 1),
+        _mag3(ext),
+        _i(v("n_ext_mags"), 2) + "0",
+        _c(v("amp2_mag_type", ""), 1),
+        _mag3(v("amp2_mag")),
+        _i(v("n_amp2_mags"), 2) + "0",
         _i(v("file_event_id", v("event_id")), 10),
-        _c(label if mag is not None else "", 1), _mag3(mag if label else None), _i(v("n_pref_mags"), 3) + "0",
-        _c(v("coda2_mag_type", ""), 1), _mag3(v("coda2_mag")), _i(v("n_coda2_mags"), 3) + "0",
-        _c(v("version", ""), 1), _c(v("review_version", ""), 1),
-        _c(v("domain", "NC"), 2), _c(v("processing_version", "01"), 2), _c(v("depth_type", "M"), 1),
-        _c(v("model_type", "H"), 1), _i(v("depth_datum_m"), 4), _i(v("geoid_depth_km"), 5, 100),
+        _c(label if mag is not None else "", 1),
+        _mag3(mag if label else None),
+        _i(v("n_pref_mags"), 3) + "0",
+        _c(v("coda2_mag_type", ""), 1),
+        _mag3(v("coda2_mag")),
+        _i(v("n_coda2_mags"), 3) + "0",
+        _c(v("version", ""), 1),
+        _c(v("review_version", ""), 1),
+        _c(v("domain", "NC"), 2),
+        _c(v("processing_version", "01"), 2),
+        _c(v("depth_type", "M"), 1),
+        _c(v("model_type", "H"), 1),
+        _i(v("depth_datum_m"), 4),
+        _i(v("geoid_depth_km"), 5, 100),
     ]
     line = "".join(parts)
     assert len(line) == 179, (len(line), line)
@@ -318,11 +425,21 @@ _RDM_HEAD_CSV = {1: "DUR-MAG1", 2: "DUR-MAG2", 3: "AMP-MAG1", 4: "AMP-MAG2", 5: 
 def summary_header(fmt: int, mags=(1, 3, 5)) -> str | None:
     """The field-name line hyp1.40 writes first in readable (``H71 3``) and csv (``H71 4``) summaries."""
     if fmt == 3:
-        return ("   DATE     TIME  SEC     LAT      LON    " + " DEPTH PREF-MAG NM NUM GAP  DMIN  RMS    ERH   ERZ QASR "
-                + " " * 4 + "ID-NUM LOC" + "".join(" " + _RDM_HEAD[m] for m in mags))
+        return (
+            "   DATE     TIME  SEC     LAT      LON    "
+            + " DEPTH PREF-MAG NM NUM GAP  DMIN  RMS    ERH   ERZ QASR "
+            + " " * 4
+            + "ID-NUM LOC"
+            + "".join(" " + _RDM_HEAD[m] for m in mags)
+        )
     if fmt == 4:
-        return ("   DATE     TIME, SEC ,   LAT  ,   LON   ," + " DEPTH,PREF,MAG,NM,NUM,GAP, DMIN, RMS ,  ERH,  ERZ,QASR,"
-                + " " * 4 + "ID-NUM,LOC" + "".join("," + _RDM_HEAD_CSV[m] for m in mags))
+        return (
+            "   DATE     TIME, SEC ,   LAT  ,   LON   ,"
+            + " DEPTH,PREF,MAG,NM,NUM,GAP, DMIN, RMS ,  ERH,  ERZ,QASR,"
+            + " " * 4
+            + "ID-NUM,LOC"
+            + "".join("," + _RDM_HEAD_CSV[m] for m in mags)
+        )
     return None
 
 
@@ -361,11 +478,14 @@ def format_summary_h71(ev, fmt: int, mags=(1, 3, 5), blank_mags: bool = True) ->
     if fmt == 2:
         a = abs(lat)
         b = abs(lon)
-        return (f"{t.year:4d}{t.month:02d}{t.day:02d} {t.hour:02d}{t.minute:02d}{sec:6.2f}{int(a):3d}{'S' if lat < 0 else ' '}"
-                f"{(a - int(a)) * 60:5.2f}{int(b):4d}{'E' if lon >= 0 else ' '}{(b - int(b)) * 60:5.2f}{depth:7.2f} "
-                f"{_c(label, 1)}{_f(pref, 5, 2)}{_i(nph, 3)}{_i(v('gap_deg'), 4)}{_f(v('dmin_km'), 5, 1)}"
-                f"{_f(v('rms_s'), 5, 2)}{_f(v('erh_km'), 5, 1)}{_f(v('erz_km'), 5, 1)}{_c(v('analyst_remark', ''), 1)}{q}"
-                f"{_c(v('source_code', ''), 1)}{_c(prem, 1)}{eid:10d} {_c(v('version', ''), 1)}{_c(v('region', ''), 3)}").rstrip()
+        return (
+            f"{t.year:4d}{t.month:02d}{t.day:02d} {t.hour:02d}{t.minute:02d}{sec:6.2f}"
+            f"{int(a):3d}{'S' if lat < 0 else ' '}"
+            f"{(a - int(a)) * 60:5.2f}{int(b):4d}{'E' if lon >= 0 else ' '}{(b - int(b)) * 60:5.2f}{depth:7.2f} "
+            f"{_c(label, 1)}{_f(pref, 5, 2)}{_i(nph, 3)}{_i(v('gap_deg'), 4)}{_f(v('dmin_km'), 5, 1)}"
+            f"{_f(v('rms_s'), 5, 2)}{_f(v('erh_km'), 5, 1)}{_f(v('erz_km'), 5, 1)}{_c(v('analyst_remark', ''), 1)}{q}"
+            f"{_c(v('source_code', ''), 1)}{_c(prem, 1)}{eid:10d} {_c(v('version', ''), 1)}{_c(v('region', ''), 3)}"
+        ).rstrip()
     sep = "," if fmt == 4 else " "
     if pref is not None:
         cr5, cr2, cr2a = f"{float(pref):5.2f}", "M" + label, f"{min(int(v('n_pref_mags', 0)), 99):2d}"
@@ -374,8 +494,13 @@ def format_summary_h71(ev, fmt: int, mags=(1, 3, 5), blank_mags: bool = True) ->
     else:
         cr5, cr2, cr2a = "     ", "  ", "  "
     ext, ext_t = v("ext_mag"), v("ext_mag_type", "")
-    vals = {1: (v("coda_mag"), v("coda_mag_type", "")), 2: (v("coda2_mag"), v("coda2_mag_type", "")),
-            3: (v("amp_mag"), v("amp_mag_type", "")), 4: (v("amp2_mag"), v("amp2_mag_type", "")), 5: (ext, ext_t)}
+    vals = {
+        1: (v("coda_mag"), v("coda_mag_type", "")),
+        2: (v("coda2_mag"), v("coda2_mag_type", "")),
+        3: (v("amp_mag"), v("amp_mag_type", "")),
+        4: (v("amp2_mag"), v("amp2_mag_type", "")),
+        5: (ext, ext_t),
+    }
     tail = ""
     for m in mags:
         val, lab = vals[m]
@@ -385,11 +510,14 @@ def format_summary_h71(ev, fmt: int, mags=(1, 3, 5), blank_mags: bool = True) ->
             tail += sep + " 0.00" + sep + "M" + _c(lab, 1)
         else:
             tail += sep + "     " + sep + "  "
-    line = (f"{t.year:4d}/{t.month:02d}/{t.day:02d} {t.hour:02d}:{t.minute:02d}{sep}{sec:5.2f}{sep}{lat:8.4f}{sep}"
-            f"{lon:9.4f}{sep}{depth:6.2f}{sep}{cr5}{sep}{cr2}{sep}{cr2a}{sep}{_i(nph, 3)}{sep}{_i(v('gap_deg'), 3)}{sep}"
-            f"{_f(v('dmin_km'), 5, 1)}{sep}{_f(v('rms_s'), 5, 2)}{sep}{_f(v('erh_km'), 5, 1)}{sep}{_f(v('erz_km'), 5, 1)}{sep}"
-            f"{q}{_c(prem, 1)}{_c(v('source_code', ''), 1)}{_c(v('analyst_remark', ''), 1)}{sep}{eid:10d}{sep}"
-            f"{_c(v('region', ''), 3)}{tail}")
+    line = (
+        f"{t.year:4d}/{t.month:02d}/{t.day:02d} {t.hour:02d}:{t.minute:02d}{sep}{sec:5.2f}{sep}{lat:8.4f}{sep}"
+        f"{lon:9.4f}{sep}{depth:6.2f}{sep}{cr5}{sep}{cr2}{sep}{cr2a}{sep}{_i(nph, 3)}{sep}{_i(v('gap_deg'), 3)}{sep}"
+        f"{_f(v('dmin_km'), 5, 1)}{sep}{_f(v('rms_s'), 5, 2)}{sep}"
+        f"{_f(v('erh_km'), 5, 1)}{sep}{_f(v('erz_km'), 5, 1)}{sep}"
+        f"{q}{_c(prem, 1)}{_c(v('source_code', ''), 1)}{_c(v('analyst_remark', ''), 1)}{sep}{eid:10d}{sep}"
+        f"{_c(v('region', ''), 3)}{tail}"
+    )
     return line
 
 
@@ -397,44 +525,87 @@ def format_summary_h71(ev, fmt: int, mags=(1, 3, 5), blank_mags: bool = True) ->
 def _parse_phase_line(line: str, where: str) -> list[dict]:
     site, net = _get(line, 0, 5).strip(), _get(line, 5, 7).strip()
     common = dict(
-        station=site, network=net, station_id=f"{net}.{site}" if net else site, component=_get(line, 8, 9).strip(),
-        channel=_get(line, 9, 12).strip(), location=_get(line, 111, 113).strip(),
-        distance_km=_num(_get(line, 74, 78), 1), takeoff_deg=_num(_get(line, 78, 81)),
-        azimuth_deg=_num(_get(line, 91, 94)), data_source=_get(line, 108, 109).strip(),
+        station=site,
+        network=net,
+        station_id=f"{net}.{site}" if net else site,
+        component=_get(line, 8, 9).strip(),
+        channel=_get(line, 9, 12).strip(),
+        location=_get(line, 111, 113).strip(),
+        distance_km=_num(_get(line, 74, 78), 1),
+        takeoff_deg=_num(_get(line, 78, 81)),
+        azimuth_deg=_num(_get(line, 91, 94)),
+        data_source=_get(line, 108, 109).strip(),
     )
     try:
         base = pd.Timestamp(
-            year=int(line[17:21]), month=int(line[21:23]), day=int(line[23:25]), hour=int(line[25:27]),
-            minute=int(line[27:29]), tz="UTC",
+            year=int(line[17:21]),
+            month=int(line[21:23]),
+            day=int(line[23:25]),
+            hour=int(line[25:27]),
+            minute=int(line[27:29]),
+            tz="UTC",
         )
     except ValueError as exc:
         raise HypoinverseFormatError(f"{where}: bad phase date/time in {line!r}: {exc}") from None
     rows = []
     if _get(line, 14, 15).upper() == "P":
         sec = _num(_get(line, 29, 34), 2)
-        rows.append(dict(
-            common, phase="P", onset=_get(line, 13, 14).strip(), first_motion=_get(line, 15, 16).strip(),
-            weight_code=_num(_get(line, 16, 17)), time=base + pd.to_timedelta(np.nan_to_num(sec), unit="s"),
-            residual_s=_num(_get(line, 34, 38), 2), weight_used=_num(_get(line, 38, 41), 2),
-            delay_s=_num(_get(line, 66, 70), 2), amplitude=math.nan, amp_units="", period_s=math.nan,
-            amp_mag=math.nan, importance=_num(_get(line, 100, 104), 3),
-        ))
+        rows.append(
+            dict(
+                common,
+                phase="P",
+                onset=_get(line, 13, 14).strip(),
+                first_motion=_get(line, 15, 16).strip(),
+                weight_code=_num(_get(line, 16, 17)),
+                time=base + pd.to_timedelta(np.nan_to_num(sec), unit="s"),
+                residual_s=_num(_get(line, 34, 38), 2),
+                weight_used=_num(_get(line, 38, 41), 2),
+                delay_s=_num(_get(line, 66, 70), 2),
+                amplitude=math.nan,
+                amp_units="",
+                period_s=math.nan,
+                amp_mag=math.nan,
+                importance=_num(_get(line, 100, 104), 3),
+            )
+        )
     if _get(line, 47, 48).upper() == "S":
         sec = _num(_get(line, 41, 46), 2)
-        rows.append(dict(
-            common, phase="S", onset=_get(line, 46, 47).strip(), first_motion=_get(line, 48, 49).strip(),
-            weight_code=_num(_get(line, 49, 50)), time=base + pd.to_timedelta(np.nan_to_num(sec), unit="s"),
-            residual_s=_num(_get(line, 50, 54), 2), weight_used=_num(_get(line, 63, 66), 2),
-            delay_s=_num(_get(line, 70, 74), 2), amplitude=_num(_get(line, 54, 61), 2),
-            amp_units=_get(line, 61, 63).strip(), period_s=_num(_get(line, 83, 86), 2),
-            amp_mag=_num(_get(line, 97, 100), 2), importance=_num(_get(line, 104, 108), 3),
-        ))
+        rows.append(
+            dict(
+                common,
+                phase="S",
+                onset=_get(line, 46, 47).strip(),
+                first_motion=_get(line, 48, 49).strip(),
+                weight_code=_num(_get(line, 49, 50)),
+                time=base + pd.to_timedelta(np.nan_to_num(sec), unit="s"),
+                residual_s=_num(_get(line, 50, 54), 2),
+                weight_used=_num(_get(line, 63, 66), 2),
+                delay_s=_num(_get(line, 70, 74), 2),
+                amplitude=_num(_get(line, 54, 61), 2),
+                amp_units=_get(line, 61, 63).strip(),
+                period_s=_num(_get(line, 83, 86), 2),
+                amp_mag=_num(_get(line, 97, 100), 2),
+                importance=_num(_get(line, 104, 108), 3),
+            )
+        )
     if not rows:  # amplitude-only or unknown phase line: keep it as an amplitude row
-        rows.append(dict(
-            common, phase="A", onset="", first_motion="", weight_code=math.nan, time=base, residual_s=math.nan,
-            weight_used=math.nan, delay_s=math.nan, amplitude=_num(_get(line, 54, 61), 2),
-            amp_units=_get(line, 61, 63).strip(), period_s=_num(_get(line, 83, 86), 2), amp_mag=_num(_get(line, 97, 100), 2),
-        ))
+        rows.append(
+            dict(
+                common,
+                phase="A",
+                onset="",
+                first_motion="",
+                weight_code=math.nan,
+                time=base,
+                residual_s=math.nan,
+                weight_used=math.nan,
+                delay_s=math.nan,
+                amplitude=_num(_get(line, 54, 61), 2),
+                amp_units=_get(line, 61, 63).strip(),
+                period_s=_num(_get(line, 83, 86), 2),
+                amp_mag=_num(_get(line, 97, 100), 2),
+            )
+        )
     return rows
 
 
@@ -479,22 +650,48 @@ def _format_phase_line(r, p=None, s=None, base: pd.Timestamp | None = None) -> s
 
     pp = p if p is not None else None
     parts = [
-        _txt(sta, 5), _txt(net, 2), " ", _txt(g(first, "component", ""), 1), _txt(g(first, "channel", ""), 3), " ",
-        rmk(pp, "P") + (_txt(g(pp, "first_motion", ""), 1) if pp is not None else " "), code(pp) if pp is not None else "0",
+        _txt(sta, 5),
+        _txt(net, 2),
+        " ",
+        _txt(g(first, "component", ""), 1),
+        _txt(g(first, "channel", ""), 3),
+        " ",
+        rmk(pp, "P") + (_txt(g(pp, "first_motion", ""), 1) if pp is not None else " "),
+        code(pp) if pp is not None else "0",
         base.strftime("%Y%m%d%H%M"),
-        _i(sec(pp) if pp is not None else None, 5, 100), _i(g(pp, "residual_s"), 4, 100), _i(g(pp, "weight_used"), 3, 100),
-        _i(sec(s) if s is not None else None, 5, 100), rmk(s, "S"), " ", code(s) if s is not None else "0",
+        _i(sec(pp) if pp is not None else None, 5, 100),
+        _i(g(pp, "residual_s"), 4, 100),
+        _i(g(pp, "weight_used"), 3, 100),
+        _i(sec(s) if s is not None else None, 5, 100),
+        rmk(s, "S"),
+        " ",
+        code(s) if s is not None else "0",
         _i(g(s, "residual_s"), 4, 100),
         _i(g(amp_row if amp_row is not None else s, "amplitude"), 7, 100),
         _txt(str(g(amp_row if amp_row is not None else s, "amp_units", "")).strip() or "0", 2, left=False),
-        _i(g(s, "weight_used"), 3, 100), _i(g(pp, "delay_s"), 4, 100), _i(g(s, "delay_s"), 4, 100),
-        _i(g(first, "distance_km"), 4, 10), _i(g(first, "takeoff_deg"), 3), "0", "0",
-        _i(g(amp_row if amp_row is not None else s, "period_s"), 3, 100), _txt(g(first, "station_remark", ""), 1),
-        _txt(g(first, "coda_duration", ""), 4, left=False), _i(g(first, "azimuth_deg"), 3),
-        _mag3(g(first, "coda_mag")), _mag3(g(amp_row if amp_row is not None else s, "amp_mag")),
-        _i(g(pp, "importance"), 4, 1000), _i(g(s, "importance"), 4, 1000),
-        _txt(g(first, "data_source", ""), 1), " ", " ", _txt(g(first, "location", ""), 2),
-        _i(g(first, "amp_type"), 2), _txt(g(first, "alt_component", ""), 3), " ", " ",
+        _i(g(s, "weight_used"), 3, 100),
+        _i(g(pp, "delay_s"), 4, 100),
+        _i(g(s, "delay_s"), 4, 100),
+        _i(g(first, "distance_km"), 4, 10),
+        _i(g(first, "takeoff_deg"), 3),
+        "0",
+        "0",
+        _i(g(amp_row if amp_row is not None else s, "period_s"), 3, 100),
+        _txt(g(first, "station_remark", ""), 1),
+        _txt(g(first, "coda_duration", ""), 4, left=False),
+        _i(g(first, "azimuth_deg"), 3),
+        _mag3(g(first, "coda_mag")),
+        _mag3(g(amp_row if amp_row is not None else s, "amp_mag")),
+        _i(g(pp, "importance"), 4, 1000),
+        _i(g(s, "importance"), 4, 1000),
+        _txt(g(first, "data_source", ""), 1),
+        " ",
+        " ",
+        _txt(g(first, "location", ""), 2),
+        _i(g(first, "amp_type"), 2),
+        _txt(g(first, "alt_component", ""), 3),
+        " ",
+        " ",
     ]
     line = "".join(parts)
     assert len(line) == 120, (len(line), line)
@@ -538,7 +735,9 @@ def read_arc(path):
             last = (cur, "shadow")
             continue
         if closed:
-            raise HypoinverseFormatError(f"{where}: expected a summary (header) line starting with YYYYMMDDHHMM, got {line!r}")
+            raise HypoinverseFormatError(
+                f"{where}: expected a summary (header) line starting with YYYYMMDDHHMM, got {line!r}"
+            )
         if not line[:12].strip():  # terminator
             cur["terminator"] = line
             if cur["event_id"] is None:
@@ -582,8 +781,10 @@ def _station_lines(rows: list[dict]) -> list[tuple]:
     open_: dict = {}
     for r in rows:
         ph = str(r.get("phase", "P")).upper()[:1]
-        key = tuple(str(r.get(k) if r.get(k) is not None and not pd.isna(r.get(k)) else "")
-                    for k in ("station_id", "network", "station", "component", "channel", "location"))
+        key = tuple(
+            str(r.get(k) if r.get(k) is not None and not pd.isna(r.get(k)) else "")
+            for k in ("station_id", "network", "station", "component", "channel", "location")
+        )
         if ph == "A":
             lines.append([None, None, r])
             continue
@@ -620,8 +821,11 @@ def write_arc(path, events: pd.DataFrame, phases: pd.DataFrame, shadows: bool = 
         t0 = e.get("time")
         base = _ts(t0).round("10ms").floor("min") if t0 is not None and not pd.isna(t0) else None
         for p, s, a in _station_lines(by_ev.get(e["event_id"], pd.DataFrame()).to_dict("records")):
-            out.append(_format_phase_line(a if a is not None else (p if p is not None else s), p, s, base)
-                       if a is None else _format_phase_line(a, base=base))
+            out.append(
+                _format_phase_line(a if a is not None else (p if p is not None else s), p, s, base)
+                if a is None
+                else _format_phase_line(a, base=base)
+            )
             shadow(p if p is not None else s if s is not None else a)
         term = e.get("terminator")
         if not isinstance(term, str):
@@ -636,35 +840,71 @@ def write_arc(path, events: pd.DataFrame, phases: pd.DataFrame, shadows: bool = 
 
 def _parse_h71_line(line: str, fmt: int, where: str) -> dict:
     """A summary line of the ``H71`` 2 (Hypo71-2000), 3 (readable) or 4 (csv) formats."""
+
     def num(a, b):
         x = line[a:b].strip().strip(",")
         return float(x) if x else math.nan
 
     try:
         if fmt == 2:
-            base = pd.Timestamp(year=int(line[0:4]), month=int(line[4:6]), day=int(line[6:8]), hour=int(line[9:11]),
-                                minute=int(line[11:13]), tz="UTC")
+            base = pd.Timestamp(
+                year=int(line[0:4]),
+                month=int(line[4:6]),
+                day=int(line[6:8]),
+                hour=int(line[9:11]),
+                minute=int(line[11:13]),
+                tz="UTC",
+            )
             sec = num(13, 19)
             lat = (num(19, 22) + num(23, 28) / 60.0) * (-1 if line[22] == "S" else 1)
             lon = (num(28, 32) + num(33, 38) / 60.0) * (1 if line[32] == "E" else -1)
-            r = dict(depth_km=num(38, 45), magnitude=num(47, 52), mag_type=("M" + line[46]) if line[46].strip() else None,
-                     n_phases=num(52, 55), gap_deg=num(55, 59), dmin_km=num(59, 64), rms_s=num(64, 69), erh_km=num(69, 74),
-                     erz_km=num(74, 79), analyst_remark=line[79:80].strip(), quality=line[80:81].strip(),
-                     program_remark=line[82:83].strip(), event_id=int(num(83, 93)) if line[83:93].strip() else None)
+            r = dict(
+                depth_km=num(38, 45),
+                magnitude=num(47, 52),
+                mag_type=("M" + line[46]) if line[46].strip() else None,
+                n_phases=num(52, 55),
+                gap_deg=num(55, 59),
+                dmin_km=num(59, 64),
+                rms_s=num(64, 69),
+                erh_km=num(69, 74),
+                erz_km=num(74, 79),
+                analyst_remark=line[79:80].strip(),
+                quality=line[80:81].strip(),
+                program_remark=line[82:83].strip(),
+                event_id=int(num(83, 93)) if line[83:93].strip() else None,
+            )
         else:
-            base = pd.Timestamp(year=int(line[0:4]), month=int(line[5:7]), day=int(line[8:10]), hour=int(line[11:13]),
-                                minute=int(line[14:16]), tz="UTC")
+            base = pd.Timestamp(
+                year=int(line[0:4]),
+                month=int(line[5:7]),
+                day=int(line[8:10]),
+                hour=int(line[11:13]),
+                minute=int(line[14:16]),
+                tz="UTC",
+            )
             sec = num(17, 22)
             lat, lon = num(23, 31), num(32, 41)
             label = line[55:57].strip().strip(",")
-            r = dict(depth_km=num(42, 48), magnitude=num(49, 54), mag_type=label or None, n_phases=num(61, 64),
-                     gap_deg=num(65, 68), dmin_km=num(69, 74), rms_s=num(75, 80), erh_km=num(81, 86), erz_km=num(87, 92),
-                     quality=line[93:94].strip(), program_remark=line[94:95].strip(), analyst_remark=line[96:97].strip(),
-                     event_id=int(num(98, 108)) if line[98:108].strip(" ,") else None, region=line[109:112].strip(" ,"))
+            r = dict(
+                depth_km=num(42, 48),
+                magnitude=num(49, 54),
+                mag_type=label or None,
+                n_phases=num(61, 64),
+                gap_deg=num(65, 68),
+                dmin_km=num(69, 74),
+                rms_s=num(75, 80),
+                erh_km=num(81, 86),
+                erz_km=num(87, 92),
+                quality=line[93:94].strip(),
+                program_remark=line[94:95].strip(),
+                analyst_remark=line[96:97].strip(),
+                event_id=int(num(98, 108)) if line[98:108].strip(" ,") else None,
+                region=line[109:112].strip(" ,"),
+            )
             if len(line) > 113:  # trailing magnitudes: value + type pairs of 9 characters
                 k = 112
                 while k + 9 <= len(line) + 1:
-                    val, typ = line[k + 1:k + 6].strip(), line[k + 7:k + 9].strip()
+                    val, typ = line[k + 1 : k + 6].strip(), line[k + 7 : k + 9].strip()
                     if val and typ and math.isnan(r["magnitude"]):
                         r["ext_mag"], r["ext_mag_type"] = float(val), typ[1:]
                     k += 9
@@ -719,19 +959,29 @@ def read_sta(path) -> pd.DataFrame:
             latd, latm = float(_get(line, 15, 17)), float(_get(line, 18, 25))
             lond, lonm = float(_get(line, 26, 29)), float(_get(line, 30, 37))
         except ValueError:
-            raise HypoinverseFormatError(f"{path}:{n}: bad HINV station line (lat/lon columns 16-38): {line!r}") from None
+            raise HypoinverseFormatError(
+                f"{path}:{n}: bad HINV station line (lat/lon columns 16-38): {line!r}"
+            ) from None
         ns, ew = _get(line, 25, 26), _get(line, 37, 38)
         elev = _num(_get(line, 38, 42))
         site, net = _get(line, 0, 5).strip(), _get(line, 6, 8).strip()
-        rows.append(dict(
-            station_id=f"{net}.{site}" if net else site, network=net, station=site,
-            component=_get(line, 9, 10).strip(), channel=_get(line, 10, 13).strip(),
-            latitude=(latd + latm / 60.0) * (-1 if ns in ("S", "s") else 1),
-            longitude=(lond + lonm / 60.0) * (1 if ew in ("E", "e") else -1),
-            elevation_m=0.0 if math.isnan(elev) else elev, period_s=_num(_get(line, 42, 45), 1),
-            location=_get(line, 80, 82).strip(), extra=_get(line, 45, 80).rstrip(),
-            delay1_s=_num(_get(line, 49, 54), 2), delay2_s=_num(_get(line, 55, 60), 2),
-        ))
+        rows.append(
+            dict(
+                station_id=f"{net}.{site}" if net else site,
+                network=net,
+                station=site,
+                component=_get(line, 9, 10).strip(),
+                channel=_get(line, 10, 13).strip(),
+                latitude=(latd + latm / 60.0) * (-1 if ns in ("S", "s") else 1),
+                longitude=(lond + lonm / 60.0) * (1 if ew in ("E", "e") else -1),
+                elevation_m=0.0 if math.isnan(elev) else elev,
+                period_s=_num(_get(line, 42, 45), 1),
+                location=_get(line, 80, 82).strip(),
+                extra=_get(line, 45, 80).rstrip(),
+                delay1_s=_num(_get(line, 49, 54), 2),
+                delay2_s=_num(_get(line, 55, 60), 2),
+            )
+        )
     if not rows:
         raise HypoinverseFormatError(f"{path}: no station lines")
     return pd.DataFrame(rows)
@@ -813,7 +1063,7 @@ def crh_model(p_path, s_path=None, vpvs: float = 1.73) -> LayeredModel:
 SUPPORTED_COMMANDS = {
     "200": "Y2000 formats (always on)",
     "H71": "summary output format (1 Hypoinverse, 2 Hypo71, 3 readable, 4 csv), terminator format (1, 2, 3 = trial "
-           "from the header), station format (only the Hypoinverse #2 station format is read)",
+    "from the header), station format (only the Hypoinverse #2 station format is read)",
     "STA": "station file (HINV #2 format; P delays of sets 1 and 2 in columns 50-60)",
     "CRH": "layered model (stations at the model top: elevations not used)",
     "SAL": "independent S model for a P model",
@@ -821,16 +1071,38 @@ SUPPORTED_COMMANDS = {
     "DEL": "station delays for one model (model-set selection: P delays of the P model, S delays of its SAL model)",
     "DIS": "distance weighting: ITRDIS, DISCUT, DISW1, DISW2 (fixed taper DISCUT*DISW1..DISCUT*DISW2)",
     "RMS": "residual weighting: ITRRES, RMSCUT, RMSW1, RMSW2 (fixed taper RMSCUT*RMSW1..RMSCUT*RMSW2)",
-    "ERR": "reading error (s)", "WET": "weights of weight codes 0-3 (codes 4-9: weight 0)", "SWT": "S weight factor",
+    "ERR": "reading error (s)",
+    "WET": "weights of weight codes 0-3 (codes 4-9: weight 0)",
+    "SWT": "S weight factor",
     "ZTR": "trial depth and fix-depth flag (negative trial depth fixes depth for CRH models)",
-    "MIN": "minimum number of weighted readings", "CON": "ITRLIM (maximum iterations)",
-    "PHS": "phase (archive) input file", "ARC": "archive output", "SUM": "summary output", "PRT": "printout",
+    "MIN": "minimum number of weighted readings",
+    "CON": "ITRLIM (maximum iterations)",
+    "PHS": "phase (archive) input file",
+    "ARC": "archive output",
+    "SUM": "summary output",
+    "PRT": "printout",
     "CAR": "archive format (1 no shadows, 3 a shadow after every line)",
     "RDM": "which magnitudes the readable summary lists / blank or zero for missing magnitudes",
 }
 #: Commands accepted without effect on the result (interactive, listing or format-detection ones).
-NO_EFFECT_COMMANDS = {"LET", "ERF", "TOP", "TYP", "FIL", "LOC", "STO", "COP", "LST", "KPR", "REP", "JUN", "PRE",
-                      "LAB", "NET", "APP"}
+NO_EFFECT_COMMANDS = {
+    "LET",
+    "ERF",
+    "TOP",
+    "TYP",
+    "FIL",
+    "LOC",
+    "STO",
+    "COP",
+    "LST",
+    "KPR",
+    "REP",
+    "JUN",
+    "PRE",
+    "LAB",
+    "NET",
+    "APP",
+}
 
 
 @dataclass
@@ -887,7 +1159,9 @@ class HypCommands:
         p_id, s_id = self.p_s_model_ids()
         for mid, f in ((p_id, p), (s_id, s)):
             if f is not None and not Path(f).exists():
-                raise HypoinverseFormatError(f"{self.where.get(f'CRH {mid}', self.path)}: CRH {mid}: model file not found: {f}")
+                raise HypoinverseFormatError(
+                    f"{self.where.get(f'CRH {mid}', self.path)}: CRH {mid}: model file not found: {f}"
+                )
         return crh_model(p, s, vpvs=self.pos or 1.75)
 
     def model_code(self) -> str:
@@ -912,10 +1186,20 @@ class HypCommands:
         stretches with the event RMS when that exceeds RMSCUT); CON -> max_iter; CRH models ->
         use_elevation False (every station at the model top).
         """
-        out: dict = {"trial_depth_km": 7.0, "min_picks": 4, "read_error_s": 0.15,
-                     "quality_weights": (1.0, 0.75, 0.5, 0.25, 0.0), "s_weight": 1.0, "use_elevation": False,
-                     "dist_full_km": 50.0, "dist_zero_km": 150.0, "residual_full_s": 0.16 * 1.5,
-                     "residual_cutoff_factor": 2.0, "residual_weighting_iter": 3, "residual_rms_floor_s": 0.16}
+        out: dict = {
+            "trial_depth_km": 7.0,
+            "min_picks": 4,
+            "read_error_s": 0.15,
+            "quality_weights": (1.0, 0.75, 0.5, 0.25, 0.0),
+            "s_weight": 1.0,
+            "use_elevation": False,
+            "dist_full_km": 50.0,
+            "dist_zero_km": 150.0,
+            "residual_full_s": 0.16 * 1.5,
+            "residual_cutoff_factor": 2.0,
+            "residual_weighting_iter": 3,
+            "residual_rms_floor_s": 0.16,
+        }
         if self.ztr is not None:
             out["trial_depth_km"] = abs(float(self.ztr))
         if self.min_phases is not None:
@@ -924,7 +1208,7 @@ class HypCommands:
             out["read_error_s"] = float(self.err)
         if self.wet is not None:
             w = [float(x) for x in self.wet][:4]
-            w += list((1.0, 0.75, 0.5, 0.25)[len(w):])
+            w += list((1.0, 0.75, 0.5, 0.25)[len(w) :])
             out["quality_weights"] = tuple(w) + (0.0,)
         if self.swt is not None:
             out["s_weight"] = float(self.swt)
@@ -1122,8 +1406,9 @@ def read_delays(path, where: str = "") -> dict:
 
 
 # ---------------------------------------------------------------------------------- pipeline catalog
-def write_arc_catalog(events: pd.DataFrame, picks: pd.DataFrame | None, stations: pd.DataFrame | None, path,
-                      manifest_ref: str = "") -> Path:
+def write_arc_catalog(
+    events: pd.DataFrame, picks: pd.DataFrame | None, stations: pd.DataFrame | None, path, manifest_ref: str = ""
+) -> Path:
     """``RUN/catalogs/catalog.arc``: the located (or relocated) catalog as a hyp1.40 Y2000 archive --
     179-column summary lines, one 120-column line per station with its P and S, a terminator with
     the event id -- so Hypoinverse (as phase input) and archive converters read it.
@@ -1143,7 +1428,11 @@ def write_arc_catalog(events: pd.DataFrame, picks: pd.DataFrame | None, stations
         ev["n_phases"] = ev["n_p"].fillna(0).astype(int) + ev.get("n_s", 0).fillna(0).astype(int)
     ev["crust_model"] = ev.get("crust_model", "QSC")
     ev["model_type"] = ev.get("model_type", "H")
-    ph = picks.copy() if picks is not None and len(picks) else pd.DataFrame(columns=["event_id", "station_id", "phase", "time"])
+    ph = (
+        picks.copy()
+        if picks is not None and len(picks)
+        else pd.DataFrame(columns=["event_id", "station_id", "phase", "time"])
+    )
     if len(ph):
         ph = ph[ph["phase"].astype(str).str.upper().str[:1].isin(["P", "S"])].copy()
         ph["phase"] = ph["phase"].astype(str).str.upper().str[:1]
@@ -1152,8 +1441,11 @@ def write_arc_catalog(events: pd.DataFrame, picks: pd.DataFrame | None, stations
         sta = sid.str.split(".").str[-1]
         cut = (sta.str.len() > 5) | (net.str.len() > 2)
         if cut.any():
-            log.warning("catalog.arc: %d station code(s) longer than Hypoinverse's 5+2 characters cut (%s)",
-                        int(sid[cut].nunique()), ", ".join(sorted(set(sid[cut]))[:5]))
+            log.warning(
+                "catalog.arc: %d station code(s) longer than Hypoinverse's 5+2 characters cut (%s)",
+                int(sid[cut].nunique()),
+                ", ".join(sorted(set(sid[cut]))[:5]),
+            )
         ph["station"], ph["network"] = sta.str[:5], net.str[:2]
         if "weight_code" not in ph.columns:
             if "weight" in ph.columns:

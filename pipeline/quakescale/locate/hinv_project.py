@@ -230,7 +230,8 @@ def export_hypoinverse_project(events: pd.DataFrame, picks: pd.DataFrame, statio
         f"STA '{STATION_FILE}'",
         *mlines,
         f"DIS 4 {p.dist_full_km:g} 1 {ratio_zero:g}          / full weight to {p.dist_full_km:g} km, zero at {p.dist_zero_km:g} km",
-        f"RMS {int(p.residual_weighting_iter) + 1} {p.residual_full_s:g} 1 {p.residual_cutoff_factor:g}          / full weight to {p.residual_full_s:g} s, zero at {p.residual_full_s * p.residual_cutoff_factor:g} s",
+        f"RMS {int(p.residual_weighting_iter) + 1} {p.residual_full_s:g} 1 {p.residual_cutoff_factor:g}"
+        f"          / full weight to {p.residual_full_s:g} s, zero at {p.residual_full_s * p.residual_cutoff_factor:g} s",
         f"ERR {p.read_error_s:g}",
         f"WET {wet}",
         f"SWT {p.s_weight:g}",

@@ -40,8 +40,15 @@ from ..errors import QuakeScaleError
 from ..formats import hypoinverse as hinv
 from .locator import LocateParams, locate_events, travel_time_table
 
-__all__ = ["find_hypoinverse", "run_hypoinverse", "locate_hypoinverse_project", "HypoinverseNotFound",
-           "HypoinverseProjectError", "project_delays", "write_prt"]
+__all__ = [
+    "find_hypoinverse",
+    "run_hypoinverse",
+    "locate_hypoinverse_project",
+    "HypoinverseNotFound",
+    "HypoinverseProjectError",
+    "project_delays",
+    "write_prt",
+]
 
 log = logging.getLogger("quakescale.locate")
 
@@ -72,15 +79,23 @@ def run_hypoinverse(command_file, exe: str | None = None, timeout_s: float = 360
     path = find_hypoinverse(exe)
     if path is None:
         raise HypoinverseNotFound(
-            f"no Hypoinverse executable ({exe or ' / '.join(EXE_NAMES)}) on PATH; install hyp1.40 or use the builtin backend"
+            f"no Hypoinverse executable ({exe or ' / '.join(EXE_NAMES)}) on PATH; "
+            "install hyp1.40 or use the builtin backend"
         )
     cmd = hinv.read_command_file(command_file)
     proc = subprocess.run(
-        [path], input=f"@{command_file.name}\nSTO\n", text=True, capture_output=True, cwd=command_file.parent,
-        timeout=timeout_s, check=False,
+        [path],
+        input=f"@{command_file.name}\nSTO\n",
+        text=True,
+        capture_output=True,
+        cwd=command_file.parent,
+        timeout=timeout_s,
+        check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"{path} failed on {command_file} (exit {proc.returncode}): {proc.stderr[-2000:] or proc.stdout[-2000:]}")
+        raise RuntimeError(
+            f"{path} failed on {command_file} (exit {proc.returncode}): {proc.stderr[-2000:] or proc.stdout[-2000:]}"
+        )
     events = hinv.read_sum(cmd.sum) if cmd.sum and cmd.sum.exists() else pd.DataFrame()
     phases = hinv.read_arc(cmd.arc)[1] if cmd.arc and cmd.arc.exists() else pd.DataFrame()
     return events, phases
@@ -114,8 +129,13 @@ def project_delays(cmd: hinv.HypCommands, stations: pd.DataFrame, for_location: 
         sets[mid] = {sid: v for (site, net), v in d.items() if (sid := _sid(site, net)) in known}
         unknown = [_sid(s, n) for (s, n) in d if _sid(s, n) not in known]
         if unknown:
-            log.info("%s: DEL %d: %d station(s) not in the station file ignored (%s)", cmd.where.get(f"DEL {mid}", ""),
-                     mid, len(unknown), ", ".join(unknown[:5]))
+            log.info(
+                "%s: DEL %d: %d station(s) not in the station file ignored (%s)",
+                cmd.where.get(f"DEL {mid}", ""),
+                mid,
+                len(unknown),
+                ", ".join(unknown[:5]),
+            )
     p_id, s_id = cmd.p_s_model_ids()
     rows = []
     pset = sets.get(p_id, {})
@@ -181,16 +201,32 @@ def _hyp_settings(cmd: hinv.HypCommands) -> dict:
     dis = list(cmd.dis or ()) + [None] * 4
     rms = list(cmd.rms or ()) + [None] * 4
     wet = [float(x) for x in (cmd.wet or ())][:4]
-    wet += list((1.0, 0.75, 0.5, 0.25)[len(wet):])
+    wet += list((1.0, 0.75, 0.5, 0.25)[len(wet) :])
     return dict(
-        itrlim=int(cmd.itrlim) if cmd.itrlim is not None else 20, dquit=0.04, drqt=0.001,
-        dxfix=7.0, dzmax=30.0, dzair=0.5, damp=0.9, eigtol=0.012, rback=0.02, bacfac=0.6, dxmax=50.0,
-        itrdis=int(dis[0]) if dis[0] is not None else 4, discut=float(dis[1]) if dis[1] is not None else 50.0,
-        disw1=float(dis[2]) if dis[2] is not None else 1.0, disw2=float(dis[3]) if dis[3] is not None else 3.0,
-        itrres=int(rms[0]) if rms[0] is not None else 4, rmscut=float(rms[1]) if rms[1] is not None else 0.16,
-        rmsw1=float(rms[2]) if rms[2] is not None else 1.5, rmsw2=float(rms[3]) if rms[3] is not None else 3.0,
-        nres=2, rderr=float(cmd.err) if cmd.err is not None else 0.15, ercof=1.0,
-        swt=float(cmd.swt) if cmd.swt is not None else 1.0, wet=tuple(wet),
+        itrlim=int(cmd.itrlim) if cmd.itrlim is not None else 20,
+        dquit=0.04,
+        drqt=0.001,
+        dxfix=7.0,
+        dzmax=30.0,
+        dzair=0.5,
+        damp=0.9,
+        eigtol=0.012,
+        rback=0.02,
+        bacfac=0.6,
+        dxmax=50.0,
+        itrdis=int(dis[0]) if dis[0] is not None else 4,
+        discut=float(dis[1]) if dis[1] is not None else 50.0,
+        disw1=float(dis[2]) if dis[2] is not None else 1.0,
+        disw2=float(dis[3]) if dis[3] is not None else 3.0,
+        itrres=int(rms[0]) if rms[0] is not None else 4,
+        rmscut=float(rms[1]) if rms[1] is not None else 0.16,
+        rmsw1=float(rms[2]) if rms[2] is not None else 1.5,
+        rmsw2=float(rms[3]) if rms[3] is not None else 3.0,
+        nres=2,
+        rderr=float(cmd.err) if cmd.err is not None else 0.15,
+        ercof=1.0,
+        swt=float(cmd.swt) if cmd.swt is not None else 1.0,
+        wet=tuple(wet),
     )
 
 
@@ -226,7 +262,9 @@ def _locate_one_hyp140(tobs, is_s, wq, dly, slat, slon, sid, tt, trial, fix_dept
         wfac = np.ones(m)
         if itr >= h["itrdis"]:
             far = dist >= full
-            wfac = np.where(far, np.where(dist > zero, 0.0, 0.5 * np.cos(np.pi * (dist - full) / (zero - full)) + 0.5), 1.0)
+            wfac = np.where(
+                far, np.where(dist > zero, 0.0, 0.5 * np.cos(np.pi * (dist - full) / (zero - full)) + 0.5), 1.0
+            )
         w = wq * wfac
         z_eval = np.full(m, max(z1, 0.0))
         T = np.zeros(m)
@@ -263,8 +301,9 @@ def _locate_one_hyp140(tobs, is_s, wq, dly, slat, slon, sid, tt, trial, fix_dept
         if nwr < 4:
             return None
         if itr > h["itrdis"] and itr > h["itrres"] and not done:
-            done = (((abs(oldrms - rms) < h["drqt"]) or rr < h["dquit"]) and (not lzfix or fix_depth)) or \
-                (itr > h["itrlim"] and rms < rmsmin + h["rback"])
+            done = (((abs(oldrms - rms) < h["drqt"]) or rr < h["dquit"]) and (not lzfix or fix_depth)) or (
+                itr > h["itrlim"] and rms < rmsmin + h["rback"]
+            )
         if itr > max_loops:
             done, conerr = True, True
         if rms > rmsmin + h["rback"] and not done:
@@ -289,8 +328,26 @@ def _locate_one_hyp140(tobs, is_s, wq, dly, slat, slon, sid, tt, trial, fix_dept
                 cov = np.zeros((4, 4))
                 cov[:n_par, :n_par] = sigsq * (V / (sv**2 + h["eigtol"] ** 2)) @ V.T
                 imp = (U**2).sum(1)
-                return dict(t1=t1, lat=clat, lon=clon, z=z1, rms=rms, w=w, r=r, dist=dist, az=az, cov=cov, n_par=n_par,
-                            nfree=nfree, itr=itr, conerr=conerr, importance=imp, tcal=tcal, dtdd=dtdd, dtdz=dtdz)
+                return dict(
+                    t1=t1,
+                    lat=clat,
+                    lon=clon,
+                    z=z1,
+                    rms=rms,
+                    w=w,
+                    r=r,
+                    dist=dist,
+                    az=az,
+                    cov=cov,
+                    n_par=n_par,
+                    nfree=nfree,
+                    itr=itr,
+                    conerr=conerr,
+                    importance=imp,
+                    tcal=tcal,
+                    dtdd=dtdd,
+                    dtdz=dtdz,
+                )
             conerr = False
             if z1 + y[3] < 0.0:
                 conerr = True
@@ -317,8 +374,16 @@ def _locate_one_hyp140(tobs, is_s, wq, dly, slat, slon, sid, tt, trial, fix_dept
         n_par = 3 if lzfix else 4
 
 
-def locate_hyp140(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, model, cmd: hinv.HypCommands,
-                  delays: pd.DataFrame, trials: pd.DataFrame, tt=None):
+def locate_hyp140(
+    events: pd.DataFrame,
+    picks: pd.DataFrame,
+    stations: pd.DataFrame,
+    model,
+    cmd: hinv.HypCommands,
+    delays: pd.DataFrame,
+    trials: pd.DataFrame,
+    tt=None,
+):
     """Locate ``events`` as hyp1.40 does (see :func:`_locate_one_hyp140`); returns ``(located,
     readings)`` in the columns :func:`locate_events` returns (plus ``importance``), the readings
     with ``residual_s``, ``weight`` (hyp1.40's normalised final weight), ``distance_km``,
@@ -357,8 +422,19 @@ def locate_hyp140(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFr
         lat0 = float(t["lat"]) if pd.notna(t["lat"]) else slat[k0] + 0.005
         lon0 = float(t["lon"]) if pd.notna(t["lon"]) else slon[k0] - 0.005 * np.sign(slon[k0] or 1.0)
         t10 = float(t["t1"]) if "t1" in t and pd.notna(t["t1"]) else tobs[k0] - 2.0
-        sol = _locate_one_hyp140(tobs, is_s, wq, dly, slat, slon, g["station_id"].to_numpy(), tt,
-                                 (t10, lat0, lon0, float(t["depth_km"])), bool(t["fix_depth"]), h)
+        sol = _locate_one_hyp140(
+            tobs,
+            is_s,
+            wq,
+            dly,
+            slat,
+            slon,
+            g["station_id"].to_numpy(),
+            tt,
+            (t10, lat0, lon0, float(t["depth_km"])),
+            bool(t["fix_depth"]),
+            h,
+        )
         if sol is None:
             ev_rows.append(row)
             continue
@@ -388,26 +464,64 @@ def locate_hyp140(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFr
         azu = np.sort(np.asarray(az)[w > 0]) if (w > 0).any() else np.array([])
         gap = float(max(np.max(np.diff(azu)) if len(azu) > 1 else 0.0, (azu[0] + 360 - azu[-1]) if len(azu) else 360.0))
         row.update(
-            time=minute + pd.to_timedelta(sol["t1"], unit="s"), latitude=lat_f, longitude=lon_f, depth_km=sol["z"],
-            rms_s=sol["rms"], gap_deg=gap, dmin_km=float(np.min(np.asarray(epi)[w > 0])) if (w > 0).any() else np.nan,
-            n_p=int((used & ~is_s).sum()), n_s=int((used & is_s).sum()),
+            time=minute + pd.to_timedelta(sol["t1"], unit="s"),
+            latitude=lat_f,
+            longitude=lon_f,
+            depth_km=sol["z"],
+            rms_s=sol["rms"],
+            gap_deg=gap,
+            dmin_km=float(np.min(np.asarray(epi)[w > 0])) if (w > 0).any() else np.nan,
+            n_p=int((used & ~is_s).sum()),
+            n_s=int((used & is_s).sum()),
             n_stations=int(g.loc[used, "station_id"].nunique()),
-            erh_km=min(float(horiz.max()), 99.0), erz_km=min(float(vert.max()), 99.0) if sol["n_par"] == 4 else np.nan,
-            depth_fixed=sol["nfree"] < 4, located=True, n_iter=sol["itr"], convergence_problem=sol["conerr"],
+            erh_km=min(float(horiz.max()), 99.0),
+            erz_km=min(float(vert.max()), 99.0) if sol["n_par"] == 4 else np.nan,
+            depth_fixed=sol["nfree"] < 4,
+            located=True,
+            n_iter=sol["itr"],
+            convergence_problem=sol["conerr"],
         )
         for j in range(3):
             row[f"err{j + 1}_az_deg"], row[f"err{j + 1}_dip_deg"], row[f"err{j + 1}_km"] = azs[j], dips[j], serr[j]
         ev_rows.append(row)
-        rd = pd.DataFrame({
-            "event_id": eid, "station_id": g["station_id"], "phase": g["phase"], "time": g["time"],
-            "residual_s": sol["r"], "weight": w, "travel_time_s": sol["tcal"], "distance_km": np.asarray(epi, float),
-            "azimuth_deg": np.asarray(az, float), "importance": sol["importance"], "_k": np.arange(len(g)),
-        })
+        rd = pd.DataFrame(
+            {
+                "event_id": eid,
+                "station_id": g["station_id"],
+                "phase": g["phase"],
+                "time": g["time"],
+                "residual_s": sol["r"],
+                "weight": w,
+                "travel_time_s": sol["tcal"],
+                "distance_km": np.asarray(epi, float),
+                "azimuth_deg": np.asarray(az, float),
+                "importance": sol["importance"],
+                "_k": np.arange(len(g)),
+                # emergence angle at the source from the ray's slowness components (90 = horizontal, > 90 upgoing)
+                "takeoff_deg": np.degrees(np.arctan2(sol["dtdd"], -sol["dtdz"])),
+            }
+        )
         rd_rows.append(rd)
     located = pd.DataFrame(ev_rows)
-    readings = pd.concat(rd_rows, ignore_index=True) if rd_rows else pd.DataFrame(
-        columns=["event_id", "station_id", "phase", "time", "residual_s", "weight", "travel_time_s", "distance_km",
-                 "azimuth_deg", "importance", "_k"])
+    readings = (
+        pd.concat(rd_rows, ignore_index=True)
+        if rd_rows
+        else pd.DataFrame(
+            columns=[
+                "event_id",
+                "station_id",
+                "phase",
+                "time",
+                "residual_s",
+                "weight",
+                "travel_time_s",
+                "distance_km",
+                "azimuth_deg",
+                "importance",
+                "_k",
+            ]
+        )
+    )
     return located, readings
 
 
@@ -435,21 +549,29 @@ def write_prt(path, cmd: hinv.HypCommands, events: pd.DataFrame, phases: pd.Data
         sec = t.second + t.microsecond / 1e6
         minute = t.floor("min")
         out.append(" " + "#" * 84)
-        out.append(f"  {t.day:2d} {_MONTHS[t.month - 1]} {t.year:4d}, {t.hour:2d}:{t.minute:02d}  SEQUENCE NO.{n:5d}, "
-                   f"ID NO.{int(e.get('file_event_id', e['event_id']) or 0):10d}")
+        out.append(
+            f"  {t.day:2d} {_MONTHS[t.month - 1]} {t.year:4d}, {t.hour:2d}:{t.minute:02d}  SEQUENCE NO.{n:5d}, "
+            f"ID NO.{int(e.get('file_event_id', e['event_id']) or 0):10d}"
+        )
         lat, lon = float(e["latitude"]), float(e["longitude"])
         la, lo = abs(lat), abs(lon)
         out.append(" " + "-" * 84)
         out.append(" YEAR MO DA  --ORIGIN--  --LAT N-  --LON W--  DEPTH-M RMS   ERH   ERZ  XMAG1 FMAG1 PMAG GEOID-DEP")
-        out.append(f" {t.year:4d}-{t.month:02d}-{t.day:02d}  {t.hour:02d}{t.minute:02d}{sec:6.2f}{int(la):4d}{'S' if lat < 0 else ' '}"
-                   f"{(la - int(la)) * 60:5.2f}{int(lo):5d}{'E' if lon >= 0 else 'W'}{(lo - int(lo)) * 60:5.2f}"
-                   f"{float(e['depth_km']):7.2f}{hinv._f(e.get('rms_s'), 6, 2)}{hinv._f(e.get('erh_km'), 6, 2)}"
-                   f"{hinv._f(e.get('erz_km'), 6, 2)}{'':23s}{hinv._f(e.get('geoid_depth_km'), 10, 2)}")
+        out.append(
+            f" {t.year:4d}-{t.month:02d}-{t.day:02d}  {t.hour:02d}{t.minute:02d}{sec:6.2f}"
+            f"{int(la):4d}{'S' if lat < 0 else ' '}"
+            f"{(la - int(la)) * 60:5.2f}{int(lo):5d}{'E' if lon >= 0 else 'W'}{(lo - int(lo)) * 60:5.2f}"
+            f"{float(e['depth_km']):7.2f}{hinv._f(e.get('rms_s'), 6, 2)}{hinv._f(e.get('erh_km'), 6, 2)}"
+            f"{hinv._f(e.get('erz_km'), 6, 2)}{'':23s}{hinv._f(e.get('geoid_depth_km'), 10, 2)}"
+        )
         out.append(" NSTA NPHS  DMIN MODEL GAP ITR NFM NWR NWS NVR REMRKS-AVH")
-        out.append(f" {int(e.get('n_stations', 0) or 0):4d}{int(e.get('n_readings', 0) or 0):5d}{hinv._f(e.get('dmin_km'), 6, 1)}  "
-                   f"{str(e.get('crust_model', ''))[:3]:3s}  {hinv._i(e.get('gap_deg'), 3)}{hinv._i(e.get('n_iter'), 4)}   0"
-                   f"{hinv._i(e.get('n_phases'), 4)}{hinv._i(e.get('n_s'), 4)}{hinv._i(e.get('n_valid'), 4)} "
-                   f"{e.get('program_remark', '') or ' '}")
+        out.append(
+            f" {int(e.get('n_stations', 0) or 0):4d}{int(e.get('n_readings', 0) or 0):5d}"
+            f"{hinv._f(e.get('dmin_km'), 6, 1)}  "
+            f"{str(e.get('crust_model', ''))[:3]:3s}  {hinv._i(e.get('gap_deg'), 3)}{hinv._i(e.get('n_iter'), 4)}   0"
+            f"{hinv._i(e.get('n_phases'), 4)}{hinv._i(e.get('n_s'), 4)}{hinv._i(e.get('n_valid'), 4)} "
+            f"{e.get('program_remark', '') or ' '}"
+        )
         if pd.notna(e.get("ext_mag")):
             out.append(f" EXTERNAL MAG={float(e['ext_mag']):5.2f}  TYPE={e.get('ext_mag_type', '')}")
         out.append(" DEPDAT " + hinv._i(e.get("depth_datum_m"), 5))
@@ -474,12 +596,20 @@ def write_prt(path, cmd: hinv.HypCommands, events: pd.DataFrame, phases: pd.Data
             wc = r.get("weight_code")
             wcs = " " if wc is None or pd.isna(wc) or int(wc) == 0 else str(int(wc))[:1]
             same = last == r["station_id"]
-            head = (" " * 8 + r["phase"] + " " * 23) if same else \
-                (f" {str(r.get('station', ''))[:5]:5s}{str(r.get('network', ''))[:2]:2s}{'S' if r['phase'] == 'S' else ' '}"
-                 f"{str(r.get('channel', '') or '')[:3]:3s}     {hinv._f(r.get('distance_km'), 5, 1)}"
-                 f"{hinv._i(r.get('azimuth_deg'), 4)}{hinv._i(r.get('takeoff_deg'), 4)}  ")
-            out.append(f"{head}{r['phase']} {wcs}{tobs_abs:7.2f}{tobs:6.2f}{tcal:6.2f}{dly:5.2f}{res:6.2f}"
-                       f"{'*' if wt < 0.1 else ' '}{wt:5.2f}{'S' if r['phase'] == 'S' else ' '}")
+            head = (
+                (" " * 8 + r["phase"] + " " * 23)
+                if same
+                else (
+                    f" {str(r.get('station', ''))[:5]:5s}{str(r.get('network', ''))[:2]:2s}"
+                    f"{'S' if r['phase'] == 'S' else ' '}"
+                    f"{str(r.get('channel', '') or '')[:3]:3s}     {hinv._f(r.get('distance_km'), 5, 1)}"
+                    f"{hinv._i(r.get('azimuth_deg'), 4)}{hinv._i(r.get('takeoff_deg'), 4)}  "
+                )
+            )
+            out.append(
+                f"{head}{r['phase']} {wcs}{tobs_abs:7.2f}{tobs:6.2f}{tcal:6.2f}{dly:5.2f}{res:6.2f}"
+                f"{'*' if wt < 0.1 else ' '}{wt:5.2f}{'S' if r['phase'] == 'S' else ' '}"
+            )
             last = r["station_id"]
         out.append("")
     Path(path).write_text("\n".join(out) + "\n")
@@ -493,8 +623,9 @@ def _require_file(cmd: hinv.HypCommands, key: str, p) -> None:
         raise HypoinverseProjectError(f"{cmd.where.get(key, cmd.path)}: {key}: file not found: {p}")
 
 
-def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str | None = None, out_dir=None,
-                               engine: str = "hyp1.40", **overrides):
+def locate_hypoinverse_project(
+    command_file, backend: str = "builtin", exe: str | None = None, out_dir=None, engine: str = "hyp1.40", **overrides
+):
     """Locate the project of a Hypoinverse command file and write its SUM / ARC / PRT outputs.
 
     ``engine``: ``"hyp1.40"`` (default) iterates each event as hyp1.40 does (its trial, depth
@@ -530,21 +661,36 @@ def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str 
     delays = project_delays(cmd, stations)
     params.station_delays = delays if len(delays) else None
 
-    picks = ph_in[ph_in["phase"].isin(["P", "S"])].copy() if len(ph_in) else pd.DataFrame(
-        columns=["event_id", "station_id", "phase", "time", "weight_code"])
+    picks = (
+        ph_in[ph_in["phase"].isin(["P", "S"])].copy()
+        if len(ph_in)
+        else pd.DataFrame(columns=["event_id", "station_id", "phase", "time", "weight_code"])
+    )
     picks["weight_code"] = pd.to_numeric(picks.get("weight_code"), errors="coerce").fillna(0).clip(0, 4)
     unknown = ~picks["station_id"].isin(stations["station_id"])
     if unknown.any():
-        log.warning("%s: %d reading(s) of station(s) not in the station file skipped (%s)", cmd.phs, int(unknown.sum()),
-                    ", ".join(sorted(set(picks.loc[unknown, "station_id"]))[:8]))
+        log.warning(
+            "%s: %d reading(s) of station(s) not in the station file skipped (%s)",
+            cmd.phs,
+            int(unknown.sum()),
+            ", ".join(sorted(set(picks.loc[unknown, "station_id"]))[:8]),
+        )
         picks = picks[~unknown]
     picks = picks.reset_index(drop=True)
 
     # trial hypocentres: ZTR depth (or the terminator's), epicentre from the terminator (H71 x 1 x),
     # the header (H71 x 3 x) or the standard trial under the earliest P
     term_fmt = cmd.h71[1]
-    trials = pd.DataFrame({"event_id": ev_in["event_id"], "lat": np.nan, "lon": np.nan, "t1": np.nan,
-                           "depth_km": params.trial_depth_km, "fix_depth": bool(cmd.ztr_fixed)})
+    trials = pd.DataFrame(
+        {
+            "event_id": ev_in["event_id"],
+            "lat": np.nan,
+            "lon": np.nan,
+            "t1": np.nan,
+            "depth_km": params.trial_depth_km,
+            "fix_depth": bool(cmd.ztr_fixed),
+        }
+    )
     for i, e in enumerate(ev_in.to_dict("records")):
         minute = hinv._ts(e["time"]).floor("min")
         if term_fmt == 3:
@@ -563,8 +709,12 @@ def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str 
             if fixc == "-":
                 trials.loc[i, "fix_depth"] = True
             elif fixc in ("X", "O"):
-                log.warning("%s: event %s: fixed-hypocentre flag %r on the terminator not supported; located freely",
-                            cmd.phs, e["event_id"], fixc)
+                log.warning(
+                    "%s: event %s: fixed-hypocentre flag %r on the terminator not supported; located freely",
+                    cmd.phs,
+                    e["event_id"],
+                    fixc,
+                )
 
     if engine == "quakescale":  # the table the pipeline's locate stage uses
         tt = travel_time_table(model, 300.0, max(params.max_depth_km + 1.0, 40.0))
@@ -576,13 +726,17 @@ def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str 
             used = stations[stations["station_id"].isin(picks["station_id"])]
             la, lo = used["latitude"].to_numpy(float), used["longitude"].to_numpy(float)
             span = float(np.max(_epi(la[:, None], lo[:, None], la[None, :], lo[None, :]))) if len(used) else 0.0
-        tt = travel_time_table(model, float(np.clip(span + 100.0, 150.0, 400.0)),
-                               max(params.max_depth_km + 1.0, float(model.top_km[-1]) + 10.0, 40.0))
+        tt = travel_time_table(
+            model,
+            float(np.clip(span + 100.0, 150.0, 400.0)),
+            max(params.max_depth_km + 1.0, float(model.top_km[-1]) + 10.0, 40.0),
+        )
     if engine == "quakescale":  # the pipeline's batched locator under the project's settings
         init = ev_in.copy()
         init["latitude"], init["longitude"], init["depth_km"] = trials["lat"], trials["lon"], trials["depth_km"]
-        loc, res = locate_events(init[["event_id", "time", "latitude", "longitude", "depth_km"]], picks, stations, model,
-                                 params, tt=tt)
+        loc, res = locate_events(
+            init[["event_id", "time", "latitude", "longitude", "depth_km"]], picks, stations, model, params, tt=tt
+        )
         res = res.assign(_k=res.groupby("event_id").cumcount(), importance=np.nan)
         w = res["weight"].fillna(0.0).clip(lower=0)
         wsum = w.groupby(res["event_id"]).transform("sum")
@@ -594,10 +748,21 @@ def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str 
     # readings with their final weights (normalised as hyp1.40 prints them) and delays
     out_ph = picks.copy()
     out_ph["_k"] = out_ph.groupby("event_id").cumcount()
-    out_ph = out_ph.drop(columns=[c for c in ("residual_s", "weight_used", "distance_km", "azimuth_deg", "delay_s",
-                                              "importance") if c in out_ph.columns])
-    out_ph = out_ph.merge(res[["event_id", "_k", "residual_s", "weight", "distance_km", "azimuth_deg", "importance"]],
-                          on=["event_id", "_k"], how="left").drop(columns=["_k"])
+    out_ph = out_ph.drop(
+        columns=[
+            c
+            for c in ("residual_s", "weight_used", "distance_km", "azimuth_deg", "delay_s", "importance")
+            if c in out_ph.columns
+        ]
+    )
+    if "takeoff_deg" not in res.columns:
+        res["takeoff_deg"] = np.nan
+    out_ph = out_ph.drop(columns=[c for c in ("takeoff_deg",) if c in out_ph.columns])
+    out_ph = out_ph.merge(
+        res[["event_id", "_k", "residual_s", "weight", "distance_km", "azimuth_deg", "importance", "takeoff_deg"]],
+        on=["event_id", "_k"],
+        how="left",
+    ).drop(columns=["_k"])
     out_ph["weight_used"] = out_ph.pop("weight").fillna(0.0)
     dl = {(r.station_id, r.phase): r.delay_s for r in delays.itertuples()} if len(delays) else {}
     shown = project_delays(cmd, stations, for_location=False)
@@ -608,10 +773,12 @@ def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str 
 
     # summary values as hyp1.40 counts them
     wu = out_ph["weight_used"]
-    g = out_ph.assign(w01=wu > 0.1, s01=(wu > 0.1) & (out_ph["phase"] == "S"),
-                      valid=out_ph["weight_code"].fillna(0) < 4)
-    cnt = g.groupby("event_id").agg(n_phases=("w01", "sum"), n_s=("s01", "sum"), n_valid=("valid", "sum"),
-                                    n_readings=("phase", "size"))
+    g = out_ph.assign(
+        w01=wu > 0.1, s01=(wu > 0.1) & (out_ph["phase"] == "S"), valid=out_ph["weight_code"].fillna(0) < 4
+    )
+    cnt = g.groupby("event_id").agg(
+        n_phases=("w01", "sum"), n_s=("s01", "sum"), n_valid=("valid", "sum"), n_readings=("phase", "size")
+    )
     loc = loc.drop(columns=[c for c in cnt.columns if c in loc.columns]).merge(cnt, on="event_id", how="left")
     loc["located"] = loc["located"].fillna(False).astype(bool)
     loc["depth_fixed"] = loc["depth_fixed"].fillna(False).astype(bool) if "depth_fixed" in loc else False
@@ -635,12 +802,18 @@ def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str 
     loc["program_remark"] = np.where(loc["depth_fixed"], "-", np.where(conv, "#", ""))
     min_ok = loc["located"] & (loc["n_phases"] >= params.min_picks)
     if (~min_ok).any():
-        log.warning("%s: %d event(s) with fewer than %d weighted readings (MIN) not written (as hyp1.40 skips them)",
-                    cmd.phs, int((~min_ok).sum()), params.min_picks)
+        log.warning(
+            "%s: %d event(s) with fewer than %d weighted readings (MIN) not written (as hyp1.40 skips them)",
+            cmd.phs,
+            int((~min_ok).sum()),
+            params.min_picks,
+        )
     written = loc[min_ok].reset_index(drop=True)
     out_ph = out_ph[out_ph["event_id"].isin(written["event_id"])]
     amp = ph_in[~ph_in["phase"].isin(["P", "S"])] if len(ph_in) else ph_in
-    out_all = pd.concat([out_ph, amp[amp["event_id"].isin(written["event_id"])]], ignore_index=True) if len(amp) else out_ph
+    out_all = (
+        pd.concat([out_ph, amp[amp["event_id"].isin(written["event_id"])]], ignore_index=True) if len(amp) else out_ph
+    )
 
     sum_path, arc_path, prt_path = cmd.sum, cmd.arc, cmd.prt
     if out_dir is not None:
@@ -650,8 +823,13 @@ def locate_hypoinverse_project(command_file, backend: str = "builtin", exe: str 
         arc_path = out_dir / (cmd.arc.name if cmd.arc else "out.arc")
         prt_path = out_dir / cmd.prt.name if cmd.prt else None
     if sum_path is not None:
-        hinv.write_sum(sum_path, written, fmt=cmd.h71[0] if cmd.h71[0] in (1, 2, 3, 4) else 1, mags=cmd.rdm_mags,
-                       blank_mags=cmd.rdm_blank)
+        hinv.write_sum(
+            sum_path,
+            written,
+            fmt=cmd.h71[0] if cmd.h71[0] in (1, 2, 3, 4) else 1,
+            mags=cmd.rdm_mags,
+            blank_mags=cmd.rdm_blank,
+        )
     if arc_path is not None:
         hinv.write_arc(arc_path, written, out_all, shadows=cmd.car == 3, car=cmd.car)
     if prt_path is not None:
