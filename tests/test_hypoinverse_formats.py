@@ -575,3 +575,18 @@ def test_synthetic_project_matches_hyp140(tmp_path):
     a = (tmp_path / "ref" / "out.arc").read_text().splitlines()
     b = (tmp_path / "ours" / "out.arc").read_text().splitlines()
     assert [len(x) for x in a] == [len(x) for x in b]
+
+
+def test_prt_station_table_reads_like_hyp140s(tmp_path):
+    """The PRT station table in hyp1.40's columns: the reader the benchmark uses on hyp1.40's own
+    printouts gets every reading back (station, phase, seconds, delay)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_hypoinverse import parse_prt_readings
+
+    d = _synthetic_project(tmp_path / "a")
+    _, ph = _locate(d)
+    (ev,) = parse_prt_readings((d / "out.prt").read_text())
+    got = sorted((s, ph_, round(sec, 2)) for s, _, ph_, _, sec, _ in ev["readings"])
+    minute = _TRUTH["time"].floor("min")
+    want = sorted((r.station, r.phase, round((r.time - minute).total_seconds(), 2)) for r in ph.itertuples())
+    assert got == want and ev["mag"] == 1.4 and ev["mag_type"] == "L"

@@ -607,7 +607,7 @@ def write_prt(path, cmd: hinv.HypCommands, events: pd.DataFrame, phases: pd.Data
                 )
             )
             out.append(
-                f"{head}{r['phase']} {wcs}{tobs_abs:7.2f}{tobs:6.2f}{tcal:6.2f}{dly:5.2f}{res:6.2f}"
+                f"{head}{r['phase']} {wcs} {tobs_abs:7.2f}{tobs:6.2f}{tcal:6.2f}{dly:5.2f}{res:6.2f}"
                 f"{'*' if wt < 0.1 else ' '}{wt:5.2f}{'S' if r['phase'] == 'S' else ' '}"
             )
             last = r["station_id"]
