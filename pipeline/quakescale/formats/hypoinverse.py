@@ -419,7 +419,7 @@ def quality_code(rms, gap, erh, erz, nwr, depth, dmin) -> str:
 
 
 _RDM_HEAD = {1: "DUR-MAG1", 2: "DUR-MAG2", 3: "AMP-MAG1", 4: "AMP-MAG2", 5: "EXT-MAG  "}
-_RDM_HEAD_CSV = {1: "DUR-MAG1", 2: "DUR-MAG2", 3: "AMP-MAG1", 4: "AMP-MAG2", 5: "EXT-MAG "}
+_RDM_HEAD_CSV = {1: "DUR,MAG1", 2: "DUR,MAG2", 3: "AMP,MAG1", 4: "AMP,MAG2", 5: "EXT,MAG ,"}  # as hyp1.40 labels them
 
 
 def summary_header(fmt: int, mags=(1, 3, 5)) -> str | None:
@@ -485,7 +485,7 @@ def format_summary_h71(ev, fmt: int, mags=(1, 3, 5), blank_mags: bool = True) ->
             f"{_c(label, 1)}{_f(pref, 5, 2)}{_i(nph, 3)}{_i(v('gap_deg'), 4)}{_f(v('dmin_km'), 5, 1)}"
             f"{_f(v('rms_s'), 5, 2)}{_f(v('erh_km'), 5, 1)}{_f(v('erz_km'), 5, 1)}{_c(v('analyst_remark', ''), 1)}{q}"
             f"{_c(v('source_code', ''), 1)}{_c(prem, 1)}{eid:10d} {_c(v('version', ''), 1)}{_c(v('region', ''), 3)}"
-        ).rstrip()
+        )
     sep = "," if fmt == 4 else " "
     if pref is not None:
         cr5, cr2, cr2a = f"{float(pref):5.2f}", "M" + label, f"{min(int(v('n_pref_mags', 0)), 99):2d}"
