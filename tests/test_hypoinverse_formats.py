@@ -590,3 +590,23 @@ def test_prt_station_table_reads_like_hyp140s(tmp_path):
     minute = _TRUTH["time"].floor("min")
     want = sorted((r.station, r.phase, round((r.time - minute).total_seconds(), 2)) for r in ph.itertuples())
     assert got == want and ev["mag"] == 1.4 and ev["mag_type"] == "L"
+
+
+@pytest.mark.skipif(find_hypoinverse() is None, reason="no Hypoinverse executable (hyp1.40 / hyp2000) on PATH")
+@pytest.mark.parametrize("h71", [1, 2, 3, 4])
+def test_summary_formats_match_hyp140(tmp_path, h71):
+    """Each H71 summary format and CAR 3 archive: our lines have hyp1.40's widths, header line
+    and shadow-line pattern on the same project."""
+    for name in ("ours", "ref"):
+        d = _synthetic_project(tmp_path / name)
+        (d / "hyp.command").write_text(_command().replace("H71 3 1 3", f"H71 {h71} 1 3").replace("CAR 1", "CAR 3"))
+    locate_hypoinverse_project(tmp_path / "ours" / "hyp.command")
+    locate_hypoinverse_project(tmp_path / "ref" / "hyp.command", backend="hypoinverse")
+    for f in ("out.sum", "out.arc"):
+        a = (tmp_path / "ref" / f).read_text().splitlines()
+        b = (tmp_path / "ours" / f).read_text().splitlines()
+        assert [len(x) for x in a] == [len(x) for x in b], f
+        assert [x[:1] == "$" for x in a] == [x[:1] == "$" for x in b]
+    if h71 in (3, 4):
+        heads = [(tmp_path / w / "out.sum").read_text().splitlines()[0] for w in ("ref", "ours")]
+        assert heads[0] == heads[1]
