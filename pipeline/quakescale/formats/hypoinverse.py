@@ -805,7 +805,9 @@ def write_arc(path, events: pd.DataFrame, phases: pd.DataFrame, shadows: bool = 
     shadow line after every line that has none.  Terminators read from the input (blank ones
     included) are passed through; events without one get a terminator with the event id."""
     out = []
-    by_ev = {k: g for k, g in phases.groupby("event_id", sort=False)} if len(phases) else {}
+    by_ev: dict = {}
+    for r in phases.to_dict("records") if len(phases) else []:  # one conversion, grouped in order
+        by_ev.setdefault(r["event_id"], []).append(r)
     every = car == 3
 
     def shadow(rec):
@@ -820,7 +822,7 @@ def write_arc(path, events: pd.DataFrame, phases: pd.DataFrame, shadows: bool = 
         shadow(e)
         t0 = e.get("time")
         base = _ts(t0).round("10ms").floor("min") if t0 is not None and not pd.isna(t0) else None
-        for p, s, a in _station_lines(by_ev.get(e["event_id"], pd.DataFrame()).to_dict("records")):
+        for p, s, a in _station_lines(by_ev.get(e["event_id"], [])):
             out.append(
                 _format_phase_line(a if a is not None else (p if p is not None else s), p, s, base)
                 if a is None
