@@ -79,6 +79,7 @@ __all__ = [
     "summary_header",
     "quality_code",
     "read_delays",
+    "read_delays_all_models",
     "write_arc_catalog",
     "SUPPORTED_COMMANDS",
     "NO_EFFECT_COMMANDS",
@@ -949,6 +950,14 @@ def write_sum(path, events: pd.DataFrame, fmt: int = 1, mags=(1, 3, 5), blank_ma
 
 
 # ---------------------------------------------------------------------------------- stations
+def _station_weight(c: str) -> float:
+    """HINV station weight code (column 15): digits 0-9 are tenths ('0' and '*' no weight), any
+    other character full weight."""
+    if c == "*":
+        return 0.0
+    return int(c) / 10.0 if c.isdigit() else 1.0
+
+
 def read_sta(path) -> pd.DataFrame:
     """One row per line (site/channel); ``station_id`` NET.STA.  Use
     ``df.drop_duplicates('station_id')`` for the locator's station table."""
@@ -980,6 +989,7 @@ def read_sta(path) -> pd.DataFrame:
                 period_s=_num(_get(line, 42, 45), 1),
                 location=_get(line, 80, 82).strip(),
                 extra=_get(line, 45, 80).rstrip(),
+                station_weight=_station_weight(_get(line, 14, 15)),
                 delay1_s=_num(_get(line, 49, 54), 2),
                 delay2_s=_num(_get(line, 55, 60), 2),
             )
@@ -1066,11 +1076,13 @@ SUPPORTED_COMMANDS = {
     "200": "Y2000 formats (always on)",
     "H71": "summary output format (1 Hypoinverse, 2 Hypo71, 3 readable, 4 csv), terminator format (1, 2, 3 = trial "
     "from the header), station format (only the Hypoinverse #2 station format is read)",
-    "STA": "station file (HINV #2 format; P delays of sets 1 and 2 in columns 50-60)",
+    "STA": "station file (HINV #2 format; station weight code in column 15, P delays of sets 1 and 2 in columns "
+           "50-60)",
     "CRH": "layered model (stations at the model top: elevations not used)",
     "SAL": "independent S model for a P model",
     "POS": "Vp/Vs for S models scaled from P (S delay = POS x P delay)",
-    "DEL": "station delays for one model (model-set selection: P delays of the P model, S delays of its SAL model)",
+    "DEL": "station delays: DEL n for model n, DEL 0 one file for all models (model-set selection: P delays of the "
+           "P model, S delays of its SAL model)",
     "DIS": "distance weighting: ITRDIS, DISCUT, DISW1, DISW2 (fixed taper DISCUT*DISW1..DISCUT*DISW2)",
     "RMS": "residual weighting: ITRRES, RMSCUT, RMSW1, RMSW2 (fixed taper RMSCUT*RMSW1..RMSCUT*RMSW2)",
     "ERR": "reading error (s)",
@@ -1333,10 +1345,10 @@ def _read_into(cmd: HypCommands, path: Path, depth: int) -> None:
             if len(args) < 2:
                 raise HypoinverseFormatError(f"{where}: DEL needs 'model_number file'")
             mid = int(one(0, "a model number"))
-            if mid <= 0:
+            if mid < 0:
                 cmd.unsupported.setdefault(f"DEL {mid}", where)
                 continue
-            cmd.dels[mid] = fpath(1)
+            cmd.dels[mid] = fpath(1)  # 0: one file with the delays of every model
             cmd.where[f"DEL {mid}"] = where
         elif name == "SAL":
             v = nums()
@@ -1387,6 +1399,28 @@ def _read_into(cmd: HypCommands, path: Path, depth: int) -> None:
             pass
         elif name not in NO_EFFECT_COMMANDS:
             cmd.unsupported.setdefault(name, where)
+
+
+def read_delays_all_models(path, where: str = "") -> dict:
+    """``model -> {(site, net): delay_s}`` of a ``DEL 0`` file: site A5, 1X, net A2, 2X, alternate
+    flag A1, then one F4.2 delay per model in model-number order."""
+    path = Path(path)
+    if not path.exists():
+        raise HypoinverseFormatError(f"{where or path}: delay file not found: {path}")
+    out: dict = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("*"):
+            continue
+        key = (_get(line, 0, 5).strip(), _get(line, 6, 8).strip())
+        rest = line[11:]
+        for k in range(0, len(rest.rstrip()), 4):
+            try:
+                val = _num(rest[k : k + 4], 2)
+            except HypoinverseFormatError:
+                raise HypoinverseFormatError(f"{path}:{n}: delay of model {k // 4 + 1} (columns {12 + k}-{15 + k}) "
+                                             f"is not a number: {line!r}") from None
+            out.setdefault(k // 4 + 1, {})[key] = 0.0 if math.isnan(val) else val
+    return out
 
 
 def read_delays(path, where: str = "") -> dict:

@@ -124,18 +124,19 @@ def project_delays(cmd: hinv.HypCommands, stations: pd.DataFrame, for_location: 
             if vals.notna().any() and (vals.fillna(0) != 0).any():
                 sets[k] = dict(zip(st["station_id"], vals.fillna(0.0)))
     known = set(st["station_id"])
-    for mid, path in sorted(cmd.dels.items()):
-        d = hinv.read_delays(path, cmd.where.get(f"DEL {mid}", ""))
+    files = []
+    for mid, path in sorted(cmd.dels.items()):  # DEL 0 first, then the one-model files replace its sets
+        where = cmd.where.get(f"DEL {mid}", "")
+        if mid == 0:
+            files += sorted(hinv.read_delays_all_models(path, where).items())
+        else:
+            files.append((mid, hinv.read_delays(path, where)))
+    for mid, d in files:
         sets[mid] = {sid: v for (site, net), v in d.items() if (sid := _sid(site, net)) in known}
         unknown = [_sid(s, n) for (s, n) in d if _sid(s, n) not in known]
         if unknown:
-            log.info(
-                "%s: DEL %d: %d station(s) not in the station file ignored (%s)",
-                cmd.where.get(f"DEL {mid}", ""),
-                mid,
-                len(unknown),
-                ", ".join(unknown[:5]),
-            )
+            log.info("%s: delays of model %d: %d station(s) not in the station file ignored (%s)", cmd.path, mid,
+                     len(unknown), ", ".join(unknown[:5]))
     p_id, s_id = cmd.p_s_model_ids()
     rows = []
     pset = sets.get(p_id, {})
@@ -413,6 +414,8 @@ def locate_hyp140(
         codes = pd.to_numeric(g["weight_code"], errors="coerce").fillna(0).astype(int).to_numpy()
         wq = np.where(codes < 4, np.asarray(h["wet"] + (0.0,) * 6)[np.clip(codes, 0, 9)], 0.0)
         wq = wq * np.where(is_s, h["swt"], 1.0)
+        if "station_weight" in sta.columns:  # HINV station weight code (column 15)
+            wq = wq * sta.loc[g["station_id"], "station_weight"].fillna(1.0).to_numpy(float)
         dly = np.array([dl.get((s, ph), 0.0) for s, ph in zip(g["station_id"], g["phase"])])
         slat = sta.loc[g["station_id"], "latitude"].to_numpy(float)
         slon = sta.loc[g["station_id"], "longitude"].to_numpy(float)
