@@ -560,8 +560,8 @@ def test_synthetic_project_matches_hyp140(tmp_path):
     """Where hyp1.40 is installed: our outputs against its own on the synthetic project, with delays."""
     sta = _stations()
     late = {(s, ph): 0.1 * (i % 3) for i, s in enumerate(sta.station_id) for ph in ("P", "S")}
-    for name in ("ours", "ref"):
-        d = _synthetic_project(tmp_path / name, delays=late)
+    for name in ("ours", "ref"):  # stations listed far to near: both archives list them near to far
+        d = _synthetic_project(tmp_path / name, stations=sta.iloc[::-1].reset_index(drop=True), delays=late)
         (d / "p.del").write_text("".join(f"{s[3:]:5s} IV {0.1 * (i % 3):5.2f}\n" for i, s in enumerate(sta.station_id)))
         (d / "hyp.command").write_text(_command("DEL 1 'p.del'\n"))
     ours, _ = locate_hypoinverse_project(tmp_path / "ours" / "hyp.command")
@@ -575,6 +575,8 @@ def test_synthetic_project_matches_hyp140(tmp_path):
     a = (tmp_path / "ref" / "out.arc").read_text().splitlines()
     b = (tmp_path / "ours" / "out.arc").read_text().splitlines()
     assert [len(x) for x in a] == [len(x) for x in b]
+    # same stations, order, full codes from the station file, weight codes, delays
+    assert [x[:17] + x[66:74] for x in a[1:-1]] == [x[:17] + x[66:74] for x in b[1:-1]]
 
 
 def test_prt_station_table_reads_like_hyp140s(tmp_path):

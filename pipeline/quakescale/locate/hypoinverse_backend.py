@@ -767,6 +767,14 @@ def locate_hypoinverse_project(
         how="left",
     ).drop(columns=["_k"])
     out_ph["weight_used"] = out_ph.pop("weight").fillna(0.0)
+    # the station file's full code goes to the outputs (as hyp1.40 writes it): the reading's own
+    # channel when the station file lists it for that site, else the station's first line
+    chans = stations_all.groupby("station_id")["channel"].agg(list)
+    first = stations_all.drop_duplicates("station_id").set_index("station_id")
+    ch_in = out_ph.get("channel", pd.Series("", index=out_ph.index)).fillna("").astype(str)
+    keep = [c in chans.get(sid, []) for sid, c in zip(out_ph["station_id"], ch_in)]
+    out_ph["channel"] = np.where(keep, ch_in, out_ph["station_id"].map(first["channel"]).fillna(""))
+    out_ph["component"] = np.where(keep, out_ph.get("component", ""), out_ph["station_id"].map(first["component"]).fillna(""))
     dl = {(r.station_id, r.phase): r.delay_s for r in delays.itertuples()} if len(delays) else {}
     shown = project_delays(cmd, stations, for_location=False)
     dl_shown = {(r.station_id, r.phase): r.delay_s for r in shown.itertuples()} if len(shown) else {}
@@ -813,6 +821,9 @@ def locate_hypoinverse_project(
         )
     written = loc[min_ok].reset_index(drop=True)
     out_ph = out_ph[out_ph["event_id"].isin(written["event_id"])]
+    # hyp1.40 lists each event's stations in distance order (P and S of a station together)
+    out_ph = out_ph.assign(_d=out_ph["distance_km"].fillna(np.inf)).sort_values(["event_id", "_d"], kind="stable")
+    out_ph = out_ph.drop(columns=["_d"])
     amp = ph_in[~ph_in["phase"].isin(["P", "S"])] if len(ph_in) else ph_in
     out_all = (
         pd.concat([out_ph, amp[amp["event_id"].isin(written["event_id"])]], ignore_index=True) if len(amp) else out_ph
