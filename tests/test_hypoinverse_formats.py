@@ -638,3 +638,27 @@ def test_del0_file_and_station_weight_code(tmp_path):
     assert epicentral_km(e0.latitude, e0.longitude, without.latitude, without.longitude) < 0.03
     assert abs((e0.time - without.time).total_seconds()) <= 0.01
     assert (ph0.loc[ph0.station_id == "IV.S05", "weight_used"] == 0).all()
+
+
+def test_trial_depth_and_depth_fixing(tmp_path):
+    """ZTR z T holds every depth at z (remark '-'); a trial depth with the fix flag on an event's
+    Hypoinverse terminator holds that event only; ZTR or a trial depth alone is just the start."""
+    d = _synthetic_project(tmp_path / "a")
+    (d / "hyp.command").write_text(_command().replace("ZTR 8", "ZTR 5 T"))
+    e, _ = _locate(d)
+    assert e.depth_km == 5.0 and e.depth_fixed and (d / "out.arc").read_text()[81] == "-"
+    assert (d / "out.sum").read_text().splitlines()[1][94] == "-"  # readable summary QASR: A = '-'
+    (d / "hyp.command").write_text(_command().replace("ZTR 8", "ZTR 5"))
+    free, _ = _locate(d)
+    assert abs(free.depth_km - _TRUTH["depth_km"]) < 0.15 and not free.depth_fixed
+    lines = (d / "in.arc").read_text().splitlines()
+    # terminator trial depth 6.00 (columns 30-34) with the fix flag '-' (column 35): held at 6 km
+    # (hyp1.40 gives 6.00 and '-' on this project; a trial depth alone is only the start)
+    lines[-1] = (" " * 29 + "  600-").ljust(62) + lines[-1][62:]
+    (d / "in.arc").write_text("\n".join(lines) + "\n")
+    fixed, _ = _locate(d)
+    assert fixed.depth_km == 6.0 and fixed.depth_fixed
+    lines[-1] = (" " * 29 + "  600").ljust(62) + lines[-1][62:]
+    (d / "in.arc").write_text("\n".join(lines) + "\n")
+    start6, _ = _locate(d)
+    assert abs(start6.depth_km - _TRUTH["depth_km"]) < 0.15 and not start6.depth_fixed
