@@ -49,8 +49,10 @@ def test_full_run_recovers_the_sequence(finished_run, small_world):
     assert vs["relocate"]["median_epicentral_error_km"] < 0.5
     # catalogs and provenance
     cats = run / "catalogs"
-    for name in ("events.parquet", "events.csv", "catalog.xml", "hypoDD.reloc", "report.html"):
+    for name in ("events.parquet", "events.csv", "catalog.xml", "hypoDD.reloc", "catalog.arc", "report.html"):
         assert (cats / name).exists(), name
+    arc_lines = (cats / "catalog.arc").read_text().splitlines()  # hyp1.40 widths: summary 179, stations 120
+    assert sum(len(x) == 179 and x[:12].isdigit() for x in arc_lines) == len(pd.read_parquet(cats / "events.parquet"))
     man = json.loads((run / "manifest.json").read_text())
     assert man["config_digest"] == cfg.digest() and man["versions"]["quakescale"]
     assert str(run / "manifest.json") in (cats / "events.csv").read_text().splitlines()[0]

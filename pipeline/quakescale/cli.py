@@ -307,7 +307,7 @@ def locate(
     command_file: Optional[Path] = typer.Argument(None, help="With 'hypoinverse': the hyp command file of the project."),
     force: bool = _FORCE,
 ):
-    """Absolute location (Geiger, Hypoinverse-style weighting) + ML; or a Hypoinverse project unchanged."""
+    """Absolute location (Geiger, Hypoinverse-style weighting) + ML; or a Hypoinverse project unchanged (hyp1.40's conventions and file layouts)."""
     if target == "hypoinverse":
         if command_file is None:
             _fail("usage: quakescale locate hypoinverse COMMANDFILE")

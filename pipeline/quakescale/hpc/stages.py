@@ -415,11 +415,8 @@ def _catalog_task(cfg, rd, unit):
     if picks is not None and len(picks):
         picks = picks[picks.event_id.isin(ev.event_id)]
     sta = stations_df(cfg)
-    arc_writer = None
-    try:
-        from ..formats.hypoinverse import write_arc_catalog as arc_writer  # noqa: F811
-    except ImportError:
-        arc_writer = None
+    from ..formats.hypoinverse import write_arc_catalog as arc_writer
+
     out = rd.sub("catalogs")
     paths = write_catalogs(ev, picks, sta, out, manifest_ref=str(rd.manifest), arc_writer=arc_writer)
     truth = None

@@ -65,6 +65,9 @@ class LocateParams:
     converge_km: float = 0.005
     use_elevation: bool = True
     station_delays: object = None  # DataFrame(station_id, phase, delay_s) or {(sta, phase): s}
+    # Hypoinverse RMSCUT: when set, the residual taper stretches with the event's weighted RMS
+    # (full weight to residual_full_s * max(1, rms / floor), as Hypoinverse's RMS command); None: fixed
+    residual_rms_floor_s: float | None = None
 
     @classmethod
     def from_any(cls, params=None, **kwargs) -> "LocateParams":
@@ -292,7 +295,7 @@ def locate_events(
         res = tobs - t0[:, None] - T
         w = w0 * cosine_taper(d, wdist_full, wdist_zero)
         if it >= p.residual_weighting_iter:
-            w = w * cosine_taper(np.abs(res), r_full, r_zero)
+            w = w * _residual_taper(res, w, valid, r_full, r_zero, p.residual_rms_floor_s)
         w = np.where(valid, w, 0.0)
         dsafe = np.maximum(d, 1e-3)
         G = np.stack([dtdd * dx / dsafe, dtdd * dy / dsafe, dtdz, np.ones_like(d)], axis=-1)  # (E,K,4)
@@ -321,7 +324,8 @@ def locate_events(
 
     # final weights, residuals and statistics
     res = tobs - t0[:, None] - T
-    w = w0 * cosine_taper(d, wdist_full, wdist_zero) * cosine_taper(np.abs(res), r_full, r_zero)
+    w = w0 * cosine_taper(d, wdist_full, wdist_zero)
+    w = w * _residual_taper(res, np.where(valid, w, 0.0), valid, r_full, r_zero, p.residual_rms_floor_s)
     w = np.where(valid, w, 0.0)
     used = w > 1e-3
     sw = w.sum(1)
@@ -396,6 +400,20 @@ def locate_events(
 
 
 # ---------------------------------------------------------------------------------- numerics
+def _residual_taper(res, w, valid, r_full, r_zero, rms_floor):
+    """Residual weights: the cosine taper from ``r_full`` to ``r_zero``; with ``rms_floor``
+    (Hypoinverse RMSCUT) both scale by ``max(1, rmswt / rms_floor)`` per event, ``rmswt`` the
+    RMS of the residuals under the current weights (``sqrt(sum (w r)^2 / sum w^2)``)."""
+    if rms_floor is None:
+        return cosine_taper(np.abs(res), r_full, r_zero)
+    wv = np.where(valid, w, 0.0)
+    num = ((wv * np.where(valid, res, 0.0)) ** 2).sum(1)
+    den = (wv**2).sum(1)
+    rmswt = np.sqrt(np.where(den > 0, num / np.maximum(den, 1e-300), 0.0))
+    scale = np.maximum(1.0, rmswt / float(rms_floor))[:, None]
+    return cosine_taper(np.abs(res), r_full * scale, r_zero * scale)
+
+
 def _weighted_median(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Row-wise weighted median ignoring NaNs/zero weights; NaN for empty rows."""
     x = np.where(np.isfinite(x) & (w > 0), x, np.inf)
