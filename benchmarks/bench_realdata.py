@@ -48,7 +48,7 @@ EVENT_TOL_S = 3.0
 
 
 def _ns(t) -> np.ndarray:
-    return pd.to_datetime(pd.Series(t), utc=True).astype("int64").to_numpy()
+    return pd.to_datetime(pd.Series(t), utc=True).dt.as_unit("ns").astype("int64").to_numpy()
 
 
 def read_reference_picks(path: Path) -> pd.DataFrame:
@@ -128,6 +128,7 @@ def main(argv=None):
     ap.add_argument("--work", default=None, help="work directory (default bench-out/realdata-PICKER)")
     ap.add_argument("--quick", action="store_true", help="stop after locate (no xcorr/relocate/catalog)")
     ap.add_argument("--out", default=None, help="JSON output (default bench-out/realdata-PICKER.json)")
+    ap.add_argument("--rescore", action="store_true", help="score the finished run in --work again (no import/init/run)")
     a = ap.parse_args(argv)
     import yaml
 
@@ -144,45 +145,50 @@ def main(argv=None):
     qs = [sys.executable, "-m", "quakescale.cli"]
     res: dict = {"picker": a.picker, "data": str(data), "config": a.config}
 
-    t = time.time()
-    files = sorted(str(f) for f in (data / "waveforms").iterdir())
-    p = subprocess.run(qs + ["archive", "import", *files, "--sds", str(work / "sds")], env=env, capture_output=True, text=True)
-    if p.returncode:
-        raise SystemExit(f"archive import failed:\n{p.stderr}")
-    res["import_s"] = round(time.time() - t, 2)
     cfg_path = work / "config.yaml"
-    p = subprocess.run(qs + ["init", str(cfg_path), "--force", "--archive", str(work / "sds"), "--inventory", str(data / "stations.xml")],
-                       env=env, capture_output=True, text=True)
-    if p.returncode:
-        raise SystemExit(f"init failed:\n{p.stderr}")
-    print(p.stdout.strip())
-    fitted = yaml.safe_load(cfg_path.read_text())
-    if a.config:
-        base = yaml.safe_load(Path(a.config).read_text())
-        base.setdefault("archive", {}).update(fitted["archive"])
-        base.setdefault("velocity", {})["max_dist_km"] = fitted["velocity"]["max_dist_km"]
-        fitted = base
-    method, _, model = a.picker.partition(":")
-    fitted["detect"]["method"] = method
-    if model:
-        fitted["detect"]["model"] = model
-    elif method == "cerp":
-        fitted["detect"]["model"] = "builtin:default"
-    fitted["run"]["out_dir"] = "run"
-    cfg_path.write_text(yaml.safe_dump(fitted, sort_keys=False))
-    run_dir = work / "run"
-    if run_dir.exists():
-        import shutil
+    if a.rescore:
+        res.update(json.loads(Path(a.out or f"bench-out/realdata-{tag}.json").read_text()).get("run_info", {}))
+    else:
+        t = time.time()
+        files = sorted(str(f) for f in (data / "waveforms").iterdir())
+        p = subprocess.run(qs + ["archive", "import", *files, "--sds", str(work / "sds")], env=env, capture_output=True, text=True)
+        if p.returncode:
+            raise SystemExit(f"archive import failed:\n{p.stderr}")
+        res["import_s"] = round(time.time() - t, 2)
+        cfg_path = work / "config.yaml"
+        p = subprocess.run(qs + ["init", str(cfg_path), "--force", "--archive", str(work / "sds"), "--inventory", str(data / "stations.xml")],
+                           env=env, capture_output=True, text=True)
+        if p.returncode:
+            raise SystemExit(f"init failed:\n{p.stderr}")
+        print(p.stdout.strip())
+        fitted = yaml.safe_load(cfg_path.read_text())
+        if a.config:
+            base = yaml.safe_load(Path(a.config).read_text())
+            base.setdefault("archive", {}).update(fitted["archive"])
+            base.setdefault("velocity", {})["max_dist_km"] = fitted["velocity"]["max_dist_km"]
+            fitted = base
+        method, _, model = a.picker.partition(":")
+        fitted["detect"]["method"] = method
+        if model:
+            fitted["detect"]["model"] = model
+        elif method == "cerp":
+            fitted["detect"]["model"] = "builtin:default"
+        fitted["run"]["out_dir"] = "run"
+        cfg_path.write_text(yaml.safe_dump(fitted, sort_keys=False))
+        run_dir = work / "run"
+        if run_dir.exists():
+            import shutil
 
-        shutil.rmtree(run_dir)
-    stages = ["plan", "detect", "associate", "locate"] if a.quick else []
-    t = time.time()
-    p = subprocess.run(qs + ["run", str(cfg_path)] + sum((["--stage", s] for s in stages), []), env=env, capture_output=True, text=True)
-    res["run_s"] = round(time.time() - t, 2)
-    res["exit_code"] = p.returncode
-    (work / "run.log").write_text(p.stdout + p.stderr)
-    print(f"quakescale run: exit {p.returncode} in {res['run_s']} s (log {work / 'run.log'})")
+            shutil.rmtree(run_dir)
+        stages = ["plan", "detect", "associate", "locate"] if a.quick else []
+        t = time.time()
+        p = subprocess.run(qs + ["run", str(cfg_path)] + sum((["--stage", s] for s in stages), []), env=env, capture_output=True, text=True)
+        res["run_s"] = round(time.time() - t, 2)
+        res["exit_code"] = p.returncode
+        (work / "run.log").write_text(p.stdout + p.stderr)
+        print(f"quakescale run: exit {p.returncode} in {res['run_s']} s (log {work / 'run.log'})")
 
+    res["run_info"] = {k: res[k] for k in ("import_s", "run_s", "exit_code") if k in res}
     from quakescale.config import load_config
     from quakescale.geo import epicentral_km
     from quakescale.hpc.summary import gather_picks
