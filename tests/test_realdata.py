@@ -221,3 +221,22 @@ def test_whole_dev_set_with_init_defaults(tmp_path):
     loc = pd.read_parquet(tmp_path / "run" / "events" / "located.parquet")
     near = epicentral_km(3.45, -74.19, loc.latitude.to_numpy(), loc.longitude.to_numpy()) < 50
     assert near.sum() >= 20
+
+
+def test_archive_import_reads_sac_and_cuts_at_midnight(tmp_path):
+    """SAC files import too, and a file across midnight lands in two day files with no sample
+    lost or doubled."""
+    from quakescale.archive import import_files, read_station_day
+
+    tr = read(files("YOT")[2], starttime=UTCDateTime("2019-12-24T19:30:00"), endtime=UTCDateTime("2019-12-24T19:40:00"))[0]
+    tr.stats.starttime = UTCDateTime("2019-12-24T23:55:00")  # straddle midnight
+    tr.write(str(tmp_path / "yot.sac"), format="SAC")
+    res = import_files([tmp_path / "yot.sac", tmp_path / "nope.txt"], tmp_path / "sds")
+    assert len(res["written"]) == 2 and len(res["errors"]) == 1 and "nope.txt" in res["errors"][0]
+    from obspy import Stream
+
+    d1, d2 = (read(p)[0] for p in sorted(res["written"]))
+    assert d1.stats.npts + d2.stats.npts == tr.stats.npts
+    assert d2.stats.starttime == UTCDateTime("2019-12-25T00:00:00.000000Z") or d2.stats.starttime - UTCDateTime("2019-12-25") < tr.stats.delta
+    np.testing.assert_allclose(np.concatenate([d1.data, d2.data]), tr.data.astype(np.float32))
+    assert isinstance(Stream(), Stream)

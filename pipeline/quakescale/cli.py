@@ -260,11 +260,7 @@ def run(
     cfg = _load(config)
     summary = run_pipeline(cfg, stages=stages or None, force=set(force or []), echo=typer.echo, retry_failed=retry_failed)
     _print_summary(summary)
-    if summary.get("problems"):
-        for line in summary["problems"]:
-            typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
-        typer.secho("run: not complete (exit 1); reasons: quakescale status CONFIG; retry: --retry-failed", err=True)
-        raise typer.Exit(1)
+    _exit_on_problems(summary)
 
 
 def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[List[str]], force: bool):
@@ -289,6 +285,16 @@ def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[
         return
     summary = run_pipeline(cfg, stages=[stage], force={stage} if force else set(), echo=typer.echo)
     _print_summary(summary)
+    _exit_on_problems(summary)
+
+
+def _exit_on_problems(summary: dict):
+    """Exit 1 (after saying why) when the run's stages failed or the catalog was not written."""
+    if summary.get("problems"):
+        for line in summary["problems"]:
+            typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+        typer.secho("run: not complete (exit 1); reasons: quakescale status CONFIG; retry: --retry-failed", err=True)
+        raise typer.Exit(1)
 
 
 _CHUNK = typer.Option(None, "--chunk", help="Run only chunk K of the stage's sorted unit list (sbatch array task: $SLURM_ARRAY_TASK_ID).")
