@@ -22,7 +22,7 @@
 
 ``run_station_day(cfg, station_id, day, model=None)`` reads the day from the SDS archive and
 returns the table; :func:`detect_station_day` also writes ``picks/day=DAY/NET.STA.parquet``
-atomically and a status row (ok / no_data / failed + reason, counts, seconds) and never raises
+atomically and a status row (ok / no_data / skipped for bad data / failed + reason, counts, seconds) and never raises
 for a bad day.  No scheduler is involved anywhere here.
 """
 
