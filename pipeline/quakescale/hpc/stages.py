@@ -302,7 +302,9 @@ def _associate_task(cfg, rd, unit):
 
     compact_picks(rd)
     picks = gather_picks(rd)
-    if picks is None or not len(picks):
+    if picks is None or not len(picks):  # empty tables: later stages run on nothing, not on missing files
+        write_table(S.EVENTS.empty_table(), _events_path(rd, "associated"), S.EVENTS, where="associated events")
+        write_table(S.ASSIGNMENTS.empty_table(), _events_path(rd, "assignments"), S.ASSIGNMENTS, where="assignments")
         return "ok", 0, "no picks"
     picks = picks.sort_values(["time", "station_id"], kind="stable").reset_index(drop=True)
     a = cfg.associate
