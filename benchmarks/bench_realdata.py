@@ -53,7 +53,13 @@ def _ns(t) -> np.ndarray:
 
 def read_reference_picks(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path)
-    return pd.DataFrame({"station_id": df["station_id"].astype(str), "phase": df["phase"].astype(str).str.upper().str[0], "t": _ns(df["time"])})
+    return pd.DataFrame(
+        {
+            "station_id": df["station_id"].astype(str),
+            "phase": df["phase"].astype(str).str.upper().str[0],
+            "t": _ns(df["time"]),
+        }
+    )
 
 
 def near(a: pd.DataFrame, b: pd.DataFrame, tol_s: float = TOL_S) -> np.ndarray:
@@ -113,7 +119,9 @@ def io_floor(cfg, units: list[str]) -> float:
     for u in units:
         sd = StationDay.from_unit(u)
         try:
-            st = read_station_day(cfg.archive.sds_root, sd.station_id, sd.day, list(cfg.archive.channels), pad_s=PAD_DAY_S)
+            st = read_station_day(
+                cfg.archive.sds_root, sd.station_id, sd.day, list(cfg.archive.channels), pad_s=PAD_DAY_S
+            )
             preprocess(st, cfg.detect)
         except Exception:
             continue
@@ -122,13 +130,25 @@ def io_floor(cfg, units: list[str]) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--picker", default="cerp", help="METHOD[:MODEL]: cerp (shipped weights), cerp:WEIGHTS, stalta, kurtosis, seisbench:NAME ...")
-    ap.add_argument("--config", default=None, help="start from this config (archive paths and dates replaced by the fitted ones)")
-    ap.add_argument("--data", default=None, help="data set directory (waveforms/, stations.xml, reference/); default shared mesetas2019_dev")
+    ap.add_argument(
+        "--picker",
+        default="cerp",
+        help="METHOD[:MODEL]: cerp (shipped weights), cerp:WEIGHTS, stalta, kurtosis, seisbench:NAME ...",
+    )
+    ap.add_argument(
+        "--config", default=None, help="start from this config (archive paths and dates replaced by the fitted ones)"
+    )
+    ap.add_argument(
+        "--data",
+        default=None,
+        help="data set directory (waveforms/, stations.xml, reference/); default shared mesetas2019_dev",
+    )
     ap.add_argument("--work", default=None, help="work directory (default bench-out/realdata-PICKER)")
     ap.add_argument("--quick", action="store_true", help="stop after locate (no xcorr/relocate/catalog)")
     ap.add_argument("--out", default=None, help="JSON output (default bench-out/realdata-PICKER.json)")
-    ap.add_argument("--rescore", action="store_true", help="score the finished run in --work again (no import/init/run)")
+    ap.add_argument(
+        "--rescore", action="store_true", help="score the finished run in --work again (no import/init/run)"
+    )
     a = ap.parse_args(argv)
     import yaml
 
@@ -151,13 +171,28 @@ def main(argv=None):
     else:
         t = time.time()
         files = sorted(str(f) for f in (data / "waveforms").iterdir())
-        p = subprocess.run(qs + ["archive", "import", *files, "--sds", str(work / "sds")], env=env, capture_output=True, text=True)
+        p = subprocess.run(
+            qs + ["archive", "import", *files, "--sds", str(work / "sds")], env=env, capture_output=True, text=True
+        )
         if p.returncode:
             raise SystemExit(f"archive import failed:\n{p.stderr}")
         res["import_s"] = round(time.time() - t, 2)
         cfg_path = work / "config.yaml"
-        p = subprocess.run(qs + ["init", str(cfg_path), "--force", "--archive", str(work / "sds"), "--inventory", str(data / "stations.xml")],
-                           env=env, capture_output=True, text=True)
+        p = subprocess.run(
+            qs
+            + [
+                "init",
+                str(cfg_path),
+                "--force",
+                "--archive",
+                str(work / "sds"),
+                "--inventory",
+                str(data / "stations.xml"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if p.returncode:
             raise SystemExit(f"init failed:\n{p.stderr}")
         print(p.stdout.strip())
@@ -182,7 +217,12 @@ def main(argv=None):
             shutil.rmtree(run_dir)
         stages = ["plan", "detect", "associate", "locate"] if a.quick else []
         t = time.time()
-        p = subprocess.run(qs + ["run", str(cfg_path)] + sum((["--stage", s] for s in stages), []), env=env, capture_output=True, text=True)
+        p = subprocess.run(
+            qs + ["run", str(cfg_path)] + sum((["--stage", s] for s in stages), []),
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         res["run_s"] = round(time.time() - t, 2)
         res["exit_code"] = p.returncode
         (work / "run.log").write_text(p.stdout + p.stderr)
@@ -198,7 +238,9 @@ def main(argv=None):
     rd = RunDir(cfg.run.out_dir)
     st = rd.read_status("detect")
     res["station_days"] = {k: int(v) for k, v in st.state.value_counts().items()} if len(st) else {}
-    res["station_day_problems"] = [f"{r.unit}: {r.state}: {r.reason}" for r in st[st.state != "ok"].itertuples()] if len(st) else []
+    res["station_day_problems"] = (
+        [f"{r.unit}: {r.state}: {r.reason}" for r in st[st.state != "ok"].itertuples()] if len(st) else []
+    )
     res["stages"] = {}
     for s in ("associate", "locate", "xcorr", "relocate", "catalog"):
         x = rd.read_status(s)
@@ -206,7 +248,9 @@ def main(argv=None):
             res["stages"][s] = {k: int(v) for k, v in x.state.value_counts().items()}
     picks = gather_picks(rd)
     picks = picks if picks is not None else pd.DataFrame(columns=["station_id", "phase", "time"])
-    ours = pd.DataFrame({"station_id": picks["station_id"].astype(str), "phase": picks["phase"].astype(str), "t": _ns(picks["time"])})
+    ours = pd.DataFrame(
+        {"station_id": picks["station_id"].astype(str), "phase": picks["phase"].astype(str), "t": _ns(picks["time"])}
+    )
     res["picks"] = {"P": int((ours.phase == "P").sum()), "S": int((ours.phase == "S").sum())}
     if "amp_source" in picks:
         res["amp_source"] = {str(k): int(v) for k, v in picks["amp_source"].fillna("(P pick)").value_counts().items()}
@@ -215,7 +259,9 @@ def main(argv=None):
     eqt = read_reference_picks(data / "reference" / "eqtransformer_picks.csv")
     # score only the stretch our data cover (references may start earlier)
     t0, t1 = _ns([f"{cfg.archive.start}T00:00:00Z"])[0], _ns([f"{cfg.archive.end}T23:59:59Z"])[0]
-    pn, eqt = pn[(pn.t >= t0) & (pn.t <= t1)].reset_index(drop=True), eqt[(eqt.t >= t0) & (eqt.t <= t1)].reset_index(drop=True)
+    pn, eqt = pn[(pn.t >= t0) & (pn.t <= t1)].reset_index(drop=True), eqt[(eqt.t >= t0) & (eqt.t <= t1)].reset_index(
+        drop=True
+    )
     cons = consensus(pn, eqt)
     res["pick_scores"] = pick_scores(ours, {"phasenet": pn, "eqtransformer": eqt, "consensus": cons})
 
@@ -224,8 +270,16 @@ def main(argv=None):
         f = rd.root / "events" / f"{name}.parquet"
         ev[name] = pd.read_parquet(f) if f.exists() else pd.DataFrame(columns=["time", "latitude", "longitude"])
     loc = ev["located"]
-    d = epicentral_km(SEQUENCE[0], SEQUENCE[1], loc["latitude"].to_numpy(float), loc["longitude"].to_numpy(float)) if len(loc) else np.zeros(0)
-    res["events"] = {"associated": int(len(ev["associated"])), "located": int(len(loc)), "located_within_50km": int((d < 50).sum())}
+    d = (
+        epicentral_km(SEQUENCE[0], SEQUENCE[1], loc["latitude"].to_numpy(float), loc["longitude"].to_numpy(float))
+        if len(loc)
+        else np.zeros(0)
+    )
+    res["events"] = {
+        "associated": int(len(ev["associated"])),
+        "located": int(len(loc)),
+        "located_within_50km": int((d < 50).sum()),
+    }
     cat = rd.root / "catalogs" / "events.csv"
     if cat.exists():
         res["events"]["catalog"] = int(len(pd.read_csv(cat, comment="#")))
@@ -233,7 +287,10 @@ def main(argv=None):
         gf = data / "reference" / f"gamma_{g}_catalog.csv"
         if gf.exists():
             gam = pd.read_csv(gf)
-            res["events"][f"gamma_{g}"] = {k: event_recall(_ns(ev[k]["time"]) if len(ev[k]) else np.zeros(0, np.int64), gam) for k in ("associated", "located")}
+            res["events"][f"gamma_{g}"] = {
+                k: event_recall(_ns(ev[k]["time"]) if len(ev[k]) else np.zeros(0, np.int64), gam)
+                for k in ("associated", "located")
+            }
 
     # time per station-hour: detect stage seconds vs the I/O floor of the same station-days
     if len(st):
@@ -249,22 +306,34 @@ def main(argv=None):
             except Exception:
                 pass
         floor = io_floor(cfg, list(ok.unit))
-        res["timing"] = {"station_hours": round(hours, 2), "detect_s": round(float(ok.seconds.sum()), 2), "io_floor_s": round(floor, 2),
-                         "detect_s_per_station_hour": round(float(ok.seconds.sum()) / max(hours, 1e-9), 3),
-                         "io_floor_s_per_station_hour": round(floor / max(hours, 1e-9), 3)}
+        res["timing"] = {
+            "station_hours": round(hours, 2),
+            "detect_s": round(float(ok.seconds.sum()), 2),
+            "io_floor_s": round(floor, 2),
+            "detect_s_per_station_hour": round(float(ok.seconds.sum()) / max(hours, 1e-9), 3),
+            "io_floor_s_per_station_hour": round(floor / max(hours, 1e-9), 3),
+        }
 
     out = Path(a.out or f"bench-out/realdata-{tag}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str) + "\n")
     ps = res["pick_scores"]
-    print(f"station-days {res['station_days']}; picks P {res['picks']['P']} S {res['picks']['S']}; events {res['events']}")
+    print(
+        f"station-days {res['station_days']}; picks P {res['picks']['P']} S {res['picks']['S']}; events {res['events']}"
+    )
     for ph in ("P", "S"):
         r = ps[ph]
-        print(f"{ph}: consensus found {r['recall_consensus']} (of {r['n_consensus']}), PhaseNet found {r['recall_phasenet']}, "
-              f"EQT found {r['recall_eqtransformer']}; ours near PN|EQT {r['near_ref']} (of {r['n_ours']})")
+        print(
+            f"{ph}: consensus found {r['recall_consensus']} (of {r['n_consensus']}), "
+            f"PhaseNet found {r['recall_phasenet']}, "
+            f"EQT found {r['recall_eqtransformer']}; ours near PN|EQT {r['near_ref']} (of {r['n_ours']})"
+        )
     if "timing" in res:
         tm = res["timing"]
-        print(f"detect {tm['detect_s_per_station_hour']} s per station-hour vs I/O floor {tm['io_floor_s_per_station_hour']} s")
+        print(
+            f"detect {tm['detect_s_per_station_hour']} s per station-hour "
+            f"vs I/O floor {tm['io_floor_s_per_station_hour']} s"
+        )
     print(f"-> {out}")
     return 0
 

@@ -116,7 +116,8 @@ def small_real_run(tmp_path_factory):
     for sta in ("CLEJA", "URMC", "PRA", "ORTC", "CHI"):
         for f in files(sta):
             read(f, starttime=UTCDateTime("2019-12-24T19:05:00"), endtime=UTCDateTime("2019-12-24T19:35:00")).write(
-                str(cut / Path(f).name), format="MSEED")
+                str(cut / Path(f).name), format="MSEED"
+            )
     res = import_files(sorted(cut.iterdir()), d / "sds")
     assert not res["errors"] and len(res["written"]) == 15
     p = qs("init", d / "cfg.yaml", "--archive", d / "sds", "--inventory", MESETAS / "stations.xml")
@@ -186,7 +187,9 @@ def test_failed_stage_makes_run_exit_1_and_later_stages_say_why(small_real_run):
     for stage in ("relocate", "catalog"):
         st = rd.read_status(stage)
         assert st.state.iloc[-1] == "failed"
-        assert "UpstreamMissing" in st.reason.iloc[-1] and "stage 'locate' failed" in st.reason.iloc[-1], st.reason.iloc[-1]
+        assert (
+            "UpstreamMissing" in st.reason.iloc[-1] and "stage 'locate' failed" in st.reason.iloc[-1]
+        ), st.reason.iloc[-1]
         assert "FileNotFoundError" not in st.reason.iloc[-1]
 
 
@@ -233,8 +236,16 @@ def test_whole_dev_set_with_init_defaults(tmp_path):
     events located at the sequence (the benchmark, benchmarks/bench_realdata.py, scores picks)."""
     from quakescale.geo import epicentral_km
 
-    assert qs("archive", "import", *sorted((MESETAS / "waveforms").glob("*.mseed")), "--sds", tmp_path / "sds").returncode == 0
-    assert qs("init", tmp_path / "cfg.yaml", "--archive", tmp_path / "sds", "--inventory", MESETAS / "stations.xml").returncode == 0
+    assert (
+        qs("archive", "import", *sorted((MESETAS / "waveforms").glob("*.mseed")), "--sds", tmp_path / "sds").returncode
+        == 0
+    )
+    assert (
+        qs(
+            "init", tmp_path / "cfg.yaml", "--archive", tmp_path / "sds", "--inventory", MESETAS / "stations.xml"
+        ).returncode
+        == 0
+    )
     p = qs("run", tmp_path / "cfg.yaml")
     assert p.returncode == 0, p.stdout + p.stderr
     st = pd.read_parquet(tmp_path / "run" / "status" / "detect.parquet")
@@ -249,7 +260,9 @@ def test_archive_import_reads_sac_and_cuts_at_midnight(tmp_path):
     lost or doubled."""
     from quakescale.archive import import_files, read_station_day
 
-    tr = read(files("YOT")[2], starttime=UTCDateTime("2019-12-24T19:30:00"), endtime=UTCDateTime("2019-12-24T19:40:00"))[0]
+    tr = read(
+        files("YOT")[2], starttime=UTCDateTime("2019-12-24T19:30:00"), endtime=UTCDateTime("2019-12-24T19:40:00")
+    )[0]
     tr.stats.starttime = UTCDateTime("2019-12-24T23:55:00")  # straddle midnight
     tr.write(str(tmp_path / "yot.sac"), format="SAC")
     res = import_files([tmp_path / "yot.sac", tmp_path / "nope.txt"], tmp_path / "sds")

@@ -563,7 +563,14 @@ IMPORT_RECLEN = 4096
 
 def sds_path(root, net: str, sta: str, loc: str, cha: str, day: dt.date) -> Path:
     """SDS file of one channel-day: ``YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY``."""
-    return Path(root) / f"{day.year}" / net / sta / f"{cha}.D" / f"{net}.{sta}.{loc}.{cha}.D.{day.year}.{day.timetuple().tm_yday:03d}"
+    return (
+        Path(root)
+        / f"{day.year}"
+        / net
+        / sta
+        / f"{cha}.D"
+        / f"{net}.{sta}.{loc}.{cha}.D.{day.year}.{day.timetuple().tm_yday:03d}"
+    )
 
 
 def _as_archive_dtype(data: np.ndarray) -> np.ndarray:
@@ -664,7 +671,9 @@ def import_files(files, sds_root, log=None) -> dict:
         if log:
             log(f"wrote {path}")
     _LISTING.clear()
-    return dict(files=n_files, traces=n_traces, channel_days=len(by_day), written=written, unchanged=unchanged, errors=errors)
+    return dict(
+        files=n_files, traces=n_traces, channel_days=len(by_day), written=written, unchanged=unchanged, errors=errors
+    )
 
 
 def sds_contents(sds_root) -> pd.DataFrame:
@@ -672,7 +681,11 @@ def sds_contents(sds_root) -> pd.DataFrame:
     channel, day, path); empty when ``sds_root`` is not laid out as SDS."""
     rows = []
     root = Path(sds_root)
-    for ydir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit() and len(p.name) == 4) if root.is_dir() else []:
+    for ydir in (
+        sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit() and len(p.name) == 4)
+        if root.is_dir()
+        else []
+    ):
         for f in sorted(ydir.glob("*/*/*.D/*")):
             parts = f.name.split(".")
             if len(parts) != 7 or parts[4] != "D" or not parts[6].isdigit():

@@ -56,10 +56,18 @@ def _load(config: Path):
 def init(
     path: Path = typer.Argument(Path("quakescale.yaml"), help="Where to write the commented config template."),
     force: bool = typer.Option(False, help="Overwrite an existing file."),
-    archive: Optional[Path] = typer.Option(None, "--archive", help="SDS archive to fit the config to (stations, channels, dates, travel-time extent); loose MiniSEED/SAC files: run `quakescale archive import` first."),
-    inventory: Optional[Path] = typer.Option(None, "--inventory", help="StationXML of the archive's stations (with --archive)."),
+    archive: Optional[Path] = typer.Option(
+        None,
+        "--archive",
+        help="SDS archive to fit the config to (stations, channels, dates, travel-time extent); "
+        "loose MiniSEED/SAC files: run `quakescale archive import` first.",
+    ),
+    inventory: Optional[Path] = typer.Option(
+        None, "--inventory", help="StationXML of the archive's stations (with --archive)."
+    ),
 ):
-    """Write a commented run-config template with the seed study's defaults; with --archive and --inventory, fitted to them."""
+    """Write a commented run-config template with the seed study's defaults; with --archive and --inventory,
+    fitted to them."""
     if path.exists() and not force:
         _fail(f"{path} exists (use --force to overwrite)")
     if (archive is None) != (inventory is None):
@@ -69,8 +77,11 @@ def init(
 
         text, facts = fitted_config(archive, inventory, path)
         path.write_text(text)
-        typer.echo(f"wrote {path}: {len(facts['stations'])} stations, channels {facts['channels']}, {facts['start']}..{facts['end']}, "
-                   f"network span {facts['span_km']:.0f} km; locator taper auto: {facts['taper']}")
+        typer.echo(
+            f"wrote {path}: {len(facts['stations'])} stations, channels {facts['channels']}, "
+            f"{facts['start']}..{facts['end']}, "
+            f"network span {facts['span_km']:.0f} km; locator taper auto: {facts['taper']}"
+        )
         return
     path.write_text(TEMPLATE)
     typer.echo(f"wrote {path}")
@@ -85,7 +96,8 @@ def archive_import(
     files: List[Path] = typer.Argument(..., help="MiniSEED / SAC files of any length (anything ObsPy reads)."),
     sds: Path = typer.Option(..., "--sds", help="SDS archive root to create or extend."),
 ):
-    """Turn loose MiniSEED/SAC files into an SDS archive (cut at midnight, overlaps merged); importing again changes nothing."""
+    """Turn loose MiniSEED/SAC files into an SDS archive (cut at midnight, overlaps merged); importing again
+    changes nothing."""
     from .archive import import_files
 
     res = import_files(files, sds)
@@ -254,7 +266,9 @@ def run(
     force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even where finished (repeatable); later stages follow."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry units that failed before (their reasons: quakescale status)."),
 ):
-    """Run the whole pipeline (plan -> detect -> associate -> locate -> xcorr -> relocate -> catalog); resumes. Exits 1 when a stage failed or the catalog was not written (station-days skipped for bad data are recorded, not failures)."""
+    """Run the whole pipeline (plan -> detect -> associate -> locate -> xcorr -> relocate -> catalog); resumes.
+    Exits 1 when a stage failed or the catalog was not written (station-days skipped for bad data are recorded,
+    not failures)."""
     from .hpc.pipeline import run_pipeline
 
     cfg = _load(config)

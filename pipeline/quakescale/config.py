@@ -42,7 +42,9 @@ class ArchiveSection(_Section):
     sds_root: Path
     inventory: Path  # StationXML file, or a directory of StationXML files
     stations: list[str] = Field(default_factory=list, description="NET.STA ids; empty = all in the inventory")
-    channels: list[str] = Field(default_factory=lambda: list(DEFAULT_CHANNELS), description="channel patterns in order of preference")
+    channels: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CHANNELS), description="channel patterns in order of preference"
+    )
     start: dt.date
     end: dt.date  # inclusive
     truth: Optional[Path] = None  # directory with events.parquet / picks.parquet (synthetic worlds)
@@ -362,7 +364,8 @@ archive:
   sds_root: sds                # SDS archive: YEAR/NET/STA/CHAN.D/NET.STA.LOC.CHAN.D.YEAR.DOY
   inventory: stations.xml      # StationXML file or directory (instrument responses for magnitudes)
   stations: []                 # NET.STA to use; [] = every station of the inventory
-  channels: ["HH?", "EH?", "BH?", "SH?", "HN?", "EN?"]   # 3-component sets, first found wins (velocity, then accelerometers)
+  channels: ["HH?", "EH?", "BH?", "SH?", "HN?", "EN?"]   # 3-component sets, first found wins
+                               # (velocity sensors, then accelerometers)
   start: 2014-08-03            # first day (UTC)
   end: 2014-08-03              # last day, inclusive
   truth: null                  # synthetic worlds: directory with events.parquet and picks.parquet
@@ -526,8 +529,10 @@ def fitted_config(archive, inventory, config_path=None) -> tuple[str, dict]:
     archive, inventory = Path(archive), Path(inventory)
     have = sds_contents(archive)
     if not len(have):
-        raise ConfigError(f"--archive {archive}: no SDS archive there (YEAR/NET/STA/CHAN.D/NET.STA.LOC.CHAN.D.YEAR.DOY); "
-                          "turn loose MiniSEED/SAC files into one first: quakescale archive import FILES... --sds DIR")
+        raise ConfigError(
+            f"--archive {archive}: no SDS archive there (YEAR/NET/STA/CHAN.D/NET.STA.LOC.CHAN.D.YEAR.DOY); "
+            "turn loose MiniSEED/SAC files into one first: quakescale archive import FILES... --sds DIR"
+        )
     inv = load_inventory(inventory)
     sta = stations_table(inv)
     have["station_id"] = have["network"] + "." + have["station"]
@@ -553,16 +558,39 @@ def fitted_config(archive, inventory, config_path=None) -> tuple[str, dict]:
 
     text = TEMPLATE
     text = _set_line(text, "run", "name", archive.resolve().name or "my-project")
-    text = _set_line(text, "archive", "sds_root", rel(archive), "SDS archive (quakescale archive import FILES --sds DIR makes one)")
+    text = _set_line(
+        text, "archive", "sds_root", rel(archive), "SDS archive (quakescale archive import FILES --sds DIR makes one)"
+    )
     text = _set_line(text, "archive", "inventory", rel(inventory), "StationXML (sensitivity-only responses are fine)")
-    text = _set_line(text, "archive", "stations", "[" + ", ".join(ids) + "]", f"{len(ids)} stations with data and metadata")
-    text = _set_line(text, "archive", "channels", "[" + ", ".join(f'"{p}"' for p in pats) + "]", "channel sets the archive holds, velocity before accelerometers")
+    text = _set_line(
+        text, "archive", "stations", "[" + ", ".join(ids) + "]", f"{len(ids)} stations with data and metadata"
+    )
+    text = _set_line(
+        text,
+        "archive",
+        "channels",
+        "[" + ", ".join(f'"{p}"' for p in pats) + "]",
+        "channel sets the archive holds, velocity before accelerometers",
+    )
     text = _set_line(text, "archive", "start", start.isoformat(), "first day with data (UTC)")
     text = _set_line(text, "archive", "end", end.isoformat(), "last day with data, inclusive")
-    text = _set_line(text, "velocity", "model", "builtin:ludian_like", "generic 1-D crust; a regional model file is better where one exists")
-    text = _set_line(text, "velocity", "max_dist_km", f"{max_dist:g}", f"travel-time extent: the network spans {span:.0f} km")
+    text = _set_line(
+        text,
+        "velocity",
+        "model",
+        "builtin:ludian_like",
+        "generic 1-D crust; a regional model file is better where one exists",
+    )
+    text = _set_line(
+        text, "velocity", "max_dist_km", f"{max_dist:g}", f"travel-time extent: the network spans {span:.0f} km"
+    )
     facts = dict(stations=ids, channels=pats, start=start.isoformat(), end=end.isoformat(), span_km=round(span, 1),
                  taper_km=(full, zero), taper=why, max_dist_km=max_dist)
-    text = text.replace("# Defaults follow the seed study", f"# Fitted to {archive} and {inventory} by `quakescale init --archive`: {len(ids)} stations, "
-                        f"{start}..{end}, {', '.join(pats)}; locator taper auto = {full:g}/{zero:g} km.\n# Defaults follow the seed study", 1)
+    text = text.replace(
+        "# Defaults follow the seed study",
+        f"# Fitted to {archive} and {inventory} by `quakescale init --archive`: {len(ids)} stations, "
+        f"{start}..{end}, {', '.join(pats)};\n# locator taper auto = {full:g}/{zero:g} km.\n"
+        "# Defaults follow the seed study",
+        1,
+    )
     return text, facts

@@ -191,11 +191,19 @@ def _instrument_disp(inv, seed_id: str, t: UTCDateTime, f: np.ndarray) -> tuple:
     value = getattr(sens, "value", None) if sens is not None else None
     units = (getattr(sens, "input_units", None) or "").strip().upper() if sens is not None else ""
     if not value or not np.isfinite(value) or units not in _UNIT_POWER:
-        _warn_once((seed_id, "none"), f"amplitude: {reason} and no usable sensitivity (value {value}, input units {units or '?'}): amplitudes NaN")
+        _warn_once(
+            (seed_id, "none"),
+            f"amplitude: {reason} and no usable sensitivity (value {value}, input units {units or '?'}): "
+            "amplitudes NaN",
+        )
         return None, "none", f"{reason}; no usable sensitivity (input units {units or '?'})"
     power = _UNIT_POWER[units]
     gain = float(value) * _UNIT_SCALE.get(units, 1.0)
-    _warn_once((seed_id, "sensitivity"), f"amplitude: {reason}; Wood-Anderson amplitudes from its sensitivity ({gain:.4g} counts per {units.lower().replace('nm', 'm')}, flat)")
+    _warn_once(
+        (seed_id, "sensitivity"),
+        f"amplitude: {reason}; Wood-Anderson amplitudes from its sensitivity "
+        f"({gain:.4g} counts per {units.lower().replace('nm', 'm')}, flat)",
+    )
     return gain * (2j * np.pi * np.asarray(f, float)) ** power, "sensitivity", ""
 
 
@@ -247,10 +255,15 @@ def ns_to_utc(t_ns: int) -> UTCDateTime:
 
 def s_pick_amplitudes(stream: Stream, inventory, p_times_ns, s_times_ns, pre_p_s: float = 1.0, post_s_s: float = 5.0) -> np.ndarray:
     """WA amplitude (mm) for each S pick; NaN where it cannot be measured."""
-    return np.array([m.amp_mm for m in s_pick_measurements(stream, inventory, p_times_ns, s_times_ns, pre_p_s, post_s_s)], dtype=np.float64)
+    return np.array(
+        [m.amp_mm for m in s_pick_measurements(stream, inventory, p_times_ns, s_times_ns, pre_p_s, post_s_s)],
+        dtype=np.float64,
+    )
 
 
-def s_pick_measurements(stream: Stream, inventory, p_times_ns, s_times_ns, pre_p_s: float = 1.0, post_s_s: float = 5.0) -> list[Amplitude]:
+def s_pick_measurements(
+    stream: Stream, inventory, p_times_ns, s_times_ns, pre_p_s: float = 1.0, post_s_s: float = 5.0
+) -> list[Amplitude]:
     """:class:`Amplitude` (mm, source, note, clipped) for each S pick; never raises for one pick."""
     wins = amplitude_windows(p_times_ns, s_times_ns, pre_p_s, post_s_s)
     meter = WAMeter(stream, inventory)

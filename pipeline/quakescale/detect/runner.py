@@ -311,7 +311,12 @@ def amplitude_columns(ph: np.ndarray, t_ns: np.ndarray, stream: Stream | None, i
     picks; every pick is kept whatever its amplitude's fate)."""
     p = as_params(params)
     n = len(ph)
-    out = {"amp_wa_mm": np.full(n, np.nan), "amp_source": np.full(n, None, object), "amp_note": np.full(n, "", object), "amp_clipped": np.zeros(n, bool)}
+    out = {
+        "amp_wa_mm": np.full(n, np.nan),
+        "amp_source": np.full(n, None, object),
+        "amp_note": np.full(n, "", object),
+        "amp_clipped": np.zeros(n, bool),
+    }
     is_s = ph == "S"
     if not is_s.any():
         return out

@@ -5,9 +5,9 @@ inputs from the run directory (the resolved config is ``RUN/config.yaml``) and w
 atomically plus one status part file.  A stage whose input is missing because an upstream stage
 failed (or has not run) fails with :class:`~quakescale.errors.UpstreamMissing` naming that stage,
 its unit and its reason.  Station-days whose data are bad (unreadable, incomplete) are
-``skipped`` with the reason, not ``failed``: a failure is a defect of the run, bad data are not.  Backends (local Dask, SLURM via dask-jobqueue, sbatch
-arrays) only decide where it runs.  A unit that already has an ``ok``/``no_data`` status row is
-skipped (resume); ``force`` redoes it.
+``skipped`` with the reason, not ``failed``: a failure is a defect of the run, bad data are not.
+Backends (local Dask, SLURM via dask-jobqueue, sbatch arrays) only decide where it runs.  A unit
+that already has an ``ok``/``no_data`` status row is skipped (resume); ``force`` redoes it.
 """
 
 from __future__ import annotations
@@ -220,7 +220,9 @@ def need(rd: RunDir, name: str, stage: str) -> Path:
     path = _events_path(rd, name)
     if not path.exists():
         up = PRODUCER.get(name, "?")
-        raise UpstreamMissing(f"{stage}: input {path.relative_to(rd.root)} is missing because {upstream_reason(rd, up)}")
+        raise UpstreamMissing(
+            f"{stage}: input {path.relative_to(rd.root)} is missing because {upstream_reason(rd, up)}"
+        )
     return path
 
 
@@ -334,7 +336,8 @@ def assigned_picks(rd: RunDir) -> pd.DataFrame:
     if picks is None or not len(asg):
         return asg
     key = ["station_id", "phase", "time"]
-    extra = [c for c in ("amp_wa_mm", "amp_source", "amp_clipped", "probability", "snr", "channel", "network", "station", "location", "method", "model") if c in picks]
+    cols = ("amp_wa_mm", "amp_source", "amp_clipped", "probability", "snr", "channel", "network", "station", "location")
+    extra = [c for c in cols + ("method", "model") if c in picks]
     p = picks[key + extra].drop_duplicates(key)
     return asg.merge(p, on=key, how="left")
 
@@ -357,9 +360,23 @@ def _locate_task(cfg, rd, unit):
 
     params = resolve_distance_taper(cfg.locate, sta)
     located, residuals = locate_with_backend(
-        ev, picks, sta, velocity_model(cfg), params, work_dir=rd.root / "locate-hypoinverse", backend=cfg.locate.backend, exe=cfg.locate.hypoinverse_exe
+        ev,
+        picks,
+        sta,
+        velocity_model(cfg),
+        params,
+        work_dir=rd.root / "locate-hypoinverse",
+        backend=cfg.locate.backend,
+        exe=cfg.locate.hypoinverse_exe,
     )
-    located, station_mags = event_magnitudes(located, picks[picks.phase == "S"], sta, correction=cfg.magnitude.correction, min_stations=cfg.magnitude.min_stations, strict=False)
+    located, station_mags = event_magnitudes(
+        located,
+        picks[picks.phase == "S"],
+        sta,
+        correction=cfg.magnitude.correction,
+        min_stations=cfg.magnitude.min_stations,
+        strict=False,
+    )
     located = located.assign(stage="locate")
     keep = located["n_stations"].fillna(0).to_numpy() >= cfg.locate.min_stations
     if "located" in located:
@@ -371,13 +388,18 @@ def _locate_task(cfg, rd, unit):
     write_table(station_mags, _events_path(rd, "station_magnitudes"))
     n_far = int((located.get("dist_note", pd.Series(dtype=object)).fillna("") != "").sum())
     n_excl = int((~station_mags["used"]).sum()) if "used" in station_mags else 0
-    return "ok", len(located), (
-        f"{len(located)} of {len(ev)} events located ({int((~keep).sum())} rejected: fewer than {cfg.locate.min_stations} weighted stations "
-        f"or no convergence); distance taper {params['dist_full_km']:g}/{params['dist_zero_km']:g} km"
-        + (f" ({params['taper_note']})" if params.get("taper_note") else "")
-        + (f"; WARNING {n_far} located event(s) with every station beyond {params['dist_full_km']:g} km" if n_far else "")
-        + (f"; {n_excl} station amplitude(s) excluded from ML (events/station_magnitudes.parquet: reason)" if n_excl else "")
+    reason = (
+        f"{len(located)} of {len(ev)} events located ({int((~keep).sum())} rejected: fewer than "
+        f"{cfg.locate.min_stations} weighted stations or no convergence); distance taper "
+        f"{params['dist_full_km']:g}/{params['dist_zero_km']:g} km"
     )
+    if params.get("taper_note"):
+        reason += f" ({params['taper_note']})"
+    if n_far:
+        reason += f"; WARNING {n_far} located event(s) with every station beyond {params['dist_full_km']:g} km"
+    if n_excl:
+        reason += f"; {n_excl} station amplitude(s) excluded from ML (events/station_magnitudes.parquet: reason)"
+    return "ok", len(located), reason
 
 
 # ----------------------------------------------------------------------------- xcorr
@@ -474,7 +496,11 @@ def _catalog_task(cfg, rd, unit):
     ev = pd.read_parquet(src)
     if src == rel:  # located events that relocation left out stay in the catalog (stage "locate")
         located = pd.read_parquet(loc)
-        ev = pd.concat([ev, located[~located.event_id.isin(ev.event_id)]], ignore_index=True).sort_values(["time", "event_id"], kind="stable").reset_index(drop=True)
+        ev = (
+            pd.concat([ev, located[~located.event_id.isin(ev.event_id)]], ignore_index=True)
+            .sort_values(["time", "event_id"], kind="stable")
+            .reset_index(drop=True)
+        )
     picks = assigned_picks(rd) if _events_path(rd, "assignments").exists() else None
     if picks is not None and len(picks):
         picks = picks[picks.event_id.isin(ev.event_id)]

@@ -40,7 +40,14 @@ import pandas as pd
 from ..geo import LocalProjection, azimuth_deg, epicentral_km
 from ..velocity import LayeredModel, TravelTimeTable
 
-__all__ = ["LocateParams", "locate_events", "travel_time_table", "cosine_taper", "auto_distance_taper", "resolve_distance_taper"]
+__all__ = [
+    "LocateParams",
+    "locate_events",
+    "travel_time_table",
+    "cosine_taper",
+    "auto_distance_taper",
+    "resolve_distance_taper",
+]
 
 log = logging.getLogger("quakescale.locate")
 
@@ -61,9 +68,17 @@ def auto_distance_taper(stations: pd.DataFrame, k: int = 3) -> tuple[float, floa
     d = np.sort(epicentral_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :]), axis=1)
     dk = float(np.median(d[:, min(k, len(lat) - 1)]))
     if dk <= DENSE_NETWORK_KM:
-        return (*SEED_TAPER_KM, f"dense local network (median distance to the {k}rd-nearest station {dk:.0f} km): the seed's 40/120 km")
+        return (
+            *SEED_TAPER_KM,
+            f"dense local network (median distance to the {k}rd-nearest station {dk:.0f} km): the seed's 40/120 km",
+        )
     full = float(np.ceil(dk / 10.0) * 10.0)
-    return full, 2.0 * full, f"regional network (median distance to the {k}rd-nearest station {dk:.0f} km): full weight to {full:g} km, zero at {2 * full:g} km"
+    return (
+        full,
+        2.0 * full,
+        f"regional network (median distance to the {k}rd-nearest station {dk:.0f} km): "
+        f"full weight to {full:g} km, zero at {2 * full:g} km",
+    )
 
 
 def resolve_distance_taper(params, stations: pd.DataFrame) -> dict:
@@ -237,7 +252,9 @@ def locate_events(
     top0 = float(model.top_km[0])
     if tt is None:  # cover the network: events anywhere within it see every station
         span = _network_span_km(stations)
-        tt = travel_time_table(model, max(200.0, float(np.ceil((span + 100.0) / 50.0) * 50.0)), max(p.max_depth_km + 1.0, 40.0))
+        tt = travel_time_table(
+            model, max(200.0, float(np.ceil((span + 100.0) / 50.0) * 50.0)), max(p.max_depth_km + 1.0, 40.0)
+        )
     zmin = max(p.min_depth_km, float(tt.depth[0]))
     zmax = min(p.max_depth_km, float(tt.depth[-1]))
 
@@ -429,12 +446,25 @@ def locate_events(
     dnear = np.where(valid.any(1), np.min(np.where(valid, epi, np.inf), axis=1), np.nan)
     far = valid.any(1) & (dnear > p.dist_full_km)
     out["dist_note"] = np.where(
-        far, [f"all stations beyond the distance taper: nearest {x:.0f} km > {p.dist_full_km:g} km full weight"
-              + (f" (zero weight beyond {p.dist_zero_km:g} km)" if x >= p.dist_zero_km else "") for x in np.nan_to_num(dnear)], "")
+        far,
+        [
+            f"all stations beyond the distance taper: nearest {x:.0f} km > {p.dist_full_km:g} km full weight"
+            + (f" (zero weight beyond {p.dist_zero_km:g} km)" if x >= p.dist_zero_km else "")
+            for x in np.nan_to_num(dnear)
+        ],
+        "",
+    )
     if far.any():
-        log.warning("locate: %d event(s) have all their stations beyond the distance taper (full weight to %g km, zero at %g km), "
-                    "e.g. event %s (nearest station %.0f km); widen locate.dist_full_km/dist_zero_km if the network is regional",
-                    int(far.sum()), p.dist_full_km, p.dist_zero_km, ev["event_id"].to_numpy()[far][0], float(dnear[far][0]))
+        log.warning(
+            "locate: %d event(s) have all their stations beyond the distance taper (full weight to %g km, "
+            "zero at %g km), e.g. event %s (nearest station %.0f km); widen locate.dist_full_km/dist_zero_km "
+            "if the network is regional",
+            int(far.sum()),
+            p.dist_full_km,
+            p.dist_zero_km,
+            ev["event_id"].to_numpy()[far][0],
+            float(dnear[far][0]),
+        )
     out["depth_fixed"] = fix_depth & loc
     out["located"] = loc
     out["n_iter"] = n_iter.astype(np.int32)

@@ -119,13 +119,25 @@ def event_magnitudes(
     # why each amplitude would be left out ("" = usable); one row per (event, station): the
     # largest usable amplitude, else the largest excluded one with its reason
     absurd = picks["amp_mm"] > max_amp_mm
-    clipped = picks["amp_clipped"].fillna(False).astype(bool) if "amp_clipped" in picks.columns else pd.Series(False, index=picks.index)
+    clipped = (
+        picks["amp_clipped"].fillna(False).astype(bool)
+        if "amp_clipped" in picks.columns
+        else pd.Series(False, index=picks.index)
+    )
     reason = pd.Series("", index=picks.index, dtype=object)
     reason[clipped] = "clipped: amplitude is a lower bound"
-    reason[absurd] = [f"absurd amplitude {a:.4g} mm > {max_amp_mm:g} mm (clipping, wrong response or unit?)" for a in picks.loc[absurd, "amp_mm"]]
+    reason[absurd] = [
+        f"absurd amplitude {a:.4g} mm > {max_amp_mm:g} mm (clipping, wrong response or unit?)"
+        for a in picks.loc[absurd, "amp_mm"]
+    ]
     picks = picks.assign(_reason=reason, _rank=np.where(absurd, 2, np.where(clipped, 1, 0)))
-    per = (picks.sort_values(["event_id", "station_id", "_rank", "amp_mm"], ascending=[True, True, True, False], kind="stable")
-           .drop_duplicates(["event_id", "station_id"]).reset_index(drop=True))
+    per = (
+        picks.sort_values(
+            ["event_id", "station_id", "_rank", "amp_mm"], ascending=[True, True, True, False], kind="stable"
+        )
+        .drop_duplicates(["event_id", "station_id"])
+        .reset_index(drop=True)
+    )
     ev = events.set_index("event_id")
     elat = ev.loc[per["event_id"], "latitude"].to_numpy(float)
     elon = ev.loc[per["event_id"], "longitude"].to_numpy(float)
@@ -146,8 +158,15 @@ def event_magnitudes(
     best = pd.Series(rank).groupby(per["event_id"].to_numpy()).transform("min").to_numpy()
     used = (rank == 0) | ((rank == 1) & (best == 1))
     station_mags = pd.DataFrame(
-        {"event_id": per["event_id"], "station_id": per["station_id"], "amp_wa_mm": per["amp_mm"], "hypo_distance_km": r, "ml": ml,
-         "used": used, "reason": np.where(used & (rank == 0), "", per["_reason"].to_numpy())}
+        {
+            "event_id": per["event_id"],
+            "station_id": per["station_id"],
+            "amp_wa_mm": per["amp_mm"],
+            "hypo_distance_km": r,
+            "ml": ml,
+            "used": used,
+            "reason": np.where(used & (rank == 0), "", per["_reason"].to_numpy()),
+        }
     )
     g = station_mags[station_mags["used"]].groupby("event_id")["ml"]
     med = g.median()
@@ -160,7 +179,10 @@ def event_magnitudes(
     note = pd.Series("", index=out.index, dtype=object)
     n_excl = station_mags[~station_mags["used"]].groupby("event_id").size()
     has_excl = out["event_id"].isin(n_excl.index)
-    note[has_excl] = [f"{int(n_excl[e])} station amplitude(s) excluded (see station magnitudes)" for e in out.loc[has_excl, "event_id"]]
+    note[has_excl] = [
+        f"{int(n_excl[e])} station amplitude(s) excluded (see station magnitudes)"
+        for e in out.loc[has_excl, "event_id"]
+    ]
     lower = station_mags[station_mags["used"] & (station_mags["reason"] != "")]["event_id"].unique()
     note[out["event_id"].isin(lower)] = "clipped amplitudes only: magnitude is a lower bound"
     too_big = out["magnitude"] > max_ml
@@ -171,7 +193,10 @@ def event_magnitudes(
                 f"ML above {max_ml} for {int(too_big.sum())} event(s) (e.g. {worst}) on a local network; "
                 f"check the amplitude unit (column names carry it: {list(AMPLITUDE_UNITS_TO_MM)})"
             )
-        note[too_big] = [f"ML {m:.2f} above {max_ml:g} on a local network: not reported (amplitude unit?)" for m in out.loc[too_big, "magnitude"]]
+        note[too_big] = [
+            f"ML {m:.2f} above {max_ml:g} on a local network: not reported (amplitude unit?)"
+            for m in out.loc[too_big, "magnitude"]
+        ]
         out.loc[too_big, "magnitude"] = np.nan
     out["mag_type"] = np.where(out["magnitude"].notna(), "ML", None)
     out["mag_note"] = note.to_numpy()
