@@ -267,14 +267,14 @@ def test_detect_station_day_writes_atomically_and_records_failures(small_world, 
     model = M.load_model("builtin:default", device="cpu")
     rows = [detect_station_day(cfg, rd, sid, cfg.archive.start, model=model) for sid in (bad_sid, "XL.NOPE", "XL.L01")]
     st = {r["unit"].split("/")[1]: r for r in rows}
-    assert st[bad_sid]["state"] == "failed" and "MiniSEED" in st[bad_sid]["reason"]
+    assert st[bad_sid]["state"] == "skipped" and "MiniSEED" in st[bad_sid]["reason"]
     assert st["XL.NOPE"]["state"] == "no_data"
     assert st["XL.L01"]["state"] == "ok" and st["XL.L01"]["n_out"] > 0
     f = rd.picks_file(str(cfg.archive.start), "XL.L01")
     t = pd.read_parquet(f)
     assert len(t) == st["XL.L01"]["n_out"] and set(S.PICKS.names) <= set(t.columns)
     assert not list(f.parent.glob(".*.tmp"))
-    assert set(rd.read_status("detect").state) == {"ok", "failed", "no_data"}
+    assert set(rd.read_status("detect").state) == {"ok", "skipped", "no_data"}
 
 
 def test_wa_meter_matches_obspy_and_truth(small_world):

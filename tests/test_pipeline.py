@@ -33,11 +33,15 @@ def test_full_run_recovers_the_sequence(finished_run, small_world):
     cfg, summary, logs = finished_run
     run = Path(cfg.run.out_dir)
     vs = summary["vs_truth"]
-    # detection: the corrupt station-day is recorded as failed, the others are ok
+    # detection: the corrupt station-day is recorded as skipped (bad data, with the reason), the others are ok
     st = pd.read_parquet(run / "status" / "detect.parquet")
     assert (st.state == "ok").sum() == 7
-    bad = st[st.state == "failed"]
+    bad = st[st.state == "skipped"]
     assert len(bad) == 1 and "unreadable MiniSEED file" in bad.reason.iloc[0]
+    assert summary["problems"] == []  # skipped bad data is no failure: `quakescale run` exits 0
+    # the locator's auto distance taper is the seed's 40/120 km on this dense local network
+    loc = pd.read_parquet(run / "status" / "locate.parquet")
+    assert "distance taper 40/120 km" in loc.reason.iloc[-1], loc.reason.iloc[-1]
     # picks, events, locations vs truth
     assert vs["picks"]["P"]["recall"] > 0.5 and abs(vs["picks"]["P"]["mean_error_s"]) < 0.1
     assert vs["locate"]["recall"] >= 0.7, vs["locate"]

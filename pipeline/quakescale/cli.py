@@ -53,12 +53,60 @@ def _load(config: Path):
 
 
 @app.command()
-def init(path: Path = typer.Argument(Path("quakescale.yaml"), help="Where to write the commented config template."), force: bool = typer.Option(False, help="Overwrite an existing file.")):
-    """Write a commented run-config template with the seed study's defaults."""
+def init(
+    path: Path = typer.Argument(Path("quakescale.yaml"), help="Where to write the commented config template."),
+    force: bool = typer.Option(False, help="Overwrite an existing file."),
+    archive: Optional[Path] = typer.Option(
+        None,
+        "--archive",
+        help="SDS archive to fit the config to (stations, channels, dates, travel-time extent); "
+        "loose MiniSEED/SAC files: run `quakescale archive import` first.",
+    ),
+    inventory: Optional[Path] = typer.Option(
+        None, "--inventory", help="StationXML of the archive's stations (with --archive)."
+    ),
+):
+    """Write a commented run-config template with the seed study's defaults; with --archive and --inventory,
+    fitted to them."""
     if path.exists() and not force:
         _fail(f"{path} exists (use --force to overwrite)")
+    if (archive is None) != (inventory is None):
+        _fail("--archive and --inventory go together")
+    if archive is not None:
+        from .config import fitted_config
+
+        text, facts = fitted_config(archive, inventory, path)
+        path.write_text(text)
+        typer.echo(
+            f"wrote {path}: {len(facts['stations'])} stations, channels {facts['channels']}, "
+            f"{facts['start']}..{facts['end']}, "
+            f"network span {facts['span_km']:.0f} km; locator taper auto: {facts['taper']}"
+        )
+        return
     path.write_text(TEMPLATE)
     typer.echo(f"wrote {path}")
+
+
+archive_app = typer.Typer(no_args_is_help=True, help="The waveform archive: import loose files into SDS.")
+app.add_typer(archive_app, name="archive")
+
+
+@archive_app.command("import")
+def archive_import(
+    files: List[Path] = typer.Argument(..., help="MiniSEED / SAC files of any length (anything ObsPy reads)."),
+    sds: Path = typer.Option(..., "--sds", help="SDS archive root to create or extend."),
+):
+    """Turn loose MiniSEED/SAC files into an SDS archive (cut at midnight, overlaps merged); importing again
+    changes nothing."""
+    from .archive import import_files
+
+    res = import_files(files, sds)
+    typer.echo(f"{res['files']} file(s), {res['traces']} trace(s) -> {res['channel_days']} channel-day(s) in {sds}: "
+               f"{len(res['written'])} written, {len(res['unchanged'])} unchanged")
+    for e in res["errors"]:
+        typer.secho(f"  skipped {e}", err=True)
+    if res["errors"] and not res["files"]:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -218,12 +266,15 @@ def run(
     force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even where finished (repeatable); later stages follow."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry units that failed before (their reasons: quakescale status)."),
 ):
-    """Run the whole pipeline (plan -> detect -> associate -> locate -> xcorr -> relocate -> catalog); resumes."""
+    """Run the whole pipeline (plan -> detect -> associate -> locate -> xcorr -> relocate -> catalog); resumes.
+    Exits 1 when a stage failed or the catalog was not written (station-days skipped for bad data are recorded,
+    not failures)."""
     from .hpc.pipeline import run_pipeline
 
     cfg = _load(config)
     summary = run_pipeline(cfg, stages=stages or None, force=set(force or []), echo=typer.echo, retry_failed=retry_failed)
     _print_summary(summary)
+    _exit_on_problems(summary)
 
 
 def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[List[str]], force: bool):
@@ -248,6 +299,16 @@ def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[
         return
     summary = run_pipeline(cfg, stages=[stage], force={stage} if force else set(), echo=typer.echo)
     _print_summary(summary)
+    _exit_on_problems(summary)
+
+
+def _exit_on_problems(summary: dict):
+    """Exit 1 (after saying why) when the run's stages failed or the catalog was not written."""
+    if summary.get("problems"):
+        for line in summary["problems"]:
+            typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+        typer.secho("run: not complete (exit 1); reasons: quakescale status CONFIG; retry: --retry-failed", err=True)
+        raise typer.Exit(1)
 
 
 _CHUNK = typer.Option(None, "--chunk", help="Run only chunk K of the stage's sorted unit list (sbatch array task: $SLURM_ARRAY_TASK_ID).")

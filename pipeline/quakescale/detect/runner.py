@@ -17,11 +17,12 @@
    unless the network is very sure (``onset_min_contrast``, ``onset_check_max_prob``);
    methods ``stalta`` / ``kurtosis``: :mod:`quakescale.detect.classic` on the whole day;
 3. SNR (1-20 Hz peak after / RMS before) and, for S picks, the Wood-Anderson amplitude
-   (:mod:`quakescale.detect.amplitude`) from 1 s before P to 5 s after S.
+   (:mod:`quakescale.detect.amplitude`) from 1 s before P to 5 s after S, with its source
+   (response / sensitivity / none), note and clipping flag; a missing amplitude never drops a pick.
 
 ``run_station_day(cfg, station_id, day, model=None)`` reads the day from the SDS archive and
 returns the table; :func:`detect_station_day` also writes ``picks/day=DAY/NET.STA.parquet``
-atomically and a status row (ok / no_data / failed + reason, counts, seconds) and never raises
+atomically and a status row (ok / no_data / skipped for bad data / failed + reason, counts, seconds) and never raises
 for a bad day.  No scheduler is involved anywhere here.
 """
 
@@ -350,10 +351,7 @@ def picks_table(prep: Prepared, picks: list[tuple[str, float, float]], method: s
     ph = np.array([x[0] for x in picks])
     idx = np.array([x[1] for x in picks], np.float64)
     t_ns = prep.time_ns(idx)
-    amp_mm = np.full(len(picks), np.nan)
-    is_s = ph == "S"
-    if is_s.any() and stream is not None and inventory is not None:
-        amp_mm[is_s] = amp.s_pick_amplitudes(stream, inventory, t_ns[ph == "P"], t_ns[is_s], p.amp_pre_p_s, p.amp_post_s_s)
+    amp_cols = amplitude_columns(ph, t_ns, stream, inventory, p)
     df = pd.DataFrame(
         {
             "station_id": prep.station_id,
@@ -365,12 +363,39 @@ def picks_table(prep: Prepared, picks: list[tuple[str, float, float]], method: s
             "time": pd.to_datetime(t_ns, unit="ns", utc=True),
             "probability": np.array([x[2] for x in picks], np.float32),
             "snr": np.array([pick_snr(prep, a, b) for a, b in zip(ph, idx)], np.float32),
-            "amp_wa_mm": amp_mm,
+            **amp_cols,
             "method": method,
             "model": model_label,
         }
     )
     return df.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def amplitude_columns(ph: np.ndarray, t_ns: np.ndarray, stream: Stream | None, inventory, params=None) -> dict:
+    """``amp_wa_mm`` / ``amp_source`` / ``amp_note`` / ``amp_clipped`` of picks (measured on S
+    picks; every pick is kept whatever its amplitude's fate)."""
+    p = as_params(params)
+    n = len(ph)
+    out = {
+        "amp_wa_mm": np.full(n, np.nan),
+        "amp_source": np.full(n, None, object),
+        "amp_note": np.full(n, "", object),
+        "amp_clipped": np.zeros(n, bool),
+    }
+    is_s = ph == "S"
+    if not is_s.any():
+        return out
+    if stream is None or inventory is None:
+        out["amp_source"][is_s] = "none"
+        out["amp_note"][is_s] = "no waveforms" if stream is None else "no inventory"
+        return out
+    ms = amp.s_pick_measurements(stream, inventory, t_ns[ph == "P"], t_ns[is_s], p.amp_pre_p_s, p.amp_post_s_s)
+    idx = np.flatnonzero(is_s)
+    out["amp_wa_mm"][idx] = [m.amp_mm for m in ms]
+    out["amp_source"][idx] = [m.source for m in ms]
+    out["amp_note"][idx] = [m.note for m in ms]
+    out["amp_clipped"][idx] = [m.clipped for m in ms]
+    return out
 
 
 _MODELS: dict = {}
@@ -465,7 +490,7 @@ def detect_station_day(cfg, run_dir, station_id: str, day, model: CerpModel | No
         row = {"unit": unit, "state": "ok", "reason": f"P={n_p} S={n_s} windows={info.get('n_windows', 0)} detected={info.get('n_detected', 0)}", "n_out": len(df)}
     except ArchiveError as exc:
         msg = str(exc)
-        state = "no_data" if ("no " in msg and "data" in msg) else "failed"
+        state = "no_data" if ("no " in msg and "data" in msg) else "skipped"  # bad data: recorded, not a failure
         row = {"unit": unit, "state": state, "reason": msg[:500], "n_out": 0}
     except Exception as exc:  # a corrupt/odd day is recorded, never fatal
         row = {"unit": unit, "state": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500], "n_out": 0}
