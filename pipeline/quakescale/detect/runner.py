@@ -136,28 +136,43 @@ def contiguous_runs(tr) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
-def detrend_taper_filter(x: np.ndarray, sos, taper_n: int) -> np.ndarray:
+CHUNK_N = 1 << 20  # samples per pass of the segment filter: working memory stays a few MB
+
+
+def detrend_taper_filter(x: np.ndarray, sos, taper_n: int, out: np.ndarray | None = None) -> np.ndarray:
     """Linear detrend (least squares, closed form), cosine taper of ``taper_n`` samples at both
-    ends and a causal SOS filter of one contiguous segment; float32 out.
+    ends and a causal SOS filter of one contiguous segment, written as float32 into ``out``
+    (allocated when None).
 
     Same result as ``scipy.signal.detrend(x, 'linear')`` + taper + ``sosfilt`` (to float
-    rounding) in a few passes over the data: no least-squares matrix, one float64 work array."""
-    y = np.asarray(x, np.float64).copy() if x.dtype == np.float64 else x.astype(np.float64)
-    n = len(y)
-    t = np.arange(n, dtype=np.float64)
+    rounding), in chunks of :data:`CHUNK_N` samples: the filter state carries over between
+    chunks, so the output is that of one pass, and no full-length float64 copy is ever made."""
+    n = len(x)
+    out = np.empty(n, np.float32) if out is None else out
     tm = (n - 1) / 2.0
-    ym = y.sum() / n
+    total, tdot = 0.0, 0.0
+    for a in range(0, n, CHUNK_N):
+        xc = np.asarray(x[a : a + CHUNK_N], np.float64)
+        total += float(xc.sum())
+        tdot += float(np.dot(np.arange(a, a + len(xc), dtype=np.float64), xc))
+    ym = total / n if n else 0.0
     denom = n * (n * n - 1) / 12.0
-    slope = (float(np.dot(t, y)) - tm * ym * n) / denom if denom > 0 else 0.0
-    t *= -slope
-    t += slope * tm - ym
-    y += t  # y - (ym + slope * (t - tm))
-    del t
-    if taper_n > 1:
-        w = 0.5 * (1 - np.cos(np.linspace(0, np.pi, taper_n)))
-        y[:taper_n] *= w
-        y[-taper_n:] *= w[::-1]
-    return signal.sosfilt(sos, y).astype(np.float32)
+    slope = (tdot - tm * ym * n) / denom if denom > 0 else 0.0
+    w = 0.5 * (1 - np.cos(np.linspace(0, np.pi, taper_n))) if taper_n > 1 else None
+    zi = np.zeros((sos.shape[0], 2))
+    for a in range(0, n, CHUNK_N):
+        y = np.asarray(x[a : a + CHUNK_N], np.float64) - ym
+        y -= slope * (np.arange(a, a + len(y), dtype=np.float64) - tm)
+        if w is not None:
+            if a < taper_n:  # head of the segment
+                k = min(taper_n - a, len(y))
+                y[:k] *= w[a : a + k]
+            if a + len(y) > n - taper_n:  # tail
+                k0 = max(n - taper_n - a, 0)
+                y[k0:] *= w[::-1][a + k0 - (n - taper_n) :][: len(y) - k0]
+        y, zi = signal.sosfilt(sos, y, zi=zi)
+        out[a : a + len(y)] = y
+    return out
 
 
 def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: UTCDateTime | None = None) -> Prepared:
@@ -200,12 +215,15 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
                 else:  # other rates: resampled segment by segment (rare path, ObsPy)
                     seg = Trace(raw[r0:r1].astype(np.float64), header={"sampling_rate": sr, "starttime": UTCDateTime(ns=start_ns)})
                     x = _to_100hz(seg, fs).data
-                y = detrend_taper_filter(x, sos, min(int(fs), len(x) // 4))
                 i0 = int(round((start_ns - t0_ns) / 1e9 * fs))
-                a, b = max(i0, 0), min(i0 + len(y), n)
+                a, b = max(i0, 0), min(i0 + len(x), n)
                 if b <= a:
                     continue
-                data[c, a:b] = y[a - i0 : b - i0]
+                taper_n = min(int(fs), len(x) // 4)
+                if a == i0 and b == i0 + len(x):  # the usual case: filtered straight into place
+                    detrend_taper_filter(x, sos, taper_n, out=data[c, a:b])
+                else:
+                    data[c, a:b] = detrend_taper_filter(x, sos, taper_n)[a - i0 : b - i0]
                 cvalid[c, a:b] = True
     valid = cvalid.all(axis=0)
     data[:, ~valid] = 0.0
@@ -290,10 +308,11 @@ def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dic
         raise ValueError(f"detect.window_s {p.window_s} does not match the model's {WINDOW_N / FS_HZ} s window")
     t_start = time.perf_counter()
     starts = window_starts(prep.data.shape[1], win_n, stride_n)
-    if len(starts):
-        cv = np.concatenate([[0], np.cumsum(~prep.valid)])
-        gap_frac = (cv[starts + win_n] - cv[starts]) / win_n
-        starts = starts[gap_frac <= MAX_GAP_FRACTION]
+    if len(starts):  # samples in gaps per window, from one int32 running count
+        cs = np.cumsum(~prep.valid, dtype=np.int32)
+        n_gap = cs[starts + win_n - 1] - np.where(starts > 0, cs[np.maximum(starts - 1, 0)], 0)
+        del cs
+        starts = starts[n_gap / win_n <= MAX_GAP_FRACTION]
     dev = model.device
     batch = p.batch_size if dev.type == "cpu" else max(p.batch_size, GPU_MIN_BATCH)
     wins = window_tensor(prep.data, win_n, dev)
