@@ -143,11 +143,19 @@ def test_partitioned_with_dask_client(syn, assoc):
     assert asg_d["pick_index"].tolist() == asg_l["pick_index"].tolist()
 
 
-def test_bad_input_is_named(syn, assoc):
+def test_bad_input_is_named(syn, assoc, tt, caplog):
     bad = syn.picks.head(20).copy()
     bad.loc[bad.index[3], "station_id"] = "ZZ.NOPE"
+    strict = Associator(syn.stations, tt=tt, max_depth_km=30, unknown_stations="error")
     with pytest.raises(AssociationInputError, match="ZZ.NOPE"):
-        assoc.associate(bad)
+        strict.associate(bad)
+    # by default a pick of an unknown station is dropped with a warning naming the station
+    with caplog.at_level("WARNING", logger="quakescale.associate"):
+        ev, asg = associate_partitioned(bad, assoc)
+    assert "ZZ.NOPE" in caplog.text and "dropped" in caplog.text
+    assert 3 not in set(asg["pick_index"])
+    with pytest.raises(AssociationInputError, match="min_stations"):
+        Associator(syn.stations, tt=tt, min_stations=0)
     bad = syn.picks.head(20).copy()
     bad.loc[bad.index[2], "phase"] = "X"
     with pytest.raises(AssociationInputError, match="phase"):
@@ -211,3 +219,90 @@ def test_italy_vs_real_first_hours():
     assert recall >= 0.85
     assert precision >= 0.6
     assert asg["pick_index"].is_unique
+
+
+def test_csv_picks_bad_files_one_clear_error(tmp_path):
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("station_id,phase,time\n")
+    with pytest.raises(picks_io.PickFormatError, match="header only"):
+        picks_io.read_csv_picks(header_only)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(picks_io.PickFormatError, match="empty file"):
+        picks_io.read_csv_picks(empty)
+    amp = tmp_path / "amp.csv"
+    amp.write_text("station_id,phase,time,amplitude\nSY.S001,P,2020-01-01T00:00:00,0.5\n")
+    with pytest.raises(picks_io.PickFormatError, match="amplitude column 'amplitude' without a unit"):
+        picks_io.read_csv_picks(amp)
+    assert picks_io.read_csv_picks(amp, amp_unit="wa_mm")["amp_wa_mm"].tolist() == [0.5]
+    raw = picks_io.read_csv_picks(amp, amp_unit="raw")
+    assert raw["amp_wa_mm"].isna().all() and raw["amp_raw"].tolist() == [0.5]
+    named = tmp_path / "named.csv"
+    named.write_text("station_id,phase,time,amp_wa_mm\nSY.S001,S,2020-01-01T00:00:00,0.25\n")
+    assert picks_io.read_csv_picks(named)["amp_wa_mm"].tolist() == [0.25]
+
+
+def test_layer_table_csv_with_header(tmp_path):
+    from quakescale.formats.velmodels import ModelFormatError, read_model
+
+    f = tmp_path / "model.csv"
+    f.write_text("top_km,vp_km_s,vs_km_s\n0,5.3,2.75\n1,5.65,2.80\n5,6.20,3.40\n")
+    m = read_model(f)
+    assert m.top_km == (0.0, 1.0, 5.0) and m.vp_kms == (5.3, 5.65, 6.2) and m.vs_kms == (2.75, 2.8, 3.4)
+    g = tmp_path / "reordered.csv"
+    g.write_text("# a comment\nvp,depth\n5.3,0\n6.0,4\n")
+    m = read_model(g)
+    assert m.top_km == (0.0, 4.0) and m.vs_kms[0] == pytest.approx(5.3 / 1.73)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("top_km,vp_km_s\n0,5.3\n0,6.0\n")
+    with pytest.raises(ModelFormatError, match="bad.csv:3"):
+        read_model(bad)
+
+
+def test_edge_events_rejected_and_probability_floor(tt):
+    """Events far outside the stations' box sit on the search region's edge: rejected; picks
+    below the probability floor are not used."""
+    syn = synthetic_picks(tt, n_events=40, n_stations=20, region_km=100, false_fraction=0.0, seed=5)
+    inside = Associator(syn.stations, tt=tt, max_depth_km=30, min_stations=4, min_picks=8)
+    ev_in, _ = inside.associate(syn.picks)
+    assert len(ev_in) >= 35
+    # only the western stations listen: the eastern events lie far outside their box
+    west = syn.stations[inside.sx < np.quantile(inside.sx, 0.5)]
+    wpicks = syn.picks[syn.picks["station_id"].isin(west["station_id"])].reset_index(drop=True)
+
+    def outside_km(a, ev):
+        x0, x1, y0, y1 = a.station_box
+        dx = np.maximum(np.maximum(x0 - ev["x_km"], ev["x_km"] - x1), 0)
+        dy = np.maximum(np.maximum(y0 - ev["y_km"], ev["y_km"] - y1), 0)
+        return np.hypot(dx, dy)
+
+    free = Associator(west, tt=tt, max_depth_km=30, min_stations=4, min_picks=8, max_outside_km=None,
+                      reject_depth_edge=False, margin_km=80.0)
+    ev_free, _ = free.associate(wpicks)
+    assert (outside_km(free, ev_free) > 10).sum() >= 3  # without the rule: events out there
+    edge = Associator(west, tt=tt, max_depth_km=30, min_stations=4, min_picks=8, max_outside_km=10.0, margin_km=80.0)
+    ev_edge, _ = edge.associate(wpicks)
+    assert len(ev_edge) > 0 and (outside_km(edge, ev_edge) <= 10).all()
+    assert (ev_edge["depth_km"] < 30 - 0.25).all()
+    low = syn.picks.assign(probability=np.float32(0.2))
+    floor = Associator(syn.stations, tt=tt, max_depth_km=30, min_stations=4, min_picks=8, min_probability=0.3)
+    ev_low, _ = floor.associate(low)
+    assert len(ev_low) == 0
+    ev_ok, _ = floor.associate(syn.picks)  # probability 0.9
+    assert len(ev_ok) == len(ev_in)
+
+
+@needs_italy
+def test_phasenet_reader():
+    picks = picks_io.read_picks(ITALY / "Pick_PhaseNet" / "picks.csv")
+    assert len(picks) == 115440
+    assert (picks["phase"] == "P").sum() == 54994
+    assert picks["probability"].between(0.3, 1.0).all()
+    assert picks["amp_wa_mm"].isna().all()  # PhaseNet amplitudes are velocities, never taken as Wood-Anderson
+    st = picks_io.read_real_stations(ITALY / "Data" / "station.dat")
+    assert set(picks["station_id"]) <= set(st["station_id"])
+    # PhaseNet's own split of the same table (temp.p): IV ARRO P at 16.70 s, probability 0.645
+    arro = picks[(picks["station_id"] == "IV.ARRO") & (picks["phase"] == "P")]
+    hit = arro[arro["time"] == pd.Timestamp("2016-10-14T00:00:16.70", tz="UTC")]
+    assert len(hit) == 1 and hit["probability"].iloc[0] == pytest.approx(0.645, abs=1e-6)
+    schema.conform(picks, schema.PICKS)
