@@ -111,6 +111,7 @@ class AssociateSection(_Section):
     min_picks: int = Field(10, ge=0)  # P + S picks within max_residual_s
     min_p_and_s: int = Field(3, ge=0)  # stations with both a P and an S pick
     min_score: float = Field(8.0, ge=0)  # sum over the picks of probability x fit (1 - (res / max_residual_s)^2)
+    residual_per_s: float = Field(0.03, ge=0)  # the residual threshold grows by this much per second of travel time
     min_probability: float = Field(0.0, ge=0, le=1)  # picks below this probability are not used
     max_rms_s: Optional[float] = Field(None, gt=0)
     loc_residual_s: Optional[float] = Field(None, gt=0)  # tolerance of the finest location stages
@@ -414,6 +415,7 @@ associate:
   min_picks: 10                # minimum P + S picks (PyOcto's default)
   min_p_and_s: 3               # minimum stations with both a P and an S pick (PyOcto's default)
   min_score: 8.0               # minimum evidence: sum of pick probability x fit (1 - (res/max_residual_s)^2)
+  residual_per_s: 0.03         # ... plus this per second of travel time (model errors grow with distance)
   min_probability: 0.0         # picks below this probability are not used
   max_rms_s: null              # optional residual-RMS limit
   loc_residual_s: null         # optional tighter tolerance for the finest location stages
