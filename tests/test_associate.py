@@ -336,3 +336,66 @@ def test_italy_defaults_precision(pick_set):
 
 # measured 0.972 / 0.665 and 0.993 / 0.312; the limits sit above PyOcto's full-day figures
 LIMITS = {"stalta": (0.93, 0.60), "phasenet": (0.95, 0.28)}
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "quakescale.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_associate_config_thresholds_and_bad_input(tmp_path, tt):
+    import yaml
+
+    from quakescale.config import TEMPLATE
+
+    syn = synthetic_picks(tt, n_events=20, n_stations=20, region_km=100, false_fraction=0.1, seed=9)
+    pk = tmp_path / "picks.csv"
+    syn.picks[["station_id", "phase", "time", "probability"]].to_csv(pk, index=False)
+    st = tmp_path / "stations.csv"
+    syn.stations[["station_id", "latitude", "longitude", "elevation_m"]].to_csv(st, index=False)
+    m = default_model()
+    model = tmp_path / "model.csv"
+    pd.DataFrame({"top_km": m.top_km, "vp_km_s": m.vp_kms, "vs_km_s": m.vs_kms}).to_csv(model, index=False)
+    common = ["--picks", pk, "--stations", st, "--model", model]
+
+    r = _cli("associate", *common, "-o", tmp_path / "a")
+    assert r.returncode == 0, r.stderr
+    n_default = len(pd.read_parquet(tmp_path / "a" / "events.parquet"))
+    assert n_default >= 18
+    # the config's associate: section is used (21 stations: more than there are)
+    cfg = yaml.safe_load(TEMPLATE)
+    cfg["associate"]["min_stations"] = 21
+    cfgf = tmp_path / "run.yaml"
+    cfgf.write_text(yaml.safe_dump(cfg))
+    r = _cli("associate", cfgf, *common, "-o", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    assert len(pd.read_parquet(tmp_path / "b" / "events.parquet")) == 0
+    # ... and the command line wins over it
+    r = _cli("associate", cfgf, *common, "-o", tmp_path / "c", "--min-stations", "4")
+    assert r.returncode == 0, r.stderr
+    assert len(pd.read_parquet(tmp_path / "c" / "events.parquet")) == n_default
+
+    def one_line_error(r, *words):
+        assert r.returncode == 1, (r.returncode, r.stderr)
+        first = r.stderr.strip().splitlines()[0]
+        assert first.startswith("error: ") and "Traceback" not in r.stderr
+        for w in words:
+            assert w in first, (w, first)
+
+    one_line_error(_cli("associate", tmp_path / "nope.yaml", *common, "-o", tmp_path / "d"), "nope.yaml")
+    one_line_error(_cli("associate", *common, "-o", tmp_path / "d", "--min-stations", "0"), "min_stations")
+    ho = tmp_path / "header.csv"
+    ho.write_text("station_id,phase,time\n")
+    one_line_error(_cli("associate", "--picks", ho, "--stations", st, "--model", model, "-o", tmp_path / "d"),
+                   "header.csv", "header only")
+    unknown = tmp_path / "unknown.csv"
+    bad = syn.picks[["station_id", "phase", "time"]].copy()
+    bad.loc[bad.index[0], "station_id"] = "ZZ.NOPE"
+    bad.to_csv(unknown, index=False)
+    r = _cli("associate", "--picks", unknown, "--stations", st, "--model", model, "-o", tmp_path / "e")
+    assert r.returncode == 0 and "ZZ.NOPE" in r.stderr  # dropped, with a warning
+    one_line_error(_cli("associate", "--picks", unknown, "--stations", st, "--model", model, "-o", tmp_path / "e",
+                        "--strict"), "ZZ.NOPE")
