@@ -55,10 +55,17 @@ __all__ = [
     "synthetic_picks",
     "SyntheticPicks",
     "AssociationInputError",
+    "PALM_SEED",
 ]
 
 _PHASES = {"P": 0, "S": 1}
 log = logging.getLogger("quakescale.associate")
+
+# The seed's (PALM's) loose acceptance -- >= min_stations within 2.0 s, no pick-count, score or
+# edge rules.  For uses that want every plausible event rather than a catalog, e.g. the
+# bootstrap's labels from classic picks (few S).  Pass as ``Associator(st, model, **PALM_SEED)``.
+PALM_SEED = dict(max_residual_s=2.0, min_p=0, min_s=0, min_picks=0, min_p_and_s=0, min_score=0.0,
+                 residual_per_s=0.0, max_outside_km=None, reject_depth_edge=False, use_probability=False)
 
 
 def _ns(values) -> np.ndarray:
@@ -88,12 +95,13 @@ class Associator:
     without probabilities), when given an RMS ``<= max_rms_s``, and not on the search
     region's edge: depth at ``max_depth_km`` (``reject_depth_edge``) or an epicentre more than
     ``max_outside_km`` outside the stations' box.  Picks below ``min_probability`` are not
-    used.  On a network of fewer stations than PyOcto's thresholds assume, the pick counts
-    are capped (``min_picks`` at the number of stations, ``min_p``/``min_s`` at a third of
-    it, ``min_p_and_s`` at a quarter; ``min_score`` in proportion).  Measured on the Italy
-    2016 day (benchmarks/bench_associate.py): precision 0.09 -> 0.61 (REAL's STA/LTA picks)
-    and 0.10 -> 0.30 (PhaseNet picks) against REAL's catalog at higher recall than PyOcto.
-    The event table carries ``score`` (the quality above) and ``n_p_and_s``.  Grids: detection nodes every
+    used; ``use_probability=False``: every pick weighs 1.  On a network of fewer stations than
+    PyOcto's thresholds assume, the pick counts are capped (``min_picks`` at the number of
+    stations, ``min_p``/``min_s`` at a third of it, ``min_p_and_s`` at a quarter; ``min_score``
+    in proportion).  Measured on the Italy 2016 day (benchmarks/bench_associate.py): precision
+    0.09 -> 0.60 (REAL's STA/LTA picks) and 0.10 -> 0.29 (PhaseNet picks) against REAL's
+    catalog, at higher recall than PyOcto.  The event table carries ``score`` (the quality
+    above) and ``n_p_and_s``.  Grids: detection nodes every
     ``detect_spacing_km``; grid search from ``2 * grid_spacing_km`` over the detection cell,
     then ``grid_spacing_km`` and halving down to ``fine_spacing_km``.  ``max_passes``: passes
     over the left-over picks; ``block_s``: time block of the detection histogram (memory);
@@ -113,6 +121,7 @@ class Associator:
         residual_per_s: float = 0.03,
         max_rms_s: float | None = None,
         min_probability: float = 0.0,
+        use_probability: bool = True,
         loc_residual_s: float | None = None,
         max_outside_km: float | None = 10.0,
         reject_depth_edge: bool = True,
@@ -156,6 +165,7 @@ class Associator:
         if not 0.0 <= float(min_probability) <= 1.0:
             raise AssociationInputError(f"min_probability must be in [0, 1] (got {min_probability})")
         self.min_probability = float(min_probability)
+        self.use_probability = bool(use_probability)
         self.loc_residual_s = float(loc_residual_s) if loc_residual_s else None
         # a sparse network cannot give what a dense one does: the pick thresholds are capped by
         # the stations there are (PyOcto's 10 picks / 3 P+S stations are for tens of stations)
@@ -317,10 +327,12 @@ class Associator:
             prob = np.where(np.isfinite(pr), np.clip(pr, 0.0, 1.0), 1.0)
             if self.min_probability > 0:
                 keep &= prob >= self.min_probability
+            if not self.use_probability:
+                prob = np.ones(len(picks))
             # pickers differ in scale (PhaseNet ~0.3-1, EQTransformer ~0.1-0.6): the weight is the
             # probability relative to the set's 90th percentile, at most 1
             fin = np.isfinite(pr) & keep
-            if fin.sum() >= 10:
+            if fin.sum() >= 10 and self.use_probability:
                 prob = np.clip(prob / max(float(np.quantile(prob[fin], 0.9)), 1e-3), 0.0, 1.0)
         if "pick_index" in picks:
             pidx = picks["pick_index"].to_numpy(np.int64)
