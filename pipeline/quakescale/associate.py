@@ -96,9 +96,9 @@ class Associator:
     region's edge: depth at ``max_depth_km`` (``reject_depth_edge``) or an epicentre more than
     ``max_outside_km`` outside the stations' box.  Picks below ``min_probability`` are not
     used; ``use_probability=False``: every pick weighs 1.  On a network of fewer stations than
-    PyOcto's thresholds assume, the pick counts are capped (``min_picks`` at the number of
-    stations, ``min_p``/``min_s`` at a third of it, ``min_p_and_s`` at a quarter; ``min_score``
-    in proportion).  Measured on the Italy 2016 day (benchmarks/bench_associate.py): precision
+    PyOcto's thresholds assume, the pick counts are capped (``min_picks`` at 0.6 x the number
+    of stations, ``min_p``/``min_s``/``min_p_and_s`` at a quarter of it; ``min_score`` in
+    proportion): 8 stations -> 5 picks, 2 P, 2 S, 2 P+S stations, score 4.  Measured on the Italy 2016 day (benchmarks/bench_associate.py): precision
     0.09 -> 0.60 (REAL's STA/LTA picks) and 0.10 -> 0.29 (PhaseNet picks) against REAL's
     catalog, at higher recall than PyOcto.  The event table carries ``score`` (the quality
     above) and ``n_p_and_s``.  Grids: detection nodes every
@@ -172,9 +172,9 @@ class Associator:
         n_net = len(st)
         self.requested = dict(min_picks=self.min_picks, min_p=self.min_p, min_s=self.min_s,
                               min_p_and_s=self.min_p_and_s, min_score=self.min_score)
-        self.min_picks = min(self.min_picks, n_net)
-        self.min_p = min(self.min_p, math.ceil(n_net / 3))
-        self.min_s = min(self.min_s, math.ceil(n_net / 3))
+        self.min_picks = min(self.min_picks, math.ceil(0.6 * n_net))
+        self.min_p = min(self.min_p, math.ceil(n_net / 4))
+        self.min_s = min(self.min_s, math.ceil(n_net / 4))
         self.min_p_and_s = min(self.min_p_and_s, math.ceil(n_net / 4))
         if self.requested["min_picks"] > 0:
             self.min_score = self.min_score * self.min_picks / self.requested["min_picks"]
