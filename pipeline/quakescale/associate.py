@@ -213,7 +213,7 @@ class Associator:
         if tt is None:
             model = model or default_model()
             tt = TravelTimeTable(model, max_dist_km=span, max_depth_km=self.max_depth_km + 1.0,
-                                 dist_step_km=0.25, depth_step_km=0.1)
+                                 dist_step_km=0.25, depth_step_km=0.25)
         self.tt = tt
         self._prepare_lookup()
         self._prepare_detection_nodes()
