@@ -23,7 +23,7 @@ def run(*args, check=True):
 def test_template_has_seed_defaults():
     cfg = parse_config(yaml.safe_load(TEMPLATE))
     assert (cfg.detect.window_s, cfg.detect.stride_s, cfg.detect.freqmin_hz, cfg.detect.freqmax_hz) == (30, 15, 1, 20)
-    assert (cfg.associate.max_residual_s, cfg.associate.min_stations) == (2.0, 4)
+    assert (cfg.associate.max_residual_s, cfg.associate.min_stations) == (1.0, 4)  # issue 14: 2.0 s let noise picks in
     locate = cfg.locate
     assert (locate.residual_full_s, locate.residual_cutoff_factor) == (0.3, 3.0)
     assert (locate.dist_full_km, locate.dist_zero_km) == ("auto", "auto")  # 40/120 on a dense network

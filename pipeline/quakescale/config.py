@@ -110,12 +110,20 @@ class DetectSection(_Section):
 
 
 class AssociateSection(_Section):
-    max_residual_s: float = Field(2.0, gt=0)
+    max_residual_s: float = Field(1.0, gt=0)
     min_stations: int = Field(4, ge=1)
-    min_p: int = Field(0, ge=0)
-    min_s: int = Field(0, ge=0)
-    min_picks: int = Field(0, ge=0)  # P + S picks within max_residual_s
+    min_p: int = Field(3, ge=0)
+    min_s: int = Field(3, ge=0)
+    min_picks: int = Field(10, ge=0)  # P + S picks within max_residual_s
+    min_p_and_s: int = Field(3, ge=0)  # stations with both a P and an S pick
+    min_score: float = Field(8.0, ge=0)  # sum over the picks of probability x fit (1 - (res / max_residual_s)^2)
+    residual_per_s: float = Field(0.03, ge=0)  # the residual threshold grows by this much per second of travel time
+    min_probability: float = Field(0.0, ge=0, le=1)  # picks below this probability are not used
     max_rms_s: Optional[float] = Field(None, gt=0)
+    loc_residual_s: Optional[float] = Field(None, gt=0)  # tolerance of the finest location stages
+    max_outside_km: Optional[float] = Field(10.0, ge=0)  # events further outside the station box: rejected
+    reject_depth_edge: bool = True  # events at max_depth_km: rejected
+    unknown_stations: Literal["drop", "error"] = "drop"
     grid_spacing_km: float = Field(2.0, gt=0)
     fine_spacing_km: float = Field(0.5, gt=0)
     detect_spacing_km: float = Field(10.0, gt=0)
@@ -124,6 +132,17 @@ class AssociateSection(_Section):
     max_passes: int = Field(3, ge=1)
     partition_s: float = Field(3600.0, gt=0)
     overlap_s: float = Field(120.0, ge=0)
+
+
+def associate_section(base: Optional[AssociateSection] = None, source: str = "command line", **overrides) -> AssociateSection:
+    """``base`` (a config's ``associate:`` section, or the defaults) with ``overrides`` (None = keep)
+    applied and validated; a bad value is a :class:`ConfigError` naming the field."""
+    data = (base or AssociateSection()).model_dump()
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return AssociateSection.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
 
 
 class LocateSection(_Section):
@@ -400,12 +419,20 @@ detect:
   trigger_on: 3.5
   trigger_off: 1.0
 associate:
-  max_residual_s: 2.0          # seed/PALM: travel-time residual threshold
+  max_residual_s: 1.0          # travel-time residual threshold (s); PALM's 2.0 lets noise picks join
   min_stations: 4              # seed/PALM: stations that must agree
-  min_p: 0                     # minimum P picks of an event
-  min_s: 0                     # minimum S picks
-  min_picks: 0                 # minimum P + S picks (raise it when many false picks)
+  min_p: 3                     # minimum P picks of an event (PyOcto's default)
+  min_s: 3                     # minimum S picks (PyOcto's default)
+  min_picks: 10                # minimum P + S picks (PyOcto's default)
+  min_p_and_s: 3               # minimum stations with both a P and an S pick (PyOcto's default)
+  min_score: 8.0               # minimum evidence: sum of pick probability x fit (1 - (res/max_residual_s)^2)
+  residual_per_s: 0.03         # ... plus this per second of travel time (model errors grow with distance)
+  min_probability: 0.0         # picks below this probability are not used
   max_rms_s: null              # optional residual-RMS limit
+  loc_residual_s: null         # optional tighter tolerance for the finest location stages
+  max_outside_km: 10.0         # events further outside the stations' box are rejected (null: keep)
+  reject_depth_edge: true      # events at max_depth_km (the search region's floor) are rejected
+  unknown_stations: drop       # picks of stations not in the inventory: drop (warning) | error
   grid_spacing_km: 2.0         # spatial search: coarse grid, then finer down to ...
   fine_spacing_km: 0.5         # ... this spacing
   detect_spacing_km: 10.0      # grid of the origin-time clustering (candidate detection)

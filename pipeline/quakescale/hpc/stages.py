@@ -310,12 +310,8 @@ def _associate_task(cfg, rd, unit):
         return "ok", 0, "no picks"
     picks = picks.sort_values(["time", "station_id"], kind="stable").reset_index(drop=True)
     a = cfg.associate
-    assoc = Associator(
-        stations_df(cfg), velocity_model(cfg), max_residual_s=a.max_residual_s, min_stations=a.min_stations, min_p=a.min_p, min_s=a.min_s,
-        min_picks=a.min_picks, max_rms_s=a.max_rms_s, grid_spacing_km=a.grid_spacing_km, fine_spacing_km=a.fine_spacing_km,
-        detect_spacing_km=a.detect_spacing_km, max_depth_km=min(a.max_depth_km, cfg.velocity.max_depth_km), margin_km=a.margin_km,
-        max_passes=a.max_passes,
-    )
+    assoc = Associator.from_section(stations_df(cfg), velocity_model(cfg), a,
+                                    max_depth_km=min(a.max_depth_km, cfg.velocity.max_depth_km))
     events, asg = associate_partitioned(picks, assoc, partition_s=a.partition_s, overlap_s=a.overlap_s)
     events = events.assign(stage="associate")
     for col, default in (("magnitude", np.nan), ("mag_type", ""), ("rms_s", np.nan)):
