@@ -66,6 +66,11 @@ def picks_frame(df: pd.DataFrame) -> pd.DataFrame:
     for c in ("method", "model"):
         if c not in out:
             out[c] = ""
+    for c in ("amp_source", "amp_note"):  # optional PICKS v2 columns: unknown for picks from elsewhere
+        if c not in out:
+            out[c] = pd.Series([None] * n, dtype=object)
+    if "amp_clipped" not in out:
+        out["amp_clipped"] = pd.Series([None] * n, dtype=object)
     if "network" not in out or "station" not in out:
         parts = out["station_id"].astype(str).str.split(".", n=1, expand=True)
         out["network"] = parts[0]
