@@ -44,6 +44,8 @@ __all__ = ["HypoDD21Error", "run_project", "ProjectResult"]
 
 PI = 3.141593
 MINWGHT = 0.00001
+LSQR_DTYPE = np.float32  # hypoDD runs LSQR in single precision
+SRC_WIDTH = len("%9d %9.4f %9.4f %-7s %7.3f %9.4f %9.4f %9.4f" % (0, 0, 0, "", 0, 0, 0, 0) + "%9.4f" * 9 % ((0,) * 9))
 
 
 class HypoDD21Error(QuakeScaleError, ValueError):
@@ -51,6 +53,17 @@ class HypoDD21Error(QuakeScaleError, ValueError):
 
 
 # ----------------------------------------------------------------------------- small helpers
+def f32(a):
+    """A value as hypoDD holds it (REAL, single precision), back in double."""
+    return np.asarray(a, np.float32).astype(float)
+
+
+def f32sum_mean(a) -> float:
+    """Sequential single-precision sum / n, as hypoDD's centroid loops."""
+    a = np.asarray(a, np.float32)
+    return float(np.cumsum(a, dtype=np.float32)[-1] / np.float32(len(a))) if len(a) else 0.0
+
+
 def nint(x) -> int:
     x = float(x)
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
@@ -105,7 +118,7 @@ class SDC:
     def __init__(self, orlat: float, orlon: float, rota: float = 0.0):
         rad = 0.017453292
         self.rad = rad
-        self.olat, self.olon = orlat * 60.0, orlon * 60.0
+        self.olat, self.olon = float(np.float32(np.float32(orlat) * np.float32(60.0))), float(np.float32(np.float32(orlon) * np.float32(60.0)))
         rearth, ellip = 6378.135, 298.26
         phi = self.olat * rad / 60.0
         beta = phi - math.sin(phi * 2.0) / ellip
@@ -113,9 +126,9 @@ class SDC:
         lat1 = math.atan(self.rlatc * math.tan(self.olat * rad / 60.0))
         lat2 = math.atan(self.rlatc * math.tan((self.olat + 1.0) * rad / 60.0))
         r = rearth * (1.0 - math.sin(lat1) ** 2 / ellip)
-        self.aa = r * (lat2 - lat1)
+        self.aa = float(np.float32(r * (lat2 - lat1)))
         delb = math.acos(math.sin(lat1) ** 2 + math.cos(rad / 60.0) * math.cos(lat1) ** 2)
-        self.bb = r * delb / math.cos(lat1)
+        self.bb = float(np.float32(r * delb / math.cos(lat1)))
         self.sint, self.cost = math.sin(rota * rad), math.cos(rota * rad)
         self.rotate = rota * rad
         self._lat2 = math.atan(self.rlatc * math.tan(rad * self.olat / 60.0))
@@ -143,21 +156,25 @@ class SDC:
 
 
 # ----------------------------------------------------------------------------- travel times (ttime)
-def ttime_layered(delta, depth, v, top):
+def ttime_layered(delta, depth, v, top, mi=None):
     """hypoDD's ``ttime`` (vmodel + refract + direct1) for arrays of epicentral distance
-    ``delta`` and depth ``depth`` (km); ``v`` (nl,) or (n, nl) layer speeds, ``top`` (n, nl)
-    layer tops per ray.  Returns travel time (s) and take-off angle ``ain`` (deg from down)."""
+    ``delta`` and depth ``depth`` (km) in the layers of speeds ``v`` (nl,) whose tops are
+    ``top[mi]`` (``top`` (k, nl): the distinct top sets, e.g. one per station elevation; ``mi``
+    the set of each ray, default 0).  Returns travel time (s) and take-off angle ``ain`` (deg)."""
     delta = np.asarray(delta, float)
     depth = np.asarray(depth, float)
     n = delta.size
-    top = np.asarray(top, float)
-    nl = top.shape[1]
-    v = np.broadcast_to(np.asarray(v, float), (n, nl)) if np.ndim(v) == 1 else np.asarray(v, float)
+    tops = np.atleast_2d(np.asarray(top, float))
+    nl = tops.shape[1]
+    mi = np.zeros(n, np.int64) if mi is None else np.asarray(mi, np.int64)
+    vv0 = np.r_[0.0, np.asarray(v, float)]
     # 1-based layer arrays (column 0 unused) so that the code reads like the Fortran
-    V = np.zeros((n, nl + 1)); V[:, 1:] = v
+    V = np.broadcast_to(vv0, (n, nl + 1))
     VSQ = V * V
-    TOP = np.zeros((n, nl + 1)); TOP[:, 1:] = top
-    THK = np.zeros((n, nl + 1)); THK[:, 1:nl] = TOP[:, 2:] - TOP[:, 1:nl]
+    TOPS = np.zeros((len(tops), nl + 1)); TOPS[:, 1:] = tops
+    THKS = np.zeros((len(tops), nl + 1)); THKS[:, 1:nl] = TOPS[:, 2:] - TOPS[:, 1:nl]
+    TOP = TOPS[mi]
+    THK = THKS[mi]
     rows = np.arange(n)
     jl = (TOP[:, 1:] < depth[:, None]).sum(1)  # vmodel: first i with depth <= top(i) -> i-1
     jl = np.where(jl == 0, 1, jl)  # depth <= top(1) cannot occur (depth >= 0.01 km)
@@ -165,23 +182,37 @@ def ttime_layered(delta, depth, v, top):
     vjl = V[rows, jl]
     vsqjl = VSQ[rows, jl]
     BIG = 100000.0
-    # tiddid: tid(m), did(m) for m > jl
-    tid = np.zeros((n, nl + 2)); did = np.zeros((n, nl + 2))
-    for m in range(2, nl + 1):
-        t1 = np.zeros(n); t2 = np.zeros(n); d1 = np.zeros(n); d2 = np.zeros(n)
-        flag = np.zeros(n, bool)
-        for l in range(1, m):
-            bad = VSQ[:, m] <= VSQ[:, l]
-            flag |= bad
+    # tiddid (tid, did for every event layer jl) and the downward tid of refract depend on the ray
+    # only through its layer tops and speeds: computed once per distinct model, then gathered
+    uniq = THKS
+    inv = mi
+    TID = np.zeros((len(uniq), nl + 1, nl + 2)); DID = np.zeros_like(TID); TDN = np.zeros((len(uniq), nl + 1))
+    L = np.arange(1, nl + 1)
+    for u_i, thk in enumerate(uniq):
+        vv = vv0
+        vsq = vv * vv
+        for m in range(2, nl + 1):
+            l = np.arange(1, m)
+            bad = vsq[m] <= vsq[l]
             with np.errstate(invalid="ignore", divide="ignore"):
-                sqt = np.sqrt(np.where(bad, 1.0, VSQ[:, m] - VSQ[:, l]))
-                tim = THK[:, l] * sqt / (V[:, l] * V[:, m])
-                dimm = THK[:, l] * V[:, l] / sqt
-            upper = l < jl
-            t1 += np.where(~bad & upper, tim, 0.0); d1 += np.where(~bad & upper, dimm, 0.0)
-            t2 += np.where(~bad & ~upper, tim, 0.0); d2 += np.where(~bad & ~upper, dimm, 0.0)
-        tid[:, m] = np.where(flag, BIG, t1 + 2 * t2)
-        did[:, m] = np.where(flag, BIG, d1 + 2 * d2)
+                sqt = np.sqrt(np.where(bad, 1.0, vsq[m] - vsq[l]))
+                tim = np.where(bad, 0.0, thk[l] * sqt / (vv[l] * vv[m]))
+                dimm = np.where(bad, 0.0, thk[l] * vv[l] / sqt)
+            flag = bool(bad.any())
+            TDN[u_i, m] = BIG if flag else tim.sum()
+            if flag:
+                TID[u_i, 1:, m] = BIG
+                DID[u_i, 1:, m] = BIG
+                continue
+            j = np.arange(1, nl + 1)
+            ct = np.r_[0.0, np.cumsum(tim)][np.minimum(j - 1, m - 1)]  # sum over l < min(j, m)
+            cd = np.r_[0.0, np.cumsum(dimm)][np.minimum(j - 1, m - 1)]
+            TID[u_i, 1:, m] = ct + 2 * (tim.sum() - ct)
+            DID[u_i, 1:, m] = cd + 2 * (dimm.sum() - cd)
+    del L
+    tid = TID[inv, jl]
+    did = DID[inv, jl]
+    tdn_all = TDN[inv]
     # refract
     tref = np.full(n, BIG)
     kk = np.zeros(n, np.int64)
@@ -210,16 +241,7 @@ def ttime_layered(delta, depth, v, top):
         lx = np.where(has, np.maximum(lx, 1), 1)
         vlx = V[rows, lx]
         tinjlx = tinj[rows, lx]
-        # tid going down from jl (the repeat loop of refract): jx = largest m in 2..jl with finite tid
-        tdn = np.zeros((n, nl + 1))
-        for m in range(2, nl + 1):
-            s = np.zeros(n)
-            flag = np.zeros(n, bool)
-            for l in range(1, m):
-                bad = VSQ[:, m] <= VSQ[:, l]
-                flag |= bad
-                s += np.where(bad, 0.0, THK[:, l] * np.sqrt(np.where(bad, 1.0, VSQ[:, m] - VSQ[:, l])) / (V[:, l] * V[:, m]))
-            tdn[:, m] = np.where(flag, BIG, s)
+        tdn = tdn_all
         jx = np.zeros(n, np.int64)
         for m in range(2, nl + 1):
             ok = (m <= jl) & (tdn[:, m] < BIG)
@@ -349,10 +371,10 @@ def _read_events(path: Path):
     if not rows:
         raise HypoDDFormatError(f"{path}: no events")
     a = list(zip(*rows))
-    ev = {"date": np.array(a[0], np.int64), "time": np.array(a[1], np.int64), "lat": np.array(a[2]), "lon": np.array(a[3]),
-          "dep": np.array(a[4], float), "mag": np.array(a[5]), "herr": np.array(a[6]), "zerr": np.array(a[7]),
-          "res": np.array(a[8]), "cusp": np.array(a[9], np.int64), "fix": np.array(a[10], np.int64)}
-    ev["dep"] = np.where(np.array(a[4]) < 0.01, 0.01, np.array(a[4]))
+    ev = {"date": np.array(a[0], np.int64), "time": np.array(a[1], np.int64), "lat": f32(a[2]), "lon": f32(a[3]),
+          "dep": f32(a[4]), "mag": f32(a[5]), "herr": f32(a[6]), "zerr": f32(a[7]),
+          "res": f32(a[8]), "cusp": np.array(a[9], np.int64), "fix": np.array(a[10], np.int64)}
+    ev["dep"] = f32(np.where(ev["dep"] < 0.01, 0.01, ev["dep"]))
     return ev
 
 
@@ -386,7 +408,7 @@ def _read_stations(path: Path, imod: int):
             lab.append(tok[0][:7]); lat.append(float(tok[1])); lon.append(float(tok[2])); elv.append(e); mod.append(m)
         except (ValueError, IndexError):
             raise HypoDDFormatError(f"{path}:{n}: bad station line {line.strip()!r} (the first line has {j} columns)") from None
-    return {"lab": np.array(lab, dtype=object), "lat": np.array(lat), "lon": np.array(lon), "elv": np.array(elv),
+    return {"lab": np.array(lab, dtype=object), "lat": f32(lat), "lon": f32(lon), "elv": f32(elv),
             "mod": np.array(mod, np.int64)}, nneg
 
 
@@ -442,8 +464,8 @@ def _read_dt(path: Path, cc: bool) -> _DT:
             if p not in ("P", "S"):
                 raise HypoDDFormatError(f"{path}:{n}: phase identifier must be P or S, got {p!r}")
             c1.append(a); c2.append(b); sta.append(s[:7]); dt.append(d); qual.append(q); pha.append(p)
-    return _DT(np.array(c1, np.int64), np.array(c2, np.int64), np.array(sta, dtype=object), np.array(dt, float),
-               np.array(qual, float), np.array(pha, dtype=object), nnootc)
+    return _DT(np.array(c1, np.int64), np.array(c2, np.int64), np.array(sta, dtype=object), f32(dt),
+               f32(qual), np.array(pha, dtype=object), nnootc)
 
 
 # ----------------------------------------------------------------------------- the project run
@@ -591,7 +613,7 @@ class _Project:
                                     "event ids must be unique")
         if nev == 0:
             raise HypoDD21Error(f"{self.path(inp.fn_eve)}: no events selected")
-        clat, clon = float(np.mean(ev["lat"])), float(np.mean(ev["lon"]))
+        clat, clon = f32sum_mean(ev["lat"]), f32sum_mean(ev["lon"])
         S, nneg = self._stations()
         sdist, _ = delaz(clat, clon, S["lat"], S["lon"])
         ks = sdist <= inp.maxdist_km
@@ -822,14 +844,15 @@ class _Project:
     def _rays(self, top, vp, vs, dist, src_dep, elv):
         nsta, nsrc = dist.shape
         nl = len(top)
-        topadj = np.empty((nsta, nl))
+        ue, ie = np.unique(elv, return_inverse=True)
+        topadj = np.empty((len(ue), nl))
         topadj[:, 0] = 0.0
-        topadj[:, 1:] = top[None, 1:] + elv[:, None]
-        T = np.repeat(topadj, nsrc, axis=0)
+        topadj[:, 1:] = top[None, 1:] + ue[:, None]
+        mi = np.repeat(ie.ravel(), nsrc)
         depth = (src_dep[None, :] + elv[:, None]).ravel()
         d = np.ascontiguousarray(dist).ravel()
-        ttp, ainp = ttime_layered(d, depth, vp, T)
-        tts, ains = ttime_layered(d, depth, vs, T)
+        ttp, ainp = ttime_layered(d, depth, vp, topadj, mi)
+        tts, ains = ttime_layered(d, depth, vs, topadj, mi)
         k = (top[None, :] < src_dep[:, None]).sum(1)  # partials.f: first k with src_dep <= top(k); v(k-1)
         k = np.maximum(k, 1) - 1
         vsp = np.broadcast_to(vp[k][None, :], (nsta, nsrc))
@@ -935,7 +958,7 @@ class _Project:
         nccold = int((dt["idx"] <= 2).sum())
         nctold = int((dt["idx"] >= 3).sum())
         ncc, nct = nccold, nctold
-        sdc0_lat, sdc0_lon, sdc0_dep = float(np.mean(ev["lat"])), float(np.mean(ev["lon"])), float(np.mean(ev["dep"]))
+        sdc0_lat, sdc0_lon, sdc0_dep = f32sum_mean(ev["lat"]), f32sum_mean(ev["lon"]), f32sum_mean(ev["dep"])
         log(f"Cluster centroid at: {ff(sdc0_lat, 10, 6)}  {ff(sdc0_lon, 11, 6)}  {ff(sdc0_dep, 9, 6)}")
         log(f"Rotation of coordinate system: {ff(0.0, 10, 6)}")
         sdc = SDC(sdc0_lat, sdc0_lon, 0.0)
@@ -1082,7 +1105,7 @@ class _Project:
                     nsrc = nev
                 src["cusp"] = ev["cusp"].copy()
                 src["x"] = src["x"] + dx; src["y"] = src["y"] + dy; src["z"] = src["z"] + dz; src["t"] = src["t"] + dtt
-                src["dep"] = src["dep"] + dz / 1000
+                src["dep"] = f32(src["dep"] + dz / 1000)
                 lat, lon = sdc.latlon(src["x"] / 1000, src["y"] / 1000)
                 src["lat"], src["lon"] = lat, lon
                 src["ex"], src["ey"], src["ez"], src["et"] = ex, ey, ez, et
@@ -1326,7 +1349,7 @@ class _Project:
             norm = np.sqrt(np.bincount(cc, weights=vv ** 2, minlength=n) / ndt)
             norm[norm == 0] = 1.0
             vv = vv / norm[cc]
-            A = sp.csr_matrix((vv, (rows, cc)), shape=(nar_rows, n))
+            A = sp.csr_matrix((vv.astype(LSQR_DTYPE), (rows, cc)), shape=(nar_rows, n))
             b = np.r_[d, np.zeros(len(fixrows))]
             log("~ scaling G columns ... ")
             log(f"~ lsqr ...    {_fortran_now()}")
@@ -1427,7 +1450,7 @@ class _Project:
             out = []
             for r in rows:
                 line = fmt % r
-                if len(line) != 87:
+                if len(line) != 86:
                     line = (f"{r[0]:<7s} {ff(r[1], 12, 7)} {fi(r[2], 9)} {fi(r[3], 9)} {fi(r[4], 1)} {ff(r[5], 9, 4)} "
                             f"{ff(r[6], 12, 6)} {ff(r[7], 11, 6)} {ff(r[8], 8, 1)}")
                 out.append(line)
@@ -1476,7 +1499,7 @@ class _Project:
                 for j in range(nsrc):
                     vals = [float(c[i, j]) for c in cols]
                     line = fmt % (int(cusp[j]), float(lat[j]), float(lon[j]), lab, e, *vals)
-                    if len(line) != 152:
+                    if len(line) != SRC_WIDTH:
                         line = (f"{fi(cusp[j], 9)} {ff(lat[j], 9, 4)} {ff(lon[j], 9, 4)} {lab:<7s} {ff(e, 7, 3)} {ff(vals[0], 9, 4)} "
                                 f"{ff(vals[1], 9, 4)} {ff(vals[2], 9, 4)}" + "".join(ff(v, 9, 4) for v in vals[3:]))
                     lines.append(line)
@@ -1526,13 +1549,14 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
     m, n = A.shape
     AT = A.T.tocsr()
     itnlim = 100 * n
-    u = b.astype(float).copy()
-    x = np.zeros(n); se = np.zeros(n)
-    beta = float(np.linalg.norm(u))
+    dtp = A.dtype
+    u = b.astype(dtp).copy()
+    x = np.zeros(n, dtp); se = np.zeros(n, dtp)
+    beta = math.sqrt(float(np.add.reduce(u * u)))
     if beta > 0:
         u /= beta
     v = AT @ u
-    alfa = float(np.linalg.norm(v))
+    alfa = math.sqrt(float(np.add.reduce(v * v)))
     if alfa > 0:
         v /= alfa
     w = v.copy()
@@ -1550,12 +1574,12 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
     while True:
         itn += 1
         u = A @ v - alfa * u
-        beta = float(np.linalg.norm(u))
+        beta = math.sqrt(float(np.add.reduce(u * u)))
         if beta > 0:
             u /= beta
         bbnorm += alfa ** 2 + beta ** 2 + dampsq
         v = AT @ u - beta * v
-        alfa = float(np.linalg.norm(v))
+        alfa = math.sqrt(float(np.add.reduce(v * v)))
         if alfa > 0:
             v /= alfa
         rhbar2 = rhobar ** 2 + dampsq
@@ -1574,7 +1598,7 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
         x += t1 * w
         tw = (t3 * w) ** 2
         se += tw
-        ddnorm += float(tw.sum())
+        ddnorm += float(tw.sum(dtype=float))
         w = t2 * w + v
         delta = sn2 * rho
         gambar = -cs2 * rho
@@ -1617,7 +1641,8 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
     if dampsq > 0:
         t = float(mm)
     t = rnorm / math.sqrt(t)
-    se = t * np.sqrt(se)
+    se = t * np.sqrt(se.astype(float))
+    x = x.astype(float)
     return x, se, istop, anorm, acond, rnorm, arnorm, xnorm
 
 
