@@ -328,9 +328,9 @@ def relocate(
     if target == "hypodd":
         if inp is None:
             _fail("usage: quakescale relocate hypodd hypoDD.inp")
-        from .hpc.external import relocate_hypodd_project
+        from .relocate.hypodd21 import project_summary, run_project  # numpy only: light start-up
 
-        typer.echo(relocate_hypodd_project(inp))
+        typer.echo(project_summary(run_project(inp), inp))
         return
     _stage_verb("relocate", Path(target), None, None, force)
 

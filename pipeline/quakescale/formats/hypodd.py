@@ -22,7 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+
+class _LazyPandas:
+    """pandas on first use: the HypoDD control-file reader and the 2.1b port start without it."""
+
+    def __getattr__(self, name):
+        import pandas
+
+        return getattr(pandas, name)
+
+
+pd = _LazyPandas()
 
 from ._text import token_lines
 

@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import QuakeScaleError
 from ..formats.hypodd import HypoDDFormatError, HypoDDInp, read_hypodd_inp
 
-__all__ = ["HypoDD21Error", "run_project", "ProjectResult"]
+__all__ = ["HypoDD21Error", "run_project", "ProjectResult", "project_summary"]
 
 PI = 3.141593
 MINWGHT = 0.00001
@@ -1654,3 +1654,10 @@ def run_project(inp_path, out_dir=None) -> ProjectResult:
     out = Path(out_dir) if out_dir is not None else Path(inp_path).parent
     out.mkdir(parents=True, exist_ok=True)
     return _Project(inp, out).run()
+
+
+def project_summary(res: ProjectResult, inp_path) -> str:
+    names = ", ".join(p.name for p in res.files)
+    where = res.files[0].parent if res.files else Path(inp_path).parent
+    return (f"relocated {res.n_relocated} events in {res.n_clusters} cluster(s) from {inp_path} (HypoDD 2.1b steps); "
+            f"wrote {names} in {where}")
