@@ -184,32 +184,8 @@ def ttime_layered(delta, depth, v, top, mi=None):
     BIG = 100000.0
     # tiddid (tid, did for every event layer jl) and the downward tid of refract depend on the ray
     # only through its layer tops and speeds: computed once per distinct model, then gathered
-    uniq = THKS
     inv = mi
-    TID = np.zeros((len(uniq), nl + 1, nl + 2)); DID = np.zeros_like(TID); TDN = np.zeros((len(uniq), nl + 1))
-    L = np.arange(1, nl + 1)
-    for u_i, thk in enumerate(uniq):
-        vv = vv0
-        vsq = vv * vv
-        for m in range(2, nl + 1):
-            l = np.arange(1, m)
-            bad = vsq[m] <= vsq[l]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                sqt = np.sqrt(np.where(bad, 1.0, vsq[m] - vsq[l]))
-                tim = np.where(bad, 0.0, thk[l] * sqt / (vv[l] * vv[m]))
-                dimm = np.where(bad, 0.0, thk[l] * vv[l] / sqt)
-            flag = bool(bad.any())
-            TDN[u_i, m] = BIG if flag else tim.sum()
-            if flag:
-                TID[u_i, 1:, m] = BIG
-                DID[u_i, 1:, m] = BIG
-                continue
-            j = np.arange(1, nl + 1)
-            ct = np.r_[0.0, np.cumsum(tim)][np.minimum(j - 1, m - 1)]  # sum over l < min(j, m)
-            cd = np.r_[0.0, np.cumsum(dimm)][np.minimum(j - 1, m - 1)]
-            TID[u_i, 1:, m] = ct + 2 * (tim.sum() - ct)
-            DID[u_i, 1:, m] = cd + 2 * (dimm.sum() - cd)
-    del L
+    TID, DID, TDN = _layer_tables(vv0, THKS)
     tid = TID[inv, jl]
     did = DID[inv, jl]
     tdn_all = TDN[inv]
@@ -265,6 +241,44 @@ def ttime_layered(delta, depth, v, top, mi=None):
         t = np.where(use, tdir, t)
         ain = np.where(use, 180.0 - np.arcsin(np.clip(u, -1, 1)) * 57.2958, ain)
     return t, ain
+
+
+_TABLES: dict = {}
+
+
+def _layer_tables(vv0, THKS):
+    """tiddid's tid/did for every event layer jl and refract's downward tid, per distinct set of
+    layer thicknesses (cached: the same for every iteration)."""
+    key = (vv0.tobytes(), THKS.tobytes())
+    hit = _TABLES.get(key)
+    if hit is not None:
+        return hit
+    BIG = 100000.0
+    nl = len(vv0) - 1
+    TID = np.zeros((len(THKS), nl + 1, nl + 2)); DID = np.zeros_like(TID); TDN = np.zeros((len(THKS), nl + 1))
+    vv = vv0
+    vsq = vv * vv
+    j = np.arange(1, nl + 1)
+    for m in range(2, nl + 1):
+        l = np.arange(1, m)
+        bad = vsq[m] <= vsq[l]
+        if bad.any():
+            TDN[:, m] = BIG
+            TID[:, 1:, m] = BIG
+            DID[:, 1:, m] = BIG
+            continue
+        sqt = np.sqrt(vsq[m] - vsq[l])
+        tim = THKS[:, l] * sqt / (vv[l] * vv[m])  # (k, m-1)
+        dimm = THKS[:, l] * vv[l] / sqt
+        TDN[:, m] = tim.sum(1)
+        ct = np.c_[np.zeros(len(THKS)), np.cumsum(tim, 1)][:, np.minimum(j - 1, m - 1)]  # sum over l < min(j, m)
+        cd = np.c_[np.zeros(len(THKS)), np.cumsum(dimm, 1)][:, np.minimum(j - 1, m - 1)]
+        TID[:, 1:, m] = ct + 2 * (tim.sum(1)[:, None] - ct)
+        DID[:, 1:, m] = cd + 2 * (dimm.sum(1)[:, None] - cd)
+    if len(_TABLES) > 64:
+        _TABLES.clear()
+    _TABLES[key] = (TID, DID, TDN)
+    return TID, DID, TDN
 
 
 def _direct1(V, VSQ, THK, jl, tkj, delta, depth, mask):
@@ -803,7 +817,7 @@ class _Project:
         return clusters
 
     # ---------------------------------------------------------------- partials
-    def partials(self, src_lat, src_lon, src_dep, st):
+    def partials(self, src_lat, src_lon, src_dep, st, need=None):
         """Travel times and slowness components (nsta, nsrc) of P and S, as partials.f."""
         imod = self.inp.imod
         nsta, nsrc = len(st["lab"]), len(src_lat)
@@ -829,7 +843,7 @@ class _Project:
                 ttp[i], tts[i], ainp[i], ains[i], vsrc_p[i], vsrc_s[i] = (x[0] for x in r)
         else:
             vs = self.mod_v / self.mod_ratio
-            ttp, tts, ainp, ains, vsrc_p, vsrc_s = self._rays(self.mod_top, self.mod_v, vs, dist, src_dep, st["elv"])
+            ttp, tts, ainp, ains, vsrc_p, vsrc_s = self._rays(self.mod_top, self.mod_v, vs, dist, src_dep, st["elv"], need)
         deg = PI / 180.0
         out["ttp"], out["tts"] = ttp, tts
         out["zp"] = np.cos(ainp * deg) / vsrc_p
@@ -841,23 +855,33 @@ class _Project:
         out["dist"], out["az"], out["ainp"], out["ains"] = dist, az, ainp, ains
         return out
 
-    def _rays(self, top, vp, vs, dist, src_dep, elv):
+    def _rays(self, top, vp, vs, dist, src_dep, elv, need=None):
+        """ttime for P and S of every (station, source) -- or of those in ``need`` (others 0)."""
         nsta, nsrc = dist.shape
         nl = len(top)
         ue, ie = np.unique(elv, return_inverse=True)
         topadj = np.empty((len(ue), nl))
         topadj[:, 0] = 0.0
         topadj[:, 1:] = top[None, 1:] + ue[:, None]
-        mi = np.repeat(ie.ravel(), nsrc)
-        depth = (src_dep[None, :] + elv[:, None]).ravel()
-        d = np.ascontiguousarray(dist).ravel()
-        ttp, ainp = ttime_layered(d, depth, vp, topadj, mi)
-        tts, ains = ttime_layered(d, depth, vs, topadj, mi)
+        sel = np.arange(nsta * nsrc) if need is None else np.flatnonzero(np.asarray(need).ravel())
+        mi = ie.ravel()[sel // nsrc]
+        depth = src_dep[sel % nsrc] + elv[sel // nsrc]
+        d = np.ascontiguousarray(dist).ravel()[sel]
+        out = [np.zeros(nsta * nsrc) for _ in range(4)]
+        tp, ap = ttime_layered(d, depth, vp, topadj, mi)
+        ratio = vp / vs
+        if np.ptp(ratio) == 0.0:
+            ts, as_ = tp * ratio[0], ap  # one Vp/Vs: the S rays are the P rays, times scaled
+        else:
+            ts, as_ = ttime_layered(d, depth, vs, topadj, mi)
+        for o, v in zip(out, (tp, ts, ap, as_)):
+            o[sel] = v
+        ttp, tts, ainp, ains = (o.reshape(nsta, nsrc) for o in out)
         k = (top[None, :] < src_dep[:, None]).sum(1)  # partials.f: first k with src_dep <= top(k); v(k-1)
         k = np.maximum(k, 1) - 1
         vsp = np.broadcast_to(vp[k][None, :], (nsta, nsrc))
         vss = np.broadcast_to(vs[k][None, :], (nsta, nsrc))
-        return ttp.reshape(nsta, nsrc), tts.reshape(nsta, nsrc), ainp.reshape(nsta, nsrc), ains.reshape(nsta, nsrc), vsp, vss
+        return ttp, tts, ainp, ains, vsp, vss
 
     def _partials_sr(self, src_dep, st, dist, az):
         """IMOD 5 (partials_1dsr.f): straight rays in a constant-velocity half-space, stations at their elevation."""
@@ -1005,7 +1029,12 @@ class _Project:
                 f"maxd_ct= {ff(s['maxdct'], 7, 2)}\n  damp= {ff(s['damp'], 5, 1)}")
             log(f"\n~ getting partials for {len(st['lab']):5d} stations and {nsrc:5d} source(s) ...")
             sl = slice(0, nsrc)
-            P = self.partials(src["lat"][sl], src["lon"][sl], src["dep"][sl], st)
+            need = None
+            if it < maxiter and nsrc > 1:  # only the rays the data use; all of them (.src) in the last iteration
+                need = np.zeros((len(st["lab"]), nsrc), bool)
+                need[dt["ista"], dt["ic1"]] = True
+                need[dt["ista"], dt["ic2"]] = True
+            P = self.partials(src["lat"][sl], src["lon"][sl], src["dep"][sl], st, need)
             self.src_lines = (src["cusp"][sl].copy(), src["lat"][sl].copy(), src["lon"][sl].copy(), st, P)
             # dtres
             log("~ getting residual vector...")
