@@ -24,7 +24,7 @@ Quirks of 2.1b kept on purpose so that files compare: .res and .src hold the las
 simul2000) is refused.  Numbers are computed in double precision (hypoDD: single), so results
 agree to centimetres rather than bit for bit.
 
-Only numpy is imported at start; scipy.sparse only when LSQR runs.
+Only numpy is imported (scipy.sparse only for LSQR systems of more than 2 million entries).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ __all__ = ["HypoDD21Error", "run_project", "ProjectResult", "project_summary"]
 
 PI = 3.141593
 MINWGHT = 0.00001
-LSQR_DTYPE = np.float32  # hypoDD runs LSQR in single precision
+LSQR_DTYPE = np.float32  # hypoDD's LSQR runs in single precision; so does ours (closer agreement, half the memory)
 SRC_WIDTH = len("%9d %9.4f %9.4f %-7s %7.3f %9.4f %9.4f %9.4f" % (0, 0, 0, "", 0, 0, 0, 0) + "%9.4f" * 9 % ((0,) * 9))
 
 
@@ -1369,16 +1369,13 @@ class _Project:
         else:
             log("\n~ setting up G matrix.. ")
             log(f"      ndt, nev, nsrc, damp: {ndt:11d} {nev:11d} {nsrc:11d} {damp:14.7f}")
-            import scipy.sparse as sp
-
             nar_rows = ndt + len(fixrows)
-            rows = np.r_[np.repeat(np.arange(ndt), 8), ndt + np.arange(len(fixrows))]
-            cc = np.r_[cols.ravel(), np.array([c for c, _ in fixrows], np.int64)]
-            vv = np.r_[wvals.ravel(), np.array([w for _, w in fixrows], float)]
-            norm = np.sqrt(np.bincount(cc, weights=vv ** 2, minlength=n) / ndt)
+            fc = np.array([c for c, _ in fixrows], np.int64)
+            fw = np.array([w for _, w in fixrows], float)
+            norm = np.sqrt((np.bincount(cols.ravel(), weights=wvals.ravel() ** 2, minlength=n)
+                            + np.bincount(fc, weights=fw ** 2, minlength=n)) / ndt)
             norm[norm == 0] = 1.0
-            vv = vv / norm[cc]
-            A = sp.csr_matrix((vv.astype(LSQR_DTYPE), (rows, cc)), shape=(nar_rows, n))
+            A = _DDOperator((wvals / norm[cols]).astype(LSQR_DTYPE), cols, (fw / norm[fc]).astype(LSQR_DTYPE), fc, n)
             b = np.r_[d, np.zeros(len(fixrows))]
             log("~ scaling G columns ... ")
             log(f"~ lsqr ...    {_fortran_now()}")
@@ -1572,19 +1569,62 @@ def _shift_time(date: int, tim: int, src_t: float):
             base.hour * 1000000 + base.minute * 10000 + nint(sc * 100))
 
 
+class _DDOperator:
+    """The weighted, column-scaled DD matrix: 8 entries per datum (x, y, z, t of its two events)
+    plus one entry per EV_FIX row.  numpy gathers and bincounts for small systems (no scipy import);
+    scipy.sparse CSR/CSC for large ones."""
+
+    def __init__(self, vals, cols, fvals, fcols, n):
+        self.nd = len(vals)
+        self.shape = (self.nd + len(fvals), n)
+        self.dtype = vals.dtype
+        self.vals, self.cols, self.fvals, self.fcols, self.n = vals, cols, fvals, fcols, n
+        self.sp = None
+        if vals.size > 2_000_000:
+            import scipy.sparse as sp
+
+            rows = np.r_[np.repeat(np.arange(self.nd), vals.shape[1]), self.nd + np.arange(len(fvals))]
+            self.sp = sp.csr_matrix((np.r_[vals.ravel(), fvals], (rows, np.r_[cols.ravel(), fcols])), shape=self.shape)
+            self.spT = self.sp.T  # CSC: its matvec is A^T u without a copy
+        else:
+            self.flat_cols = cols.ravel()
+
+    def matvec_add(self, v, u):
+        """u + A v, summed as hypoDD's aprod does: onto u, the 8 entries of a row in order, in single precision."""
+        if self.sp is not None:
+            return u + self.sp @ v
+        out = u[:self.nd].astype(self.dtype)
+        for k in range(self.cols.shape[1]):
+            out += self.vals[:, k] * v[self.cols[:, k]]
+        return np.r_[out, u[self.nd:] + self.fvals * v[self.fcols]] if len(self.fvals) else out
+
+    def matvec(self, v):
+        if self.sp is not None:
+            return self.sp @ v
+        out = np.einsum("ij,ij->i", self.vals, v[self.cols])
+        return np.r_[out, self.fvals * v[self.fcols]] if len(self.fvals) else out
+
+    def rmatvec(self, u):
+        if self.sp is not None:
+            return self.spT @ u
+        out = np.bincount(self.flat_cols, weights=(self.vals * u[:self.nd, None]).ravel(), minlength=self.n)
+        if len(self.fvals):
+            out += np.bincount(self.fcols, weights=self.fvals * u[self.nd:], minlength=self.n)
+        return out.astype(self.dtype)
+
+
 def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
     """LSQR (Paige & Saunders) as hypoDD's lsqr.f, with its standard-error estimates
     se(i) = rnorm/sqrt(m) * sqrt(var_i) (damped) and its stopping tests (nconv 1)."""
     m, n = A.shape
-    AT = A.T.tocsr()
     itnlim = 100 * n
     dtp = A.dtype
-    u = b.astype(dtp).copy()
+    u = b.astype(dtp)
     x = np.zeros(n, dtp); se = np.zeros(n, dtp)
     beta = math.sqrt(float(np.add.reduce(u * u)))
     if beta > 0:
         u /= beta
-    v = AT @ u
+    v = A.rmatvec(u)
     alfa = math.sqrt(float(np.add.reduce(v * v)))
     if alfa > 0:
         v /= alfa
@@ -1602,12 +1642,12 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
     itn = istop = 0
     while True:
         itn += 1
-        u = A @ v - alfa * u
+        u = A.matvec_add(v, (-alfa) * u)
         beta = math.sqrt(float(np.add.reduce(u * u)))
         if beta > 0:
             u /= beta
         bbnorm += alfa ** 2 + beta ** 2 + dampsq
-        v = AT @ u - beta * v
+        v = A.rmatvec(u) - beta * v
         alfa = math.sqrt(float(np.add.reduce(v * v)))
         if alfa > 0:
             v /= alfa
