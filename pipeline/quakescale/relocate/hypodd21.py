@@ -24,7 +24,7 @@ Quirks of 2.1b kept on purpose so that files compare: .res and .src hold the las
 simul2000) is refused.  Numbers are computed in double precision (hypoDD: single), so results
 agree to centimetres rather than bit for bit.
 
-Only numpy is imported (scipy.sparse only for LSQR systems of more than 2 million entries).
+Only numpy is imported (scipy.sparse only for LSQR systems of more than 150 000 entries).
 """
 
 from __future__ import annotations
@@ -1577,10 +1577,10 @@ class _DDOperator:
     def __init__(self, vals, cols, fvals, fcols, n):
         self.nd = len(vals)
         self.shape = (self.nd + len(fvals), n)
-        self.dtype = vals.dtype
+        self.dtype = np.dtype(vals.dtype)
         self.vals, self.cols, self.fvals, self.fcols, self.n = vals, cols, fvals, fcols, n
         self.sp = None
-        if vals.size > 2_000_000:
+        if vals.size > 150_000:  # CSR matvecs pay back scipy's import over LSQR's hundreds of products
             import scipy.sparse as sp
 
             rows = np.r_[np.repeat(np.arange(self.nd), vals.shape[1]), self.nd + np.arange(len(fvals))]
