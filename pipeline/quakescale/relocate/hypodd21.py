@@ -440,7 +440,7 @@ class _DT:
 
 
 def _read_dt(path: Path, cc: bool) -> _DT:
-    c1, c2, sta, dt, qual, pha = [], [], [], [], [], []
+    c1, c2, sta, dt, qual, pha, d2 = [], [], [], [], [], [], []
     a = b = None
     otc = 0.0
     skip = True
@@ -469,16 +469,19 @@ def _read_dt(path: Path, cc: bool) -> _DT:
             try:
                 if cc:
                     s, d, q, p = tok[0], float(tok[1]), float(tok[2]), tok[3]
-                    d -= otc
+                    d2.append(otc)
                 else:
-                    s, d, q, p = tok[0], float(tok[1]) - float(tok[2]), float(tok[3]), tok[4]
+                    s, d, q, p = tok[0], float(tok[1]), float(tok[3]), tok[4]
+                    d2.append(float(tok[2]))
             except (ValueError, IndexError):
                 raise HypoDDFormatError(f"{path}:{n}: format error in {what} file: expected "
                                         f"{'STA DT WGHT PHA' if cc else 'STA TT1 TT2 WGHT PHA'}, got {line.rstrip()!r}") from None
             if p not in ("P", "S"):
                 raise HypoDDFormatError(f"{path}:{n}: phase identifier must be P or S, got {p!r}")
             c1.append(a); c2.append(b); sta.append(s[:7]); dt.append(d); qual.append(q); pha.append(p)
-    return _DT(np.array(c1, np.int64), np.array(c2, np.int64), np.array(sta, dtype=object), f32(dt),
+    # single precision as getdata.f: dt = tt1 - tt2 (ct), dt - otc (cc), of REAL values
+    dd = (np.asarray(dt, np.float32) - np.asarray(d2, np.float32)).astype(float)
+    return _DT(np.array(c1, np.int64), np.array(c2, np.int64), np.array(sta, dtype=object), dd,
                f32(qual), np.array(pha, dtype=object), nnootc)
 
 
@@ -1583,16 +1586,16 @@ class _DDOperator:
         if vals.size > 150_000:  # CSR matvecs pay back scipy's import over LSQR's hundreds of products
             import scipy.sparse as sp
 
-            rows = np.r_[np.repeat(np.arange(self.nd), vals.shape[1]), self.nd + np.arange(len(fvals))]
-            self.sp = sp.csr_matrix((np.r_[vals.ravel(), fvals], (rows, np.r_[cols.ravel(), fcols])), shape=self.shape)
+            k = vals.shape[1]
+            indptr = np.r_[np.arange(0, k * self.nd + 1, k), k * self.nd + 1 + np.arange(len(fvals))]
+            self.sp = sp.csr_matrix((np.r_[vals.ravel(), fvals], np.r_[cols.ravel(), fcols], indptr), shape=self.shape)
             self.spT = self.sp.T  # CSC: its matvec is A^T u without a copy
         else:
             self.flat_cols = cols.ravel()
 
     def matvec_add(self, v, u):
-        """u + A v, summed as hypoDD's aprod does: onto u, the 8 entries of a row in order, in single precision."""
-        if self.sp is not None:
-            return u + self.sp @ v
+        """u + A v, summed as hypoDD's aprod does: onto u, the 8 entries of a row in order, in single precision
+        (the order matters: LSQR on the ill-conditioned depth directions amplifies rounding)."""
         out = u[:self.nd].astype(self.dtype)
         for k in range(self.cols.shape[1]):
             out += self.vals[:, k] * v[self.cols[:, k]]
