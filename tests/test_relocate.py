@@ -363,22 +363,29 @@ def test_imod9_is_refused_in_one_line(tmp_path, capsys):
 
 
 @need_hayward
-def test_imod0_and_imod1_with_one_ratio_agree(tmp_path):
-    """IMOD 0 (one Vp/Vs) and IMOD 1 (a ratio per layer, here all equal) are the same model."""
+def test_imod0_imod1_imod4_with_one_model_agree(tmp_path):
+    """IMOD 0 (one Vp/Vs), IMOD 1 (a ratio per layer, here all equal) and IMOD 4 (station-specific models,
+    here one) are the same model; the run with each agrees."""
     from quakescale.relocate.hypodd21 import run_project
 
     tops = "0.00 0.25 1.50 2.50 3.50 5.00 6.00 9.00 15.00 25.00"
     vp = "1.42 3.24 4.82 5.36 5.60 5.65 5.90 6.15 6.60 8.00"
     out = {}
-    for imod, block in ((0, f"0\n10 1.73\n{tops}\n{vp}\n"), (1, f"1\n{tops} -9\n{vp} -9\n" + "1.73 " * 10 + "-9\n")):
+    mod1d = "1 10\n" + "".join(f"{t} {v} {float(v) / 1.73:.7f}\n" for t, v in zip(tops.split(), vp.split()))
+    for imod, block in ((0, f"0\n10 1.73\n{tops}\n{vp}\n"), (1, f"1\n{tops} -9\n{vp} -9\n" + "1.73 " * 10 + "-9\n"),
+                        (4, "4\nmod1d.dat\n*\n0\n0\n")):
         d = tmp_path / f"imod{imod}"
         d.mkdir()
         for f in ("dt.cc", "dt.ct", "event.sel", "station.sel"):
             shutil.copy(HAYWARD / f, d / f)
+        (d / "mod1d.dat").write_text(mod1d)  # IMOD 4: station-specific models; station.sel names none -> model 1
         inp = _write_inp(d / "hypoDD.inp", block)
         parsed = H.read_hypodd_inp(inp)
-        assert parsed.imod == imod and parsed.top_km[-1] == 25.0 and parsed.ratios == [1.73] * 10 and len(parsed.vp_kms) == 10
+        assert parsed.imod == imod
+        if imod != 4:
+            assert parsed.top_km[-1] == 25.0 and parsed.ratios == [1.73] * 10 and len(parsed.vp_kms) == 10
         run_project(inp)
         out[imod] = _reloc_rows(d / "hypoDD.reloc")
-    assert out[0].keys() == out[1].keys() and len(out[0]) == 16
-    assert max(abs(out[0][k][0] - out[1][k][0]) + abs(out[0][k][2] - out[1][k][2]) for k in out[0]) < 1e-5
+    for imod in (1, 4):
+        assert out[0].keys() == out[imod].keys() and len(out[0]) == 16
+        assert max(abs(out[0][k][0] - out[imod][k][0]) + abs(out[0][k][2] - out[imod][k][2]) for k in out[0]) < 1e-5

@@ -24,7 +24,7 @@ Quirks of 2.1b kept on purpose so that files compare: .res and .src hold the las
 simul2000) is refused.  Numbers are computed in double precision (hypoDD: single), so results
 agree to centimetres rather than bit for bit.
 
-Only numpy is imported (scipy.sparse only for LSQR systems of more than 150 000 entries).
+Only numpy is imported (scipy.sparse only for LSQR systems of more than 1.5 million entries).
 """
 
 from __future__ import annotations
@@ -558,32 +558,29 @@ class _Project:
         return p
 
     def _read_mod1d(self):
+        """IMOD 4 model file (partials_1dmm.f): blocks of 'MODEL_ID NLAY' then NLAY lines 'TOP VP VS'."""
         f = self.path(self.inp.fn_mod1d)
         if not f.exists():
             raise FileNotFoundError(f"{self.inp.path}: station-specific model file {self.inp.fn_mod1d!r} (IMOD 4) not found ({f})")
-        vals = []
-        for n, line in enumerate(f.read_text().splitlines(), 1):
-            if line[:1] == "*" or line[1:2] == "*" or not line.strip():
-                continue
-            vals.append((n, line))
+        lines = [(n, ln.split()) for n, ln in enumerate(f.read_text().splitlines(), 1) if ln.split()]
         models = {}
         i = 0
-        try:
-            while i < len(vals):
-                n, ln = vals[i]
-                tok = ln.split()
-                k = int(tok[0])
-                tops = [float(t) for t in vals[i + 1][1].split()]
-                vp = [float(t) for t in vals[i + 2][1].split()]
-                rat = [float(t) for t in vals[i + 3][1].split()]
-                if tops and tops[-1] == -9:
-                    tops, vp, rat = tops[:-1], vp[:len(tops) - 1], rat[:len(tops) - 1]
-                nl = len(tops)
-                models[k] = (np.array(tops), np.array(vp[:nl]), np.array(rat[:nl]))
-                i += 4
-        except (ValueError, IndexError):
-            raise HypoDDFormatError(f"{f}: expected blocks 'MODEL_ID' / tops / Vp / Vp/Vs ratios (IMOD 4), "
-                                    f"bad block at line {vals[min(i, len(vals) - 1)][0]}") from None
+        while i < len(lines):
+            n, tok = lines[i]
+            try:
+                mid, nl = int(tok[0]), int(tok[1])
+                rows = [[float(v) for v in lines[i + 1 + k][1][:3]] for k in range(nl)]
+                if nl < 1 or any(len(r) < 3 for r in rows):
+                    raise ValueError
+            except (ValueError, IndexError):
+                raise HypoDDFormatError(f"{f}:{n}: expected a model block 'MODEL_ID NLAY' and NLAY lines 'TOP VP VS' "
+                                        f"(IMOD 4), got {' '.join(tok)!r}") from None
+            r = np.array(rows)
+            models[mid] = (r[:, 0], r[:, 1], r[:, 2])
+            i += 1 + nl
+        if not models:
+            raise HypoDDFormatError(f"{f}: no models (IMOD 4)")
+        self.log(f"Station spec 1D models read in = {len(models):4d}")
         return models
 
     def _events(self):
@@ -840,9 +837,16 @@ class _Project:
             for i in range(nsta):
                 mid = int(st["mod"][i])
                 if mid not in self.models_1d:
-                    raise HypoDD21Error(f"{self.inp.fn_mod1d}: no model {mid} for station {st['lab'][i]} (IMOD 4)")
-                top, vp, rat = self.models_1d[mid]
-                r = self._rays(top, vp, vp / rat, dist[i:i + 1], src_dep, st["elv"][i:i + 1])
+                    if not getattr(self, "_warned_mod", None):
+                        self.log(f" No model found for model ID {mid:11d}. Default model (#1) chosen.")
+                    st["mod"][i] = mid = 1
+                    if 1 not in self.models_1d:
+                        raise HypoDD21Error(f"{self.inp.fn_mod1d}: no model {int(st['mod'][i])} for station {st['lab'][i]} "
+                                            "and no default model 1 (IMOD 4)")
+                top, vp, vs = self.models_1d[mid]
+                for t in top:  # partials_1dmm.f nudges src_dep off each model's boundaries, station by station
+                    src_dep[np.abs(src_dep - t) < 0.0001] -= 0.001
+                r = self._rays(top, vp, vs, dist[i:i + 1], src_dep, st["elv"][i:i + 1], None if need is None else need[i:i + 1])
                 ttp[i], tts[i], ainp[i], ains[i], vsrc_p[i], vsrc_s[i] = (x[0] for x in r)
         else:
             vs = self.mod_v / self.mod_ratio
@@ -1523,12 +1527,15 @@ class _Project:
             fmt = "%9d %9.4f %9.4f %-7s %7.3f %9.4f %9.4f %9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f"
             lines = []
             cols = [P[k] for k in ("dist", "az", "ainp", "ains", "ttp", "tts", "xp", "yp", "zp", "xs", "ys", "zs")]
+            if inp.imod == 4:  # partials_1dmm.f writes fewer columns
+                fmt = "%9d  %9.4f  %9.4f  %-7s%6.3f  %9.4f  %9.4f  %9.4f%9.4f%9.3f%9.3f"
+                cols = cols[:6]
             for i in range(nsta):
                 lab, e = st["lab"][i], float(st["elv"][i])
                 for j in range(nsrc):
                     vals = [float(c[i, j]) for c in cols]
                     line = fmt % (int(cusp[j]), float(lat[j]), float(lon[j]), lab, e, *vals)
-                    if len(line) != SRC_WIDTH:
+                    if len(line) != SRC_WIDTH and inp.imod != 4:
                         line = (f"{fi(cusp[j], 9)} {ff(lat[j], 9, 4)} {ff(lon[j], 9, 4)} {lab:<7s} {ff(e, 7, 3)} {ff(vals[0], 9, 4)} "
                                 f"{ff(vals[1], 9, 4)} {ff(vals[2], 9, 4)}" + "".join(ff(v, 9, 4) for v in vals[3:]))
                     lines.append(line)
@@ -1583,7 +1590,7 @@ class _DDOperator:
         self.dtype = np.dtype(vals.dtype)
         self.vals, self.cols, self.fvals, self.fcols, self.n = vals, cols, fvals, fcols, n
         self.sp = None
-        if vals.size > 150_000:  # CSR matvecs pay back scipy's import over LSQR's hundreds of products
+        if vals.size > 1_500_000:  # CSR matvecs pay back scipy's import over LSQR's hundreds of products
             import scipy.sparse as sp
 
             k = vals.shape[1]
