@@ -324,7 +324,8 @@ def relocate(
     inp: Optional[Path] = typer.Argument(None, help="With 'hypodd': the hypoDD.inp of the project."),
     force: bool = _FORCE,
 ):
-    """Double-difference relocation (catalog + cc times); or a HypoDD project unchanged (hypoDD.inp)."""
+    """Double-difference relocation (catalog + cc times); or a HypoDD project unchanged (hypoDD.inp, 2.x or 1.x:
+    HypoDD 2.1b's steps, its .loc/.reloc/.sta/.res/.src and hypoDD.log)."""
     if target == "hypodd":
         if inp is None:
             _fail("usage: quakescale relocate hypodd hypoDD.inp")
