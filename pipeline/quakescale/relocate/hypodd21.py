@@ -24,7 +24,7 @@ Quirks of 2.1b kept on purpose so that files compare: .res and .src hold the las
 simul2000) is refused.  Numbers are computed in double precision (hypoDD: single), so results
 agree to centimetres rather than bit for bit.
 
-Only numpy is imported (scipy.sparse only for LSQR systems of more than 1.5 million entries).
+Only numpy is imported (scipy.sparse only for LSQR systems of 200 000 entries or more).
 """
 
 from __future__ import annotations
@@ -877,7 +877,7 @@ class _Project:
         out = [np.zeros(nsta * nsrc) for _ in range(4)]
         tp, ap = ttime_layered(d, depth, vp, topadj, mi)
         ratio = vp / vs
-        if np.ptp(ratio) == 0.0:
+        if np.ptp(ratio) <= 1e-12 * ratio[0]:
             ts, as_ = tp * ratio[0], ap  # one Vp/Vs: the S rays are the P rays, times scaled
         else:
             ts, as_ = ttime_layered(d, depth, vs, topadj, mi)
@@ -1307,20 +1307,22 @@ class _Project:
 
     def _G(self, dt, nsrc, P):
         """Rows of the DD system: 8 columns per datum (x, y, z, t of event 1 and event 2), unweighted."""
-        isS = (dt["idx"] == 2) | (dt["idx"] == 4)
+        isS = ((dt["idx"] == 2) | (dt["idx"] == 4))[:, None]
         ista = dt["ista"]
+        ns = P["xp"].shape[1]
         k1 = np.zeros_like(dt["ic1"]) if nsrc == 1 else dt["ic1"]
         k2 = np.zeros_like(dt["ic2"]) if nsrc == 1 else dt["ic2"]
+        PS = np.stack([P[k] for k in ("xp", "yp", "zp", "xs", "ys", "zs")], axis=-1).reshape(-1, 6)
+        g1 = PS[ista * ns + k1]
+        g2 = PS[ista * ns + k2]
         vals = np.empty((len(ista), 8))
-        for c, (a, b) in enumerate((("xp", "xs"), ("yp", "ys"), ("zp", "zs"))):
-            vals[:, c] = np.where(isS, P[b][ista, k1], P[a][ista, k1])
-            vals[:, 4 + c] = -np.where(isS, P[b][ista, k2], P[a][ista, k2])
+        vals[:, 0:3] = np.where(isS, g1[:, 3:], g1[:, :3])
+        vals[:, 4:7] = -np.where(isS, g2[:, 3:], g2[:, :3])
         vals[:, 3] = 1.0
         vals[:, 7] = -1.0
-        cols = np.empty((len(ista), 8), np.int64)
-        for c in range(4):
-            cols[:, c] = 4 * dt["ic1"] + c
-            cols[:, 4 + c] = 4 * dt["ic2"] + c
+        e1 = 4 * dt["ic1"]
+        e2 = 4 * dt["ic2"]
+        cols = np.stack([e1, e1 + 1, e1 + 2, e1 + 3, e2, e2 + 1, e2 + 2, e2 + 3], axis=1)
         return vals, cols
 
     def _lsfit(self, dt, nev, nsrc, ev, P, damp, rms):
@@ -1580,43 +1582,50 @@ def _shift_time(date: int, tim: int, src_t: float):
 
 
 class _DDOperator:
-    """The weighted, column-scaled DD matrix: 8 entries per datum (x, y, z, t of its two events)
-    plus one entry per EV_FIX row.  numpy gathers and bincounts for small systems (no scipy import);
-    scipy.sparse CSR/CSC for large ones."""
+    """The weighted, column-scaled DD matrix in single precision: 8 entries per datum (x, y, z, t of
+    its two events) plus one entry per EV_FIX row.  ``matvec_add`` (u + A v) sums each row as
+    hypoDD's aprod does -- onto u, the entries in order -- which matters: LSQR on the ill-conditioned
+    depth directions amplifies rounding.  Small systems: numpy gathers and bincounts (no scipy
+    import); larger: scipy's compiled CSR kernels (``csr_matvec`` adds onto its output, the same order)."""
+
+    SCIPY_FROM = 200_000  # entries; below, scipy's import costs more than its faster products save
 
     def __init__(self, vals, cols, fvals, fcols, n):
         self.nd = len(vals)
         self.shape = (self.nd + len(fvals), n)
         self.dtype = np.dtype(vals.dtype)
         self.vals, self.cols, self.fvals, self.fcols, self.n = vals, cols, fvals, fcols, n
-        self.sp = None
-        if vals.size > 1_500_000:  # CSR matvecs pay back scipy's import over LSQR's hundreds of products
-            import scipy.sparse as sp
-
-            k = vals.shape[1]
-            indptr = np.r_[np.arange(0, k * self.nd + 1, k), k * self.nd + 1 + np.arange(len(fvals))]
-            self.sp = sp.csr_matrix((np.r_[vals.ravel(), fvals], np.r_[cols.ravel(), fcols], indptr), shape=self.shape)
-            self.spT = self.sp.T  # CSC: its matvec is A^T u without a copy
-        else:
+        self.kern = None
+        if vals.size >= self.SCIPY_FROM:
+            try:
+                from scipy.sparse import _sparsetools
+            except ImportError:  # pragma: no cover - scipy is a dependency; numpy path otherwise
+                _sparsetools = None
+            if _sparsetools is not None:
+                k = vals.shape[1]
+                self.indptr = np.r_[np.arange(0, k * self.nd + 1, k), k * self.nd + 1 + np.arange(len(fvals))].astype(np.int64)
+                self.indices = np.r_[cols.ravel(), fcols].astype(np.int64)
+                self.data = np.r_[vals.ravel(), fvals].astype(self.dtype)
+                self.kern = _sparsetools
+        if self.kern is None:
             self.flat_cols = cols.ravel()
 
     def matvec_add(self, v, u):
-        """u + A v, summed as hypoDD's aprod does: onto u, the 8 entries of a row in order, in single precision
-        (the order matters: LSQR on the ill-conditioned depth directions amplifies rounding)."""
+        if self.kern is not None:
+            y = np.array(u, dtype=self.dtype)
+            self.kern.csr_matvec(self.shape[0], self.shape[1], self.indptr, self.indices, self.data,
+                                 np.asarray(v, self.dtype), y)
+            return y
         out = u[:self.nd].astype(self.dtype)
         for k in range(self.cols.shape[1]):
             out += self.vals[:, k] * v[self.cols[:, k]]
         return np.r_[out, u[self.nd:] + self.fvals * v[self.fcols]] if len(self.fvals) else out
 
-    def matvec(self, v):
-        if self.sp is not None:
-            return self.sp @ v
-        out = np.einsum("ij,ij->i", self.vals, v[self.cols])
-        return np.r_[out, self.fvals * v[self.fcols]] if len(self.fvals) else out
-
     def rmatvec(self, u):
-        if self.sp is not None:
-            return self.spT @ u
+        if self.kern is not None:
+            y = np.zeros(self.n, self.dtype)  # A's CSR arrays are A^T's CSC arrays: no transpose needed
+            self.kern.csc_matvec(self.n, self.shape[0], self.indptr, self.indices, self.data, np.asarray(u, self.dtype), y)
+            return y
         out = np.bincount(self.flat_cols, weights=(self.vals * u[:self.nd, None]).ravel(), minlength=self.n)
         if len(self.fvals):
             out += np.bincount(self.fcols, weights=self.fvals * u[self.nd:], minlength=self.n)
