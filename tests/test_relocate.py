@@ -389,3 +389,17 @@ def test_imod0_imod1_imod4_with_one_model_agree(tmp_path):
     for imod in (1, 4):
         assert out[0].keys() == out[imod].keys() and len(out[0]) == 16
         assert max(abs(out[0][k][0] - out[imod][k][0]) + abs(out[0][k][2] - out[imod][k][2]) for k in out[0]) < 1e-5
+
+
+@pytest.mark.skipif(shutil.which("hypoDD") is None, reason="hypoDD (2.1b) not on PATH")
+@need_hayward
+def test_port_matches_the_installed_hypodd21(tmp_path):
+    """Where HypoDD 2.1b itself is installed: both on the same 2.x project, side by side."""
+    from quakescale.relocate.hypodd_backend import run_hypodd
+    from quakescale.relocate.hypodd21 import run_project
+
+    run_hypodd(HAYWARD / "hypoDD.inp", tmp_path / "fortran")
+    run_project(HAYWARD / "hypoDD.inp", tmp_path / "ours")
+    ours, theirs, dh, dz, ratio = _compare_reloc(tmp_path / "ours" / "hypoDD.reloc", tmp_path / "fortran" / "hypoDD.reloc")
+    assert ours == theirs and np.median(dh) <= 1.0 and np.median(dz) <= 2.0
+    assert np.median(np.abs(ratio - 1)) <= 0.10
