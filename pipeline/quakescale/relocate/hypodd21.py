@@ -440,6 +440,52 @@ class _DT:
 
 
 def _read_dt(path: Path, cc: bool) -> _DT:
+    """dt.cc / dt.ct as getdata.f reads them.  Pair by pair: a pair's data lines are split at once
+    and sliced into columns; a pair whose lines are not all regular goes through the line-by-line
+    reader, which names the file, line and value."""
+    text = path.read_text(errors="replace")
+    if not text.startswith("#"):
+        return _read_dt_lines(path, cc)
+    ncol = 4 if cc else 5
+    c1, c2, sta, t1, t2, qual, pha, n_per = [], [], [], [], [], [], [], []
+    nnootc = 0
+    for block in text[1:].split("\n#"):
+        head, _, body = block.partition("\n")
+        h = head.split()
+        tok = body.split()
+        nb = body.count("\n") + (0 if body.endswith("\n") or not body else 1)
+        if len(h) < (3 if cc else 2) or len(tok) != ncol * nb or tok[ncol - 1::ncol].count("P") + tok[ncol - 1::ncol].count("S") != nb:
+            return _read_dt_lines(path, cc)
+        try:
+            a, b = int(h[0]), int(h[1])
+            otc = float(h[2]) if cc else 0.0
+        except ValueError:
+            return _read_dt_lines(path, cc)
+        if cc and abs(otc + 999) < 0.001:
+            nnootc += 1
+            continue
+        c1.append(a); c2.append(b); n_per.append(nb)
+        sta += tok[0::ncol]
+        pha += tok[ncol - 1::ncol]
+        if cc:
+            t1 += tok[1::ncol]; qual += tok[2::ncol]; t2.append(otc)
+        else:
+            t1 += tok[1::ncol]; t2 += tok[2::ncol]; qual += tok[3::ncol]
+    n_per = np.asarray(n_per, np.int64)
+    try:
+        a1 = np.array(t1, dtype=np.float32)
+        q = np.array(qual, dtype=np.float32)
+        a2 = np.repeat(np.array(t2, dtype=np.float32), n_per) if cc else np.array(t2, dtype=np.float32)
+    except ValueError:
+        return _read_dt_lines(path, cc)
+    stas = np.array(sta, dtype=object)
+    if len(sta) and max(map(len, sta)) > 7:  # hypoDD keeps 7 characters of a station code
+        stas = np.array([x[:7] for x in sta], dtype=object)
+    return _DT(np.repeat(np.asarray(c1, np.int64), n_per), np.repeat(np.asarray(c2, np.int64), n_per), stas,
+               (a1 - a2).astype(float), q.astype(float), np.array(pha, dtype=object), nnootc)
+
+
+def _read_dt_lines(path: Path, cc: bool) -> _DT:
     c1, c2, sta, dt, qual, pha, d2 = [], [], [], [], [], [], []
     a = b = None
     otc = 0.0
