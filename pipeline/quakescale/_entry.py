@@ -39,7 +39,7 @@ def main():
     args = sys.argv[1:]
     plain = [a for a in args if a != "--debug"]
     if len(plain) == 3 and plain[:2] == ["relocate", "hypodd"] and not plain[2].startswith("-"):
-        sys.exit(_relocate_hypodd(args[args.index("hypodd") + 1:] if "hypodd" in args else plain[2:]))
+        sys.exit(_relocate_hypodd(args[args.index("hypodd") + 1 :] if "hypodd" in args else plain[2:]))
     from .cli import main as cli_main
 
     cli_main()

@@ -118,7 +118,9 @@ class SDC:
     def __init__(self, orlat: float, orlon: float, rota: float = 0.0):
         rad = 0.017453292
         self.rad = rad
-        self.olat, self.olon = float(np.float32(np.float32(orlat) * np.float32(60.0))), float(np.float32(np.float32(orlon) * np.float32(60.0)))
+        self.olat, self.olon = float(np.float32(np.float32(orlat) * np.float32(60.0))), float(
+            np.float32(np.float32(orlon) * np.float32(60.0))
+        )
         rearth, ellip = 6378.135, 298.26
         phi = self.olat * rad / 60.0
         beta = phi - math.sin(phi * 2.0) / ellip
@@ -171,8 +173,10 @@ def ttime_layered(delta, depth, v, top, mi=None):
     # 1-based layer arrays (column 0 unused) so that the code reads like the Fortran
     V = np.broadcast_to(vv0, (n, nl + 1))
     VSQ = V * V
-    TOPS = np.zeros((len(tops), nl + 1)); TOPS[:, 1:] = tops
-    THKS = np.zeros((len(tops), nl + 1)); THKS[:, 1:nl] = TOPS[:, 2:] - TOPS[:, 1:nl]
+    TOPS = np.zeros((len(tops), nl + 1))
+    TOPS[:, 1:] = tops
+    THKS = np.zeros((len(tops), nl + 1))
+    THKS[:, 1:nl] = TOPS[:, 2:] - TOPS[:, 1:nl]
     TOP = TOPS[mi]
     THK = THKS[mi]
     rows = np.arange(n)
@@ -255,7 +259,9 @@ def _layer_tables(vv0, THKS):
         return hit
     BIG = 100000.0
     nl = len(vv0) - 1
-    TID = np.zeros((len(THKS), nl + 1, nl + 2)); DID = np.zeros_like(TID); TDN = np.zeros((len(THKS), nl + 1))
+    TID = np.zeros((len(THKS), nl + 1, nl + 2))
+    DID = np.zeros_like(TID)
+    TDN = np.zeros((len(THKS), nl + 1))
     vv = vv0
     vsq = vv * vv
     j = np.arange(1, nl + 1)
@@ -303,21 +309,23 @@ def _direct1(V, VSQ, THK, jl, tkj, delta, depth, mask):
     jl, tkj, delta, depth = jl[idx], tkj[idx], delta[idx], depth[idx]
     vjl, vsqjl = vjl[idx], vsqjl[idx]
     k = len(idx)
-    lmax = jl.copy(); tklmax = tkj.copy(); vlmax = vjl.copy()
+    lmax = jl.copy()
+    tklmax = tkj.copy()
+    vlmax = vjl.copy()
     for l in range(1, nl + 1):
         act = (l < jl) & (V[:, l] > vlmax)
         lmax = np.where(act, l, lmax)
         tklmax = np.where(act, THK[:, l], tklmax)
         vlmax = np.where(act, V[:, l], vlmax)
     tklmax = np.where(tklmax <= 0.05, 0.05, tklmax)
-    ua = (vjl / vlmax) * delta / np.sqrt(delta ** 2 + depth ** 2)
-    ub = (vjl / vlmax) * delta / np.sqrt(delta ** 2 + tklmax ** 2)
-    uasq, ubsq = ua ** 2, ub ** 2
+    ua = (vjl / vlmax) * delta / np.sqrt(delta**2 + depth**2)
+    ub = (vjl / vlmax) * delta / np.sqrt(delta**2 + tklmax**2)
+    uasq, ubsq = ua**2, ub**2
     ubsq = np.where(ubsq >= 1.0, 0.99999, ubsq)
     uasq = np.where(uasq >= 1.0, 0.99999, uasq)
     xa = tkj * ua / np.sqrt(1.0 - uasq)
     xb = np.where(lmax == jl, delta, tkj * ub / np.sqrt(1.0 - ubsq))
-    above = (np.arange(1, nl + 1)[None, :] < jl[:, None])  # l = 1..nl, l < jl
+    above = np.arange(1, nl + 1)[None, :] < jl[:, None]  # l = 1..nl, l < jl
     ratio = vsqjl[:, None] / np.where(VSQ[:, 1:] > 0, VSQ[:, 1:], 1.0)
     thk = np.where(above, THK[:, 1:], 0.0)
 
@@ -327,7 +335,9 @@ def _direct1(V, VSQ, THK, jl, tkj, delta, depth, mask):
 
     dela = xa + sumlay(ua, uasq)
     delb = xb + sumlay(ub, ubsq)
-    x = np.zeros(k); uu = np.zeros(k); usq = np.zeros(k)
+    x = np.zeros(k)
+    uu = np.zeros(k)
+    usq = np.zeros(k)
     dl = delta.copy()  # 'del' of the Fortran (kept from the last bisection step)
     live = np.ones(k, bool)
     for _ in range(25):
@@ -340,8 +350,8 @@ def _direct1(V, VSQ, THK, jl, tkj, delta, depth, mask):
         with np.errstate(invalid="ignore", divide="ignore"):
             xn = xa + (delta - dela) * (xb - xa) / (delb - dela)
         x = np.where(live, xn, x)
-        uu = x / np.sqrt(x ** 2 + tkj ** 2)
-        usq = uu ** 2
+        uu = x / np.sqrt(x**2 + tkj**2)
+        usq = uu**2
         dn = x + sumlay(uu, usq)
         dl = np.where(live, dn, dl)
         xtest = dl - delta
@@ -349,13 +359,16 @@ def _direct1(V, VSQ, THK, jl, tkj, delta, depth, mask):
         live &= ~done
         lo = live & (xtest < 0.0)
         hi = live & ~(xtest < 0.0)
-        xa = np.where(lo, x, xa); dela = np.where(lo, dl, dela)
-        xb = np.where(hi, x, xb); delb = np.where(hi, dl, delb)
-    uu = x / np.sqrt(x ** 2 + tkj ** 2)
-    usq = uu ** 2
+        xa = np.where(lo, x, xa)
+        dela = np.where(lo, dl, dela)
+        xb = np.where(hi, x, xb)
+        delb = np.where(hi, dl, delb)
+    uu = x / np.sqrt(x**2 + tkj**2)
+    usq = uu**2
     with np.errstate(invalid="ignore", divide="ignore"):
-        td = np.sqrt(x ** 2 + tkj ** 2) / vjl + np.where(
-            above, thk * vjl[:, None] / (VSQ[:, 1:] * np.sqrt(ratio - usq[:, None])), 0.0).sum(1)
+        td = np.sqrt(x**2 + tkj**2) / vjl + np.where(
+            above, thk * vjl[:, None] / (VSQ[:, 1:] * np.sqrt(ratio - usq[:, None])), 0.0
+        ).sum(1)
     td = td - (uu / vjl) * (dl - delta)
     tdir[idx] = td
     u[idx] = uu
@@ -368,10 +381,14 @@ def _read_events(path: Path):
     for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         tok = line.split()
         if not tok:
-            raise HypoDDFormatError(f"{path}:{n}: empty line in the event file (hypoDD stops here: 'Format error in earthquake file')")
+            raise HypoDDFormatError(
+                f"{path}:{n}: empty line in the event file (hypoDD stops here: 'Format error in earthquake file')"
+            )
         if len(tok) not in (10, 11):
-            raise HypoDDFormatError(f"{path}:{n}: an event line has 10 values (DATE TIME LAT LON DEP MAG EH EZ RMS ID) "
-                                    f"or 11 (+ FIX), got {len(tok)}: {line.strip()!r}")
+            raise HypoDDFormatError(
+                f"{path}:{n}: an event line has 10 values (DATE TIME LAT LON DEP MAG EH EZ RMS ID) "
+                f"or 11 (+ FIX), got {len(tok)}: {line.strip()!r}"
+            )
         try:
             date, tim = int(tok[0]), int(tok[1])
             vals = [float(t) for t in tok[2:9]]
@@ -385,9 +402,19 @@ def _read_events(path: Path):
     if not rows:
         raise HypoDDFormatError(f"{path}: no events")
     a = list(zip(*rows))
-    ev = {"date": np.array(a[0], np.int64), "time": np.array(a[1], np.int64), "lat": f32(a[2]), "lon": f32(a[3]),
-          "dep": f32(a[4]), "mag": f32(a[5]), "herr": f32(a[6]), "zerr": f32(a[7]),
-          "res": f32(a[8]), "cusp": np.array(a[9], np.int64), "fix": np.array(a[10], np.int64)}
+    ev = {
+        "date": np.array(a[0], np.int64),
+        "time": np.array(a[1], np.int64),
+        "lat": f32(a[2]),
+        "lon": f32(a[3]),
+        "dep": f32(a[4]),
+        "mag": f32(a[5]),
+        "herr": f32(a[6]),
+        "zerr": f32(a[7]),
+        "res": f32(a[8]),
+        "cusp": np.array(a[9], np.int64),
+        "fix": np.array(a[10], np.int64),
+    }
     ev["dep"] = f32(np.where(ev["dep"] < 0.01, 0.01, ev["dep"]))
     return ev
 
@@ -417,13 +444,26 @@ def _read_stations(path: Path, imod: int):
                     nneg += 1
                 m = int(tok[4])
             else:
-                raise HypoDDFormatError(f"{path}:{n}: bad station line (hypoDD takes 'STA LAT LON [ELEV]'; 5 columns only "
-                                        f"with IMOD 4): {line.strip()!r}")
-            lab.append(tok[0][:7]); lat.append(float(tok[1])); lon.append(float(tok[2])); elv.append(e); mod.append(m)
+                raise HypoDDFormatError(
+                    f"{path}:{n}: bad station line (hypoDD takes 'STA LAT LON [ELEV]'; 5 columns only "
+                    f"with IMOD 4): {line.strip()!r}"
+                )
+            lab.append(tok[0][:7])
+            lat.append(float(tok[1]))
+            lon.append(float(tok[2]))
+            elv.append(e)
+            mod.append(m)
         except (ValueError, IndexError):
-            raise HypoDDFormatError(f"{path}:{n}: bad station line {line.strip()!r} (the first line has {j} columns)") from None
-    return {"lab": np.array(lab, dtype=object), "lat": f32(lat), "lon": f32(lon), "elv": f32(elv),
-            "mod": np.array(mod, np.int64)}, nneg
+            raise HypoDDFormatError(
+                f"{path}:{n}: bad station line {line.strip()!r} (the first line has {j} columns)"
+            ) from None
+    return {
+        "lab": np.array(lab, dtype=object),
+        "lat": f32(lat),
+        "lon": f32(lon),
+        "elv": f32(elv),
+        "mod": np.array(mod, np.int64),
+    }, nneg
 
 
 @dataclass
@@ -454,7 +494,11 @@ def _read_dt(path: Path, cc: bool) -> _DT:
         h = head.split()
         tok = body.split()
         nb = body.count("\n") + (0 if body.endswith("\n") or not body else 1)
-        if len(h) < (3 if cc else 2) or len(tok) != ncol * nb or tok[ncol - 1::ncol].count("P") + tok[ncol - 1::ncol].count("S") != nb:
+        if (
+            len(h) < (3 if cc else 2)
+            or len(tok) != ncol * nb
+            or tok[ncol - 1 :: ncol].count("P") + tok[ncol - 1 :: ncol].count("S") != nb
+        ):
             return _read_dt_lines(path, cc)
         try:
             a, b = int(h[0]), int(h[1])
@@ -464,13 +508,19 @@ def _read_dt(path: Path, cc: bool) -> _DT:
         if cc and abs(otc + 999) < 0.001:
             nnootc += 1
             continue
-        c1.append(a); c2.append(b); n_per.append(nb)
+        c1.append(a)
+        c2.append(b)
+        n_per.append(nb)
         sta += tok[0::ncol]
-        pha += tok[ncol - 1::ncol]
+        pha += tok[ncol - 1 :: ncol]
         if cc:
-            t1 += tok[1::ncol]; qual += tok[2::ncol]; t2.append(otc)
+            t1 += tok[1::ncol]
+            qual += tok[2::ncol]
+            t2.append(otc)
         else:
-            t1 += tok[1::ncol]; t2 += tok[2::ncol]; qual += tok[3::ncol]
+            t1 += tok[1::ncol]
+            t2 += tok[2::ncol]
+            qual += tok[3::ncol]
     n_per = np.asarray(n_per, np.int64)
     try:
         a1 = np.array(t1, dtype=np.float32)
@@ -481,8 +531,15 @@ def _read_dt(path: Path, cc: bool) -> _DT:
     stas = np.array(sta, dtype=object)
     if len(sta) and max(map(len, sta)) > 7:  # hypoDD keeps 7 characters of a station code
         stas = np.array([x[:7] for x in sta], dtype=object)
-    return _DT(np.repeat(np.asarray(c1, np.int64), n_per), np.repeat(np.asarray(c2, np.int64), n_per), stas,
-               (a1 - a2).astype(float), q.astype(float), np.array(pha, dtype=object), nnootc)
+    return _DT(
+        np.repeat(np.asarray(c1, np.int64), n_per),
+        np.repeat(np.asarray(c2, np.int64), n_per),
+        stas,
+        (a1 - a2).astype(float),
+        q.astype(float),
+        np.array(pha, dtype=object),
+        nnootc,
+    )
 
 
 def _read_dt_lines(path: Path, cc: bool) -> _DT:
@@ -500,8 +557,10 @@ def _read_dt_lines(path: Path, cc: bool) -> _DT:
                     a, b = int(tok[0]), int(tok[1])
                     otc = float(tok[2]) if cc else 0.0
                 except (ValueError, IndexError):
-                    raise HypoDDFormatError(f"{path}:{n}: format error in {what} file: pair line needs "
-                                            f"'# ID1 ID2{' OTC' if cc else ''}', got {line.rstrip()!r}") from None
+                    raise HypoDDFormatError(
+                        f"{path}:{n}: format error in {what} file: pair line needs "
+                        f"'# ID1 ID2{' OTC' if cc else ''}', got {line.rstrip()!r}"
+                    ) from None
                 skip = cc and abs(otc + 999) < 0.001
                 nnootc += int(skip)
                 continue
@@ -520,15 +579,29 @@ def _read_dt_lines(path: Path, cc: bool) -> _DT:
                     s, d, q, p = tok[0], float(tok[1]), float(tok[3]), tok[4]
                     d2.append(float(tok[2]))
             except (ValueError, IndexError):
-                raise HypoDDFormatError(f"{path}:{n}: format error in {what} file: expected "
-                                        f"{'STA DT WGHT PHA' if cc else 'STA TT1 TT2 WGHT PHA'}, got {line.rstrip()!r}") from None
+                raise HypoDDFormatError(
+                    f"{path}:{n}: format error in {what} file: expected "
+                    f"{'STA DT WGHT PHA' if cc else 'STA TT1 TT2 WGHT PHA'}, got {line.rstrip()!r}"
+                ) from None
             if p not in ("P", "S"):
                 raise HypoDDFormatError(f"{path}:{n}: phase identifier must be P or S, got {p!r}")
-            c1.append(a); c2.append(b); sta.append(s[:7]); dt.append(d); qual.append(q); pha.append(p)
+            c1.append(a)
+            c2.append(b)
+            sta.append(s[:7])
+            dt.append(d)
+            qual.append(q)
+            pha.append(p)
     # single precision as getdata.f: dt = tt1 - tt2 (ct), dt - otc (cc), of REAL values
     dd = (np.asarray(dt, np.float32) - np.asarray(d2, np.float32)).astype(float)
-    return _DT(np.array(c1, np.int64), np.array(c2, np.int64), np.array(sta, dtype=object), dd,
-               f32(qual), np.array(pha, dtype=object), nnootc)
+    return _DT(
+        np.array(c1, np.int64),
+        np.array(c2, np.int64),
+        np.array(sta, dtype=object),
+        dd,
+        f32(qual),
+        np.array(pha, dtype=object),
+        nnootc,
+    )
 
 
 # ----------------------------------------------------------------------------- the project run
@@ -555,34 +628,56 @@ class _Project:
         self.out = out_dir
         self.log = _Log()
         if inp.imod == 9:
-            raise HypoDD21Error(f"{inp.path}: IMOD 9 (3-D model, simul2000 ray tracing) is not supported by the builtin "
-                                "relocator; use HypoDD 2.1b itself (relocate.backend: hypodd) or a 1-D model (IMOD 0/1/4/5)")
+            raise HypoDD21Error(
+                f"{inp.path}: IMOD 9 (3-D model, simul2000 ray tracing) is not supported by the builtin "
+                "relocator; use HypoDD 2.1b itself (relocate.backend: hypodd) or a 1-D model (IMOD 0/1/4/5)"
+            )
         if inp.imod not in (0, 1, 4, 5, 6):
             raise HypoDD21Error(f"{inp.path}: IMOD {inp.imod} is not a HypoDD 2.1b model type (0, 1, 4, 5, 9)")
         if inp.idat not in (1, 2, 3):
-            raise HypoDD21Error(f"{inp.path}: IDAT must be 1 (cc), 2 (catalog) or 3 (both), got {inp.idat}"
-                                + (" (IDAT 0, synthetics, is not supported)" if inp.idat == 0 else ""))
+            raise HypoDD21Error(
+                f"{inp.path}: IDAT must be 1 (cc), 2 (catalog) or 3 (both), got {inp.idat}"
+                + (" (IDAT 0, synthetics, is not supported)" if inp.idat == 0 else "")
+            )
         if inp.ipha not in (1, 2, 3):
             raise HypoDD21Error(f"{inp.path}: IPHA must be 1 (P), 2 (S) or 3 (both), got {inp.ipha}")
         if inp.isolv not in (1, 2):
             raise HypoDD21Error(f"{inp.path}: ISOLV must be 1 (SVD) or 2 (LSQR), got {inp.isolv}")
         if inp.istart not in (1, 2):
-            raise HypoDD21Error(f"{inp.path}: ISTART must be 1 (cluster centroid) or 2 (catalog locations), got {inp.istart}")
+            raise HypoDD21Error(
+                f"{inp.path}: ISTART must be 1 (cluster centroid) or 2 (catalog locations), got {inp.istart}"
+            )
         if not inp.sets:
             raise HypoDD21Error(f"{inp.path}: no iteration sets (NSET = 0)")
+
         # weighting sets as getinp(2): -9 means off (-999)
         def m9(v):
             return -999.0 if v == -9 else float(v)
-        self.sets = [dict(niter=abs(int(s.niter)), wt_ccp=m9(s.wt_ccp), wt_ccs=m9(s.wt_ccs), maxres_cc=m9(s.maxres_cc),
-                          maxdcc=m9(s.maxdist_cc_km), wt_ctp=m9(s.wt_ctp), wt_cts=m9(s.wt_cts), maxres_ct=m9(s.maxres_ct),
-                          maxdct=m9(s.maxdist_ct_km), damp=float(s.damp)) for s in inp.sets]
+
+        self.sets = [
+            dict(
+                niter=abs(int(s.niter)),
+                wt_ccp=m9(s.wt_ccp),
+                wt_ccs=m9(s.wt_ccs),
+                maxres_cc=m9(s.maxres_cc),
+                maxdcc=m9(s.maxdist_cc_km),
+                wt_ctp=m9(s.wt_ctp),
+                wt_cts=m9(s.wt_cts),
+                maxres_ct=m9(s.maxres_ct),
+                maxdct=m9(s.maxdist_ct_km),
+                damp=float(s.damp),
+            )
+            for s in inp.sets
+        ]
         self.aiter0 = np.cumsum([s["niter"] for s in self.sets]).astype(np.int64)
         # model
         if inp.imod in (0, 1, 5, 6):
             nl = len(inp.top_km)
             if nl == 0 or len(inp.vp_kms) < nl:
-                raise HypoDD21Error(f"{inp.path}: the velocity model needs one TOP and one VEL per layer "
-                                    f"(got {len(inp.top_km)} tops, {len(inp.vp_kms)} velocities)")
+                raise HypoDD21Error(
+                    f"{inp.path}: the velocity model needs one TOP and one VEL per layer "
+                    f"(got {len(inp.top_km)} tops, {len(inp.vp_kms)} velocities)"
+                )
             self.mod_top = np.asarray(inp.top_km[:nl], float)
             self.mod_v = np.asarray(inp.vp_kms[:nl], float)
             self.mod_ratio = np.asarray(inp.layer_ratios()[:nl], float)
@@ -607,7 +702,9 @@ class _Project:
         """IMOD 4 model file (partials_1dmm.f): blocks of 'MODEL_ID NLAY' then NLAY lines 'TOP VP VS'."""
         f = self.path(self.inp.fn_mod1d)
         if not f.exists():
-            raise FileNotFoundError(f"{self.inp.path}: station-specific model file {self.inp.fn_mod1d!r} (IMOD 4) not found ({f})")
+            raise FileNotFoundError(
+                f"{self.inp.path}: station-specific model file {self.inp.fn_mod1d!r} (IMOD 4) not found ({f})"
+            )
         lines = [(n, ln.split()) for n, ln in enumerate(f.read_text().splitlines(), 1) if ln.split()]
         models = {}
         i = 0
@@ -619,8 +716,10 @@ class _Project:
                 if nl < 1 or any(len(r) < 3 for r in rows):
                     raise ValueError
             except (ValueError, IndexError):
-                raise HypoDDFormatError(f"{f}:{n}: expected a model block 'MODEL_ID NLAY' and NLAY lines 'TOP VP VS' "
-                                        f"(IMOD 4), got {' '.join(tok)!r}") from None
+                raise HypoDDFormatError(
+                    f"{f}:{n}: expected a model block 'MODEL_ID NLAY' and NLAY lines 'TOP VP VS' "
+                    f"(IMOD 4), got {' '.join(tok)!r}"
+                ) from None
             r = np.array(rows)
             models[mid] = (r[:, 0], r[:, 1], r[:, 2])
             i += 1 + nl
@@ -651,8 +750,10 @@ class _Project:
             name = self.inp.fn_cc if cc else self.inp.fn_ct
             f = self.path(name)
             if not f.exists():
-                raise FileNotFoundError(f"{self.inp.path}: IDAT={self.inp.idat} needs the "
-                                        f"{'cross-correlation' if cc else 'catalog'} file {name!r} ({f})")
+                raise FileNotFoundError(
+                    f"{self.inp.path}: IDAT={self.inp.idat} needs the "
+                    f"{'cross-correlation' if cc else 'catalog'} file {name!r} ({f})"
+                )
             self.cache[key] = _read_dt(f, cc)
         return self.cache[key]
 
@@ -669,8 +770,10 @@ class _Project:
         if len(icusp) > 0 and len(icusp) != nev:
             u, c = np.unique(ev["cusp"], return_counts=True)
             if (c > 1).any():
-                raise HypoDD21Error(f"{self.path(inp.fn_eve)}: event id(s) {u[c > 1][:10].tolist()} listed more than once; "
-                                    "event ids must be unique")
+                raise HypoDD21Error(
+                    f"{self.path(inp.fn_eve)}: event id(s) {u[c > 1][:10].tolist()} listed more than once; "
+                    "event ids must be unique"
+                )
         if nev == 0:
             raise HypoDD21Error(f"{self.path(inp.fn_eve)}: no events selected")
         clat, clon = f32sum_mean(ev["lat"]), f32sum_mean(ev["lon"])
@@ -707,8 +810,11 @@ class _Project:
             i1, i2 = np.where(keep, k1, 0), np.where(keep, k2, 0)
             dlat = ev["lat"][i1] - ev["lat"][i2]
             dlon = ev["lon"][i1] - ev["lon"][i2]
-            offs = np.sqrt((dlat * 111) ** 2 + (dlon * (np.cos(ev["lat"][i1] * PI / 180) * 111)) ** 2
-                           + (ev["dep"][i1] - ev["dep"][i2]) ** 2)
+            offs = np.sqrt(
+                (dlat * 111) ** 2
+                + (dlon * (np.cos(ev["lat"][i1] * PI / 180) * 111)) ** 2
+                + (ev["dep"][i1] - ev["dep"][i2]) ** 2
+            )
             maxsep = self.sets[0]["maxdcc" if cc else "maxdct"]
             if maxsep > 0:
                 keep &= ~(offs > maxsep)
@@ -721,13 +827,21 @@ class _Project:
                 keep &= ~isP
             idx = np.where(isP, 1, 2) + (0 if cc else 2)
             w = np.flatnonzero(keep)
-            parts.append(dict(c1=D.c1[w], c2=D.c2[w], ista=ista[w], dt=D.dt[w], qual=D.qual[w], idx=idx[w], offs=offs[w]))
+            parts.append(
+                dict(c1=D.c1[w], c2=D.c2[w], ista=ista[w], dt=D.dt[w], qual=D.qual[w], idx=idx[w], offs=offs[w])
+            )
             if cc:
                 counts["ccp"], counts["ccs"] = int((idx[w] == 1).sum()), int((idx[w] == 2).sum())
                 if inp.ipha != 2:
-                    log(f"# cross corr P dtimes = {counts['ccp']:7d} (no org. time corr. for{D.n_no_otc:7d} event pairs)")
+                    log(
+                        f"# cross corr P dtimes = {counts['ccp']:7d} (no org. time corr. for{D.n_no_otc:7d} event "
+                        f"pairs)"
+                    )
                 if inp.ipha != 1:
-                    log(f"# cross corr S dtimes = {counts['ccs']:7d} (no org. time corr. for{D.n_no_otc:7d} event pairs)")
+                    log(
+                        f"# cross corr S dtimes = {counts['ccs']:7d} (no org. time corr. for{D.n_no_otc:7d} event "
+                        f"pairs)"
+                    )
             else:
                 counts["ctp"], counts["cts"] = int((idx[w] == 3).sum()), int((idx[w] == 4).sum())
                 if inp.ipha != 2:
@@ -735,13 +849,17 @@ class _Project:
                 if inp.ipha != 1:
                     log(f"# catalog S dtimes = {counts['cts']:7d}")
         if not parts:
-            raise HypoDD21Error(f"{inp.path}: no differential-time file to read (IDAT {inp.idat}, cc {inp.fn_cc!r}, ct {inp.fn_ct!r})")
+            raise HypoDD21Error(
+                f"{inp.path}: no differential-time file to read (IDAT {inp.idat}, cc {inp.fn_cc!r}, ct {inp.fn_ct!r})"
+            )
         dt = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         ndt = len(dt["dt"])
         log(f"# dtimes total = {ndt:8d}")
         if ndt == 0:
-            raise HypoDD21Error(f"{inp.path}: no differential times left after selection (events, stations within "
-                                f"{inp.maxdist_km:g} km, phases); nothing to relocate")
+            raise HypoDD21Error(
+                f"{inp.path}: no differential times left after selection (events, stations within "
+                f"{inp.maxdist_km:g} km, phases); nothing to relocate"
+            )
         # pair-station distance and azimuthal gap (MINDIST/MAXDIST/MAXGAP)
         if not (inp.maxgap_deg < 0 and inp.minds_km < 0 and inp.maxds_km < 0):
             maxgap = 370.0 if inp.maxgap_deg < 0 else inp.maxgap_deg
@@ -850,16 +968,18 @@ class _Project:
         log(f"# clustered events ={sum(len(c) for c in clusters):5d}")
         log(f"# isolated events ={len(noclust):5d}")
         for r0 in range(0, len(noclust), 8):
-            log("".join(f"{int(c):9d}" for c in noclust[r0:r0 + 8]))
+            log("".join(f"{int(c):9d}" for c in noclust[r0 : r0 + 8]))
         log(f"# clusters ={nc:5d}  for min. number of links set to {minobs_ct + minobs_cc:5d}")
         for i, c in enumerate(clusters, 1):
             log(f"Cluster{i:5d}: {len(c):5d} events")
             for r0 in range(0, len(c), 8):
-                log("".join(f"{int(x):9d}  " for x in c[r0:r0 + 8]))
+                log("".join(f"{int(x):9d}  " for x in c[r0 : r0 + 8]))
         log()
         if nc == 0:
-            raise HypoDD21Error(f"{inp.path}: no cluster: no event pair has OBSCC+OBSCT = {minobs_cc + minobs_ct} "
-                                "or more observations")
+            raise HypoDD21Error(
+                f"{inp.path}: no cluster: no event pair has OBSCC+OBSCT = {minobs_cc + minobs_ct} "
+                "or more observations"
+            )
         return clusters
 
     # ---------------------------------------------------------------- partials
@@ -878,8 +998,12 @@ class _Project:
             return self._partials_sr(src_dep, st, dist, az)
         out = {}
         if imod == 4:
-            ttp = np.zeros((nsta, nsrc)); tts = np.zeros((nsta, nsrc)); ainp = np.zeros((nsta, nsrc)); ains = np.zeros((nsta, nsrc))
-            vsrc_p = np.zeros((nsta, nsrc)); vsrc_s = np.zeros((nsta, nsrc))
+            ttp = np.zeros((nsta, nsrc))
+            tts = np.zeros((nsta, nsrc))
+            ainp = np.zeros((nsta, nsrc))
+            ains = np.zeros((nsta, nsrc))
+            vsrc_p = np.zeros((nsta, nsrc))
+            vsrc_s = np.zeros((nsta, nsrc))
             for i in range(nsta):
                 mid = int(st["mod"][i])
                 if mid not in self.models_1d:
@@ -887,16 +1011,28 @@ class _Project:
                         self.log(f" No model found for model ID {mid:11d}. Default model (#1) chosen.")
                     st["mod"][i] = mid = 1
                     if 1 not in self.models_1d:
-                        raise HypoDD21Error(f"{self.inp.fn_mod1d}: no model {int(st['mod'][i])} for station {st['lab'][i]} "
-                                            "and no default model 1 (IMOD 4)")
+                        raise HypoDD21Error(
+                            f"{self.inp.fn_mod1d}: no model {int(st['mod'][i])} for station {st['lab'][i]} "
+                            "and no default model 1 (IMOD 4)"
+                        )
                 top, vp, vs = self.models_1d[mid]
                 for t in top:  # partials_1dmm.f nudges src_dep off each model's boundaries, station by station
                     src_dep[np.abs(src_dep - t) < 0.0001] -= 0.001
-                r = self._rays(top, vp, vs, dist[i:i + 1], src_dep, st["elv"][i:i + 1], None if need is None else need[i:i + 1])
+                r = self._rays(
+                    top,
+                    vp,
+                    vs,
+                    dist[i : i + 1],
+                    src_dep,
+                    st["elv"][i : i + 1],
+                    None if need is None else need[i : i + 1],
+                )
                 ttp[i], tts[i], ainp[i], ains[i], vsrc_p[i], vsrc_s[i] = (x[0] for x in r)
         else:
             vs = self.mod_v / self.mod_ratio
-            ttp, tts, ainp, ains, vsrc_p, vsrc_s = self._rays(self.mod_top, self.mod_v, vs, dist, src_dep, st["elv"], need)
+            ttp, tts, ainp, ains, vsrc_p, vsrc_s = self._rays(
+                self.mod_top, self.mod_v, vs, dist, src_dep, st["elv"], need
+            )
         deg = PI / 180.0
         out["ttp"], out["tts"] = ttp, tts
         out["zp"] = np.cos(ainp * deg) / vsrc_p
@@ -941,7 +1077,7 @@ class _Project:
         v = float(self.mod_v[0])
         vs = v / float(self.mod_ratio[0])
         z = src_dep[None, :] + st["elv"][:, None]
-        r = np.sqrt(dist ** 2 + z ** 2)
+        r = np.sqrt(dist**2 + z**2)
         deg = PI / 180.0
         with np.errstate(invalid="ignore", divide="ignore"):
             ain = np.where(r > 0, 180.0 - np.arcsin(np.clip(dist / r, -1, 1)) * 57.2958, 90.0)
@@ -958,12 +1094,17 @@ class _Project:
     def run(self) -> ProjectResult:
         inp, log = self.inp, self.log
         t_start = _time.perf_counter()
-        log(f"{'starting hypoDD (v2.1beta - 06/15/2016)...':45s}{_fortran_now():25s}"
-            "  [QuakeScale port of HypoDD 2.1b]")
+        log(
+            f"{'starting hypoDD (v2.1beta - 06/15/2016)...':45s}{_fortran_now():25s}"
+            "  [QuakeScale port of HypoDD 2.1b]"
+        )
         self._log_input()
         ev, st, dt = self.getdata(inp.ids)
-        no_clust = ((inp.idat == 1 and inp.minobs_cc == 0) or (inp.idat == 2 and inp.minobs_ct == 0)
-                    or (inp.idat == 3 and inp.minobs_ct + inp.minobs_cc == 0))
+        no_clust = (
+            (inp.idat == 1 and inp.minobs_cc == 0)
+            or (inp.idat == 2 and inp.minobs_ct == 0)
+            or (inp.idat == 3 and inp.minobs_ct + inp.minobs_cc == 0)
+        )
         if no_clust:
             clusters = [ev["cusp"]]
             log("\nno clustering performed.")
@@ -986,8 +1127,12 @@ class _Project:
                 cev, cst, cdt = self.getdata(list(clusters[icl - 1]))
             else:
                 cev, cst, cdt = ev, st, dt
-            r = self._relocate_cluster(icl, {k: v.copy() for k, v in cev.items()}, {k: v.copy() for k, v in cst.items()},
-                                       {k: v.copy() for k, v in cdt.items()})
+            r = self._relocate_cluster(
+                icl,
+                {k: v.copy() for k, v in cev.items()},
+                {k: v.copy() for k, v in cst.items()},
+                {k: v.copy() for k, v in cdt.items()},
+            )
             if r is not None:
                 results.append(r)
         files = self._write_outputs()
@@ -1001,24 +1146,39 @@ class _Project:
     def _log_input(self):
         inp, log = self.inp, self.log
         log(f"Input parameters: {inp.path.name} (hypoDD{'2.0' if inp.version == 2 else '1.x'} format)")
-        log(f"INPUT FILES:\n cross dtime data: {inp.fn_cc}\n catalog dtime data: {inp.fn_ct}\n events: {inp.fn_eve}\n"
-            f" stations: {inp.fn_sta}")
-        log(f"OUTPUT FILES:\n initial locations: {inp.fn_loc}\n relocated events: {inp.fn_reloc}\n event pair residuals: "
-            f"{inp.fn_res}\n station residuals: {inp.fn_stares}\n source parameters: {inp.fn_srcpar}")
-        log(f"\n  IDATA= {inp.idat:2d}  IPHASE= {inp.ipha:2d}  MAXDIST (from cluster)= {ff(inp.maxdist_km, 9, 0)}\n"
+        log(
+            f"INPUT FILES:\n cross dtime data: {inp.fn_cc}\n catalog dtime data: {inp.fn_ct}\n events: {inp.fn_eve}\n"
+            f" stations: {inp.fn_sta}"
+        )
+        log(
+            f"OUTPUT FILES:\n initial locations: {inp.fn_loc}\n relocated events: {inp.fn_reloc}\n event pair "
+            f"residuals: "
+            f"{inp.fn_res}\n station residuals: {inp.fn_stares}\n source parameters: {inp.fn_srcpar}"
+        )
+        log(
+            f"\n  IDATA= {inp.idat:2d}  IPHASE= {inp.ipha:2d}  MAXDIST (from cluster)= {ff(inp.maxdist_km, 9, 0)}\n"
             f"  MINOBS_CC= {inp.minobs_cc:3d}  MINOBS_CT= {inp.minobs_ct:3d}\n"
             f"  MINDIST (from pair)={ff(inp.minds_km, 7, 0)}  MAXDIST (from pair)= {ff(inp.maxds_km, 9, 0)}  "
-            f"MAXGAP= {ff(inp.maxgap_deg, 6, 0)}\n  ISTART= {inp.istart:1d}  ISOLV= {inp.isolv:1d}  IAQ= {inp.iaq:1d}  ")
+            f"MAXGAP= {ff(inp.maxgap_deg, 6, 0)}\n  ISTART= {inp.istart:1d}  ISOLV= {inp.isolv:1d}  IAQ= {inp.iaq:1d}  "
+        )
         a0 = 0
         for s, a in zip(self.sets, self.aiter0):
-            log(f"  ITER {a0 + 1:3d}-{int(a):3d}: DAMP= {ff(s['damp'], 7, 1)}\n"
-                f"    WT_CCP= {ff(s['wt_ccp'], 7, 2)}  WT_CCS= {ff(s['wt_ccs'], 7, 2)}  MAXR_CC= {ff(s['maxres_cc'], 7, 2)}  "
+            log(
+                f"  ITER {a0 + 1:3d}-{int(a):3d}: DAMP= {ff(s['damp'], 7, 1)}\n"
+                f"    WT_CCP= {ff(s['wt_ccp'], 7, 2)}  WT_CCS= {ff(s['wt_ccs'], 7, 2)}  MAXR_CC= "
+                f"{ff(s['maxres_cc'], 7, 2)}  "
                 f"MAXD_CC= {ff(s['maxdcc'], 7, 2)}  \n"
-                f"    WT_CTP= {ff(s['wt_ctp'], 7, 2)}  WT_CTS= {ff(s['wt_cts'], 7, 2)}  MAXR_CT= {ff(s['maxres_ct'], 7, 2)}  "
-                f"MAXD_CT= {ff(s['maxdct'], 7, 2)}")
+                f"    WT_CTP= {ff(s['wt_ctp'], 7, 2)}  WT_CTS= {ff(s['wt_cts'], 7, 2)}  MAXR_CT= "
+                f"{ff(s['maxres_ct'], 7, 2)}  "
+                f"MAXD_CT= {ff(s['maxdct'], 7, 2)}"
+            )
             a0 = int(a)
         if inp.imod in (0, 1, 5, 6):
-            log("Use local layered 1D model." if inp.imod != 5 else "Use constant velocity model (only first layer used).")
+            log(
+                "Use local layered 1D model."
+                if inp.imod != 5
+                else "Use constant velocity model (only first layer used)."
+            )
             log(f"  MOD_NL= {len(self.mod_top):2d}\n    MOD_TOP    MOD_VP   MOD_VS   MOD_RATIO")
             for t, v, r in zip(self.mod_top, self.mod_v, self.mod_ratio):
                 log("  " + ff(t, 9, 3) + ff(v, 9, 3) + ff(v / r, 9, 3) + ff(r, 9, 3))
@@ -1045,21 +1205,43 @@ class _Project:
         for i in range(nev):
             self.f_loc.append(
                 f"{fi(ev['cusp'][i], 9)} {ff(ev['lat'][i], 10, 6)} {ff(ev['lon'][i], 11, 6)} {ff(ev['dep'][i], 9, 3)} "
-                f"{ff(ev['x'][i], 10, 1)} {ff(ev['y'][i], 10, 1)} {ff(ev['z'][i], 10, 1)} {ff(ev['herr'][i] * 1000, 8, 1)} "
-                f"{ff(ev['herr'][i] * 1000, 8, 1)} {ff(ev['zerr'][i] * 1000, 8, 1)} {_datestr(ev['date'][i], ev['time'][i], 5, 2)} "
-                f"{ff(ev['mag'][i], 5, 2)} {fi(icl, 3)}")
+                f"{ff(ev['x'][i], 10, 1)} {ff(ev['y'][i], 10, 1)} {ff(ev['z'][i], 10, 1)} "
+                f"{ff(ev['herr'][i] * 1000, 8, 1)} "
+                f"{ff(ev['herr'][i] * 1000, 8, 1)} {ff(ev['zerr'][i] * 1000, 8, 1)} "
+                f"{_datestr(ev['date'][i], ev['time'][i], 5, 2)} "
+                f"{ff(ev['mag'][i], 5, 2)} {fi(icl, 3)}"
+            )
         # trialsrc
         if inp.istart == 1:
             nsrc = 1
-            src = {"cusp": ev["cusp"].copy(), "lat": np.full(nev, sdc0_lat), "lon": np.full(nev, sdc0_lon),
-                   "dep": np.full(nev, sdc0_dep), "x": np.zeros(nev), "y": np.zeros(nev), "z": np.zeros(nev), "t": np.zeros(nev)}
+            src = {
+                "cusp": ev["cusp"].copy(),
+                "lat": np.full(nev, sdc0_lat),
+                "lon": np.full(nev, sdc0_lon),
+                "dep": np.full(nev, sdc0_dep),
+                "x": np.zeros(nev),
+                "y": np.zeros(nev),
+                "z": np.zeros(nev),
+                "t": np.zeros(nev),
+            }
         else:
             nsrc = nev
-            src = {"cusp": ev["cusp"].copy(), "lat": ev["lat"].copy(), "lon": ev["lon"].copy(), "dep": ev["dep"].copy(),
-                   "x": ev["x"].copy(), "y": ev["y"].copy(), "z": ev["z"].copy(), "t": np.zeros(nev)}
+            src = {
+                "cusp": ev["cusp"].copy(),
+                "lat": ev["lat"].copy(),
+                "lon": ev["lon"].copy(),
+                "dep": ev["dep"].copy(),
+                "x": ev["x"].copy(),
+                "y": ev["y"].copy(),
+                "z": ev["z"].copy(),
+                "t": np.zeros(nev),
+            }
         for k in ("x", "y", "z", "t"):
             src[k + "0"] = src[k].copy()
-        src["ex"] = np.zeros(nev); src["ey"] = np.zeros(nev); src["ez"] = np.zeros(nev); src["et"] = np.zeros(nev)
+        src["ex"] = np.zeros(nev)
+        src["ey"] = np.zeros(nev)
+        src["ez"] = np.zeros(nev)
+        src["et"] = np.zeros(nev)
         log(f"# initial trial sources:{nsrc:6d}")
         aiter = self.aiter0.copy()
         maxiter = int(aiter[-1])
@@ -1075,11 +1257,15 @@ class _Project:
             log(f"\n===ITERATION {it - jiter:3d} ({it:3d}) {_fortran_now():25s}")
             iset = int(np.searchsorted(aiter, it, side="left"))
             s = self.sets[min(iset, len(self.sets) - 1)]
-            log(f"\nWeighting parameters for this iteration:\n"
-                f"  wt_ccp= {ff(s['wt_ccp'], 7, 4)}  wt_ccs= {ff(s['wt_ccs'], 7, 4)}  maxr_cc= {ff(s['maxres_cc'], 7, 4)}  "
+            log(
+                f"\nWeighting parameters for this iteration:\n"
+                f"  wt_ccp= {ff(s['wt_ccp'], 7, 4)}  wt_ccs= {ff(s['wt_ccs'], 7, 4)}  maxr_cc= "
+                f"{ff(s['maxres_cc'], 7, 4)}  "
                 f"maxd_cc= {ff(s['maxdcc'], 7, 2)}  \n"
-                f"  wt_ctp= {ff(s['wt_ctp'], 7, 4)}  wt_cts= {ff(s['wt_cts'], 7, 4)}  maxr_ct= {ff(s['maxres_ct'], 7, 4)}  "
-                f"maxd_ct= {ff(s['maxdct'], 7, 2)}\n  damp= {ff(s['damp'], 5, 1)}")
+                f"  wt_ctp= {ff(s['wt_ctp'], 7, 4)}  wt_cts= {ff(s['wt_cts'], 7, 4)}  maxr_ct= "
+                f"{ff(s['maxres_ct'], 7, 4)}  "
+                f"maxd_ct= {ff(s['maxdct'], 7, 2)}\n  damp= {ff(s['damp'], 5, 1)}"
+            )
             log(f"\n~ getting partials for {len(st['lab']):5d} stations and {nsrc:5d} source(s) ...")
             sl = slice(0, nsrc)
             need = None
@@ -1098,8 +1284,14 @@ class _Project:
             else:
                 tt = np.where(isS[None, :], 0, 0)  # placeholder for shape clarity
                 del tt
-                T = np.where(isS, P["tts"][dt["ista"], dt["ic1"]], P["ttp"][dt["ista"], dt["ic1"]]) - src["t"][dt["ic1"]] / 1000
-                T2 = np.where(isS, P["tts"][dt["ista"], dt["ic2"]], P["ttp"][dt["ista"], dt["ic2"]]) - src["t"][dt["ic2"]] / 1000
+                T = (
+                    np.where(isS, P["tts"][dt["ista"], dt["ic1"]], P["ttp"][dt["ista"], dt["ic1"]])
+                    - src["t"][dt["ic1"]] / 1000
+                )
+                T2 = (
+                    np.where(isS, P["tts"][dt["ista"], dt["ic2"]], P["ttp"][dt["ista"], dt["ic2"]])
+                    - src["t"][dt["ic2"]] / 1000
+                )
                 dt["cal"] = T - T2
                 dt["res"] = dt["dt"] - dt["cal"]
             # weighting
@@ -1186,22 +1378,40 @@ class _Project:
                 if nsrc == 1:
                     nsrc = nev
                 src["cusp"] = ev["cusp"].copy()
-                src["x"] = src["x"] + dx; src["y"] = src["y"] + dy; src["z"] = src["z"] + dz; src["t"] = src["t"] + dtt
+                src["x"] = src["x"] + dx
+                src["y"] = src["y"] + dy
+                src["z"] = src["z"] + dz
+                src["t"] = src["t"] + dtt
                 src["dep"] = f32(src["dep"] + dz / 1000)
                 lat, lon = sdc.latlon(src["x"] / 1000, src["y"] / 1000)
                 src["lat"], src["lon"] = lat, lon
                 src["ex"], src["ey"], src["ez"], src["et"] = ex, ey, ez, et
                 if not (np.all(np.isfinite(src["x"])) and np.all(np.isfinite(src["z"]))):
-                    raise HypoDD21Error(f"cluster {icl} iteration {it}: non-finite locations after the update "
-                                        "(singular system); check the data or use ISOLV 2 with damping")
-                xav = float(np.mean(src["x"] - src["x0"])); yav = float(np.mean(src["y"] - src["y0"]))
-                zav = float(np.mean(src["z"] - src["z0"])); tav = float(np.mean(src["t"] - src["t0"]))
-                log(f"  cluster centroid at: {ff(np.mean(lat), 10, 6)}  {ff(np.mean(lon), 11, 6)}  {ff(np.mean(src['dep']), 9, 6)}")
-                log("  mean centroid (origin) shift in x,y,z,t [m,ms]: \n"
-                    + ff(xav, 7, 1) + ff(yav, 7, 1) + ff(zav, 7, 1) + ff(tav, 7, 1))
+                    raise HypoDD21Error(
+                        f"cluster {icl} iteration {it}: non-finite locations after the update "
+                        "(singular system); check the data or use ISOLV 2 with damping"
+                    )
+                xav = float(np.mean(src["x"] - src["x0"]))
+                yav = float(np.mean(src["y"] - src["y0"]))
+                zav = float(np.mean(src["z"] - src["z0"]))
+                tav = float(np.mean(src["t"] - src["t0"]))
+                log(
+                    f"  cluster centroid at: {ff(np.mean(lat), 10, 6)}  {ff(np.mean(lon), 11, 6)}  "
+                    f"{ff(np.mean(src['dep']), 9, 6)}"
+                )
+                log(
+                    "  mean centroid (origin) shift in x,y,z,t [m,ms]: \n"
+                    + ff(xav, 7, 1)
+                    + ff(yav, 7, 1)
+                    + ff(zav, 7, 1)
+                    + ff(tav, 7, 1)
+                )
                 log("  (OS in std output gives maximum value.)")
-                dt["offs"] = np.sqrt((src["x"][dt["ic1"]] - src["x"][dt["ic2"]]) ** 2 + (src["y"][dt["ic1"]] - src["y"][dt["ic2"]]) ** 2
-                                     + (src["z"][dt["ic1"]] - src["z"][dt["ic2"]]) ** 2)
+                dt["offs"] = np.sqrt(
+                    (src["x"][dt["ic1"]] - src["x"][dt["ic2"]]) ** 2
+                    + (src["y"][dt["ic1"]] - src["y"][dt["ic2"]]) ** 2
+                    + (src["z"][dt["ic1"]] - src["z"][dt["ic2"]]) ** 2
+                )
                 iscc = dt["idx"] <= 2
                 ncc, nct = int(iscc.sum()), int((~iscc).sum())
                 cohav = float(np.sum(np.sqrt(np.abs(dt["qual"][iscc])))) / ncc if ncc else float("nan")
@@ -1220,14 +1430,21 @@ class _Project:
                 # per-iteration relocation file
                 name = f"{inp.fn_reloc}.{icl:03d}.{it - jiter:03d}"
                 xs, ys = sdc.xy(src["lat"], src["lon"])
-                lines = [f"{fi(src['cusp'][i], 9)} {ff(src['lat'][i], 10, 6)} {ff(src['lon'][i], 11, 6)} {ff(src['dep'][i], 9, 3)} "
-                         f"{ff(xs[i] * 1000, 10, 1)} {ff(ys[i] * 1000, 10, 1)} {ff(src['z'][i], 10, 1)} {ff(src['ex'][i], 8, 1)} "
-                         f"{ff(src['ey'][i], 8, 1)} {ff(src['ez'][i], 8, 1)} {_datestr(ev['date'][i], ev['time'][i], 6, 3)} "
-                         f"{ff(ev['mag'][i], 5, 2)} {fi(icl, 3)}" for i in range(nev)]
+                lines = [
+                    f"{fi(src['cusp'][i], 9)} {ff(src['lat'][i], 10, 6)} {ff(src['lon'][i], 11, 6)} "
+                    f"{ff(src['dep'][i], 9, 3)} "
+                    f"{ff(xs[i] * 1000, 10, 1)} {ff(ys[i] * 1000, 10, 1)} {ff(src['z'][i], 10, 1)} "
+                    f"{ff(src['ex'][i], 8, 1)} "
+                    f"{ff(src['ey'][i], 8, 1)} {ff(src['ez'][i], 8, 1)} {_datestr(ev['date'][i], ev['time'][i], 6, 3)} "
+                    f"{ff(ev['mag'][i], 5, 2)} {fi(icl, 3)}"
+                    for i in range(nev)
+                ]
                 if inp.iwrite:
                     (self.out / Path(name).name).write_text("\n".join(lines) + "\n")
                     log(f"\nRelocation results for this iteration are stored in {Path(name).name}")
-            self._log_table(it, jiter, mbad, nev, nevold, nct, nctold, ncc, nccold, rms, tmpr1, tmpr2, avs, xav, yav, zav, acond)
+            self._log_table(
+                it, jiter, mbad, nev, nevold, nct, nctold, ncc, nccold, rms, tmpr1, tmpr2, avs, xav, yav, zav, acond
+            )
             log(f"Iteration {it:2d} finished {_fortran_now():25s}")
             if it >= maxiter:
                 break
@@ -1237,7 +1454,12 @@ class _Project:
     def _weighting(self, dt, s, amcusp):
         inp, log = self.inp, self.log
         idx, qual = dt["idx"], dt["qual"]
-        wt = np.select([idx == 1, idx == 2, idx == 3, idx == 4], [s["wt_ccp"], s["wt_ccs"], s["wt_ctp"], s["wt_cts"]], 0.0) * qual
+        wt = (
+            np.select(
+                [idx == 1, idx == 2, idx == 3, idx == 4], [s["wt_ccp"], s["wt_ccs"], s["wt_ctp"], s["wt_cts"]], 0.0
+            )
+            * qual
+        )
         ineg = False
         if len(amcusp):
             bad = np.isin(dt["c1"], amcusp) | np.isin(dt["c2"], amcusp)
@@ -1245,7 +1467,9 @@ class _Project:
             ineg = bool(bad.any())
         idata = inp.idat
         mrcc, mrct, mdcc, mdct = s["maxres_cc"], s["maxres_ct"], s["maxdcc"], s["maxdct"]
-        if ((idata in (1, 3)) and (mrcc != -999 or mdcc != -999)) or ((idata in (2, 3)) and (mrct != -999 or mdct != -999)):
+        if ((idata in (1, 3)) and (mrcc != -999 or mdcc != -999)) or (
+            (idata in (2, 3)) and (mrct != -999 or mdct != -999)
+        ):
             log(f"re-weighting ... {_fortran_now()}")
             res = dt["res"]
             mad_cc = mad_ct = 0.0
@@ -1306,10 +1530,10 @@ class _Project:
             def stats(mask, f, n):
                 dd = d[mask]
                 a0 = dd.sum() / n
-                r0 = math.sqrt(max((np.sum(dd ** 2) - a0 ** 2 / n) / (n - 1), 0.0)) if n > 1 else float("nan")
+                r0 = math.sqrt(max((np.sum(dd**2) - a0**2 / n) / (n - 1), 0.0)) if n > 1 else float("nan")
                 ww = f * w[mask] * dd
                 a = ww.sum() / n
-                r = math.sqrt(max((np.sum(ww ** 2) - a ** 2 / n) / (n - 1), 0.0)) if n > 1 else float("nan")
+                r = math.sqrt(max((np.sum(ww**2) - a**2 / n) / (n - 1), 0.0)) if n > 1 else float("nan")
                 return r0, r
 
             rms["cc0"], rms["cc"] = stats(iscc, f_cc, j) if j else (float("nan"), float("nan"))
@@ -1321,10 +1545,10 @@ class _Project:
             s_ = d * 1000 - dav * 1000
             s1 = w * d * 1000 - dav0 * 1000
             if ndt > 4 * nev:
-                dvar = (np.sum(s_ ** 2) - np.sum(s_) ** 2 / ndt) / (ndt - 4 * nev)
-                dvar1 = (np.sum(s1 ** 2) - np.sum(s1) ** 2 / ndt) / (ndt - 4 * nev)
+                dvar = (np.sum(s_**2) - np.sum(s_) ** 2 / ndt) / (ndt - 4 * nev)
+                dvar1 = (np.sum(s1**2) - np.sum(s1) ** 2 / ndt) / (ndt - 4 * nev)
             else:
-                dvar, dvar1 = np.sum(s_ ** 2), np.sum(s1 ** 2)
+                dvar, dvar1 = np.sum(s_**2), np.sum(s1**2)
                 self.log(" >>> Warning: ndt < 4*nev")
         log = self.log
         idata = self.inp.idat
@@ -1333,16 +1557,25 @@ class _Project:
             log(f" absolute mean [s] = {ff(dav, 7, 4)}\n weighted mean [s] = {ff(dav1, 7, 4)}")
             log(f" absolute variance [s] = {ff(dvar / 1000, 10, 4)}\n weighted variance [s] = {ff(dvar1 / 1000, 7, 4)}")
             if idata in (1, 3):
-                log(f" absolute cc rms [s] = {ff(rms['cc0'], 7, 4)}\n weighted cc rms [s] (RMSCC) = {ff(rms['cc'], 7, 4)}")
+                log(
+                    f" absolute cc rms [s] = {ff(rms['cc0'], 7, 4)}\n weighted cc rms [s] (RMSCC) = "
+                    f"{ff(rms['cc'], 7, 4)}"
+                )
             if idata in (2, 3):
-                log(f" absolute ct rms [s] = {ff(rms['ct0'], 7, 4)}\n weighted ct rms [s] (RMSCT) = {ff(rms['ct'], 7, 4)}")
+                log(
+                    f" absolute ct rms [s] = {ff(rms['ct0'], 7, 4)}\n weighted ct rms [s] (RMSCT) = "
+                    f"{ff(rms['ct'], 7, 4)}"
+                )
         else:
+
             def pct(a, b):
                 return ff((a - b) * 100 / b if b else float("nan"), 7, 2)
 
             log("\nResidual summary:")
             log(f" absolute mean [s] = {ff(dav, 7, 4)}\n weighted mean [s] = {ff(dav1, 7, 4)}")
-            log(f" absolute variance [s] = {ff(dvar / 1000, 10, 4)}\n weighted variance [s] = {ff(dvar1 / 1000, 10, 4)}")
+            log(
+                f" absolute variance [s] = {ff(dvar / 1000, 10, 4)}\n weighted variance [s] = {ff(dvar1 / 1000, 10, 4)}"
+            )
             if idata in (1, 3):
                 log(f" absolute cc rms [s] = {ff(rms['cc0'], 7, 4)} ({pct(rms['cc0'], rms['cc0old'])} %)")
                 log(f" weighted cc rms [s] = {ff(rms['cc'], 7, 4)} ({pct(rms['cc'], rms['ccold'])} %)")
@@ -1391,7 +1624,9 @@ class _Project:
         if svd:
             nndt = ndt + 4 + len(fixrows)
             if n > 4000 or nndt > 400000:
-                raise HypoDD21Error(f"SVD (ISOLV 1) of a {nndt} x {n} system is too large for a dense SVD; use ISOLV 2 (LSQR)")
+                raise HypoDD21Error(
+                    f"SVD (ISOLV 1) of a {nndt} x {n} system is too large for a dense SVD; use ISOLV 2 (LSQR)"
+                )
             G = np.zeros((nndt, n))
             np.add.at(G, (np.repeat(np.arange(ndt), 8), cols.ravel()), wvals.ravel())
             for k in range(4):
@@ -1401,7 +1636,7 @@ class _Project:
             dd = np.r_[d, np.zeros(4 + len(fixrows))]
             log("  extra rows added to make mean shift zero: 4")
             log(f"  extra rows added to constrain selected parameters: {len(fixrows):8d}")
-            norm = np.sqrt((G ** 2).sum(0) / nndt)
+            norm = np.sqrt((G**2).sum(0) / nndt)
             norm[norm == 0] = 1.0
             G /= norm
             log(f"~ singular value decomposition of G ({nndt:6d}x{n:6d} matrix) ...")
@@ -1413,7 +1648,7 @@ class _Project:
                 log(f"\n>>> {int(zero.sum()):3d} singular values close/= zero !!\n")
             qi = np.where(zero, 0.0, 1.0 / np.where(zero, 1.0, q))
             x = Vt.T @ ((U.T @ dd) * qi)
-            cvm_diag = (Vt.T ** 2) @ (qi ** 2)
+            cvm_diag = (Vt.T**2) @ (qi**2)
             x = x / norm
             pred = (vals * x[cols]).sum(1)
             pred[wt == 0] = 0.0
@@ -1427,16 +1662,24 @@ class _Project:
             nar_rows = ndt + len(fixrows)
             fc = np.array([c for c, _ in fixrows], np.int64)
             fw = np.array([w for _, w in fixrows], float)
-            norm = np.sqrt((np.bincount(cols.ravel(), weights=wvals.ravel() ** 2, minlength=n)
-                            + np.bincount(fc, weights=fw ** 2, minlength=n)) / ndt)
+            norm = np.sqrt(
+                (
+                    np.bincount(cols.ravel(), weights=wvals.ravel() ** 2, minlength=n)
+                    + np.bincount(fc, weights=fw**2, minlength=n)
+                )
+                / ndt
+            )
             norm[norm == 0] = 1.0
             A = _DDOperator((wvals / norm[cols]).astype(LSQR_DTYPE), cols, (fw / norm[fc]).astype(LSQR_DTYPE), fc, n)
             b = np.r_[d, np.zeros(len(fixrows))]
             log("~ scaling G columns ... ")
             log(f"~ lsqr ...    {_fortran_now()}")
             x, se_l, istop, anorm, acond, rnorm, arnorm, xnorm = _lsqr(A, b, damp, m_rows=ndt)
-            log(f"  istop = {istop:1d}; acond (CND)={ff(acond, 8, 1)}; anorm ={ff(anorm, 8, 1)}; arnorm ={ff(arnorm, 8, 1)}; "
-                f"xnorm ={ff(xnorm, 8, 1)}")
+            log(
+                f"  istop = {istop:1d}; acond (CND)={ff(acond, 8, 1)}; anorm ={ff(anorm, 8, 1)}; arnorm "
+                f"={ff(arnorm, 8, 1)}; "
+                f"xnorm ={ff(xnorm, 8, 1)}"
+            )
             x = x / norm
             se_l = se_l / norm
             pred = (vals * x[cols]).sum(1)
@@ -1455,16 +1698,24 @@ class _Project:
         for k in ("dx", "dy", "dz", "dt"):
             a.setdefault(k + "prev", a[k] if it == 1 else a.get(k + "prev", a[k]))
         d = {k: a[k] - a[k + "prev"] if it > 1 else 0.0 for k in ("dx", "dy", "dz", "dt")}
-        self.log("\nLocation summary:\n  mean 2sig-error (x,y,z,t) [m,ms]: \n"
-                 + "".join(ff(a[k], 7, 1) for k in ("ex", "ey", "ez", "et")) + " ("
-                 + "".join(ff(a[k] - a[k + "old"], 7, 1) for k in ("ex", "ey", "ez", "et")) + ")\n"
-                 "  mean shift (x,y,z,t) [m,ms] (DX,DY,DZ,DT): \n"
-                 + "".join(ff(a[k], 7, 1) for k in ("dx", "dy", "dz", "dt")) + " ("
-                 + "".join(ff(d[k], 7, 1) for k in ("dx", "dy", "dz", "dt")) + ")")
+        self.log(
+            "\nLocation summary:\n  mean 2sig-error (x,y,z,t) [m,ms]: \n"
+            + "".join(ff(a[k], 7, 1) for k in ("ex", "ey", "ez", "et"))
+            + " ("
+            + "".join(ff(a[k] - a[k + "old"], 7, 1) for k in ("ex", "ey", "ez", "et"))
+            + ")\n"
+            "  mean shift (x,y,z,t) [m,ms] (DX,DY,DZ,DT): \n"
+            + "".join(ff(a[k], 7, 1) for k in ("dx", "dy", "dz", "dt"))
+            + " ("
+            + "".join(ff(d[k], 7, 1) for k in ("dx", "dy", "dz", "dt"))
+            + ")"
+        )
         for k in ("dx", "dy", "dz", "dt"):
             a[k + "prev"] = a[k]
 
-    def _log_table(self, it, jiter, mbad, nev, nevold, nct, nctold, ncc, nccold, rms, tmpr1, tmpr2, a, xav, yav, zav, acond):
+    def _log_table(
+        self, it, jiter, mbad, nev, nevold, nct, nctold, ncc, nccold, rms, tmpr1, tmpr2, a, xav, yav, zav, acond
+    ):
         inp, log = self.inp, self.log
         str3 = "   " if mbad > 0 else f"{it - jiter:3d}"
 
@@ -1475,20 +1726,37 @@ class _Project:
             return ff((r - o) * 100 / o if o else float("inf"), 6, 1)
 
         rmsst = fi(nint(max(tmpr1, tmpr2)), 6)
-        tail = (fi(nint(a["dx"]), 5) + fi(nint(a["dy"]), 5) + fi(nint(a["dz"]), 5) + fi(nint(a["dt"]), 5)
-                + fi(nint(max(abs(xav), abs(yav), abs(zav))), 5) + fi(abs(mbad), 4))
+        tail = (
+            fi(nint(a["dx"]), 5)
+            + fi(nint(a["dy"]), 5)
+            + fi(nint(a["dz"]), 5)
+            + fi(nint(a["dt"]), 5)
+            + fi(nint(max(abs(xav), abs(yav), abs(zav))), 5)
+            + fi(abs(mbad), 4)
+        )
         cnd = fi(nint(acond), 5) if inp.isolv == 2 else ""
         head_cnd = "  CND" if inp.isolv == 2 else ""
         if inp.idat == 3:
-            log("\n  IT   EV  CT  CC    RMSCT      RMSCC   RMSST   DX   DY   DZ   DT   " + ("OS  AQ" + head_cnd) + "\n"
-                "        %   %   %   ms     %   ms     %    ms    m    m    m   ms    m ")
-            log(f"{fi(it, 2)}{str3} {pc(nev, nevold)} {pc(nct, nctold)} {pc(ncc, nccold)}{fi(nint(rms['ct'] * 1000), 5)}"
-                f"{dr(rms['ct'], rms['ctold'])}{fi(nint(rms['cc'] * 1000), 5)}{dr(rms['cc'], rms['ccold'])}{rmsst}{tail}{cnd}")
+            log(
+                "\n  IT   EV  CT  CC    RMSCT      RMSCC   RMSST   DX   DY   DZ   DT   " + ("OS  AQ" + head_cnd) + "\n"
+                "        %   %   %   ms     %   ms     %    ms    m    m    m   ms    m "
+            )
+            log(
+                f"{fi(it, 2)}{str3} {pc(nev, nevold)} {pc(nct, nctold)} "
+                f"{pc(ncc, nccold)}{fi(nint(rms['ct'] * 1000), 5)}"
+                f"{dr(rms['ct'], rms['ctold'])}{fi(nint(rms['cc'] * 1000), 5)}{dr(rms['cc'], rms['ccold'])}"
+                f"{rmsst}{tail}{cnd}"
+            )
         else:
-            lab, r, ro, n, no = (("CC", rms["cc"], rms["ccold"], ncc, nccold) if inp.idat == 1
-                                 else ("CT", rms["ct"], rms["ctold"], nct, nctold))
-            log(f"\n  IT   EV  {lab}    RMS{lab}   RMSST   DX   DY   DZ   DT   OS  AQ{head_cnd}\n"
-                "        %   %   ms     %    ms    m    m    m   ms    m ")
+            lab, r, ro, n, no = (
+                ("CC", rms["cc"], rms["ccold"], ncc, nccold)
+                if inp.idat == 1
+                else ("CT", rms["ct"], rms["ctold"], nct, nctold)
+            )
+            log(
+                f"\n  IT   EV  {lab}    RMS{lab}   RMSST   DX   DY   DZ   DT   OS  AQ{head_cnd}\n"
+                "        %   %   ms     %    ms    m    m    m   ms    m "
+            )
             log(f"{fi(it, 2)}{str3} {pc(nev, nevold)} {pc(n, no)}{fi(nint(r * 1000), 5)}{dr(r, ro)}{rmsst}{tail}{cnd}")
 
     def _station_stats(self, dt, nsta):
@@ -1518,41 +1786,71 @@ class _Project:
 
         np_, ns_, nnp_, nns_ = cnt(idx == 1), cnt(idx == 2), cnt(idx == 3), cnt(idx == 4)
         cc = idx <= 2
-        rc = np.bincount(ic1[cc], weights=res[cc] ** 2, minlength=nev) + np.bincount(ic2[cc], weights=res[cc] ** 2, minlength=nev)
-        rn = np.bincount(ic1[~cc], weights=res[~cc] ** 2, minlength=nev) + np.bincount(ic2[~cc], weights=res[~cc] ** 2, minlength=nev)
+        rc = np.bincount(ic1[cc], weights=res[cc] ** 2, minlength=nev) + np.bincount(
+            ic2[cc], weights=res[cc] ** 2, minlength=nev
+        )
+        rn = np.bincount(ic1[~cc], weights=res[~cc] ** 2, minlength=nev) + np.bincount(
+            ic2[~cc], weights=res[~cc] ** 2, minlength=nev
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             rmsc = np.where(np_ + ns_ > 0, np.sqrt(rc / np.maximum(np_ + ns_, 1)), -9.0)
             rmsn = np.where(nnp_ + nns_ > 0, np.sqrt(rn / np.maximum(nnp_ + nns_, 1)), -9.0)
         if self.inp.fn_res and len(self.inp.fn_res.strip()) > 1:
             sta = st["lab"][dt["ista"]]
             fmt = "%-7s %12.7f %9d %9d %1d %9.4f %12.6f %11.6f %8.1f"
-            rows = zip(sta.tolist(), dt["dt"].tolist(), dt["c1"].tolist(), dt["c2"].tolist(), idx.tolist(), dt["qual"].tolist(),
-                       (res * 1000).tolist(), dt["wt"].tolist(), dt["offs"].tolist())
+            rows = zip(
+                sta.tolist(),
+                dt["dt"].tolist(),
+                dt["c1"].tolist(),
+                dt["c2"].tolist(),
+                idx.tolist(),
+                dt["qual"].tolist(),
+                (res * 1000).tolist(),
+                dt["wt"].tolist(),
+                dt["offs"].tolist(),
+            )
             out = []
             for r in rows:
                 line = fmt % r
                 if len(line) != 86:
-                    line = (f"{r[0]:<7s} {ff(r[1], 12, 7)} {fi(r[2], 9)} {fi(r[3], 9)} {fi(r[4], 1)} {ff(r[5], 9, 4)} "
-                            f"{ff(r[6], 12, 6)} {ff(r[7], 11, 6)} {ff(r[8], 8, 1)}")
+                    line = (
+                        f"{r[0]:<7s} {ff(r[1], 12, 7)} {fi(r[2], 9)} {fi(r[3], 9)} {fi(r[4], 1)} {ff(r[5], 9, 4)} "
+                        f"{ff(r[6], 12, 6)} {ff(r[7], 11, 6)} {ff(r[8], 8, 1)}"
+                    )
                 out.append(line)
             self.f_res = out  # hypoDD reopens the file per cluster: the last cluster's residuals remain
         xs, ys = sdc.xy(src["lat"], src["lon"])
         for i in range(nev):
             self.f_reloc.append(
-                f"{fi(src['cusp'][i], 9)} {ff(src['lat'][i], 10, 6)} {ff(src['lon'][i], 11, 6)} {ff(src['dep'][i], 9, 3)} "
-                f"{ff(xs[i] * 1000, 10, 1)} {ff(ys[i] * 1000, 10, 1)} {ff(src['z'][i], 10, 1)} {ff(src['ex'][i], 8, 1)} "
-                f"{ff(src['ey'][i], 8, 1)} {ff(src['ez'][i], 8, 1)} {_datestr(dates[i], times[i], 6, 3)} {ff(ev['mag'][i], 5, 2)} "
-                f"{fi(np_[i], 5)} {fi(ns_[i], 5)} {fi(nnp_[i], 5)} {fi(nns_[i], 5)} {ff(rmsc[i], 6, 3)} {ff(rmsn[i], 6, 3)} {fi(icl, 3)}")
+                f"{fi(src['cusp'][i], 9)} {ff(src['lat'][i], 10, 6)} {ff(src['lon'][i], 11, 6)} "
+                f"{ff(src['dep'][i], 9, 3)} "
+                f"{ff(xs[i] * 1000, 10, 1)} {ff(ys[i] * 1000, 10, 1)} {ff(src['z'][i], 10, 1)} "
+                f"{ff(src['ex'][i], 8, 1)} "
+                f"{ff(src['ey'][i], 8, 1)} {ff(src['ez'][i], 8, 1)} {_datestr(dates[i], times[i], 6, 3)} "
+                f"{ff(ev['mag'][i], 5, 2)} "
+                f"{fi(np_[i], 5)} {fi(ns_[i], 5)} {fi(nnp_[i], 5)} {fi(nns_[i], 5)} {ff(rmsc[i], 6, 3)} "
+                f"{ff(rmsn[i], 6, 3)} {fi(icl, 3)}"
+            )
         ss = getattr(self, "sta_stats", None)
         nsta = len(st["lab"])
         if ss is None or len(ss["np"]) != nsta:
             ss = self._station_stats(dt, nsta)
         for i in range(nsta):
-            self.f_sta.append(f"{st['lab'][i]:<7s} {ff(st['lat'][i], 9, 4)} {ff(st['lon'][i], 9, 4)} {ff(0.0, 9, 4)} {ff(0.0, 9, 4)} "
-                              f"{fi(ss['np'][i], 7)} {fi(ss['ns'][i], 7)} {fi(ss['nnp'][i], 7)} {fi(ss['nns'][i], 7)} "
-                              f"{ff(ss['rmsc'][i], 9, 4)} {ff(ss['rmsn'][i], 9, 4)} {fi(icl, 3)}")
-        return {"cusp": src["cusp"].copy(), "lat": src["lat"].copy(), "lon": src["lon"].copy(), "dep": src["dep"].copy(),
-                "ex": src["ex"].copy(), "ey": src["ey"].copy(), "ez": src["ez"].copy(), "cluster": icl}
+            self.f_sta.append(
+                f"{st['lab'][i]:<7s} {ff(st['lat'][i], 9, 4)} {ff(st['lon'][i], 9, 4)} {ff(0.0, 9, 4)} {ff(0.0, 9, 4)} "
+                f"{fi(ss['np'][i], 7)} {fi(ss['ns'][i], 7)} {fi(ss['nnp'][i], 7)} {fi(ss['nns'][i], 7)} "
+                f"{ff(ss['rmsc'][i], 9, 4)} {ff(ss['rmsn'][i], 9, 4)} {fi(icl, 3)}"
+            )
+        return {
+            "cusp": src["cusp"].copy(),
+            "lat": src["lat"].copy(),
+            "lon": src["lon"].copy(),
+            "dep": src["dep"].copy(),
+            "ex": src["ex"].copy(),
+            "ey": src["ey"].copy(),
+            "ez": src["ez"].copy(),
+            "cluster": icl,
+        }
 
     def _write_outputs(self):
         inp = self.inp
@@ -1584,8 +1882,11 @@ class _Project:
                     vals = [float(c[i, j]) for c in cols]
                     line = fmt % (int(cusp[j]), float(lat[j]), float(lon[j]), lab, e, *vals)
                     if len(line) != SRC_WIDTH and inp.imod != 4:
-                        line = (f"{fi(cusp[j], 9)} {ff(lat[j], 9, 4)} {ff(lon[j], 9, 4)} {lab:<7s} {ff(e, 7, 3)} {ff(vals[0], 9, 4)} "
-                                f"{ff(vals[1], 9, 4)} {ff(vals[2], 9, 4)}" + "".join(ff(v, 9, 4) for v in vals[3:]))
+                        line = (
+                            f"{fi(cusp[j], 9)} {ff(lat[j], 9, 4)} {ff(lon[j], 9, 4)} {lab:<7s} {ff(e, 7, 3)} "
+                            f"{ff(vals[0], 9, 4)} "
+                            f"{ff(vals[1], 9, 4)} {ff(vals[2], 9, 4)}" + "".join(ff(v, 9, 4) for v in vals[3:])
+                        )
                     lines.append(line)
             put(inp.fn_srcpar, lines)
         return files
@@ -1601,8 +1902,11 @@ def _fmedian(x) -> float:
 
 def _datestr(date: int, tim: int, w: int, d: int) -> str:
     date, tim = int(date), int(tim)
-    return (f"{date // 10000:4d} {(date % 10000) // 100:2d} {date % 100:2d} {tim // 1000000:2d} {(tim % 1000000) // 10000:2d} "
-            f"{ff((tim % 10000) / 100.0, w, d)}")
+    return (
+        f"{date // 10000:4d} {(date % 10000) // 100:2d} {date % 100:2d} {tim // 1000000:2d} "
+        f"{(tim % 1000000) // 10000:2d} "
+        f"{ff((tim % 10000) / 100.0, w, d)}"
+    )
 
 
 def _shift_time(date: int, tim: int, src_t: float):
@@ -1623,8 +1927,7 @@ def _shift_time(date: int, tim: int, src_t: float):
     elif nint(sc * 100) >= 6000:
         base += timedelta(minutes=1)
         sc -= 60.0
-    return (base.year * 10000 + base.month * 100 + base.day,
-            base.hour * 1000000 + base.minute * 10000 + nint(sc * 100))
+    return (base.year * 10000 + base.month * 100 + base.day, base.hour * 1000000 + base.minute * 10000 + nint(sc * 100))
 
 
 class _DDOperator:
@@ -1649,7 +1952,9 @@ class _DDOperator:
                 _sparsetools = None
             if _sparsetools is not None:
                 k = vals.shape[1]
-                self.indptr = np.r_[np.arange(0, k * self.nd + 1, k), k * self.nd + 1 + np.arange(len(fvals))].astype(np.int64)
+                self.indptr = np.r_[np.arange(0, k * self.nd + 1, k), k * self.nd + 1 + np.arange(len(fvals))].astype(
+                    np.int64
+                )
                 self.indices = np.r_[cols.ravel(), fcols].astype(np.int64)
                 self.data = np.r_[vals.ravel(), fvals].astype(self.dtype)
                 self.kern = _sparsetools
@@ -1659,22 +1964,25 @@ class _DDOperator:
     def matvec_add(self, v, u):
         if self.kern is not None:
             y = np.array(u, dtype=self.dtype)
-            self.kern.csr_matvec(self.shape[0], self.shape[1], self.indptr, self.indices, self.data,
-                                 np.asarray(v, self.dtype), y)
+            self.kern.csr_matvec(
+                self.shape[0], self.shape[1], self.indptr, self.indices, self.data, np.asarray(v, self.dtype), y
+            )
             return y
-        out = u[:self.nd].astype(self.dtype)
+        out = u[: self.nd].astype(self.dtype)
         for k in range(self.cols.shape[1]):
             out += self.vals[:, k] * v[self.cols[:, k]]
-        return np.r_[out, u[self.nd:] + self.fvals * v[self.fcols]] if len(self.fvals) else out
+        return np.r_[out, u[self.nd :] + self.fvals * v[self.fcols]] if len(self.fvals) else out
 
     def rmatvec(self, u):
         if self.kern is not None:
             y = np.zeros(self.n, self.dtype)  # A's CSR arrays are A^T's CSC arrays: no transpose needed
-            self.kern.csc_matvec(self.n, self.shape[0], self.indptr, self.indices, self.data, np.asarray(u, self.dtype), y)
+            self.kern.csc_matvec(
+                self.n, self.shape[0], self.indptr, self.indices, self.data, np.asarray(u, self.dtype), y
+            )
             return y
-        out = np.bincount(self.flat_cols, weights=(self.vals * u[:self.nd, None]).ravel(), minlength=self.n)
+        out = np.bincount(self.flat_cols, weights=(self.vals * u[: self.nd, None]).ravel(), minlength=self.n)
         if len(self.fvals):
-            out += np.bincount(self.fcols, weights=self.fvals * u[self.nd:], minlength=self.n)
+            out += np.bincount(self.fcols, weights=self.fvals * u[self.nd :], minlength=self.n)
         return out.astype(self.dtype)
 
 
@@ -1685,7 +1993,8 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
     itnlim = 100 * n
     dtp = A.dtype
     u = b.astype(dtp)
-    x = np.zeros(n, dtp); se = np.zeros(n, dtp)
+    x = np.zeros(n, dtp)
+    se = np.zeros(n, dtp)
     beta = math.sqrt(float(np.add.reduce(u * u)))
     if beta > 0:
         u /= beta
@@ -1711,17 +2020,17 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
         beta = math.sqrt(float(np.add.reduce(u * u)))
         if beta > 0:
             u /= beta
-        bbnorm += alfa ** 2 + beta ** 2 + dampsq
+        bbnorm += alfa**2 + beta**2 + dampsq
         v = A.rmatvec(u) - beta * v
         alfa = math.sqrt(float(np.add.reduce(v * v)))
         if alfa > 0:
             v /= alfa
-        rhbar2 = rhobar ** 2 + dampsq
+        rhbar2 = rhobar**2 + dampsq
         rhbar1 = math.sqrt(rhbar2)
         cs1, sn1 = rhobar / rhbar1, damp / rhbar1
         psi = sn1 * phibar
         phibar = cs1 * phibar
-        rho = math.sqrt(rhbar2 + beta ** 2)
+        rho = math.sqrt(rhbar2 + beta**2)
         cs, sn = rhbar1 / rho, beta / rho
         theta = sn * alfa
         rhobar = -cs * alfa
@@ -1738,15 +2047,15 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
         gambar = -cs2 * rho
         rhs = phi - delta * z
         zbar = rhs / gambar
-        xnorm = math.sqrt(xxnorm + zbar ** 2)
-        gamma = math.sqrt(gambar ** 2 + theta ** 2)
+        xnorm = math.sqrt(xxnorm + zbar**2)
+        gamma = math.sqrt(gambar**2 + theta**2)
         cs2, sn2 = gambar / gamma, theta / gamma
         z = rhs / gamma
-        xxnorm += z ** 2
+        xxnorm += z**2
         anorm = math.sqrt(bbnorm)
         acond = anorm * math.sqrt(ddnorm)
-        res1 = phibar ** 2
-        res2 += psi ** 2
+        res1 = phibar**2
+        res2 += psi**2
         rnorm = math.sqrt(res1 + res2)
         arnorm = alfa * abs(tau)
         test1 = rnorm / bnorm
@@ -1793,5 +2102,7 @@ def run_project(inp_path, out_dir=None) -> ProjectResult:
 def project_summary(res: ProjectResult, inp_path) -> str:
     names = ", ".join(p.name for p in res.files)
     where = res.files[0].parent if res.files else Path(inp_path).parent
-    return (f"relocated {res.n_relocated} events in {res.n_clusters} cluster(s) from {inp_path} (HypoDD 2.1b steps); "
-            f"wrote {names} in {where}")
+    return (
+        f"relocated {res.n_relocated} events in {res.n_clusters} cluster(s) from {inp_path} (HypoDD 2.1b steps); "
+        f"wrote {names} in {where}"
+    )
