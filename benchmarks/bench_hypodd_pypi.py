@@ -37,8 +37,18 @@ import sys
 import time
 from pathlib import Path
 
-_DATA = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "data", Path(os.environ.get("QUAKESCALE_SHARED_DATA", "/nonexistent")),
-                           Path("/work/shared/data")) if p.is_dir()), Path("/work/shared/data"))
+_DATA = next(
+    (
+        p
+        for p in (
+            Path(__file__).resolve().parents[2] / "shared" / "data",
+            Path(os.environ.get("QUAKESCALE_SHARED_DATA", "/nonexistent")),
+            Path("/work/shared/data"),
+        )
+        if p.is_dir()
+    ),
+    Path("/work/shared/data"),
+)
 ITALY = _DATA / "real_demo_italy2016" / "hypoDD"
 HAYWARD = _DATA / "hypodd_ex1_hayward"
 
@@ -86,7 +96,11 @@ def _child(which: str, inp: str, out_dir: str, result: str) -> None:
             os.chdir(out_dir)
             t0 = time.perf_counter()
             timer = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
-            cmd = [timer, "-f", "%M", "-o", "_hypodd21_maxrss_kb.txt", exe, Path(inp).name] if timer else [exe, Path(inp).name]
+            cmd = (
+                [timer, "-f", "%M", "-o", "_hypodd21_maxrss_kb.txt", exe, Path(inp).name]
+                if timer
+                else [exe, Path(inp).name]
+            )
             p = subprocess.run(cmd, capture_output=True, text=True)
             (Path(out_dir) / "_hypodd21_stdout.txt").write_text(p.stdout + p.stderr)
             if p.returncode != 0 or not (Path(out_dir) / "hypoDD.reloc").exists():
@@ -131,8 +145,15 @@ def _run(which: str, inp: Path, out_dir: Path, timeout_s: float) -> dict:
     if result.exists():
         r = json.loads(result.read_text())
     else:
-        r = {"program": which, "ok": False, "seconds": None, "peak_rss_mb": None,
-             "error": f"timed out after {timeout_s:.0f} s" if rc is None else f"process exited with {rc} (see {log.name})"}
+        r = {
+            "program": which,
+            "ok": False,
+            "seconds": None,
+            "peak_rss_mb": None,
+            "error": (
+                f"timed out after {timeout_s:.0f} s" if rc is None else f"process exited with {rc} (see {log.name})"
+            ),
+        }
     r["wall_seconds"] = wall
     return r
 
@@ -159,8 +180,14 @@ def _read_iteration_reloc(path: Path):
     import pandas as pd
 
     rows = [ln.split()[:4] for ln in path.read_text().splitlines() if ln.strip()]
-    return pd.DataFrame({"event_id": [int(r[0]) for r in rows], "latitude": [float(r[1]) for r in rows],
-                         "longitude": [float(r[2]) for r in rows], "depth_km": [float(r[3]) for r in rows]})
+    return pd.DataFrame(
+        {
+            "event_id": [int(r[0]) for r in rows],
+            "latitude": [float(r[1]) for r in rows],
+            "longitude": [float(r[2]) for r in rows],
+            "depth_km": [float(r[3]) for r in rows],
+        }
+    )
 
 
 def _diff(a, b) -> dict:
@@ -177,10 +204,17 @@ def _diff(a, b) -> dict:
     xb, yb = p.to_xy(m["latitude_b"].to_numpy(float), m["longitude_b"].to_numpy(float))
     dh = np.hypot(np.asarray(xa) - xb, np.asarray(ya) - yb) * 1000.0
     dz = np.abs(m["depth_km_a"].to_numpy(float) - m["depth_km_b"].to_numpy(float)) * 1000.0
-    out = {"n_common": int(len(m)), "only_a": int(len(a) - len(m)), "only_b": int(len(b) - len(m)),
-           "median_dh_m": float(np.median(dh)), "median_dz_m": float(np.median(dz)),
-           "p90_dh_m": float(np.percentile(dh, 90)), "p90_dz_m": float(np.percentile(dz, 90)),
-           "median_3d_m": float(np.median(np.hypot(dh, dz))), "max_3d_m": float(np.max(np.hypot(dh, dz)))}
+    out = {
+        "n_common": int(len(m)),
+        "only_a": int(len(a) - len(m)),
+        "only_b": int(len(b) - len(m)),
+        "median_dh_m": float(np.median(dh)),
+        "median_dz_m": float(np.median(dz)),
+        "p90_dh_m": float(np.percentile(dh, 90)),
+        "p90_dz_m": float(np.percentile(dz, 90)),
+        "median_3d_m": float(np.median(np.hypot(dh, dz))),
+        "max_3d_m": float(np.max(np.hypot(dh, dz))),
+    }
     for c in ("ex_m", "ey_m", "ez_m"):
         if f"{c}_a" in m and f"{c}_b" in m:
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -238,13 +272,26 @@ def synthetic_project(work: Path, n: int, n_stations: int = 12, seed: int = 0):
     from quakescale.relocate.hypodd_project import export_hypodd_project
 
     extent = max(2.0, 2.0 * np.sqrt(n / 150.0))
-    truth, start, picks, stations, model = dd.synthetic_case(n, n_stations, seed=seed, sigma_p_s=0.01, sigma_s_s=0.02,
-                                                            start_sigma_km=0.4, start_sigma_z_km=0.5, extent_km=extent,
-                                                            network_radius_km=30.0 + 1.5 * extent)
+    truth, start, picks, stations, model = dd.synthetic_case(
+        n,
+        n_stations,
+        seed=seed,
+        sigma_p_s=0.01,
+        sigma_s_s=0.02,
+        start_sigma_km=0.4,
+        start_sigma_z_km=0.5,
+        extent_km=extent,
+        network_radius_km=30.0 + 1.5 * extent,
+    )
     proj = work / "project"
-    inp = export_hypodd_project(start, picks, stations, model, params={"max_sep_km": 6.0, "min_obs": 8, "max_obs": 50,
-                                                                       "max_neighbors": 20, "min_links": 8},
-                                out_dir=proj)
+    inp = export_hypodd_project(
+        start,
+        picks,
+        stations,
+        model,
+        params={"max_sep_km": 6.0, "min_obs": 8, "max_obs": 50, "max_neighbors": 20, "min_links": 8},
+        out_dir=proj,
+    )
     return inp, truth, start
 
 
@@ -263,14 +310,18 @@ def _copy_inputs(inp: Path, dest: Path) -> Path:
     return dest / inp.name
 
 
-def bench_project(name: str, inp: Path, work: Path, timeout_s: float, run_pypi: bool, pypi_skip_reason: str = "") -> dict:
+def bench_project(
+    name: str, inp: Path, work: Path, timeout_s: float, run_pypi: bool, pypi_skip_reason: str = ""
+) -> dict:
     runs = {}
     for which, run in (("ours", True), ("hypodd21", _fortran_exe() is not None), ("pypi", run_pypi)):
         d = work / which
         if d.exists():
             shutil.rmtree(d)
         if not run:
-            runs[which] = {"skipped": pypi_skip_reason if which == "pypi" else "hypoDD (2.1b) not on PATH nor in containers/bin"}
+            runs[which] = {
+                "skipped": pypi_skip_reason if which == "pypi" else "hypoDD (2.1b) not on PATH nor in containers/bin"
+            }
             continue
         pinp = _copy_inputs(inp, d) if which != "ours" else inp
         runs[which] = _run(which, pinp, d, timeout_s) | {"dir": str(d)}
@@ -293,7 +344,9 @@ def main(argv=None):
     ap.add_argument("--out", default="bench-out/hypodd_pypi.json")
     ap.add_argument("--work", default=None, help="folder for the projects (default: beside --out)")
     ap.add_argument("--timeout-s", type=float, default=900.0, help="per run")
-    ap.add_argument("--project", action="append", help="another HypoDD project (its hypoDD.inp), run unchanged; repeatable")
+    ap.add_argument(
+        "--project", action="append", help="another HypoDD project (its hypoDD.inp), run unchanged; repeatable"
+    )
     ap.add_argument("--child", nargs=4, metavar=("PROGRAM", "INP", "OUT_DIR", "RESULT"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
@@ -307,7 +360,12 @@ def main(argv=None):
     n = a.n_events or (200 if a.quick else 500)
     work = Path(a.work) if a.work else Path(a.out).with_suffix("").parent / "hypodd_pypi_work"
     work.mkdir(parents=True, exist_ok=True)
-    out = {"pypi_hypodd_version": version, "hypodd21_exe": _fortran_exe(), "quick": bool(a.quick), "target_speedup": 5.0}
+    out = {
+        "pypi_hypodd_version": version,
+        "hypodd21_exe": _fortran_exe(),
+        "quick": bool(a.quick),
+        "target_speedup": 5.0,
+    }
 
     # synthetic
     sdir = work / "synthetic"
@@ -318,8 +376,12 @@ def main(argv=None):
     truth_t = truth[["event_id", "latitude", "longitude", "depth_km"]]
     runs = bench_project("synthetic", inp, sdir, a.timeout_s, run_pypi=version is not None, pypi_skip_reason=no_pypi)
     syn = _compare("synthetic", runs, truth_t, "truth")
-    syn |= {"n_events": n, "n_dtimes": int(len(dtct)), "n_pairs": int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
-            "start_vs_truth": _diff(start[["event_id", "latitude", "longitude", "depth_km"]], truth_t)}
+    syn |= {
+        "n_events": n,
+        "n_dtimes": int(len(dtct)),
+        "n_pairs": int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
+        "start_vs_truth": _diff(start[["event_id", "latitude", "longitude", "depth_km"]], truth_t),
+    }
     out["synthetic"] = syn
 
     # Italy
@@ -328,8 +390,14 @@ def main(argv=None):
         if idir.exists():
             shutil.rmtree(idir)
         ref = _read_reloc(ITALY / "hypoDD.reloc")
-        runs = bench_project("italy", ITALY / "hypoDD.inp", idir, a.timeout_s, run_pypi=not a.quick and version is not None,
-                             pypi_skip_reason=no_pypi if version is None else "--quick: PyPI hypodd needs ~2 min on this project")
+        runs = bench_project(
+            "italy",
+            ITALY / "hypoDD.inp",
+            idir,
+            a.timeout_s,
+            run_pypi=not a.quick and version is not None,
+            pypi_skip_reason=no_pypi if version is None else "--quick: PyPI hypodd needs ~2 min on this project",
+        )
         it = _compare("italy", runs, ref, "reference")
         it |= {"n_reference_events": int(len(ref)), "n_dtimes": int(len(H.read_dtct(ITALY / "dt.ct")))}
         out["italy"] = it
@@ -346,14 +414,22 @@ def main(argv=None):
         pdir = work / name.replace(":", "_")
         if pdir.exists():
             shutil.rmtree(pdir)
-        runs = bench_project(name, _copy_inputs(pinp, pdir / "project"), pdir, a.timeout_s,
-                             run_pypi=not a.quick and version is not None,
-                             pypi_skip_reason=no_pypi if version is None else "--quick")
+        runs = bench_project(
+            name,
+            _copy_inputs(pinp, pdir / "project"),
+            pdir,
+            a.timeout_s,
+            run_pypi=not a.quick and version is not None,
+            pypi_skip_reason=no_pypi if version is None else "--quick",
+        )
         ref_file = pinp.parent / "reference" / "hypoDD.reloc"
         ref_file = ref_file if ref_file.exists() else pinp.parent / "hypoDD.reloc"
         ref = _read_reloc(ref_file) if ref_file.exists() else None
-        d = _compare(name, runs, ref, "reference") if ref is not None else _compare(name, runs, _read_reloc(
-            Path(runs["ours"]["dir"]) / "hypoDD.reloc"), "reference")
+        d = (
+            _compare(name, runs, ref, "reference")
+            if ref is not None
+            else _compare(name, runs, _read_reloc(Path(runs["ours"]["dir"]) / "hypoDD.reloc"), "reference")
+        )
         d |= {"n_reference_events": int(len(ref)) if ref is not None else None, "inp": str(pinp), "n_dtimes": None}
         out[name] = d
 
@@ -364,8 +440,10 @@ def main(argv=None):
 
 
 def _print(out: dict) -> None:
-    print(f"QuakeScale vs HypoDD 2.1b ({out.get('hypodd21_exe') or 'not found'}) and PyPI hypodd "
-          f"({out.get('pypi_hypodd_version') or 'not installed'}), identical HypoDD projects")
+    print(
+        f"QuakeScale vs HypoDD 2.1b ({out.get('hypodd21_exe') or 'not found'}) and PyPI hypodd "
+        f"({out.get('pypi_hypodd_version') or 'not installed'}), identical HypoDD projects"
+    )
     for name, d in out.items():
         if not isinstance(d, dict):
             continue
@@ -374,8 +452,10 @@ def _print(out: dict) -> None:
             continue
         extra = ""
         if name == "synthetic":
-            extra = (f"{d['n_events']} events, {d['n_dtimes']} dt ({d['n_pairs']} pairs); start vs truth median 3-D "
-                     f"{d['start_vs_truth']['median_3d_m']:.0f} m")
+            extra = (
+                f"{d['n_events']} events, {d['n_dtimes']} dt ({d['n_pairs']} pairs); start vs truth median 3-D "
+                f"{d['start_vs_truth']['median_3d_m']:.0f} m"
+            )
         elif d.get("n_reference_events") is not None:
             extra = f"reference hypoDD.reloc {d['n_reference_events']} events"
         print(f"{name}: {extra}")
@@ -386,24 +466,34 @@ def _print(out: dict) -> None:
                 continue
             sec = f"{r['seconds']:.1f}" if r.get("seconds") is not None else "-"
             rss = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else "-"
-            line = f"  {k:8s} {'ok    ' if r['ok'] else 'FAILED'} {sec:>7s} s (wall {r['wall_seconds']:.1f} s) {rss:>6s} MB"
+            status = "ok    " if r["ok"] else "FAILED"
+            line = f"  {k:8s} {status} {sec:>7s} s (wall {r['wall_seconds']:.1f} s) {rss:>6s} MB"
             v = r.get(f"vs_{ref}")
             if v:
-                line += (f"  {r['n_relocated']} relocated; vs {ref}: {v['n_common']} common, median dh {v['median_dh_m']:.1f} m "
-                         f"dz {v['median_dz_m']:.1f} m")
+                line += (
+                    f"  {r['n_relocated']} relocated; vs {ref}: {v['n_common']} common, "
+                    f"median dh {v['median_dh_m']:.1f} m dz {v['median_dz_m']:.1f} m"
+                )
             print(line)
             if not r["ok"]:
                 print(f"        error: {r['error']}")
         for k in ("ours_vs_hypodd21", "pypi_vs_hypodd21", "ours_vs_pypi"):
             if k in d:
                 v = d[k]
-                er = " ".join(f"{c} {v[c + '_ratio_median']:.3f}" for c in ("ex", "ey", "ez") if v.get(c + "_ratio_median"))
-                print(f"  {k}: {v['n_common']} common (+{v['only_a']}/-{v['only_b']}), median dh {v['median_dh_m']:.2f} m "
-                      f"dz {v['median_dz_m']:.2f} m (p90 {v['p90_dh_m']:.2f} / {v['p90_dz_m']:.2f}); error ratios {er}")
+                er = " ".join(
+                    f"{c} {v[c + '_ratio_median']:.3f}" for c in ("ex", "ey", "ez") if v.get(c + "_ratio_median")
+                )
+                print(
+                    f"  {k}: {v['n_common']} common (+{v['only_a']}/-{v['only_b']}), "
+                    f"median dh {v['median_dh_m']:.2f} m dz {v['median_dz_m']:.2f} m "
+                    f"(p90 {v['p90_dh_m']:.2f} / {v['p90_dz_m']:.2f}); error ratios {er}"
+                )
         for k in ("hypodd21", "pypi"):
             if f"speedup_vs_{k}_seconds" in d:
-                print(f"  speed-up vs {k}: {d[f'speedup_vs_{k}_seconds']:.2f}x (wall {d[f'speedup_vs_{k}_wall']:.2f}x), "
-                      f"memory {k}/ours {d[f'memory_ratio_{k}_over_ours']:.2f}")
+                print(
+                    f"  speed-up vs {k}: {d[f'speedup_vs_{k}_seconds']:.2f}x (wall {d[f'speedup_vs_{k}_wall']:.2f}x), "
+                    f"memory {k}/ours {d[f'memory_ratio_{k}_over_ours']:.2f}"
+                )
 
 
 if __name__ == "__main__":

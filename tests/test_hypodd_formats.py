@@ -172,7 +172,8 @@ def test_hypodd_inp_2x_bad_field_names_file_line_and_field(tmp_path):
     inp = H.read_hypodd_inp(p)
     assert inp.iwrite == 0 and inp.fn_reloc == "hypoDD.reloc" and inp.maxdist_km == 50000  # DIST < 0: no limit
     assert (inp.minds_km, inp.maxds_km, inp.maxgap_deg, inp.iaq) == (0.5, 40, 180, 0)
-    assert inp.top_km == [0, 1, 3, 6] and inp.ratios == [1.70, 1.72, 1.75, 1.78] and inp.cid == 2 and inp.ids == [11, 12, 13, 14]
+    assert inp.top_km == [0, 1, 3, 6] and inp.ratios == [1.70, 1.72, 1.75, 1.78]
+    assert inp.cid == 2 and inp.ids == [11, 12, 13, 14]
     assert inp.sets[1].damp == 60 and inp.sets[1].maxres_cc == 6
     bad = text.replace("0 8 0.5 40 180", "0 x8 0.5 40 180")
     p.write_text(bad)

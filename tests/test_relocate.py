@@ -338,7 +338,8 @@ def test_ttime_layered_against_closed_forms():
 
 
 def _write_inp(path, imod_block, extra=""):
-    body = ("hypoDD_2\n* test\ndt.cc\ndt.ct\nevent.sel\nstation.sel\n\nhypoDD.reloc\nhypoDD.sta\nhypoDD.res\nhypoDD.src\n"
+    body = ("hypoDD_2\n* test\ndt.cc\ndt.ct\nevent.sel\nstation.sel\n\nhypoDD.reloc\nhypoDD.sta\nhypoDD.res\n"
+            "hypoDD.src\n"
             "3 3 120\n0 8 -999 -999 -999\n2 1 1 1\n  4  0.01 0.005 -999 -999 1.0 0.5 -999 -999 20\n"
             + imod_block + "1\n" + extra)
     path.write_text(body)
@@ -346,17 +347,20 @@ def _write_inp(path, imod_block, extra=""):
 
 
 @need_hayward
-def test_imod9_is_refused_in_one_line(tmp_path, capsys):
+def test_imod9_is_refused_in_one_line(tmp_path):
     import subprocess
     import sys
+    from pathlib import Path
+
+    import quakescale
 
     for f in ("dt.cc", "dt.ct", "event.sel", "station.sel"):
         shutil.copy(HAYWARD / f, tmp_path / f)
     inp = _write_inp(tmp_path / "hypoDD.inp", "9\nvel3D.dat\n37.878078  -122.243950  0\n2 9 4 1 1 1.35 0.0005 50\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(p) for p in map(os.path.abspath, ["pipeline"])]
-                                                     + [os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-m", "quakescale", "relocate", "hypodd", str(inp)], capture_output=True, text=True,
-                       env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    pkg_root = str(Path(quakescale.__file__).resolve().parents[1])  # the quakescale under test, in a fresh process
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "quakescale", "relocate", "hypodd", str(inp)], capture_output=True,
+                       text=True, env=env, cwd=tmp_path)
     assert r.returncode == 1
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert err[0].startswith("error: ") and "IMOD 9" in err[0] and len(err) == 2 and "Traceback" not in r.stderr
@@ -400,6 +404,7 @@ def test_port_matches_the_installed_hypodd21(tmp_path):
 
     run_hypodd(HAYWARD / "hypoDD.inp", tmp_path / "fortran")
     run_project(HAYWARD / "hypoDD.inp", tmp_path / "ours")
-    ours, theirs, dh, dz, ratio = _compare_reloc(tmp_path / "ours" / "hypoDD.reloc", tmp_path / "fortran" / "hypoDD.reloc")
+    ours, theirs, dh, dz, ratio = _compare_reloc(tmp_path / "ours" / "hypoDD.reloc",
+                                                 tmp_path / "fortran" / "hypoDD.reloc")
     assert ours == theirs and np.median(dh) <= 1.0 and np.median(dz) <= 2.0
     assert np.median(np.abs(ratio - 1)) <= 0.10

@@ -378,7 +378,8 @@ class HypoDDInp:
 
         r = np.asarray(self.layer_ratios(), float)
         vp = np.asarray(self.vp_kms, float)
-        return LayeredModel(name=f"{self.path.name}", top_km=[float(t) for t in self.top_km], vp_kms=[float(v) for v in vp],
+        return LayeredModel(name=f"{self.path.name}", top_km=[float(t) for t in self.top_km],
+                            vp_kms=[float(v) for v in vp],
                             vs_kms=[float(v) for v in vp / r])
 
 
@@ -438,7 +439,8 @@ def _read_inp2(path: Path) -> HypoDDInp:
         return lines[l - 1]
 
     names = [get(l, "the file names")[1].strip() for l in range(1, 10)]
-    (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta, inp.fn_loc, inp.fn_reloc, inp.fn_stares, inp.fn_res, inp.fn_srcpar) = names
+    (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta, inp.fn_loc, inp.fn_reloc, inp.fn_stares, inp.fn_res,
+     inp.fn_srcpar) = names
     if inp.fn_reloc.endswith("-"):
         inp.fn_reloc, inp.iwrite = inp.fn_reloc[:-1], 0
     n, ln = get(10, "IDAT IPHA DIST")
