@@ -21,8 +21,11 @@ A port of the Fortran program (Waldhauser 2001-2016, v2.1beta) where the results
 
 Quirks of 2.1b kept on purpose so that files compare: .res and .src hold the last cluster only
 (hypoDD reopens them), .sta has zero distance/azimuth columns.  IMOD 9 (3-D ray tracing,
-simul2000) is refused.  Numbers are computed in double precision (hypoDD: single), so results
-agree to centimetres rather than bit for bit.
+simul2000) is refused.  Inputs are held as hypoDD holds them (REAL: event and station
+coordinates, differential times, the centroid) and LSQR runs in single precision with hypoDD's
+row summation order; the rest is double precision.  Results agree with the Fortran to a few
+decimetres horizontally and about a metre in depth, not bit for bit: on ill-conditioned events
+LSQR's early stop amplifies rounding differences over the iterations.
 
 Only numpy is imported (scipy.sparse only for LSQR systems of 200 000 entries or more).
 """
