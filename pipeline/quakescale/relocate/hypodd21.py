@@ -471,37 +471,76 @@ def _read_stations(path: Path, imod: int):
 
 @dataclass
 class _DT:
-    """One differential-time file: per datum pair id1, id2, station, dt (otc applied), qual, phase."""
+    """One differential-time file: per datum pair id1, id2, station (code into ``sta_names``),
+    dt (otc applied), qual, P or S (``isP``)."""
 
     c1: np.ndarray
     c2: np.ndarray
-    sta: np.ndarray
+    sta_code: np.ndarray
+    sta_names: list
     dt: np.ndarray
     qual: np.ndarray
-    pha: np.ndarray  # 'P' / 'S'
+    isP: np.ndarray
     n_no_otc: int = 0
 
 
+class _DTBuilder:
+    """Columns of a dt file gathered in chunks (numpy arrays, station codes) to keep memory low."""
+
+    CHUNK = 200_000
+
+    def __init__(self, cc: bool):
+        self.cc = cc
+        self.codes: dict = {}
+        self.parts: list = []
+        self._reset()
+
+    def _reset(self):
+        self.c1, self.c2, self.n_per, self.sta, self.t1, self.t2, self.qual, self.pha = [], [], [], [], [], [], [], []
+
+    def flush(self):
+        if not self.t1:
+            return
+        n_per = np.asarray(self.n_per, np.int64)
+        a1 = np.array(self.t1, dtype=np.float32)
+        q = np.array(self.qual, dtype=np.float32)
+        a2 = np.repeat(np.array(self.t2, dtype=np.float32), n_per) if self.cc else np.array(self.t2, dtype=np.float32)
+        code = self.codes
+        sc = np.fromiter((code.setdefault(x[:7], len(code)) for x in self.sta), np.int32, len(self.sta))
+        self.parts.append((np.repeat(np.asarray(self.c1, np.int64), n_per), np.repeat(np.asarray(self.c2, np.int64), n_per),
+                           sc, (a1 - a2).astype(float), q.astype(float), np.array(self.pha) == "P"))
+        self._reset()
+
+    def result(self, nnootc: int) -> _DT:
+        self.flush()
+        if self.parts:
+            cols = [np.concatenate([p[k] for p in self.parts]) for k in range(6)]
+        else:
+            cols = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0), np.zeros(0),
+                    np.zeros(0, bool)]
+        names = [None] * len(self.codes)
+        for k, v in self.codes.items():
+            names[v] = k
+        return _DT(cols[0], cols[1], cols[2], names, cols[3], cols[4], cols[5], nnootc)
+
+
 def _read_dt(path: Path, cc: bool) -> _DT:
-    """dt.cc / dt.ct as getdata.f reads them.  Pair by pair: a pair's data lines are split at once
-    and sliced into columns; a pair whose lines are not all regular goes through the line-by-line
-    reader, which names the file, line and value."""
+    """dt.cc / dt.ct as getdata.f reads them (single precision: dt = tt1 - tt2, dt - otc).  Pair by
+    pair: a pair's data lines are split at once and sliced into columns; a file with an irregular
+    pair goes through the line-by-line reader, which names the file, line and value."""
     text = path.read_text(errors="replace")
     if not text.startswith("#"):
         return _read_dt_lines(path, cc)
     ncol = 4 if cc else 5
-    c1, c2, sta, t1, t2, qual, pha, n_per = [], [], [], [], [], [], [], []
+    out = _DTBuilder(cc)
     nnootc = 0
     for block in text[1:].split("\n#"):
         head, _, body = block.partition("\n")
         h = head.split()
         tok = body.split()
         nb = body.count("\n") + (0 if body.endswith("\n") or not body else 1)
-        if (
-            len(h) < (3 if cc else 2)
-            or len(tok) != ncol * nb
-            or tok[ncol - 1 :: ncol].count("P") + tok[ncol - 1 :: ncol].count("S") != nb
-        ):
+        phs = tok[ncol - 1 :: ncol]
+        if len(h) < (3 if cc else 2) or len(tok) != ncol * nb or phs.count("P") + phs.count("S") != nb:
             return _read_dt_lines(path, cc)
         try:
             a, b = int(h[0]), int(h[1])
@@ -511,42 +550,31 @@ def _read_dt(path: Path, cc: bool) -> _DT:
         if cc and abs(otc + 999) < 0.001:
             nnootc += 1
             continue
-        c1.append(a)
-        c2.append(b)
-        n_per.append(nb)
-        sta += tok[0::ncol]
-        pha += tok[ncol - 1 :: ncol]
+        out.c1.append(a)
+        out.c2.append(b)
+        out.n_per.append(nb)
+        out.sta += tok[0::ncol]
+        out.pha += phs
+        out.t1 += tok[1::ncol]
         if cc:
-            t1 += tok[1::ncol]
-            qual += tok[2::ncol]
-            t2.append(otc)
+            out.qual += tok[2::ncol]
+            out.t2.append(otc)
         else:
-            t1 += tok[1::ncol]
-            t2 += tok[2::ncol]
-            qual += tok[3::ncol]
-    n_per = np.asarray(n_per, np.int64)
+            out.t2 += tok[2::ncol]
+            out.qual += tok[3::ncol]
+        if len(out.t1) >= out.CHUNK:
+            try:
+                out.flush()
+            except ValueError:
+                return _read_dt_lines(path, cc)
     try:
-        a1 = np.array(t1, dtype=np.float32)
-        q = np.array(qual, dtype=np.float32)
-        a2 = np.repeat(np.array(t2, dtype=np.float32), n_per) if cc else np.array(t2, dtype=np.float32)
+        return out.result(nnootc)
     except ValueError:
         return _read_dt_lines(path, cc)
-    stas = np.array(sta, dtype=object)
-    if len(sta) and max(map(len, sta)) > 7:  # hypoDD keeps 7 characters of a station code
-        stas = np.array([x[:7] for x in sta], dtype=object)
-    return _DT(
-        np.repeat(np.asarray(c1, np.int64), n_per),
-        np.repeat(np.asarray(c2, np.int64), n_per),
-        stas,
-        (a1 - a2).astype(float),
-        q.astype(float),
-        np.array(pha, dtype=object),
-        nnootc,
-    )
 
 
 def _read_dt_lines(path: Path, cc: bool) -> _DT:
-    c1, c2, sta, dt, qual, pha, d2 = [], [], [], [], [], [], []
+    out = _DTBuilder(cc)
     a = b = None
     otc = 0.0
     skip = True
@@ -576,35 +604,25 @@ def _read_dt_lines(path: Path, cc: bool) -> _DT:
                 continue
             try:
                 if cc:
-                    s, d, q, p = tok[0], float(tok[1]), float(tok[2]), tok[3]
-                    d2.append(otc)
+                    s_, d, t2, q, p_ = tok[0], float(tok[1]), otc, float(tok[2]), tok[3]
                 else:
-                    s, d, q, p = tok[0], float(tok[1]), float(tok[3]), tok[4]
-                    d2.append(float(tok[2]))
+                    s_, d, t2, q, p_ = tok[0], float(tok[1]), float(tok[2]), float(tok[3]), tok[4]
             except (ValueError, IndexError):
                 raise HypoDDFormatError(
                     f"{path}:{n}: format error in {what} file: expected "
                     f"{'STA DT WGHT PHA' if cc else 'STA TT1 TT2 WGHT PHA'}, got {line.rstrip()!r}"
                 ) from None
-            if p not in ("P", "S"):
-                raise HypoDDFormatError(f"{path}:{n}: phase identifier must be P or S, got {p!r}")
-            c1.append(a)
-            c2.append(b)
-            sta.append(s[:7])
-            dt.append(d)
-            qual.append(q)
-            pha.append(p)
-    # single precision as getdata.f: dt = tt1 - tt2 (ct), dt - otc (cc), of REAL values
-    dd = (np.asarray(dt, np.float32) - np.asarray(d2, np.float32)).astype(float)
-    return _DT(
-        np.array(c1, np.int64),
-        np.array(c2, np.int64),
-        np.array(sta, dtype=object),
-        dd,
-        f32(qual),
-        np.array(pha, dtype=object),
-        nnootc,
-    )
+            if p_ not in ("P", "S"):
+                raise HypoDDFormatError(f"{path}:{n}: phase identifier must be P or S, got {p_!r}")
+            out.c1.append(a)
+            out.c2.append(b)
+            out.n_per.append(1)
+            out.sta.append(s_)
+            out.t1.append(d)
+            out.t2.append(t2)
+            out.qual.append(q)
+            out.pha.append(p_)
+    return out.result(nnootc)  # one row per datum here (n_per 1): the otc column repeats as it is
 
 
 # ----------------------------------------------------------------------------- the project run
@@ -821,9 +839,10 @@ class _Project:
             maxsep = self.sets[0]["maxdcc" if cc else "maxdct"]
             if maxsep > 0:
                 keep &= ~(offs > maxsep)
-            ista = np.array([staidx.get(s, -1) for s in D.sta], np.int64) if len(D.sta) else np.zeros(0, np.int64)
+            name_pos = np.array([staidx.get(nm, -1) for nm in D.sta_names], np.int64)
+            ista = name_pos[D.sta_code] if len(D.sta_code) else np.zeros(0, np.int64)
             keep &= ista >= 0
-            isP = D.pha == "P"
+            isP = D.isP
             if inp.ipha == 1:
                 keep &= isP
             elif inp.ipha == 2:
