@@ -1,30 +1,29 @@
-"""Benchmark: our HypoDD drop-in against the PyPI ``hypodd`` package (a Python port of HypoDD),
-side by side on identical HypoDD projects.
+"""Benchmark: our HypoDD drop-in against HypoDD 2.1b (the Fortran program) and the PyPI ``hypodd``
+package (a Python port of HypoDD), side by side on identical HypoDD projects.
 
-    python benchmarks/bench_hypodd_pypi.py [--quick] [--n-events 500] [--out bench-out/hypodd_pypi.json]
+    python benchmarks/bench_hypodd_pypi.py [--quick] [--n-events 500] [--project path/hypoDD.inp ...]
+                                           [--out bench-out/hypodd_pypi.json]
 
-Needs ``pip install hypodd==0.2.1`` (the ``bench`` extra).  Two projects:
+Columns: ``ours`` (``quakescale.relocate.hypodd21.run_project``, what ``quakescale relocate hypodd
+hypoDD.inp`` runs), ``hypodd21`` (the Fortran HypoDD 2.1b when ``hypoDD`` is on PATH or in
+``containers/bin/``; built from source, e.g. github.com/fwaldhauser/HypoDD) and ``pypi`` (when
+``hypodd==0.2.1`` is installed, the ``bench`` extra).  A missing program is recorded as skipped.
+Projects:
 
 - synthetic: ``dd.synthetic_case`` (N events on a fault patch, 12 stations, picks with 10/20 ms
   errors, start locations off by ~0.4/0.5 km), catalog differential times from
-  ``pairs.catalog_pairs``, written as a HypoDD 1.x project (event.dat, station.dat, dt.ct,
-  hypoDD.inp: LSQR, iterations 4+4, damping 80/60) by ``hypodd_project.export_hypodd_project``;
-- Italy: ``shared/data/real_demo_italy2016/hypoDD`` (beside the checkout, or $QUAKESCALE_SHARED_DATA) with its reference hypoDD.inp (catalog
-  data, 4 iteration sets, cluster 1), compared with the reference ``hypoDD.reloc`` (Fortran).
+  ``pairs.catalog_pairs``, written as a HypoDD 1.x project by ``hypodd_project.export_hypodd_project``;
+- hayward: ``shared/data/hypodd_ex1_hayward`` (HypoDD 2.1b's example 1: hypoDD_2 control file,
+  IMOD 1, ct + cc, SVD) with its reference outputs;
+- italy: ``shared/data/real_demo_italy2016/hypoDD`` (1.x control file, 659 events, LSQR);
+- every ``--project`` given (e.g. 2.1b's Calaveras and Parkfield examples), as they are.
 
-Each program runs in its own Python process on the same files (PyPI: ``run_hypoDD('hypoDD.inp')``
-in a copy of the project, the way its ``python -m hypodd.hypoDD`` entry works -- the installed
-``hypodd`` console script points at a ``main`` that does not exist; ours:
-``dd.run_hypodd_project``, what ``quakescale relocate hypodd hypoDD.inp`` runs).  Reported per
-run: seconds (inside the process, reading the files to writing hypoDD.reloc; and wall clock of
-the whole process), peak resident memory (the process's ru_maxrss), relocated events, and
-agreement: synthetic -- median 3-D / horizontal / vertical error vs the truth; Italy -- event
-count and median horizontal / vertical difference vs the reference hypoDD.reloc; both -- ours vs
-PyPI's.  A run that fails (PyPI dies on NaN on the Italy project) is recorded with its error
-message; its last completed iteration (``hypoDD.reloc.001.NNN``) is compared for information.
-PyPI's numba kernels are compiled on their first use and cached (``cache=True``); the first run
-ever after installing pays that once.  Target (issue 6): ours >= 5x faster at the same agreement.
---quick: 200 synthetic events; the Italy project with ours only (PyPI needs ~2 min there).
+Each program runs in its own process on a copy of the project.  Reported per run: seconds
+(inside the process; for the Fortran the program's wall clock), wall clock of the whole process,
+peak resident memory, relocated events; agreement with the Fortran HypoDD 2.1b when it ran
+(events in common, only-ours / only-2.1b counts, median and p90 horizontal / vertical
+differences, median ex/ey/ez ratios), else with the reference files (synthetic: the truth).
+--quick: 200 synthetic events, PyPI only on the synthetic project.
 """
 
 from __future__ import annotations
@@ -38,12 +37,43 @@ import sys
 import time
 from pathlib import Path
 
-_DATA = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "data", Path(os.environ.get("QUAKESCALE_SHARED_DATA", "/nonexistent")),
-                           Path("/work/shared/data")) if p.is_dir()), Path("/work/shared/data"))
+_DATA = next(
+    (
+        p
+        for p in (
+            Path(__file__).resolve().parents[2] / "shared" / "data",
+            Path(os.environ.get("QUAKESCALE_SHARED_DATA", "/nonexistent")),
+            Path("/work/shared/data"),
+        )
+        if p.is_dir()
+    ),
+    Path("/work/shared/data"),
+)
 ITALY = _DATA / "real_demo_italy2016" / "hypoDD"
+HAYWARD = _DATA / "hypodd_ex1_hayward"
 
 
 # ----------------------------------------------------------------------------- child process
+def _vmhwm_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _fortran_exe() -> str | None:
+    exe = shutil.which("hypoDD")
+    if exe is None:
+        local = Path(__file__).resolve().parents[1] / "containers" / "bin" / "hypoDD"
+        exe = str(local) if local.exists() and os.access(local, os.X_OK) else None
+    return exe
+
+
 def _child(which: str, inp: str, out_dir: str, result: str) -> None:
     """Run one program on one project in this process; write seconds, peak RSS and the error."""
     import resource
@@ -61,16 +91,38 @@ def _child(which: str, inp: str, out_dir: str, result: str) -> None:
             t0 = time.perf_counter()
             run_hypoDD(Path(inp).name)
             logging.getLogger("hypoDD").handlers.clear()
+        elif which == "hypodd21":
+            exe = _fortran_exe()
+            os.chdir(out_dir)
+            t0 = time.perf_counter()
+            timer = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
+            cmd = (
+                [timer, "-f", "%M", "-o", "_hypodd21_maxrss_kb.txt", exe, Path(inp).name]
+                if timer
+                else [exe, Path(inp).name]
+            )
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            (Path(out_dir) / "_hypodd21_stdout.txt").write_text(p.stdout + p.stderr)
+            if p.returncode != 0 or not (Path(out_dir) / "hypoDD.reloc").exists():
+                raise RuntimeError(f"{exe} exited with {p.returncode}: {(p.stdout + p.stderr)[-300:]}")
         else:
-            from quakescale.relocate.dd import run_hypodd_project
+            from quakescale.relocate.hypodd21 import run_project
 
             t0 = time.perf_counter()
-            run_hypodd_project(inp, out_dir)
+            run_project(inp, out_dir)
         r["ok"] = True
     except Exception as e:  # recorded, not hidden: the parent reports it
         r["error"] = f"{type(e).__name__}: {e}"
     r["seconds"] = time.perf_counter() - t0
-    r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    # peak RSS of this process's own memory: VmHWM (ru_maxrss would include the parent's size, kept across exec);
+    # the Fortran program's from /usr/bin/time (else the children's ru_maxrss)
+    r["peak_rss_mb"] = _vmhwm_mb()
+    if which == "hypodd21":
+        f = Path(out_dir) / "_hypodd21_maxrss_kb.txt"
+        try:
+            r["peak_rss_mb"] = float(f.read_text().split()[-1]) / 1024.0
+        except (OSError, ValueError, IndexError):
+            r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
     Path(result).write_text(json.dumps(r))
 
 
@@ -93,17 +145,34 @@ def _run(which: str, inp: Path, out_dir: Path, timeout_s: float) -> dict:
     if result.exists():
         r = json.loads(result.read_text())
     else:
-        r = {"program": which, "ok": False, "seconds": None, "peak_rss_mb": None,
-             "error": f"timed out after {timeout_s:.0f} s" if rc is None else f"process exited with {rc} (see {log.name})"}
+        r = {
+            "program": which,
+            "ok": False,
+            "seconds": None,
+            "peak_rss_mb": None,
+            "error": (
+                f"timed out after {timeout_s:.0f} s" if rc is None else f"process exited with {rc} (see {log.name})"
+            ),
+        }
     r["wall_seconds"] = wall
     return r
 
 
 # ----------------------------------------------------------------------------- agreement
 def _read_reloc(path: Path):
-    from quakescale.formats import hypodd as H
+    """hypoDD.reloc -> event_id, latitude, longitude, depth_km, ex_m, ey_m, ez_m (no dates: synthetic
+    projects carry years such as 1001 that a timestamp cannot hold)."""
+    import pandas as pd
 
-    return H.read_reloc(path) if path.exists() and path.stat().st_size else None
+    if not (path.exists() and path.stat().st_size):
+        return None
+    rows = []
+    for ln in path.read_text().splitlines():
+        t = ln.split()
+        if len(t) >= 10:
+            num = [float(v) if "*" not in v else float("nan") for v in t[1:10]]
+            rows.append([int(t[0]), num[0], num[1], num[2], num[6], num[7], num[8]])
+    return pd.DataFrame(rows, columns=["event_id", "latitude", "longitude", "depth_km", "ex_m", "ey_m", "ez_m"])
 
 
 def _read_iteration_reloc(path: Path):
@@ -111,8 +180,14 @@ def _read_iteration_reloc(path: Path):
     import pandas as pd
 
     rows = [ln.split()[:4] for ln in path.read_text().splitlines() if ln.strip()]
-    return pd.DataFrame({"event_id": [int(r[0]) for r in rows], "latitude": [float(r[1]) for r in rows],
-                         "longitude": [float(r[2]) for r in rows], "depth_km": [float(r[3]) for r in rows]})
+    return pd.DataFrame(
+        {
+            "event_id": [int(r[0]) for r in rows],
+            "latitude": [float(r[1]) for r in rows],
+            "longitude": [float(r[2]) for r in rows],
+            "depth_km": [float(r[3]) for r in rows],
+        }
+    )
 
 
 def _diff(a, b) -> dict:
@@ -129,8 +204,25 @@ def _diff(a, b) -> dict:
     xb, yb = p.to_xy(m["latitude_b"].to_numpy(float), m["longitude_b"].to_numpy(float))
     dh = np.hypot(np.asarray(xa) - xb, np.asarray(ya) - yb) * 1000.0
     dz = np.abs(m["depth_km_a"].to_numpy(float) - m["depth_km_b"].to_numpy(float)) * 1000.0
-    return {"n_common": int(len(m)), "median_dh_m": float(np.median(dh)), "median_dz_m": float(np.median(dz)),
-            "median_3d_m": float(np.median(np.hypot(dh, dz))), "max_3d_m": float(np.max(np.hypot(dh, dz)))}
+    out = {
+        "n_common": int(len(m)),
+        "only_a": int(len(a) - len(m)),
+        "only_b": int(len(b) - len(m)),
+        "median_dh_m": float(np.median(dh)),
+        "median_dz_m": float(np.median(dz)),
+        "p90_dh_m": float(np.percentile(dh, 90)),
+        "p90_dz_m": float(np.percentile(dz, 90)),
+        "median_3d_m": float(np.median(np.hypot(dh, dz))),
+        "max_3d_m": float(np.max(np.hypot(dh, dz))),
+    }
+    for c in ("ex_m", "ey_m", "ez_m"):
+        if f"{c}_a" in m and f"{c}_b" in m:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = m[f"{c}_a"].to_numpy(float) / m[f"{c}_b"].to_numpy(float)
+            r = r[np.isfinite(r)]
+            out[f"{c[:2]}_ratio_median"] = float(np.median(r)) if len(r) else None
+            out[f"{c[:2]}_within_10pct"] = float(np.mean(np.abs(r - 1) <= 0.1)) if len(r) else None
+    return out
 
 
 def _last_iteration_file(d: Path) -> Path | None:
@@ -158,11 +250,16 @@ def _compare(name: str, runs: dict, ref, ref_name: str) -> dict:
                 r[f"last_completed_iteration_vs_{ref_name}"] = _diff(lr, ref) | {"n_relocated": int(len(lr))}
     if rel.get("ours") is not None and rel.get("pypi") is not None:
         out["ours_vs_pypi"] = _diff(rel["ours"], rel["pypi"])
-    o, p = runs.get("ours", {}), runs.get("pypi", {})
-    if o.get("ok") and p.get("ok"):
-        out["speedup_seconds"] = p["seconds"] / o["seconds"]
-        out["speedup_wall"] = p["wall_seconds"] / o["wall_seconds"]
-        out["memory_ratio"] = p["peak_rss_mb"] / o["peak_rss_mb"]
+    for k in ("ours", "pypi"):
+        if rel.get(k) is not None and rel.get("hypodd21") is not None:
+            out[f"{k}_vs_hypodd21"] = _diff(rel[k], rel["hypodd21"])
+    o = runs.get("ours", {})
+    for k in ("pypi", "hypodd21"):
+        p = runs.get(k, {})
+        if o.get("ok") and p.get("ok"):
+            out[f"speedup_vs_{k}_seconds"] = p["seconds"] / o["seconds"]
+            out[f"speedup_vs_{k}_wall"] = p["wall_seconds"] / o["wall_seconds"]
+            out[f"memory_ratio_{k}_over_ours"] = p["peak_rss_mb"] / o["peak_rss_mb"]
     out["runs"] = runs
     return out
 
@@ -175,13 +272,26 @@ def synthetic_project(work: Path, n: int, n_stations: int = 12, seed: int = 0):
     from quakescale.relocate.hypodd_project import export_hypodd_project
 
     extent = max(2.0, 2.0 * np.sqrt(n / 150.0))
-    truth, start, picks, stations, model = dd.synthetic_case(n, n_stations, seed=seed, sigma_p_s=0.01, sigma_s_s=0.02,
-                                                            start_sigma_km=0.4, start_sigma_z_km=0.5, extent_km=extent,
-                                                            network_radius_km=30.0 + 1.5 * extent)
+    truth, start, picks, stations, model = dd.synthetic_case(
+        n,
+        n_stations,
+        seed=seed,
+        sigma_p_s=0.01,
+        sigma_s_s=0.02,
+        start_sigma_km=0.4,
+        start_sigma_z_km=0.5,
+        extent_km=extent,
+        network_radius_km=30.0 + 1.5 * extent,
+    )
     proj = work / "project"
-    inp = export_hypodd_project(start, picks, stations, model, params={"max_sep_km": 6.0, "min_obs": 8, "max_obs": 50,
-                                                                       "max_neighbors": 20, "min_links": 8},
-                                out_dir=proj)
+    inp = export_hypodd_project(
+        start,
+        picks,
+        stations,
+        model,
+        params={"max_sep_km": 6.0, "min_obs": 8, "max_obs": 50, "max_neighbors": 20, "min_links": 8},
+        out_dir=proj,
+    )
     return inp, truth, start
 
 
@@ -191,8 +301,8 @@ def _copy_inputs(inp: Path, dest: Path) -> Path:
 
     dest.mkdir(parents=True, exist_ok=True)
     h = H.read_hypodd_inp(inp)
-    for name in (h.fn_cc, h.fn_ct, h.fn_eve, h.fn_sta):
-        if name:
+    for name in (h.fn_cc, h.fn_ct, h.fn_eve, h.fn_sta, h.fn_mod1d):
+        if name and h.resolve(name).exists():
             shutil.copy(h.resolve(name), dest / Path(name).name)
     shutil.copy(inp, dest / inp.name)
     for f in dest.iterdir():
@@ -200,20 +310,21 @@ def _copy_inputs(inp: Path, dest: Path) -> Path:
     return dest / inp.name
 
 
-def bench_project(name: str, inp: Path, work: Path, timeout_s: float, run_pypi: bool, pypi_skip_reason: str = "") -> dict:
+def bench_project(
+    name: str, inp: Path, work: Path, timeout_s: float, run_pypi: bool, pypi_skip_reason: str = ""
+) -> dict:
     runs = {}
-    ours_dir = work / "ours"
-    if ours_dir.exists():
-        shutil.rmtree(ours_dir)
-    runs["ours"] = _run("ours", inp, ours_dir, timeout_s) | {"dir": str(ours_dir)}
-    if run_pypi:
-        pdir = work / "pypi"
-        if pdir.exists():
-            shutil.rmtree(pdir)
-        pinp = _copy_inputs(inp, pdir)
-        runs["pypi"] = _run("pypi", pinp, pdir, timeout_s) | {"dir": str(pdir)}
-    else:
-        runs["pypi"] = {"skipped": pypi_skip_reason}
+    for which, run in (("ours", True), ("hypodd21", _fortran_exe() is not None), ("pypi", run_pypi)):
+        d = work / which
+        if d.exists():
+            shutil.rmtree(d)
+        if not run:
+            runs[which] = {
+                "skipped": pypi_skip_reason if which == "pypi" else "hypoDD (2.1b) not on PATH nor in containers/bin"
+            }
+            continue
+        pinp = _copy_inputs(inp, d) if which != "ours" else inp
+        runs[which] = _run(which, pinp, d, timeout_s) | {"dir": str(d)}
     return runs
 
 
@@ -233,6 +344,9 @@ def main(argv=None):
     ap.add_argument("--out", default="bench-out/hypodd_pypi.json")
     ap.add_argument("--work", default=None, help="folder for the projects (default: beside --out)")
     ap.add_argument("--timeout-s", type=float, default=900.0, help="per run")
+    ap.add_argument(
+        "--project", action="append", help="another HypoDD project (its hypoDD.inp), run unchanged; repeatable"
+    )
     ap.add_argument("--child", nargs=4, metavar=("PROGRAM", "INP", "OUT_DIR", "RESULT"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
@@ -242,13 +356,16 @@ def main(argv=None):
     from quakescale.formats import hypodd as H
 
     version = _pypi_version()
-    if version is None:
-        sys.exit("bench_hypodd_pypi: the PyPI package 'hypodd' is not installed (pip install hypodd==0.2.1, "
-                 "or the project's 'bench' extra)")
+    no_pypi = "the PyPI package 'hypodd' is not installed (pip install hypodd==0.2.1, the 'bench' extra)"
     n = a.n_events or (200 if a.quick else 500)
     work = Path(a.work) if a.work else Path(a.out).with_suffix("").parent / "hypodd_pypi_work"
     work.mkdir(parents=True, exist_ok=True)
-    out = {"pypi_hypodd_version": version, "quick": bool(a.quick), "target_speedup": 5.0}
+    out = {
+        "pypi_hypodd_version": version,
+        "hypodd21_exe": _fortran_exe(),
+        "quick": bool(a.quick),
+        "target_speedup": 5.0,
+    }
 
     # synthetic
     sdir = work / "synthetic"
@@ -257,10 +374,14 @@ def main(argv=None):
     inp, truth, start = synthetic_project(sdir, n)
     dtct = H.read_dtct(inp.parent / "dt.ct")
     truth_t = truth[["event_id", "latitude", "longitude", "depth_km"]]
-    runs = bench_project("synthetic", inp, sdir, a.timeout_s, run_pypi=True)
+    runs = bench_project("synthetic", inp, sdir, a.timeout_s, run_pypi=version is not None, pypi_skip_reason=no_pypi)
     syn = _compare("synthetic", runs, truth_t, "truth")
-    syn |= {"n_events": n, "n_dtimes": int(len(dtct)), "n_pairs": int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
-            "start_vs_truth": _diff(start[["event_id", "latitude", "longitude", "depth_km"]], truth_t)}
+    syn |= {
+        "n_events": n,
+        "n_dtimes": int(len(dtct)),
+        "n_pairs": int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
+        "start_vs_truth": _diff(start[["event_id", "latitude", "longitude", "depth_km"]], truth_t),
+    }
     out["synthetic"] = syn
 
     # Italy
@@ -268,14 +389,49 @@ def main(argv=None):
         idir = work / "italy"
         if idir.exists():
             shutil.rmtree(idir)
-        ref = H.read_reloc(ITALY / "hypoDD.reloc")
-        runs = bench_project("italy", ITALY / "hypoDD.inp", idir, a.timeout_s, run_pypi=not a.quick,
-                             pypi_skip_reason="--quick: PyPI hypodd needs ~2 min on this project")
+        ref = _read_reloc(ITALY / "hypoDD.reloc")
+        runs = bench_project(
+            "italy",
+            ITALY / "hypoDD.inp",
+            idir,
+            a.timeout_s,
+            run_pypi=not a.quick and version is not None,
+            pypi_skip_reason=no_pypi if version is None else "--quick: PyPI hypodd needs ~2 min on this project",
+        )
         it = _compare("italy", runs, ref, "reference")
         it |= {"n_reference_events": int(len(ref)), "n_dtimes": int(len(H.read_dtct(ITALY / "dt.ct")))}
         out["italy"] = it
     else:
         out["italy"] = {"skipped": f"{ITALY} not present"}
+
+    # Hayward (2.x) and the projects given
+    projects = []
+    if (HAYWARD / "hypoDD.inp").exists():
+        projects.append(("hayward", HAYWARD / "hypoDD.inp"))
+    for k, pth in enumerate(a.project or []):
+        projects.append((f"project{k + 1}:{Path(pth).resolve().parent.name}", Path(pth).resolve()))
+    for name, pinp in projects:
+        pdir = work / name.replace(":", "_")
+        if pdir.exists():
+            shutil.rmtree(pdir)
+        runs = bench_project(
+            name,
+            _copy_inputs(pinp, pdir / "project"),
+            pdir,
+            a.timeout_s,
+            run_pypi=not a.quick and version is not None,
+            pypi_skip_reason=no_pypi if version is None else "--quick",
+        )
+        ref_file = pinp.parent / "reference" / "hypoDD.reloc"
+        ref_file = ref_file if ref_file.exists() else pinp.parent / "hypoDD.reloc"
+        ref = _read_reloc(ref_file) if ref_file.exists() else None
+        d = (
+            _compare(name, runs, ref, "reference")
+            if ref is not None
+            else _compare(name, runs, _read_reloc(Path(runs["ours"]["dir"]) / "hypoDD.reloc"), "reference")
+        )
+        d |= {"n_reference_events": int(len(ref)) if ref is not None else None, "inp": str(pinp), "n_dtimes": None}
+        out[name] = d
 
     _print(out)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -284,41 +440,60 @@ def main(argv=None):
 
 
 def _print(out: dict) -> None:
-    print(f"PyPI hypodd {out['pypi_hypodd_version']} vs QuakeScale (identical HypoDD projects)")
-    for name in ("synthetic", "italy"):
-        d = out.get(name, {})
+    print(
+        f"QuakeScale vs HypoDD 2.1b ({out.get('hypodd21_exe') or 'not found'}) and PyPI hypodd "
+        f"({out.get('pypi_hypodd_version') or 'not installed'}), identical HypoDD projects"
+    )
+    for name, d in out.items():
+        if not isinstance(d, dict):
+            continue
         if "runs" not in d:
             print(f"{name}: {d.get('skipped', 'not run')}")
             continue
-        extra = (f"{d['n_events']} events, {d['n_dtimes']} dt ({d['n_pairs']} pairs); start vs truth median 3-D "
-                 f"{d['start_vs_truth']['median_3d_m']:.0f} m") if name == "synthetic" else \
-            f"{d['n_dtimes']} dt; reference hypoDD.reloc {d['n_reference_events']} events"
+        extra = ""
+        if name == "synthetic":
+            extra = (
+                f"{d['n_events']} events, {d['n_dtimes']} dt ({d['n_pairs']} pairs); start vs truth median 3-D "
+                f"{d['start_vs_truth']['median_3d_m']:.0f} m"
+            )
+        elif d.get("n_reference_events") is not None:
+            extra = f"reference hypoDD.reloc {d['n_reference_events']} events"
         print(f"{name}: {extra}")
         ref = "truth" if name == "synthetic" else "reference"
         for k, r in d["runs"].items():
             if r.get("skipped"):
-                print(f"  {k:5s} skipped: {r['skipped']}")
+                print(f"  {k:8s} skipped: {r['skipped']}")
                 continue
             sec = f"{r['seconds']:.1f}" if r.get("seconds") is not None else "-"
             rss = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else "-"
-            line = f"  {k:5s} {'ok    ' if r['ok'] else 'FAILED'} {sec:>7s} s (wall {r['wall_seconds']:.1f} s) {rss:>6s} MB"
+            status = "ok    " if r["ok"] else "FAILED"
+            line = f"  {k:8s} {status} {sec:>7s} s (wall {r['wall_seconds']:.1f} s) {rss:>6s} MB"
             v = r.get(f"vs_{ref}")
             if v:
-                line += (f"  {r['n_relocated']} relocated; vs {ref}: {v['n_common']} common, median dh {v['median_dh_m']:.1f} m "
-                         f"dz {v['median_dz_m']:.1f} m 3-D {v['median_3d_m']:.1f} m")
+                line += (
+                    f"  {r['n_relocated']} relocated; vs {ref}: {v['n_common']} common, "
+                    f"median dh {v['median_dh_m']:.1f} m dz {v['median_dz_m']:.1f} m"
+                )
             print(line)
             if not r["ok"]:
                 print(f"        error: {r['error']}")
-                lv = r.get(f"last_completed_iteration_vs_{ref}")
-                if lv:
-                    print(f"        last completed iteration ({r['last_completed_iteration_file']}): {lv['n_relocated']} events; "
-                          f"vs {ref}: median dh {lv['median_dh_m']:.1f} m dz {lv['median_dz_m']:.1f} m")
-        if "ours_vs_pypi" in d:
-            v = d["ours_vs_pypi"]
-            print(f"  ours vs PyPI: {v['n_common']} common, median dh {v['median_dh_m']:.2f} m dz {v['median_dz_m']:.2f} m, "
-                  f"max 3-D {v['max_3d_m']:.1f} m")
-        if "speedup_seconds" in d:
-            print(f"  speed-up {d['speedup_seconds']:.1f}x (wall {d['speedup_wall']:.1f}x), memory ratio PyPI/ours {d['memory_ratio']:.2f}")
+        for k in ("ours_vs_hypodd21", "pypi_vs_hypodd21", "ours_vs_pypi"):
+            if k in d:
+                v = d[k]
+                er = " ".join(
+                    f"{c} {v[c + '_ratio_median']:.3f}" for c in ("ex", "ey", "ez") if v.get(c + "_ratio_median")
+                )
+                print(
+                    f"  {k}: {v['n_common']} common (+{v['only_a']}/-{v['only_b']}), "
+                    f"median dh {v['median_dh_m']:.2f} m dz {v['median_dz_m']:.2f} m "
+                    f"(p90 {v['p90_dh_m']:.2f} / {v['p90_dz_m']:.2f}); error ratios {er}"
+                )
+        for k in ("hypodd21", "pypi"):
+            if f"speedup_vs_{k}_seconds" in d:
+                print(
+                    f"  speed-up vs {k}: {d[f'speedup_vs_{k}_seconds']:.2f}x (wall {d[f'speedup_vs_{k}_wall']:.2f}x), "
+                    f"memory {k}/ours {d[f'memory_ratio_{k}_over_ours']:.2f}"
+                )
 
 
 if __name__ == "__main__":

@@ -125,6 +125,60 @@ def test_bad_input_names_file_and_line(tmp_path):
     with pytest.raises(H.HypoDDFormatError, match="listed twice"):
         H.read_station_dat(p)
     p = tmp_path / "v2.inp"
-    p.write_text("hypoDD_2\n" + "x\n" * 30)
-    with pytest.raises(H.HypoDDFormatError, match="2.x"):
+    p.write_text("hypoDD_2\n" + "x\n" * 30)  # 2.x files are read; a bad value names the file, line and field
+    with pytest.raises(H.HypoDDFormatError, match=r"v2.inp:11: expected IDAT IPHA DIST"):
+        H.read_hypodd_inp(p)
+
+
+# ----------------------------------------------------------------------------- hypoDD 2.x control files
+from shared_data import DATA as _DATA  # noqa: E402
+
+HAYWARD = _DATA / "hypodd_ex1_hayward"
+need_hayward = pytest.mark.skipif(not (HAYWARD / "hypoDD.inp").exists(), reason=f"reference data {HAYWARD} not present")
+
+
+@need_hayward
+def test_hypodd_inp_2x_every_field():
+    inp = H.read_hypodd_inp(HAYWARD / "hypoDD.inp")
+    assert inp.version == 2
+    assert (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta) == ("dt.cc", "dt.ct", "event.sel", "station.sel")
+    assert (inp.fn_loc, inp.fn_reloc, inp.fn_stares, inp.fn_res, inp.fn_srcpar) == (
+        "hypoDD.loc", "hypoDD.reloc", "hypoDD.sta", "hypoDD.res", "hypoDD.src")
+    assert (inp.idat, inp.ipha, inp.maxdist_km) == (3, 3, 120)
+    assert (inp.minobs_cc, inp.minobs_ct, inp.minds_km, inp.maxds_km, inp.maxgap_deg) == (0, 8, -999, -999, -999)
+    assert (inp.istart, inp.isolv, inp.iaq) == (2, 1, 1)
+    assert [s.niter for s in inp.sets] == [1, 3, 3, 3, 3]
+    assert [s.wt_ccp for s in inp.sets] == [0.01, 0.01, 1, 1, 1]
+    assert [s.maxres_cc for s in inp.sets] == [-999, -999, 6, 5, 4]
+    assert [s.maxdist_cc_km for s in inp.sets] == [-999, -999, 3, 2, 1]
+    assert [s.wt_cts for s in inp.sets] == [0.5, 0.5, 0.5, 0.05, 0.005]
+    assert [s.maxres_ct for s in inp.sets] == [20, 10, 10, 9, 8]
+    assert [s.maxdist_ct_km for s in inp.sets] == [-999, 4, 3, 2, 2]
+    assert [s.damp for s in inp.sets] == [20] * 5
+    assert inp.imod == 1 and len(inp.top_km) == 10 and inp.top_km[:3] == [0.0, 0.25, 1.5] and inp.vp_kms[-1] == 8.0
+    assert inp.ratios == [1.73] * 10 and inp.model().vs_kms[1] == pytest.approx(3.24 / 1.73)
+    assert inp.cid == 1 and inp.ids == []
+    v1 = H.read_hypodd_inp(HAYWARD / "hypoDD.inp.v1")  # the 1.x twin stays readable
+    assert v1.version == 1 and v1.imod == 0 and v1.iaq == 1 and v1.top_km == inp.top_km
+
+
+def test_hypodd_inp_2x_bad_field_names_file_line_and_field(tmp_path):
+    text = ("hypoDD_2\n* c\ndt.cc\ndt.ct\nevent.sel\nstation.sel\nhypoDD.loc\nhypoDD.reloc-\nhypoDD.sta\nhypoDD.res\n"
+            "hypoDD.src\n3 3 -1\n0 8 0.5 40 180\n2 2 0 2\n 4 0.01 0.005 -999 -999 1 0.5 -999 -999 80\n"
+            " 4 1 0.5 6 2 0.01 0.005 6 4 60 ctcc\n1\n0 1 3 6 -9\n4.5 5.8 6.3 7.9 -9\n1.70 1.72 1.75 1.78 -9\n2\n"
+            "11 12 13\n14\n")
+    p = tmp_path / "hypoDD.inp"
+    p.write_text(text)
+    inp = H.read_hypodd_inp(p)
+    assert inp.iwrite == 0 and inp.fn_reloc == "hypoDD.reloc" and inp.maxdist_km == 50000  # DIST < 0: no limit
+    assert (inp.minds_km, inp.maxds_km, inp.maxgap_deg, inp.iaq) == (0.5, 40, 180, 0)
+    assert inp.top_km == [0, 1, 3, 6] and inp.ratios == [1.70, 1.72, 1.75, 1.78]
+    assert inp.cid == 2 and inp.ids == [11, 12, 13, 14]
+    assert inp.sets[1].damp == 60 and inp.sets[1].maxres_cc == 6
+    bad = text.replace("0 8 0.5 40 180", "0 x8 0.5 40 180")
+    p.write_text(bad)
+    with pytest.raises(H.HypoDDFormatError, match=r"hypoDD.inp:13: field OBSCT must be an integer, got 'x8'"):
+        H.read_hypodd_inp(p)
+    p.write_text(text.replace("\n1\n0 1 3 6", "\n7\n0 1 3 6"))
+    with pytest.raises(H.HypoDDFormatError, match="IMOD must be 0, 1, 4, 5 or 9, got 7"):
         H.read_hypodd_inp(p)

@@ -238,3 +238,173 @@ def test_compressed_system_keeps_the_least_squares_problem(monkeypatch):
         assert np.allclose(Ac.T @ rhs.ravel(), atb, rtol=0, atol=1e-10 * np.abs(atb).max())
         assert np.isclose((rhs ** 2).sum() + perp2, (b ** 2).sum(), rtol=1e-10)
     assert nseg[1] > nseg[0] == len(dtct.groupby(["event_id_1", "event_id_2"]))  # 20 rows per pair: 3 segments of <= 9
+
+
+# ----------------------------------------------------------------------------- HypoDD 2.1b port
+from shared_data import DATA as _DATA  # noqa: E402
+
+HAYWARD = _DATA / "hypodd_ex1_hayward"
+need_hayward = pytest.mark.skipif(not (HAYWARD / "reference" / "hypoDD.reloc").exists(),
+                                  reason=f"reference data {HAYWARD} not present")
+
+
+def _reloc_rows(path):
+    rows = {}
+    for line in path.read_text().splitlines():
+        t = line.split()
+        rows[int(t[0])] = [float(v) for v in t[1:]]
+    return rows
+
+
+def _compare_reloc(ours, ref):
+    """Horizontal / vertical differences (m) and error-column ratios (ex, ey, ez) per common event."""
+    a, b = _reloc_rows(ours), _reloc_rows(ref)
+    common = sorted(set(a) & set(b))
+    A = np.array([a[k] for k in common])
+    B = np.array([b[k] for k in common])
+    dy = (A[:, 0] - B[:, 0]) * 111195.0
+    dx = (A[:, 1] - B[:, 1]) * 111195.0 * np.cos(np.radians(B[:, 0]))
+    dh = np.hypot(dx, dy)
+    dz = np.abs(A[:, 2] - B[:, 2]) * 1000.0
+    ratio = A[:, 6:9] / B[:, 6:9]
+    return set(a), set(b), dh, dz, ratio
+
+
+@need_hayward
+def test_hayward_2x_project_runs_unchanged_and_matches_hypodd21(tmp_path):
+    """HypoDD 2.1b's first example (hypoDD_2 control file, IMOD 1, ct + cc, SVD) run as it is."""
+    from quakescale.relocate.hypodd21 import run_project
+
+    proj = tmp_path / "hayward"
+    shutil.copytree(HAYWARD, proj, ignore=shutil.ignore_patterns("reference"))
+    res = run_project(proj / "hypoDD.inp")
+    ref = HAYWARD / "reference"
+    ours_ids, ref_ids, dh, dz, ratio = _compare_reloc(proj / "hypoDD.reloc", ref / "hypoDD.reloc")
+    print(f"Hayward vs HypoDD 2.1b: {len(ours_ids)} / {len(ref_ids)} events; horizontal median {np.median(dh):.2f} m "
+          f"(max {dh.max():.2f}), vertical median {np.median(dz):.2f} m (max {dz.max():.2f}); "
+          f"error ratios median {np.median(ratio, 0).round(3).tolist()}")
+    assert res.n_relocated == 16 and ours_ids == ref_ids
+    assert np.median(dh) <= 1.0 and np.median(dz) <= 2.0 and dh.max() < 3.0 and dz.max() < 5.0
+    assert np.all(np.abs(ratio - 1) <= 0.10)  # ex, ey, ez (SVD: 1.96 x the weighted residual variance)
+    # files in 2.1b's layouts: .loc identical to the column, .res without a header, .src one line per station x event
+    loc, rloc = (proj / "hypoDD.loc").read_text().splitlines(), (ref / "hypoDD.loc").read_text().splitlines()
+    assert len(loc) == len(rloc) and all(a[:102] == b[:102] for a, b in zip(loc, rloc))  # up to the seconds
+    res_lines = (proj / "hypoDD.res").read_text().splitlines()
+    ref_res = (ref / "hypoDD.res").read_text().splitlines()
+    assert res_lines[0].split()[0] == ref_res[0].split()[0] == "NCCAI"  # no header line
+    assert {len(x) for x in res_lines} == {len(x) for x in ref_res} == {86}
+    assert abs(len(res_lines) - len(ref_res)) <= 0.01 * len(ref_res)
+    src, ref_src = (proj / "hypoDD.src").read_text().splitlines(), (ref / "hypoDD.src").read_text().splitlines()
+    assert len(src) == len(ref_src) and [x[:30] for x in src] == [x[:30] for x in ref_src]
+    a = np.array([[float(v) for v in x.split()[4:]] for x in src])
+    b = np.array([[float(v) for v in x.split()[4:]] for x in ref_src])
+    assert np.abs(a[:, 5:7] - b[:, 5:7]).max() < 0.002  # travel times P, S (s): elevations and IMOD 1 as 2.1b
+    sta, ref_sta = (proj / "hypoDD.sta").read_text().splitlines(), (ref / "hypoDD.sta").read_text().splitlines()
+    assert [x[:48] for x in sta] == [x[:48] for x in ref_sta]
+    # per-iteration files and the log's iteration table
+    assert len(list(proj.glob("hypoDD.reloc.001.*"))) == 13
+    log = (proj / "hypoDD.log").read_text()
+    def table(text):
+        return [ln for ln in text.splitlines() if len(ln.split()) == 16 and all(t.lstrip("-").replace(".", "").isdigit()
+                                                                                 for t in ln.split())]
+
+    rows, ref_rows = table(log), table((ref / "hypoDD.log").read_text(errors="replace"))
+    assert len(rows) == len(ref_rows) == 13
+    for a_, b_ in zip(rows, ref_rows):  # IT EV CT CC RMSCT ... : counts equal, rms within 1 ms
+        x, y = a_.split(), b_.split()
+        assert x[:5] == y[:5] and abs(int(x[5]) - int(y[5])) <= 1
+
+
+def test_ttime_layered_against_closed_forms():
+    from quakescale.relocate.hypodd21 import ttime_layered
+
+    # half-space: straight ray
+    d, z = np.array([0.5, 10.0, 40.0]), np.array([5.0, 5.0, 12.0])
+    t, ain = ttime_layered(d, z, [6.0], np.zeros((1, 1)))
+    assert np.allclose(t, np.hypot(d, z) / 6.0, rtol=1e-9)
+    assert np.allclose(ain, 180 - np.degrees(np.arcsin(d / np.hypot(d, z))), atol=1e-3)
+    # two layers, source in the upper one, far station: the head wave along the top of layer 2
+    v1, v2, h, zs, x = 4.0, 6.0, 10.0, 3.0, 80.0
+    t, ain = ttime_layered([x], [zs], [v1, v2], np.array([[0.0, h]]))
+    ic = np.arcsin(v1 / v2)
+    head = x / v2 + (2 * h - zs) * np.cos(ic) / v1
+    assert t[0] == pytest.approx(head, rel=1e-6) and ain[0] == pytest.approx(np.degrees(ic), abs=1e-3)
+    # source in the lower layer, station close: direct ray bent at the interface (Snell), time from the ray parameter
+    t, ain = ttime_layered([3.0], [15.0], [4.0, 6.0], np.array([[0.0, 10.0]]))
+    p = np.sin(np.radians(180 - ain[0])) / 6.0
+    x1, x2 = 5.0 * p * 6.0 / np.sqrt(1 - (p * 6.0) ** 2), 10.0 * p * 4.0 / np.sqrt(1 - (p * 4.0) ** 2)
+    assert x1 + x2 == pytest.approx(3.0, abs=0.03)
+    assert t[0] == pytest.approx(np.hypot(x1, 5.0) / 6.0 + np.hypot(x2, 10.0) / 4.0, abs=2e-3)
+
+
+def _write_inp(path, imod_block, extra=""):
+    body = ("hypoDD_2\n* test\ndt.cc\ndt.ct\nevent.sel\nstation.sel\n\nhypoDD.reloc\nhypoDD.sta\nhypoDD.res\n"
+            "hypoDD.src\n"
+            "3 3 120\n0 8 -999 -999 -999\n2 1 1 1\n  4  0.01 0.005 -999 -999 1.0 0.5 -999 -999 20\n"
+            + imod_block + "1\n" + extra)
+    path.write_text(body)
+    return path
+
+
+@need_hayward
+def test_imod9_is_refused_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import quakescale
+
+    for f in ("dt.cc", "dt.ct", "event.sel", "station.sel"):
+        shutil.copy(HAYWARD / f, tmp_path / f)
+    inp = _write_inp(tmp_path / "hypoDD.inp", "9\nvel3D.dat\n37.878078  -122.243950  0\n2 9 4 1 1 1.35 0.0005 50\n")
+    pkg_root = str(Path(quakescale.__file__).resolve().parents[1])  # the quakescale under test, in a fresh process
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "quakescale", "relocate", "hypodd", str(inp)], capture_output=True,
+                       text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 1
+    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert err[0].startswith("error: ") and "IMOD 9" in err[0] and len(err) == 2 and "Traceback" not in r.stderr
+
+
+@need_hayward
+def test_imod0_imod1_imod4_with_one_model_agree(tmp_path):
+    """IMOD 0 (one Vp/Vs), IMOD 1 (a ratio per layer, here all equal) and IMOD 4 (station-specific models,
+    here one) are the same model; the run with each agrees."""
+    from quakescale.relocate.hypodd21 import run_project
+
+    tops = "0.00 0.25 1.50 2.50 3.50 5.00 6.00 9.00 15.00 25.00"
+    vp = "1.42 3.24 4.82 5.36 5.60 5.65 5.90 6.15 6.60 8.00"
+    out = {}
+    mod1d = "1 10\n" + "".join(f"{t} {v} {float(v) / 1.73:.7f}\n" for t, v in zip(tops.split(), vp.split()))
+    for imod, block in ((0, f"0\n10 1.73\n{tops}\n{vp}\n"), (1, f"1\n{tops} -9\n{vp} -9\n" + "1.73 " * 10 + "-9\n"),
+                        (4, "4\nmod1d.dat\n*\n0\n0\n")):
+        d = tmp_path / f"imod{imod}"
+        d.mkdir()
+        for f in ("dt.cc", "dt.ct", "event.sel", "station.sel"):
+            shutil.copy(HAYWARD / f, d / f)
+        (d / "mod1d.dat").write_text(mod1d)  # IMOD 4: station-specific models; station.sel names none -> model 1
+        inp = _write_inp(d / "hypoDD.inp", block)
+        parsed = H.read_hypodd_inp(inp)
+        assert parsed.imod == imod
+        if imod != 4:
+            assert parsed.top_km[-1] == 25.0 and parsed.ratios == [1.73] * 10 and len(parsed.vp_kms) == 10
+        run_project(inp)
+        out[imod] = _reloc_rows(d / "hypoDD.reloc")
+    for imod in (1, 4):
+        assert out[0].keys() == out[imod].keys() and len(out[0]) == 16
+        assert max(abs(out[0][k][0] - out[imod][k][0]) + abs(out[0][k][2] - out[imod][k][2]) for k in out[0]) < 1e-5
+
+
+@pytest.mark.skipif(shutil.which("hypoDD") is None, reason="hypoDD (2.1b) not on PATH")
+@need_hayward
+def test_port_matches_the_installed_hypodd21(tmp_path):
+    """Where HypoDD 2.1b itself is installed: both on the same 2.x project, side by side."""
+    from quakescale.relocate.hypodd_backend import run_hypodd
+    from quakescale.relocate.hypodd21 import run_project
+
+    run_hypodd(HAYWARD / "hypoDD.inp", tmp_path / "fortran")
+    run_project(HAYWARD / "hypoDD.inp", tmp_path / "ours")
+    ours, theirs, dh, dz, ratio = _compare_reloc(tmp_path / "ours" / "hypoDD.reloc",
+                                                 tmp_path / "fortran" / "hypoDD.reloc")
+    assert ours == theirs and np.median(dh) <= 1.0 and np.median(dz) <= 2.0
+    assert np.median(np.abs(ratio - 1)) <= 0.10

@@ -414,13 +414,14 @@ def relocate(
     inp: Optional[Path] = typer.Argument(None, help="With 'hypodd': the hypoDD.inp of the project."),
     force: bool = _FORCE,
 ):
-    """Double-difference relocation (catalog + cc times); or a HypoDD project unchanged (hypoDD.inp)."""
+    """Double-difference relocation (catalog + cc times); or a HypoDD project unchanged (hypoDD.inp, 2.x or 1.x:
+    HypoDD 2.1b's steps, its .loc/.reloc/.sta/.res/.src and hypoDD.log)."""
     if target == "hypodd":
         if inp is None:
             _fail("usage: quakescale relocate hypodd hypoDD.inp")
-        from .hpc.external import relocate_hypodd_project
+        from .relocate.hypodd21 import project_summary, run_project  # numpy only: light start-up
 
-        typer.echo(relocate_hypodd_project(inp))
+        typer.echo(project_summary(run_project(inp), inp))
         return
     _stage_verb("relocate", Path(target), None, None, force)
 

@@ -22,7 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+
+class _LazyPandas:
+    """pandas on first use: the HypoDD control-file reader and the 2.1b port start without it."""
+
+    def __getattr__(self, name):
+        import pandas
+
+        return getattr(pandas, name)
+
+
+pd = _LazyPandas()
 
 from ._text import token_lines
 
@@ -309,6 +320,13 @@ class IterationSet:
 
 @dataclass
 class HypoDDInp:
+    """A hypoDD.inp control file, 1.x or 2.x layout (``version``).  Fields keep hypoDD's names
+    where they have one: IDAT ``idat``, IPHA ``ipha``, DIST ``maxdist_km``, OBSCC/OBSCT
+    ``minobs_cc``/``minobs_ct``, MINDIST/MAXDIST/MAXGAP ``minds_km``/``maxds_km``/``maxgap_deg``
+    (2.x; -999 = off), ISTART, ISOLV, IAQ (2.x; 1.x removes air quakes), the weighting sets,
+    IMOD (2.x; 1.x is IMOD 0) with the layer tops, Vp and one Vp/Vs ratio per layer
+    (``ratios``), the IMOD 4 model file, the IMOD 9 fields, CID and the event ids."""
+
     path: Path
     fn_cc: str = ""
     fn_ct: str = ""
@@ -333,6 +351,18 @@ class HypoDDInp:
     vp_kms: list[float] = field(default_factory=list)
     cid: int = 0
     ids: list[int] = field(default_factory=list)
+    version: int = 1
+    minds_km: float = -999.0
+    maxds_km: float = -999.0
+    maxgap_deg: float = -999.0
+    iaq: int = 1
+    imod: int = 0
+    ratios: list[float] = field(default_factory=list)
+    iwrite: int = 1
+    fn_mod1d: str = ""
+    fn_mod3d: str = ""
+    origin_3d: tuple = ()
+    raytrace_3d: tuple = ()
 
     def resolve(self, name: str) -> Path | None:
         if not name:
@@ -340,29 +370,149 @@ class HypoDDInp:
         p = Path(name)
         return p if p.is_absolute() else (self.path.parent / p)
 
+    def layer_ratios(self) -> list[float]:
+        return list(self.ratios) if len(self.ratios) == len(self.top_km) else [self.vpvs] * len(self.top_km)
+
     def model(self):
         from ..velocity import LayeredModel
 
-        return LayeredModel.from_vpvs(self.top_km, self.vp_kms, vpvs=self.vpvs, name=f"{self.path.name}")
+        r = np.asarray(self.layer_ratios(), float)
+        vp = np.asarray(self.vp_kms, float)
+        return LayeredModel(name=f"{self.path.name}", top_km=[float(t) for t in self.top_km],
+                            vp_kms=[float(v) for v in vp],
+                            vs_kms=[float(v) for v in vp / r])
 
 
-def _data_lines(path: Path) -> list[tuple[int, str]]:
+def _data_lines(path: Path, skip_first: bool = False) -> list[tuple[int, str]]:
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if skip_first and n == 1:
+            continue
         if line[:1] == "*" or line[1:2] == "*":
             continue
         out.append((n, line))
     return out
 
 
+def _fields(path: Path, n: int, line: str, names: str, types: str, at_least: int | None = None) -> list:
+    """Fortran list-directed read of ``types`` ('i' integer, 'f' real) from ``line`` (extra
+    values ignored), naming the file, line and field on bad input."""
+    tok = line.replace(",", " ").split()
+    labels = names.split()
+    need = len(types) if at_least is None else at_least
+    if len(tok) < need:
+        raise HypoDDFormatError(f"{path}:{n}: expected {names} ({len(types)} values), got {line.strip()!r}")
+    out = []
+    for k, (t, kind) in enumerate(zip(tok, types)):
+        try:
+            out.append(int(t) if kind == "i" else float(t.replace("d", "e").replace("D", "e")))
+        except ValueError:
+            what = "an integer" if kind == "i" else "a number"
+            raise HypoDDFormatError(f"{path}:{n}: field {labels[k] if k < len(labels) else k + 1} must be {what}, "
+                                    f"got {t!r} in {line.strip()!r}") from None
+    return out
+
+
+def _ids(path: Path, rows) -> list[int]:
+    ids = []
+    for n, ln in rows:
+        for t in ln.replace(",", " ").split():
+            try:
+                v = int(t)
+            except ValueError:
+                raise HypoDDFormatError(f"{path}:{n}: event id must be an integer, got {t!r}") from None
+            if v == 0:
+                break
+            ids.append(v)
+    return ids
+
+
+def _read_inp2(path: Path) -> HypoDDInp:
+    """hypoDD 2.x (getinp2.f): line numbering counts every line that is not a comment
+    (blank lines are empty file names), after the ``hypoDD_2`` line."""
+    lines = _data_lines(path, skip_first=True)
+    inp = HypoDDInp(path=path, version=2)
+
+    def get(l, what):
+        if l - 1 >= len(lines):
+            raise HypoDDFormatError(f"{path}: file ends before {what} (data line {l} of the hypoDD_2 layout)")
+        return lines[l - 1]
+
+    names = [get(l, "the file names")[1].strip() for l in range(1, 10)]
+    (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta, inp.fn_loc, inp.fn_reloc, inp.fn_stares, inp.fn_res,
+     inp.fn_srcpar) = names
+    if inp.fn_reloc.endswith("-"):
+        inp.fn_reloc, inp.iwrite = inp.fn_reloc[:-1], 0
+    n, ln = get(10, "IDAT IPHA DIST")
+    inp.idat, inp.ipha, inp.maxdist_km = _fields(path, n, ln, "IDAT IPHA DIST", "iif")
+    if inp.maxdist_km < 0:
+        inp.maxdist_km = 50000.0
+    n, ln = get(11, "OBSCC OBSCT MINDIST MAXDIST MAXGAP")
+    inp.minobs_cc, inp.minobs_ct, inp.minds_km, inp.maxds_km, inp.maxgap_deg = _fields(
+        path, n, ln, "OBSCC OBSCT MINDIST MAXDIST MAXGAP", "iifff")
+    n, ln = get(12, "ISTART ISOLV IAQ NSET")
+    inp.istart, inp.isolv, inp.iaq, nset = _fields(path, n, ln, "ISTART ISOLV IAQ NSET", "iiii")
+    if not 1 <= nset <= 10:
+        raise HypoDDFormatError(f"{path}:{n}: NSET must be 1..10, got {nset}")
+    for k in range(nset):
+        n, ln = get(13 + k, "the weighting lines")
+        v = _fields(path, n, ln, "NITER WTCCP WTCCS WRCC WDCC WTCTP WTCTS WRCT WDCT DAMP", "ifffffffff")
+        damp = abs(v[9]) if inp.isolv == 1 else v[9]
+        inp.sets.append(IterationSet(int(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], damp))
+    l0 = 13 + nset
+    n, ln = get(l0, "IMOD")
+    inp.imod = _fields(path, n, ln, "IMOD", "i")[0]
+    if inp.imod in (0, 6):
+        n, ln = get(l0 + 1, "NLAY RATIO")
+        nl, ratio = _fields(path, n, ln, "NLAY RATIO", "if")
+        inp.nlay, inp.vpvs = nl, ratio
+        n, ln = get(l0 + 2, "TOP")
+        inp.top_km = _fields(path, n, ln, " ".join(["TOP"] * nl), "f" * nl)
+        n, ln = get(l0 + 3, "VEL")
+        inp.vp_kms = _fields(path, n, ln, " ".join(["VEL"] * nl), "f" * nl)
+        inp.ratios = [ratio] * nl
+    elif inp.imod in (1, 5):
+        n, ln = get(l0 + 1, "TOP")
+        nl = len(ln.replace(",", " ").split())
+        tops = _fields(path, n, ln, " ".join(["TOP"] * nl), "f" * nl)
+        if inp.imod == 5:
+            nl = 1
+        if tops[nl - 1] == -9:
+            nl -= 1
+        inp.top_km, inp.nlay = tops[:nl], nl
+        n, ln = get(l0 + 2, "VEL")
+        inp.vp_kms = _fields(path, n, ln, " ".join(["VEL"] * nl), "f" * nl)
+        n, ln = get(l0 + 3, "RATIO")
+        inp.ratios = _fields(path, n, ln, " ".join(["RATIO"] * nl), "f" * nl)
+        inp.vpvs = float(np.median(inp.ratios)) if nl else 1.73
+    elif inp.imod == 9:
+        inp.fn_mod3d = get(l0 + 1, "the 3-D model file")[1].strip()
+        n, ln = get(l0 + 2, "LAT_3D LON_3D ROT_3D")
+        inp.origin_3d = tuple(_fields(path, n, ln, "LAT_3D LON_3D ROT_3D", "fff"))
+        n, ln = get(l0 + 3, "IPHA NDIP ISKIP SCALE1 SCALE2 XFAX TLIM NITPB")
+        inp.raytrace_3d = tuple(_fields(path, n, ln, "IPHA NDIP ISKIP SCALE1 SCALE2 XFAX TLIM NITPB", "iiiffffi"))
+    elif inp.imod == 4:
+        inp.fn_mod1d = get(l0 + 1, "the station model file")[1].strip()
+    else:
+        raise HypoDDFormatError(f"{path}:{n}: IMOD must be 0, 1, 4, 5 or 9, got {inp.imod}")
+    if l0 + 4 <= len(lines):
+        n, ln = lines[l0 + 3]
+        inp.cid = _fields(path, n, ln, "CID", "i")[0]
+        inp.ids = _ids(path, lines[l0 + 4:])
+    return inp
+
+
 def read_hypodd_inp(path) -> HypoDDInp:
-    """Read a HypoDD 1.x ``hypoDD.inp`` (the layout of the distributed examples and of the
-    Italy demo).  Blank data lines are file names left empty (e.g. no dt.cc)."""
+    """Read a ``hypoDD.inp``: the 2.x layout (first line ``hypoDD_2``; getinp2.f) or the 1.x
+    layout of the distributed examples and the Italy demo (getinp.f).  Blank data lines are
+    file names left empty (e.g. no dt.cc)."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: hypoDD control file not found")
+    first = path.read_text(errors="replace")[:9]
+    if first.startswith(("hypoDD_v2", "hypoDD_2")):
+        return _read_inp2(path)
     lines = _data_lines(path)
-    if lines and lines[0][1].strip().startswith(("hypoDD_2", "hypoDD_v2")):
-        raise HypoDDFormatError(f"{path}: HypoDD 2.x control files (first line 'hypoDD_2') are not supported; "
-                                "use the 1.x layout (file names, IDAT IPHA DIST, OBSCC OBSCT, ...)")
     if len(lines) < 17:
         raise HypoDDFormatError(f"{path}: too few data lines ({len(lines)}) for a hypoDD.inp")
     inp = HypoDDInp(path=path)
@@ -384,6 +534,8 @@ def read_hypodd_inp(path) -> HypoDDInp:
 
     try:
         inp.idat, inp.ipha, inp.maxdist_km = (lambda v: (int(v[0]), int(v[1]), v[2]))(nums(0, 3, "IDAT IPHA DIST"))
+        if inp.maxdist_km < 0:
+            inp.maxdist_km = 50000.0
         inp.minobs_cc, inp.minobs_ct = (int(v) for v in nums(1, 2, "OBSCC OBSCT"))
         inp.istart, inp.isolv, nset = (int(v) for v in nums(2, 3, "ISTART ISOLV NSET"))
         i = 3
@@ -395,18 +547,12 @@ def read_hypodd_inp(path) -> HypoDDInp:
         inp.nlay, inp.vpvs = int(nl), ratio
         inp.top_km = nums(i + 1, inp.nlay, "TOP (one per layer)")
         inp.vp_kms = nums(i + 2, inp.nlay, "VEL (one per layer)")
+        inp.ratios = [ratio] * inp.nlay
         i += 3
         if i < len(rest):
             inp.cid = int(nums(i, 1, "CID")[0])
             i += 1
-        ids = []
-        for _, ln in rest[i:]:
-            for t in ln.replace(",", " ").split():
-                try:
-                    ids.append(int(t))
-                except ValueError:
-                    pass
-        inp.ids = ids
+        inp.ids = _ids(path, rest[i:])
     except IndexError:
         raise HypoDDFormatError(f"{path}: file ends before the control block is complete") from None
     return inp

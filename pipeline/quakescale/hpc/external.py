@@ -45,7 +45,6 @@ def locate_hypoinverse_project(command_file, backend: str = "builtin") -> str:
 
 
 def relocate_hypodd_project(inp_path, out_dir=None) -> str:
-    from ..relocate.dd import run_hypodd_project
+    from ..relocate.hypodd21 import project_summary, run_project
 
-    res = run_hypodd_project(inp_path, out_dir=out_dir)
-    return f"relocated {len(res.events)} events from {inp_path}; outputs beside it (hypoDD.reloc, .loc, .res, .sta, hypoDD.log)"
+    return project_summary(run_project(inp_path, out_dir=out_dir), inp_path)

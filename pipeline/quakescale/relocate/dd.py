@@ -22,7 +22,8 @@ The solver follows hypoDD 1.3 step by step so that a HypoDD project gives HypoDD
 Everything is numpy arrays sized by the data (no fixed maxima).  A step that would give
 non-finite coordinates raises :class:`DDSolverError` naming the iteration and events, never NaN.
 
-Pipeline face: :func:`relocate`.  HypoDD project face: :func:`run_hypodd_project`.
+Pipeline face: :func:`relocate`.  HypoDD project face: :func:`run_hypodd_project` (this solver on a
+1.x/2.x project's files); ``quakescale relocate hypodd`` runs :mod:`.hypodd21`, HypoDD 2.1b step for step.
 """
 
 from __future__ import annotations

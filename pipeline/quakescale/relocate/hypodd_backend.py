@@ -34,7 +34,7 @@ def find_executable(name: str = "hypoDD") -> str:
 
 
 def _stage(inp: H.HypoDDInp, work: Path) -> None:
-    for name in (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta):
+    for name in (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta, inp.fn_mod1d, inp.fn_mod3d):
         if not name:
             continue
         src = inp.resolve(name)
