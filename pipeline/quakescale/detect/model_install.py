@@ -137,13 +137,19 @@ SOURCES: dict[str, Source] = {
          "notes": "Keras 2.2.2; the Keras input order N, E, Z is reordered to Z, N, E."}),
 }
 
-#: pinned outcome of each conversion: sha256 over the converted state dict (:func:`state_digest`); a
-#: reinstall must give the same tensors bit for bit
+#: pinned outcome of each conversion: sha256 over the converted state dict (:func:`state_digest`; a
+#: reinstall must give the same tensors bit for bit) and its known output (:func:`known_output`, to
+#: KNOWN_PIN_TOL: a channel order, a gate order or a batch-norm statistic mapped wrong moves the
+#: probabilities by more than that even where the peaks stay put)
 PINNED: dict[str, dict] = {
-    "EQTransformer:original": {"state_digest": "89e6348e8f59c35449a6c3ff6dd3d6c965b183d3bfdccb1f81cfe5b020f835a5"},
-    "EQTransformer:original_nonconservative": {"state_digest": "d643ca61e76de91ea054d2cd9d4bbbba32818e61698b31217f9cc9f03d4c77cf"},
-    "PhaseNet:original": {"state_digest": "c1811cd407282863c48de64a0b7d5b4b287a806bb6fea53091d48ee3afe23553"},
-    "GPD:original": {"state_digest": "55b49ef1c0373002aa6987a930c8e073964b71940cf9df15a9e8d39da7feef3f"},
+    "EQTransformer:original": {"state_digest": "89e6348e8f59c35449a6c3ff6dd3d6c965b183d3bfdccb1f81cfe5b020f835a5",
+        "known_output": {"P": {"dt_s": 0.08, "prob": 0.7787}, "S": {"dt_s": 0.94, "prob": 0.861}}},
+    "EQTransformer:original_nonconservative": {"state_digest": "d643ca61e76de91ea054d2cd9d4bbbba32818e61698b31217f9cc9f03d4c77cf",
+        "known_output": {"P": {"dt_s": -0.02, "prob": 0.8434}, "S": {"dt_s": 0.94, "prob": 0.7874}}},
+    "PhaseNet:original": {"state_digest": "c1811cd407282863c48de64a0b7d5b4b287a806bb6fea53091d48ee3afe23553",
+        "known_output": {"P": {"dt_s": -0.01, "prob": 0.9728}, "S": {"dt_s": 0.97, "prob": 0.8714}}},
+    "GPD:original": {"state_digest": "55b49ef1c0373002aa6987a930c8e073964b71940cf9df15a9e8d39da7feef3f",
+        "known_output": {"P": {"dt_s": -0.05, "prob": 0.9857}, "S": {"dt_s": 1.05, "prob": 0.9983}}},
 }
 
 
@@ -543,7 +549,17 @@ KNOWN_S_S = 5.7
 KNOWN_TOL_S = 0.5
 
 
+KNOWN_PIN_TOL = {"dt_s": 0.02, "prob": 0.003}
+
+
 def check_known_output(key: str, ko: dict) -> None:
+    """The peaks lie where the published pickers agree (:data:`KNOWN_P_S`, :data:`KNOWN_S_S`) and
+    match this key's pinned known output (:data:`PINNED`)."""
+    pin = PINNED.get(key, {}).get("known_output", {})
+    for ph, want in pin.items():
+        got = ko.get(ph, {})
+        if not got or any(abs(got[k] - want[k]) > tol for k, tol in KNOWN_PIN_TOL.items()):
+            raise ModelInstallError(f"{key}: known-output check failed: {ph} peak {got} is not the pinned {want}")
     p, s = ko.get("P", {}), ko.get("S", {})
     if not p or abs(p["dt_s"]) > KNOWN_TOL_S or p["prob"] < 0.3:
         raise ModelInstallError(f"{key}: known-output check failed: P peak {p} not within {KNOWN_TOL_S} s of {KNOWN_P_S} s")
