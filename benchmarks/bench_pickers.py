@@ -109,8 +109,23 @@ def agreement(ours: pd.DataFrame, ref: pd.DataFrame, tol: float = TOL_S) -> dict
             "ours_near_ref": round(near / len(a), 3) if len(a) else None,
             "n_ours": int(len(a)),
             "n_ref": int(len(b)),
+            # recall of the reference's confident picks (probability >= 0.5): where both runs of the same
+            # weights should agree whatever the thresholds and window settings were
+            "recall_ref_prob_ge_0.5": _recall_confident(a, b, tol),
         }
     return out
+
+
+def _recall_confident(a: pd.DataFrame, b: pd.DataFrame, tol: float) -> float | None:
+    if "probability" not in b or not len(b):
+        return None
+    b = b[b.probability >= 0.5]
+    hit = 0
+    for sid, g in b.groupby("station_id"):
+        ta = a[a.station_id == sid].t.to_numpy()
+        if len(ta):
+            hit += int((np.abs(g.t.to_numpy()[:, None] - ta[None, :]).min(1) <= tol).sum())
+    return round(hit / len(b), 3) if len(b) else None
 
 
 def read_station(sta: str, t0, t1):

@@ -106,7 +106,7 @@ class DetectSection(_Section):
                     "method seisbench needs model NAME:WEIGHTS (e.g. EQTransformer:original, PhaseNet:original, "
                     f"GPD:original) or a weights path, not {m!r}"
                 )
-        elif self.method == "cerp" and sb_name and name[:1].isupper():
+        elif self.method == "cerp" and sb_name and name[:1].isupper() and len(name) > 1:  # not a drive letter
             raise ValueError(
                 f"model {m!r} looks like a SeisBench model: set method: seisbench "
                 "(cerp takes builtin:NAME or a weights directory)"
