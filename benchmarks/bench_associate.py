@@ -1,17 +1,27 @@
-"""Benchmark: QuakeScale's PALM-style associator vs PyOcto on identical synthetic picks.
+"""Benchmark: QuakeScale's associator vs PyOcto on the real Italy 2016-10-14 pick sets.
 
-    python benchmarks/bench_associate.py [--quick] [--n-picks N] [--threads 2] [--italy] [--out FILE]
+    python benchmarks/bench_associate.py [--quick] [--sets stalta,phasenet] [--skip-pyocto]
+                                         [--threads N] [--set KEY=VALUE ...] [--out FILE]
 
-A synthetic network (20 stations in 100 km, events uniform in the box, Gaussian pick errors
-0.1 s P / 0.2 s S, missing picks, ``--false-fraction`` false picks uniform in time) is made
-from our TravelTimeTable; both associators get the same picks and the same layered model
-(PyOcto's binary 1-D travel-time grid is written from our table, so no eikonal solver is
-needed).  Each runs in its own process; we report wall time, picks/s, peak RSS (ru_maxrss of
-the child), and event recall / precision against the truth (|dt| <= 1.5 s, <= 5 km).
+Both shared pick sets of the REAL demo day (Central Italy, 2016-10-14; 57 stations) are
+associated by both programs with the same 1-D model (REAL's ``itvel.nd``) and scored against
+REAL's 659-event catalog with the same scorer: one-to-one match within 1.5 s and 5 km
+(epicentral).  Per set and program we print recall, precision, CPU seconds (user + system of
+the association, all threads), wall seconds and the child's peak RSS.
 
-PyOcto (0.2.2, PyPI) lives in its own venv, ``bench-out/pyocto-venv`` (Python 3.11, numpy<2),
-created on first use with ``python3.11 -m venv`` + pip; ``--skip-pyocto`` runs ours only.
-``--italy`` adds the REAL demo day (Italy 2016-10-14 STA/LTA picks vs REAL's catalog).
+- ``stalta``: ``Pick/20161014.zip``, REAL's STA/LTA picks (85,289 picks);
+- ``phasenet``: ``Pick_PhaseNet/picks.csv``, PhaseNet picks of the same day (115,440 picks).
+
+Ours runs with its defaults (``Associator()`` = ``associate:`` section of the config), reading
+the picks as ``quakescale associate`` does.  PyOcto 0.2.2 runs with its own defaults
+(``OctoAssociator``: >= 10 picks, 3 P, 3 S, 3 stations with both, pick_match_tolerance 1.5 s;
+model tolerance 1.5 s), region = the stations' box + 20 km, depth 0-30 km, ``time_before``
+60 s, its 1-D travel-time grid written from our table of the same model.  Each run is a
+child process (``os.wait4`` gives its CPU time and peak RSS).  ``--set KEY=VALUE`` overrides
+one of our Associator parameters (tuning).  ``--quick``: the first 6 hours of each day.
+
+PyOcto: ``pip install --no-deps pyocto==0.2.2`` (its metadata pins numpy<2 on Python 3.11;
+it runs with numpy 2) -- or the ``bench`` extra on Python >= 3.12.
 """
 
 from __future__ import annotations
@@ -29,234 +39,213 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-ITALY = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "data" / "real_demo_italy2016", Path("/work/shared/data/real_demo_italy2016")) if p.exists()), Path("/work/shared/data/real_demo_italy2016"))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "pipeline"))
+from shared_data import ITALY  # noqa: E402
 
-PYOCTO_RUNNER = r'''
+SETS = {
+    "stalta": ITALY / "Pick" / "20161014.zip",
+    "phasenet": ITALY / "Pick_PhaseNet" / "picks.csv",
+}
+MODEL = ITALY / "REAL" / "tt_db" / "itvel.nd"
+STATIONS = ITALY / "Data" / "station.dat"
+CATALOG = ITALY / "REAL" / "catalog_sel.txt"
+ZMAX = 30.0
+MARGIN = 20.0
+
+PYOCTO_CHILD = r'''
 import json, sys, time
-import numpy as np, pandas as pd
+import pandas as pd
 import pyocto
 cfg = json.loads(open(sys.argv[1]).read())
-picks = pd.read_csv(cfg["picks"])
-stations = pd.read_csv(cfg["stations"])
-vm = pyocto.VelocityModel1D(cfg["model"], tolerance=cfg["pyocto_tolerance"])
-assoc = pyocto.OctoAssociator(
-    xlim=tuple(cfg["xlim"]), ylim=tuple(cfg["ylim"]), zlim=tuple(cfg["zlim"]), velocity_model=vm,
-    time_before=cfg["time_before"], n_picks=cfg["n_picks"], n_p_picks=cfg["n_p_picks"],
-    n_s_picks=cfg["n_s_picks"], n_p_and_s_picks=cfg["n_p_and_s_picks"],
-    pick_match_tolerance=cfg["pick_match_tolerance"], n_threads=cfg["threads"])
-t0 = time.perf_counter()
+picks = pd.read_parquet(cfg["picks"])
+stations = pd.read_parquet(cfg["stations"])
+vm = pyocto.VelocityModel1D(cfg["model"], tolerance=cfg["tolerance"])
+assoc = pyocto.OctoAssociator(xlim=tuple(cfg["xlim"]), ylim=tuple(cfg["ylim"]), zlim=tuple(cfg["zlim"]),
+                              velocity_model=vm, time_before=cfg["time_before"], n_threads=cfg["threads"])
+c0, t0 = time.process_time(), time.perf_counter()
 events, assignments = assoc.associate(picks, stations)
-secs = time.perf_counter() - t0
+cpu, wall = time.process_time() - c0, time.perf_counter() - t0
 if len(events) == 0:
     events = pd.DataFrame(columns=["time", "x", "y", "z", "picks"])
 events[["time", "x", "y", "z", "picks"]].to_csv(cfg["events_out"], index=False)
-json.dump({"seconds": secs, "n_events": int(len(events)), "n_assigned": int(len(assignments)),
-           "pyocto_version": getattr(pyocto, "__version__", "?")}, open(cfg["result_out"], "w"))
+json.dump({"cpu_s": cpu, "wall_s": wall, "n_events": int(len(events)), "n_assigned": int(len(assignments))},
+          open(cfg["result_out"], "w"))
 '''
 
 
-def _run_child(cmd, env=None):
-    """Run a child process; return (returncode, peak RSS MiB of the child, stdout+stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+def _run_child(cmd):
+    """Run a child; return (returncode, peak RSS MiB, child CPU s, output)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = proc.stdout.read().decode(errors="replace")
     _, status, ru = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, ru.ru_maxrss / 1024.0, out
-
-
-def ensure_pyocto(venv: Path) -> Path:
-    py = venv / "bin" / "python"
-    if py.exists():
-        ok = subprocess.run([str(py), "-c", "import pyocto, pandas"], capture_output=True)
-        if ok.returncode == 0:
-            return py
-    subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy<2", "pandas", "pyocto==0.2.2"], check=True)
-    return py
+    return os.waitstatus_to_exitcode(status), ru.ru_maxrss / 1024.0, ru.ru_utime + ru.ru_stime, out
 
 
 def write_pyocto_model(tt, path: Path, delta: float, xdist: float, zdist: float) -> None:
     """PyOcto's VelocityModel1D binary (nx, nz, delta, P times, S times on a distance x depth
-    node grid), filled with our first-arrival table (reciprocity: surface station, source at
-    depth)."""
+    grid), filled with our first-arrival table of the same model (surface receiver)."""
     nx, nz = int(xdist / delta) + 1, int(zdist / delta) + 1
-    d = np.arange(nx) * delta
-    z = np.arange(nz) * delta
-    D, Z = np.meshgrid(d, z, indexing="ij")
+    D, Z = np.meshgrid(np.arange(nx) * delta, np.arange(nz) * delta, indexing="ij")
     with open(path, "wb") as f:
         f.write(struct.pack("iid", nx, nz, delta))
         for ph in ("P", "S"):
             f.write(np.ascontiguousarray(tt.time(ph, D, Z)[0], dtype=np.float64).tobytes())
 
 
-def score(found: pd.DataFrame, truth: pd.DataFrame):
+def _window(picks: pd.DataFrame, quick: bool) -> pd.DataFrame:
+    if not quick:
+        return picks
+    t0 = picks["time"].min().floor("D")
+    return picks[picks["time"] < t0 + pd.Timedelta(hours=6)].reset_index(drop=True)
+
+
+def _reference(quick: bool) -> pd.DataFrame:
+    from quakescale.formats import picks_io
+
+    ref = picks_io.read_real_catalog(CATALOG)
+    if quick:
+        ref = ref[ref["time"] < ref["time"].min().floor("D") + pd.Timedelta(hours=6)]
+    return ref.reset_index(drop=True)
+
+
+def score(found: pd.DataFrame, ref: pd.DataFrame) -> dict:
     from quakescale.associate import match_events
 
-    truth = truth[truth["n_stations"] >= 4]
-    m = match_events(found, truth, max_dt_s=1.5, max_dist_km=5.0)
-    return len(m) / max(len(truth), 1), len(m) / max(len(found), 1)
+    m = match_events(found, ref, max_dt_s=1.5, max_dist_km=5.0)
+    return {"n_events": len(found), "matched": len(m), "recall": len(m) / max(len(ref), 1),
+            "precision": len(m) / max(len(found), 1)}
 
 
+# ------------------------------------------------------------------------------- ours (child)
 def run_ours_child(cfg_path: str) -> None:
-    """Child mode: associate the stored picks with our associator, write events + timing."""
     from quakescale.associate import Associator, associate_partitioned
-    from quakescale.velocity import TravelTimeTable, default_model
-
-    cfg = json.loads(Path(cfg_path).read_text())
-    picks = pd.read_parquet(cfg["picks"])
-    stations = pd.read_parquet(cfg["stations"])
-    t0 = time.perf_counter()
-    tt = TravelTimeTable(default_model(), max_dist_km=220, max_depth_km=cfg["zlim"][1] + 1, dist_step_km=0.25, depth_step_km=0.1)
-    a = Associator(stations, tt=tt, max_depth_km=cfg["zlim"][1], max_residual_s=cfg["tolerance"],
-                   min_stations=4, min_picks=cfg["n_picks"])
-    t_setup = time.perf_counter() - t0
-    client = None
-    if cfg["threads"] > 1:
-        from distributed import Client, LocalCluster
-
-        cluster = LocalCluster(n_workers=cfg["threads"], threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-    t0 = time.perf_counter()
-    ev, asg = associate_partitioned(picks, a, partition_s=cfg["partition_s"], overlap_s=120.0, client=client)
-    secs = time.perf_counter() - t0
-    if client is not None:
-        client.close()
-        cluster.close()
-    ev[["time", "latitude", "longitude", "depth_km", "x_km", "y_km", "n_picks"]].to_parquet(cfg["events_out"])
-    Path(cfg["result_out"]).write_text(json.dumps({"seconds": secs, "setup_seconds": t_setup, "n_events": len(ev),
-                                                   "n_assigned": len(asg)}))
-
-
-def italy(out: dict) -> None:
-    from quakescale.associate import Associator, associate_partitioned, match_events
     from quakescale.formats import picks_io
     from quakescale.velocity import load_model
 
-    picks = picks_io.read_real_picks(ITALY / "Pick" / "20161014.zip")
-    st = picks_io.read_real_stations(ITALY / "Data" / "station.dat")
-    ref = picks_io.read_real_catalog(ITALY / "REAL" / "catalog_sel.txt")
-    params = dict(max_depth_km=20.0, min_p=5, min_picks=18, max_residual_s=2.0, min_stations=4)
-    t0 = time.perf_counter()
-    a = Associator(st, load_model(ITALY / "REAL" / "tt_db" / "itvel.nd"), **params)
-    ev, asg = associate_partitioned(picks, a, partition_s=3600, overlap_s=120)
-    secs = time.perf_counter() - t0
-    m = match_events(ev, ref, max_dt_s=1.5, max_dist_km=5.0)
-    res = {"n_picks": len(picks), "seconds": secs, "picks_per_s": len(picks) / secs, "n_events": len(ev),
-           "n_real": len(ref), "matched": len(m), "recall_vs_real": len(m) / len(ref),
-           "precision_vs_real": len(m) / max(len(ev), 1), "params": params,
-           "median_epicentre_diff_km": float(m["dist_km"].median())}
-    print(f"Italy 2016-10-14 (REAL demo, STA/LTA): {len(picks)} picks in {secs:.1f} s; {len(ev)} events vs REAL "
-          f"{len(ref)}; matched {len(m)}: recall {res['recall_vs_real']:.3f}, precision vs REAL "
-          f"{res['precision_vs_real']:.3f}")
-    out["italy"] = res
+    cfg = json.loads(Path(cfg_path).read_text())
+    picks = pd.read_parquet(cfg["picks"])
+    stations = picks_io.read_stations(cfg["stations"])
+    c0, t0 = time.process_time(), time.perf_counter()
+    a = Associator(stations, load_model(cfg["model"]), **cfg["params"])
+    ev, asg = associate_partitioned(picks, a)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    ev.to_parquet(cfg["events_out"])
+    Path(cfg["result_out"]).write_text(json.dumps({"cpu_s": cpu, "wall_s": wall, "n_events": len(ev),
+                                                   "n_assigned": len(asg)}))
+
+
+def _parse_value(v: str):
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return {"none": None, "true": True, "false": False}.get(v.lower(), v)
+
+
+def bench_set(name: str, args, work: Path, tt, ref: pd.DataFrame) -> dict:
+    from quakescale.associate import Associator
+    from quakescale.formats import picks_io
+
+    picks = _window(picks_io.read_picks(SETS[name]), args.quick)
+    stations = picks_io.read_stations(STATIONS)
+    pk_path = work / f"{name}_picks.parquet"
+    picks.to_parquet(pk_path)
+    res = {"n_picks": len(picks)}
+    params = dict(_parse_value_pair(s) for s in args.set)
+    cfg = {"picks": str(pk_path), "stations": str(STATIONS), "model": str(MODEL), "params": params,
+           "events_out": str(work / f"{name}_ours_events.parquet"), "result_out": str(work / f"{name}_ours.json")}
+    (work / f"{name}_ours_cfg.json").write_text(json.dumps(cfg))
+    rc, rss, _, log = _run_child([sys.executable, __file__, "--_ours-child", str(work / f"{name}_ours_cfg.json")])
+    if rc != 0:
+        print(log)
+        raise SystemExit(f"our associator failed on {name} (rc {rc})")
+    r = json.loads(Path(cfg["result_out"]).read_text())
+    ev = pd.read_parquet(cfg["events_out"])
+    res["quakescale"] = dict(r, peak_rss_mib=rss, params=params, **score(ev, ref))
+
+    if not args.skip_pyocto:
+        a = Associator(stations, tt=tt, max_depth_km=ZMAX, margin_km=MARGIN)  # projection + search box
+        sx, sy = a.proj.to_xy(stations["latitude"].to_numpy(), stations["longitude"].to_numpy())
+        pst = pd.DataFrame({"id": stations["station_id"], "x": sx, "y": sy,
+                            "z": -stations["elevation_m"].to_numpy() / 1000.0})
+        pst.to_parquet(work / "pyocto_stations.parquet")
+        t_ref = picks["time"].min().floor("D")
+        ppk = pd.DataFrame({"station": picks["station_id"], "phase": picks["phase"],
+                            "time": (picks["time"] - t_ref).dt.total_seconds()})
+        ppk.to_parquet(work / f"{name}_pyocto_picks.parquet")
+        pcfg = {"picks": str(work / f"{name}_pyocto_picks.parquet"), "stations": str(work / "pyocto_stations.parquet"),
+                "model": str(work / "pyocto_model.bin"), "tolerance": 1.5, "xlim": list(a.xlim), "ylim": list(a.ylim),
+                "zlim": [0.0, ZMAX], "time_before": 60.0, "threads": args.threads,
+                "events_out": str(work / f"{name}_pyocto_events.csv"), "result_out": str(work / f"{name}_pyocto.json")}
+        (work / f"{name}_pyocto_cfg.json").write_text(json.dumps(pcfg))
+        (work / "pyocto_child.py").write_text(PYOCTO_CHILD)
+        rc, rss, _, log = _run_child([sys.executable, str(work / "pyocto_child.py"), str(work / f"{name}_pyocto_cfg.json")])
+        if rc != 0:
+            print(log)
+            raise SystemExit(f"PyOcto failed on {name} (rc {rc})")
+        r = json.loads(Path(pcfg["result_out"]).read_text())
+        pev = pd.read_csv(pcfg["events_out"])
+        lat, lon = a.proj.to_latlon(pev["x"].to_numpy(float), pev["y"].to_numpy(float))
+        pev = pd.DataFrame({"time": t_ref + pd.to_timedelta(pev["time"].to_numpy(float), unit="s"),
+                            "latitude": lat, "longitude": lon})
+        res["pyocto"] = dict(r, peak_rss_mib=rss, settings="PyOcto defaults; tolerance 1.5 s, time_before 60 s",
+                             **score(pev, ref))
+        q, p = res["quakescale"], res["pyocto"]
+        res["cpu_ratio_ours_over_pyocto"] = q["cpu_s"] / max(p["cpu_s"], 1e-9)
+        res["pass"] = bool(q["recall"] >= p["recall"] and q["precision"] >= p["precision"]
+                           and res["cpu_ratio_ours_over_pyocto"] <= 0.2)
+    return res
+
+
+def _parse_value_pair(s: str):
+    if "=" not in s:
+        raise SystemExit(f"--set wants KEY=VALUE, got {s!r}")
+    k, v = s.split("=", 1)
+    return k.strip(), _parse_value(v.strip())
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="20 000 picks instead of 10^6 (under a minute)")
-    ap.add_argument("--n-picks", type=int, default=1_000_000)
-    ap.add_argument("--n-stations", type=int, default=20)
-    ap.add_argument("--false-fraction", type=float, default=0.3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--min-picks", type=int, default=8)
+    ap.add_argument("--quick", action="store_true", help="first 6 hours of the day only")
+    ap.add_argument("--sets", default="stalta,phasenet", help="comma-separated: stalta, phasenet")
     ap.add_argument("--skip-pyocto", action="store_true")
-    ap.add_argument("--pyocto-own-defaults", action="store_true",
-                    help="PyOcto with its own defaults (tolerance 1.5 s, >= 3 P, 3 S, 3 P+S stations) "
-                         "instead of thresholds identical to ours")
-    ap.add_argument("--italy", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="PyOcto threads (CPU time is summed over threads)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an Associator parameter")
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "associate.json"))
     ap.add_argument("--_ours-child", dest="ours_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.ours_child:
         run_ours_child(args.ours_child)
         return 0
+    if not ITALY.exists():
+        print(f"shared data not found ({ITALY}); nothing to do")
+        return 0
+    from quakescale.velocity import TravelTimeTable, load_model
 
-    from quakescale.associate import synthetic_picks
-    from quakescale.velocity import TravelTimeTable, default_model
-
-    n_picks = 20_000 if args.quick else args.n_picks
     work = Path(args.out).resolve().parent / "associate_work"
     work.mkdir(parents=True, exist_ok=True)
-    tt = TravelTimeTable(default_model(), max_dist_km=220, max_depth_km=31, dist_step_km=0.25, depth_step_km=0.1)
-    # ~ picks per event for this network, measured on a pilot
-    pilot = synthetic_picks(tt, n_events=200, n_stations=args.n_stations, false_fraction=args.false_fraction, seed=11)
-    per_event = len(pilot.picks) / 200
-    n_events = max(10, int(round(n_picks / per_event)))
-    t0 = time.perf_counter()
-    syn = synthetic_picks(tt, n_events=n_events, n_stations=args.n_stations, false_fraction=args.false_fraction, seed=7)
-    print(f"synthetic: {len(syn.picks)} picks, {n_events} events, {args.n_stations} stations, "
-          f"{args.false_fraction:.0%} false ({time.perf_counter() - t0:.1f} s to make)")
-    picks_path, st_path = work / "picks.parquet", work / "stations.parquet"
-    syn.picks.drop(columns=["event_id"]).to_parquet(picks_path)
-    syn.stations.to_parquet(st_path)
-    common = {"picks": str(picks_path), "stations": str(st_path), "tolerance": 2.0, "n_picks": args.min_picks,
-              "zlim": [0.0, 30.0], "threads": args.threads}
-    out = {"n_picks": len(syn.picks), "n_events": n_events, "n_stations": args.n_stations,
-           "false_fraction": args.false_fraction, "threads": args.threads, "min_picks": args.min_picks,
-           "host_cpus": os.cpu_count()}
-
-    # ---- ours
-    cfg = dict(common, partition_s=3600.0, events_out=str(work / "ours_events.parquet"),
-               result_out=str(work / "ours_result.json"))
-    (work / "ours.json").write_text(json.dumps(cfg))
-    rc, rss, log = _run_child([sys.executable, __file__, "--_ours-child", str(work / "ours.json")])
-    if rc != 0:
-        print(log)
-        raise SystemExit(f"our associator failed (rc {rc})")
-    r = json.loads(Path(cfg["result_out"]).read_text())
-    ev = pd.read_parquet(cfg["events_out"])
-    rec, prec = score(ev, syn.events)
-    out["quakescale"] = dict(r, picks_per_s=len(syn.picks) / r["seconds"], peak_rss_mib_main=rss, recall=rec, precision=prec)
-    print(f"QuakeScale: {r['seconds']:.1f} s ({len(syn.picks) / r['seconds']:.0f} picks/s, {args.threads} workers), "
-          f"peak RSS {rss:.0f} MiB (main process), {len(ev)} events, recall {rec:.3f} precision {prec:.3f}")
-
-    # ---- PyOcto
+    tt = TravelTimeTable(load_model(MODEL), max_dist_km=260, max_depth_km=ZMAX + 2, dist_step_km=0.25, depth_step_km=0.1)
     if not args.skip_pyocto:
-        py = ensure_pyocto(ROOT / "bench-out" / "pyocto-venv")
-        model_path = work / "pyocto_model.bin"
-        write_pyocto_model(tt, model_path, delta=0.5, xdist=220.0, zdist=32.0)
-        from quakescale.associate import Associator
-
-        a = Associator(syn.stations, tt=tt, max_depth_km=30.0)  # for the shared projection / box
-        sx, sy = a.proj.to_xy(syn.stations["latitude"].to_numpy(), syn.stations["longitude"].to_numpy())
-        pst = pd.DataFrame({"id": syn.stations["station_id"], "x": sx, "y": sy,
-                            "z": -syn.stations["elevation_m"].to_numpy() / 1000.0})
-        pst.to_csv(work / "pyocto_stations.csv", index=False)
-        t_ref = syn.picks["time"].min().floor("D")
-        ppk = pd.DataFrame({"station": syn.picks["station_id"], "phase": syn.picks["phase"],
-                            "time": (syn.picks["time"] - t_ref).dt.total_seconds()})
-        ppk.to_csv(work / "pyocto_picks.csv", index=False, float_format="%.4f")
-        if args.pyocto_own_defaults:
-            psettings = dict(pyocto_tolerance=1.5, pick_match_tolerance=1.5, n_p_picks=3, n_s_picks=3, n_p_and_s_picks=3)
-        else:
-            psettings = dict(pyocto_tolerance=2.0, pick_match_tolerance=2.0, n_p_picks=0, n_s_picks=0, n_p_and_s_picks=0)
-        pcfg = dict(common, picks=str(work / "pyocto_picks.csv"), stations=str(work / "pyocto_stations.csv"),
-                    model=str(model_path), xlim=list(a.xlim), ylim=list(a.ylim), time_before=60.0,
-                    **psettings,
-                    events_out=str(work / "pyocto_events.csv"), result_out=str(work / "pyocto_result.json"))
-        (work / "pyocto.json").write_text(json.dumps(pcfg))
-        (work / "pyocto_runner.py").write_text(PYOCTO_RUNNER)
-        rc, rss, log = _run_child([str(py), str(work / "pyocto_runner.py"), str(work / "pyocto.json")])
-        if rc != 0:
-            print(log)
-            raise SystemExit(f"PyOcto failed (rc {rc})")
-        r = json.loads(Path(pcfg["result_out"]).read_text())
-        pev = pd.read_csv(pcfg["events_out"])
-        lat, lon = a.proj.to_latlon(pev["x"].to_numpy(float), pev["y"].to_numpy(float))
-        pev = pd.DataFrame({"time": t_ref + pd.to_timedelta(pev["time"].to_numpy(float), unit="s"),
-                            "latitude": lat, "longitude": lon})
-        rec, prec = score(pev, syn.events)
-        out["pyocto"] = dict(r, picks_per_s=len(syn.picks) / r["seconds"], peak_rss_mib=rss, recall=rec, precision=prec,
-                             settings=dict(psettings, n_picks=args.min_picks, time_before=60.0))
-        print(f"PyOcto:     {r['seconds']:.1f} s ({len(syn.picks) / r['seconds']:.0f} picks/s, {args.threads} threads), "
-              f"peak RSS {rss:.0f} MiB, {len(pev)} events, recall {rec:.3f} precision {prec:.3f}")
-        q, p = out["quakescale"], out["pyocto"]
-        out["ratio_throughput_ours_over_pyocto"] = q["picks_per_s"] / p["picks_per_s"]
-        out["ratio_recall_ours_over_pyocto"] = q["recall"] / max(p["recall"], 1e-9)
-        print(f"ratio ours/PyOcto: throughput {out['ratio_throughput_ours_over_pyocto']:.2f}x, "
-              f"recall {out['ratio_recall_ours_over_pyocto']:.3f}x")
-    if args.italy:
-        italy(out)
+        write_pyocto_model(tt, work / "pyocto_model.bin", delta=0.5, xdist=250.0, zdist=ZMAX + 1)
+    ref = _reference(args.quick)
+    out = {"quick": args.quick, "reference_events": len(ref), "host_cpus": os.cpu_count(), "sets": {}}
+    print(f"{'set':9s} {'program':10s} {'events':>7s} {'recall':>7s} {'precis.':>7s} {'CPU s':>7s} {'wall s':>7s} "
+          f"{'RSS MiB':>8s}")
+    for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+        if name not in SETS:
+            raise SystemExit(f"unknown set {name!r} (have {list(SETS)})")
+        res = bench_set(name, args, work, tt, ref)
+        out["sets"][name] = res
+        for prog in ("pyocto", "quakescale"):
+            if prog in res:
+                r = res[prog]
+                print(f"{name:9s} {prog:10s} {r['n_events']:7d} {r['recall']:7.3f} {r['precision']:7.3f} "
+                      f"{r['cpu_s']:7.1f} {r['wall_s']:7.1f} {r['peak_rss_mib']:8.0f}")
+        if "pass" in res:
+            print(f"{name:9s} CPU ours/PyOcto {res['cpu_ratio_ours_over_pyocto']:.3f}; "
+                  f"acceptance (recall, precision >= PyOcto's, CPU <= 1/5): {'PASS' if res['pass'] else 'FAIL'}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, default=float))
     print(f"wrote {args.out}")

@@ -1,16 +1,25 @@
-"""Benchmark: seconds per station-day for CERP detect+pick on CPU vs the I/O floor (read + filter).
+"""Benchmark: CERP detect + pick per station-day against the I/O floor, step by step.
 
-    python benchmarks/bench_detect.py [--quick] [--threads 2] [--days 200] [--world DIR] [--out bench-out/detect.json]
+    python benchmarks/bench_detect.py [--quick] [--threads 2] [--repeats 5] [--device cpu|cuda|auto]
+                                      [--days 200] [--world DIR] [--no-seisbench] [--out bench-out/detect.json]
 
-A synthetic world with full 24 h days (4 stations, 150 events/day) is generated once (cached in
-bench-out/world-bench, or --world).  For each station-day, in the same process and run:
-- I/O floor: ``read_station_day`` + ``preprocess`` (1-20 Hz band-pass on the 100 Hz grid);
-- full: ``run_station_day`` (read + filter + detector on all windows + picker on detected ones
-  + merge + SNR + Wood-Anderson amplitudes);
-- detector alone over all windows for the shipped model and for the seed-size CNN (32 kernels in
-  all 8 layers) -- the size choice.
-Then ``--days`` consecutive station-days (cycling over the world's) in one process: peak RSS and
-RSS growth (memory must stay flat).
+The floor is what ANY picker must pay: ``read_station_day`` (ObsPy Steim2 decode + merge) + split
++ demean + 1-20 Hz band-pass (ObsPy), exactly as ``bench_io.py`` times it.  Three 24 h, 100 Hz,
+3-component station-days (``benchmarks/_days.py``):
+
+- synthetic, gap-free (the project's benchmark world: cheap to read, 150 events);
+- real noise, gap-free (two real hours of the 2019 Mesetas sequence laid end to end: the honest
+  read cost, 512-byte Steim2 records);
+- real noise, gapped (the same with a 1 h gap and 20 short ones).
+
+For each day, warm, in one process: ``--repeats`` alternated rounds of floor then full
+``run_station_day`` (read + preprocess + detector + picker + refinement + SNR/amplitudes) + the
+Parquet write; median and spread (min-max); the full run split into its steps.  SeisBench's
+PhaseNet and EQTransformer ``annotate`` (random weights: the same arithmetic as trained ones) run
+on the real gap-free day in the same process when seisbench is installed.  Then the peak RSS of a
+fresh one-station-day worker process, and ``--days`` consecutive station-days in one process (RSS
+must stay flat).  ``--device cuda`` runs the networks on the GPU (batches of >= 4096 windows,
+pinned station-day copy, one transfer of detector output).
 """
 
 from __future__ import annotations
@@ -20,8 +29,16 @@ import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _days import real_noise_day, synthetic_world  # noqa: E402
+
+STEPS = ("t_read_s", "t_preprocess_s", "t_detector_s", "t_picker_s", "t_refine_s", "t_table_s", "t_write_s")
 
 
 def rss_mb() -> float:
@@ -29,83 +46,139 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def floor_once(sds, sid, day, channels) -> float:
+    """read + split + demean + 1-20 Hz band-pass, as bench_io.py."""
+    from quakescale.archive import read_station_day
+
+    t = time.perf_counter()
+    st = read_station_day(sds, sid, day, channels=channels)
+    st.split().detrend("demean").filter("bandpass", freqmin=1.0, freqmax=20.0, corners=4, zerophase=False)
+    return time.perf_counter() - t
+
+
+def spread(xs) -> dict:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def worker_peak_rss_mb(world: Path, sid: str, device: str) -> float:
+    """Peak RSS of a fresh process that imports QuakeScale and runs one station-day."""
+    code = (
+        "import sys, torch; torch.set_num_threads(2)\n"
+        "from quakescale.config import load_config\n"
+        "from quakescale.detect.runner import run_station_day\n"
+        f"cfg = load_config({str(world / 'config.yaml')!r}); cfg.detect.device = {device!r}\n"
+        f"run_station_day(cfg, {sid!r}, cfg.archive.start)\n"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-c", code], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(after, before) / 1024
+
+
+def seisbench_times(cfg, sid, repeats: int, device: str) -> dict:
+    try:
+        import seisbench.models as sbm
+    except ImportError:
+        return {}
+    import torch
+
+    from quakescale.archive import read_station_day
+
+    out = {}
+    for name in ("PhaseNet", "EQTransformer"):
+        model = getattr(sbm, name)().eval()
+        if device != "cpu" and torch.cuda.is_available():
+            model.cuda()
+        ts = []
+        for _ in range(repeats + 1):  # first call warms
+            t = time.perf_counter()
+            st = read_station_day(cfg.archive.sds_root, sid, cfg.archive.start, channels=list(cfg.archive.channels))
+            model.annotate(st)
+            ts.append(time.perf_counter() - t)
+        out[name] = spread(ts[1:])
+        print(f"  SeisBench {name} annotate (read + annotate): {out[name]['median']:.2f} s [{out[name]['min']:.2f}-{out[name]['max']:.2f}]")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer repeats and station-days (< ~1 min once the world is cached)")
+    ap.add_argument("--quick", action="store_true", help="3 repeats, 8 days of memory loop, SeisBench once")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=None, help="warm rounds per day (default 5; 3 with --quick)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--days", type=int, default=None, help="consecutive station-days for the memory check (default 200; 8 with --quick)")
     ap.add_argument("--world", default="bench-out/world-bench")
+    ap.add_argument("--no-seisbench", action="store_true", help="skip the SeisBench pickers")
     ap.add_argument("--out", default="bench-out/detect.json")
     a = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(a.threads)
-    from quakescale.archive import read_station_day
     from quakescale.config import load_config
-    from quakescale.detect.models import Detector, load_model, n_params, normalize_windows
-    from quakescale.detect.runner import _batch, preprocess, run_station_day, tune_malloc, window_starts
+    from quakescale.detect.models import load_model
+    from quakescale.detect.runner import run_station_day, tune_malloc
+    from quakescale.rundir import write_table
+    from quakescale import schema as S
 
-    world = Path(a.world)
-    if not (world / "config.yaml").exists():
-        from quakescale.synth.world import make_world
-
-        t = time.time()
-        make_world(world, n_stations=4, days=1, n_events=150, seed=99, hours_per_day=24.0, n_gaps=0, corrupt=False)
-        print(f"world generated in {time.time() - t:.1f} s -> {world}")
-    cfg = load_config(world / "config.yaml")
-    cfg.detect.device = "cpu"
-    import pandas as pd
-
-    sids = sorted(pd.read_parquet(world / "truth" / "stations.parquet").station_id)
-    day = cfg.archive.start
+    world = synthetic_world(Path(a.world))
+    base = load_config(world / "config.yaml")
+    base.detect.device = a.device
     tune_malloc()
-    model = load_model(cfg.detect.model, device="cpu")
-    run_station_day(cfg, sids[0], day, model=model)  # warm-up (inventory cache, allocator)
-    reps = 1 if a.quick else 3
-    io_s, full_s, det_s, seed_s, n_picks = [], [], [], [], []
-    seed_cnn = Detector(channels=(32,) * 8).eval()
-    for sid in sids:
+    model = load_model(base.detect.model, device=a.device)
+    sid = "XL.L01"
+    days = [("synthetic gap-free", base)]
+    for gapped in (False, True):
+        sds = real_noise_day(world, Path(a.world).parent / "realday", gapped=gapped)
+        if sds is not None:
+            cfg = base.model_copy(deep=True)
+            cfg.archive.sds_root = sds
+            days.append((f"real-noise {'gapped' if gapped else 'gap-free'}", cfg))
+    reps = a.repeats or (3 if a.quick else 5)
+    channels = list(base.archive.channels)
+    res = {"threads": a.threads, "device": str(model.device), "model": model.label, "repeats": reps, "days": {}}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-detect-"))
+    print(f"{'day':<22} {'floor s':>8} {'full s':>8} {'ratio':>6}   " + " ".join(f"{s[2:-2]:>9}" for s in STEPS) + "   picks")
+    for name, cfg in days:
+        run_station_day(cfg, sid, cfg.archive.start, model=model)  # warm (inventory cache, allocator)
+        floors, fulls, steps, n_picks = [], [], {s: [] for s in STEPS}, []
         for _ in range(reps):
+            floors.append(floor_once(cfg.archive.sds_root, sid, cfg.archive.start, channels))
+            info: dict = {}
             t = time.perf_counter()
-            st = read_station_day(cfg.archive.sds_root, sid, day, channels=list(cfg.archive.channels))
-            prep = preprocess(st, cfg.detect)
-            io_s.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            df = run_station_day(cfg, sid, day, model=model)
-            full_s.append(time.perf_counter() - t)
+            df = run_station_day(cfg, sid, cfg.archive.start, model=model, info=info)
+            tw = time.perf_counter()
+            write_table(df, tmp / "picks.parquet", S.PICKS)
+            info["t_write_s"] = time.perf_counter() - tw
+            fulls.append(time.perf_counter() - t)
+            for s in STEPS:
+                steps[s].append(info.get(s, 0.0))
             n_picks.append(len(df))
-        starts = window_starts(prep.data.shape[1])
-        for net, acc in ((model.detector, det_s), (seed_cnn, seed_s)):
-            t = time.perf_counter()
-            with torch.inference_mode():
-                for b in range(0, len(starts), 256):
-                    net(normalize_windows(torch.from_numpy(_batch(prep.data, starts[b : b + 256]))))
-            acc.append(time.perf_counter() - t)
-        del st, prep
-    io, full = statistics.median(io_s), statistics.median(full_s)
-    res = {
-        "threads": a.threads,
-        "station_days": len(sids),
-        "io_floor_s_per_station_day": io,
-        "detect_pick_s_per_station_day": full,
-        "ratio_to_io_floor": full / io,
-        "target_ratio": 3.0,
-        "detector_only_s": statistics.median(det_s),
-        "seed_size_detector_only_s": statistics.median(seed_s),
-        "detector_params": n_params(model.detector),
-        "seed_size_detector_params": n_params(seed_cnn),
-        "picker_params": n_params(model.picker),
-        "picks_per_station_day": statistics.median(n_picks),
-        "model": model.label,
-    }
-    print(f"I/O floor (read + 1-20 Hz filter): {io:.2f} s per station-day")
-    print(f"detect + pick (full run_station_day): {full:.2f} s per station-day = {full / io:.2f}x the I/O floor (target <= 3x, {a.threads} threads)")
-    print(f"detector alone: {res['detector_only_s']:.2f} s ({res['detector_params']} params); seed-size CNN (32 kernels x 8): {res['seed_size_detector_only_s']:.2f} s ({res['seed_size_detector_params']} params)")
+        fl, fu = statistics.median(floors), statistics.median(fulls)
+        med = {s: statistics.median(v) for s, v in steps.items()}
+        res["days"][name] = {
+            "floor_s": spread(floors),
+            "detect_pick_s": spread(fulls),
+            "ratio_to_floor": fu / fl,
+            "steps_s": med,
+            "picks": statistics.median(n_picks),
+        }
+        print(f"{name:<22} {fl:8.2f} {fu:8.2f} {fu / fl:6.2f}   " + " ".join(f"{med[s]:9.3f}" for s in STEPS) + f"   {statistics.median(n_picks):.0f}")
+        print(f"{'':<22} [{min(floors):.2f}-{max(floors):.2f}] [{min(fulls):.2f}-{max(fulls):.2f}]")
+    if not a.no_seisbench and len(days) > 1:
+        sb = seisbench_times(days[1][1], sid, 1 if a.quick else reps, a.device)
+        if sb:
+            cerp = res["days"][days[1][0]]["detect_pick_s"]["median"]
+            res["seisbench"] = {k: {**v, "cerp_speedup": v["median"] / cerp} for k, v in sb.items()}
+            for k, v in res["seisbench"].items():
+                print(f"  CERP is {v['cerp_speedup']:.1f}x faster than SeisBench {k} on the real gap-free day")
+    res["worker_peak_rss_mb"] = worker_peak_rss_mb(world, sid, a.device)
+    print(f"fresh worker, one station-day: peak RSS {res['worker_peak_rss_mb']:.0f} MB")
     n_days = a.days if a.days is not None else (8 if a.quick else 200)
+    sids = ["XL.L01", "XL.L02", "YN.Y01", "YN.Y02"]
     rss = []
     t = time.perf_counter()
     for i in range(n_days):
-        run_station_day(cfg, sids[i % len(sids)], day, model=model)
+        run_station_day(base, sids[i % len(sids)], base.archive.start, model=model)
         rss.append(rss_mb())
     k = max(1, n_days // 10)
     res.update(
@@ -115,11 +188,14 @@ def main(argv=None):
         rss_last_mb=statistics.mean(rss[-k:]),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
-    print(f"memory over {n_days} consecutive station-days: RSS {res['rss_first_mb']:.0f} MB (first) -> {res['rss_last_mb']:.0f} MB (last); peak RSS {res['peak_rss_mb']:.0f} MB")
+    print(f"memory over {n_days} consecutive station-days: RSS {res['rss_first_mb']:.0f} MB (first) -> {res['rss_last_mb']:.0f} MB (last); this process's peak {res['peak_rss_mb']:.0f} MB")
+    per_year = {k: v["detect_pick_s"]["median"] * 365 / 3600 for k, v in res["days"].items()}
+    res["cpu_hours_per_station_year"] = per_year
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {out}")
+    return res
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ def run(*args, check=True):
 def test_template_has_seed_defaults():
     cfg = parse_config(yaml.safe_load(TEMPLATE))
     assert (cfg.detect.window_s, cfg.detect.stride_s, cfg.detect.freqmin_hz, cfg.detect.freqmax_hz) == (30, 15, 1, 20)
-    assert (cfg.associate.max_residual_s, cfg.associate.min_stations) == (2.0, 4)
-    assert (cfg.locate.residual_full_s, cfg.locate.residual_cutoff_factor, cfg.locate.dist_full_km, cfg.locate.dist_zero_km) == (0.3, 3.0, 40, 120)
+    assert (cfg.associate.max_residual_s, cfg.associate.min_stations) == (1.0, 4)  # issue 14: 2.0 s let noise picks in
+    locate = cfg.locate
+    assert (locate.residual_full_s, locate.residual_cutoff_factor) == (0.3, 3.0)
+    assert (locate.dist_full_km, locate.dist_zero_km) == ("auto", "auto")  # 40/120 on a dense network
     assert (cfg.relocate.max_station_km, cfg.relocate.max_sep_km, cfg.relocate.min_obs) == (150, 6, 8)
     assert cfg.relocate.cc.p_window_s == (0.5, 3.5) and cfg.relocate.cc.s_window_s == (0.3, 4.5)
     # every field of the model appears in the template (the template documents everything)

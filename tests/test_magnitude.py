@@ -96,3 +96,36 @@ def test_fmd_b_value(b_true):
 def test_fmd_needs_enough_events():
     with pytest.raises(ValueError, match="at least"):
         fmd([1.0, 1.1, 1.2])
+
+
+def test_absurd_and_clipped_amplitudes_are_excluded_with_reasons():
+    """strict=False (the locate stage): one absurd amplitude does not fail anything -- it is left
+    out of its event's ML with the reason; clipped amplitudes count only where an event has no
+    other; an event ML above max_ml is not reported, with a note."""
+    events, picks, stations = world(n_ev=10, seed=2)
+    ref, _ = event_magnitudes(events, picks, stations)
+    bad = picks.copy()
+    i = bad.index[(bad.event_id == 3) & (bad.phase == "S")][0]
+    bad.loc[i, "amp_wa_mm"] = 5.0e4  # an accelerometer read as velocity, a spike ...
+    with pytest.raises(MagnitudeUnitError):
+        event_magnitudes(events, bad, stations)
+    got, sm = event_magnitudes(events, bad, stations, strict=False)
+    row = sm[(sm.event_id == 3) & (sm.station_id == bad.loc[i, "station_id"])].iloc[0]
+    assert not row.used and "absurd amplitude" in row.reason and row.amp_wa_mm == 5.0e4
+    assert (
+        got.set_index("event_id").loc[3, "mag_n"] == 14 and "excluded" in got.set_index("event_id").loc[3, "mag_note"]
+    )
+    assert abs(got.set_index("event_id").loc[3, "magnitude"] - ref.set_index("event_id").loc[3, "magnitude"]) < 0.1
+    np.testing.assert_allclose(got.magnitude.drop(index=3), ref.magnitude.drop(index=3))
+    # clipped: excluded while the event has unclipped amplitudes, used (lower bound) where all are
+    clip = picks.assign(amp_clipped=(picks.event_id == 5) | ((picks.event_id == 4) & (picks.station_id == "XX.S00")))
+    got, sm = event_magnitudes(events, clip, stations, strict=False)
+    g = got.set_index("event_id")
+    assert g.loc[4, "mag_n"] == 14 and not sm[(sm.event_id == 4) & (sm.station_id == "XX.S00")].used.iloc[0]
+    assert g.loc[5, "mag_n"] == 15 and "lower bound" in g.loc[5, "mag_note"]
+    # an implausible event ML: NaN with the reason, not an exception
+    big_ev, big_picks, big_sta = world(n_ev=5, seed=5, ml_range=(4.6, 4.9))
+    got, _ = event_magnitudes(
+        big_ev, big_picks.assign(amp_wa_mm=big_picks.amp_wa_mm * 1e3), big_sta, strict=False, max_amp_mm=1e12
+    )
+    assert got.magnitude.isna().all() and got.mag_note.str.contains("above 7.5").all()

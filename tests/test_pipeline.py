@@ -33,11 +33,15 @@ def test_full_run_recovers_the_sequence(finished_run, small_world):
     cfg, summary, logs = finished_run
     run = Path(cfg.run.out_dir)
     vs = summary["vs_truth"]
-    # detection: the corrupt station-day is recorded as failed, the others are ok
+    # detection: the corrupt station-day is recorded as skipped (bad data, with the reason), the others are ok
     st = pd.read_parquet(run / "status" / "detect.parquet")
     assert (st.state == "ok").sum() == 7
-    bad = st[st.state == "failed"]
+    bad = st[st.state == "skipped"]
     assert len(bad) == 1 and "unreadable MiniSEED file" in bad.reason.iloc[0]
+    assert summary["problems"] == []  # skipped bad data is no failure: `quakescale run` exits 0
+    # the locator's auto distance taper is the seed's 40/120 km on this dense local network
+    loc = pd.read_parquet(run / "status" / "locate.parquet")
+    assert "distance taper 40/120 km" in loc.reason.iloc[-1], loc.reason.iloc[-1]
     # picks, events, locations vs truth
     assert vs["picks"]["P"]["recall"] > 0.5 and abs(vs["picks"]["P"]["mean_error_s"]) < 0.1
     assert vs["locate"]["recall"] >= 0.7, vs["locate"]
@@ -49,8 +53,10 @@ def test_full_run_recovers_the_sequence(finished_run, small_world):
     assert vs["relocate"]["median_epicentral_error_km"] < 0.5
     # catalogs and provenance
     cats = run / "catalogs"
-    for name in ("events.parquet", "events.csv", "catalog.xml", "hypoDD.reloc", "report.html"):
+    for name in ("events.parquet", "events.csv", "catalog.xml", "hypoDD.reloc", "catalog.arc", "report.html"):
         assert (cats / name).exists(), name
+    arc_lines = (cats / "catalog.arc").read_text().splitlines()  # hyp1.40 widths: summary 179, stations 120
+    assert sum(len(x) == 179 and x[:12].isdigit() for x in arc_lines) == len(pd.read_parquet(cats / "events.parquet"))
     man = json.loads((run / "manifest.json").read_text())
     assert man["config_digest"] == cfg.digest() and man["versions"]["quakescale"]
     assert str(run / "manifest.json") in (cats / "events.csv").read_text().splitlines()[0]

@@ -127,3 +127,32 @@ def test_same_seed_same_bytes(tmp_path):
             h.update(f.read_bytes())
         digests.append(h.hexdigest())
     assert digests[0] == digests[1]
+
+
+def test_sensitivity_only_inventory_keeps_amplitudes(small_world):
+    """The same world with its StationXML stripped to channel sensitivities (what FDSN serves at
+    channel level): WA amplitudes from the sensitivity match the full-response ones for the
+    broadband (flat) sensors within 5 %, are flagged ``sensitivity``, and a channel without any
+    response gives NaN with its reason -- never an exception."""
+    import copy
+
+    from quakescale.detect.amplitude import WAMeter
+
+    inv = read_inventory(str(small_world / "stations.xml"))
+    bare = copy.deepcopy(inv)
+    for net in bare:
+        for sta in net:
+            for cha in sta:
+                cha.response.response_stages = []
+    pk = pd.read_parquet(small_world / "truth" / "picks.parquet")
+    s = pk[(pk.phase == "S") & pk.recorded & (pk.snr > 10) & pk.station_id.str.startswith("YN.")].head(8)
+    p = pk[pk.phase == "P"].set_index(["event_id", "station_id"]).time
+    assert len(s) >= 4
+    for r in s.itertuples():
+        st = read_station_day(small_world / "sds", r.station_id, "2014-08-03")
+        ts, tp = UTCDateTime(r.time.to_pydatetime()), UTCDateTime(p.loc[(r.event_id, r.station_id)].to_pydatetime())
+        full, sens = WAMeter(st, inv).measure(tp - 1, ts + 5), WAMeter(st, bare).measure(tp - 1, ts + 5)
+        assert (full.source, sens.source) == ("response", "sensitivity")
+        assert abs(sens.amp_mm / full.amp_mm - 1) < 0.05, (full, sens)
+        none = WAMeter(st, bare.select(station="NOPE")).measure(tp - 1, ts + 5)
+        assert np.isnan(none.amp_mm) and none.source == "none" and "no response" in none.note

@@ -554,3 +554,143 @@ def read_window(sds_root, station_id: str, t0: UTCDateTime, t1: UTCDateTime, cha
         st.merge(method=1, fill_value=None)
         st.trim(t0, t1)
     return st
+
+
+# ----------------------------------------------------------------------------- import
+_ENCODING = {np.dtype("int32"): "STEIM2", np.dtype("float32"): "FLOAT32", np.dtype("float64"): "FLOAT64"}
+IMPORT_RECLEN = 4096
+
+
+def sds_path(root, net: str, sta: str, loc: str, cha: str, day: dt.date) -> Path:
+    """SDS file of one channel-day: ``YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY``."""
+    return (
+        Path(root)
+        / f"{day.year}"
+        / net
+        / sta
+        / f"{cha}.D"
+        / f"{net}.{sta}.{loc}.{cha}.D.{day.year}.{day.timetuple().tm_yday:03d}"
+    )
+
+
+def _as_archive_dtype(data: np.ndarray) -> np.ndarray:
+    if np.issubdtype(data.dtype, np.integer):
+        if data.size and (data.max() > 2**31 - 1 or data.min() < -(2**31)):
+            return data.astype(np.float64)
+        return data.astype(np.int32)
+    return data.astype(np.float64) if data.dtype == np.float64 else data.astype(np.float32)
+
+
+def _day_bytes(traces: Stream) -> bytes:
+    """One channel-day as MiniSEED bytes: merged (overlaps resolved, duplicates dropped),
+    contiguous pieces written in time order with fixed 4096-byte records (same input, same bytes)."""
+    import io
+
+    st = Stream([tr.copy() for tr in traces])
+    for tr in st:
+        tr.data = _as_archive_dtype(np.asarray(tr.data))
+        tr.stats.pop("mseed", None)
+        tr.stats.pop("sac", None)
+        tr.stats.pop("_format", None)
+    dtypes = {tr.data.dtype for tr in st}
+    if len(dtypes) > 1:  # int and float pieces of one channel: keep floats
+        for tr in st:
+            tr.data = tr.data.astype(np.float64)
+    st.sort(keys=["starttime", "endtime"])
+    st.merge(method=1, fill_value=None)  # overlaps: the later piece wins; identical copies collapse
+    st = st.split()
+    st.sort(keys=["starttime"])
+    buf = io.BytesIO()
+    enc = _ENCODING.get(st[0].data.dtype, "FLOAT64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st.write(buf, format="MSEED", reclen=IMPORT_RECLEN, encoding=enc)
+    return buf.getvalue()
+
+
+def import_files(files, sds_root, log=None) -> dict:
+    """Turn MiniSEED / SAC files of any length (one per channel and request, as FDSN clients
+    write them, or anything ObsPy reads) into an SDS archive under ``sds_root``, idempotently.
+
+    Traces are cut at UTC midnight; each channel-day merges what the archive already holds with
+    the new pieces (overlapping files merged, duplicates dropped) and is rewritten only when its
+    bytes change, so importing the same files again changes nothing.  Unreadable files are
+    listed in ``errors`` and do not stop the import.  Returns counts and the channel-days
+    written / unchanged."""
+    sds_root = Path(sds_root)
+    by_day: dict[tuple, Stream] = {}
+    errors, n_files, n_traces = [], 0, 0
+    for f in files:
+        f = Path(f)
+        if f.is_dir():
+            errors.append(f"{f}: is a directory (give the files, e.g. {f}/*.mseed)")
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                st = read(str(f))
+        except Exception as exc:  # not a waveform file ObsPy reads
+            errors.append(f"{f}: unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})")
+            continue
+        n_files += 1
+        for tr in st:
+            if not tr.stats.npts:
+                continue
+            n_traces += 1
+            s = tr.stats
+            d = dt.date.fromisoformat(str(s.starttime.date))
+            while UTCDateTime(d.isoformat()) <= s.endtime:
+                d0 = UTCDateTime(d.isoformat())
+                piece = tr.slice(d0, d0 + 86400 - 1e-6, nearest_sample=False)  # a midnight sample starts the next day
+                if piece.stats.npts:
+                    by_day.setdefault((s.network, s.station, s.location, s.channel, d), Stream()).append(piece)
+                d += dt.timedelta(days=1)
+    written, unchanged = [], []
+    for (net, sta, loc, cha, d), pieces in sorted(by_day.items()):
+        path = sds_path(sds_root, net, sta, loc, cha, d)
+        old = b""
+        if path.exists():
+            old = path.read_bytes()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    existing = read(str(path), format="MSEED")
+            except Exception as exc:
+                errors.append(f"{path}: existing archive file unreadable, not merged ({type(exc).__name__}: {exc})")
+                continue
+            pieces = existing + pieces
+        data = _day_bytes(pieces)
+        if data == old:
+            unchanged.append(str(path))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        written.append(str(path))
+        if log:
+            log(f"wrote {path}")
+    _LISTING.clear()
+    return dict(
+        files=n_files, traces=n_traces, channel_days=len(by_day), written=written, unchanged=unchanged, errors=errors
+    )
+
+
+def sds_contents(sds_root) -> pd.DataFrame:
+    """What an SDS archive holds: one row per channel-day file (network, station, location,
+    channel, day, path); empty when ``sds_root`` is not laid out as SDS."""
+    rows = []
+    root = Path(sds_root)
+    for ydir in (
+        sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit() and len(p.name) == 4)
+        if root.is_dir()
+        else []
+    ):
+        for f in sorted(ydir.glob("*/*/*.D/*")):
+            parts = f.name.split(".")
+            if len(parts) != 7 or parts[4] != "D" or not parts[6].isdigit():
+                continue
+            net, sta, loc, cha, _, year, doy = parts
+            day = dt.date(int(year), 1, 1) + dt.timedelta(days=int(doy) - 1)
+            rows.append(dict(network=net, station=sta, location=loc, channel=cha, day=day, path=str(f)))
+    return pd.DataFrame(rows, columns=["network", "station", "location", "channel", "day", "path"])

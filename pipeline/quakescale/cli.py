@@ -53,12 +53,60 @@ def _load(config: Path):
 
 
 @app.command()
-def init(path: Path = typer.Argument(Path("quakescale.yaml"), help="Where to write the commented config template."), force: bool = typer.Option(False, help="Overwrite an existing file.")):
-    """Write a commented run-config template with the seed study's defaults."""
+def init(
+    path: Path = typer.Argument(Path("quakescale.yaml"), help="Where to write the commented config template."),
+    force: bool = typer.Option(False, help="Overwrite an existing file."),
+    archive: Optional[Path] = typer.Option(
+        None,
+        "--archive",
+        help="SDS archive to fit the config to (stations, channels, dates, travel-time extent); "
+        "loose MiniSEED/SAC files: run `quakescale archive import` first.",
+    ),
+    inventory: Optional[Path] = typer.Option(
+        None, "--inventory", help="StationXML of the archive's stations (with --archive)."
+    ),
+):
+    """Write a commented run-config template with the seed study's defaults; with --archive and --inventory,
+    fitted to them."""
     if path.exists() and not force:
         _fail(f"{path} exists (use --force to overwrite)")
+    if (archive is None) != (inventory is None):
+        _fail("--archive and --inventory go together")
+    if archive is not None:
+        from .config import fitted_config
+
+        text, facts = fitted_config(archive, inventory, path)
+        path.write_text(text)
+        typer.echo(
+            f"wrote {path}: {len(facts['stations'])} stations, channels {facts['channels']}, "
+            f"{facts['start']}..{facts['end']}, "
+            f"network span {facts['span_km']:.0f} km; locator taper auto: {facts['taper']}"
+        )
+        return
     path.write_text(TEMPLATE)
     typer.echo(f"wrote {path}")
+
+
+archive_app = typer.Typer(no_args_is_help=True, help="The waveform archive: import loose files into SDS.")
+app.add_typer(archive_app, name="archive")
+
+
+@archive_app.command("import")
+def archive_import(
+    files: List[Path] = typer.Argument(..., help="MiniSEED / SAC files of any length (anything ObsPy reads)."),
+    sds: Path = typer.Option(..., "--sds", help="SDS archive root to create or extend."),
+):
+    """Turn loose MiniSEED/SAC files into an SDS archive (cut at midnight, overlaps merged); importing again
+    changes nothing."""
+    from .archive import import_files
+
+    res = import_files(files, sds)
+    typer.echo(f"{res['files']} file(s), {res['traces']} trace(s) -> {res['channel_days']} channel-day(s) in {sds}: "
+               f"{len(res['written'])} written, {len(res['unchanged'])} unchanged")
+    for e in res["errors"]:
+        typer.secho(f"  skipped {e}", err=True)
+    if res["errors"] and not res["files"]:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -218,12 +266,15 @@ def run(
     force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even where finished (repeatable); later stages follow."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry units that failed before (their reasons: quakescale status)."),
 ):
-    """Run the whole pipeline (plan -> detect -> associate -> locate -> xcorr -> relocate -> catalog); resumes."""
+    """Run the whole pipeline (plan -> detect -> associate -> locate -> xcorr -> relocate -> catalog); resumes.
+    Exits 1 when a stage failed or the catalog was not written (station-days skipped for bad data are recorded,
+    not failures)."""
     from .hpc.pipeline import run_pipeline
 
     cfg = _load(config)
     summary = run_pipeline(cfg, stages=stages or None, force=set(force or []), echo=typer.echo, retry_failed=retry_failed)
     _print_summary(summary)
+    _exit_on_problems(summary)
 
 
 def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[List[str]], force: bool):
@@ -248,6 +299,16 @@ def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[
         return
     summary = run_pipeline(cfg, stages=[stage], force={stage} if force else set(), echo=typer.echo)
     _print_summary(summary)
+    _exit_on_problems(summary)
+
+
+def _exit_on_problems(summary: dict):
+    """Exit 1 (after saying why) when the run's stages failed or the catalog was not written."""
+    if summary.get("problems"):
+        for line in summary["problems"]:
+            typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+        typer.secho("run: not complete (exit 1); reasons: quakescale status CONFIG; retry: --retry-failed", err=True)
+        raise typer.Exit(1)
 
 
 _CHUNK = typer.Option(None, "--chunk", help="Run only chunk K of the stage's sorted unit list (sbatch array task: $SLURM_ARRAY_TASK_ID).")
@@ -278,26 +339,55 @@ def xcorr(
 
 @app.command()
 def associate(
-    config: Optional[Path] = typer.Argument(None, help="Run config (YAML); or use --picks/--stations/--model for picks from elsewhere."),
-    picks: Optional[Path] = typer.Option(None, "--picks", help="Picks: our Parquet, or CSV (station_id/network+station, phase, time[, probability, amp_wa_mm])."),
-    stations_file: Optional[Path] = typer.Option(None, "--stations", help="Stations: StationXML, or a table (station_id, latitude, longitude, elevation_m)."),
+    config: Optional[Path] = typer.Argument(None, help="Run config (YAML): runs the stage; with --picks its associate: section gives the parameters."),
+    picks: Optional[Path] = typer.Option(None, "--picks", help="Picks: our Parquet, a REAL pick zip/folder, PhaseNet picks.csv, or CSV (station_id/network+station, phase, time[, probability, amp_wa_mm])."),
+    stations_file: Optional[Path] = typer.Option(None, "--stations", help="Stations: StationXML, REAL station.dat, or a table (station_id, latitude, longitude, elevation_m)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Velocity model file (.nd, .crh, hypoDD.inp, layer table)."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output directory for events.parquet/assignments.parquet/unassociated.parquet (+ CSV)."),
-    max_residual_s: float = typer.Option(2.0, help="Travel-time residual threshold (s)."),
-    min_stations: int = typer.Option(4, help="Stations that must agree."),
+    max_residual_s: Optional[float] = typer.Option(None, help="Travel-time residual threshold (s) (config, else 1.0)."),
+    min_stations: Optional[int] = typer.Option(None, help="Stations that must agree (config, else 4)."),
+    min_picks: Optional[int] = typer.Option(None, help="P + S picks an event needs (config, else 10)."),
+    min_p: Optional[int] = typer.Option(None, help="P picks an event needs (config, else 3)."),
+    min_s: Optional[int] = typer.Option(None, help="S picks an event needs (config, else 3)."),
+    min_p_and_s: Optional[int] = typer.Option(None, help="Stations with both a P and an S pick (config, else 3)."),
+    min_score: Optional[float] = typer.Option(None, help="Evidence an event needs: sum of pick probability x fit (config, else 8)."),
+    residual_per_s: Optional[float] = typer.Option(None, help="Residual threshold grows this much per s of travel time (config, else 0.03)."),
+    min_probability: Optional[float] = typer.Option(None, help="Picks below this probability are not used (config, else 0)."),
+    max_rms_s: Optional[float] = typer.Option(None, help="Residual-RMS limit of an event (s) (config, else none)."),
+    max_outside_km: Optional[float] = typer.Option(None, help="Events further than this outside the stations' box are rejected (config, else 10)."),
+    max_depth_km: Optional[float] = typer.Option(None, help="Deepest depth searched; events at it are rejected (config, else 30)."),
+    margin_km: Optional[float] = typer.Option(None, help="Search region: the stations' box plus this margin (config, else 20)."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on picks of stations missing from --stations (default: drop them with a warning)."),
+    amp_unit: Optional[str] = typer.Option(None, "--amp-unit", help="Unit of a CSV amplitude column (amp/amplitude/phase_amp): wa_mm (Wood-Anderson mm) or raw."),
     force: bool = _FORCE,
 ):
     """Associate picks into events (PALM-style): a run's picks, or external picks with --picks."""
+    from .config import associate_section
+
+    overrides = dict(max_residual_s=max_residual_s, min_stations=min_stations, min_picks=min_picks, min_p=min_p,
+                     min_s=min_s, min_p_and_s=min_p_and_s, min_score=min_score, residual_per_s=residual_per_s,
+                     min_probability=min_probability, max_rms_s=max_rms_s,
+                     max_outside_km=max_outside_km, max_depth_km=max_depth_km, margin_km=margin_km,
+                     unknown_stations="error" if strict else None)
     if picks is None:
         if config is None:
             _fail("give a run CONFIG, or --picks/--stations/--model/-o for external picks")
+        if any(v is not None for v in overrides.values()) or amp_unit is not None:
+            _fail("parameters on the command line go with --picks; for a run, set them in the config's associate: section")
         _stage_verb("associate", config, None, None, force)
         return
     if stations_file is None or model is None or out is None:
         _fail("--picks needs --stations, --model and -o/--out")
+    if config is not None:
+        from .config import load_config
+
+        base = load_config(config, check_paths=False).associate  # only its associate: section is used here
+    else:
+        base = None
+    section = associate_section(base, source="(associate parameters: command line over config)", **overrides)
     from .hpc.external import associate_external
 
-    res = associate_external(picks, stations_file, model, out, max_residual_s=max_residual_s, min_stations=min_stations)
+    res = associate_external(picks, stations_file, model, out, section=section, amp_unit=amp_unit)
     typer.echo(res)
 
 
@@ -307,7 +397,7 @@ def locate(
     command_file: Optional[Path] = typer.Argument(None, help="With 'hypoinverse': the hyp command file of the project."),
     force: bool = _FORCE,
 ):
-    """Absolute location (Geiger, Hypoinverse-style weighting) + ML; or a Hypoinverse project unchanged."""
+    """Absolute location (Geiger, Hypoinverse-style weighting) + ML; or a Hypoinverse project unchanged (hyp1.40's conventions and file layouts)."""
     if target == "hypoinverse":
         if command_file is None:
             _fail("usage: quakescale locate hypoinverse COMMANDFILE")

@@ -20,6 +20,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
+#: channel patterns in order of preference: velocity sensors, then accelerometers
+DEFAULT_CHANNELS = ("HH?", "EH?", "BH?", "SH?", "HN?", "EN?")
+
+
 class ConfigError(QuakeScaleError, ValueError):
     """A configuration problem, with the file and field named."""
 
@@ -38,7 +42,9 @@ class ArchiveSection(_Section):
     sds_root: Path
     inventory: Path  # StationXML file, or a directory of StationXML files
     stations: list[str] = Field(default_factory=list, description="NET.STA ids; empty = all in the inventory")
-    channels: list[str] = Field(default_factory=lambda: ["HH?", "EH?", "BH?", "SH?"], description="channel patterns in order of preference")
+    channels: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CHANNELS), description="channel patterns in order of preference"
+    )
     start: dt.date
     end: dt.date  # inclusive
     truth: Optional[Path] = None  # directory with events.parquet / picks.parquet (synthetic worlds)
@@ -125,12 +131,20 @@ class DetectSection(_Section):
 
 
 class AssociateSection(_Section):
-    max_residual_s: float = Field(2.0, gt=0)
+    max_residual_s: float = Field(1.0, gt=0)
     min_stations: int = Field(4, ge=1)
-    min_p: int = Field(0, ge=0)
-    min_s: int = Field(0, ge=0)
-    min_picks: int = Field(0, ge=0)  # P + S picks within max_residual_s
+    min_p: int = Field(3, ge=0)
+    min_s: int = Field(3, ge=0)
+    min_picks: int = Field(10, ge=0)  # P + S picks within max_residual_s
+    min_p_and_s: int = Field(3, ge=0)  # stations with both a P and an S pick
+    min_score: float = Field(8.0, ge=0)  # sum over the picks of probability x fit (1 - (res / max_residual_s)^2)
+    residual_per_s: float = Field(0.03, ge=0)  # the residual threshold grows by this much per second of travel time
+    min_probability: float = Field(0.0, ge=0, le=1)  # picks below this probability are not used
     max_rms_s: Optional[float] = Field(None, gt=0)
+    loc_residual_s: Optional[float] = Field(None, gt=0)  # tolerance of the finest location stages
+    max_outside_km: Optional[float] = Field(10.0, ge=0)  # events further outside the station box: rejected
+    reject_depth_edge: bool = True  # events at max_depth_km: rejected
+    unknown_stations: Literal["drop", "error"] = "drop"
     grid_spacing_km: float = Field(2.0, gt=0)
     fine_spacing_km: float = Field(0.5, gt=0)
     detect_spacing_km: float = Field(10.0, gt=0)
@@ -141,12 +155,23 @@ class AssociateSection(_Section):
     overlap_s: float = Field(120.0, ge=0)
 
 
+def associate_section(base: Optional[AssociateSection] = None, source: str = "command line", **overrides) -> AssociateSection:
+    """``base`` (a config's ``associate:`` section, or the defaults) with ``overrides`` (None = keep)
+    applied and validated; a bad value is a :class:`ConfigError` naming the field."""
+    data = (base or AssociateSection()).model_dump()
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return AssociateSection.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
 class LocateSection(_Section):
     backend: Literal["builtin", "hypoinverse"] = "builtin"
     residual_full_s: float = Field(0.3, gt=0)
     residual_cutoff_factor: float = Field(3.0, gt=1)
-    dist_full_km: float = Field(40.0, gt=0)
-    dist_zero_km: float = Field(120.0, gt=0)
+    dist_full_km: float | Literal["auto"] = "auto"  # "auto": from the station spacing (seed 40 km for a dense network)
+    dist_zero_km: float | Literal["auto"] = "auto"
     s_weight: float = Field(0.5, ge=0)
     trial_depth_km: float = 8.0
     min_depth_km: float = 0.0
@@ -161,7 +186,11 @@ class LocateSection(_Section):
 
     @model_validator(mode="after")
     def _dist(self):
-        if self.dist_zero_km <= self.dist_full_km:
+        for name in ("dist_full_km", "dist_zero_km"):
+            v = getattr(self, name)
+            if v != "auto" and not v > 0:
+                raise ValueError(f"{name} must be > 0 or 'auto', got {v}")
+        if "auto" not in (self.dist_full_km, self.dist_zero_km) and self.dist_zero_km <= self.dist_full_km:
             raise ValueError(f"dist_zero_km ({self.dist_zero_km}) must exceed dist_full_km ({self.dist_full_km})")
         return self
 
@@ -375,7 +404,8 @@ archive:
   sds_root: sds                # SDS archive: YEAR/NET/STA/CHAN.D/NET.STA.LOC.CHAN.D.YEAR.DOY
   inventory: stations.xml      # StationXML file or directory (instrument responses for magnitudes)
   stations: []                 # NET.STA to use; [] = every station of the inventory
-  channels: ["HH?", "EH?", "BH?", "SH?"]   # 3-component channel sets, first found wins
+  channels: ["HH?", "EH?", "BH?", "SH?", "HN?", "EN?"]   # 3-component sets, first found wins
+                               # (velocity sensors, then accelerometers)
   start: 2014-08-03            # first day (UTC)
   end: 2014-08-03              # last day, inclusive
   truth: null                  # synthetic worlds: directory with events.parquet and picks.parquet
@@ -413,12 +443,20 @@ detect:
   trigger_on: 3.5
   trigger_off: 1.0
 associate:
-  max_residual_s: 2.0          # seed/PALM: travel-time residual threshold
+  max_residual_s: 1.0          # travel-time residual threshold (s); PALM's 2.0 lets noise picks join
   min_stations: 4              # seed/PALM: stations that must agree
-  min_p: 0                     # minimum P picks of an event
-  min_s: 0                     # minimum S picks
-  min_picks: 0                 # minimum P + S picks (raise it when many false picks)
+  min_p: 3                     # minimum P picks of an event (PyOcto's default)
+  min_s: 3                     # minimum S picks (PyOcto's default)
+  min_picks: 10                # minimum P + S picks (PyOcto's default)
+  min_p_and_s: 3               # minimum stations with both a P and an S pick (PyOcto's default)
+  min_score: 8.0               # minimum evidence: sum of pick probability x fit (1 - (res/max_residual_s)^2)
+  residual_per_s: 0.03         # ... plus this per second of travel time (model errors grow with distance)
+  min_probability: 0.0         # picks below this probability are not used
   max_rms_s: null              # optional residual-RMS limit
+  loc_residual_s: null         # optional tighter tolerance for the finest location stages
+  max_outside_km: 10.0         # events further outside the stations' box are rejected (null: keep)
+  reject_depth_edge: true      # events at max_depth_km (the search region's floor) are rejected
+  unknown_stations: drop       # picks of stations not in the inventory: drop (warning) | error
   grid_spacing_km: 2.0         # spatial search: coarse grid, then finer down to ...
   fine_spacing_km: 0.5         # ... this spacing
   detect_spacing_km: 10.0      # grid of the origin-time clustering (candidate detection)
@@ -431,8 +469,9 @@ locate:
   backend: builtin             # builtin | hypoinverse (runs hyp1.40 when on PATH)
   residual_full_s: 0.3         # full weight below 0.3 s ...
   residual_cutoff_factor: 3.0  # ... zero above 3x (0.9 s), cosine taper between
-  dist_full_km: 40.0           # full weight to 40 km ...
-  dist_zero_km: 120.0          # ... zero at 120 km, cosine taper between
+  dist_full_km: auto           # full weight to this distance (km) ... auto: from the station spacing
+  dist_zero_km: auto           # ... zero here, cosine taper between (auto: the seed's 40/120 km for a dense local
+                               # network; a regional one: its median 3rd-nearest-station distance and twice that)
   s_weight: 0.5
   trial_depth_km: 8.0
   min_depth_km: 0.0
@@ -502,3 +541,107 @@ compute:
   binds: []                    # extra --bind paths
   python: null                 # interpreter on compute nodes (default: the one running quakescale)
 """
+
+
+def _set_line(text: str, section: str, key: str, value: str, note: str = "") -> str:
+    """Replace ``key: ...`` inside top-level ``section`` of the template, keeping its comment
+    (or putting ``note`` there)."""
+    import re
+
+    lines = text.splitlines()
+    inside = False
+    for i, line in enumerate(lines):
+        if re.match(r"^[a-z_]+:", line):
+            inside = line.startswith(f"{section}:")
+            continue
+        m = re.match(rf"^(\s+){key}:(\s*)([^#]*?)(\s*)(#.*)?$", line)
+        if inside and m:
+            comment = f"# {note}" if note else (m.group(5) or "")
+            head = f"{m.group(1)}{key}: {value}"
+            lines[i] = f"{head.ljust(30)} {comment}" if comment else head
+            return "\n".join(lines) + "\n"
+    raise KeyError(f"template has no {section}.{key}")
+
+
+def fitted_config(archive, inventory, config_path=None) -> tuple[str, dict]:
+    """The commented template fitted to an SDS ``archive`` and a StationXML ``inventory``:
+    the stations that have data and metadata, the channel patterns the archive holds (velocity
+    sensors before accelerometers), the first and last day, the travel-time extent and search
+    margin from the network's size, and the locator's distance taper left on ``auto``.
+    Returns ``(yaml text, facts)``; paths are written relative to ``config_path``'s folder."""
+    import os
+
+    import numpy as np
+
+    from .archive import load_inventory, sds_contents, stations_table
+    from .geo import epicentral_km
+    from .locate.locator import auto_distance_taper
+
+    archive, inventory = Path(archive), Path(inventory)
+    have = sds_contents(archive)
+    if not len(have):
+        raise ConfigError(
+            f"--archive {archive}: no SDS archive there (YEAR/NET/STA/CHAN.D/NET.STA.LOC.CHAN.D.YEAR.DOY); "
+            "turn loose MiniSEED/SAC files into one first: quakescale archive import FILES... --sds DIR"
+        )
+    inv = load_inventory(inventory)
+    sta = stations_table(inv)
+    have["station_id"] = have["network"] + "." + have["station"]
+    ids = sorted(set(have["station_id"]) & set(sta["station_id"]))
+    if not ids:
+        raise ConfigError(f"--archive {archive} and --inventory {inventory} share no station "
+                          f"(archive: {sorted(set(have.station_id))[:10]}, inventory: {list(sta.station_id)[:10]})")
+    have = have[have["station_id"].isin(ids)]
+    pats = sorted({c[:2] + "?" for c in have["channel"]})
+    order = {p: i for i, p in enumerate(DEFAULT_CHANNELS)}
+    pats.sort(key=lambda p: (order.get(p, len(order)), p))
+    start, end = min(have["day"]), max(have["day"])
+    sub = sta[sta["station_id"].isin(ids)]
+    lat, lon = sub["latitude"].to_numpy(float), sub["longitude"].to_numpy(float)
+    span = float(np.nanmax(epicentral_km(lat[:, None], lon[:, None], lat[None], lon[None]))) if len(lat) > 1 else 0.0
+    full, zero, why = auto_distance_taper(sub)
+    max_dist = max(200.0, float(np.ceil((span + 50.0) / 50.0) * 50.0))
+    base = Path(config_path).resolve().parent if config_path else Path.cwd()
+
+    def rel(p: Path) -> str:  # relative to the config when below its folder, else absolute
+        p = Path(p).resolve()
+        return os.path.relpath(p, base) if p == base or base in p.parents else str(p)
+
+    text = TEMPLATE
+    text = _set_line(text, "run", "name", archive.resolve().name or "my-project")
+    text = _set_line(
+        text, "archive", "sds_root", rel(archive), "SDS archive (quakescale archive import FILES --sds DIR makes one)"
+    )
+    text = _set_line(text, "archive", "inventory", rel(inventory), "StationXML (sensitivity-only responses are fine)")
+    text = _set_line(
+        text, "archive", "stations", "[" + ", ".join(ids) + "]", f"{len(ids)} stations with data and metadata"
+    )
+    text = _set_line(
+        text,
+        "archive",
+        "channels",
+        "[" + ", ".join(f'"{p}"' for p in pats) + "]",
+        "channel sets the archive holds, velocity before accelerometers",
+    )
+    text = _set_line(text, "archive", "start", start.isoformat(), "first day with data (UTC)")
+    text = _set_line(text, "archive", "end", end.isoformat(), "last day with data, inclusive")
+    text = _set_line(
+        text,
+        "velocity",
+        "model",
+        "builtin:ludian_like",
+        "generic 1-D crust; a regional model file is better where one exists",
+    )
+    text = _set_line(
+        text, "velocity", "max_dist_km", f"{max_dist:g}", f"travel-time extent: the network spans {span:.0f} km"
+    )
+    facts = dict(stations=ids, channels=pats, start=start.isoformat(), end=end.isoformat(), span_km=round(span, 1),
+                 taper_km=(full, zero), taper=why, max_dist_km=max_dist)
+    text = text.replace(
+        "# Defaults follow the seed study",
+        f"# Fitted to {archive} and {inventory} by `quakescale init --archive`: {len(ids)} stations, "
+        f"{start}..{end}, {', '.join(pats)};\n# locator taper auto = {full:g}/{zero:g} km.\n"
+        "# Defaults follow the seed study",
+        1,
+    )
+    return text, facts

@@ -26,7 +26,7 @@ def _schema(name: str, version: int, fields: list[tuple[str, pa.DataType]]) -> p
 
 PICKS = _schema(
     "picks",
-    1,
+    2,
     [
         ("station_id", pa.string()),  # NET.STA
         ("network", pa.string()),
@@ -40,6 +40,10 @@ PICKS = _schema(
         ("amp_wa_mm", pa.float64()),  # zero-to-peak Wood-Anderson amplitude (S picks; null otherwise)
         ("method", pa.string()),  # "cerp" | "stalta" | "kurtosis" | "truth" | "external"
         ("model", pa.string()),  # model name + version, e.g. "cerp-default@1.0.0"
+        # v2 (optional: filled with nulls where a producer does not know them)
+        ("amp_source", pa.string()),  # "response" | "sensitivity" | "none" (S picks; null on P)
+        ("amp_note", pa.string()),  # why the amplitude is missing, approximate or clipped ("" when fine)
+        ("amp_clipped", pa.bool_()),  # raw counts in the amplitude window look clipped/saturated
     ],
 )
 
@@ -152,6 +156,11 @@ STATIONS = _schema(
     ],
 )
 
+#: columns a producer may leave out (conform fills them with nulls), per schema name
+OPTIONAL = {"picks": ("amp_source", "amp_note", "amp_clipped")}
+#: older versions of a schema this QuakeScale still reads (their missing columns are optional)
+READS = {"picks": ("1", "2")}
+
 ALL = {s.metadata[b"quakescale.schema"].decode(): s for s in (PICKS, EVENTS, ASSIGNMENTS, DTCC, STATUS, TRUTH_EVENTS, TRUTH_PICKS, STATIONS)}
 
 
@@ -170,6 +179,10 @@ def conform(data, schema: pa.Schema, keep_extra: bool = True, where: str = "") -
     name = schema_name(schema)
     if isinstance(data, pd.DataFrame):
         data = pa.Table.from_pandas(data, preserve_index=False)
+    optional = OPTIONAL.get(name, ())
+    for f in schema:
+        if f.name in optional and f.name not in data.column_names:
+            data = data.append_column(f.name, pa.nulls(data.num_rows, f.type))
     missing = [f.name for f in schema if f.name not in data.column_names]
     if missing:
         raise SchemaError(f"{where or name} table: missing column(s) {missing} required by schema {name!r} v{schema.metadata[b'quakescale.schema_version'].decode()}")
@@ -201,5 +214,5 @@ def check_version(table: pa.Table, schema: pa.Schema, where: str = "") -> None:
     md = table.schema.metadata or {}
     got = md.get(b"quakescale.schema_version")
     want = schema.metadata[b"quakescale.schema_version"]
-    if got is not None and got != want:
+    if got is not None and got != want and got.decode() not in READS.get(schema_name(schema), ()):
         raise SchemaError(f"{where}: schema {schema_name(schema)!r} version {got.decode()} found, this QuakeScale reads version {want.decode()}")

@@ -11,7 +11,8 @@ catalog.xml     QuakeML 1.2 (ObsPy): Event/Origin/Magnitude/Pick/Arrival, resour
 hypoDD.reloc    HypoDD reloc columns ``ID LAT LON DEPTH X Y Z EX EY EZ YR MO DY HR MI SC MAG
                 NCCP NCCS NCTP NCTS RCC RCT CID`` after one ``#`` header line naming the manifest
                 (X/Y/Z/EX/EY/EZ in metres; X/Y/Z relative to the catalog's centroid)
-catalog.arc     only through the ``arc_writer`` hook (Hypoinverse archive; written elsewhere)
+catalog.arc     Hypoinverse Y2000 archive (hyp1.40 layout) through the ``arc_writer`` hook; the
+                pipeline passes :func:`quakescale.formats.hypoinverse.write_arc_catalog`
 =============== ==============================================================================
 
 Every file is written atomically (temporary name, then rename).  Events columns:

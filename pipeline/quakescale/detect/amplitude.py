@@ -8,9 +8,21 @@ zero-to-peak amplitude over both horizontals is returned in millimetres (column 
 Only the padded windows are processed, never the whole day; :class:`WAMeter` evaluates each
 channel's response once and does one FFT per window (:func:`wa_amplitude` is the ObsPy
 ``remove_response`` + ``simulate`` reference it is tested against).
+
+Real metadata lose nothing (:meth:`WAMeter.measure`): where the StationXML has no response
+stages (what FDSN services serve at channel level) the amplitude comes from the channel's
+sensitivity and input units (``M/S``: velocity, ``M/S**2``: acceleration, ``M``: displacement;
+a flat response over the 1.2-35 Hz band that the WA amplitude uses), with one warning per
+channel; without any response the amplitude is NaN.  Each measurement says where it came
+from (``amp_source``: response | sensitivity | none), why it is missing (``amp_note``) and
+whether the raw counts in the window look clipped (``amp_clipped``: within 5 % of a 24-bit
+digitiser's full scale, or a flat top of >= 3 equal extreme samples).
 """
 
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
 
 import numpy as np
 from obspy import Stream, UTCDateTime
@@ -19,6 +31,49 @@ from ..ml import WA_PAZ, wa_response_disp
 
 PAD_S = 20.0
 PRE_FILT_HZ = (0.7, 1.2, 35.0, 45.0)
+CLIP_COUNTS = 0.95 * 2**23  # 24-bit digitisers saturate at +-2**23 counts
+FLAT_TOP_N = 3  # this many equal samples at the window's extreme: a flat (clipped) top
+FLAT_TOP_MIN_COUNTS = 1.0e4  # ... when the extreme is at least this large (not a quiet quantised trace)
+AMP_SOURCES = ("response", "sensitivity", "none")
+_UNIT_POWER = {"M": 0, "NM": 0, "M/S": 1, "NM/S": 1, "M/S**2": 2, "M/S2": 2, "M/SEC": 1, "M/SEC**2": 2, "NM/S**2": 2}
+_UNIT_SCALE = {"NM": 1e9, "NM/S": 1e9, "NM/S**2": 1e9}  # counts per nm -> counts per m
+
+log = logging.getLogger("quakescale.amplitude")
+_WARNED: set = set()  # channels warned about in this process (one warning per channel)
+
+
+def _warn_once(key, msg: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(msg)
+
+
+@dataclass
+class Amplitude:
+    """One WA measurement: amplitude (mm, NaN when none), where it came from, why it is missing
+    or approximate, and whether the window's raw counts look clipped."""
+
+    amp_mm: float = float("nan")
+    source: str = "none"  # response | sensitivity | none
+    note: str = ""
+    clipped: bool = False
+
+
+def clipped_counts(x: np.ndarray, clip_counts: float = CLIP_COUNTS) -> str:
+    """Why the raw counts ``x`` look clipped ('' when they do not)."""
+    if not len(x):
+        return ""
+    a = np.abs(np.asarray(x, np.float64))
+    m = float(a.max())
+    if m >= clip_counts:
+        return f"clipped: {m:.4g} counts, within 5 % of a 24-bit digitiser's full scale"
+    if m >= FLAT_TOP_MIN_COUNTS:
+        at = np.flatnonzero(a == m)
+        if len(at) >= FLAT_TOP_N:
+            run = np.split(at, np.flatnonzero(np.diff(at) > 1) + 1)
+            if max(len(r) for r in run) >= FLAT_TOP_N:
+                return f"clipped: flat top of >= {FLAT_TOP_N} samples at {m:.4g} counts"
+    return ""
 
 
 def _horizontals(stream: Stream) -> Stream:
@@ -47,54 +102,109 @@ class WAMeter:
         self.pad_s = pad_s
         self._resp: dict = {}
 
-    def _transfer(self, tr, nfft: int, t: UTCDateTime) -> np.ndarray:
+    def _transfer(self, tr, nfft: int, t: UTCDateTime) -> tuple:
+        """(WA filter or None, source, note) of one channel for FFT length ``nfft``."""
         key = (tr.id, nfft, tr.stats.sampling_rate)
         if key not in self._resp:
             fs = tr.stats.sampling_rate
             f = np.fft.rfftfreq(nfft, 1.0 / fs)
-            try:
-                resp = self.inv.get_response(tr.id, t)
-                h = resp.get_evalresp_response_for_frequencies(f, output="DISP")  # counts per m
-            except Exception as exc:
-                raise ValueError(f"amplitude: no instrument response for {tr.id} at {t} in the inventory: {exc}") from exc
-            with np.errstate(divide="ignore", invalid="ignore"):
-                g = np.where(np.abs(h) > 0, wa_response_disp(f) / h, 0.0) * _cosine_prefilter(f)
-            g[0] = 0.0
-            self._resp[key] = g
+            h, source, note = _instrument_disp(self.inv, tr.id, t, f)
+            if h is None:
+                self._resp[key] = (None, "none", note)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    g = np.where(np.abs(h) > 0, wa_response_disp(f) / h, 0.0) * _cosine_prefilter(f)
+                g[0] = 0.0
+                self._resp[key] = (g, source, note)
         return self._resp[key]
 
     def __call__(self, t_start: UTCDateTime, t_end: UTCDateTime) -> float:
         """Zero-to-peak WA amplitude (mm) over both horizontals; NaN without data/response."""
-        if not len(self.hor) or self.inv is None:
-            return float("nan")
+        return self.measure(t_start, t_end).amp_mm
+
+    def measure(self, t_start: UTCDateTime, t_end: UTCDateTime) -> Amplitude:
+        """The WA amplitude over both horizontals with its source, note and clipping flag."""
+        if self.inv is None:
+            return Amplitude(note="no inventory")
+        if not len(self.hor):
+            return Amplitude(note="no horizontal channel")
         peak = float("nan")
+        sources, notes, clipped = [], [], []
         for tr in self.hor:
             fs = tr.stats.sampling_rate
             i0 = int(np.floor((t_start - self.pad_s - tr.stats.starttime) * fs))
             i1 = int(np.ceil((t_end + self.pad_s - tr.stats.starttime) * fs))
             i0c, i1c = max(i0, 0), min(i1, tr.stats.npts)
             if i1c - i0c < int((t_end - t_start + self.pad_s) * fs):
+                notes.append(f"{tr.stats.channel}: window not covered by data")
                 continue
             x = tr.data[i0c:i1c]
             if np.ma.isMaskedArray(x):
                 if np.ma.count_masked(x):
+                    notes.append(f"{tr.stats.channel}: gap in the window")
                     continue
                 x = x.data
+            g, source, note = self._transfer(tr, 1 << int(np.ceil(np.log2(i1c - i0c))), t_start)
+            if g is None:
+                notes.append(note)
+                continue
+            a = int(round((t_start - tr.stats.starttime) * fs)) - i0c
+            b = int(round((t_end - tr.stats.starttime) * fs)) - i0c + 1
+            clip = clipped_counts(x[max(a, 0) : max(b, 0)])
+            if clip:
+                clipped.append(f"{tr.stats.channel} {clip}")
             x = np.asarray(x, np.float64)
             x = x - np.linspace(x[:20].mean(), x[-20:].mean(), len(x))
             m = int(min(self.pad_s / 2, 5.0) * fs)
             w = 0.5 * (1 - np.cos(np.linspace(0, np.pi, m)))
             x[:m] *= w
             x[-m:] *= w[::-1]
-            nfft = 1 << int(np.ceil(np.log2(len(x))))
-            wa = np.fft.irfft(np.fft.rfft(x, nfft) * self._transfer(tr, nfft, t_start), nfft)[: len(x)]
-            a = int(round((t_start - tr.stats.starttime) * fs)) - i0c
-            b = int(round((t_end - tr.stats.starttime) * fs)) - i0c + 1
+            nfft = len(g) * 2 - 2
+            wa = np.fft.irfft(np.fft.rfft(x, nfft) * g, nfft)[: len(x)]
             seg = wa[max(a, 0) : max(b, 0)]
             if len(seg):
                 p = float(np.abs(seg).max()) * 1000.0  # m -> mm
                 peak = p if not np.isfinite(peak) else max(peak, p)
-        return peak
+                sources.append(source)
+        if not np.isfinite(peak):
+            return Amplitude(note="; ".join(dict.fromkeys(notes)) or "no amplitude", clipped=bool(clipped))
+        src = "sensitivity" if "sensitivity" in sources else "response"
+        return Amplitude(peak, src, "; ".join(dict.fromkeys(clipped + notes)), bool(clipped))
+
+
+def _instrument_disp(inv, seed_id: str, t: UTCDateTime, f: np.ndarray) -> tuple:
+    """(counts per metre of ground displacement at ``f``, source, note) of one channel: the full
+    response where the inventory has stages, else the sensitivity and its input units (flat);
+    ``(None, "none", reason)`` without either."""
+    try:
+        resp = inv.get_response(seed_id, t)
+    except Exception as exc:  # no such channel/epoch in the inventory
+        return None, "none", f"no response for {seed_id} at {t} in the inventory ({' '.join(str(exc).split())[:120]})"
+    if getattr(resp, "response_stages", None):
+        try:
+            return resp.get_evalresp_response_for_frequencies(f, output="DISP"), "response", ""
+        except Exception as exc:
+            reason = f"response of {seed_id} not usable ({' '.join(str(exc).split())[:120]})"
+    else:
+        reason = f"{seed_id} has no response stages in the inventory"
+    sens = getattr(resp, "instrument_sensitivity", None)
+    value = getattr(sens, "value", None) if sens is not None else None
+    units = (getattr(sens, "input_units", None) or "").strip().upper() if sens is not None else ""
+    if not value or not np.isfinite(value) or units not in _UNIT_POWER:
+        _warn_once(
+            (seed_id, "none"),
+            f"amplitude: {reason} and no usable sensitivity (value {value}, input units {units or '?'}): "
+            "amplitudes NaN",
+        )
+        return None, "none", f"{reason}; no usable sensitivity (input units {units or '?'})"
+    power = _UNIT_POWER[units]
+    gain = float(value) * _UNIT_SCALE.get(units, 1.0)
+    _warn_once(
+        (seed_id, "sensitivity"),
+        f"amplitude: {reason}; Wood-Anderson amplitudes from its sensitivity "
+        f"({gain:.4g} counts per {units.lower().replace('nm', 'm')}, flat)",
+    )
+    return gain * (2j * np.pi * np.asarray(f, float)) ** power, "sensitivity", ""
 
 
 def wa_amplitude(stream: Stream, inventory, t_start: UTCDateTime, t_end: UTCDateTime, pad_s: float = PAD_S) -> float:
@@ -145,6 +255,22 @@ def ns_to_utc(t_ns: int) -> UTCDateTime:
 
 def s_pick_amplitudes(stream: Stream, inventory, p_times_ns, s_times_ns, pre_p_s: float = 1.0, post_s_s: float = 5.0) -> np.ndarray:
     """WA amplitude (mm) for each S pick; NaN where it cannot be measured."""
+    return np.array(
+        [m.amp_mm for m in s_pick_measurements(stream, inventory, p_times_ns, s_times_ns, pre_p_s, post_s_s)],
+        dtype=np.float64,
+    )
+
+
+def s_pick_measurements(
+    stream: Stream, inventory, p_times_ns, s_times_ns, pre_p_s: float = 1.0, post_s_s: float = 5.0
+) -> list[Amplitude]:
+    """:class:`Amplitude` (mm, source, note, clipped) for each S pick; never raises for one pick."""
     wins = amplitude_windows(p_times_ns, s_times_ns, pre_p_s, post_s_s)
     meter = WAMeter(stream, inventory)
-    return np.array([meter(ns_to_utc(a), ns_to_utc(b)) for a, b in wins], dtype=np.float64)
+    out = []
+    for a, b in wins:
+        try:
+            out.append(meter.measure(ns_to_utc(a), ns_to_utc(b)))
+        except Exception as exc:  # one odd window loses its amplitude, not the station-day
+            out.append(Amplitude(note=f"amplitude failed: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}"))
+    return out

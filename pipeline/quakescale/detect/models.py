@@ -51,13 +51,17 @@ def normalize_windows(x: np.ndarray | torch.Tensor, eps: float = 1e-10):
         x = x - x.mean(axis=-1, keepdims=True)
         s = x.reshape(*x.shape[:-2], -1).std(axis=-1)[..., None, None]
         return (x / (s + eps)).astype(np.float32, copy=False)
-    x = x - x.mean(dim=-1, keepdim=True)
-    s = x.flatten(-2).std(dim=-1)[..., None, None]
-    return x / (s + eps)
+    # one pass for the per-component mean and variance, one for the scaling: the std of the
+    # demeaned, flattened window (unbiased, as Tensor.std) from the components' variances
+    var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+    n = x.shape[-1]
+    s = torch.sqrt(var.sum(dim=-2, keepdim=True) * n / (x.shape[-2] * n - 1))
+    inv = 1.0 / (s + eps)
+    return torch.addcmul(-mean * inv, x, inv)
 
 
 class Detector(nn.Module):
-    """8 x [Conv1d k=3 + ReLU + MaxPool 2] -> FC -> 1 logit (event vs noise)."""
+    """8 x [Conv1d k=3 + ReLU + MaxPool 2] -> FC -> 1 logit (event vs noise) (pooled before the ReLU: same function)."""
 
     def __init__(self, channels: tuple[int, ...] = (8, 8, 8, 16, 16, 16, 32, 32), hidden: int = 32, n_in: int = WINDOW_N):
         super().__init__()
@@ -65,7 +69,9 @@ class Detector(nn.Module):
             raise ValueError(f"Detector needs 8 convolutional layers, got channels={channels}")
         layers, c_in, n = [], 3, n_in
         for c in channels:
-            layers += [nn.Conv1d(c_in, c, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool1d(2)]
+            # pool before ReLU: the same function (ReLU is monotonic, so it commutes with max) at
+            # half the ReLU work; the conv layers keep their indices (state dicts unchanged)
+            layers += [nn.Conv1d(c_in, c, 3, padding=1), nn.MaxPool1d(2), nn.ReLU(inplace=True)]
             c_in, n = c, n // 2
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * n, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))

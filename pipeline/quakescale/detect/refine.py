@@ -80,20 +80,19 @@ def refine_indices(data: np.ndarray, valid: np.ndarray | None, idx: np.ndarray, 
     i0 = np.round(idx).astype(np.int64) - nb  # window starts
     # the contrast needs nc samples on both sides of any candidate in the window
     ok = (i0 - nc >= 0) & (i0 + w + nc <= n)
-    if valid is not None:
-        cv = np.concatenate([[0], np.cumsum(~np.asarray(valid, bool))])
-        a, b = np.clip(i0 - nc, 0, n), np.clip(i0 + w + nc, 0, n)
-        ok &= (cv[b] - cv[a]) == 0
+    span = np.arange(-nc, w + nc)
+    if valid is not None and ok.any():  # the whole extended window must hold data (no gap)
+        cand = np.flatnonzero(ok)
+        ok[cand] = np.asarray(valid, bool)[i0[cand, None] + span[None, :]].all(axis=1)
     sel = np.flatnonzero(ok)
     if not len(sel):
         return out, acc, contrast
     comps = (0,) if phase == "P" else (1, 2)
-    span = np.arange(-nc, w + nc)
     rows = i0[sel, None] + span[None, :]  # (s, w + 2 nc) sample indices
     aic = np.zeros((len(sel), w - 2))
     energy = np.zeros(rows.shape)
     for c in comps:
-        seg = np.asarray(data[c], np.float64)[rows]
+        seg = data[c][rows].astype(np.float64)  # only the picks' windows, never the whole day
         aic += aic_curves(seg[:, nc : nc + w])
         energy += seg * seg
     aic[:, : ne - 1] = np.inf  # edges of the window: never a reliable variance

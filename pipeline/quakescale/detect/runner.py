@@ -19,11 +19,12 @@
    stream, its own preprocessing and batched overlapping windows;
    methods ``stalta`` / ``kurtosis``: :mod:`quakescale.detect.classic` on the whole day;
 3. SNR (1-20 Hz peak after / RMS before) and, for S picks, the Wood-Anderson amplitude
-   (:mod:`quakescale.detect.amplitude`) from 1 s before P to 5 s after S.
+   (:mod:`quakescale.detect.amplitude`) from 1 s before P to 5 s after S, with its source
+   (response / sensitivity / none), note and clipping flag; a missing amplitude never drops a pick.
 
 ``run_station_day(cfg, station_id, day, model=None)`` reads the day from the SDS archive and
 returns the table; :func:`detect_station_day` also writes ``picks/day=DAY/NET.STA.parquet``
-atomically and a status row (ok / no_data / failed + reason, counts, seconds) and never raises
+atomically and a status row (ok / no_data / skipped for bad data / failed + reason, counts, seconds) and never raises
 for a bad day.  No scheduler is involved anywhere here.
 """
 
@@ -38,7 +39,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 import torch
-from obspy import Stream, UTCDateTime
+from obspy import Stream, Trace, UTCDateTime
 from scipy import signal
 
 from .. import schema as S
@@ -128,9 +129,61 @@ def _to_100hz(tr, fs: float):
     return tr
 
 
+def contiguous_runs(tr) -> list[tuple[int, int]]:
+    """``[(i0, i1)]`` sample ranges of a trace that hold data (a merged trace masks its gaps)."""
+    d = tr.data
+    if not np.ma.isMaskedArray(d) or not np.ma.getmask(d).any():
+        return [(0, len(d))] if len(d) else []
+    edges = np.diff(np.concatenate(([0], (~np.ma.getmaskarray(d)).view(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+CHUNK_N = 1 << 20  # samples per pass of the segment filter: working memory stays a few MB
+
+
+def detrend_taper_filter(x: np.ndarray, sos, taper_n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Linear detrend (least squares, closed form), cosine taper of ``taper_n`` samples at both
+    ends and a causal SOS filter of one contiguous segment, written as float32 into ``out``
+    (allocated when None).
+
+    Same result as ``scipy.signal.detrend(x, 'linear')`` + taper + ``sosfilt`` (to float
+    rounding), in chunks of :data:`CHUNK_N` samples: the filter state carries over between
+    chunks, so the output is that of one pass, and no full-length float64 copy is ever made."""
+    n = len(x)
+    out = np.empty(n, np.float32) if out is None else out
+    tm = (n - 1) / 2.0
+    total, tdot = 0.0, 0.0
+    for a in range(0, n, CHUNK_N):
+        xc = np.asarray(x[a : a + CHUNK_N], np.float64)
+        total += float(xc.sum())
+        tdot += float(np.dot(np.arange(a, a + len(xc), dtype=np.float64), xc))
+    ym = total / n if n else 0.0
+    denom = n * (n * n - 1) / 12.0
+    slope = (tdot - tm * ym * n) / denom if denom > 0 else 0.0
+    w = 0.5 * (1 - np.cos(np.linspace(0, np.pi, taper_n))) if taper_n > 1 else None
+    zi = np.zeros((sos.shape[0], 2))
+    for a in range(0, n, CHUNK_N):
+        y = np.asarray(x[a : a + CHUNK_N], np.float64) - ym
+        y -= slope * (np.arange(a, a + len(y), dtype=np.float64) - tm)
+        if w is not None:
+            if a < taper_n:  # head of the segment
+                k = min(taper_n - a, len(y))
+                y[:k] *= w[a : a + k]
+            if a + len(y) > n - taper_n:  # tail
+                k0 = max(n - taper_n - a, 0)
+                y[k0:] *= w[::-1][a + k0 - (n - taper_n) :][: len(y) - k0]
+        y, zi = signal.sosfilt(sos, y, zi=zi)
+        out[a : a + len(y)] = y
+    return out
+
+
 def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: UTCDateTime | None = None) -> Prepared:
     """Band-pass the 3 components of ``stream`` onto one grid from ``t0`` to ``t1`` (default:
-    the data's extent).  Raises ValueError naming the stream when a component is missing."""
+    the data's extent).  Raises ValueError naming the stream when a component is missing.
+
+    Gaps (masked samples of a merged trace) are handled as index ranges of the one trace: each
+    contiguous run of data is detrended, tapered and filtered on its own (no split into many
+    traces); runs shorter than 2 s are dropped; samples in no run are zero and marked invalid."""
     p = as_params(params)
     fs = float(p.sampling_rate_hz)
     if not len(stream):
@@ -149,29 +202,31 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
     t0_ns = int(round(UTCDateTime(t0).ns / 1e7)) * 10_000_000  # on the 10 ms grid
     n = int(np.floor((UTCDateTime(t1).ns - t0_ns) / 1e9 * fs + 1e-6)) + 1
     data = np.zeros((3, n), np.float32)
-    valid = np.zeros(n, bool)
     cvalid = np.zeros((3, n), bool)
     sos = _sos(p.freqmin_hz, p.freqmax_hz, fs)
     for c, trs in enumerate(comps):
-        segs = Stream(trs).split() if any(np.ma.isMaskedArray(tr.data) for tr in trs) else Stream(trs)
-        for tr in segs:
-            if tr.stats.npts < 2 * fs:
-                continue
-            tr = _to_100hz(tr, fs)
-            x = np.asarray(tr.data, np.float64)
-            x = signal.detrend(x, type="linear")
-            m = min(int(fs), len(x) // 4)
-            if m > 1:
-                w = 0.5 * (1 - np.cos(np.linspace(0, np.pi, m)))
-                x[:m] *= w
-                x[-m:] *= w[::-1]
-            y = signal.sosfilt(sos, x).astype(np.float32)
-            i0 = int(round((tr.stats.starttime.ns - t0_ns) / 1e9 * fs))
-            a, b = max(i0, 0), min(i0 + len(y), n)
-            if b <= a:
-                continue
-            data[c, a:b] = y[a - i0 : b - i0]
-            cvalid[c, a:b] = True
+        for tr in trs:
+            sr = float(tr.stats.sampling_rate)
+            raw = np.ma.getdata(tr.data)
+            for r0, r1 in contiguous_runs(tr):
+                if (r1 - r0) < 2 * sr:
+                    continue
+                start_ns = tr.stats.starttime.ns + int(round(r0 * 1e9 / sr))
+                if abs(sr - fs) < 1e-6:
+                    x = raw[r0:r1]
+                else:  # other rates: resampled segment by segment (rare path, ObsPy)
+                    seg = Trace(raw[r0:r1].astype(np.float64), header={"sampling_rate": sr, "starttime": UTCDateTime(ns=start_ns)})
+                    x = _to_100hz(seg, fs).data
+                i0 = int(round((start_ns - t0_ns) / 1e9 * fs))
+                a, b = max(i0, 0), min(i0 + len(x), n)
+                if b <= a:
+                    continue
+                taper_n = min(int(fs), len(x) // 4)
+                if a == i0 and b == i0 + len(x):  # the usual case: filtered straight into place
+                    detrend_taper_filter(x, sos, taper_n, out=data[c, a:b])
+                else:
+                    data[c, a:b] = detrend_taper_filter(x, sos, taper_n)[a - i0 : b - i0]
+                cvalid[c, a:b] = True
     valid = cvalid.all(axis=0)
     data[:, ~valid] = 0.0
     return Prepared(t0_ns, data, valid, first.network, first.station, first.location, first.channel[:-1] + "?")
@@ -188,10 +243,9 @@ def window_starts(n: int, window_n: int = WINDOW_N, stride_n: int = 1500) -> np.
 
 
 def _batch(data: np.ndarray, starts: np.ndarray, window_n: int = WINDOW_N) -> np.ndarray:
-    out = np.empty((len(starts), data.shape[0], window_n), np.float32)
-    for j, s in enumerate(starts):
-        out[j] = data[:, s : s + window_n]
-    return out
+    """``(len(starts), C, window_n)`` float32 windows of ``data`` (C, n), one vectorised gather."""
+    view = np.lib.stride_tricks.sliding_window_view(data, window_n, axis=1)  # (C, n - w + 1, w), no copy
+    return np.ascontiguousarray(view[:, np.asarray(starts, np.int64)].transpose(1, 0, 2), dtype=np.float32)
 
 
 def decode_steps(probs: np.ndarray, offsets: np.ndarray, threshold: float) -> list[tuple[str, float, float]]:
@@ -229,39 +283,70 @@ def merge_picks(picks: list[tuple[str, float, float]], tol_n: float) -> list[tup
     return sorted(out, key=lambda p: p[1])
 
 
+GPU_MIN_BATCH = 4096  # windows per batch on a GPU (about 150 MB of input); the CPU keeps detect.batch_size
+
+
+def window_tensor(data: np.ndarray, win_n: int, device: torch.device) -> torch.Tensor:
+    """All windows of ``data`` (C, n) as a strided ``(n - win_n + 1, C, win_n)`` view (no copy) on
+    ``device``: ``view[starts]`` gathers a batch in one copy.  On a GPU the station-day goes over
+    once (pinned, asynchronous) and every batch is cut there."""
+    t = torch.from_numpy(data)
+    if device.type == "cuda":
+        t = t.pin_memory().to(device, non_blocking=True)
+    return t.unfold(1, win_n, 1).permute(1, 0, 2)
+
+
 @torch.inference_mode()
 def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dict]:
-    """Detector on all windows, picker on detected ones -> merged [(phase, sample, prob)]."""
+    """Detector on all windows, picker on detected ones -> merged [(phase, sample, prob)].
+
+    The counts returned include the seconds spent in the detector, the picker (with decoding)
+    and the screening/refinement (``t_detector_s``, ``t_picker_s``, ``t_refine_s``)."""
     p = as_params(params)
     tune_malloc()
     fs = p.sampling_rate_hz
     win_n, stride_n = int(round(p.window_s * fs)), int(round(p.stride_s * fs))
     if win_n != WINDOW_N:
         raise ValueError(f"detect.window_s {p.window_s} does not match the model's {WINDOW_N / FS_HZ} s window")
+    t_start = time.perf_counter()
     starts = window_starts(prep.data.shape[1], win_n, stride_n)
-    if len(starts):
-        cv = np.concatenate([[0], np.cumsum(~prep.valid)])
-        gap_frac = (cv[starts + win_n] - cv[starts]) / win_n
-        starts = starts[gap_frac <= MAX_GAP_FRACTION]
+    if len(starts):  # samples in gaps per window, from one int32 running count
+        cs = np.cumsum(~prep.valid, dtype=np.int32)
+        n_gap = cs[starts + win_n - 1] - np.where(starts > 0, cs[np.maximum(starts - 1, 0)], 0)
+        del cs
+        starts = starts[n_gap / win_n <= MAX_GAP_FRACTION]
     dev = model.device
-    det_prob = np.zeros(len(starts), np.float32)
-    for b in range(0, len(starts), p.batch_size):
-        xb = torch.from_numpy(_batch(prep.data, starts[b : b + p.batch_size])).to(dev)
-        det_prob[b : b + len(xb)] = torch.sigmoid(model.detector(normalize_windows(xb))).float().cpu().numpy()
+    batch = p.batch_size if dev.type == "cpu" else max(p.batch_size, GPU_MIN_BATCH)
+    wins = window_tensor(prep.data, win_n, dev)
+    starts_t = torch.from_numpy(starts).to(dev)
+    out = []  # kept on the device: one transfer at the end lets the GPU run ahead of the host
+    for b in range(0, len(starts), batch):
+        out.append(torch.sigmoid(model.detector(normalize_windows(wins[starts_t[b : b + batch]]))).float())
+    det_prob = torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
+    t_det = time.perf_counter()
     hit = np.flatnonzero(det_prob >= p.detect_threshold)
     raw = []
-    for b in range(0, len(hit), p.batch_size):
-        sel = starts[hit[b : b + p.batch_size]]
-        xb = torch.from_numpy(_batch(prep.data, sel)).to(dev)
-        logits, off = model.picker(normalize_windows(xb))
+    for b in range(0, len(hit), batch):
+        sel = starts[hit[b : b + batch]]
+        logits, off = model.picker(normalize_windows(wins[torch.from_numpy(sel).to(dev)]))
         pr = torch.softmax(logits, -1).float().cpu().numpy()
         of = off.float().cpu().numpy()
         for j, s in enumerate(sel):
             for ph, i, q in decode_steps(pr[j], of[j], p.pick_threshold):
                 raw.append((ph, s + i, q))
     picks = merge_picks(raw, MERGE_S * fs)
+    t_pick = time.perf_counter()
     picks, counts = screen_and_refine(prep.data, prep.valid, picks, p, fs)
-    return picks, {"n_windows": int(len(starts)), "n_detected": int(len(hit)), "n_raw_picks": len(raw), **counts}
+    t_ref = time.perf_counter()
+    return picks, {
+        "n_windows": int(len(starts)),
+        "n_detected": int(len(hit)),
+        "n_raw_picks": len(raw),
+        **counts,
+        "t_detector_s": t_det - t_start,
+        "t_picker_s": t_pick - t_det,
+        "t_refine_s": t_ref - t_pick,
+    }
 
 
 # ---------------------------------------------------------------- output table
@@ -287,10 +372,7 @@ def picks_table(prep: Prepared, picks: list[tuple[str, float, float]], method: s
     ph = np.array([x[0] for x in picks])
     idx = np.array([x[1] for x in picks], np.float64)
     t_ns = prep.time_ns(idx)
-    amp_mm = np.full(len(picks), np.nan)
-    is_s = ph == "S"
-    if is_s.any() and stream is not None and inventory is not None:
-        amp_mm[is_s] = amp.s_pick_amplitudes(stream, inventory, t_ns[ph == "P"], t_ns[is_s], p.amp_pre_p_s, p.amp_post_s_s)
+    amp_cols = amplitude_columns(ph, t_ns, stream, inventory, p)
     df = pd.DataFrame(
         {
             "station_id": prep.station_id,
@@ -302,12 +384,39 @@ def picks_table(prep: Prepared, picks: list[tuple[str, float, float]], method: s
             "time": pd.to_datetime(t_ns, unit="ns", utc=True),
             "probability": np.array([x[2] for x in picks], np.float32),
             "snr": np.array([pick_snr(prep, a, b) for a, b in zip(ph, idx)], np.float32),
-            "amp_wa_mm": amp_mm,
+            **amp_cols,
             "method": method,
             "model": model_label,
         }
     )
     return df.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def amplitude_columns(ph: np.ndarray, t_ns: np.ndarray, stream: Stream | None, inventory, params=None) -> dict:
+    """``amp_wa_mm`` / ``amp_source`` / ``amp_note`` / ``amp_clipped`` of picks (measured on S
+    picks; every pick is kept whatever its amplitude's fate)."""
+    p = as_params(params)
+    n = len(ph)
+    out = {
+        "amp_wa_mm": np.full(n, np.nan),
+        "amp_source": np.full(n, None, object),
+        "amp_note": np.full(n, "", object),
+        "amp_clipped": np.zeros(n, bool),
+    }
+    is_s = ph == "S"
+    if not is_s.any():
+        return out
+    if stream is None or inventory is None:
+        out["amp_source"][is_s] = "none"
+        out["amp_note"][is_s] = "no waveforms" if stream is None else "no inventory"
+        return out
+    ms = amp.s_pick_measurements(stream, inventory, t_ns[ph == "P"], t_ns[is_s], p.amp_pre_p_s, p.amp_post_s_s)
+    idx = np.flatnonzero(is_s)
+    out["amp_wa_mm"][idx] = [m.amp_mm for m in ms]
+    out["amp_source"][idx] = [m.source for m in ms]
+    out["amp_note"][idx] = [m.note for m in ms]
+    out["amp_clipped"][idx] = [m.clipped for m in ms]
+    return out
 
 
 _MODELS: dict = {}
@@ -326,9 +435,13 @@ def pick_stream(stream: Stream, inventory=None, params=None, model: CerpModel | 
 
     ``params``: a :class:`DetectSection` (or dict / Config); ``method`` chooses cerp / seisbench /
     stalta / kurtosis.  ``inventory`` (ObsPy Inventory) is needed for ``amp_wa_mm`` (NaN without).
-    ``info`` (a dict) receives counts (windows, detected windows, raw picks)."""
+    ``info`` (a dict) receives counts (windows, detected windows, raw picks) and the seconds of
+    each step (``t_preprocess_s``, ``t_detector_s``, ``t_picker_s``, ``t_refine_s``, ``t_table_s``:
+    SNR and amplitudes)."""
     p = as_params(params)
+    t = time.perf_counter()
     prep = preprocess(stream, p, t0, t1)
+    t_prep = time.perf_counter() - t
     if p.method == "cerp":
         model = model if model is not None else get_model(p.model, p.device)
         picks, stats = cerp_picks(prep, model, p)
@@ -345,9 +458,10 @@ def pick_stream(stream: Stream, inventory=None, params=None, model: CerpModel | 
         picks = classic_picks(prep.data, prep.valid, p.method, p)
         stats = {"n_windows": 0, "n_detected": 0, "n_raw_picks": len(picks)}
         label = f"{p.method}@{p.sta_s:g}/{p.lta_s:g}/{p.trigger_on:g}/{p.trigger_off:g}"
-    if info is not None:
-        info.update(stats)
+    t = time.perf_counter()
     df = picks_table(prep, picks, "cerp" if p.method == "cerp" else p.method, label, stream, inventory, p)
+    if info is not None:
+        info.update(stats, t_preprocess_s=t_prep, t_table_s=time.perf_counter() - t)
     return df
 
 
@@ -372,7 +486,10 @@ def run_station_day(cfg, station_id: str, day, model: CerpModel | None = None, i
     from ..archive import read_station_day
 
     day = _as_date(day)
+    t = time.perf_counter()
     st = read_station_day(cfg.archive.sds_root, station_id, day, channels=list(cfg.archive.channels), pad_s=PAD_DAY_S)
+    if info is not None:
+        info["t_read_s"] = time.perf_counter() - t
     inv = inventory if inventory is not None else _inventory(str(cfg.archive.inventory))
     d0 = UTCDateTime(day.isoformat())
     df = pick_stream(st, inv, cfg.detect, model, info=info)
@@ -400,7 +517,7 @@ def detect_station_day(cfg, run_dir, station_id: str, day, model: CerpModel | No
         row = {"unit": unit, "state": "ok", "reason": f"P={n_p} S={n_s} windows={info.get('n_windows', 0)} detected={info.get('n_detected', 0)}", "n_out": len(df)}
     except ArchiveError as exc:
         msg = str(exc)
-        state = "no_data" if ("no " in msg and "data" in msg) else "failed"
+        state = "no_data" if ("no " in msg and "data" in msg) else "skipped"  # bad data: recorded, not a failure
         row = {"unit": unit, "state": state, "reason": msg[:500], "n_out": 0}
     except Exception as exc:  # a corrupt/odd day is recorded, never fatal
         row = {"unit": unit, "state": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500], "n_out": 0}

@@ -16,6 +16,7 @@ picked the phases:
 from __future__ import annotations
 
 from ..errors import QuakeScaleError
+import csv
 import io
 import re
 import zipfile
@@ -34,6 +35,8 @@ __all__ = [
     "read_stations",
     "read_csv_picks",
     "read_real_catalog",
+    "read_phasenet_picks",
+    "read_picks",
     "picks_frame",
 ]
 
@@ -204,18 +207,41 @@ _ALIASES = {
     "phase": ["phase", "type", "phase_type", "phase_hint", "iphase"],
     "time": ["time", "phase_time", "timestamp", "pick_time", "peak_time", "arrival_time"],
     "probability": ["probability", "prob", "phase_score", "phase_prob", "peak_value", "score"],
-    "amp_wa_mm": ["amp_wa_mm", "amp", "amplitude", "phase_amp", "phase_amplitude"],
 }
+# amplitude columns whose unit the file does not say: taken only when the caller says it
+_AMP_ALIASES = ["amp", "amplitude", "phase_amp", "phase_amplitude"]
+AMP_UNITS = ("wa_mm", "raw")
 
 
-def read_csv_picks(path, sep=None, time_unit: str | None = None) -> pd.DataFrame:
+def _read_table(path: Path, sep=None) -> pd.DataFrame:
+    """A delimited table with a header; empty files and header-only files are refused with a
+    clear message (naming the file) instead of pandas' own errors."""
+    if path.stat().st_size == 0:
+        raise PickFormatError(f"{path}: empty file (0 bytes), expected a header line and picks")
+    try:
+        df = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c")
+    except pd.errors.EmptyDataError as exc:
+        raise PickFormatError(f"{path}: no header line and no picks (blank file)") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
+        raise PickFormatError(f"{path}: not a readable delimited table: {exc}") from exc
+    if len(df) == 0:
+        raise PickFormatError(f"{path}: header only, no picks (columns {list(df.columns)})")
+    return df
+
+
+def read_csv_picks(path, sep=None, time_unit: str | None = None, amp_unit: str | None = None) -> pd.DataFrame:
     """Picks from another picker as CSV -> PICKS table.  Understood column names:
     station (``station_id``/``id``/``station``, ``NET.STA[.LOC[.CHA]]`` or with ``network``
     column), phase (``phase``/``type``/``phase_hint``), time (``time``/``phase_time``/
     ``timestamp``: ISO strings, or numbers = epoch seconds, or ``time_unit``), probability
-    (``probability``/``prob``/``phase_score``) and amplitude (``amp``/``phase_amp``)."""
+    (``probability``/``prob``/``phase_score``).  Amplitudes: a column ``amp_wa_mm`` is
+    Wood-Anderson mm; any other amplitude column (``amp``/``amplitude``/``phase_amp``) has no
+    unit we can trust, so ``amp_unit`` must say it: ``"wa_mm"`` (use it for magnitudes) or
+    ``"raw"`` (keep it as ``amp_raw``, not used for magnitudes); unsaid -> error."""
     path = Path(path)
-    df = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c")
+    if amp_unit is not None and amp_unit not in AMP_UNITS:
+        raise PickFormatError(f"{path}: amplitude unit must be one of {AMP_UNITS}, not {amp_unit!r}")
+    df = _read_table(path, sep)
     cols = {c.lower().strip(): c for c in df.columns}
     out = pd.DataFrame(index=df.index)
     for key, names in _ALIASES.items():
@@ -226,12 +252,28 @@ def read_csv_picks(path, sep=None, time_unit: str | None = None) -> pd.DataFrame
     for key in ("station_id", "phase", "time"):
         if key not in out:
             raise PickFormatError(f"{path}: no {key} column (looked for {_ALIASES[key]}; have {list(df.columns)})")
+    if "amp_wa_mm" in cols:
+        out["amp_wa_mm"] = pd.to_numeric(df[cols["amp_wa_mm"]], errors="coerce")
+    else:
+        amp_col = next((cols[n] for n in _AMP_ALIASES if n in cols), None)
+        if amp_col is not None:
+            if amp_unit is None:
+                raise PickFormatError(
+                    f"{path}: amplitude column {amp_col!r} without a unit: say amp_unit='wa_mm' (Wood-Anderson mm, "
+                    "used for magnitudes) or 'raw' (kept as amp_raw) -- CLI --amp-unit; or rename it amp_wa_mm")
+            vals = pd.to_numeric(df[amp_col], errors="coerce")
+            if amp_unit == "wa_mm":
+                out["amp_wa_mm"] = vals
+            else:
+                out["amp_raw"] = vals
     sid = out["station_id"].astype(str)
     if "network" in cols and not sid.str.contains(".", regex=False).all():
         sid = df[cols["network"]].astype(str) + "." + sid
     parts = sid.str.split(".", expand=True)
-    if parts.shape[1] < 2:
-        raise PickFormatError(f"{path}: station ids must be NET.STA (got e.g. {sid.iloc[0]!r}) or give a 'network' column")
+    if parts.shape[1] < 2 or parts[1].isna().any():
+        bad = int(np.flatnonzero(parts[1].isna())[0]) if parts.shape[1] >= 2 else 0
+        raise PickFormatError(f"{path}:{bad + 2}: station ids must be NET.STA (got {sid.iloc[bad]!r}) "
+                              "or give a 'network' column")
     out["station_id"] = parts[0] + "." + parts[1]
     out["network"], out["station"] = parts[0], parts[1]
     out["location"] = parts[2].fillna("") if parts.shape[1] > 2 else ""
@@ -244,14 +286,93 @@ def read_csv_picks(path, sep=None, time_unit: str | None = None) -> pd.DataFrame
             out["time"] = pd.to_datetime(t, utc=True, format="mixed")
         except (ValueError, TypeError) as exc:
             raise PickFormatError(f"{path}: cannot parse time column: {exc}") from exc
+    if out["time"].isna().any():
+        raise PickFormatError(f"{path}:{int(np.flatnonzero(out['time'].isna())[0]) + 2}: pick without a time")
     ph = out["phase"].astype(str).str.upper().str[0]
     bad = ~ph.isin(["P", "S"])
     if bad.any():
         raise PickFormatError(f"{path}: phase must be P or S; row {int(np.flatnonzero(bad)[0]) + 2} has {out['phase'][bad].iloc[0]!r}")
     out["phase"] = ph
+    if "probability" in out:
+        out["probability"] = pd.to_numeric(out["probability"], errors="coerce")
     out["method"] = "external"
     out["model"] = path.name
     return picks_frame(out.sort_values("time", kind="stable"))
+
+
+# ----------------------------------------------------------------------------- PhaseNet picks.csv
+_PN_NAME = re.compile(r"(?:^|_)([A-Za-z0-9]{1,2})_([A-Za-z0-9]+)(?:_[A-Za-z0-9]*)?$")
+
+
+def _pn_list(text: str, path, line: int, field: str) -> np.ndarray:
+    text = str(text).strip()
+    if text in ("", "[]", "nan"):
+        return np.zeros(0)
+    try:
+        return np.array([float(x) for x in text.strip("[]").split(",") if x.strip()], float)
+    except ValueError as exc:
+        raise PickFormatError(f"{path}:{line}: field {field!r} is not a [list] of numbers: {exc}") from exc
+
+
+def read_phasenet_picks(path, sampling_rate_hz: float = 100.0) -> pd.DataFrame:
+    """PhaseNet's (2019-2021) per-trace ``picks.csv``: tab-separated ``fname t0 p_idx p_prob
+    s_idx s_prob [p_amp s_amp]``, one row per station and window, the list fields as
+    ``[a,b,...]``; pick time = ``t0 + idx / sampling_rate_hz``.  The station comes from
+    ``fname`` (``..._NET_STA_mseed``).  Amplitudes (PhaseNet's peak ground velocity, m/s) go
+    to ``amp_raw``, never to ``amp_wa_mm``."""
+    path = Path(path)
+    df = _read_table(path, sep="\t")
+    need = ["fname", "t0", "p_idx", "p_prob", "s_idx", "s_prob"]
+    miss = [c for c in need if c not in df]
+    if miss:
+        raise PickFormatError(f"{path}: not a PhaseNet picks.csv: missing column(s) {miss} (have {list(df.columns)})")
+    frames = []
+    for i, row in enumerate(df.itertuples(index=False), 2):
+        name = str(row.fname)
+        m = _PN_NAME.search(re.sub(r"\.(mseed|sac)$", "", name))
+        if not m:
+            raise PickFormatError(f"{path}:{i}: cannot read NET_STA from fname {name!r}")
+        net, sta = m.groups()
+        try:
+            t0 = pd.Timestamp(row.t0)
+            t0 = t0.tz_localize("UTC") if t0.tz is None else t0.tz_convert("UTC")
+        except (ValueError, TypeError) as exc:
+            raise PickFormatError(f"{path}:{i}: bad t0 {row.t0!r}: {exc}") from exc
+        for ph in ("p", "s"):
+            idx = _pn_list(getattr(row, f"{ph}_idx"), path, i, f"{ph}_idx")
+            prob = _pn_list(getattr(row, f"{ph}_prob"), path, i, f"{ph}_prob")
+            if len(prob) != len(idx):
+                raise PickFormatError(f"{path}:{i}: {ph}_idx has {len(idx)} values but {ph}_prob {len(prob)}")
+            amp = _pn_list(getattr(row, f"{ph}_amp"), path, i, f"{ph}_amp") if f"{ph}_amp" in df else np.zeros(0)
+            if len(amp) != len(idx):
+                amp = np.full(len(idx), np.nan)
+            if len(idx) == 0:
+                continue
+            frames.append(pd.DataFrame({
+                "station_id": f"{net}.{sta}", "network": net, "station": sta, "phase": ph.upper(),
+                "time": t0 + pd.to_timedelta(np.round(idx / sampling_rate_hz * 1e9).astype(np.int64), unit="ns"),
+                "probability": prob.astype(np.float32), "amp_raw": amp, "method": "external", "model": "phasenet",
+            }))
+    if not frames:
+        raise PickFormatError(f"{path}: PhaseNet table without picks")
+    out = pd.concat(frames, ignore_index=True).sort_values("time", kind="stable")
+    return picks_frame(out)
+
+
+def read_picks(path, amp_unit: str | None = None) -> pd.DataFrame:
+    """Any pick file we read: our Parquet, a REAL pick folder/zip, PhaseNet's ``picks.csv``
+    (``fname``/``p_idx`` columns) or a generic CSV (:func:`read_csv_picks`)."""
+    path = Path(path)
+    if not path.exists():
+        raise PickFormatError(f"{path}: no such pick file or folder")
+    if path.suffix == ".parquet":
+        return picks_frame(pd.read_parquet(path))
+    if path.suffix == ".zip" or path.is_dir():
+        return read_real_picks(path)
+    head = path.open("rb").readline(4096).decode("utf-8", "replace")
+    if "p_idx" in head and "fname" in head:
+        return read_phasenet_picks(path)
+    return read_csv_picks(path, amp_unit=amp_unit)
 
 
 # ----------------------------------------------------------------------------- REAL catalog

@@ -34,17 +34,53 @@ def _floats(line: str) -> list[float]:
     return out
 
 
+_LAYER_NAMES = {
+    "top": ("top_km", "top", "depth_km", "depth", "z_km", "z"),
+    "vp": ("vp_km_s", "vp_kms", "vp", "vp_km/s", "p_velocity"),
+    "vs": ("vs_km_s", "vs_kms", "vs", "vs_km/s", "s_velocity"),
+}
+
+
 def read_layer_table(path, vpvs: float = 1.73) -> LayeredModel:
+    """Lines ``top_km vp_kms [vs_kms]``, separated by blanks or commas; ``#`` comments.  An
+    optional header line names the columns (e.g. ``top_km,vp_km_s,vs_km_s``; also ``depth``,
+    ``vp``, ``vs``, in any order).  Vs = Vp / ``vpvs`` when there is no Vs column."""
     path = Path(path)
     rows = []
+    cols = None  # (i_top, i_vp, i_vs or None) from a header
     for n, line in enumerate(path.read_text().splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        vals = _floats(line)
-        if len(vals) < 2:
-            raise ModelFormatError(f"{path}:{n}: expected 'top_km vp_kms [vs_kms]', got {line!r}")
-        rows.append(vals)
+        tok = [t.strip() for t in re.split(r"[,;\s]+", line) if t.strip()]
+        vals = _floats(" ".join(tok))  # leading numbers (trailing labels are allowed, as before)
+        if not vals:
+            if rows or cols is not None:
+                raise ModelFormatError(f"{path}:{n}: expected numbers 'top_km vp_kms [vs_kms]', got {line!r}")
+            names = [t.lower() for t in tok]
+            idx = {}
+            for key, aliases in _LAYER_NAMES.items():
+                hit = [i for i, nm in enumerate(names) if nm in aliases]
+                if hit:
+                    idx[key] = hit[0]
+            if "top" not in idx or "vp" not in idx:
+                raise ModelFormatError(f"{path}:{n}: header {line!r} must name a top/depth column (top_km) and a "
+                                       "Vp column (vp_km_s); Vs (vs_km_s) optional")
+            cols = (idx["top"], idx["vp"], idx.get("vs"))
+            continue
+        if cols is not None:
+            if len(vals) <= max(c for c in cols if c is not None):
+                raise ModelFormatError(f"{path}:{n}: {len(vals)} values, the header names more columns: {line!r}")
+            row = [vals[cols[0]], vals[cols[1]]] + ([vals[cols[2]]] if cols[2] is not None else [])
+        else:
+            if len(vals) < 2:
+                raise ModelFormatError(f"{path}:{n}: expected 'top_km vp_kms [vs_kms]', got {line!r}")
+            row = vals[:3]
+        if any(not np.isfinite(v) for v in row) or row[1] <= 0 or (len(row) > 2 and row[2] <= 0):
+            raise ModelFormatError(f"{path}:{n}: velocities must be positive numbers, got {line!r}")
+        if rows and row[0] <= rows[-1][0]:
+            raise ModelFormatError(f"{path}:{n}: layer tops must increase ({row[0]} after {rows[-1][0]})")
+        rows.append(row)
     if not rows:
         raise ModelFormatError(f"{path}: no layers found")
     tops = [r[0] for r in rows]

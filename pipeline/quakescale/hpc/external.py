@@ -5,30 +5,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 
 
-def associate_external(picks_path, stations_path, model_path, out_dir, max_residual_s: float = 2.0, min_stations: int = 4, **kw) -> str:
-    """Associate a pick file (our Parquet, REAL pick folder/zip, or CSV) with stations
-    (StationXML, REAL station.dat or a table) and a velocity model file; write
-    events/assignments/unassociated as Parquet and CSV in ``out_dir``."""
+def associate_external(picks_path, stations_path, model_path, out_dir, section=None, amp_unit: str | None = None) -> str:
+    """Associate a pick file (our Parquet, REAL pick folder/zip, PhaseNet ``picks.csv`` or a
+    CSV) with stations (StationXML, REAL station.dat or a table) and a velocity model file;
+    write events/assignments/unassociated as Parquet and CSV in ``out_dir``.  ``section``: the
+    ``associate:`` parameters (:class:`~quakescale.config.AssociateSection`; defaults when
+    None); ``amp_unit``: the unit of an amplitude column of a CSV (``wa_mm`` or ``raw``)."""
     from ..associate import Associator, associate_partitioned, unassociated
+    from ..config import AssociateSection
     from ..formats import picks_io
     from ..rundir import write_table
     from ..velocity import resolve_model
 
-    picks_path = Path(picks_path)
-    if picks_path.suffix == ".parquet":
-        picks = picks_io.picks_frame(pd.read_parquet(picks_path))
-    elif picks_path.suffix == ".zip" or picks_path.is_dir():
-        picks = picks_io.read_real_picks(picks_path)
-    else:
-        picks = picks_io.read_csv_picks(picks_path)
+    section = section or AssociateSection()
+    picks = picks_io.read_picks(picks_path, amp_unit=amp_unit)
     stations = picks_io.read_stations(stations_path)
     model = resolve_model(str(model_path))
-    assoc = Associator(stations, model, max_residual_s=max_residual_s, min_stations=min_stations, **kw)
+    assoc = Associator.from_section(stations, model, section)
     picks = picks.sort_values("time", kind="stable").reset_index(drop=True)
-    events, asg = associate_partitioned(picks, assoc)
+    events, asg = associate_partitioned(picks, assoc, partition_s=section.partition_s, overlap_s=section.overlap_s)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_table(events, out / "events.parquet")

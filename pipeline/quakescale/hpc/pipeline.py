@@ -176,10 +176,31 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
         echo("run: everything already done; nothing changed")
         import json
 
-        return json.loads(rd.summary.read_text())
-    summary = build_summary(cfg, rd, extra={"timings_s": timings})
-    manifest(cfg, rd, timings)
+        summary = json.loads(rd.summary.read_text())
+    else:
+        summary = build_summary(cfg, rd, extra={"timings_s": timings})
+        manifest(cfg, rd, timings)
+    summary["problems"] = run_problems(rd, wanted)  # not stored: what this run's exit code follows
     return summary
+
+
+def run_problems(rd: RunDir, stages) -> list[str]:
+    """Why a run did not succeed: units of ``stages`` whose latest status is ``failed``, and the
+    catalog not written when the catalog stage was wanted ([] for a good run; station-days
+    skipped for bad data or without data are not problems)."""
+    out = []
+    for stage in stages:
+        st = rd.read_status(stage)
+        if not len(st):
+            continue
+        st = st.sort_values("finished", kind="stable").drop_duplicates("unit", keep="last")
+        bad = st[st.state == "failed"]
+        if len(bad):
+            r = bad.iloc[0]
+            out.append(f"{stage}: {len(bad)} unit(s) failed, e.g. {r.unit}: {' '.join(str(r.reason).split())[:300]}")
+    if "catalog" in stages and not (rd.root / "catalogs" / "events.csv").exists():
+        out.append(f"catalog: not written ({rd.root / 'catalogs' / 'events.csv'} missing)")
+    return out
 
 
 def _start_client(cfg: Config, echo, pool: str = "gpu", rd: RunDir | None = None):

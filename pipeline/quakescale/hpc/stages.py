@@ -2,9 +2,12 @@
 
 Core invariant: ``run_task(run_dir, stage, units)`` runs the given units of a stage, reading its
 inputs from the run directory (the resolved config is ``RUN/config.yaml``) and writing outputs
-atomically plus one status part file.  Backends (local Dask, SLURM via dask-jobqueue, sbatch
-arrays) only decide where it runs.  A unit that already has an ``ok``/``no_data`` status row is
-skipped (resume); ``force`` redoes it.
+atomically plus one status part file.  A stage whose input is missing because an upstream stage
+failed (or has not run) fails with :class:`~quakescale.errors.UpstreamMissing` naming that stage,
+its unit and its reason.  Station-days whose data are bad (unreadable, incomplete) are
+``skipped`` with the reason, not ``failed``: a failure is a defect of the run, bad data are not.
+Backends (local Dask, SLURM via dask-jobqueue, sbatch arrays) only decide where it runs.  A unit
+that already has an ``ok``/``no_data`` status row is skipped (resume); ``force`` redoes it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config, load_config, save_config
+from ..errors import UpstreamMissing
 from ..rundir import RunDir, write_json
 
 STAGES = ["plan", "detect", "associate", "locate", "xcorr", "relocate", "catalog"]
@@ -193,6 +197,35 @@ def _events_path(rd: RunDir, name: str) -> Path:
     return rd.root / "events" / f"{name}.parquet"
 
 
+#: which stage writes each input a later stage reads
+PRODUCER = {"associated": "associate", "assignments": "associate", "located": "locate", "relocated": "relocate"}
+
+
+def upstream_reason(rd: RunDir, stage: str) -> str:
+    """What the status rows of ``stage`` say: its failed unit(s) and reason, or that it has not run."""
+    st = rd.read_status(stage)
+    if not len(st):
+        return f"stage {stage!r} has not run"
+    bad = st[st.state == "failed"]
+    if len(bad):
+        r = bad.iloc[-1]
+        return f"stage {stage!r} failed (unit {r.unit}: {' '.join(str(r.reason).split())[:300]})"
+    r = st.iloc[-1]
+    return f"stage {stage!r} is {r.state} (unit {r.unit}) but left no output"
+
+
+def need(rd: RunDir, name: str, stage: str) -> Path:
+    """The path of input ``name`` (events/NAME.parquet); :class:`UpstreamMissing` naming the
+    upstream stage and its reason when it is absent."""
+    path = _events_path(rd, name)
+    if not path.exists():
+        up = PRODUCER.get(name, "?")
+        raise UpstreamMissing(
+            f"{stage}: input {path.relative_to(rd.root)} is missing because {upstream_reason(rd, up)}"
+        )
+    return path
+
+
 # ----------------------------------------------------------------------------- detect
 @task("detect")
 def _detect_task(cfg, rd, unit):
@@ -208,12 +241,30 @@ def _detect_task(cfg, rd, unit):
     inv = _cached(("inv", str(cfg.archive.inventory)), lambda: _inventory(str(cfg.archive.inventory)))
     try:
         df = run_station_day(cfg, sd.station_id, sd.day, model=model, inventory=inv)
-    except ArchiveError as exc:
+    except ArchiveError as exc:  # bad or missing data: recorded with the reason, not a failure
         msg = str(exc)
-        return ("no_data" if ": no " in msg else "failed"), 0, msg
+        return ("no_data" if ": no " in msg else "skipped"), 0, msg
     write_table(df, rd.picks_file(sd.day.isoformat(), sd.station_id), S.PICKS, where=unit)
     n_p = int((df["phase"] == "P").sum()) if len(df) else 0
-    return "ok", len(df), f"P={n_p} S={len(df) - n_p}"
+    return "ok", len(df), f"P={n_p} S={len(df) - n_p}" + amplitude_summary(df)
+
+
+def amplitude_summary(df: pd.DataFrame) -> str:
+    """'; amp: sensitivity 12, none 3 (reason)' for a station-day's S picks ('' when all from
+    the full response)."""
+    if not len(df) or "amp_source" not in df:
+        return ""
+    src = df["amp_source"].dropna()
+    counts = src.value_counts()
+    if not len(counts) or set(counts.index) == {"response"}:
+        return ""
+    out = "; amp: " + ", ".join(f"{k} {int(v)}" for k, v in counts.items())
+    if "amp_clipped" in df and df["amp_clipped"].fillna(False).any():
+        out += f", clipped {int(df['amp_clipped'].fillna(False).sum())}"
+    none = df[df["amp_source"] == "none"]["amp_note"].dropna()
+    if len(none):
+        out += f" ({none.iloc[0][:200]})"
+    return out
 
 
 def compact_picks(rd: RunDir) -> int:
@@ -253,16 +304,14 @@ def _associate_task(cfg, rd, unit):
 
     compact_picks(rd)
     picks = gather_picks(rd)
-    if picks is None or not len(picks):
+    if picks is None or not len(picks):  # empty tables: later stages run on nothing, not on missing files
+        write_table(S.EVENTS.empty_table(), _events_path(rd, "associated"), S.EVENTS, where="associated events")
+        write_table(S.ASSIGNMENTS.empty_table(), _events_path(rd, "assignments"), S.ASSIGNMENTS, where="assignments")
         return "ok", 0, "no picks"
     picks = picks.sort_values(["time", "station_id"], kind="stable").reset_index(drop=True)
     a = cfg.associate
-    assoc = Associator(
-        stations_df(cfg), velocity_model(cfg), max_residual_s=a.max_residual_s, min_stations=a.min_stations, min_p=a.min_p, min_s=a.min_s,
-        min_picks=a.min_picks, max_rms_s=a.max_rms_s, grid_spacing_km=a.grid_spacing_km, fine_spacing_km=a.fine_spacing_km,
-        detect_spacing_km=a.detect_spacing_km, max_depth_km=min(a.max_depth_km, cfg.velocity.max_depth_km), margin_km=a.margin_km,
-        max_passes=a.max_passes,
-    )
+    assoc = Associator.from_section(stations_df(cfg), velocity_model(cfg), a,
+                                    max_depth_km=min(a.max_depth_km, cfg.velocity.max_depth_km))
     events, asg = associate_partitioned(picks, assoc, partition_s=a.partition_s, overlap_s=a.overlap_s)
     events = events.assign(stage="associate")
     for col, default in (("magnitude", np.nan), ("mag_type", ""), ("rms_s", np.nan)):
@@ -278,12 +327,13 @@ def assigned_picks(rd: RunDir) -> pd.DataFrame:
     (amplitude, probability, channel) of the gathered picks."""
     from .summary import gather_picks
 
-    asg = pd.read_parquet(_events_path(rd, "assignments"))
+    asg = pd.read_parquet(need(rd, "assignments", "picks of events"))
     picks = gather_picks(rd)
     if picks is None or not len(asg):
         return asg
     key = ["station_id", "phase", "time"]
-    extra = [c for c in ("amp_wa_mm", "probability", "snr", "channel", "network", "station", "location", "method", "model") if c in picks]
+    cols = ("amp_wa_mm", "amp_source", "amp_clipped", "probability", "snr", "channel", "network", "station", "location")
+    extra = [c for c in cols + ("method", "model") if c in picks]
     p = picks[key + extra].drop_duplicates(key)
     return asg.merge(p, on=key, how="left")
 
@@ -295,18 +345,34 @@ def _locate_task(cfg, rd, unit):
     from ..rundir import write_table
     from .. import schema as S
 
-    ev = pd.read_parquet(_events_path(rd, "associated"))
+    ev = pd.read_parquet(need(rd, "associated", "locate"))
     if not len(ev):
         write_table(ev, _events_path(rd, "located"), S.EVENTS)
         return "ok", 0, "no events"
     picks = assigned_picks(rd)
     sta = stations_df(cfg)
     from ..locate.hinv_project import locate_with_backend
+    from ..locate.locator import resolve_distance_taper
 
+    params = resolve_distance_taper(cfg.locate, sta)
     located, residuals = locate_with_backend(
-        ev, picks, sta, velocity_model(cfg), cfg.locate, work_dir=rd.root / "locate-hypoinverse", backend=cfg.locate.backend, exe=cfg.locate.hypoinverse_exe
+        ev,
+        picks,
+        sta,
+        velocity_model(cfg),
+        params,
+        work_dir=rd.root / "locate-hypoinverse",
+        backend=cfg.locate.backend,
+        exe=cfg.locate.hypoinverse_exe,
     )
-    located, station_mags = event_magnitudes(located, picks[picks.phase == "S"], sta, correction=cfg.magnitude.correction, min_stations=cfg.magnitude.min_stations)
+    located, station_mags = event_magnitudes(
+        located,
+        picks[picks.phase == "S"],
+        sta,
+        correction=cfg.magnitude.correction,
+        min_stations=cfg.magnitude.min_stations,
+        strict=False,
+    )
     located = located.assign(stage="locate")
     keep = located["n_stations"].fillna(0).to_numpy() >= cfg.locate.min_stations
     if "located" in located:
@@ -316,7 +382,20 @@ def _locate_task(cfg, rd, unit):
     write_table(located, _events_path(rd, "located"), S.EVENTS, where="located events")
     write_table(residuals, _events_path(rd, "residuals"))
     write_table(station_mags, _events_path(rd, "station_magnitudes"))
-    return "ok", len(located), f"{len(located)} of {len(ev)} events located ({int((~keep).sum())} rejected: fewer than {cfg.locate.min_stations} weighted stations or no convergence)"
+    n_far = int((located.get("dist_note", pd.Series(dtype=object)).fillna("") != "").sum())
+    n_excl = int((~station_mags["used"]).sum()) if "used" in station_mags else 0
+    reason = (
+        f"{len(located)} of {len(ev)} events located ({int((~keep).sum())} rejected: fewer than "
+        f"{cfg.locate.min_stations} weighted stations or no convergence); distance taper "
+        f"{params['dist_full_km']:g}/{params['dist_zero_km']:g} km"
+    )
+    if params.get("taper_note"):
+        reason += f" ({params['taper_note']})"
+    if n_far:
+        reason += f"; WARNING {n_far} located event(s) with every station beyond {params['dist_full_km']:g} km"
+    if n_excl:
+        reason += f"; {n_excl} station amplitude(s) excluded from ML (events/station_magnitudes.parquet: reason)"
+    return "ok", len(located), reason
 
 
 # ----------------------------------------------------------------------------- xcorr
@@ -348,9 +427,9 @@ def _xcorr_task(cfg, rd, unit):
     from .. import schema as S
 
     station_id = unit
-    ev_path = _events_path(rd, "located")
-    if not cfg.relocate.cc.enabled or not ev_path.exists():
-        return "ok", 0, "cc disabled" if not cfg.relocate.cc.enabled else "no located events"
+    if not cfg.relocate.cc.enabled:
+        return "ok", 0, "cc disabled"
+    ev_path = need(rd, "located", f"xcorr {station_id}")
     ev = pd.read_parquet(ev_path)
     picks = _cached(("assigned", str(rd.root), ev_path.stat().st_mtime_ns), lambda: assigned_picks(rd))
     picks = picks[(picks.station_id == station_id) & picks.event_id.isin(ev.event_id)]
@@ -372,7 +451,7 @@ def _xcorr_task(cfg, rd, unit):
 def _relocate_task(cfg, rd, unit):
     from ..rundir import write_table
 
-    ev = pd.read_parquet(_events_path(rd, "located"))
+    ev = pd.read_parquet(need(rd, "located", "relocate"))
     if len(ev) < 2:
         write_table(ev.assign(stage="relocate"), rd.root / "relocated" / "relocated.parquet")
         return "ok", 0, "fewer than 2 located events"
@@ -408,18 +487,22 @@ def _catalog_task(cfg, rd, unit):
     from ..catalog.report import make_report
 
     rel = rd.root / "relocated" / "relocated.parquet"
-    loc = _events_path(rd, "located")
+    loc = need(rd, "located", "catalog")
     src = rel if rel.exists() and len(pd.read_parquet(rel)) else loc
     ev = pd.read_parquet(src)
+    if src == rel:  # located events that relocation left out stay in the catalog (stage "locate")
+        located = pd.read_parquet(loc)
+        ev = (
+            pd.concat([ev, located[~located.event_id.isin(ev.event_id)]], ignore_index=True)
+            .sort_values(["time", "event_id"], kind="stable")
+            .reset_index(drop=True)
+        )
     picks = assigned_picks(rd) if _events_path(rd, "assignments").exists() else None
     if picks is not None and len(picks):
         picks = picks[picks.event_id.isin(ev.event_id)]
     sta = stations_df(cfg)
-    arc_writer = None
-    try:
-        from ..formats.hypoinverse import write_arc_catalog as arc_writer  # noqa: F811
-    except ImportError:
-        arc_writer = None
+    from ..formats.hypoinverse import write_arc_catalog as arc_writer
+
     out = rd.sub("catalogs")
     paths = write_catalogs(ev, picks, sta, out, manifest_ref=str(rd.manifest), arc_writer=arc_writer)
     truth = None

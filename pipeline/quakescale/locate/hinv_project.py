@@ -12,17 +12,17 @@ in memory, or export -> real Hypoinverse -> read back.
 Mapping of the config onto the commands (the inverse of ``HypCommands.locate_params``):
 
 - ``trial_depth_km`` -> ``ZTR z F``; ``min_picks`` (4) -> ``MIN``; ``read_error_s`` -> ``ERR``;
-  ``quality_weights`` -> ``WET`` (pick weight codes 0-3; code 4 is weight 0);
+  ``quality_weights`` -> ``WET`` (pick weight codes 0-3; code 4 is weight 0); ``s_weight`` -> ``SWT``;
+  ``max_iter`` -> ``CON``; the associator's locations are the trial hypocentres (``H71 1 3 3``);
 - ``dist_full_km``/``dist_zero_km`` -> ``DIS 4 dist_full 1 dist_zero/dist_full``;
 - ``residual_full_s``/``residual_cutoff_factor`` -> ``RMS 4 residual_full 1 cutoff_factor``;
 - the model: ``CRH 1`` P layers and, when Vp/Vs is one constant, ``POS vp/vs`` (exact); else
   ``CRH 2`` S layers and ``SAL 1 2`` (CRH velocities carry two decimals).
 
 Not expressible as Hypoinverse commands (written as ``*`` comments in the command file and
-named in the export's log): ``s_weight`` (Hypoinverse weights S by the pick's weight code only),
-``min_depth_km``/``max_depth_km``, ``max_iter``, ``damping``, ``min_picks_free_depth``,
-``station_delays`` and ``use_elevation`` (CRH models put every station at the model top; the
-builtin runner of the same project uses the elevations of the station file).
+named in the export's log): ``min_depth_km``/``max_depth_km``, ``damping``,
+``min_picks_free_depth``, ``station_delays`` and ``use_elevation`` (CRH models put every station
+at the model top, in hyp1.40 and in the builtin runner alike).
 
 Codes: Hypoinverse has 5-character sites and 2-character networks.  Stations whose codes do not
 fit (or collide) get short aliases; the mapping is written to ``station_codes.csv`` and undone
@@ -63,8 +63,7 @@ CODES_FILE = "station_codes.csv"
 IDS_FILE = "event_ids.csv"
 MAX_EVENT_ID = 9_999_999_999
 
-_UNMAPPED = ("s_weight", "min_depth_km", "max_depth_km", "max_iter", "damping", "min_picks_free_depth",
-             "use_elevation", "station_delays")
+_UNMAPPED = ("min_depth_km", "max_depth_km", "damping", "min_picks_free_depth", "use_elevation", "station_delays")
 
 
 # ---------------------------------------------------------------------------------- codes
@@ -224,17 +223,20 @@ def export_hypoinverse_project(events: pd.DataFrame, picks: pd.DataFrame, statio
         "* Hypoinverse-2000 project written by QuakeScale (locate stage export)",
         f"* {len(ev)} events, {len(ph)} picks, {len(sta)} stations; run: hyp1.40 < '@{COMMAND_FILE}'",
         "200 T 2000 0                  / Y2000 formats",
-        "H71 3 1 3                     / Hypoinverse Y2000 station format",
+        "H71 1 3 3                     / Y2000 summary; trial hypocentre from the header; station format #2",
         "LET 5 2 0                     / match stations on site and network",
         "ERF T",
         "TOP F",
         f"STA '{STATION_FILE}'",
         *mlines,
         f"DIS 4 {p.dist_full_km:g} 1 {ratio_zero:g}          / full weight to {p.dist_full_km:g} km, zero at {p.dist_zero_km:g} km",
-        f"RMS 4 {p.residual_full_s:g} 1 {p.residual_cutoff_factor:g}          / full weight to {p.residual_full_s:g} s, zero at {p.residual_full_s * p.residual_cutoff_factor:g} s",
+        f"RMS {int(p.residual_weighting_iter) + 1} {p.residual_full_s:g} 1 {p.residual_cutoff_factor:g}"
+        f"          / full weight to {p.residual_full_s:g} s, zero at {p.residual_full_s * p.residual_cutoff_factor:g} s",
         f"ERR {p.read_error_s:g}",
         f"WET {wet}",
+        f"SWT {p.s_weight:g}",
         f"ZTR {p.trial_depth_km:g} F",
+        f"CON {int(p.max_iter)} .04 .001",
         f"MIN {int(p.min_picks)}",
     ]
     for k in _UNMAPPED:

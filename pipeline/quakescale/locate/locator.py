@@ -11,6 +11,9 @@ Weights (multiplied, as in Hypoinverse):
   0-4 in a ``weight_code`` column mapped through ``quality_weights`` (WET command: 1, .5, .2, .1, 0);
 - phase: S picks times ``s_weight``;
 - distance: 1 up to ``dist_full_km``, cosine taper to 0 at ``dist_zero_km`` (epicentral);
+  ``"auto"`` (the default) follows the network (:func:`auto_distance_taper`): the seed's
+  40/120 km for a dense local network, wider for a regional one; an event whose stations all
+  lie beyond ``dist_full_km`` is noted in ``dist_note`` (and logged);
 - residual (from iteration ``residual_weighting_iter`` on): 1 for ``|r| <= residual_full_s``,
   cosine taper to 0 at ``residual_cutoff_factor * residual_full_s``.
 
@@ -27,6 +30,7 @@ Hypoinverse ERH), ``erz_km = sqrt(Czz)``, and the three principal axes of the sp
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 
@@ -36,7 +40,68 @@ import pandas as pd
 from ..geo import LocalProjection, azimuth_deg, epicentral_km
 from ..velocity import LayeredModel, TravelTimeTable
 
-__all__ = ["LocateParams", "locate_events", "travel_time_table", "cosine_taper"]
+__all__ = [
+    "LocateParams",
+    "locate_events",
+    "travel_time_table",
+    "cosine_taper",
+    "auto_distance_taper",
+    "resolve_distance_taper",
+]
+
+log = logging.getLogger("quakescale.locate")
+
+#: a network whose stations have their 3rd-nearest neighbour within this (median) is dense and local
+DENSE_NETWORK_KM = 60.0
+SEED_TAPER_KM = (40.0, 120.0)
+
+
+def auto_distance_taper(stations: pd.DataFrame, k: int = 3) -> tuple[float, float, str]:
+    """``(dist_full_km, dist_zero_km, why)`` from the station spacing: ``d_k`` is the median over
+    stations of the distance to their ``k``-th nearest neighbour (an event near a station then
+    has ``k + 1`` stations within about ``d_k``).  ``d_k <= 60 km``: a dense local network, the
+    seed's 40/120 km; otherwise full weight to ``d_k`` rounded up to 10 km and zero at twice that."""
+    lat = stations["latitude"].to_numpy(float)
+    lon = stations["longitude"].to_numpy(float)
+    if len(lat) < 2:
+        return (*SEED_TAPER_KM, "fewer than 2 stations: the seed's 40/120 km")
+    d = np.sort(epicentral_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :]), axis=1)
+    dk = float(np.median(d[:, min(k, len(lat) - 1)]))
+    if dk <= DENSE_NETWORK_KM:
+        return (
+            *SEED_TAPER_KM,
+            f"dense local network (median distance to the {k}rd-nearest station {dk:.0f} km): the seed's 40/120 km",
+        )
+    full = float(np.ceil(dk / 10.0) * 10.0)
+    return (
+        full,
+        2.0 * full,
+        f"regional network (median distance to the {k}rd-nearest station {dk:.0f} km): "
+        f"full weight to {full:g} km, zero at {2 * full:g} km",
+    )
+
+
+def resolve_distance_taper(params, stations: pd.DataFrame) -> dict:
+    """``params`` (config section, LocateParams or dict) as a dict with ``"auto"`` distances
+    replaced by :func:`auto_distance_taper` values (``taper_note`` says which)."""
+    if isinstance(params, LocateParams):
+        vals = asdict(params)
+    elif hasattr(params, "model_dump"):
+        vals = params.model_dump()
+    else:
+        vals = dict(params or {})
+    full, zero = vals.get("dist_full_km", "auto"), vals.get("dist_zero_km", "auto")
+    if full == "auto" or zero == "auto":
+        af, az, why = auto_distance_taper(stations)
+        if full == "auto" and zero == "auto":
+            full, zero = af, az
+        elif full == "auto":
+            full = min(af, float(zero) / 2.0) if af >= float(zero) else af
+        else:
+            zero = max(az, 2.0 * float(full)) if az <= float(full) else az
+        vals["taper_note"] = why
+    vals["dist_full_km"], vals["dist_zero_km"] = float(full), float(zero)
+    return vals
 
 
 @dataclass
@@ -45,8 +110,8 @@ class LocateParams:
 
     residual_full_s: float = 0.3
     residual_cutoff_factor: float = 3.0
-    dist_full_km: float = 40.0
-    dist_zero_km: float = 120.0
+    dist_full_km: float | str = 40.0  # "auto": from the station spacing (auto_distance_taper)
+    dist_zero_km: float | str = 120.0
     s_weight: float = 0.5
     trial_depth_km: float = 8.0
     min_depth_km: float = 0.0
@@ -65,6 +130,9 @@ class LocateParams:
     converge_km: float = 0.005
     use_elevation: bool = True
     station_delays: object = None  # DataFrame(station_id, phase, delay_s) or {(sta, phase): s}
+    # Hypoinverse RMSCUT: when set, the residual taper stretches with the event's weighted RMS
+    # (full weight to residual_full_s * max(1, rms / floor), as Hypoinverse's RMS command); None: fixed
+    residual_rms_floor_s: float | None = None
 
     @classmethod
     def from_any(cls, params=None, **kwargs) -> "LocateParams":
@@ -86,7 +154,7 @@ class LocateParams:
         if unknown:
             raise TypeError(f"unknown locate parameter(s): {sorted(unknown)}; known: {sorted(names)}")
         p = cls(**{k: v for k, v in vals.items() if k in names})
-        if p.dist_zero_km <= p.dist_full_km:
+        if "auto" not in (p.dist_full_km, p.dist_zero_km) and p.dist_zero_km <= p.dist_full_km:
             raise ValueError(f"dist_zero_km ({p.dist_zero_km}) must exceed dist_full_km ({p.dist_full_km})")
         if p.residual_cutoff_factor <= 1:
             raise ValueError(f"residual_cutoff_factor must exceed 1, got {p.residual_cutoff_factor}")
@@ -167,6 +235,8 @@ def locate_events(
     _require(events, _REQ_EVENTS, "events")
     _require(assignments_or_picks, _REQ_PICKS, "picks")
     _require(stations, _REQ_STATIONS, "stations")
+    if "auto" in (p.dist_full_km, p.dist_zero_km):
+        p = LocateParams.from_any(resolve_distance_taper(p, stations))
     ev = events.reset_index(drop=True)
     if ev["event_id"].duplicated().any():
         raise ValueError(f"events: duplicate event_id(s) {ev.loc[ev.event_id.duplicated(), 'event_id'].tolist()[:5]}")
@@ -183,8 +253,11 @@ def locate_events(
 
     n_ev = len(ev)
     top0 = float(model.top_km[0])
-    if tt is None:
-        tt = travel_time_table(model, 200.0, max(p.max_depth_km + 1.0, 40.0))
+    if tt is None:  # cover the network: events anywhere within it see every station
+        span = _network_span_km(stations)
+        tt = travel_time_table(
+            model, max(200.0, float(np.ceil((span + 100.0) / 50.0) * 50.0)), max(p.max_depth_km + 1.0, 40.0)
+        )
     zmin = max(p.min_depth_km, float(tt.depth[0]))
     zmax = min(p.max_depth_km, float(tt.depth[-1]))
 
@@ -292,7 +365,7 @@ def locate_events(
         res = tobs - t0[:, None] - T
         w = w0 * cosine_taper(d, wdist_full, wdist_zero)
         if it >= p.residual_weighting_iter:
-            w = w * cosine_taper(np.abs(res), r_full, r_zero)
+            w = w * _residual_taper(res, w, valid, r_full, r_zero, p.residual_rms_floor_s)
         w = np.where(valid, w, 0.0)
         dsafe = np.maximum(d, 1e-3)
         G = np.stack([dtdd * dx / dsafe, dtdd * dy / dsafe, dtdz, np.ones_like(d)], axis=-1)  # (E,K,4)
@@ -321,7 +394,8 @@ def locate_events(
 
     # final weights, residuals and statistics
     res = tobs - t0[:, None] - T
-    w = w0 * cosine_taper(d, wdist_full, wdist_zero) * cosine_taper(np.abs(res), r_full, r_zero)
+    w = w0 * cosine_taper(d, wdist_full, wdist_zero)
+    w = w * _residual_taper(res, np.where(valid, w, 0.0), valid, r_full, r_zero, p.residual_rms_floor_s)
     w = np.where(valid, w, 0.0)
     used = w > 1e-3
     sw = w.sum(1)
@@ -372,6 +446,29 @@ def locate_events(
         out[f"err{i + 1}_az_deg"] = np.where(loc, prin[0][:, i], np.nan)
         out[f"err{i + 1}_dip_deg"] = np.where(loc, prin[1][:, i], np.nan)
         out[f"err{i + 1}_km"] = np.where(loc, prin[2][:, i], np.nan)
+    # stations all beyond full distance weight: say so (the event may be outside the network)
+    dnear = np.where(valid.any(1), np.min(np.where(valid, epi, np.inf), axis=1), np.nan)
+    far = valid.any(1) & (dnear > p.dist_full_km)
+    out["dist_note"] = np.where(
+        far,
+        [
+            f"all stations beyond the distance taper: nearest {x:.0f} km > {p.dist_full_km:g} km full weight"
+            + (f" (zero weight beyond {p.dist_zero_km:g} km)" if x >= p.dist_zero_km else "")
+            for x in np.nan_to_num(dnear)
+        ],
+        "",
+    )
+    if far.any():
+        log.warning(
+            "locate: %d event(s) have all their stations beyond the distance taper (full weight to %g km, "
+            "zero at %g km), e.g. event %s (nearest station %.0f km); widen locate.dist_full_km/dist_zero_km "
+            "if the network is regional",
+            int(far.sum()),
+            p.dist_full_km,
+            p.dist_zero_km,
+            ev["event_id"].to_numpy()[far][0],
+            float(dnear[far][0]),
+        )
     out["depth_fixed"] = fix_depth & loc
     out["located"] = loc
     out["n_iter"] = n_iter.astype(np.int32)
@@ -395,7 +492,30 @@ def locate_events(
     return out, rres
 
 
+def _network_span_km(stations: pd.DataFrame) -> float:
+    """Largest epicentral distance between two stations (km)."""
+    lat = stations["latitude"].to_numpy(float)
+    lon = stations["longitude"].to_numpy(float)
+    if len(lat) < 2:
+        return 0.0
+    return float(np.nanmax(epicentral_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])))
+
+
 # ---------------------------------------------------------------------------------- numerics
+def _residual_taper(res, w, valid, r_full, r_zero, rms_floor):
+    """Residual weights: the cosine taper from ``r_full`` to ``r_zero``; with ``rms_floor``
+    (Hypoinverse RMSCUT) both scale by ``max(1, rmswt / rms_floor)`` per event, ``rmswt`` the
+    RMS of the residuals under the current weights (``sqrt(sum (w r)^2 / sum w^2)``)."""
+    if rms_floor is None:
+        return cosine_taper(np.abs(res), r_full, r_zero)
+    wv = np.where(valid, w, 0.0)
+    num = ((wv * np.where(valid, res, 0.0)) ** 2).sum(1)
+    den = (wv**2).sum(1)
+    rmswt = np.sqrt(np.where(den > 0, num / np.maximum(den, 1e-300), 0.0))
+    scale = np.maximum(1.0, rmswt / float(rms_floor))[:, None]
+    return cosine_taper(np.abs(res), r_full * scale, r_zero * scale)
+
+
 def _weighted_median(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Row-wise weighted median ignoring NaNs/zero weights; NaN for empty rows."""
     x = np.where(np.isfinite(x) & (w > 0), x, np.inf)

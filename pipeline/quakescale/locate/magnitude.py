@@ -10,7 +10,12 @@ Units are explicit: amplitudes come in a column whose name carries the unit -- `
 (the project's schema), or ``amp_wa_m`` / ``amp_wa_um`` / ``amp_wa_nm``, converted to mm.  A
 plausibility guard refuses amplitudes above ``max_amp_mm`` (10 m; a real WA trace saturates
 far below) and event magnitudes above ``max_ml`` (7.5 for a local network) with an error that
-names the likely unit mix-up, instead of silently reporting magnitude 8.
+names the likely unit mix-up, instead of silently reporting magnitude 8.  With
+``strict=False`` (the pipeline's locate stage) nothing raises: an absurd amplitude is excluded
+from its event's magnitude with the reason in the station-magnitudes table (``used``,
+``reason``), an amplitude measured on clipped counts (``amp_clipped``) is excluded while the
+event has unclipped ones (else used, noted as a lower bound), and an event ML above ``max_ml``
+is left NaN with the reason in ``mag_note``.
 
 FMD: completeness ``Mc`` by maximum curvature (the most populated magnitude bin) plus a stated
 correction (+0.2, Woessner & Wiemer 2005); ``b`` by maximum likelihood (Aki 1965 with Utsu's
@@ -36,7 +41,7 @@ class MagnitudeUnitError(QuakeScaleError, ValueError):
     """Amplitudes whose size does not fit their declared unit."""
 
 
-def _amplitudes_mm(picks: pd.DataFrame, max_amp_mm: float) -> pd.Series:
+def _amplitude_column(picks: pd.DataFrame) -> str:
     cols = [c for c in AMPLITUDE_UNITS_TO_MM if c in picks.columns]
     if not cols:
         raise ValueError(
@@ -45,15 +50,21 @@ def _amplitudes_mm(picks: pd.DataFrame, max_amp_mm: float) -> pd.Series:
         )
     if len(cols) > 1:
         raise ValueError(f"picks: several amplitude columns {cols}; keep exactly one so the unit is unambiguous")
-    c = cols[0]
+    return cols[0]
+
+
+def _absurd_message(c: str, n: int, largest: float, max_amp_mm: float) -> str:
+    return (f"picks.{c}: {n} amplitude(s) exceed {max_amp_mm:g} mm after conversion to mm "
+            f"(largest {largest:.4g} mm); a Wood-Anderson trace cannot be that large -- are these counts, nm "
+            f"or m labelled as {c}?")
+
+
+def _amplitudes_mm(picks: pd.DataFrame, max_amp_mm: float, strict: bool = True) -> pd.Series:
+    c = _amplitude_column(picks)
     amp = pd.to_numeric(picks[c], errors="coerce") * AMPLITUDE_UNITS_TO_MM[c]
     bad = amp > max_amp_mm
-    if bad.any():
-        raise MagnitudeUnitError(
-            f"picks.{c}: {int(bad.sum())} amplitude(s) exceed {max_amp_mm:g} mm after conversion to mm "
-            f"(largest {amp.max():.4g} mm); a Wood-Anderson trace cannot be that large -- are these counts, nm "
-            f"or m labelled as {c}?"
-        )
+    if bad.any() and strict:
+        raise MagnitudeUnitError(_absurd_message(c, int(bad.sum()), float(amp.max()), max_amp_mm))
     return amp
 
 
@@ -66,17 +77,21 @@ def event_magnitudes(
     max_amp_mm: float = 1.0e4,
     max_ml: float = 7.5,
     use_elevation: bool = True,
+    strict: bool = True,
 ):
     """ML per station and per event.
 
     ``events``: event_id, latitude, longitude, depth_km; ``picks_with_amp_wa_mm``: event_id,
     station_id, an amplitude column (see module doc), optionally phase (S rows are preferred when
-    a station has S amplitudes); ``stations``: station_id, latitude, longitude[, elevation_m].
+    a station has S amplitudes) and ``amp_clipped``; ``stations``: station_id, latitude,
+    longitude[, elevation_m].
 
     Returns ``(events_out, station_mags)``: events with ``magnitude``, ``mag_type`` ("ML"),
-    ``mag_n`` (stations used) and ``mag_mad`` (median absolute deviation); NaN magnitude where
-    fewer than ``min_stations`` amplitudes.  ``station_mags``: event_id, station_id, amp_wa_mm,
-    hypo_distance_km, ml.
+    ``mag_n`` (stations used), ``mag_mad`` (median absolute deviation) and ``mag_note``; NaN
+    magnitude where fewer than ``min_stations`` amplitudes.  ``station_mags``: event_id,
+    station_id, amp_wa_mm, hypo_distance_km, ml, used, reason (why a station was left out).
+    ``strict`` (default): absurd amplitudes or magnitudes raise :class:`MagnitudeUnitError`;
+    ``strict=False``: they are excluded with their reason and nothing raises.
     """
     if correction not in DISTANCE_CORRECTIONS:
         raise ValueError(f"unknown ML distance correction {correction!r}; known: {sorted(DISTANCE_CORRECTIONS)}")
@@ -88,8 +103,9 @@ def event_magnitudes(
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise ValueError(f"{name}: missing column(s) {missing}")
+    col = _amplitude_column(picks_with_amp_wa_mm)
     picks = picks_with_amp_wa_mm.copy()
-    picks["amp_mm"] = _amplitudes_mm(picks, max_amp_mm)
+    picks["amp_mm"] = _amplitudes_mm(picks, max_amp_mm, strict)
     picks = picks[np.isfinite(picks["amp_mm"]) & (picks["amp_mm"] > 0)]
     picks = picks[picks["event_id"].isin(events["event_id"])]
     if "phase" in picks.columns:
@@ -100,7 +116,28 @@ def event_magnitudes(
     unknown = sorted(set(picks["station_id"]) - set(sta.index))
     if unknown:
         raise ValueError(f"amplitude picks refer to station(s) not in the station table: {unknown[:10]}")
-    per = picks.groupby(["event_id", "station_id"], as_index=False)["amp_mm"].max()
+    # why each amplitude would be left out ("" = usable); one row per (event, station): the
+    # largest usable amplitude, else the largest excluded one with its reason
+    absurd = picks["amp_mm"] > max_amp_mm
+    clipped = (
+        picks["amp_clipped"].fillna(False).astype(bool)
+        if "amp_clipped" in picks.columns
+        else pd.Series(False, index=picks.index)
+    )
+    reason = pd.Series("", index=picks.index, dtype=object)
+    reason[clipped] = "clipped: amplitude is a lower bound"
+    reason[absurd] = [
+        f"absurd amplitude {a:.4g} mm > {max_amp_mm:g} mm (clipping, wrong response or unit?)"
+        for a in picks.loc[absurd, "amp_mm"]
+    ]
+    picks = picks.assign(_reason=reason, _rank=np.where(absurd, 2, np.where(clipped, 1, 0)))
+    per = (
+        picks.sort_values(
+            ["event_id", "station_id", "_rank", "amp_mm"], ascending=[True, True, True, False], kind="stable"
+        )
+        .drop_duplicates(["event_id", "station_id"])
+        .reset_index(drop=True)
+    )
     ev = events.set_index("event_id")
     elat = ev.loc[per["event_id"], "latitude"].to_numpy(float)
     elon = ev.loc[per["event_id"], "longitude"].to_numpy(float)
@@ -116,25 +153,53 @@ def event_magnitudes(
     r = np.sqrt(epi**2 + (np.nan_to_num(edep) + selev) ** 2)
     r = np.maximum(r, 1.0)
     ml = ml_from_amplitude(per["amp_mm"].to_numpy(float), r, correction)
+    rank = per["_rank"].to_numpy()
+    # clipped amplitudes count only where the event has no unclipped one (then as lower bounds)
+    best = pd.Series(rank).groupby(per["event_id"].to_numpy()).transform("min").to_numpy()
+    used = (rank == 0) | ((rank == 1) & (best == 1))
     station_mags = pd.DataFrame(
-        {"event_id": per["event_id"], "station_id": per["station_id"], "amp_wa_mm": per["amp_mm"], "hypo_distance_km": r, "ml": ml}
+        {
+            "event_id": per["event_id"],
+            "station_id": per["station_id"],
+            "amp_wa_mm": per["amp_mm"],
+            "hypo_distance_km": r,
+            "ml": ml,
+            "used": used,
+            "reason": np.where(used & (rank == 0), "", per["_reason"].to_numpy()),
+        }
     )
-    g = station_mags.groupby("event_id")["ml"]
+    g = station_mags[station_mags["used"]].groupby("event_id")["ml"]
     med = g.median()
     n = g.size()
     mad = g.apply(lambda x: float(np.median(np.abs(x - np.median(x)))))
     out = events.copy()
     out["magnitude"] = out["event_id"].map(med).where(out["event_id"].map(n).fillna(0) >= min_stations)
-    out["mag_type"] = np.where(out["magnitude"].notna(), "ML", None)
     out["mag_n"] = out["event_id"].map(n).fillna(0).astype(np.int32)
     out["mag_mad"] = out["event_id"].map(mad)
+    note = pd.Series("", index=out.index, dtype=object)
+    n_excl = station_mags[~station_mags["used"]].groupby("event_id").size()
+    has_excl = out["event_id"].isin(n_excl.index)
+    note[has_excl] = [
+        f"{int(n_excl[e])} station amplitude(s) excluded (see station magnitudes)"
+        for e in out.loc[has_excl, "event_id"]
+    ]
+    lower = station_mags[station_mags["used"] & (station_mags["reason"] != "")]["event_id"].unique()
+    note[out["event_id"].isin(lower)] = "clipped amplitudes only: magnitude is a lower bound"
     too_big = out["magnitude"] > max_ml
     if too_big.any():
         worst = out.loc[too_big, ["event_id", "magnitude"]].head(3).to_dict("records")
-        raise MagnitudeUnitError(
-            f"ML above {max_ml} for {int(too_big.sum())} event(s) (e.g. {worst}) on a local network; "
-            f"check the amplitude unit (column names carry it: {list(AMPLITUDE_UNITS_TO_MM)})"
-        )
+        if strict:
+            raise MagnitudeUnitError(
+                f"ML above {max_ml} for {int(too_big.sum())} event(s) (e.g. {worst}) on a local network; "
+                f"check the amplitude unit (column names carry it: {list(AMPLITUDE_UNITS_TO_MM)})"
+            )
+        note[too_big] = [
+            f"ML {m:.2f} above {max_ml:g} on a local network: not reported (amplitude unit?)"
+            for m in out.loc[too_big, "magnitude"]
+        ]
+        out.loc[too_big, "magnitude"] = np.nan
+    out["mag_type"] = np.where(out["magnitude"].notna(), "ML", None)
+    out["mag_note"] = note.to_numpy()
     return out, station_mags
 
 

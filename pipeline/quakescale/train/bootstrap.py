@@ -394,7 +394,7 @@ def build_sample_set(
     also keep the Z STA/LTA below this (weak events under the trigger stay out of them).  Returns the summary dict (also
     ``OUT/summary.json``)."""
     from ..archive import ArchiveError, load_inventory, stations_table
-    from ..associate import Associator, associate_partitioned
+    from ..associate import PALM_SEED, Associator, associate_partitioned
     from ..detect.classic import classic_picks
     from ..detect.runner import cerp_picks, get_model, picks_table
     from ..geo import azimuth_deg, epicentral_km
@@ -465,8 +465,9 @@ def build_sample_set(
 
     # --- 2. association
     a = cfg.associate
-    assoc = Associator(stations, model, max_residual_s=a.max_residual_s, min_stations=a.min_stations, min_p=a.min_p, min_s=a.min_s,
-                       grid_spacing_km=a.grid_spacing_km, fine_spacing_km=a.fine_spacing_km, max_depth_km=min(cfg.velocity.max_depth_km, 30.0),
+    # labels want every plausible event of the classic picks (few S): the seed's loose acceptance
+    assoc = Associator(stations, model, **{**PALM_SEED, "min_stations": a.min_stations}, grid_spacing_km=a.grid_spacing_km,
+                       fine_spacing_km=a.fine_spacing_km, max_depth_km=min(cfg.velocity.max_depth_km, 30.0),
                        unknown_stations="drop")
     events, asg = associate_partitioned(picks, assoc, partition_s=a.partition_s, overlap_s=a.overlap_s)
     if teacher is not None and len(events):
