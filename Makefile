@@ -3,6 +3,7 @@
 #   make test            the test suite (starts the local single-node SLURM when root on Debian)
 #   make bench           the benchmarks in quick mode (JSON in bench-out/)
 #   make containers      build the Apptainer images (needs apptainer)
+#   make models          the seisbench extra + the published EQTransformer / PhaseNet / GPD weights, converted (offline use)
 #   make TORCH=...       another torch requirement, e.g. TORCH="torch==2.13.0 --index-url ..."
 PY      ?= python3
 VENV    ?= .venv
@@ -11,7 +12,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.quakescale-installed
 DEMO_OUT ?= demo-run
 
-.PHONY: install demo test test-fast bench containers slurm-up slurm-down sysdeps clean
+.PHONY: install demo test test-fast bench containers slurm-up slurm-down sysdeps clean models
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +45,10 @@ bench: install
 	@mkdir -p bench-out
 	$(BIN)/python -m pip install -q -e ".[test,bench]"   # PyPI hypodd, side by side in bench_hypodd_pypi.py
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b --quick --out bench-out/$$(basename $$b .py).json || exit 1; done
+
+models: install   ## seisbench extra (torch kept as installed) + quakescale models install
+	$(BIN)/python -m pip install -q -e ".[seisbench]"
+	$(BIN)/quakescale models install
 
 containers: containers/quakescale-gpu.sif containers/quakescale-cpu.sif   ## Apptainer images (needs apptainer)
 

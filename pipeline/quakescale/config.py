@@ -71,8 +71,10 @@ class VelocitySection(_Section):
 
 
 class DetectSection(_Section):
-    method: Literal["cerp", "stalta", "kurtosis"] = "cerp"
-    model: str = "builtin:default"  # builtin:NAME or a weights directory
+    method: Literal["cerp", "seisbench", "stalta", "kurtosis"] = "cerp"
+    model: str = "builtin:default"  # cerp: builtin:NAME or a weights directory; seisbench: NAME:WEIGHTS or a path
+    seisbench_p_threshold: Optional[float] = Field(None, ge=0, le=1)  # None: the weights' own default
+    seisbench_s_threshold: Optional[float] = Field(None, ge=0, le=1)
     window_s: float = Field(30.0, gt=0)
     stride_s: float = Field(15.0, gt=0)
     freqmin_hz: float = Field(1.0, gt=0)
@@ -97,6 +99,25 @@ class DetectSection(_Section):
     lta_s: float = 10.0
     trigger_on: float = 3.5
     trigger_off: float = 1.0
+
+    @model_validator(mode="after")
+    def _method_model(self):
+        m = str(self.model)
+        name, sep, ref = m.partition(":")
+        sb_name = bool(sep) and name.replace("_", "").isalnum() and name != "builtin" and bool(ref)
+        if self.method == "seisbench":
+            is_path = "/" in m or m.endswith((".pt", ".json")) or m.startswith(("~", "."))
+            if not (sb_name or is_path) or name == "builtin":
+                raise ValueError(
+                    "method seisbench needs model NAME:WEIGHTS (e.g. EQTransformer:original, PhaseNet:original, "
+                    f"GPD:original) or a weights path, not {m!r}"
+                )
+        elif self.method == "cerp" and sb_name and name[:1].isupper() and len(name) > 1:  # not a drive letter
+            raise ValueError(
+                f"model {m!r} looks like a SeisBench model: set method: seisbench "
+                "(cerp takes builtin:NAME or a weights directory)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _band(self):
@@ -393,8 +414,11 @@ velocity:
   max_dist_km: 200.0           # travel-time table extent
   max_depth_km: 40.0
 detect:
-  method: cerp                 # cerp (CNN detector + BiGRU picker) | stalta | kurtosis
-  model: builtin:default       # builtin:NAME or a directory of trained weights (quakescale train)
+  method: cerp                 # cerp (CNN detector + BiGRU picker) | seisbench | stalta | kurtosis
+  model: builtin:default       # builtin:NAME or a directory of trained weights (quakescale train);
+                               # seisbench: NAME:WEIGHTS, e.g. EQTransformer:original (quakescale models install)
+  seisbench_p_threshold: null  # seisbench: P / S pick probability; null = the weights' own default
+  seisbench_s_threshold: null  #   (the published tools' settings: EQTransformer 0.1, PhaseNet 0.3, GPD 0.994)
   window_s: 30.0               # seed: 30 s windows ...
   stride_s: 15.0               # ... with 15 s stride
   freqmin_hz: 1.0              # seed: 1-20 Hz band-pass

@@ -15,6 +15,8 @@
    ``min_prob_p`` / ``min_prob_s`` dropped, onsets of ``refine_phases`` refined on the waveform
    (AIC, used only where the onset is sharp) and P picks without a waveform onset dropped
    unless the network is very sure (``onset_min_contrast``, ``onset_check_max_prob``);
+   method ``seisbench``: any SeisBench picker (:mod:`quakescale.detect.seisbench_picker`) on the raw
+   stream, its own preprocessing and batched overlapping windows;
    methods ``stalta`` / ``kurtosis``: :mod:`quakescale.detect.classic` on the whole day;
 3. SNR (1-20 Hz peak after / RMS before) and, for S picks, the Wood-Anderson amplitude
    (:mod:`quakescale.detect.amplitude`) from 1 s before P to 5 s after S, with its source
@@ -431,8 +433,8 @@ def get_model(spec: str = "builtin:default", device: str = "auto") -> CerpModel:
 def pick_stream(stream: Stream, inventory=None, params=None, model: CerpModel | None = None, t0=None, t1=None, info: dict | None = None) -> pd.DataFrame:
     """Picks of one station's 3-component ``stream`` (PICKS columns, times UTC ns).
 
-    ``params``: a :class:`DetectSection` (or dict / Config); ``method`` chooses cerp / stalta /
-    kurtosis.  ``inventory`` (ObsPy Inventory) is needed for ``amp_wa_mm`` (NaN without).
+    ``params``: a :class:`DetectSection` (or dict / Config); ``method`` chooses cerp / seisbench /
+    stalta / kurtosis.  ``inventory`` (ObsPy Inventory) is needed for ``amp_wa_mm`` (NaN without).
     ``info`` (a dict) receives counts (windows, detected windows, raw picks) and the seconds of
     each step (``t_preprocess_s``, ``t_detector_s``, ``t_picker_s``, ``t_refine_s``, ``t_table_s``:
     SNR and amplitudes)."""
@@ -443,6 +445,12 @@ def pick_stream(stream: Stream, inventory=None, params=None, model: CerpModel | 
     if p.method == "cerp":
         model = model if model is not None else get_model(p.model, p.device)
         picks, stats = cerp_picks(prep, model, p)
+        label = model.label
+    elif p.method == "seisbench":  # any SeisBench picker (detect/seisbench_picker.py); model: a SeisBenchPicker
+        from .seisbench_picker import get_picker, seisbench_picks
+
+        model = model if model is not None else get_picker(p.model, p.device)
+        picks, stats = seisbench_picks(stream, prep.t0_ns, p.sampling_rate_hz, model, p)
         label = model.label
     else:
         from .classic import classic_picks
