@@ -34,24 +34,28 @@ def synthetic_world(path: Path) -> Path:
     return path
 
 
-def real_noise_day(world: Path, out: Path, gapped: bool = False, seed: int = 5) -> Path | None:
-    """An SDS root holding one real-noise 24 h day of XL.L01 (EH?) on the world's first day;
-    None when the shared Mesetas data are absent."""
+def real_noise_day(world: Path | None, out: Path, gapped: bool = False, seed: int = 5, day: str = "2019-12-25") -> Path | None:
+    """An SDS root holding one real-noise 24 h day: as XL.L01 (EH?) on the synthetic ``world``'s
+    first day (its StationXML has full responses), or, with ``world=None``, as the real
+    CM.URMC.00.HH? on ``day`` (use the Mesetas StationXML).  None when the shared Mesetas data
+    are absent."""
     from shared_data import DATA
 
     src = DATA / "mesetas2019_dev" / "waveforms"
     files = sorted(src.glob("CM.URMC.00.HH?__*.mseed"))
     if len(files) != 3:
         return None
-    sds = out / ("sds-gapped" if gapped else "sds")
+    sds = out / (("sds-gapped" if gapped else "sds") + ("" if world is not None else "-urmc"))
     done = sds / ".complete"
     if done.exists():
         return sds
     import yaml
     from obspy import Stream, UTCDateTime, read
 
-    day = str(yaml.safe_load((world / "config.yaml").read_text())["archive"]["start"])
+    if world is not None:
+        day = str(yaml.safe_load((world / "config.yaml").read_text())["archive"]["start"])
     day0 = UTCDateTime(day)
+    net, sta, loc, band = ("XL", "L01", "", "EH") if world is not None else ("CM", "URMC", "00", "HH")
     rng = np.random.default_rng(seed)
     gaps = [(int(36000 * 100), int(39600 * 100))]  # 10:00-11:00
     for _ in range(20):
@@ -75,11 +79,11 @@ def real_noise_day(world: Path, out: Path, gapped: bool = False, seed: int = 5) 
         for a, b in runs:
             t = tr.copy()
             t.data = np.ascontiguousarray(x[a:b])
-            t.stats.network, t.stats.station, t.stats.location, t.stats.channel = "XL", "L01", "", f"EH{comp}"
+            t.stats.network, t.stats.station, t.stats.location, t.stats.channel = net, sta, loc, f"{band}{comp}"
             t.stats.starttime = day0 + a / 100.0
             out_st += t
-        d = sds / str(day0.year) / "XL" / "L01" / f"EH{comp}.D"
+        d = sds / str(day0.year) / net / sta / f"{band}{comp}.D"
         d.mkdir(parents=True, exist_ok=True)
-        out_st.write(str(d / f"XL.L01..EH{comp}.D.{day0.year}.{day0.julday:03d}"), format="MSEED", encoding="STEIM2", reclen=512)
+        out_st.write(str(d / f"{net}.{sta}.{loc}.{band}{comp}.D.{day0.year}.{day0.julday:03d}"), format="MSEED", encoding="STEIM2", reclen=512)
     done.touch()
     return sds
