@@ -1,8 +1,8 @@
 """``run_pipeline``: the whole run, stage by stage, on the configured backend; resumable.
 
-Fanned-out stages (detect over station-days, xcorr over stations) are cut into chunks of
-``compute.chunk_size`` units and mapped with Dask (local cluster or SLURM pools); every chunk is
-one ``run_task`` call, so a rerun only redoes the units without an ``ok`` status row.  The other
+Fanned-out stages (detect over station-days, xcorr over stations; ``stages.STAGE``) are cut into
+chunks of the stage's chunk size (:func:`~quakescale.hpc.stages.chunks`) and mapped with Dask
+(local cluster or the stage's SLURM pool); every chunk is one ``run_task`` call, so a rerun only redoes the units without an ``ok`` status row.  The other
 stages run once (``unit = "all"``) in the driver process or on the CPU pool.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import Config
 from ..rundir import RunDir, write_json
-from .stages import FANNED, STAGES, _TASKS, chunk_size, chunks, pending_units, prepare_run, run_task
+from .stages import STAGE, STAGES, chunks, pending_units, prepare_run, run_task
 
 
 def _git_commit() -> str | None:
@@ -83,9 +83,7 @@ def _map_chunks(cfg: Config, rd: RunDir, stage: str, parts: list[list[str]], for
         return rows
     from distributed import as_completed
 
-    from .cluster import task_resources
-
-    resources = task_resources(cfg.compute, stage)
+    resources = STAGE[stage].resources(cfg.compute)
     futs = {client.submit(run_task, str(rd.root), stage, p, force, True, key=f"{stage}-{i}-{abs(hash(tuple(p)))}", retries=2, pure=False, resources=resources): p for i, p in enumerate(parts)}
     t0 = time.time()
     done_units = 0
@@ -124,7 +122,7 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
     from .summary import build_summary
 
     rd = prepare_run(cfg)
-    wanted = [s for s in STAGES if (stages is None or s in stages) and s in _TASKS]
+    wanted = [s for s in STAGES if stages is None or s in stages]
     timings = {}
     did_work = False
     upstream_changed = False
@@ -134,9 +132,9 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
         for stage in wanted:
             t0 = time.time()
             f = stage in force or upstream_changed or (stage == "plan" and rd.config_changed) or stale(rd, stage)
-            if stage in FANNED:
+            if STAGE[stage].fanned:
                 todo = pending_units(cfg, rd, stage, force=f, retry_failed=retry_failed)
-                pool = "gpu" if stage == "detect" else "cpu"
+                pool = STAGE[stage].pool
                 key = pool if cfg.compute.backend == "slurm" else "local"
                 client = given
                 if client is None and todo and (len(todo) > 1 or cfg.compute.backend == "slurm"):
@@ -145,7 +143,7 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
                     client = owned[key][0]
                 echo(f"{stage}: {len(todo)} unit(s) to do")
                 did_work |= bool(todo)
-                rows = _map_chunks(cfg, rd, stage, chunks(todo, chunk_size(cfg, stage)), f, client, echo)
+                rows = _map_chunks(cfg, rd, stage, chunks(todo, STAGE[stage].chunk_size(cfg.compute)), f, client, echo)
                 upstream_changed |= any(r["state"] in ("ok", "skipped") for r in rows)
                 n_failed = sum(r["state"] == "failed" for r in rows)
                 if n_failed:

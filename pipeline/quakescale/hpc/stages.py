@@ -1,4 +1,4 @@
-"""The stage list and the one function that runs one unit of work of one stage.
+"""The stage table and the one function that runs one unit of work of one stage.
 
 Core invariant: ``run_task(run_dir, stage, units)`` runs the given units of a stage, reading its
 inputs from the run directory (the resolved config is ``RUN/config.yaml``) and writing outputs
@@ -6,8 +6,10 @@ atomically plus one status part file.  A stage whose input is missing because an
 failed (or has not run) fails with :class:`~quakescale.errors.UpstreamMissing` naming that stage,
 its unit and its reason.  Station-days whose data are bad (unreadable, incomplete) are
 ``skipped`` with the reason, not ``failed``: a failure is a defect of the run, bad data are not.
-Backends (local Dask, SLURM via dask-jobqueue, sbatch arrays) only decide where it runs.  A unit
-that already has an ``ok``/``no_data`` status row is skipped (resume); ``force`` redoes it.
+Backends (local Dask, SLURM via dask-jobqueue, sbatch arrays) only decide where it runs: they all
+read :data:`STAGE` (one :class:`Stage` record per stage: fanned out or not, pool, unit lister,
+chunk size) and cut unit lists with :func:`chunk_units`.  A unit that already has an
+``ok``/``no_data`` status row is skipped (resume); ``force`` redoes it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import socket
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,9 +27,6 @@ import pandas as pd
 from ..config import Config, load_config, save_config
 from ..errors import UpstreamMissing
 from ..rundir import RunDir, write_json
-
-STAGES = ["plan", "detect", "associate", "locate", "xcorr", "relocate", "catalog"]
-FANNED = {"detect", "xcorr"}  # stages whose units are fanned out to workers
 
 
 def open_run(cfg_or_path) -> tuple[Config, RunDir]:
@@ -80,32 +81,113 @@ def read_plan(rd: RunDir, columns: list[str] | None = None) -> pd.DataFrame:
     return pd.read_parquet(rd.plan, columns=columns)
 
 
-# ----------------------------------------------------------------------------- units
-def stage_units(cfg: Config, rd: RunDir, stage: str) -> list[str]:
-    if stage == "detect":
-        return list(read_plan(rd, ["unit"])["unit"])  # each array task reads this: one column
-    if stage == "xcorr":
-        return station_ids(cfg)
+# ----------------------------------------------------------------------------- the stage table
+def _detect_units(cfg: Config, rd: RunDir) -> list[str]:
+    return list(read_plan(rd, ["unit"])["unit"])  # each array task reads this: one column
+
+
+def _one_unit(cfg: Config, rd: RunDir) -> list[str]:
     return ["all"]
 
 
-def chunks(units: list[str], size: int) -> list[list[str]]:
-    return [units[i : i + size] for i in range(0, len(units), size)]
+#: Dask worker resources a pool's workers carry on the slurm backend and its tasks ask for
+POOL_RESOURCES: dict[str, dict[str, int]] = {"gpu": {"GPU": 1}, "cpu": {}}
 
 
-def chunk_size(cfg: Config, stage: str) -> int:
-    """Units per task: ``compute.chunk_size`` station-days for detect, one station for xcorr."""
-    return int(cfg.compute.chunk_size) if stage == "detect" else 1
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a run, as every backend sees it.
+
+    ``fanned``: its units are mapped to workers (Dask) or array tasks (sbatch), in chunks;
+    otherwise it has one unit, ``"all"``.  ``pool``: ``gpu`` or ``cpu`` (the SLURM pool, and the
+    Dask resources its tasks ask for).  ``units(cfg, rd)``: its unit list.  ``chunk_field``: the
+    ``compute`` field giving units per task (``None``: one unit per task).  ``job``: whether it
+    has an sbatch job of its own in array mode (the plan runs at submission instead)."""
+
+    name: str
+    units: Callable[[Config, RunDir], list[str]] = _one_unit
+    fanned: bool = False
+    pool: str = "cpu"
+    chunk_field: str | None = None
+    job: bool = True
+
+    def __post_init__(self):
+        if self.pool not in POOL_RESOURCES:
+            raise ValueError(f"stage {self.name}: pool {self.pool!r} not in {list(POOL_RESOURCES)}")
+
+    def chunk_size(self, compute) -> int:
+        """Units per task: ``compute.<chunk_field>``, or 1."""
+        return int(getattr(compute, self.chunk_field)) if self.chunk_field else 1
+
+    def resources(self, compute) -> dict | None:
+        """Dask ``resources=`` of this stage's tasks: ``{"GPU": 1}`` for the GPU pool on the slurm
+        backend (its workers carry that resource), else ``None``."""
+        if compute.backend == "slurm" and POOL_RESOURCES[self.pool]:
+            return dict(POOL_RESOURCES[self.pool])
+        return None
 
 
-def chunk_of(cfg: Config, rd: RunDir, stage: str, chunk: int) -> list[str]:
-    """Chunk ``chunk`` of the stage's full sorted unit list (stable across resubmissions)."""
-    units = sorted(stage_units(cfg, rd, stage))
-    size = chunk_size(cfg, stage)
-    n = -(-len(units) // size)
+#: the stages in dependency order
+STAGE_LIST: tuple[Stage, ...] = (
+    Stage("plan", job=False),
+    Stage("detect", _detect_units, fanned=True, pool="gpu", chunk_field="chunk_size"),
+    Stage("associate"),
+    Stage("locate"),
+    Stage("xcorr", lambda cfg, rd: station_ids(cfg), fanned=True),
+    Stage("relocate"),
+    Stage("catalog"),
+)
+STAGE: dict[str, Stage] = {s.name: s for s in STAGE_LIST}
+STAGES: tuple[str, ...] = tuple(STAGE)  # names, in order
+JOB_STAGES: tuple[str, ...] = tuple(s.name for s in STAGE_LIST if s.job)  # one sbatch job (array) each
+
+
+def get_stage(stage: str) -> Stage:
+    if stage not in STAGE:
+        raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
+    return STAGE[stage]
+
+
+def stage_units(cfg: Config, rd: RunDir, stage: str) -> list[str]:
+    return get_stage(stage).units(cfg, rd)
+
+
+# ----------------------------------------------------------------------------- chunks
+def n_chunks(n_units: int, chunk_size: int) -> int:
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return -(-int(n_units) // int(chunk_size))
+
+
+def chunk_bounds(chunk: int, chunk_size: int, n_units: int) -> tuple[int, int]:
+    """``(start, stop)`` of chunk ``chunk`` in the unit list; a clear error when out of range."""
+    n = n_chunks(n_units, chunk_size)
     if not 0 <= chunk < n:
-        raise IndexError(f"{stage}: chunk {chunk} out of range: {len(units)} units in chunks of {size} give chunks 0..{n - 1}")
-    return units[chunk * size : (chunk + 1) * size]
+        raise IndexError(f"chunk {chunk} out of range: {n_units} units in chunks of {chunk_size} give chunks 0..{n - 1}")
+    start = chunk * chunk_size
+    return start, min(start + chunk_size, n_units)
+
+
+def chunk_units(units: Sequence, chunk_size: int, chunk: int) -> list:
+    """The units of chunk ``chunk``: ``units[chunk*size:(chunk+1)*size]`` -- the one chunking rule
+    (array task ``--chunk K`` and the Dask map use it)."""
+    a, b = chunk_bounds(chunk, chunk_size, len(units))
+    return list(units[a:b])
+
+
+def chunks(units: Sequence, size: int) -> list[list]:
+    """Every chunk of ``units``, in order."""
+    return [chunk_units(units, size, c) for c in range(n_chunks(len(units), size))]
+
+
+def stage_chunk(cfg: Config, rd: RunDir, stage: str, chunk: int) -> list[str]:
+    """Chunk ``chunk`` of the stage's full sorted unit list (stable across resubmissions): what
+    array task ``chunk`` runs."""
+    st = get_stage(stage)
+    try:
+        return chunk_units(sorted(st.units(cfg, rd)), st.chunk_size(cfg.compute), chunk)
+    except IndexError as exc:
+        raise IndexError(f"{stage}: {exc}") from None
 
 
 DONE = ("ok", "no_data", "skipped")
@@ -145,8 +227,7 @@ def run_task(run_dir, stage: str, units: list[str], force: bool = False, retry_f
     ``retry_failed`` (the default for an explicit call: an array task or a named unit)."""
     rd = RunDir(run_dir)
     cfg = run_config(run_dir)
-    if stage not in _TASKS:
-        raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
+    get_stage(stage)
     done = set() if force else rd.done_units(stage, settled_states(retry_failed))
     rows = []
     for u in units:
@@ -514,3 +595,6 @@ def _catalog_task(cfg, rd, unit):
         truth = pd.read_parquet(Path(cfg.archive.truth) / "events.parquet")
     make_report(rd.root, ev, picks, sta, truth_events=truth, out=out / "report.html", title=cfg.run.name)
     return "ok", len(ev), f"{len(ev)} events from {src.relative_to(rd.root)}; " + ", ".join(sorted(paths))
+
+
+assert set(_TASKS) == set(STAGES), "every stage of STAGE_LIST has one @task"
