@@ -130,14 +130,14 @@ def run_ours_child(cfg_path: str) -> None:
 def italy(out: dict) -> None:
     from quakescale.associate import Associator, associate_partitioned, match_events
     from quakescale.formats import picks_io
-    from quakescale.velocity import load_model
+    from quakescale.formats.velmodels import read_model
 
     picks = picks_io.read_real_picks(ITALY / "Pick" / "20161014.zip")
     st = picks_io.read_real_stations(ITALY / "Data" / "station.dat")
     ref = picks_io.read_real_catalog(ITALY / "REAL" / "catalog_sel.txt")
     params = dict(max_depth_km=20.0, min_p=5, min_picks=18, max_residual_s=2.0, min_stations=4)
     t0 = time.perf_counter()
-    a = Associator(st, load_model(ITALY / "REAL" / "tt_db" / "itvel.nd"), **params)
+    a = Associator(st, read_model(ITALY / "REAL" / "tt_db" / "itvel.nd"), **params)
     ev, asg = associate_partitioned(picks, a, partition_s=3600, overlap_s=120)
     secs = time.perf_counter() - t0
     m = match_events(ev, ref, max_dt_s=1.5, max_dist_km=5.0)

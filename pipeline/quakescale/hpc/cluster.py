@@ -24,9 +24,12 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+import psutil
+from dask.distributed import LocalCluster
+from dask_jobqueue import SLURMCluster
 from dask_jobqueue.slurm import SLURMJob
 
-from .containers import POOLS, python_argv, shell_line
+from .containers import POOLS, config_binds, python_argv, shell_line
 from .jobscript import SlurmJobScript, check_walltime, directive_quote, memory_mb, placement_directives, prologue_lines
 from .stages import POOL_RESOURCES
 
@@ -69,10 +72,8 @@ def default_local_workers(threads_per_worker: int = 1, memory_per_worker_bytes: 
     except AttributeError:  # not Linux
         ncpu = os.cpu_count() or 1
     try:
-        import psutil
-
         mem = psutil.virtual_memory().total
-    except Exception:  # psutil missing: CPUs decide
+    except Exception:  # memory unknown: CPUs decide
         mem = float("inf")
     return max(1, min(ncpu // max(1, threads_per_worker), int(mem // memory_per_worker_bytes)))
 
@@ -154,15 +155,11 @@ def make_cluster(compute, pool: str = "cpu", *, run_dir=None, binds: Iterable | 
         cfg = compute
         compute = cfg.compute
         if binds is None and (compute.image_gpu or compute.image_cpu):
-            from .containers import config_binds
-
             binds = config_binds(cfg, run_dir if run_dir is not None else cfg.run.out_dir)
         name = name or cfg.run.name
     binds = binds or ()
     name = name or "quakescale"
     if compute.backend == "local":
-        from dask.distributed import LocalCluster
-
         kw = dict(
             n_workers=compute.n_workers or default_local_workers(compute.threads_per_worker),
             threads_per_worker=compute.threads_per_worker,
@@ -174,8 +171,6 @@ def make_cluster(compute, pool: str = "cpu", *, run_dir=None, binds: Iterable | 
         kw.update(overrides)
         return LocalCluster(**kw)
     if compute.backend == "slurm":
-        from dask_jobqueue import SLURMCluster
-
         kw = slurm_cluster_kwargs(compute, pool, run_dir=run_dir, binds=binds, name=name)
         kw.update(overrides)
         cluster = SLURMCluster(**kw)

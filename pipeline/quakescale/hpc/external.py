@@ -15,7 +15,7 @@ def associate_external(picks_path, stations_path, model_path, out_dir, max_resid
     from ..associate import Associator, associate_partitioned, unassociated
     from ..formats import picks_io
     from ..rundir import write_table
-    from ..velocity import resolve_model
+    from ..formats.velmodels import resolve_model
 
     picks_path = Path(picks_path)
     if picks_path.suffix == ".parquet":
