@@ -244,7 +244,7 @@ def scan_station_day(root, sd: StationDay, channels: list[str], cached: bool = F
         return rec
     day0 = UTCDateTime(sd.day.isoformat()).timestamp
     covs, gaps, gap_s = [], 0, 0.0
-    for comp, f in files.items():
+    for f in files.values():
         rec["bytes"] += f.stat().st_size
         try:
             raw = _segments(f)
@@ -550,25 +550,6 @@ def station_windows(sds_root, station_id: str, times, pre_s: float, post_s: floa
         for ts in grp:
             u = UTCDateTime(ns=int(ts.as_unit("ns").value))
             st += day_st.slice(u - pre_s, u + post_s).split()
-    return st
-
-
-def read_window(sds_root, station_id: str, t0: UTCDateTime, t1: UTCDateTime, channels: list[str] | None = None) -> Stream:
-    """Data of one station between two times (may span days), merged; empty when absent."""
-    channels = channels or ["HH?", "EH?", "BH?", "SH?"]
-    st = Stream()
-    d = dt.date.fromisoformat(str(t0.date))
-    while UTCDateTime(d.isoformat()) <= t1:
-        _, files = station_day_files(sds_root, StationDay(d, station_id), channels)
-        for f in files.values():
-            try:
-                st += read(str(f), format="MSEED", starttime=t0, endtime=t1)
-            except Exception:
-                continue
-        d += dt.timedelta(days=1)
-    if len(st):
-        st.merge(method=1, fill_value=None)
-        st.trim(t0, t1)
     return st
 
 

@@ -41,13 +41,6 @@ from ..relocate.xcorr import XCorrParams, station_dtcc
 from ..rundir import RunDir, assigned_picks, compact_picks, events_path, gather_picks, need, write_json, write_table
 
 
-def open_run(cfg_or_path) -> tuple[Config, RunDir]:
-    cfg = load_config(cfg_or_path) if not isinstance(cfg_or_path, Config) else cfg_or_path
-    rd = RunDir(cfg.run.out_dir)
-    rd.root.mkdir(parents=True, exist_ok=True)
-    return cfg, rd
-
-
 def prepare_run(cfg: Config) -> RunDir:
     """Create the run directory and write the resolved config workers will read."""
     rd = RunDir(cfg.run.out_dir)
