@@ -15,8 +15,8 @@ from quakescale import schema as S
 from quakescale.config import DetectSection, load_config
 from quakescale.detect import models as M
 from quakescale.detect.runner import decode_steps, merge_picks, pick_stream, preprocess, run_station_day
-
 from shared_data import RIDGECREST as RC
+
 PICK_THRESHOLD = 0.5  # the default weights' recommended pick threshold (model card)
 
 
@@ -58,7 +58,7 @@ def test_model_sizes_and_shapes():
         logits, off = m.picker(x)
     assert logits.shape == (4, M.N_STEPS, 3) and off.shape == (4, M.N_STEPS, 2)
     # 8 convolutional layers in the detector, 2 bidirectional GRU layers in the picker
-    assert sum(isinstance(l, torch.nn.Conv1d) for l in m.detector.modules()) == 8
+    assert sum(isinstance(mod, torch.nn.Conv1d) for mod in m.detector.modules()) == 8
     assert m.picker.gru.num_layers == 2 and m.picker.gru.bidirectional
     assert M.n_params(m.detector) < 100_000 and M.n_params(m.picker) < 200_000
 
