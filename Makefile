@@ -2,6 +2,7 @@
 #   make demo            synth world + full pipeline on the local Dask backend, prints a summary
 #   make test            the test suite (starts the local single-node SLURM when root on Debian)
 #   make bench           the benchmarks in quick mode (JSON in bench-out/)
+#   make lint            ruff (lint + format check, line length 120; pyproject.toml [tool.ruff]); not yet part of make test
 #   make containers      build the Apptainer images (needs apptainer)
 #   make models          the seisbench extra + the published EQTransformer / PhaseNet / GPD weights, converted (offline use)
 #   make TORCH=...       another torch requirement, e.g. TORCH="torch==2.13.0 --index-url ..."
@@ -12,7 +13,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.quakescale-installed
 DEMO_OUT ?= demo-run
 
-.PHONY: install demo test test-fast bench containers slurm-up slurm-down sysdeps clean models
+.PHONY: install demo test test-fast lint bench containers slurm-up slurm-down sysdeps clean models
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +41,14 @@ test: install sysdeps
 
 test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not slurm and not slow" tests
+
+# ruff check + ruff format --check over the package, tests and benchmarks (pre-commit runs the same
+# hooks: .pre-commit-config.yaml).  LINT_PATHS narrows it, e.g. make lint LINT_PATHS=pipeline/quakescale/hpc
+LINT_PATHS ?= pipeline tests benchmarks
+lint: install
+	$(BIN)/python -m pip install -q -e ".[lint]"
+	$(BIN)/python -m ruff check $(LINT_PATHS)
+	$(BIN)/python -m ruff format --check $(LINT_PATHS)
 
 bench: install
 	@mkdir -p bench-out

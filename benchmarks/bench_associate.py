@@ -121,7 +121,7 @@ def score(found: pd.DataFrame, ref: pd.DataFrame) -> dict:
 def run_ours_child(cfg_path: str) -> None:
     from quakescale.associate import Associator, associate_partitioned
     from quakescale.formats import picks_io
-    from quakescale.velocity import load_model
+    from quakescale.formats.velmodels import read_model as load_model
 
     cfg = json.loads(Path(cfg_path).read_text())
     picks = pd.read_parquet(cfg["picks"])
@@ -222,7 +222,8 @@ def main(argv=None) -> int:
     if not ITALY.exists():
         print(f"shared data not found ({ITALY}); nothing to do")
         return 0
-    from quakescale.velocity import TravelTimeTable, load_model
+    from quakescale.formats.velmodels import read_model as load_model
+    from quakescale.velocity import TravelTimeTable
 
     work = Path(args.out).resolve().parent / "associate_work"
     work.mkdir(parents=True, exist_ok=True)

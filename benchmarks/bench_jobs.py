@@ -24,7 +24,7 @@ import tracemalloc
 from pathlib import Path
 
 from quakescale.config import parse_config
-from quakescale.hpc import array
+from quakescale.hpc import array, stages
 from quakescale.hpc.jobscript import SlurmJobScript
 
 
@@ -78,8 +78,8 @@ def main(argv=None) -> dict:
                                    "detect_tasks": sum(s.n_tasks for s in specs1 if s.stage == "detect")}
 
         ids = sorted(f"2014-{1 + (i // a.stations) % 12:02d}-{1 + (i // a.stations) // 12 % 28:02d}/XX.S{i % a.stations:04d}" for i in range(n))
-        nc = array.n_chunks(n, a.chunk_size)
-        total, dt, peak = _measure(lambda: sum(len(array.chunk_units(ids, a.chunk_size, c)) for c in range(nc)))
+        nc = stages.n_chunks(n, a.chunk_size)
+        total, dt, peak = _measure(lambda: sum(len(stages.chunk_units(ids, a.chunk_size, c)) for c in range(nc)))
         assert total == n, (total, n)
         results["chunking"] = {"seconds": dt, "peak_mb": peak / 2**20, "chunks": nc}
 

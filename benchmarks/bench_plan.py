@@ -12,7 +12,7 @@ Target (issue 7): planning and job rendering for 10^5 station-days in < 30 s and
 2. What ``quakescale submit`` does after the scan, for a 10^5-row plan: write the plan table,
    read it back with its units sorted, render the sbatch scripts (``render_jobs``: detect arrays
    over chunks of station-days, associate, locate, xcorr array, relocate, catalog) -> seconds;
-   and one array task's ``chunk_of`` (read the plan, sort, slice) -> seconds per task.
+   and one array task's ``stage_chunk`` (read the plan, sort, slice) -> seconds per task.
 3. Dask LocalCluster overhead per task: the same no-op task mapped M times, seconds per task
    (the baseline every chunk of station-days pays once).
 
@@ -161,7 +161,8 @@ def bench_render(plan, n_units: int, tmp: Path, chunk_size: int = 16) -> dict:
     read it back with sorted units, render the sbatch scripts; one array task's chunk lookup."""
     import pandas as pd
 
-    from quakescale.hpc.array import chunk_units, render_jobs
+    from quakescale.hpc.array import render_jobs
+    from quakescale.hpc.stages import chunk_units
     from quakescale.rundir import write_table
 
     reps = -(-n_units // len(plan))

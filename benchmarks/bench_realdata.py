@@ -231,7 +231,7 @@ def main(argv=None):
     res["run_info"] = {k: res[k] for k in ("import_s", "run_s", "exit_code") if k in res}
     from quakescale.config import load_config
     from quakescale.geo import epicentral_km
-    from quakescale.hpc.summary import gather_picks
+    from quakescale.rundir import gather_picks
     from quakescale.rundir import RunDir
 
     cfg = load_config(cfg_path)

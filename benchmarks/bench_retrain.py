@@ -168,7 +168,7 @@ def score_events(picks: pd.DataFrame, cfg, truth_events: pd.DataFrame, truth_pic
     (origin time within 1.5 s, epicentre within 10 km)."""
     from quakescale.archive import load_inventory, stations_table
     from quakescale.associate import Associator, associate_partitioned, match_events
-    from quakescale.velocity import resolve_model
+    from quakescale.formats.velmodels import resolve_model
 
     n_sta = truth_picks[truth_picks.phase == "P"].groupby("event_id")["station_id"].nunique()
     ref = truth_events[truth_events.event_id.isin(n_sta[n_sta >= min_stations].index)].reset_index(drop=True)

@@ -19,7 +19,8 @@ from quakescale.associate import (
     unassociated,
 )
 from quakescale.formats import picks_io
-from quakescale.velocity import TravelTimeTable, default_model, load_model
+from quakescale.formats.velmodels import read_model
+from quakescale.velocity import TravelTimeTable, default_model
 
 from shared_data import ITALY
 needs_italy = pytest.mark.skipif(not ITALY.exists(), reason="REAL demo data not present")
@@ -212,7 +213,7 @@ def test_italy_vs_real_first_hours():
     ref = picks_io.read_real_catalog(ITALY / "REAL" / "catalog_sel.txt")
     end = pd.Timestamp("2016-10-14T04:00:00", tz="UTC")
     picks, ref = picks[picks["time"] < end], ref[ref["time"] < end]
-    a = Associator(st, load_model(ITALY / "REAL" / "tt_db" / "itvel.nd"), max_depth_km=20, min_p=5, min_picks=18)
+    a = Associator(st, read_model(ITALY / "REAL" / "tt_db" / "itvel.nd"), max_depth_km=20, min_p=5, min_picks=18)
     t0 = time.perf_counter()
     ev, asg = associate_partitioned(picks, a, partition_s=3600, overlap_s=120)
     secs = time.perf_counter() - t0

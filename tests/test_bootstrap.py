@@ -133,6 +133,7 @@ def test_manual_picks_give_picker_samples(world, built, tmp_path):
         assert np.abs(man.loc[(man.station_id == r.station_id) & (man.phase == "P"), "time"].astype("int64") - t).min() < 1e7
 
 
+@pytest.mark.slow  # ~65 s (2 shared cores): a training run, then its resumption
 def test_train_from_sample_set_resumes_and_plots(built, tmp_path):
     from quakescale.detect.models import load_model
     from quakescale.train.bootstrap import train_from_sample_set

@@ -14,9 +14,9 @@ from obspy import Stream, Trace, UTCDateTime, read
 from quakescale import schema as S
 from quakescale.config import DetectSection, load_config
 from quakescale.detect import models as M
-from quakescale.detect.runner import decode_steps, detect_station_day, merge_picks, pick_stream, preprocess, run_station_day
-
+from quakescale.detect.runner import decode_steps, merge_picks, pick_stream, preprocess, run_station_day
 from shared_data import RIDGECREST as RC
+
 PICK_THRESHOLD = 0.5  # the default weights' recommended pick threshold (model card)
 
 
@@ -58,7 +58,7 @@ def test_model_sizes_and_shapes():
         logits, off = m.picker(x)
     assert logits.shape == (4, M.N_STEPS, 3) and off.shape == (4, M.N_STEPS, 2)
     # 8 convolutional layers in the detector, 2 bidirectional GRU layers in the picker
-    assert sum(isinstance(l, torch.nn.Conv1d) for l in m.detector.modules()) == 8
+    assert sum(isinstance(mod, torch.nn.Conv1d) for mod in m.detector.modules()) == 8
     assert m.picker.gru.num_layers == 2 and m.picker.gru.bidirectional
     assert M.n_params(m.detector) < 100_000 and M.n_params(m.picker) < 200_000
 
@@ -257,24 +257,30 @@ def test_small_world_amplitudes_vs_truth(world_eval):
     assert len(ratios) > 10 and abs(np.median(ratios)) < 0.1
 
 
-def test_detect_station_day_writes_atomically_and_records_failures(small_world, tmp_path):
-    from quakescale.rundir import RunDir
+def test_detect_stage_writes_atomically_and_records_failures(small_world, tmp_path):
+    """The detect stage's unit runner (``run_task``): picks written atomically, a corrupt file
+    ``skipped`` with its reason, a station without data ``no_data``, nothing ``failed``."""
+    from quakescale.hpc.stages import prepare_run, run_task
 
     cfg = load_config(small_world / "config.yaml")
+    cfg.run.out_dir = tmp_path / "run"
     world = json.loads((small_world / "world.json").read_text())
     bad_sid = ".".join(Path(world["corrupt_file"]).name.split(".")[:2])
-    rd = RunDir(tmp_path / "run")
-    model = M.load_model("builtin:default", device="cpu")
-    rows = [detect_station_day(cfg, rd, sid, cfg.archive.start, model=model) for sid in (bad_sid, "XL.NOPE", "XL.L01")]
+    rd = prepare_run(cfg)
+    day = cfg.archive.start.isoformat()
+    rows = run_task(rd.root, "detect", [f"{day}/{sid}" for sid in (bad_sid, "XL.NOPE", "XL.L01")])
     st = {r["unit"].split("/")[1]: r for r in rows}
     assert st[bad_sid]["state"] == "skipped" and "MiniSEED" in st[bad_sid]["reason"]
     assert st["XL.NOPE"]["state"] == "no_data"
     assert st["XL.L01"]["state"] == "ok" and st["XL.L01"]["n_out"] > 0
-    f = rd.picks_file(str(cfg.archive.start), "XL.L01")
+    f = rd.picks_file(day, "XL.L01")
     t = pd.read_parquet(f)
     assert len(t) == st["XL.L01"]["n_out"] and set(S.PICKS.names) <= set(t.columns)
+    n_p = int((t.phase == "P").sum())
+    assert st["XL.L01"]["reason"].startswith(f"P={n_p} S={len(t) - n_p}")
     assert not list(f.parent.glob(".*.tmp"))
     assert set(rd.read_status("detect").state) == {"ok", "skipped", "no_data"}
+    assert run_task(rd.root, "detect", [f"{day}/XL.L01"], retry_failed=False) == []  # done: resumed, not redone
 
 
 def test_wa_meter_matches_obspy_and_truth(small_world):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from quakescale.config import parse_config
-from quakescale.hpc import array
-from quakescale.hpc.cluster import make_cluster, slurm_cluster_kwargs, task_resources, walltime_seconds
+from quakescale.hpc import array, stages
+from quakescale.hpc.cluster import make_cluster, slurm_cluster_kwargs, walltime_seconds
 from quakescale.hpc.jobscript import (
     JobScriptError,
     SlurmJobScript,
@@ -113,13 +113,16 @@ def test_prologue_must_be_single_lines(tmp_path):
 
 def test_chunks_cover_units_once():
     units = [f"s{i}" for i in range(103)]
-    n = array.n_chunks(len(units), 16)
+    n = stages.n_chunks(len(units), 16)
     assert n == 7
-    got = [u for c in range(n) for u in array.chunk_units(units, 16, c)]
+    got = [u for c in range(n) for u in stages.chunk_units(units, 16, c)]
     assert got == units
-    assert array.chunk_bounds(6, 16, 103) == (96, 103)
+    assert stages.chunks(units, 16) == [stages.chunk_units(units, 16, c) for c in range(n)]  # Dask map == array tasks
+    assert stages.chunk_bounds(6, 16, 103) == (96, 103)
     with pytest.raises(IndexError, match="chunk 7 out of range: 103 units in chunks of 16 give chunks 0..6"):
-        array.chunk_units(units, 16, 7)
+        stages.chunk_units(units, 16, 7)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        stages.chunks(units, 0)
     assert array.array_parts(2500, 1000) == [(0, 1000), (1000, 1000), (2000, 500)]
     assert array.array_parts(0, 1000) == []
 
@@ -209,7 +212,7 @@ def test_stage_status_from_status_tables_and_queue(tmp_path):
     assert st.loc["associate"][["done", "queued", "running"]].tolist() == [0, 1, 0]
     assert st.loc["associate", "pending"] is None or st.loc["associate", "pending"] != st.loc["associate", "pending"]  # unknown
     assert st.loc["detect", "jobs"] == "5,3"
-    assert list(st.index) == list(array.STAGES)
+    assert list(st.index) == list(stages.JOB_STAGES) == ["detect", "associate", "locate", "xcorr", "relocate", "catalog"]
     text = array.format_stage_status(st.reset_index()).splitlines()
     assert text[0].split() == ["stage", "units", "done", "failed", "pending", "queued", "running", "jobs"]
     assert text[1].split() == ["detect", "20", "7", "1", "12", "12", "2", "5,3"]
@@ -244,7 +247,8 @@ def test_slurm_cluster_kwargs_and_job_script(tmp_path):
     assert "--resources GPU=1" in script and "--interface lo" in script
     cpu = slurm_cluster_kwargs(cfg.compute, "cpu")
     assert cpu["python"] == sys.executable and cpu["worker_extra_args"] == []  # no image, no GPU resource, short walltime
-    assert task_resources(cfg.compute, "detect") == {"GPU": 1} and task_resources(cfg.compute, "locate") is None
+    assert stages.STAGE["detect"].resources(cfg.compute) == {"GPU": 1}
+    assert stages.STAGE["locate"].resources(cfg.compute) is None
     with pytest.raises(ValueError, match="pool 'tpu'"):
         slurm_cluster_kwargs(cfg.compute, "tpu")
 
@@ -253,7 +257,7 @@ def test_local_cluster_runs_tasks(tmp_path):
     from dask.distributed import Client
 
     cfg = _cfg(tmp_path, backend="local", n_workers=1)
-    assert task_resources(cfg.compute, "detect") is None
+    assert stages.STAGE["detect"].resources(cfg.compute) is None
     with make_cluster(cfg.compute) as cluster, Client(cluster) as client:
         assert len(cluster.workers) == 1
         assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6

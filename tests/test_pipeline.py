@@ -72,9 +72,10 @@ def test_rerun_does_no_work_and_changes_no_byte(finished_run):
     run_pipeline(cfg, echo=logs.append)
     after = _digest_tree(run)
     assert before == after
-    assert any("nothing changed" in l for l in logs)
+    assert any("nothing changed" in line for line in logs)
 
 
+@pytest.mark.slow  # 86-155 s (2 shared cores): a second whole run, one station-day per task
 def test_kill_a_worker_during_detection(finished_run, small_world, tmp_path):
     """A Dask worker dies mid-detection: the run completes and the catalog equals the
     undisturbed run's."""
@@ -115,3 +116,27 @@ def test_kill_a_worker_during_detection(finished_run, small_world, tmp_path):
     b = pd.read_parquet(Path(cfg.run.out_dir) / "catalogs" / "events.parquet")
     cols = ["event_id", "time", "latitude", "longitude", "depth_km", "magnitude"]
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
+
+
+def test_array_tasks_chunk_the_stage_units_once(finished_run):
+    """The sbatch arrays and ``quakescale STAGE --chunk K`` cut the same unit lists with the same
+    rule: the chunks of the array tasks cover every unit of the run's plan exactly once."""
+    from quakescale.hpc.array import render_jobs
+    from quakescale.hpc.stages import STAGE, stage_chunk
+    from quakescale.rundir import RunDir
+
+    cfg, _, _ = finished_run
+    rd = RunDir(cfg.run.out_dir)
+    plan_units = sorted(pd.read_parquet(rd.plan)["unit"])
+    units = {s.name: len(s.units(cfg, rd)) for s in STAGE.values() if s.fanned}
+    assert units == {"detect": len(plan_units), "xcorr": 8}
+    specs = render_jobs(cfg, units, run_dir=rd.root, write=False)
+    for stage in ("detect", "xcorr"):
+        n_tasks = sum(s.n_tasks for s in specs if s.stage == stage)
+        got = [u for k in range(n_tasks) for u in stage_chunk(cfg, rd, stage, k)]
+        assert got == sorted(STAGE[stage].units(cfg, rd))
+        size = cfg.compute.chunk_size if stage == "detect" else 1
+        assert n_tasks == -(-len(got) // size) and len(stage_chunk(cfg, rd, stage, 0)) == size
+        with pytest.raises(IndexError, match=f"{stage}: chunk {n_tasks} out of range"):
+            stage_chunk(cfg, rd, stage, n_tasks)
+    assert sorted(STAGE["detect"].units(cfg, rd)) == plan_units

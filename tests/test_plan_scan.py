@@ -14,7 +14,14 @@ import pytest
 from obspy import Stream, Trace, UTCDateTime
 
 from quakescale import archive
-from quakescale.archive import StationDay, load_inventory, mseed_segments, plan_station_days, scan_station_day, stations_table
+from quakescale.archive import (
+    StationDay,
+    load_inventory,
+    mseed_segments,
+    plan_station_days,
+    scan_station_day,
+    stations_table,
+)
 
 
 def reference_plan(root, station_ids, days, channels) -> pd.DataFrame:

@@ -220,14 +220,13 @@ def _agreement(ours: pd.DataFrame, ref: pd.DataFrame, tol=0.5):
     return out
 
 
-def test_runner_seisbench_eqtransformer_on_mesetas(tmp_path):
-    """detect_station_day with detect.method seisbench (EQTransformer:original, the converted
+def test_detect_stage_seisbench_eqtransformer_on_mesetas(tmp_path):
+    """The detect stage's unit runner (run_task) with detect.method seisbench (EQTransformer:original, the converted
     published weights) on 15 min of two real Mesetas stations, through an SDS archive: picks in the
     PICKS schema with method/model, Wood-Anderson amplitudes on S, and the picks agree with the
     reference made with the published weights (SeisMonitor's EQTransformer run)."""
     _installed("EQTransformer:original")
-    from quakescale.detect.runner import detect_station_day
-    from quakescale.rundir import RunDir
+    from quakescale.hpc.stages import prepare_run, run_task
 
     t0, t1 = UTCDateTime("2019-12-24T19:40:00"), UTCDateTime("2019-12-24T19:55:00")
     st = _mesetas(["PRA", "URMC"], t0, t1)
@@ -250,13 +249,14 @@ def test_runner_seisbench_eqtransformer_on_mesetas(tmp_path):
                 "channels": ["HH?"],
             },
             "detect": {"method": "seisbench", "model": "EQTransformer:original", "device": "cpu", "batch_size": 16},
+            "run": {"out_dir": str(tmp_path / "run")},
         }
     )
-    rd = RunDir(tmp_path / "run")
+    rd = prepare_run(cfg)
+    rows = run_task(rd.root, "detect", [f"2019-12-24/{sid}" for sid in ("CM.PRA", "CM.URMC")])
+    assert [r["state"] for r in rows] == ["ok", "ok"], rows
     frames = []
     for sid in ("CM.PRA", "CM.URMC"):
-        row = detect_station_day(cfg, rd, sid, "2019-12-24")
-        assert row["state"] == "ok", row
         df = pd.read_parquet(rd.picks_file("2019-12-24", sid))
         assert list(df.columns) == S.PICKS.names
         frames.append(df)

@@ -20,12 +20,12 @@ from slurm_fixture import START, slurm_local  # noqa: F401
 pytestmark = pytest.mark.slurm
 
 # A stand-in for `quakescale STAGE CONFIG [--chunk N]`: it writes one status row per unit of its
-# chunk (units are "u000".."uNNN", chunked with array.chunk_units like the real stage runner) and a
+# chunk (units are "u000".."uNNN", chunked with stages.chunk_units like the real stage runner) and a
 # marker file; the detect chunk listed in FAIL_CHUNK exits 1.
 FAKE_STAGE = r"""
 import json, os, sys
 from pathlib import Path
-from quakescale.hpc.array import chunk_units
+from quakescale.hpc.stages import chunk_units
 from quakescale.rundir import RunDir
 stage, run = sys.argv[1], Path(sys.argv[2])
 spec = json.loads((run / "fake.json").read_text())

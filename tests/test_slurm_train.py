@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from slurm_fixture import wait_gone as _wait_gone
 import yaml
+
+from slurm_fixture import wait_gone as _wait_gone
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +55,21 @@ def _picks_with(world: Path, weights: Path) -> pd.DataFrame:
     return run_station_day(cfg, "XL.L01", cfg.archive.start)
 
 
+def _assert_picks_recover_truth(world: Path, picks: pd.DataFrame) -> dict:
+    """The trained weights (one epoch fine-tuned from the shipped ones) still pick the station's
+    truth arrivals: most of them, on time (an update that wrecked the weights picks noise)."""
+    from quakescale.catalog.compare import pick_errors
+
+    truth = pd.read_parquet(world / "truth" / "picks.parquet")
+    res = pick_errors(picks, truth[truth.station_id == "XL.L01"])
+    for ph in ("P", "S"):
+        r = res[ph]
+        assert r["n_truth"] >= 10 and r["recall"] >= 0.5, res
+        assert abs(r["mean_error_s"]) < 0.1 and r["std_error_s"] < 0.2, res
+        assert r["n_matched"] >= 0.5 * r["n_picks"], res  # most picks are truth arrivals, not noise
+    return res
+
+
 def test_array_backend_bootstraps_on_cpu_then_trains_on_the_gpu_partition(slurm_local, region):
     world, config = region
     run = world / "run"
@@ -71,11 +87,14 @@ def test_array_backend_bootstraps_on_cpu_then_trains_on_the_gpu_partition(slurm_
     idx = pd.read_parquet(run / "samples" / "index.parquet")
     assert (idx.kind == "event").sum() >= 5 and (idx.kind == "noise").sum() >= 5
     mt = pd.read_csv(weights / "metrics.csv")
-    assert list(mt.model) == ["detector", "picker"]
+    assert list(mt.model) == ["detector", "picker"] and list(mt.epoch) == [1, 1]  # --epochs 1
+    assert mt[["train_loss", "val_loss"]].notna().all().all()
     card = json.loads((weights / "card.json").read_text())
-    assert card["name"] == "cerp-region"
+    assert card["name"] == "cerp-region" and card["recipe"]["bootstrap"] and card["recipe"]["init_model"] != "scratch"
+    assert card["n_samples"]["event"] == int((idx.kind == "event").sum())  # trained on the set the bootstrap job wrote
     picks = _picks_with(world, weights)
     assert len(picks) > 0 and set(picks.model) == {f"cerp-region@{card['version']}"}
+    _assert_picks_recover_truth(world, picks)
 
 
 def test_slurm_backend_trains_as_a_task_on_the_gpu_pool(slurm_local, region):
@@ -89,5 +108,10 @@ def test_slurm_backend_trains_as_a_task_on_the_gpu_pool(slurm_local, region):
     weights = run / "weights-slurm"
     assert (weights / "cerp.pt").exists() and (weights / "training_curves.png").exists()
     assert list((run / "logs" / "dask").glob("gpu-*.out")), "no GPU-pool worker job log"
+    mt = pd.read_csv(weights / "metrics.csv")
+    assert list(mt.model) == ["detector", "picker"] and list(mt.epoch) == [1, 1]
+    card = json.loads((weights / "card.json").read_text())
+    assert len(card["samples"]) == 1 and set(card["metrics"]) >= {"test_detector_acc", "test_p_recall"}
     picks = _picks_with(world, weights)
-    assert len(picks) > 0
+    assert len(picks) > 0 and set(picks.model) == {f"{card['name']}@{card['version']}"}
+    _assert_picks_recover_truth(world, picks)

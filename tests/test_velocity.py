@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quakescale.velocity import LayeredModel, TravelTimeTable, default_model, first_arrivals, resolve_model
 from quakescale.formats import velmodels
-
+from quakescale.formats.velmodels import resolve_model
+from quakescale.velocity import LayeredModel, TravelTimeTable, default_model, first_arrivals
 from shared_data import DATA
 
 

@@ -8,11 +8,14 @@ readability) without decoding the samples; :func:`read_station_day` returns the 
 
 from __future__ import annotations
 
-from .errors import QuakeScaleError
 import datetime as dt
 import fnmatch
+import multiprocessing as mp
 import os
+import threading
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import numpy as np
 import pandas as pd
 from obspy import Inventory, Stream, UTCDateTime, read, read_inventory
 
+from .errors import QuakeScaleError
 from .schema import STATIONS
 
 
@@ -240,7 +244,7 @@ def scan_station_day(root, sd: StationDay, channels: list[str], cached: bool = F
         return rec
     day0 = UTCDateTime(sd.day.isoformat()).timestamp
     covs, gaps, gap_s = [], 0, 0.0
-    for comp, f in files.items():
+    for f in files.values():
         rec["bytes"] += f.stat().st_size
         try:
             raw = _segments(f)
@@ -279,9 +283,6 @@ def plan_station_days(sds_root, station_ids: list[str], days: list[dt.date], cha
         return pd.DataFrame([])
     u_sta = list(dict.fromkeys(station_ids))
     u_day = list(dict.fromkeys(days))
-    import multiprocessing as mp
-    import threading
-
     # worker processes are forked (no re-import of the caller's main module), and only from a
     # process that may have children; by default only from a single-threaded one
     can_fork = "fork" in mp.get_all_start_methods() and not mp.current_process().daemon
@@ -292,9 +293,6 @@ def plan_station_days(sds_root, station_ids: list[str], days: list[dt.date], cha
     workers = max(1, min(int(workers), len(u_sta))) if can_fork else 1
     parts = None
     if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
-
         size = max(1, -(-len(u_sta) // (4 * workers)))
         groups = [u_sta[i : i + size] for i in range(0, len(u_sta), size)]
         try:
@@ -537,22 +535,21 @@ def read_station_day(sds_root, station_id: str, day, channels: list[str] | None 
     return st
 
 
-def read_window(sds_root, station_id: str, t0: UTCDateTime, t1: UTCDateTime, channels: list[str] | None = None) -> Stream:
-    """Data of one station between two times (may span days), merged; empty when absent."""
-    channels = channels or ["HH?", "EH?", "BH?", "SH?"]
+def station_windows(sds_root, station_id: str, times, pre_s: float, post_s: float,
+                    channels: list[str] | None = None) -> Stream:
+    """The waveform windows ``[t - pre_s, t + post_s]`` of one station around ``times`` (UTC):
+    each day is read once and cut, so memory holds windows, not days; days without usable
+    data give no windows."""
     st = Stream()
-    d = dt.date.fromisoformat(str(t0.date))
-    while UTCDateTime(d.isoformat()) <= t1:
-        _, files = station_day_files(sds_root, StationDay(d, station_id), channels)
-        for f in files.values():
-            try:
-                st += read(str(f), format="MSEED", starttime=t0, endtime=t1)
-            except Exception:
-                continue
-        d += dt.timedelta(days=1)
-    if len(st):
-        st.merge(method=1, fill_value=None)
-        st.trim(t0, t1)
+    t = pd.to_datetime(pd.Series(times), utc=True)
+    for day, grp in t.groupby(t.dt.date):
+        try:
+            day_st = read_station_day(sds_root, station_id, day, channels)
+        except ArchiveError:
+            continue
+        for ts in grp:
+            u = UTCDateTime(ns=int(ts.as_unit("ns").value))
+            st += day_st.slice(u - pre_s, u + post_s).split()
     return st
 
 

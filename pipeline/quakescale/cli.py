@@ -195,14 +195,14 @@ def submit(
 ):
     """Render sbatch job arrays into RUN/jobs/ (detect array -> associate -> locate -> xcorr array -> relocate -> catalog, chained afterok) and submit them."""
     from .hpc.array import render_jobs, submit_run
-    from .hpc.stages import prepare_run, read_plan, run_task, station_ids
+    from .hpc.stages import STAGE_LIST, prepare_run, run_task
 
     cfg = _load(config)
     rd = prepare_run(cfg)
     rows = run_task(rd.root, "plan", ["all"], force=True)
     if rows and rows[0]["state"] == "failed":
         _fail(rows[0]["reason"])
-    units = {"detect": len(read_plan(rd)), "xcorr": len(station_ids(cfg))}
+    units = {s.name: len(s.units(cfg, rd)) for s in STAGE_LIST if s.fanned}
     if dry_run:
         specs = render_jobs(cfg, units, run_dir=rd.root, config_path=rd.config, max_array_size=1000)
         for sp in specs:
@@ -280,15 +280,15 @@ def run(
 def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[List[str]], force: bool):
     """Run one stage of a run: one chunk (array task), the named units, or everything pending."""
     from .hpc.pipeline import run_pipeline
-    from .hpc.stages import FANNED, chunk_of, prepare_run, run_task, stage_plan
+    from .hpc.stages import STAGE, prepare_run, run_task, stage_chunk, stage_plan
 
     cfg = _load(config)
     rd = prepare_run(cfg)
-    if stage in FANNED and not rd.plan.exists():
+    if STAGE[stage].fanned and not rd.plan.exists():
         stage_plan(cfg, rd)
     if chunk is not None or units:
         try:
-            todo = chunk_of(cfg, rd, stage, chunk) if chunk is not None else list(units)
+            todo = stage_chunk(cfg, rd, stage, chunk) if chunk is not None else list(units)
         except IndexError as exc:
             _fail(str(exc))
         rows = run_task(rd.root, stage, todo, force=force)

@@ -11,7 +11,9 @@ RUN/
   events/ dtcc/ relocated/ catalogs/ jobs/ logs/
 ```
 Every file is written to a temporary name in the same directory and renamed into place, so a
-killed writer never leaves a half file that a reader takes for done.
+killed writer never leaves a half file that a reader takes for done.  The readers of the stages'
+outputs are here too: :func:`gather_picks`, :func:`assigned_picks`, :func:`need` (an input, or
+:class:`~quakescale.errors.UpstreamMissing` naming the stage that should have written it).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import schema as S
+from .errors import UpstreamMissing
 
 
 @contextmanager
@@ -162,3 +166,90 @@ class RunDir:
         if not len(st):
             return set()
         return set(st.loc[st["state"].isin(states), "unit"])
+
+
+# ----------------------------------------------------------------------------- stage outputs
+def events_path(rd: RunDir, name: str) -> Path:
+    """``RUN/events/NAME.parquet``."""
+    return rd.root / "events" / f"{name}.parquet"
+
+
+#: which stage writes each input a later stage reads
+PRODUCER = {"associated": "associate", "assignments": "associate", "located": "locate", "relocated": "relocate"}
+
+
+def upstream_reason(rd: RunDir, stage: str) -> str:
+    """What the status rows of ``stage`` say: its failed unit(s) and reason, or that it has not run."""
+    st = rd.read_status(stage)
+    if not len(st):
+        return f"stage {stage!r} has not run"
+    bad = st[st.state == "failed"]
+    if len(bad):
+        r = bad.iloc[-1]
+        return f"stage {stage!r} failed (unit {r.unit}: {' '.join(str(r.reason).split())[:300]})"
+    r = st.iloc[-1]
+    return f"stage {stage!r} is {r.state} (unit {r.unit}) but left no output"
+
+
+def need(rd: RunDir, name: str, stage: str) -> Path:
+    """The path of input ``name`` (events/NAME.parquet); :class:`UpstreamMissing` naming the
+    upstream stage and its reason when it is absent."""
+    path = events_path(rd, name)
+    if not path.exists():
+        up = PRODUCER.get(name, "?")
+        raise UpstreamMissing(
+            f"{stage}: input {path.relative_to(rd.root)} is missing because {upstream_reason(rd, up)}"
+        )
+    return path
+
+
+def gather_picks(rd: RunDir) -> pd.DataFrame | None:
+    """All picks of the run (compacted day files or per-station-day files)."""
+    d = rd.root / "picks"
+    if not d.exists():
+        return None
+    files = sorted(d.glob("day=*/*.parquet"))
+    if not files:
+        return None
+    tables = [pq.read_table(f) for f in files]
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return pd.DataFrame(columns=["station_id", "phase", "time"])
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
+
+
+def compact_picks(rd: RunDir) -> int:
+    """One file per day (``picks/day=D/all.parquet``) instead of one per station-day, so a
+    large run leaves no 10^6 small files; station files written later override the compacted
+    rows of their station."""
+    n = 0
+    for ddir in sorted((rd.root / "picks").glob("day=*")):
+        files = sorted(f for f in ddir.glob("*.parquet") if f.name != "all.parquet")
+        if not files:
+            continue
+        new = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+        stations_new = set(f.stem for f in files)
+        allf = ddir / "all.parquet"
+        if allf.exists():
+            old = pq.read_table(allf)
+            old = old.filter(pc.invert(pc.is_in(old["station_id"], pa.array(sorted(stations_new)))))
+            new = pa.concat_tables([old, new], promote_options="default")
+        write_table(new, allf)
+        for f in files:
+            f.unlink()
+        n += len(files)
+    return n
+
+
+def assigned_picks(rd: RunDir) -> pd.DataFrame:
+    """Picks that belong to events: the assignment rows joined with the pick attributes
+    (amplitude, probability, channel) of the gathered picks."""
+    asg = pd.read_parquet(need(rd, "assignments", "picks of events"))
+    picks = gather_picks(rd)
+    if picks is None or not len(asg):
+        return asg
+    key = ["station_id", "phase", "time"]
+    cols = ("amp_wa_mm", "amp_source", "amp_clipped", "probability", "snr", "channel", "network", "station", "location")
+    extra = [c for c in cols + ("method", "model") if c in picks]
+    p = picks[key + extra].drop_duplicates(key)
+    return asg.merge(p, on=key, how="left")

@@ -13,8 +13,8 @@ Station elevation is a correction through the top layer along the ray
 the synthetic world, as in HypoDD with station elevations ignored when ``elev_km`` is zero).
 
 Readers for the model formats users have (layer table, TauP ``.nd``, HypoDD ``hypoDD.inp``,
-Hypoinverse ``.crh``) are in :mod:`quakescale.formats.velmodels`; :func:`load_model` picks one
-by file name.
+Hypoinverse ``.crh``) are in :mod:`quakescale.formats.velmodels` (``read_model`` picks one by file
+name; ``resolve_model`` also knows the ``builtin:NAME`` models of :data:`BUILTIN_MODELS`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LayeredModel", "TravelTimeTable", "load_model", "default_model"]
+__all__ = ["LayeredModel", "TravelTimeTable", "default_model", "BUILTIN_MODELS"]
 
 
 @dataclass(frozen=True)
@@ -87,20 +87,6 @@ def default_model() -> LayeredModel:
         vpvs=1.73,
         name="ludian_like",
     )
-
-
-def load_model(path) -> LayeredModel:
-    """Read a velocity model, choosing the reader by file name:
-    ``*.nd`` TauP, ``*.crh`` Hypoinverse (P; an ``_S.crh`` beside it gives S), ``hypoDD.inp``
-    (or ``*.inp``) HypoDD layers, anything else a layer table (``top_km vp_kms [vs_kms]``)."""
-    from .formats import velmodels
-
-    return velmodels.read_model(path)
-
-
-def _interfaces(model: LayeredModel):
-    tops = np.asarray(model.top_km, float)
-    return tops
 
 
 @dataclass
@@ -262,14 +248,3 @@ def first_arrivals(model: LayeredModel, phase: str, dist_km: np.ndarray, depth_k
 
 
 BUILTIN_MODELS = {"ludian_like": default_model}
-
-
-def resolve_model(spec: str) -> LayeredModel:
-    """``builtin:NAME`` or a model file path."""
-    if spec.startswith("builtin:"):
-        name = spec.split(":", 1)[1]
-        try:
-            return BUILTIN_MODELS[name]()
-        except KeyError:
-            raise ValueError(f"unknown builtin velocity model {name!r}; known: {sorted(BUILTIN_MODELS)}") from None
-    return load_model(spec)

@@ -10,6 +10,8 @@ events per catalog match in well under a second.
 
 :func:`compare_summary` turns matches into recall/precision and error statistics;
 :func:`compare_files` reads two catalog files (any format of :mod:`.readers`) and compares them.
+:func:`pick_errors` and :func:`event_errors` are the figures of a run against a synthetic world's
+truth (``summary.json``'s ``vs_truth``).
 """
 
 from __future__ import annotations
@@ -179,3 +181,82 @@ def format_summary(res: dict) -> str:
     lines.append(f"median |dt| {f(res['median_dt_s'])} s, dh {f(res['median_dh_km'])} km, |dz| {f(res['median_dz_km'])} km; "
                  f"p90 |dt| {f(res['p90_dt_s'])} s, dh {f(res['p90_dh_km'])} km, |dz| {f(res['p90_dz_km'])} km")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- vs truth
+def pick_errors(picks: pd.DataFrame, truth: pd.DataFrame, tol_s: float = 0.5) -> dict:
+    """Match picks to truth arrivals (same station and phase, nearest within ``tol_s``)."""
+    res = {}
+    for ph in ("P", "S"):
+        p = picks[picks.phase == ph]
+        t = truth[(truth.phase == ph) & truth.get("recorded", True)]
+        errs, matched = [], 0
+        n_picks = len(p)
+        for sid, tg in t.groupby("station_id"):
+            pp = p[p.station_id == sid]
+            if not len(pp):
+                continue
+            pt = np.sort(_ns(pp["time"]))
+            tt = _ns(tg["time"])
+            i = np.clip(np.searchsorted(pt, tt), 1, len(pt) - 1) if len(pt) > 1 else np.zeros(len(tt), int)
+            cand = np.stack([pt[np.maximum(i - 1, 0)], pt[i]]) - tt[None, :]
+            best = cand[np.argmin(np.abs(cand), axis=0), np.arange(len(tt))] / 1e9
+            ok = np.abs(best) <= tol_s
+            errs.append(best[ok])
+            matched += int(ok.sum())
+        e = np.concatenate(errs) if errs else np.array([])
+        snr_ok = t[t.snr >= 3]
+        res[ph] = dict(
+            n_truth=int(len(t)),
+            n_picks=int(n_picks),
+            n_matched=int(matched),
+            recall=round(matched / max(len(t), 1), 4),
+            mean_error_s=round(float(e.mean()), 4) if len(e) else None,
+            std_error_s=round(float(e.std()), 4) if len(e) else None,
+            n_truth_snr3=int(len(snr_ok)),
+        )
+    return res
+
+
+def event_errors(events: pd.DataFrame, truth: pd.DataFrame, max_dt_s: float = 1.5, max_dist_km: float = 5.0) -> dict:
+    """Recall/precision of events vs truth and location errors of the matched ones (each event,
+    in time order, takes the nearest-in-time unused truth event within ``max_dt_s`` and
+    ``max_dist_km``)."""
+    if not len(events):
+        return dict(n_events=0, n_truth=int(len(truth)), recall=0.0, precision=None)
+    et = _ns(events["time"]) / 1e9
+    tt = _ns(truth["time"]) / 1e9
+    order = np.argsort(tt)
+    used = np.zeros(len(truth), bool)
+    pairs = []
+    for i in np.argsort(et):
+        j0 = np.searchsorted(tt[order], et[i] - max_dt_s)
+        j1 = np.searchsorted(tt[order], et[i] + max_dt_s)
+        best, bd = None, None
+        for jj in order[j0:j1]:
+            if used[jj]:
+                continue
+            d = float(epicentral_km(events.latitude.iloc[i], events.longitude.iloc[i],
+                                    truth.latitude.iloc[jj], truth.longitude.iloc[jj]))
+            if d <= max_dist_km and (bd is None or abs(et[i] - tt[jj]) < bd):
+                best, bd = jj, abs(et[i] - tt[jj])
+        if best is not None:
+            used[best] = True
+            pairs.append((i, best))
+    out = dict(n_events=int(len(events)), n_truth=int(len(truth)), n_matched=len(pairs),
+               recall=round(len(pairs) / max(len(truth), 1), 4), precision=round(len(pairs) / max(len(events), 1), 4))
+    if pairs:
+        a = np.array(pairs)
+        ev, tr = events.iloc[a[:, 0]], truth.iloc[a[:, 1]]
+        dh = epicentral_km(ev.latitude.to_numpy(), ev.longitude.to_numpy(), tr.latitude.to_numpy(), tr.longitude.to_numpy())
+        dz = np.abs(ev.depth_km.to_numpy() - tr.depth_km.to_numpy())
+        out.update(median_epicentral_error_km=round(float(np.median(dh)), 4),
+                   median_depth_error_km=round(float(np.median(dz)), 4),
+                   p90_epicentral_error_km=round(float(np.percentile(dh, 90)), 4))
+        if "magnitude" in ev and ev["magnitude"].notna().any():
+            dm = ev.magnitude.to_numpy() - tr.magnitude.to_numpy()
+            dm = dm[np.isfinite(dm)]
+            if len(dm):
+                out.update(median_magnitude_error=round(float(np.median(dm)), 4),
+                           median_abs_magnitude_error=round(float(np.median(np.abs(dm))), 4))
+    return out

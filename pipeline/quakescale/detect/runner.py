@@ -23,9 +23,9 @@
    (response / sensitivity / none), note and clipping flag; a missing amplitude never drops a pick.
 
 ``run_station_day(cfg, station_id, day, model=None)`` reads the day from the SDS archive and
-returns the table; :func:`detect_station_day` also writes ``picks/day=DAY/NET.STA.parquet``
-atomically and a status row (ok / no_data / skipped for bad data / failed + reason, counts, seconds) and never raises
-for a bad day.  No scheduler is involved anywhere here.
+returns the table; the detect stage (``quakescale.hpc.stages.run_task``) writes it to
+``picks/day=DAY/NET.STA.parquet`` atomically with a status row (ok / no_data / skipped for bad data /
+failed + reason).  No scheduler is involved anywhere here.
 """
 
 from __future__ import annotations
@@ -497,31 +497,3 @@ def run_station_day(cfg, station_id: str, day, model: CerpModel | None = None, i
         t = df["time"].astype("int64").to_numpy()
         df = df[(t >= d0.ns) & (t < (d0 + 86400).ns)].reset_index(drop=True)
     return df
-
-
-def detect_station_day(cfg, run_dir, station_id: str, day, model: CerpModel | None = None, attempt: int = 1) -> dict:
-    """Run one station-day and write ``picks/day=DAY/NET.STA.parquet`` (atomically) + a status
-    row in ``status/detect``.  Never raises for a bad day: returns the status row."""
-    from ..archive import ArchiveError
-    from ..rundir import RunDir, write_table
-
-    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    day = _as_date(day)
-    unit = f"{day.isoformat()}/{station_id}"
-    t = time.perf_counter()
-    info: dict = {}
-    try:
-        df = run_station_day(cfg, station_id, day, model=model, info=info)
-        write_table(df, rd.picks_file(day.isoformat(), station_id), S.PICKS, where=unit)
-        n_p, n_s = int((df["phase"] == "P").sum()), int((df["phase"] == "S").sum())
-        row = {"unit": unit, "state": "ok", "reason": f"P={n_p} S={n_s} windows={info.get('n_windows', 0)} detected={info.get('n_detected', 0)}", "n_out": len(df)}
-    except ArchiveError as exc:
-        msg = str(exc)
-        state = "no_data" if ("no " in msg and "data" in msg) else "skipped"  # bad data: recorded, not a failure
-        row = {"unit": unit, "state": state, "reason": msg[:500], "n_out": 0}
-    except Exception as exc:  # a corrupt/odd day is recorded, never fatal
-        row = {"unit": unit, "state": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500], "n_out": 0}
-    row["seconds"] = time.perf_counter() - t
-    row["attempt"] = attempt
-    rd.write_status("detect", [row])
-    return row

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..velocity import LayeredModel
+from ..velocity import BUILTIN_MODELS, LayeredModel
 
 
 class ModelFormatError(QuakeScaleError, ValueError):
@@ -176,6 +176,9 @@ def read_crh(path, s_path=None, vpvs: float = 1.73) -> LayeredModel:
 
 
 def read_model(path) -> LayeredModel:
+    """Read a velocity model, choosing the reader by file name:
+    ``*.nd`` TauP, ``*.crh`` Hypoinverse (P; an ``_S.crh`` beside it gives S), ``hypoDD.inp``
+    (or ``*.inp``) HypoDD layers, anything else a layer table (``top_km vp_kms [vs_kms]``)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"velocity model file not found: {path}")
@@ -187,6 +190,17 @@ def read_model(path) -> LayeredModel:
     if name.endswith(".inp"):
         return read_hypodd_inp(path)
     return read_layer_table(path)
+
+
+def resolve_model(spec: str) -> LayeredModel:
+    """``builtin:NAME`` (:data:`quakescale.velocity.BUILTIN_MODELS`) or a model file path."""
+    if spec.startswith("builtin:"):
+        name = spec.split(":", 1)[1]
+        try:
+            return BUILTIN_MODELS[name]()
+        except KeyError:
+            raise ValueError(f"unknown builtin velocity model {name!r}; known: {sorted(BUILTIN_MODELS)}") from None
+    return read_model(spec)
 
 
 def write_layer_table(model: LayeredModel, path) -> None:

@@ -13,9 +13,11 @@ RUN/jobs/jobs.json               what was rendered; submitted.json: stage -> job
 ```
 Array task ``i`` of part ``p`` runs ``quakescale STAGE RUN/config.yaml --chunk (offset_p + i)``;
 chunk ``k`` is ``units[k*size:(k+1)*size]`` of the stage's sorted unit list
-(:func:`chunk_units`; the stage runner must use the same function).  SLURM refuses array indices
-above ``MaxArraySize`` (default 1001), so long runs are split into several arrays ("parts") and
-the ``%N`` throttle is divided among them so that at most N tasks of a stage run at once.
+(:func:`~quakescale.hpc.stages.stage_chunk`, through :func:`~quakescale.hpc.stages.chunk_units`;
+stages, pools and chunk sizes come from :data:`~quakescale.hpc.stages.STAGE`).  SLURM refuses
+array indices above ``MaxArraySize`` (default 1001), so long runs are split into several arrays
+("parts") and the ``%N`` throttle is divided among them so that at most N tasks of a stage run at
+once.
 
 ``quakescale status CONFIG`` = :func:`stage_status`: done/failed from the run directory's status
 tables, queued/running from ``squeue`` (:func:`parse_squeue`); no ``sacct``.
@@ -23,7 +25,6 @@ tables, queued/running from ``squeue`` (:func:`parse_squeue`); no ``sacct``.
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import getpass
 import json
 import re
@@ -32,19 +33,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import pandas as pd
+
+from ..errors import QuakeScaleError
+from ..rundir import RunDir, write_json
 from .containers import config_binds, quakescale_argv
 from .jobscript import SlurmJobScript, prologue_lines
+from .stages import DONE, JOB_STAGES, STAGE, n_chunks
 
 __all__ = [
-    "STAGES",
-    "ARRAY_STAGES",
-    "POOL_OF",
     "SubmitError",
     "JobSpec",
-    "n_chunks",
-    "chunk_bounds",
-    "chunk_units",
-    "stage_chunk_size",
     "array_parts",
     "job_name",
     "render_jobs",
@@ -60,43 +59,12 @@ __all__ = [
     "format_stage_status",
 ]
 
-STAGES = ("detect", "associate", "locate", "xcorr", "relocate", "catalog")
-ARRAY_STAGES = ("detect", "xcorr")
-POOL_OF = {"detect": "gpu", "associate": "cpu", "locate": "cpu", "xcorr": "cpu", "relocate": "cpu", "catalog": "cpu"}
-DONE_STATES = ("ok", "no_data", "skipped")
-
 
 class SubmitError(QuakeScaleError, RuntimeError):
     """sbatch refused a job; the message names the script and carries sbatch's stderr."""
 
 
-# -- chunks ----------------------------------------------------------------------------------
-
-def n_chunks(n_units: int, chunk_size: int) -> int:
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    return -(-int(n_units) // int(chunk_size))
-
-
-def chunk_bounds(chunk: int, chunk_size: int, n_units: int) -> tuple[int, int]:
-    """``(start, stop)`` of chunk ``chunk`` in the sorted unit list; a clear error when out of range."""
-    n = n_chunks(n_units, chunk_size)
-    if not 0 <= chunk < n:
-        raise IndexError(f"chunk {chunk} out of range: {n_units} units in chunks of {chunk_size} give chunks 0..{n - 1}")
-    start = chunk * chunk_size
-    return start, min(start + chunk_size, n_units)
-
-
-def chunk_units(units: Sequence, chunk_size: int, chunk: int) -> list:
-    """The units of chunk ``chunk`` (``units`` sorted the same way by every caller)."""
-    a, b = chunk_bounds(chunk, chunk_size, len(units))
-    return list(units[a:b])
-
-
-def stage_chunk_size(compute, stage: str) -> int:
-    """Units per array task: ``compute.chunk_size`` station-days for detect, one station for xcorr."""
-    return int(compute.chunk_size) if stage == "detect" else 1
-
+# -- arrays ----------------------------------------------------------------------------------
 
 def array_parts(n: int, max_array_size: int = 1000) -> list[tuple[int, int]]:
     """Split ``n`` chunks into ``(offset, count)`` arrays whose indices stay below ``max_array_size``."""
@@ -177,19 +145,19 @@ def render_jobs(
 
     ``units``: number of units of the fanned-out stages (``{"detect": station_days, "xcorr":
     stations}``); a fanned-out stage with 0 units is left out.  ``stages``: default all of
-    :data:`STAGES`, without xcorr when ``relocate.cc.enabled`` is false.  ``command(stage, pool)``
-    gives the argv of a task (``--chunk i`` is appended for arrays); default
+    :data:`~quakescale.hpc.stages.JOB_STAGES`, without xcorr when ``relocate.cc.enabled`` is false.
+    ``command(stage, pool)`` gives the argv of a task (``--chunk i`` is appended for arrays); default
     ``quakescale STAGE RUN/config.yaml``, inside the pool's image when one is configured.
     """
     compute = cfg.compute
     run_dir = Path(run_dir if run_dir is not None else cfg.run.out_dir).resolve()
     config_path = Path(config_path) if config_path is not None else run_dir / "config.yaml"
     if stages is None:
-        stages = [s for s in STAGES if s != "xcorr" or cfg.relocate.cc.enabled]
-    unknown = [s for s in stages if s not in STAGES]
+        stages = [s for s in JOB_STAGES if s != "xcorr" or cfg.relocate.cc.enabled]
+    unknown = [s for s in stages if s not in JOB_STAGES]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; allowed values: {list(STAGES)}")
-    stages = [s for s in STAGES if s in stages]  # dependency order
+        raise ValueError(f"unknown stage(s) {unknown}; allowed values: {list(JOB_STAGES)}")
+    stages = [s for s in JOB_STAGES if s in stages]  # dependency order
     if command is None:
         binds = config_binds(cfg, run_dir)
 
@@ -206,15 +174,15 @@ def render_jobs(
     previous: list[str] = []
     step = 0
     for stage in stages:
-        pool_name = POOL_OF[stage]
+        pool_name = STAGE[stage].pool
         pool = compute.gpu_pool if pool_name == "gpu" else compute.cpu_pool
         pool_field = f"compute.{pool_name}_pool"
         name = job_name(cfg.run.name, stage)
         argv = list(command(stage, pool_name))
-        if stage in ARRAY_STAGES:
+        if STAGE[stage].fanned:
             if stage not in units:
                 raise ValueError(f"render_jobs: units[{stage!r}] (number of {stage} units) is required")
-            nc = n_chunks(units[stage], stage_chunk_size(compute, stage))
+            nc = n_chunks(units[stage], STAGE[stage].chunk_size(compute))
             if nc == 0:
                 continue
             step += 1
@@ -239,8 +207,6 @@ def render_jobs(
             specs.append(stage_job(compute, cfg.run.name, stage, pool_name, argv, run_dir, jobs_dir / f"{step:02d}-{stage}.sbatch", previous, write))
         previous = [stage]
     if write:
-        from ..rundir import write_json
-
         write_json({"jobs": [s.to_dict() for s in specs], "units": dict(units)}, jobs_dir / "jobs.json")
     return specs
 
@@ -281,8 +247,6 @@ def submit(specs: Sequence[JobSpec], *, sbatch: str = "sbatch", extra_args: Sequ
         spec.job_id = _parse_job_id(r.stdout, spec.script)
         ids.setdefault(spec.stage, []).append(spec.job_id)
     if run_dir is not None:
-        from ..rundir import write_json
-
         write_json({"jobs": ids, "specs": [s.to_dict() for s in specs]}, Path(run_dir) / "jobs" / "submitted.json")
     return ids
 
@@ -383,14 +347,10 @@ def _queue_counts(rows: Sequence[SqueueRow], stage_of_job: Mapping[str, str]) ->
 
 
 def stage_status(run_dir, expected: Mapping[str, int | None] | None = None, squeue_rows: Sequence[SqueueRow] | None = None,
-                 stages: Sequence[str] = STAGES):
+                 stages: Sequence[str] = JOB_STAGES):
     """Per stage: units expected, done (ok/no_data/skipped), failed, pending (expected - done -
     failed), and array tasks/jobs queued and running in SLURM (``squeue_rows`` mapped to stages
     through ``RUN/jobs/submitted.json``).  Returns a pandas DataFrame, one row per stage."""
-    import pandas as pd
-
-    from ..rundir import RunDir
-
     rd = RunDir(run_dir)
     expected = dict(expected or {})
     stage_of_job: dict[str, str] = {}
@@ -403,7 +363,7 @@ def stage_status(run_dir, expected: Mapping[str, int | None] | None = None, sque
     recs = []
     for st in stages:
         df = rd.read_status(st)
-        done = int(df["state"].isin(DONE_STATES).sum()) if len(df) else 0
+        done = int(df["state"].isin(DONE).sum()) if len(df) else 0
         failed = int((df["state"] == "failed").sum()) if len(df) else 0
         n = expected.get(st)
         pending = max(0, int(n) - done - failed) if n is not None else None

@@ -3,8 +3,9 @@
 ``make_cluster(cfg.compute, pool="gpu"|"cpu")``:
 - ``local``: a ``dask.distributed.LocalCluster`` sized from the machine (one pool serves all);
 - ``slurm``: a dask-jobqueue ``SLURMCluster`` for one pool, adaptive between the pool's
-  ``min_jobs`` and ``max_jobs``.  The GPU pool's workers carry the resource ``GPU=1`` so that
-  detection tasks submitted with ``resources=task_resources(compute, "detect")`` land only there;
+  ``min_jobs`` and ``max_jobs``.  The GPU pool's workers carry the resource ``GPU=1``
+  (``stages.POOL_RESOURCES``) so that detection tasks, submitted with
+  ``resources=STAGE["detect"].resources(compute)``, land only there;
   the worker's Python is wrapped in ``apptainer exec --nv --bind ... IMAGE python`` when
   ``compute.image_gpu`` (or ``image_cpu`` for the CPU pool) is set.  Scheduler and workers use
   ``compute.interface`` (``lo`` for a single-node test cluster, ``ib0``/``eth0`` on a real one).
@@ -23,12 +24,16 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+import psutil
+from dask.distributed import LocalCluster
+from dask_jobqueue import SLURMCluster
 from dask_jobqueue.slurm import SLURMJob
 
-from .containers import POOLS, python_argv, shell_line
+from .containers import POOLS, config_binds, python_argv, shell_line
 from .jobscript import SlurmJobScript, check_walltime, directive_quote, memory_mb, placement_directives, prologue_lines
+from .stages import POOL_RESOURCES
 
-__all__ = ["QuakeScaleSLURMJob", "default_local_workers", "task_resources", "walltime_seconds", "slurm_cluster_kwargs", "make_cluster"]
+__all__ = ["QuakeScaleSLURMJob", "default_local_workers", "walltime_seconds", "slurm_cluster_kwargs", "make_cluster"]
 
 
 class QuakeScaleSLURMJob(SLURMJob):
@@ -67,19 +72,10 @@ def default_local_workers(threads_per_worker: int = 1, memory_per_worker_bytes: 
     except AttributeError:  # not Linux
         ncpu = os.cpu_count() or 1
     try:
-        import psutil
-
         mem = psutil.virtual_memory().total
-    except Exception:  # psutil missing: CPUs decide
+    except Exception:  # memory unknown: CPUs decide
         mem = float("inf")
     return max(1, min(ncpu // max(1, threads_per_worker), int(mem // memory_per_worker_bytes)))
-
-
-def task_resources(compute, stage: str) -> dict | None:
-    """Dask ``resources=`` of a stage's tasks: ``{"GPU": 1}`` for detect on the slurm backend."""
-    if compute.backend == "slurm" and stage == "detect":
-        return {"GPU": 1}
-    return None
 
 
 def walltime_seconds(walltime: str) -> int:
@@ -120,8 +116,8 @@ def slurm_cluster_kwargs(compute, pool: str = "cpu", *, run_dir=None, binds: Ite
         logs.mkdir(parents=True, exist_ok=True)
         directives.append(f"--output={directive_quote(logs / f'{pool}-%j.out', 'run directory')}")
     extra_args: list[str] = []
-    if pool == "gpu":
-        extra_args += ["--resources", "GPU=1"]
+    if POOL_RESOURCES[pool]:  # what the pool's stages ask for (Stage.resources)
+        extra_args += ["--resources", ",".join(f"{k}={v}" for k, v in POOL_RESOURCES[pool].items())]
     wall_s = walltime_seconds(walltime)
     if wall_s > 900:
         extra_args += ["--lifetime", f"{wall_s - 300}s", "--lifetime-stagger", "60s"]
@@ -159,15 +155,11 @@ def make_cluster(compute, pool: str = "cpu", *, run_dir=None, binds: Iterable | 
         cfg = compute
         compute = cfg.compute
         if binds is None and (compute.image_gpu or compute.image_cpu):
-            from .containers import config_binds
-
             binds = config_binds(cfg, run_dir if run_dir is not None else cfg.run.out_dir)
         name = name or cfg.run.name
     binds = binds or ()
     name = name or "quakescale"
     if compute.backend == "local":
-        from dask.distributed import LocalCluster
-
         kw = dict(
             n_workers=compute.n_workers or default_local_workers(compute.threads_per_worker),
             threads_per_worker=compute.threads_per_worker,
@@ -179,8 +171,6 @@ def make_cluster(compute, pool: str = "cpu", *, run_dir=None, binds: Iterable | 
         kw.update(overrides)
         return LocalCluster(**kw)
     if compute.backend == "slurm":
-        from dask_jobqueue import SLURMCluster
-
         kw = slurm_cluster_kwargs(compute, pool, run_dir=run_dir, binds=binds, name=name)
         kw.update(overrides)
         cluster = SLURMCluster(**kw)

@@ -17,7 +17,7 @@ def associate_external(picks_path, stations_path, model_path, out_dir, section=N
     from ..config import AssociateSection
     from ..formats import picks_io
     from ..rundir import write_table
-    from ..velocity import resolve_model
+    from ..formats.velmodels import resolve_model
 
     section = section or AssociateSection()
     picks = picks_io.read_picks(picks_path, amp_unit=amp_unit)

@@ -1,13 +1,14 @@
 """``run_pipeline``: the whole run, stage by stage, on the configured backend; resumable.
 
-Fanned-out stages (detect over station-days, xcorr over stations) are cut into chunks of
-``compute.chunk_size`` units and mapped with Dask (local cluster or SLURM pools); every chunk is
-one ``run_task`` call, so a rerun only redoes the units without an ``ok`` status row.  The other
+Fanned-out stages (detect over station-days, xcorr over stations; ``stages.STAGE``) are cut into
+chunks of the stage's chunk size (:func:`~quakescale.hpc.stages.chunks`) and mapped with Dask
+(local cluster or the stage's SLURM pool); every chunk is one ``run_task`` call, so a rerun only redoes the units without an ``ok`` status row.  The other
 stages run once (``unit = "all"``) in the driver process or on the CPU pool.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import socket
 import subprocess
@@ -15,10 +16,21 @@ import sys
 import time
 from pathlib import Path
 
+import dask
+import distributed
+import numpy
+import obspy
+import pandas
+import pyarrow
+from distributed import Client, as_completed
+
 from .. import __version__
 from ..config import Config
 from ..rundir import RunDir, write_json
-from .stages import FANNED, STAGES, _TASKS, chunk_size, chunks, pending_units, prepare_run, run_task
+from .cluster import make_cluster
+from .containers_info import container_info
+from .stages import STAGE, STAGES, chunks, pending_units, prepare_run, run_task
+from .summary import build_summary
 
 
 def _git_commit() -> str | None:
@@ -31,10 +43,9 @@ def _git_commit() -> str | None:
 
 
 def _versions() -> dict:
-    import numpy, obspy, pandas, pyarrow
-
-    v = dict(quakescale=__version__, python=sys.version.split()[0], numpy=numpy.__version__, obspy=obspy.__version__, pandas=pandas.__version__, pyarrow=pyarrow.__version__)
-    try:
+    v = dict(quakescale=__version__, python=sys.version.split()[0], numpy=numpy.__version__, obspy=obspy.__version__,
+             pandas=pandas.__version__, pyarrow=pyarrow.__version__, dask=dask.__version__, distributed=distributed.__version__)
+    try:  # torch is imported here only: the driver of a run never needs it otherwise (a broken CUDA stays a note)
         import torch
 
         v["torch"] = torch.__version__
@@ -42,19 +53,10 @@ def _versions() -> dict:
         v["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     except Exception:
         pass
-    try:
-        import dask, distributed
-
-        v["dask"] = dask.__version__
-        v["distributed"] = distributed.__version__
-    except Exception:
-        pass
     return v
 
 
 def manifest(cfg: Config, rd: RunDir, timings: dict, extra: dict | None = None) -> dict:
-    from .containers_info import container_info
-
     m = dict(
         config_digest=cfg.digest(),
         config=cfg.to_dict(),
@@ -81,11 +83,7 @@ def _map_chunks(cfg: Config, rd: RunDir, stage: str, parts: list[list[str]], for
             rows += run_task(rd.root, stage, p, force, True)
             echo(f"  {stage}: chunk {i}/{len(parts)}")
         return rows
-    from distributed import as_completed
-
-    from .cluster import task_resources
-
-    resources = task_resources(cfg.compute, stage)
+    resources = STAGE[stage].resources(cfg.compute)
     futs = {client.submit(run_task, str(rd.root), stage, p, force, True, key=f"{stage}-{i}-{abs(hash(tuple(p)))}", retries=2, pure=False, resources=resources): p for i, p in enumerate(parts)}
     t0 = time.time()
     done_units = 0
@@ -121,10 +119,8 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
     """Run the stages in order.  A stage runs its pending units (all of them with ``force``);
     once a stage produced new output, every later stage is redone, so the catalog always
     follows its inputs.  Failed units are retried only with ``retry_failed``."""
-    from .summary import build_summary
-
     rd = prepare_run(cfg)
-    wanted = [s for s in STAGES if (stages is None or s in stages) and s in _TASKS]
+    wanted = [s for s in STAGES if stages is None or s in stages]
     timings = {}
     did_work = False
     upstream_changed = False
@@ -134,9 +130,9 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
         for stage in wanted:
             t0 = time.time()
             f = stage in force or upstream_changed or (stage == "plan" and rd.config_changed) or stale(rd, stage)
-            if stage in FANNED:
+            if STAGE[stage].fanned:
                 todo = pending_units(cfg, rd, stage, force=f, retry_failed=retry_failed)
-                pool = "gpu" if stage == "detect" else "cpu"
+                pool = STAGE[stage].pool
                 key = pool if cfg.compute.backend == "slurm" else "local"
                 client = given
                 if client is None and todo and (len(todo) > 1 or cfg.compute.backend == "slurm"):
@@ -145,7 +141,7 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
                     client = owned[key][0]
                 echo(f"{stage}: {len(todo)} unit(s) to do")
                 did_work |= bool(todo)
-                rows = _map_chunks(cfg, rd, stage, chunks(todo, chunk_size(cfg, stage)), f, client, echo)
+                rows = _map_chunks(cfg, rd, stage, chunks(todo, STAGE[stage].chunk_size(cfg.compute)), f, client, echo)
                 upstream_changed |= any(r["state"] in ("ok", "skipped") for r in rows)
                 n_failed = sum(r["state"] == "failed" for r in rows)
                 if n_failed:
@@ -174,8 +170,6 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
     if not did_work and rd.summary.exists():
         # nothing to do: a finished run is left byte-for-byte as it was
         echo("run: everything already done; nothing changed")
-        import json
-
         summary = json.loads(rd.summary.read_text())
     else:
         summary = build_summary(cfg, rd, extra={"timings_s": timings})
@@ -204,10 +198,6 @@ def run_problems(rd: RunDir, stages) -> list[str]:
 
 
 def _start_client(cfg: Config, echo, pool: str = "gpu", rd: RunDir | None = None):
-    from distributed import Client
-
-    from .cluster import make_cluster
-
     cluster = make_cluster(cfg, pool=pool, run_dir=rd.root if rd is not None else None)
     client = Client(cluster)
     link = getattr(client, "dashboard_link", None)

@@ -1,4 +1,4 @@
-"""The stage list and the one function that runs one unit of work of one stage.
+"""The stage table and the one function that runs one unit of work of one stage.
 
 Core invariant: ``run_task(run_dir, stage, units)`` runs the given units of a stage, reading its
 inputs from the run directory (the resolved config is ``RUN/config.yaml``) and writing outputs
@@ -6,8 +6,10 @@ atomically plus one status part file.  A stage whose input is missing because an
 failed (or has not run) fails with :class:`~quakescale.errors.UpstreamMissing` naming that stage,
 its unit and its reason.  Station-days whose data are bad (unreadable, incomplete) are
 ``skipped`` with the reason, not ``failed``: a failure is a defect of the run, bad data are not.
-Backends (local Dask, SLURM via dask-jobqueue, sbatch arrays) only decide where it runs.  A unit
-that already has an ``ok``/``no_data`` status row is skipped (resume); ``force`` redoes it.
+Backends (local Dask, SLURM via dask-jobqueue, sbatch arrays) only decide where it runs: they all
+read :data:`STAGE` (one :class:`Stage` record per stage: fanned out or not, pool, unit lister,
+chunk size) and cut unit lists with :func:`chunk_units`.  A unit that already has an
+``ok``/``no_data`` status row is skipped (resume); ``force`` redoes it.
 """
 
 from __future__ import annotations
@@ -15,24 +17,28 @@ from __future__ import annotations
 import socket
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .. import schema as S
+from ..archive import ArchiveError, StationDay, load_inventory, plan_station_days, station_windows, stations_table
+from ..associate import Associator, associate_partitioned
+from ..catalog.report import make_report
+from ..catalog.writers import write_catalogs
 from ..config import Config, load_config, save_config
-from ..errors import UpstreamMissing
-from ..rundir import RunDir, write_json
-
-STAGES = ["plan", "detect", "associate", "locate", "xcorr", "relocate", "catalog"]
-FANNED = {"detect", "xcorr"}  # stages whose units are fanned out to workers
-
-
-def open_run(cfg_or_path) -> tuple[Config, RunDir]:
-    cfg = load_config(cfg_or_path) if not isinstance(cfg_or_path, Config) else cfg_or_path
-    rd = RunDir(cfg.run.out_dir)
-    rd.root.mkdir(parents=True, exist_ok=True)
-    return cfg, rd
+from ..formats.hypoinverse import write_arc_catalog
+from ..formats.velmodels import resolve_model
+from ..locate.hinv_project import locate_with_backend
+from ..locate.locator import resolve_distance_taper
+from ..locate.magnitude import event_magnitudes
+from ..relocate.dd import DDError
+from ..relocate.hypodd_project import relocate_with_backend
+from ..relocate.xcorr import XCorrParams, station_dtcc
+from ..rundir import RunDir, assigned_picks, compact_picks, events_path, gather_picks, need, write_json, write_table
 
 
 def prepare_run(cfg: Config) -> RunDir:
@@ -56,20 +62,14 @@ def run_config(run_dir) -> Config:
 
 # ----------------------------------------------------------------------------- plan
 def station_ids(cfg: Config) -> list[str]:
-    from ..archive import load_inventory, stations_table
-
     inv = load_inventory(cfg.archive.inventory)
     return list(stations_table(inv, cfg.archive.stations or None).station_id)
 
 
 def stage_plan(cfg: Config, rd: RunDir) -> pd.DataFrame:
-    from ..archive import plan_station_days
-
     plan = plan_station_days(cfg.archive.sds_root, station_ids(cfg), cfg.days(), cfg.archive.channels)
     done = rd.done_units("detect")
     plan["done"] = plan["unit"].isin(done)
-    from ..rundir import write_table
-
     write_table(plan, rd.plan)
     return plan
 
@@ -80,32 +80,113 @@ def read_plan(rd: RunDir, columns: list[str] | None = None) -> pd.DataFrame:
     return pd.read_parquet(rd.plan, columns=columns)
 
 
-# ----------------------------------------------------------------------------- units
-def stage_units(cfg: Config, rd: RunDir, stage: str) -> list[str]:
-    if stage == "detect":
-        return list(read_plan(rd, ["unit"])["unit"])  # each array task reads this: one column
-    if stage == "xcorr":
-        return station_ids(cfg)
+# ----------------------------------------------------------------------------- the stage table
+def _detect_units(cfg: Config, rd: RunDir) -> list[str]:
+    return list(read_plan(rd, ["unit"])["unit"])  # each array task reads this: one column
+
+
+def _one_unit(cfg: Config, rd: RunDir) -> list[str]:
     return ["all"]
 
 
-def chunks(units: list[str], size: int) -> list[list[str]]:
-    return [units[i : i + size] for i in range(0, len(units), size)]
+#: Dask worker resources a pool's workers carry on the slurm backend and its tasks ask for
+POOL_RESOURCES: dict[str, dict[str, int]] = {"gpu": {"GPU": 1}, "cpu": {}}
 
 
-def chunk_size(cfg: Config, stage: str) -> int:
-    """Units per task: ``compute.chunk_size`` station-days for detect, one station for xcorr."""
-    return int(cfg.compute.chunk_size) if stage == "detect" else 1
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a run, as every backend sees it.
+
+    ``fanned``: its units are mapped to workers (Dask) or array tasks (sbatch), in chunks;
+    otherwise it has one unit, ``"all"``.  ``pool``: ``gpu`` or ``cpu`` (the SLURM pool, and the
+    Dask resources its tasks ask for).  ``units(cfg, rd)``: its unit list.  ``chunk_field``: the
+    ``compute`` field giving units per task (``None``: one unit per task).  ``job``: whether it
+    has an sbatch job of its own in array mode (the plan runs at submission instead)."""
+
+    name: str
+    units: Callable[[Config, RunDir], list[str]] = _one_unit
+    fanned: bool = False
+    pool: str = "cpu"
+    chunk_field: str | None = None
+    job: bool = True
+
+    def __post_init__(self):
+        if self.pool not in POOL_RESOURCES:
+            raise ValueError(f"stage {self.name}: pool {self.pool!r} not in {list(POOL_RESOURCES)}")
+
+    def chunk_size(self, compute) -> int:
+        """Units per task: ``compute.<chunk_field>``, or 1."""
+        return int(getattr(compute, self.chunk_field)) if self.chunk_field else 1
+
+    def resources(self, compute) -> dict | None:
+        """Dask ``resources=`` of this stage's tasks: ``{"GPU": 1}`` for the GPU pool on the slurm
+        backend (its workers carry that resource), else ``None``."""
+        if compute.backend == "slurm" and POOL_RESOURCES[self.pool]:
+            return dict(POOL_RESOURCES[self.pool])
+        return None
 
 
-def chunk_of(cfg: Config, rd: RunDir, stage: str, chunk: int) -> list[str]:
-    """Chunk ``chunk`` of the stage's full sorted unit list (stable across resubmissions)."""
-    units = sorted(stage_units(cfg, rd, stage))
-    size = chunk_size(cfg, stage)
-    n = -(-len(units) // size)
+#: the stages in dependency order
+STAGE_LIST: tuple[Stage, ...] = (
+    Stage("plan", job=False),
+    Stage("detect", _detect_units, fanned=True, pool="gpu", chunk_field="chunk_size"),
+    Stage("associate"),
+    Stage("locate"),
+    Stage("xcorr", lambda cfg, rd: station_ids(cfg), fanned=True),
+    Stage("relocate"),
+    Stage("catalog"),
+)
+STAGE: dict[str, Stage] = {s.name: s for s in STAGE_LIST}
+STAGES: tuple[str, ...] = tuple(STAGE)  # names, in order
+JOB_STAGES: tuple[str, ...] = tuple(s.name for s in STAGE_LIST if s.job)  # one sbatch job (array) each
+
+
+def get_stage(stage: str) -> Stage:
+    if stage not in STAGE:
+        raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
+    return STAGE[stage]
+
+
+def stage_units(cfg: Config, rd: RunDir, stage: str) -> list[str]:
+    return get_stage(stage).units(cfg, rd)
+
+
+# ----------------------------------------------------------------------------- chunks
+def n_chunks(n_units: int, chunk_size: int) -> int:
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return -(-int(n_units) // int(chunk_size))
+
+
+def chunk_bounds(chunk: int, chunk_size: int, n_units: int) -> tuple[int, int]:
+    """``(start, stop)`` of chunk ``chunk`` in the unit list; a clear error when out of range."""
+    n = n_chunks(n_units, chunk_size)
     if not 0 <= chunk < n:
-        raise IndexError(f"{stage}: chunk {chunk} out of range: {len(units)} units in chunks of {size} give chunks 0..{n - 1}")
-    return units[chunk * size : (chunk + 1) * size]
+        raise IndexError(f"chunk {chunk} out of range: {n_units} units in chunks of {chunk_size} give chunks 0..{n - 1}")
+    start = chunk * chunk_size
+    return start, min(start + chunk_size, n_units)
+
+
+def chunk_units(units: Sequence, chunk_size: int, chunk: int) -> list:
+    """The units of chunk ``chunk``: ``units[chunk*size:(chunk+1)*size]`` -- the one chunking rule
+    (array task ``--chunk K`` and the Dask map use it)."""
+    a, b = chunk_bounds(chunk, chunk_size, len(units))
+    return list(units[a:b])
+
+
+def chunks(units: Sequence, size: int) -> list[list]:
+    """Every chunk of ``units``, in order."""
+    return [chunk_units(units, size, c) for c in range(n_chunks(len(units), size))]
+
+
+def stage_chunk(cfg: Config, rd: RunDir, stage: str, chunk: int) -> list[str]:
+    """Chunk ``chunk`` of the stage's full sorted unit list (stable across resubmissions): what
+    array task ``chunk`` runs."""
+    st = get_stage(stage)
+    try:
+        return chunk_units(sorted(st.units(cfg, rd)), st.chunk_size(cfg.compute), chunk)
+    except IndexError as exc:
+        raise IndexError(f"{stage}: {exc}") from None
 
 
 DONE = ("ok", "no_data", "skipped")
@@ -145,8 +226,7 @@ def run_task(run_dir, stage: str, units: list[str], force: bool = False, retry_f
     ``retry_failed`` (the default for an explicit call: an array task or a named unit)."""
     rd = RunDir(run_dir)
     cfg = run_config(run_dir)
-    if stage not in _TASKS:
-        raise ValueError(f"unknown stage {stage!r}; stages: {STAGES}")
+    get_stage(stage)
     done = set() if force else rd.done_units(stage, settled_states(retry_failed))
     rows = []
     for u in units:
@@ -182,63 +262,23 @@ def _cached(key, make):
 
 
 def stations_df(cfg: Config) -> pd.DataFrame:
-    from ..archive import load_inventory, stations_table
-
     return _cached(("stations", str(cfg.archive.inventory), tuple(cfg.archive.stations)), lambda: stations_table(load_inventory(cfg.archive.inventory), cfg.archive.stations or None))
 
 
 def velocity_model(cfg: Config):
-    from ..velocity import resolve_model
-
     return _cached(("model", cfg.velocity.model), lambda: resolve_model(cfg.velocity.model))
-
-
-def _events_path(rd: RunDir, name: str) -> Path:
-    return rd.root / "events" / f"{name}.parquet"
-
-
-#: which stage writes each input a later stage reads
-PRODUCER = {"associated": "associate", "assignments": "associate", "located": "locate", "relocated": "relocate"}
-
-
-def upstream_reason(rd: RunDir, stage: str) -> str:
-    """What the status rows of ``stage`` say: its failed unit(s) and reason, or that it has not run."""
-    st = rd.read_status(stage)
-    if not len(st):
-        return f"stage {stage!r} has not run"
-    bad = st[st.state == "failed"]
-    if len(bad):
-        r = bad.iloc[-1]
-        return f"stage {stage!r} failed (unit {r.unit}: {' '.join(str(r.reason).split())[:300]})"
-    r = st.iloc[-1]
-    return f"stage {stage!r} is {r.state} (unit {r.unit}) but left no output"
-
-
-def need(rd: RunDir, name: str, stage: str) -> Path:
-    """The path of input ``name`` (events/NAME.parquet); :class:`UpstreamMissing` naming the
-    upstream stage and its reason when it is absent."""
-    path = _events_path(rd, name)
-    if not path.exists():
-        up = PRODUCER.get(name, "?")
-        raise UpstreamMissing(
-            f"{stage}: input {path.relative_to(rd.root)} is missing because {upstream_reason(rd, up)}"
-        )
-    return path
 
 
 # ----------------------------------------------------------------------------- detect
 @task("detect")
 def _detect_task(cfg, rd, unit):
-    from ..archive import ArchiveError, StationDay
-    from ..detect.runner import get_model, run_station_day, _inventory
-    from ..rundir import write_table
-    from .. import schema as S
+    from ..detect.runner import get_model, run_station_day  # torch: only in the processes that detect
 
     sd = StationDay.from_unit(unit)
     model = None
     if cfg.detect.method == "cerp":
         model = _cached(("cerp", cfg.detect.model, cfg.detect.device), lambda: get_model(cfg.detect.model, cfg.detect.device))
-    inv = _cached(("inv", str(cfg.archive.inventory)), lambda: _inventory(str(cfg.archive.inventory)))
+    inv = _cached(("inv", str(cfg.archive.inventory)), lambda: load_inventory(str(cfg.archive.inventory)))
     try:
         df = run_station_day(cfg, sd.station_id, sd.day, model=model, inventory=inv)
     except ArchiveError as exc:  # bad or missing data: recorded with the reason, not a failure
@@ -267,46 +307,14 @@ def amplitude_summary(df: pd.DataFrame) -> str:
     return out
 
 
-def compact_picks(rd: RunDir) -> int:
-    """One file per day (``picks/day=D/all.parquet``) instead of one per station-day, so a
-    large run leaves no 10^6 small files; station files written later override the compacted
-    rows of their station."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from ..rundir import write_table
-
-    n = 0
-    for ddir in sorted((rd.root / "picks").glob("day=*")):
-        files = sorted(f for f in ddir.glob("*.parquet") if f.name != "all.parquet")
-        if not files:
-            continue
-        new = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
-        stations_new = set(f.stem for f in files)
-        allf = ddir / "all.parquet"
-        if allf.exists():
-            old = pq.read_table(allf)
-            old = old.filter(pa.compute.invert(pa.compute.is_in(old["station_id"], pa.array(sorted(stations_new)))))
-            new = pa.concat_tables([old, new], promote_options="default")
-        write_table(new, allf)
-        for f in files:
-            f.unlink()
-        n += len(files)
-    return n
-
-
 # ----------------------------------------------------------------------------- associate
 @task("associate")
 def _associate_task(cfg, rd, unit):
-    from ..associate import Associator, associate_partitioned
-    from ..rundir import write_table
-    from .summary import gather_picks
-    from .. import schema as S
-
     compact_picks(rd)
     picks = gather_picks(rd)
     if picks is None or not len(picks):  # empty tables: later stages run on nothing, not on missing files
-        write_table(S.EVENTS.empty_table(), _events_path(rd, "associated"), S.EVENTS, where="associated events")
-        write_table(S.ASSIGNMENTS.empty_table(), _events_path(rd, "assignments"), S.ASSIGNMENTS, where="assignments")
+        write_table(S.EVENTS.empty_table(), events_path(rd, "associated"), S.EVENTS, where="associated events")
+        write_table(S.ASSIGNMENTS.empty_table(), events_path(rd, "assignments"), S.ASSIGNMENTS, where="assignments")
         return "ok", 0, "no picks"
     picks = picks.sort_values(["time", "station_id"], kind="stable").reset_index(drop=True)
     a = cfg.associate
@@ -317,43 +325,20 @@ def _associate_task(cfg, rd, unit):
     for col, default in (("magnitude", np.nan), ("mag_type", ""), ("rms_s", np.nan)):
         if col not in events:
             events[col] = default
-    write_table(events, _events_path(rd, "associated"), S.EVENTS, where="associated events")
-    write_table(asg, _events_path(rd, "assignments"), S.ASSIGNMENTS, where="assignments")
+    write_table(events, events_path(rd, "associated"), S.EVENTS, where="associated events")
+    write_table(asg, events_path(rd, "assignments"), S.ASSIGNMENTS, where="assignments")
     return "ok", len(events), f"{len(events)} events from {len(picks)} picks"
-
-
-def assigned_picks(rd: RunDir) -> pd.DataFrame:
-    """Picks that belong to events: the assignment rows joined with the pick attributes
-    (amplitude, probability, channel) of the gathered picks."""
-    from .summary import gather_picks
-
-    asg = pd.read_parquet(need(rd, "assignments", "picks of events"))
-    picks = gather_picks(rd)
-    if picks is None or not len(asg):
-        return asg
-    key = ["station_id", "phase", "time"]
-    cols = ("amp_wa_mm", "amp_source", "amp_clipped", "probability", "snr", "channel", "network", "station", "location")
-    extra = [c for c in cols + ("method", "model") if c in picks]
-    p = picks[key + extra].drop_duplicates(key)
-    return asg.merge(p, on=key, how="left")
 
 
 # ----------------------------------------------------------------------------- locate
 @task("locate")
 def _locate_task(cfg, rd, unit):
-    from ..locate.magnitude import event_magnitudes
-    from ..rundir import write_table
-    from .. import schema as S
-
     ev = pd.read_parquet(need(rd, "associated", "locate"))
     if not len(ev):
-        write_table(ev, _events_path(rd, "located"), S.EVENTS)
+        write_table(ev, events_path(rd, "located"), S.EVENTS)
         return "ok", 0, "no events"
     picks = assigned_picks(rd)
     sta = stations_df(cfg)
-    from ..locate.hinv_project import locate_with_backend
-    from ..locate.locator import resolve_distance_taper
-
     params = resolve_distance_taper(cfg.locate, sta)
     located, residuals = locate_with_backend(
         ev,
@@ -377,11 +362,11 @@ def _locate_task(cfg, rd, unit):
     keep = located["n_stations"].fillna(0).to_numpy() >= cfg.locate.min_stations
     if "located" in located:
         keep &= located["located"].astype(bool).to_numpy()
-    write_table(located[~keep].reset_index(drop=True), _events_path(rd, "rejected"))
+    write_table(located[~keep].reset_index(drop=True), events_path(rd, "rejected"))
     located = located[keep].reset_index(drop=True)
-    write_table(located, _events_path(rd, "located"), S.EVENTS, where="located events")
-    write_table(residuals, _events_path(rd, "residuals"))
-    write_table(station_mags, _events_path(rd, "station_magnitudes"))
+    write_table(located, events_path(rd, "located"), S.EVENTS, where="located events")
+    write_table(residuals, events_path(rd, "residuals"))
+    write_table(station_mags, events_path(rd, "station_magnitudes"))
     n_far = int((located.get("dist_note", pd.Series(dtype=object)).fillna("") != "").sum())
     n_excl = int((~station_mags["used"]).sum()) if "used" in station_mags else 0
     reason = (
@@ -399,33 +384,8 @@ def _locate_task(cfg, rd, unit):
 
 
 # ----------------------------------------------------------------------------- xcorr
-def station_windows(cfg: Config, station_id: str, picks: pd.DataFrame, pre_s: float, post_s: float):
-    """The waveform windows of one station around its picks: each day is read once and cut,
-    so memory holds windows, not days."""
-
-    from obspy import Stream, UTCDateTime
-
-    from ..archive import ArchiveError, read_station_day
-
-    st = Stream()
-    t = pd.to_datetime(picks["time"], utc=True)
-    for day, grp in t.groupby(t.dt.date):
-        try:
-            day_st = read_station_day(cfg.archive.sds_root, station_id, day, cfg.archive.channels)
-        except ArchiveError:
-            continue
-        for ts in grp:
-            u = UTCDateTime(ns=int(ts.as_unit("ns").value))
-            st += day_st.slice(u - pre_s, u + post_s).split()
-    return st
-
-
 @task("xcorr")
 def _xcorr_task(cfg, rd, unit):
-    from ..relocate.xcorr import XCorrParams, station_dtcc
-    from ..rundir import write_table
-    from .. import schema as S
-
     station_id = unit
     if not cfg.relocate.cc.enabled:
         return "ok", 0, "cc disabled"
@@ -439,7 +399,8 @@ def _xcorr_task(cfg, rd, unit):
         dtcc = S.DTCC.empty_table().to_pandas()
     else:
         pad = prm.filter_pad_s + prm.max_lag_s + 1.0
-        stream = station_windows(cfg, station_id, picks, pad + max(prm.p_window_s[0], prm.s_window_s[0]), pad + max(prm.p_window_s[1], prm.s_window_s[1]))
+        pre_s, post_s = pad + max(prm.p_window_s[0], prm.s_window_s[0]), pad + max(prm.p_window_s[1], prm.s_window_s[1])
+        stream = station_windows(cfg.archive.sds_root, station_id, picks["time"], pre_s, post_s, cfg.archive.channels)
         latlon = (float(sta.loc[station_id, "latitude"]), float(sta.loc[station_id, "longitude"]))
         dtcc = station_dtcc(stream, picks, ev, station_id, station_latlon=latlon, params=prm)
     write_table(dtcc, rd.root / "dtcc" / f"{station_id}.parquet", S.DTCC, where=f"dtcc {station_id}")
@@ -449,8 +410,6 @@ def _xcorr_task(cfg, rd, unit):
 # ----------------------------------------------------------------------------- relocate
 @task("relocate")
 def _relocate_task(cfg, rd, unit):
-    from ..rundir import write_table
-
     ev = pd.read_parquet(need(rd, "located", "relocate"))
     if len(ev) < 2:
         write_table(ev.assign(stage="relocate"), rd.root / "relocated" / "relocated.parquet")
@@ -459,11 +418,7 @@ def _relocate_task(cfg, rd, unit):
     files = sorted((rd.root / "dtcc").glob("*.parquet"))
     dtcc = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
     sta = stations_df(cfg)[["station_id", "latitude", "longitude", "elevation_m"]]
-    from ..relocate.dd import DDError
-
     try:
-        from ..relocate.hypodd_project import relocate_with_backend
-
         out = relocate_with_backend(
             ev, picks, sta, velocity_model(cfg), dtcc, cfg.relocate, work_dir=rd.root / "relocate-hypodd", backend=cfg.relocate.backend, exe=cfg.relocate.hypodd_exe
         )
@@ -483,9 +438,6 @@ def _relocate_task(cfg, rd, unit):
 # ----------------------------------------------------------------------------- catalog
 @task("catalog")
 def _catalog_task(cfg, rd, unit):
-    from ..catalog.writers import write_catalogs
-    from ..catalog.report import make_report
-
     rel = rd.root / "relocated" / "relocated.parquet"
     loc = need(rd, "located", "catalog")
     src = rel if rel.exists() and len(pd.read_parquet(rel)) else loc
@@ -497,16 +449,17 @@ def _catalog_task(cfg, rd, unit):
             .sort_values(["time", "event_id"], kind="stable")
             .reset_index(drop=True)
         )
-    picks = assigned_picks(rd) if _events_path(rd, "assignments").exists() else None
+    picks = assigned_picks(rd) if events_path(rd, "assignments").exists() else None
     if picks is not None and len(picks):
         picks = picks[picks.event_id.isin(ev.event_id)]
     sta = stations_df(cfg)
-    from ..formats.hypoinverse import write_arc_catalog as arc_writer
-
     out = rd.sub("catalogs")
-    paths = write_catalogs(ev, picks, sta, out, manifest_ref=str(rd.manifest), arc_writer=arc_writer)
+    paths = write_catalogs(ev, picks, sta, out, manifest_ref=str(rd.manifest), arc_writer=write_arc_catalog)
     truth = None
     if cfg.archive.truth and (Path(cfg.archive.truth) / "events.parquet").exists():
         truth = pd.read_parquet(Path(cfg.archive.truth) / "events.parquet")
     make_report(rd.root, ev, picks, sta, truth_events=truth, out=out / "report.html", title=cfg.run.name)
     return "ok", len(ev), f"{len(ev)} events from {src.relative_to(rd.root)}; " + ", ".join(sorted(paths))
+
+
+assert set(_TASKS) == set(STAGES), "every stage of STAGE_LIST has one @task"

@@ -59,7 +59,3 @@ class Compose:
         for t in self.transforms:
             batch = t(batch, rng)
         return batch
-
-
-def default_augmentation(window_n: int = 3000) -> Compose:
-    return Compose([RandomCrop(window_n, 1500), WhiteNoise(0.4)])

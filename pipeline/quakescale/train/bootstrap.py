@@ -399,7 +399,7 @@ def build_sample_set(
     from ..detect.runner import cerp_picks, get_model, picks_table
     from ..geo import azimuth_deg, epicentral_km
     from ..rundir import write_json, write_table
-    from ..velocity import resolve_model
+    from ..formats.velmodels import resolve_model
 
     if stalta_only_p not in ("ignore", "label"):
         raise ValueError(f"bootstrap: stalta_only_p must be 'ignore' or 'label', not {stalta_only_p!r}")
