@@ -340,3 +340,18 @@ def test_models_install_cli_offline(tmp_path):
     assert q.returncode == 0 and "P_threshold" in q.stdout, q.stderr
     bad = subprocess.run([*cmd[:5], "NoSuch:x"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 1 and "unknown model" in bad.stderr
+
+
+def test_config_file_keeps_pretrained_names_and_resolves_weight_paths(tmp_path):
+    """A run config read from a file (as workers read RUN/config.yaml) keeps NAME:WEIGHTS as a
+    name and resolves NAME:PATH / PATH relative to the file, like every other path."""
+    from quakescale.config import load_config
+
+    for spec, want in (
+        ("PhaseNet:original", "PhaseNet:original"),
+        ("PhaseNet:w/phasenet.pt", f"PhaseNet:{tmp_path / 'w' / 'phasenet.pt'}"),
+        ("./w/eqt.pt", str(tmp_path / "w" / "eqt.pt")),
+    ):
+        f = tmp_path / "c.yaml"
+        f.write_text(f"detect:\n  method: seisbench\n  model: {spec}\n")
+        assert load_config(f, check_paths=False).detect.model == want

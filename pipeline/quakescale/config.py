@@ -349,8 +349,15 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     cfg.archive.truth = r(cfg.archive.truth)
     if not cfg.velocity.model.startswith("builtin:"):
         cfg.velocity.model = str(r(cfg.velocity.model))
-    if not cfg.detect.model.startswith("builtin:"):
-        cfg.detect.model = str(r(cfg.detect.model))
+    spec = cfg.detect.model
+    if cfg.detect.method == "seisbench":  # NAME:WEIGHTS names pretrained weights; NAME:PATH or PATH is a file
+        name, sep, rest = spec.partition(":")
+        named = bool(sep) and bool(name) and name.replace("_", "").isalnum()
+        ref = rest if named else spec
+        if "/" in ref or ref.endswith((".pt", ".json")) or ref.startswith(("~", ".")):
+            cfg.detect.model = f"{name}:{r(ref)}" if named else str(r(ref))
+    elif not spec.startswith("builtin:"):
+        cfg.detect.model = str(r(spec))
     return cfg
 
 
