@@ -464,12 +464,17 @@ def _relocate_task(cfg, rd, unit):
     dtcc = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
     sta = stations_df(cfg)[["station_id", "latitude", "longitude", "elevation_m"]]
     from ..relocate.dd import DDError
+    from ..relocate.pairs import auto_max_station_km
 
+    prm, note = cfg.relocate, ""
+    if prm.max_station_km == "auto":  # from the station spacing (dense: the seed's 150 km; regional: wider)
+        km, note = auto_max_station_km(sta)
+        prm, note = prm.model_copy(update={"max_station_km": km}), f"; max_station_km auto {km:g} km"
     try:
         from ..relocate.hypodd_project import relocate_with_backend
 
         out = relocate_with_backend(
-            ev, picks, sta, velocity_model(cfg), dtcc, cfg.relocate, work_dir=rd.root / "relocate-hypodd", backend=cfg.relocate.backend, exe=cfg.relocate.hypodd_exe
+            ev, picks, sta, velocity_model(cfg), dtcc, prm, work_dir=rd.root / "relocate-hypodd", backend=prm.backend, exe=prm.hypodd_exe
         )
     except DDError as exc:
         if "nothing to relocate" not in str(exc):
@@ -481,7 +486,7 @@ def _relocate_task(cfg, rd, unit):
     if log:
         (rd.sub("logs") / "relocate.log").write_text("\n".join(map(str, log)) + "\n")
     write_table(out, rd.root / "relocated" / "relocated.parquet")
-    return "ok", len(out), f"{len(out)} of {len(ev)} events relocated ({0 if dtcc is None else len(dtcc)} cc times)"
+    return "ok", len(out), f"{len(out)} of {len(ev)} events relocated ({0 if dtcc is None else len(dtcc)} cc times{note})"
 
 
 # ----------------------------------------------------------------------------- catalog
