@@ -242,3 +242,20 @@ def test_cli_bootstrap_rejects_unknown_teacher(world):
     assert p.returncode == 1 and "--teacher" in p.stderr and "nonsense" in p.stderr and "Traceback" not in p.stderr
     h = subprocess.run([sys.executable, "-m", "quakescale.cli", "bootstrap", "--help"], capture_output=True, text=True, timeout=120)
     assert "--teacher" in h.stdout and "classic" in h.stdout
+
+
+def test_teacher_weights_resolve_like_detect_model(tmp_path):
+    """``train.teacher: cerp:DIR`` with a relative DIR is read from the config's folder, like ``detect.model``."""
+    import yaml
+
+    from quakescale.config import TEMPLATE, load_config
+
+    raw = yaml.safe_load(TEMPLATE)
+    (tmp_path / "sub").mkdir()
+    raw["train"]["teacher"] = "cerp:other/weights"
+    (tmp_path / "sub" / "c.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "sub" / "c.yaml", check_paths=False)
+    assert cfg.train.teacher == f"cerp:{(tmp_path / 'sub' / 'other' / 'weights').resolve()}"
+    raw["train"]["teacher"] = "cerp:builtin:default"
+    (tmp_path / "sub" / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert load_config(tmp_path / "sub" / "c.yaml", check_paths=False).train.teacher == "cerp:builtin:default"

@@ -328,6 +328,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         cfg.velocity.model = str(r(cfg.velocity.model))
     if not cfg.detect.model.startswith("builtin:"):
         cfg.detect.model = str(r(cfg.detect.model))
+    method, _, weights = cfg.train.teacher.partition(":")
+    if method == "cerp" and weights and not weights.startswith("builtin:"):  # a weights directory, like detect.model
+        cfg.train.teacher = f"cerp:{r(weights)}"
     return cfg
 
 
