@@ -141,7 +141,7 @@ def main(argv=None):
     ap.add_argument(
         "--weights",
         default=None,
-        help="a retrained CERP weights directory (quakescale train): the same as --picker cerp:DIR, tagged cerp-DIRNAME",
+        help="a retrained CERP weights directory (quakescale train): --picker cerp:DIR, tagged cerp-DIRNAME",
     )
     ap.add_argument(
         "--config", default=None, help="start from this config (archive paths and dates replaced by the fitted ones)"

@@ -237,10 +237,11 @@ def test_cli_bootstrap_rejects_unknown_teacher(world):
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "quakescale.cli", "bootstrap", str(world / "config.yaml"), "--teacher", "nonsense"],
-                       capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    qs = [sys.executable, "-m", "quakescale.cli", "bootstrap"]
+    p = subprocess.run(qs + [str(world / "config.yaml"), "--teacher", "nonsense"], capture_output=True, text=True,
+                       env=dict(os.environ), timeout=120)
     assert p.returncode == 1 and "--teacher" in p.stderr and "nonsense" in p.stderr and "Traceback" not in p.stderr
-    h = subprocess.run([sys.executable, "-m", "quakescale.cli", "bootstrap", "--help"], capture_output=True, text=True, timeout=120)
+    h = subprocess.run(qs + ["--help"], capture_output=True, text=True, timeout=120)
     assert "--teacher" in h.stdout and "classic" in h.stdout
 
 

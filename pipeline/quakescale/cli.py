@@ -439,10 +439,12 @@ def bootstrap(
     if teacher is not None:
         from .config import ConfigError, TrainSection
 
+        from pydantic import ValidationError
+
         try:
             TrainSection(teacher=teacher)
-        except Exception as exc:
-            raise ConfigError(f"--teacher: {str(exc).splitlines()[-1].strip()}") from None
+        except ValidationError as exc:
+            raise ConfigError(f"--teacher: {'; '.join(str(e.get('msg')) for e in exc.errors())}") from None
     out = out or resolve_paths(cfg)[0][0]
     summary = run_bootstrap(config, out, station_days=station_days or None, manual=manual, log=typer.echo, teacher=teacher)
     typer.echo(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=2, default=str))

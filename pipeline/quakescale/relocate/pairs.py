@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-__all__ = ["nr_indexx", "ph2dt", "ph2dt_fast", "Ph2dtStats", "catalog_pairs", "phases_from_picks", "auto_max_station_km",
-           "resolve_max_station_km"]
+__all__ = ["nr_indexx", "ph2dt", "ph2dt_fast", "Ph2dtStats", "catalog_pairs", "phases_from_picks",
+           "auto_max_station_km", "resolve_max_station_km"]
 
 KMPERDEG = np.float32(111.1949266)
 PI = np.float32(3.141593)
@@ -444,7 +444,8 @@ def resolve_max_station_km(value, stations: pd.DataFrame) -> float:
     return auto_max_station_km(stations)[0] if value == "auto" else float(value)
 
 
-def catalog_pairs(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, max_station_km: float | str = 150.0,
+def catalog_pairs(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame,
+                  max_station_km: float | str = 150.0,
                   max_sep_km: float = 6.0, min_obs: int = 8, max_obs: int = 50, max_neighbors: int = 20,
                   min_links: int = 8, min_weight: float = 0.0) -> pd.DataFrame:
     """Catalog differential times for pipeline tables (dt.ct as a table with ``station`` =

@@ -335,7 +335,8 @@ def teacher_merged(stream, prep, tdet, model=None) -> list[dict]:
     idx = (df["time"].astype("int64").to_numpy() - prep.t0_ns) / (1e9 / FS)
     n = prep.data.shape[1]
     keep = (idx >= 0) & (idx < n)
-    rows = sorted(zip(idx[keep], df["phase"].to_numpy()[keep], df["probability"].to_numpy(np.float64)[keep]), key=lambda r: r[0])
+    prob = df["probability"].to_numpy(np.float64)
+    rows = sorted(zip(idx[keep], df["phase"].to_numpy()[keep], prob[keep]), key=lambda r: r[0])
     merged = [dict(phase=str(ph), idx=float(i), quality=float(q), agree=True, method="teacher") for i, ph, q in rows]
     return _pair(merged)
 
@@ -475,7 +476,8 @@ def build_sample_set(
     teacher_model = teacher_model if tdet is None else None  # self-training completes the classic teacher only
     tnet = get_model(tdet.model, tdet.device) if tdet is not None and tdet.method == "cerp" else None
     teacher = get_model(teacher_model, det.device) if teacher_model else None
-    teacher_label = f"stalta+kurtosis@{det.sta_s:g}/{det.lta_s:g}/{det.trigger_on:g}/{kurtosis_on:g}" if tdet is None else f"teacher:{tdet.method}:{tdet.model}"
+    teacher_label = (f"stalta+kurtosis@{det.sta_s:g}/{det.lta_s:g}/{det.trigger_on:g}/{kurtosis_on:g}" if tdet is None
+                     else f"teacher:{tdet.method}:{tdet.model}")
 
     # --- 1. the teacher's picks (classic: STA/LTA + kurtosis, merged) per station-day
     pick_frames, raw_times = [], []
@@ -495,7 +497,8 @@ def build_sample_set(
         if tdet is not None:
             merged = teacher_merged(stream, prep, tdet, tnet)
             del stream
-            raw_times.append((sid, prep.time_ns(np.array([r["idx"] for r in merged], np.float64)), np.array([r["phase"] for r in merged], dtype=object)))
+            raw_times.append((sid, prep.time_ns(np.array([r["idx"] for r in merged], np.float64)),
+                              np.array([r["phase"] for r in merged], dtype=object)))
             df = picks_table(prep, [(r["phase"], r["idx"], r["quality"]) for r in merged], "bootstrap", teacher_label)
             if len(df):
                 df["agree"] = [r["agree"] for r in merged]
