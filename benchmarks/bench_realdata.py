@@ -1,7 +1,7 @@
 """Benchmark: the whole pipeline on a real network's data as users download it, scored against the
 picks and catalogs of established pickers (PhaseNet, EQTransformer; GaMMA association).
 
-    python benchmarks/bench_realdata.py [--picker METHOD[:MODEL]] [--config FILE] [--data DIR]
+    python benchmarks/bench_realdata.py [--picker METHOD[:MODEL] | --weights DIR] [--config FILE] [--data DIR]
                                         [--work DIR] [--quick] [--out bench-out/realdata-PICKER.json]
 
 What a new user does, scripted: ``quakescale archive import`` of the loose MiniSEED files into an
@@ -9,12 +9,15 @@ SDS archive, ``quakescale init --archive --inventory`` (defaults + the fitted pa
 channels), then ``quakescale run`` (its exit code is recorded).  ``--picker`` changes only
 ``detect.method``/``detect.model`` (``cerp`` = the shipped CERP weights, ``cerp:WEIGHTS_DIR``,
 ``stalta``, ``kurtosis``, or any method the installed QuakeScale knows, e.g. ``seisbench:NAME``);
+``--weights DIR`` scores a retrained CERP (``quakescale bootstrap [--teacher T]`` + ``quakescale
+train``: the weights directory), i.e. ``--picker cerp:DIR`` tagged ``cerp-DIRNAME``;
 ``--config FILE`` starts from another config instead (its archive paths and dates are replaced by
 the fitted ones, everything else kept).
 
 Scores (``--data`` default: shared/data/mesetas2019_dev):
-- station-days ok / skipped / failed, picks (P, S), events associated / located, located within
-  50 km of the sequence (3.45 N, 74.19 W), stage states and the run's exit code;
+- station-days ok / skipped / failed, picks (P, S), events associated / located / relocated,
+  located within 50 km of the sequence (3.45 N, 74.19 W), stage states (and the relocate stage's
+  note) and the run's exit code;
 - picks within 0.5 s (same station and phase) of ``reference/phasenet_picks.csv``,
   ``reference/eqtransformer_picks.csv`` and their consensus (picks both made within 0.5 s):
   ``recall`` = share of the reference picks we found, ``near_ref`` = share of ours near a
@@ -136,6 +139,11 @@ def main(argv=None):
         help="METHOD[:MODEL]: cerp (shipped weights), cerp:WEIGHTS, stalta, kurtosis, seisbench:NAME ...",
     )
     ap.add_argument(
+        "--weights",
+        default=None,
+        help="a retrained CERP weights directory (quakescale train): --picker cerp:DIR, tagged cerp-DIRNAME",
+    )
+    ap.add_argument(
         "--config", default=None, help="start from this config (archive paths and dates replaced by the fitted ones)"
     )
     ap.add_argument(
@@ -158,12 +166,19 @@ def main(argv=None):
     if not (data / "waveforms").is_dir():
         print(f"no data at {data}: nothing to do")
         return 0
-    tag = a.picker.replace(":", "-").replace("/", "_")
+    if a.weights:
+        w = Path(a.weights).resolve()
+        if not w.is_dir():
+            raise SystemExit(f"--weights {w}: not a directory")
+        a.picker = f"cerp:{w}"
+        tag = f"cerp-{w.parent.name if w.name == 'weights' else w.name}"
+    else:
+        tag = a.picker.replace(":", "-").replace("/", "_")
     work = Path(a.work or f"bench-out/realdata-{tag}").resolve()
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "pipeline") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     qs = [sys.executable, "-m", "quakescale.cli"]
-    res: dict = {"picker": a.picker, "data": str(data), "config": a.config}
+    res: dict = {"picker": a.picker, "tag": tag, "data": str(data), "config": a.config}
 
     cfg_path = work / "config.yaml"
     if a.rescore:
@@ -246,6 +261,8 @@ def main(argv=None):
         x = rd.read_status(s)
         if len(x):
             res["stages"][s] = {k: int(v) for k, v in x.state.value_counts().items()}
+            if s == "relocate":
+                res["relocate_note"] = "; ".join(str(r) for r in x.reason.dropna())
     picks = gather_picks(rd)
     picks = picks if picks is not None else pd.DataFrame(columns=["station_id", "phase", "time"])
     ours = pd.DataFrame(
@@ -280,6 +297,9 @@ def main(argv=None):
         "located": int(len(loc)),
         "located_within_50km": int((d < 50).sum()),
     }
+    rel = rd.root / "relocated" / "relocated.parquet"
+    if rel.exists():
+        res["events"]["relocated"] = int(len(pd.read_parquet(rel)))
     cat = rd.root / "catalogs" / "events.csv"
     if cat.exists():
         res["events"]["catalog"] = int(len(pd.read_csv(cat, comment="#")))

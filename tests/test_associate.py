@@ -325,7 +325,7 @@ def test_italy_defaults_precision(pick_set):
     ref = picks_io.read_real_catalog(ITALY / "REAL" / "catalog_sel.txt")
     end = pd.Timestamp("2016-10-14T04:00:00", tz="UTC")
     picks, ref = picks[picks["time"] < end].reset_index(drop=True), ref[ref["time"] < end]
-    ev, asg = associate_partitioned(picks, Associator(st, load_model(ITALY / "REAL" / "tt_db" / "itvel.nd")))
+    ev, asg = associate_partitioned(picks, Associator(st, read_model(ITALY / "REAL" / "tt_db" / "itvel.nd")))
     m = match_events(ev, ref, max_dt_s=1.5, max_dist_km=5.0)
     recall, precision = len(m) / len(ref), len(m) / len(ev)
     print(f"\nItaly 00-04h {pick_set}, defaults: {len(ev)} events, REAL {len(ref)}; recall {recall:.3f} precision {precision:.3f}")

@@ -27,7 +27,7 @@ def test_template_has_seed_defaults():
     locate = cfg.locate
     assert (locate.residual_full_s, locate.residual_cutoff_factor) == (0.3, 3.0)
     assert (locate.dist_full_km, locate.dist_zero_km) == ("auto", "auto")  # 40/120 on a dense network
-    assert (cfg.relocate.max_station_km, cfg.relocate.max_sep_km, cfg.relocate.min_obs) == (150, 6, 8)
+    assert (cfg.relocate.max_station_km, cfg.relocate.max_sep_km, cfg.relocate.min_obs) == ("auto", 6, 8)  # 150 dense
     assert cfg.relocate.cc.p_window_s == (0.5, 3.5) and cfg.relocate.cc.s_window_s == (0.3, 4.5)
     # every field of the model appears in the template (the template documents everything)
     def keys(d, prefix=""):

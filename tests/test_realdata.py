@@ -253,6 +253,10 @@ def test_whole_dev_set_with_init_defaults(tmp_path):
     loc = pd.read_parquet(tmp_path / "run" / "events" / "located.parquet")
     near = epicentral_km(3.45, -74.19, loc.latitude.to_numpy(), loc.longitude.to_numpy()) < 50
     assert near.sum() >= 20
+    # relocation reaches as far as the locator on this regional network (the seed's 150 km: 2 of 205 relocated)
+    from quakescale.rundir import RunDir
+
+    assert "max_station_km auto 300 km" in " ".join(RunDir(tmp_path / "run").read_status("relocate").reason)
 
 
 def test_archive_import_reads_sac_and_cuts_at_midnight(tmp_path):

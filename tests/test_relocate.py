@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from quakescale.formats import hypodd as H
-from quakescale.geo import LocalProjection
+from quakescale.geo import LocalProjection, epicentral_km
 from quakescale.relocate import dd
 from quakescale.relocate.pairs import nr_indexx, ph2dt
 
@@ -408,3 +408,28 @@ def test_port_matches_the_installed_hypodd21(tmp_path):
                                                  tmp_path / "fortran" / "hypoDD.reloc")
     assert ours == theirs and np.median(dh) <= 1.0 and np.median(dz) <= 2.0
     assert np.median(np.abs(ratio - 1)) <= 0.10
+
+
+def test_max_station_km_auto_follows_the_network():
+    """``relocate.max_station_km: auto``: the seed's 150 km on a dense local network; on a sparse
+    regional one the locator taper's zero distance, so the stations that located the events also
+    link them (with 150 km most pairs lose their observations and nothing relocates)."""
+    from quakescale.relocate.pairs import auto_max_station_km, catalog_pairs, resolve_max_station_km
+
+    _, _, _, dense, _ = dd.synthetic_case(20, 15, seed=0)  # stations within 35 km
+    assert auto_max_station_km(dense)[0] == 150.0 and resolve_max_station_km(90, dense) == 90.0
+    truth, start, picks, stations, model = dd.synthetic_case(60, 10, seed=0, network_radius_km=280.0, sigma_p_s=0.01,
+                                                            sigma_s_s=0.02, start_sigma_km=1.0, start_sigma_z_km=1.0)
+    km, why = auto_max_station_km(stations)
+    assert km > 150.0 and "regional" in why
+    dist = epicentral_km(float(truth.latitude.mean()), float(truth.longitude.mean()), stations.latitude.to_numpy(),
+                         stations.longitude.to_numpy())
+    assert (dist > 150).sum() >= 5 and (dist <= km).all()  # the seed's 150 km leaves out most stations here
+    seed = catalog_pairs(start, picks, stations, max_station_km=150.0)
+    auto = catalog_pairs(start, picks, stations, max_station_km="auto")
+    assert len(auto) > 2 * max(len(seed), 1)
+    assert set(auto.station) == set(stations.station_id)  # every station of the network links pairs
+    out = dd.relocate(start, picks, stations, model, max_station_km=km)
+    assert len(out) >= 0.9 * len(truth)
+    e0, e1 = dd.location_errors_m(truth, start), dd.location_errors_m(truth, out)
+    assert e1.median() < 0.5 * e0.median()

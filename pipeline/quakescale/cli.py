@@ -455,13 +455,28 @@ def bootstrap(
     out: Optional[Path] = typer.Option(None, "--out", help="Sample-set directory (default: train.samples_dir under the run directory)."),
     station_days: Optional[List[str]] = typer.Option(None, "--station-days", help="Only these YYYY-MM-DD/NET.STA (repeatable); default: every station-day of the config."),
     manual: Optional[Path] = typer.Option(None, "--manual", help="Manual picks (HypoDD .pha, Hypoinverse .arc, CSV) for picker samples."),
+    teacher: Optional[str] = typer.Option(
+        None, "--teacher",
+        help="Whose picks become the labels (overrides train.teacher): classic (STA/LTA + kurtosis, the default) or a "
+             "picker of the station-day runner: cerp (shipped weights), cerp:WEIGHTS_DIR, stalta, kurtosis, "
+             "seisbench:NAME:WEIGHTS ...",
+    ),
 ):
-    """Build a region's training set from its own data: STA/LTA + kurtosis picks, association (>= 4 stations) -> event windows (S labels completed by association-guided picks; arrivals still unlabelled are ignored by the loss); pick-free windows -> noise.  train.self_training (default true) adds the starting model's confident S picks; false: classic picks only."""
+    """Build a region's training set from its own data: the teacher's picks (train.teacher: classic = STA/LTA + kurtosis, or any picker such as cerp:WEIGHTS or seisbench:NAME:WEIGHTS), association (>= 4 stations) -> event windows (S labels completed by association-guided picks; arrivals still unlabelled are ignored by the loss); pick-free windows -> noise.  train.self_training (default true) adds the starting model's confident S picks to the classic teacher's; false: classic picks only."""
     from .hpc.training import resolve_paths, run_bootstrap
 
     cfg = _load(config)
+    if teacher is not None:
+        from .config import ConfigError, TrainSection
+
+        from pydantic import ValidationError
+
+        try:
+            TrainSection(teacher=teacher)
+        except ValidationError as exc:
+            raise ConfigError(f"--teacher: {'; '.join(str(e.get('msg')) for e in exc.errors())}") from None
     out = out or resolve_paths(cfg)[0][0]
-    summary = run_bootstrap(config, out, station_days=station_days or None, manual=manual, log=typer.echo)
+    summary = run_bootstrap(config, out, station_days=station_days or None, manual=manual, log=typer.echo, teacher=teacher)
     typer.echo(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=2, default=str))
     typer.echo(f"sample set in {out}; next: quakescale train {config} --samples {out}")
 

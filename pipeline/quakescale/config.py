@@ -214,7 +214,9 @@ class CCSection(_Section):
 
 class RelocateSection(_Section):
     backend: Literal["builtin", "hypodd"] = "builtin"
-    max_station_km: float = Field(150.0, gt=0)  # ph2dt MAXDIST
+    # ph2dt MAXDIST; auto: the seed's 150 km for a dense local network, the locator's zero-weight distance
+    # (taper auto) when a sparse regional network reaches farther (relocate.pairs.auto_max_station_km)
+    max_station_km: float | Literal["auto"] = "auto"
     max_sep_km: float = Field(6.0, gt=0)  # ph2dt MAXSEP
     min_obs: int = Field(8, ge=1)  # ph2dt MINOBS
     max_obs: int = Field(50, ge=1)
@@ -228,6 +230,8 @@ class RelocateSection(_Section):
 
     @model_validator(mode="after")
     def _sets(self):
+        if self.max_station_km != "auto" and not self.max_station_km > 0:
+            raise ValueError(f"max_station_km must be > 0 or 'auto', got {self.max_station_km}")
         if len(self.damping) != len(self.iterations):
             raise ValueError(f"damping ({len(self.damping)} values) needs one value per iteration set ({len(self.iterations)})")
         return self
@@ -242,6 +246,9 @@ class TrainSection(_Section):
     snr_min: float = Field(2.0, ge=0)
     snr_max: float = Field(2000.0, gt=0)
     noise_per_event: float = Field(1.0, ge=0)
+    # bootstrap: whose picks, associated, become the labels: classic (the seed's STA/LTA + kurtosis) or any
+    # picker of the station-day runner: cerp[:WEIGHTS], stalta, kurtosis, seisbench:NAME:WEIGHTS ...
+    teacher: str = "classic"
     self_training: bool = True  # bootstrap: init_model's picks join the classic picks (events still need classic picks); false = the seed's classic-only set
     init_model: Optional[str] = "builtin:default"  # fine-tune from this model; null = from scratch
     name: str = "cerp-region"
@@ -251,6 +258,16 @@ class TrainSection(_Section):
     batch_size: int = Field(512, ge=1)  # seed: 512
     lr: float = Field(1e-3, gt=0)  # seed: Adam 1e-3
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("teacher")
+    @classmethod
+    def _teacher(cls, v):
+        import typing
+
+        methods = typing.get_args(DetectSection.model_fields["method"].annotation)
+        if v != "classic" and v.partition(":")[0] not in methods:
+            raise ValueError(f"teacher {v!r}: classic or a detect method[:MODEL] ({', '.join(methods)})")
+        return v
 
 
 class SlurmPool(_Section):
@@ -358,6 +375,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
             cfg.detect.model = f"{name}:{r(ref)}" if named else str(r(ref))
     elif not spec.startswith("builtin:"):
         cfg.detect.model = str(r(spec))
+    method, _, weights = cfg.train.teacher.partition(":")
+    if method == "cerp" and weights and not weights.startswith("builtin:"):  # a weights directory, like detect.model
+        cfg.train.teacher = f"cerp:{r(weights)}"
     return cfg
 
 
@@ -495,7 +515,8 @@ magnitude:
   min_stations: 1
 relocate:
   backend: builtin             # builtin | hypodd (runs hypoDD when on PATH)
-  max_station_km: 150.0        # seed: maximum station-event distance
+  max_station_km: auto         # maximum station-event distance; auto: the seed's 150 km for a dense local network,
+                               # the locator taper's zero distance (if farther) for a sparse regional one
   max_sep_km: 6.0              # seed: event-pair distance
   min_obs: 8                   # seed: phases per event pair
   max_obs: 50
@@ -522,6 +543,8 @@ train:                         # region-specific retraining: quakescale bootstra
   snr_min: 2.0                 # samples outside [snr_min, snr_max] are excluded
   snr_max: 2000.0
   noise_per_event: 1.0         # negatives (pick-free windows) per positive
+  teacher: classic             # whose picks, associated, become the labels: classic (STA/LTA + kurtosis) or a picker:
+                               # cerp (shipped weights), cerp:WEIGHTS_DIR, stalta, seisbench:NAME:WEIGHTS ...
   self_training: true          # init_model's picks join the STA/LTA + kurtosis picks before association (an event
                                # still needs >= 2 classic picks; only confident S picks within 0.3 s of their event's
                                # prediction become labels): more weak events and S labels; false = classic picks only

@@ -37,6 +37,7 @@ from ..locate.locator import resolve_distance_taper
 from ..locate.magnitude import event_magnitudes
 from ..relocate.dd import DDError
 from ..relocate.hypodd_project import relocate_with_backend
+from ..relocate.pairs import auto_max_station_km
 from ..relocate.xcorr import XCorrParams, station_dtcc
 from ..rundir import RunDir, assigned_picks, compact_picks, events_path, gather_picks, need, write_json, write_table
 
@@ -418,9 +419,13 @@ def _relocate_task(cfg, rd, unit):
     files = sorted((rd.root / "dtcc").glob("*.parquet"))
     dtcc = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
     sta = stations_df(cfg)[["station_id", "latitude", "longitude", "elevation_m"]]
+    prm, note = cfg.relocate, ""
+    if prm.max_station_km == "auto":  # from the station spacing (dense: the seed's 150 km; regional: wider)
+        km, note = auto_max_station_km(sta)
+        prm, note = prm.model_copy(update={"max_station_km": km}), f"; max_station_km auto {km:g} km"
     try:
         out = relocate_with_backend(
-            ev, picks, sta, velocity_model(cfg), dtcc, cfg.relocate, work_dir=rd.root / "relocate-hypodd", backend=cfg.relocate.backend, exe=cfg.relocate.hypodd_exe
+            ev, picks, sta, velocity_model(cfg), dtcc, prm, work_dir=rd.root / "relocate-hypodd", backend=prm.backend, exe=prm.hypodd_exe
         )
     except DDError as exc:
         if "nothing to relocate" not in str(exc):
@@ -432,7 +437,7 @@ def _relocate_task(cfg, rd, unit):
     if log:
         (rd.sub("logs") / "relocate.log").write_text("\n".join(map(str, log)) + "\n")
     write_table(out, rd.root / "relocated" / "relocated.parquet")
-    return "ok", len(out), f"{len(out)} of {len(ev)} events relocated ({0 if dtcc is None else len(dtcc)} cc times)"
+    return "ok", len(out), f"{len(out)} of {len(ev)} events relocated ({0 if dtcc is None else len(dtcc)} cc times{note})"
 
 
 # ----------------------------------------------------------------------------- catalog

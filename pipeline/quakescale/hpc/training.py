@@ -41,8 +41,10 @@ def resolve_paths(cfg: Config, samples: Sequence | None = None, out=None, bootst
     return dirs, (Path(out).resolve() if out is not None else _under_run(cfg, cfg.train.weights_dir))
 
 
-def run_bootstrap(config_path, out=None, station_days: Sequence[str] | None = None, manual=None, log: Callable = print) -> dict:
-    """``quakescale bootstrap`` in this process: the sample set of the config's region."""
+def run_bootstrap(config_path, out=None, station_days: Sequence[str] | None = None, manual=None, log: Callable = print,
+                  teacher: str | None = None) -> dict:
+    """``quakescale bootstrap`` in this process: the sample set of the config's region (``teacher``
+    overrides ``train.teacher``)."""
     from ..train.bootstrap import build_sample_set
 
     cfg = load_config(config_path)
@@ -50,7 +52,8 @@ def run_bootstrap(config_path, out=None, station_days: Sequence[str] | None = No
     out = Path(out).resolve() if out is not None else _under_run(cfg, t.samples_dir)
     return build_sample_set(cfg, out, station_days=list(station_days) if station_days else None, manual_picks=manual or t.manual_picks,
                             snr_min=t.snr_min, snr_max=t.snr_max, noise_per_event=t.noise_per_event, seed=cfg.run.seed,
-                            teacher_model=(t.init_model or "builtin:default") if t.self_training else None, log=log)
+                            teacher_model=(t.init_model or "builtin:default") if t.self_training else None, log=log,
+                            teacher=teacher or t.teacher)
 
 
 def run_training(config_path, samples: Sequence | None = None, out=None, epochs: int | None = None, device: str | None = None,

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-__all__ = ["nr_indexx", "ph2dt", "ph2dt_fast", "Ph2dtStats", "catalog_pairs", "phases_from_picks"]
+__all__ = ["nr_indexx", "ph2dt", "ph2dt_fast", "Ph2dtStats", "catalog_pairs", "phases_from_picks",
+           "auto_max_station_km", "resolve_max_station_km"]
 
 KMPERDEG = np.float32(111.1949266)
 PI = np.float32(3.141593)
@@ -422,11 +423,35 @@ def phases_from_picks(events: pd.DataFrame, picks: pd.DataFrame) -> pd.DataFrame
                          "phase": p["phase"].str.upper().str[0].to_numpy()})
 
 
-def catalog_pairs(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, max_station_km: float = 150.0,
+SEED_MAX_STATION_KM = 150.0  # ph2dt MAXDIST of the seed (a dense local network)
+
+
+def auto_max_station_km(stations: pd.DataFrame) -> tuple[float, str]:
+    """``(max_station_km, why)`` from the station spacing, like the locator's distance taper
+    (:func:`quakescale.locate.locator.auto_distance_taper`): a dense local network keeps the seed's
+    150 km; a sparse regional one takes the distance where the locator's weight reaches zero
+    (twice the median distance to the 3rd-nearest station, rounded up to 10 km) when that is
+    farther, so the stations that located an event also link it to its neighbours."""
+    from ..locate.locator import auto_distance_taper
+
+    _, zero, why = auto_distance_taper(stations)
+    km = max(SEED_MAX_STATION_KM, float(zero))
+    return km, f"relocate.max_station_km auto = {km:g} km ({why})"
+
+
+def resolve_max_station_km(value, stations: pd.DataFrame) -> float:
+    """``relocate.max_station_km`` as km: a number as is, ``"auto"`` by :func:`auto_max_station_km`."""
+    return auto_max_station_km(stations)[0] if value == "auto" else float(value)
+
+
+def catalog_pairs(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame,
+                  max_station_km: float | str = 150.0,
                   max_sep_km: float = 6.0, min_obs: int = 8, max_obs: int = 50, max_neighbors: int = 20,
                   min_links: int = 8, min_weight: float = 0.0) -> pd.DataFrame:
     """Catalog differential times for pipeline tables (dt.ct as a table with ``station`` =
-    NET.STA).  Events with fewer than ``min_obs`` picks are not paired."""
+    NET.STA).  Events with fewer than ``min_obs`` picks are not paired; ``max_station_km="auto"``:
+    see :func:`auto_max_station_km`."""
+    max_station_km = resolve_max_station_km(max_station_km, stations)
     ph = phases_from_picks(events, picks)
     st = stations.rename(columns={"station_id": "station"})[["station", "latitude", "longitude"]]
     return ph2dt_fast(events, ph, st, minwght=min_weight, maxdist_km=max_station_km, maxsep_km=max_sep_km,

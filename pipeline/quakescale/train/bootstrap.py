@@ -295,6 +295,52 @@ def _read_prep(cfg, sid: str, day: dt.date):
     return preprocess(st, cfg.detect)
 
 
+def teacher_detect_section(det, teacher: str | None):
+    """The :class:`~quakescale.config.DetectSection` of a bootstrap teacher: ``None`` for
+    ``"classic"`` (the seed's STA/LTA + kurtosis, merged, see :func:`merge_classic`); otherwise a
+    copy of ``det`` with the teacher's ``method`` / ``model``: ``cerp`` (the shipped weights),
+    ``cerp:WEIGHTS`` (a weights directory or ``builtin:NAME``), ``stalta``, ``kurtosis``, or any
+    other method the station-day runner knows, e.g. ``seisbench:NAME:WEIGHTS``.  Raises
+    :class:`quakescale.config.ConfigError` naming ``train.teacher`` for a method it does not know."""
+    from pydantic import ValidationError
+
+    from ..config import ConfigError
+
+    spec = "classic" if teacher is None else str(teacher).strip()
+    if spec == "classic":
+        return None
+    method, _, model = spec.partition(":")
+    upd: dict = {"method": method}
+    if method == "cerp":
+        upd["model"] = model or "builtin:default"
+    elif model:
+        upd["model"] = model
+    try:
+        return type(det)(**{**det.model_dump(), **upd})
+    except ValidationError as exc:
+        why = "; ".join(str(e.get("msg", e)) for e in exc.errors())
+        raise ConfigError(f"train.teacher {spec!r}: not a picker the station-day runner can run ({why}); "
+                          "use classic, cerp[:WEIGHTS], stalta, kurtosis or another detect.method[:MODEL]") from None
+
+
+def teacher_merged(stream, prep, tdet, model=None) -> list[dict]:
+    """A teacher picker's picks of one station-day (:func:`quakescale.detect.runner.pick_stream`
+    with ``tdet``) in the merged-pick form of :func:`merge_classic`, indexed on ``prep``'s samples
+    (``method`` ``"teacher"``, ``quality`` = the picker's probability, each S paired with the P before it)."""
+    from ..detect.runner import pick_stream
+
+    df = pick_stream(stream, None, tdet, model)
+    if not len(df):
+        return []
+    idx = (df["time"].astype("int64").to_numpy() - prep.t0_ns) / (1e9 / FS)
+    n = prep.data.shape[1]
+    keep = (idx >= 0) & (idx < n)
+    prob = df["probability"].to_numpy(np.float64)
+    rows = sorted(zip(idx[keep], df["phase"].to_numpy()[keep], prob[keep]), key=lambda r: r[0])
+    merged = [dict(phase=str(ph), idx=float(i), quality=float(q), agree=True, method="teacher") for i, ph, q in rows]
+    return _pair(merged)
+
+
 def _predicted_arrivals(events: pd.DataFrame, stations: pd.DataFrame, model, max_depth_km: float) -> dict[str, np.ndarray]:
     """Predicted P and S times (ns) of every associated event at every station: {sid: (n_ev, 2)}."""
     from ..geo import epicentral_km
@@ -361,6 +407,7 @@ def build_sample_set(
     mask_raw_triggers: bool = False,
     stalta_only_p: str = "ignore",
     teacher_model: str | None = None,
+    teacher: str = "classic",
     min_classic_picks: int = 2,
     model_max_residual_s: float = 0.3,
     model_label_phases: tuple = ("S",),
@@ -390,6 +437,11 @@ def build_sample_set(
     that no classic picker found at a station gives a detector positive there (``source`` weak,
     P and S in ``p_ign`` / ``s_ign`` unless a guided pick labels them) when the SNR within
     ``weak_search_s`` of its predicted P (Z) or S (horizontals) reaches this (None: no weak positives) -- the weak events the detector must learn to pass.
+    ``teacher``: where the picks come from (:func:`teacher_detect_section`): ``"classic"`` (the
+    seed's STA/LTA + kurtosis, merged, polarisation-checked) or any picker of the station-day
+    runner (``cerp[:WEIGHTS]``, ``stalta``, ``seisbench:NAME:WEIGHTS`` ...): its picks, associated,
+    become the labels, completed as above (guided S labels, unlabelled arrivals ignored, weak
+    positives); ``teacher_model`` (self-training) applies to the classic teacher only.
     ``noise_max_stalta``: negatives
     also keep the Z STA/LTA below this (weak events under the trigger stay out of them).  Returns the summary dict (also
     ``OUT/summary.json``)."""
@@ -420,15 +472,41 @@ def build_sample_set(
     model = resolve_model(cfg.velocity.model)
     cache = _PrepCache(cache_mb)
     skipped: list[dict] = []
+    tdet = teacher_detect_section(det, teacher)
+    teacher_model = teacher_model if tdet is None else None  # self-training completes the classic teacher only
+    tnet = get_model(tdet.model, tdet.device) if tdet is not None and tdet.method == "cerp" else None
     teacher = get_model(teacher_model, det.device) if teacher_model else None
+    teacher_label = (f"stalta+kurtosis@{det.sta_s:g}/{det.lta_s:g}/{det.trigger_on:g}/{kurtosis_on:g}" if tdet is None
+                     else f"teacher:{tdet.method}:{tdet.model}")
 
-    # --- 1. classic picks, merged per station-day
+    # --- 1. the teacher's picks (classic: STA/LTA + kurtosis, merged) per station-day
     pick_frames, raw_times = [], []
     for day, sid in sds:
         try:
-            prep = _read_prep(cfg, sid, day)
+            if tdet is None:
+                prep = _read_prep(cfg, sid, day)
+            else:
+                from ..archive import read_station_day
+                from ..detect.runner import preprocess
+
+                stream = read_station_day(cfg.archive.sds_root, sid, day, channels=list(cfg.archive.channels))
+                prep = preprocess(stream, det)
         except (ArchiveError, ValueError) as exc:
             skipped.append({"unit": f"{day}/{sid}", "reason": str(exc)[:300]})
+            continue
+        if tdet is not None:
+            merged = teacher_merged(stream, prep, tdet, tnet)
+            del stream
+            raw_times.append((sid, prep.time_ns(np.array([r["idx"] for r in merged], np.float64)),
+                              np.array([r["phase"] for r in merged], dtype=object)))
+            df = picks_table(prep, [(r["phase"], r["idx"], r["quality"]) for r in merged], "bootstrap", teacher_label)
+            if len(df):
+                df["agree"] = [r["agree"] for r in merged]
+                df["classic"] = [r["method"] for r in merged]
+                df["day"] = day.isoformat()
+                pick_frames.append(df)
+            cache.put((day, sid), prep)
+            del prep
             continue
         pa = classic_picks(prep.data, prep.valid, "stalta", det, kurtosis_on=kurtosis_on)
         pb = classic_picks(prep.data, prep.valid, "kurtosis", det, kurtosis_on=kurtosis_on)
@@ -448,7 +526,7 @@ def build_sample_set(
             sid_, tt_, ph_ = raw_times[-1]
             raw_times[-1] = (sid_, np.concatenate([tt_, prep.time_ns(np.array([q[1] for q in tpk], np.float64))]),
                              np.concatenate([ph_, np.array([q[0] for q in tpk], dtype=object)]))
-        df = picks_table(prep, [(r["phase"], r["idx"], r["quality"]) for r in merged], "bootstrap", f"stalta+kurtosis@{det.sta_s:g}/{det.lta_s:g}/{det.trigger_on:g}/{kurtosis_on:g}")
+        df = picks_table(prep, [(r["phase"], r["idx"], r["quality"]) for r in merged], "bootstrap", teacher_label)
         if len(df):
             # picks_table sorts by time (stable); the merged list is sorted by sample already
             df["agree"] = [r["agree"] for r in merged]
@@ -458,10 +536,10 @@ def build_sample_set(
         cache.put((day, sid), prep)
         del prep
     if not pick_frames:
-        raise ValueError(f"bootstrap: no classic picks in {len(sds)} station-day(s) under {cfg.archive.sds_root} (skipped: {skipped[:3]})")
+        raise ValueError(f"bootstrap: no {'classic' if tdet is None else 'teacher'} picks in {len(sds)} station-day(s) under {cfg.archive.sds_root} (skipped: {skipped[:3]})")
     picks = pd.concat(pick_frames, ignore_index=True).sort_values(["time", "station_id"], kind="stable").reset_index(drop=True)
     picks["pick_index"] = np.arange(len(picks), dtype=np.int64)
-    log(f"bootstrap: {len(picks)} classic picks ({int((picks.phase == 'P').sum())} P) on {len(sds) - len(skipped)} station-days")
+    log(f"bootstrap: {len(picks)} {'classic' if tdet is None else teacher_label} picks ({int((picks.phase == 'P').sum())} P) on {len(sds) - len(skipped)} station-days")
 
     # --- 2. association
     a = cfg.associate
@@ -729,7 +807,7 @@ def build_sample_set(
     index["source_dir"] = str(out)
     write_table(index, out / "index.parquet")
     params = dict(snr_min=snr_min, snr_max=snr_max, noise_per_event=noise_per_event, merge_s=merge_s, kurtosis_on=kurtosis_on,
-                  require_agree=require_agree, zh_threshold=zh_threshold, unlabelled_arrivals=unlabelled_arrivals, weak_snr_min=weak_snr_min, weak_search_s=weak_search_s, guided_contrast=guided_contrast, guided_window_s=guided_window_s, guided_phases=list(guided_phases), mask_raw_triggers=mask_raw_triggers, stalta_only_p=stalta_only_p, teacher_model=teacher_model, min_classic_picks=min_classic_picks, model_max_residual_s=model_max_residual_s, model_label_phases=list(model_label_phases), model_min_probability=model_min_probability, label_tol_s=label_tol_s, noise_max_stalta=noise_max_stalta, exclusion_before_s=exclusion_before_s, coda_factor=coda_factor, seed=seed,
+                  require_agree=require_agree, zh_threshold=zh_threshold, unlabelled_arrivals=unlabelled_arrivals, weak_snr_min=weak_snr_min, weak_search_s=weak_search_s, guided_contrast=guided_contrast, guided_window_s=guided_window_s, guided_phases=list(guided_phases), mask_raw_triggers=mask_raw_triggers, stalta_only_p=stalta_only_p, teacher_model=teacher_model, teacher="classic" if tdet is None else f"{tdet.method}:{tdet.model}", min_classic_picks=min_classic_picks, model_max_residual_s=model_max_residual_s, model_label_phases=list(model_label_phases), model_min_probability=model_min_probability, label_tol_s=label_tol_s, noise_max_stalta=noise_max_stalta, exclusion_before_s=exclusion_before_s, coda_factor=coda_factor, seed=seed,
                   sta_s=det.sta_s, lta_s=det.lta_s, trigger_on=det.trigger_on, trigger_off=det.trigger_off,
                   max_residual_s=a.max_residual_s, min_stations=a.min_stations, velocity_model=str(cfg.velocity.model),
                   manual_picks=str(manual_picks) if manual_picks is not None else None)
