@@ -679,7 +679,7 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     dz_m (shift), ex_m, ey_m, ez_m (error estimates), cluster, n_links, n_ct_p/s, n_cc_p/s.
     Events that could not be relocated are not returned.
     """
-    from .pairs import catalog_pairs
+    from .pairs import catalog_pairs, resolve_max_station_km
 
     p = {"max_station_km": 150.0, "max_sep_km": 6.0, "min_obs": 8, "max_obs": 50, "max_neighbors": 20, "min_links": 8,
          "iterations": [4, 4], "damping": [80.0, 60.0], "solver": "lsqr", "min_cc": 0.0, "max_pair_cc_km": 4.0,
@@ -696,6 +696,7 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     if unknown:
         raise DDError(f"relocate(): unknown parameter(s) {sorted(unknown)}; known: {sorted(p)}")
     p.update(kw)
+    p["max_station_km"] = resolve_max_station_km(p["max_station_km"], stations)  # "auto": from the station spacing
     dtct = catalog_pairs(events, picks, stations, max_station_km=p["max_station_km"], max_sep_km=p["max_sep_km"],
                          min_obs=p["min_obs"], max_obs=p["max_obs"], max_neighbors=p["max_neighbors"], min_links=p["min_links"])
     cc = None

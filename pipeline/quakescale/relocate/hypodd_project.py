@@ -33,7 +33,7 @@ from ..geo import LocalProjection
 from ..velocity import LayeredModel
 from .dd import DDError, default_iteration_sets, relocate
 from .hypodd_backend import HypoDDNotFound, run_hypodd
-from .pairs import catalog_pairs
+from .pairs import catalog_pairs, resolve_max_station_km
 
 __all__ = ["export_hypodd_project", "read_hypodd_results", "relocate_with_backend", "hypodd_codes", "relocate_settings",
            "HypoDDNotFound"]
@@ -137,6 +137,7 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
     id_map = _event_ids(ev, out)
 
     # catalog differential times, as dd.relocate forms them
+    p["max_station_km"] = resolve_max_station_km(p["max_station_km"], sta)  # "auto": from the station spacing
     dtct = catalog_pairs(ev, picks, sta, max_station_km=p["max_station_km"], max_sep_km=p["max_sep_km"], min_obs=p["min_obs"],
                          max_obs=p["max_obs"], max_neighbors=p["max_neighbors"], min_links=p["min_links"])
     cc = None
