@@ -27,7 +27,8 @@ row summation order; the rest is double precision.  Results agree with the Fortr
 decimetres horizontally and about a metre in depth, not bit for bit: on ill-conditioned events
 LSQR's early stop amplifies rounding differences over the iterations.
 
-Only numpy is imported (scipy.sparse only for LSQR systems of 200 000 entries or more).
+Only numpy is imported (scipy's compiled sparse kernels alone, without scipy.sparse, for LSQR systems
+of 200 000 entries or more).
 """
 
 from __future__ import annotations
@@ -1607,23 +1608,28 @@ class _Project:
         return float(dvar1)
 
     def _G(self, dt, nsrc, P):
-        """Rows of the DD system: 8 columns per datum (x, y, z, t of event 1 and event 2), unweighted."""
-        isS = ((dt["idx"] == 2) | (dt["idx"] == 4))[:, None]
+        """Rows of the DD system: 8 columns per datum (x, y, z, t of event 1 and event 2), unweighted;
+        columns as int32 (the LSQR kernels take them as they are: no int64 copies)."""
+        isS = ((dt["idx"] == 2) | (dt["idx"] == 4)).astype(np.intp)
         ista = dt["ista"]
         ns = P["xp"].shape[1]
-        k1 = np.zeros_like(dt["ic1"]) if nsrc == 1 else dt["ic1"]
-        k2 = np.zeros_like(dt["ic2"]) if nsrc == 1 else dt["ic2"]
-        PS = np.stack([P[k] for k in ("xp", "yp", "zp", "xs", "ys", "zs")], axis=-1).reshape(-1, 6)
-        g1 = PS[ista * ns + k1]
-        g2 = PS[ista * ns + k2]
+        # (station, source, P/S, x/y/z): one gather of the 3 partials a datum's phase needs
+        PS = np.stack([P[k] for k in ("xp", "yp", "zp", "xs", "ys", "zs")], axis=-1).reshape(-1, 2, 3)
+        base = ista * ns
         vals = np.empty((len(ista), 8))
-        vals[:, 0:3] = np.where(isS, g1[:, 3:], g1[:, :3])
-        vals[:, 4:7] = -np.where(isS, g2[:, 3:], g2[:, :3])
+        vals[:, 0:3] = PS[base if nsrc == 1 else base + dt["ic1"], isS]
+        vals[:, 4:7] = PS[base if nsrc == 1 else base + dt["ic2"], isS]
+        np.negative(vals[:, 4:7], out=vals[:, 4:7])
         vals[:, 3] = 1.0
         vals[:, 7] = -1.0
-        e1 = 4 * dt["ic1"]
-        e2 = 4 * dt["ic2"]
-        cols = np.stack([e1, e1 + 1, e1 + 2, e1 + 3, e2, e2 + 1, e2 + 2, e2 + 3], axis=1)
+        cols = np.empty((len(ista), 8), np.int32)
+        cols[:, 0] = dt["ic1"]
+        cols[:, 4] = dt["ic2"]
+        cols[:, 0] *= 4
+        cols[:, 4] *= 4
+        for k in (1, 2, 3):
+            np.add(cols[:, 0], k, out=cols[:, k])
+            np.add(cols[:, 4], k, out=cols[:, 4 + k])
         return vals, cols
 
     def _lsfit(self, dt, nev, nsrc, ev, P, damp, rms):
@@ -1692,7 +1698,9 @@ class _Project:
                 / ndt
             )
             norm[norm == 0] = 1.0
-            A = _DDOperator((wvals / norm[cols]).astype(LSQR_DTYPE), cols, (fw / norm[fc]).astype(LSQR_DTYPE), fc, n)
+            wvals /= norm[cols]  # in place: the scaled matrix, then single precision (no float64 copies kept)
+            A = _DDOperator(wvals, cols, (fw / norm[fc]).astype(LSQR_DTYPE), fc, n)
+            del wvals
             b = np.r_[d, np.zeros(len(fixrows))]
             log("~ scaling G columns ... ")
             log(f"~ lsqr ...    {_fortran_now()}")
@@ -1952,35 +1960,80 @@ def _shift_time(date: int, tim: int, src_t: float):
     return (base.year * 10000 + base.month * 100 + base.day, base.hour * 1000000 + base.minute * 10000 + nint(sc * 100))
 
 
+_SPARSETOOLS = []  # [module or None], loaded once
+
+
+def _sparsetools():
+    """scipy's compiled sparse kernels (``scipy.sparse._sparsetools``: csr_matvec / csc_matvec), loaded
+    from their extension file alone: importing ``scipy.sparse`` costs ~0.5 s of CPU and ~30 MB (its
+    array-API layer imports numpy.testing and f2py); the extension itself needs numpy only.  Falls
+    back to the ordinary import, and to None (numpy products) where scipy is absent."""
+    if _SPARSETOOLS:
+        return _SPARSETOOLS[0]
+    import sys
+
+    mod = sys.modules.get("scipy.sparse._sparsetools")
+    if mod is None:
+        try:
+            import importlib.machinery as M
+            import importlib.util as U
+
+            spec = U.find_spec("scipy")  # finds the package without running its __init__
+            for base in (spec.submodule_search_locations or []) if spec is not None else []:
+                for suf in M.EXTENSION_SUFFIXES:
+                    f = Path(base) / "sparse" / f"_sparsetools{suf}"
+                    if f.is_file():
+                        loader = M.ExtensionFileLoader("scipy.sparse._sparsetools", str(f))
+                        m = U.module_from_spec(U.spec_from_file_location(loader.name, str(f), loader=loader))
+                        loader.exec_module(m)
+                        mod = m
+                        break
+                if mod is not None:
+                    break
+        except Exception:  # pragma: no cover - an unusual install: the ordinary import below
+            mod = None
+    if mod is None:
+        try:
+            from scipy.sparse import _sparsetools as mod
+        except ImportError:  # pragma: no cover - scipy is a dependency; numpy path otherwise
+            mod = None
+    _SPARSETOOLS.append(mod)
+    return mod
+
+
 class _DDOperator:
     """The weighted, column-scaled DD matrix in single precision: 8 entries per datum (x, y, z, t of
     its two events) plus one entry per EV_FIX row.  ``matvec_add`` (u + A v) sums each row as
     hypoDD's aprod does -- onto u, the entries in order -- which matters: LSQR on the ill-conditioned
-    depth directions amplifies rounding.  Small systems: numpy gathers and bincounts (no scipy
-    import); larger: scipy's compiled CSR kernels (``csr_matvec`` adds onto its output, the same order)."""
+    depth directions amplifies rounding.  Small systems: numpy gathers and bincounts; larger: scipy's
+    compiled CSR kernels (``csr_matvec`` adds onto its output, the same order) on int32 indices
+    (int64 where the entries do not fit), loaded without ``scipy.sparse`` (see ``_sparsetools``).
+    ``vals`` (float64 or LSQR_DTYPE) is converted once; the caller may drop its copy."""
 
-    SCIPY_FROM = 200_000  # entries; below, scipy's import costs more than its faster products save
+    SCIPY_FROM = 200_000  # entries; below, numpy products (the results of this port depend on the path)
 
     def __init__(self, vals, cols, fvals, fcols, n):
         self.nd = len(vals)
         self.shape = (self.nd + len(fvals), n)
-        self.dtype = np.dtype(vals.dtype)
-        self.vals, self.cols, self.fvals, self.fcols, self.n = vals, cols, fvals, fcols, n
-        self.kern = None
-        if vals.size >= self.SCIPY_FROM:
-            try:
-                from scipy.sparse import _sparsetools
-            except ImportError:  # pragma: no cover - scipy is a dependency; numpy path otherwise
-                _sparsetools = None
-            if _sparsetools is not None:
-                k = vals.shape[1]
-                self.indptr = np.r_[np.arange(0, k * self.nd + 1, k), k * self.nd + 1 + np.arange(len(fvals))].astype(
-                    np.int64
-                )
-                self.indices = np.r_[cols.ravel(), fcols].astype(np.int64)
-                self.data = np.r_[vals.ravel(), fvals].astype(self.dtype)
-                self.kern = _sparsetools
-        if self.kern is None:
+        self.dtype = np.dtype(LSQR_DTYPE)
+        self.fvals, self.fcols, self.n = fvals.astype(self.dtype), fcols, n
+        self.kern = _sparsetools() if vals.size >= self.SCIPY_FROM else None
+        if self.kern is not None:
+            k = vals.shape[1]
+            nnz = k * self.nd + len(fvals)
+            it = np.int32 if max(nnz, n) < 2**31 - 1 else np.int64
+            self.indptr = np.empty(self.shape[0] + 1, it)
+            self.indptr[: self.nd + 1] = np.arange(0, k * self.nd + 1, k, dtype=it)
+            self.indptr[self.nd + 1 :] = k * self.nd + 1 + np.arange(len(fvals), dtype=it)
+            self.indices = np.empty(nnz, it)
+            self.indices[: k * self.nd] = cols.ravel()
+            self.indices[k * self.nd :] = fcols
+            self.data = np.empty(nnz, self.dtype)
+            self.data[: k * self.nd] = vals.ravel()  # the cast to single precision, as astype
+            self.data[k * self.nd :] = self.fvals
+        else:
+            self.vals = np.asarray(vals, self.dtype)
+            self.cols = cols
             self.flat_cols = cols.ravel()
 
     def matvec_add(self, v, u):
