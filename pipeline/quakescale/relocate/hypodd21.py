@@ -76,10 +76,12 @@ def nint(x) -> int:
 def ff(v, w: int, d: int) -> str:
     """Fortran ``f{w}.{d}``: stars when the value does not fit."""
     v = float(v)
+    s = f"{v:{w}.{d}f}"
+    if len(s) <= w and s[-1] not in "fn":  # fits and finite ('inf' / 'nan' end so): the common case
+        return s
     if not math.isfinite(v):
         s = ("-Inf" if v < 0 else "+Inf") if math.isinf(v) else "NaN"
         return s.rjust(w) if len(s) <= w else "*" * w
-    s = f"{v:{w}.{d}f}"
     if len(s) > w and s.startswith("-0."):
         s = "-" + s[2:]
     elif len(s) > w and s.startswith("0."):
@@ -507,7 +509,8 @@ class _DTBuilder:
         q = np.array(self.qual, dtype=np.float32)
         a2 = np.repeat(np.array(self.t2, dtype=np.float32), n_per) if self.cc else np.array(self.t2, dtype=np.float32)
         code = self.codes
-        sc = np.fromiter((code.setdefault(x[:7], len(code)) for x in self.sta), np.int32, len(self.sta))
+        first = {x: code.setdefault(x[:7], len(code)) for x in dict.fromkeys(self.sta)}  # first-seen order
+        sc = np.fromiter(map(first.__getitem__, self.sta), np.int32, len(self.sta))
         self.parts.append((np.repeat(np.asarray(self.c1, np.int64), n_per), np.repeat(np.asarray(self.c2, np.int64), n_per),
                            sc, (a1 - a2).astype(float), q.astype(float), np.array(self.pha) == "P"))
         self._reset()
@@ -1452,17 +1455,20 @@ class _Project:
                     log(f"  station with largest ct rms: {st['lab'][l1]:7s}={ff(tmpr2, 7, 0)} ms (RMSST)")
                 # per-iteration relocation file
                 name = f"{inp.fn_reloc}.{icl:03d}.{it - jiter:03d}"
-                xs, ys = sdc.xy(src["lat"], src["lon"])
-                lines = [
-                    f"{fi(src['cusp'][i], 9)} {ff(src['lat'][i], 10, 6)} {ff(src['lon'][i], 11, 6)} "
-                    f"{ff(src['dep'][i], 9, 3)} "
-                    f"{ff(xs[i] * 1000, 10, 1)} {ff(ys[i] * 1000, 10, 1)} {ff(src['z'][i], 10, 1)} "
-                    f"{ff(src['ex'][i], 8, 1)} "
-                    f"{ff(src['ey'][i], 8, 1)} {ff(src['ez'][i], 8, 1)} {_datestr(ev['date'][i], ev['time'][i], 6, 3)} "
-                    f"{ff(ev['mag'][i], 5, 2)} {fi(icl, 3)}"
-                    for i in range(nev)
-                ]
                 if inp.iwrite:
+                    xs, ys = sdc.xy(src["lat"], src["lon"])
+                    L = {k: np.asarray(src[k]).tolist() for k in ("cusp", "lat", "lon", "dep", "z", "ex", "ey", "ez")}
+                    xs, ys = (np.asarray(xs) * 1000).tolist(), (np.asarray(ys) * 1000).tolist()
+                    dates, times, mags = ev["date"].tolist(), ev["time"].tolist(), ev["mag"].tolist()
+                    lines = [
+                        f"{fi(L['cusp'][i], 9)} {ff(L['lat'][i], 10, 6)} {ff(L['lon'][i], 11, 6)} "
+                        f"{ff(L['dep'][i], 9, 3)} "
+                        f"{ff(xs[i], 10, 1)} {ff(ys[i], 10, 1)} {ff(L['z'][i], 10, 1)} "
+                        f"{ff(L['ex'][i], 8, 1)} "
+                        f"{ff(L['ey'][i], 8, 1)} {ff(L['ez'][i], 8, 1)} {_datestr(dates[i], times[i], 6, 3)} "
+                        f"{ff(mags[i], 5, 2)} {fi(icl, 3)}"
+                        for i in range(nev)
+                    ]
                     (self.out / Path(name).name).write_text("\n".join(lines) + "\n")
                     log(f"\nRelocation results for this iteration are stored in {Path(name).name}")
             self._log_table(
@@ -1614,11 +1620,11 @@ class _Project:
         ista = dt["ista"]
         ns = P["xp"].shape[1]
         # (station, source, P/S, x/y/z): one gather of the 3 partials a datum's phase needs
-        PS = np.stack([P[k] for k in ("xp", "yp", "zp", "xs", "ys", "zs")], axis=-1).reshape(-1, 2, 3)
-        base = ista * ns
+        PS = np.stack([P[k] for k in ("xp", "yp", "zp", "xs", "ys", "zs")], axis=-1).reshape(-1, 3)
+        base = ista * (2 * ns) + isS
         vals = np.empty((len(ista), 8))
-        vals[:, 0:3] = PS[base if nsrc == 1 else base + dt["ic1"], isS]
-        vals[:, 4:7] = PS[base if nsrc == 1 else base + dt["ic2"], isS]
+        vals[:, 0:3] = np.take(PS, base if nsrc == 1 else base + 2 * dt["ic1"], axis=0)
+        vals[:, 4:7] = np.take(PS, base if nsrc == 1 else base + 2 * dt["ic2"], axis=0)
         np.negative(vals[:, 4:7], out=vals[:, 4:7])
         vals[:, 3] = 1.0
         vals[:, 7] = -1.0
