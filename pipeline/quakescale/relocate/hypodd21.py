@@ -1996,7 +1996,7 @@ def _sparsetools():
                         break
                 if mod is not None:
                     break
-        except Exception:  # pragma: no cover - an unusual install: the ordinary import below
+        except Exception:  # noqa: BLE001  # pragma: no cover - an unusual install: the ordinary import below
             mod = None
     if mod is None:
         try:
