@@ -1151,14 +1151,18 @@ class _Project:
             log(f"\nRELOCATION OF CLUSTER:{icl:2d}     {_fortran_now():25s}\n----------------------")
             if not ((nclust == 1 and len(clusters[0]) == len(ev["cusp"])) or no_clust):
                 cev, cst, cdt = self.getdata(list(clusters[icl - 1]))
-            else:
-                cev, cst, cdt = ev, st, dt
-            r = self._relocate_cluster(
-                icl,
-                {k: v.copy() for k, v in cev.items()},
-                {k: v.copy() for k, v in cst.items()},
-                {k: v.copy() for k, v in cdt.items()},
-            )
+                r = self._relocate_cluster(
+                    icl,
+                    {k: v.copy() for k, v in cev.items()},
+                    {k: v.copy() for k, v in cst.items()},
+                    {k: v.copy() for k, v in cdt.items()},
+                )
+                del cev, cst, cdt
+            else:  # the one cluster is all the data: handed over as it is (no copies; nothing reads it after)
+                args = (ev, st, dt)
+                ev = st = dt = None
+                r = self._relocate_cluster(icl, *args)
+                del args
             if r is not None:
                 results.append(r)
         files = self._write_outputs()
@@ -1832,29 +1836,20 @@ class _Project:
             rmsc = np.where(np_ + ns_ > 0, np.sqrt(rc / np.maximum(np_ + ns_, 1)), -9.0)
             rmsn = np.where(nnp_ + nns_ > 0, np.sqrt(rn / np.maximum(nnp_ + nns_, 1)), -9.0)
         if self.inp.fn_res and len(self.inp.fn_res.strip()) > 1:
-            sta = st["lab"][dt["ista"]]
-            fmt = "%-7s %12.7f %9d %9d %1d %9.4f %12.6f %11.6f %8.1f"
-            rows = zip(
-                sta.tolist(),
-                dt["dt"].tolist(),
-                dt["c1"].tolist(),
-                dt["c2"].tolist(),
-                idx.tolist(),
-                dt["qual"].tolist(),
-                (res * 1000).tolist(),
-                dt["wt"].tolist(),
-                dt["offs"].tolist(),
+            # the columns, formatted when written (in chunks: 150 000 lines as strings are ~30 MB);
+            # hypoDD reopens the file per cluster: the last cluster's residuals remain
+            self.f_res = (
+                np.asarray(st["lab"]),
+                dt["ista"].copy(),
+                dt["dt"].copy(),
+                dt["c1"].copy(),
+                dt["c2"].copy(),
+                idx.copy(),
+                dt["qual"].copy(),
+                res * 1000,
+                dt["wt"].copy(),
+                dt["offs"].copy(),
             )
-            out = []
-            for r in rows:
-                line = fmt % r
-                if len(line) != 86:
-                    line = (
-                        f"{r[0]:<7s} {ff(r[1], 12, 7)} {fi(r[2], 9)} {fi(r[3], 9)} {fi(r[4], 1)} {ff(r[5], 9, 4)} "
-                        f"{ff(r[6], 12, 6)} {ff(r[7], 11, 6)} {ff(r[8], 8, 1)}"
-                    )
-                out.append(line)
-            self.f_res = out  # hypoDD reopens the file per cluster: the last cluster's residuals remain
         xs, ys = sdc.xy(src["lat"], src["lon"])
         for i in range(nev):
             self.f_reloc.append(
@@ -1894,7 +1889,15 @@ class _Project:
 
         def put(name, lines):
             p = self.out / Path(name).name
-            p.write_text("".join(ln + "\n" for ln in lines))
+            with open(p, "w") as fh:
+                chunk = []
+                for ln in lines:
+                    chunk.append(ln)
+                    if len(chunk) >= 20000:
+                        fh.write("\n".join(chunk) + "\n")
+                        chunk = []
+                if chunk:
+                    fh.write("\n".join(chunk) + "\n")
             files.append(p)
 
         put(inp.fn_loc or "hypoDD.loc", self.f_loc)
@@ -1902,30 +1905,61 @@ class _Project:
         if len(inp.fn_stares.strip()) > 1:
             put(inp.fn_stares, self.f_sta)
         if len(inp.fn_res.strip()) > 1 and self.f_res is not None:
-            put(inp.fn_res, self.f_res)
+            put(inp.fn_res, _res_lines(*self.f_res))
         if len(inp.fn_srcpar.strip()) > 1 and self.src_lines is not None:
-            cusp, lat, lon, st, P = self.src_lines
-            nsta, nsrc = P["ttp"].shape
-            fmt = "%9d %9.4f %9.4f %-7s %7.3f %9.4f %9.4f %9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f"
-            lines = []
-            cols = [P[k] for k in ("dist", "az", "ainp", "ains", "ttp", "tts", "xp", "yp", "zp", "xs", "ys", "zs")]
-            if inp.imod == 4:  # partials_1dmm.f writes fewer columns
-                fmt = "%9d  %9.4f  %9.4f  %-7s%6.3f  %9.4f  %9.4f  %9.4f%9.4f%9.3f%9.3f"
-                cols = cols[:6]
-            for i in range(nsta):
-                lab, e = st["lab"][i], float(st["elv"][i])
-                for j in range(nsrc):
-                    vals = [float(c[i, j]) for c in cols]
-                    line = fmt % (int(cusp[j]), float(lat[j]), float(lon[j]), lab, e, *vals)
-                    if len(line) != SRC_WIDTH and inp.imod != 4:
-                        line = (
-                            f"{fi(cusp[j], 9)} {ff(lat[j], 9, 4)} {ff(lon[j], 9, 4)} {lab:<7s} {ff(e, 7, 3)} "
-                            f"{ff(vals[0], 9, 4)} "
-                            f"{ff(vals[1], 9, 4)} {ff(vals[2], 9, 4)}" + "".join(ff(v, 9, 4) for v in vals[3:])
-                        )
-                    lines.append(line)
-            put(inp.fn_srcpar, lines)
+            put(inp.fn_srcpar, _src_lines(inp.imod, *self.src_lines))
         return files
+
+
+def _res_lines(lab, ista, dt, c1, c2, idx, qual, res_ms, wt, offs, chunk: int = 20000):
+    """The .res lines (2.1b's layout), generated chunk by chunk from the columns."""
+    fmt = "%-7s %12.7f %9d %9d %1d %9.4f %12.6f %11.6f %8.1f"
+    for a in range(0, len(ista), chunk):
+        b = a + chunk
+        rows = zip(
+            lab[ista[a:b]].tolist(),
+            dt[a:b].tolist(),
+            c1[a:b].tolist(),
+            c2[a:b].tolist(),
+            idx[a:b].tolist(),
+            qual[a:b].tolist(),
+            res_ms[a:b].tolist(),
+            wt[a:b].tolist(),
+            offs[a:b].tolist(),
+        )
+        for r in rows:
+            line = fmt % r
+            if len(line) != 86:
+                line = (
+                    f"{r[0]:<7s} {ff(r[1], 12, 7)} {fi(r[2], 9)} {fi(r[3], 9)} {fi(r[4], 1)} {ff(r[5], 9, 4)} "
+                    f"{ff(r[6], 12, 6)} {ff(r[7], 11, 6)} {ff(r[8], 8, 1)}"
+                )
+            yield line
+
+
+def _src_lines(imod, cusp, lat, lon, st, P):
+    """The .src lines: per station, per source (all sources of the last iteration)."""
+    nsta, nsrc = P["ttp"].shape
+    fmt = "%9d %9.4f %9.4f %-7s %7.3f %9.4f %9.4f %9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f"
+    keys = ("dist", "az", "ainp", "ains", "ttp", "tts", "xp", "yp", "zp", "xs", "ys", "zs")
+    if imod == 4:  # partials_1dmm.f writes fewer columns
+        fmt = "%9d  %9.4f  %9.4f  %-7s%6.3f  %9.4f  %9.4f  %9.4f%9.4f%9.3f%9.3f"
+        keys = keys[:6]
+    cusp_l = [int(c) for c in np.asarray(cusp).tolist()]
+    lat_l, lon_l = np.asarray(lat, float).tolist(), np.asarray(lon, float).tolist()
+    for i in range(nsta):
+        lab, e = st["lab"][i], float(st["elv"][i])
+        rows = np.stack([np.asarray(P[k][i, :nsrc], float) for k in keys], axis=-1).tolist()
+        for j in range(nsrc):
+            vals = rows[j]
+            line = fmt % (cusp_l[j], lat_l[j], lon_l[j], lab, e, *vals)
+            if len(line) != SRC_WIDTH and imod != 4:
+                line = (
+                    f"{fi(cusp_l[j], 9)} {ff(lat_l[j], 9, 4)} {ff(lon_l[j], 9, 4)} {lab:<7s} {ff(e, 7, 3)} "
+                    f"{ff(vals[0], 9, 4)} "
+                    f"{ff(vals[1], 9, 4)} {ff(vals[2], 9, 4)}" + "".join(ff(v, 9, 4) for v in vals[3:])
+                )
+            yield line
 
 
 def _fmedian(x) -> float:
