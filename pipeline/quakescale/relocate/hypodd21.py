@@ -1647,7 +1647,6 @@ class _Project:
         ndt = len(dt["res"])
         wt = dt["wt"]
         vals, cols = self._G(dt, nsrc, P)
-        wvals = vals * wt[:, None]
         d = dt["res"] * 1000.0 * wt
         n = 4 * nev
         # EV_FIX constraint rows: (event column, weight)
@@ -1660,6 +1659,7 @@ class _Project:
             for c in fixw.get(f, ()):
                 fixrows.append((4 * i + c, damp if svd else lsqr_w[f]))
         if svd:
+            wvals = vals * wt[:, None]
             nndt = ndt + 4 + len(fixrows)
             if n > 4000 or nndt > 400000:
                 raise HypoDD21Error(
@@ -1697,20 +1697,27 @@ class _Project:
         else:
             log("\n~ setting up G matrix.. ")
             log(f"      ndt, nev, nsrc, damp: {ndt:11d} {nev:11d} {nsrc:11d} {damp:14.7f}")
-            nar_rows = ndt + len(fixrows)
             fc = np.array([c for c, _ in fixrows], np.int64)
             fw = np.array([w for _, w in fixrows], float)
-            norm = np.sqrt(
-                (
-                    np.bincount(cols.ravel(), weights=wvals.ravel() ** 2, minlength=n)
-                    + np.bincount(fc, weights=fw**2, minlength=n)
-                )
-                / ndt
-            )
+            # row chunks: the weighted, scaled entries never exist whole in double precision.  np.add.at
+            # accumulates in the order bincount does (flat order, from 0): the same sums, bit for bit.
+            ch = _ROW_CHUNK
+            sq = np.zeros(n)
+            for a in range(0, ndt, ch):
+                wv = vals[a : a + ch] * wt[a : a + ch, None]
+                np.add.at(sq, cols[a : a + ch].ravel(), (wv * wv).ravel())
+            norm = np.sqrt((sq + np.bincount(fc, weights=fw**2, minlength=n)) / ndt)
+            del sq
             norm[norm == 0] = 1.0
-            wvals /= norm[cols]  # in place: the scaled matrix, then single precision (no float64 copies kept)
-            A = _DDOperator(wvals, cols, (fw / norm[fc]).astype(LSQR_DTYPE), fc, n)
-            del wvals
+            buf = np.empty(8 * ndt + len(fc), LSQR_DTYPE)  # the CSR data: 8 entries per datum, then EV_FIX rows
+            v32 = buf[: 8 * ndt].reshape(ndt, 8)
+            for a in range(0, ndt, ch):
+                wv = vals[a : a + ch] * wt[a : a + ch, None]
+                wv /= norm[cols[a : a + ch]]
+                v32[a : a + ch] = wv  # single precision, as astype
+            del wv
+            A = _DDOperator(v32, cols, (fw / norm[fc]).astype(LSQR_DTYPE), fc, n, data=buf)
+            del v32, buf
             b = np.r_[d, np.zeros(len(fixrows))]
             log("~ scaling G columns ... ")
             log(f"~ lsqr ...    {_fortran_now()}")
@@ -1722,7 +1729,10 @@ class _Project:
             )
             x = x / norm
             se_l = se_l / norm
-            pred = (vals * x[cols]).sum(1)
+            del A
+            pred = np.empty(ndt)
+            for a in range(0, ndt, _ROW_CHUNK):
+                pred[a : a + _ROW_CHUNK] = (vals[a : a + _ROW_CHUNK] * x[cols[a : a + _ROW_CHUNK]]).sum(1)
             pred[wt == 0] = 0.0
             dt["res"] = dt["res"] - pred / 1000
             resvar1 = self._resstat(dt, nev, rms)
@@ -2041,6 +2051,9 @@ def _sparsetools():
     return mod
 
 
+_ROW_CHUNK = 32768  # rows per chunk where the DD matrix is built or applied in numpy
+
+
 class _DDOperator:
     """The weighted, column-scaled DD matrix in single precision: 8 entries per datum (x, y, z, t of
     its two events) plus one entry per EV_FIX row.  ``matvec_add`` (u + A v) sums each row as
@@ -2048,11 +2061,12 @@ class _DDOperator:
     depth directions amplifies rounding.  Small systems: numpy gathers and bincounts; larger: scipy's
     compiled CSR kernels (``csr_matvec`` adds onto its output, the same order) on int32 indices
     (int64 where the entries do not fit), loaded without ``scipy.sparse`` (see ``_sparsetools``).
-    ``vals`` (float64 or LSQR_DTYPE) is converted once; the caller may drop its copy."""
+    ``vals`` (float64 or LSQR_DTYPE) is converted once; the caller may drop its copy.  ``data``: a
+    LSQR_DTYPE buffer of 8 * rows + EV_FIX entries whose head ``vals`` already is (adopted, no copy)."""
 
     SCIPY_FROM = 200_000  # entries; below, numpy products (the results of this port depend on the path)
 
-    def __init__(self, vals, cols, fvals, fcols, n):
+    def __init__(self, vals, cols, fvals, fcols, n, data=None):
         self.nd = len(vals)
         self.shape = (self.nd + len(fvals), n)
         self.dtype = np.dtype(LSQR_DTYPE)
@@ -2068,8 +2082,11 @@ class _DDOperator:
             self.indices = np.empty(nnz, it)
             self.indices[: k * self.nd] = cols.ravel()
             self.indices[k * self.nd :] = fcols
-            self.data = np.empty(nnz, self.dtype)
-            self.data[: k * self.nd] = vals.ravel()  # the cast to single precision, as astype
+            if data is not None and data.dtype == self.dtype and len(data) == nnz:
+                self.data = data  # vals is its head already
+            else:
+                self.data = np.empty(nnz, self.dtype)
+                self.data[: k * self.nd] = vals.ravel()  # the cast to single precision, as astype
             self.data[k * self.nd :] = self.fvals
         else:
             self.vals = np.asarray(vals, self.dtype)
