@@ -490,7 +490,7 @@ class _DT:
 class _DTBuilder:
     """Columns of a dt file gathered in chunks (numpy arrays, station codes) to keep memory low."""
 
-    CHUNK = 200_000
+    CHUNK = 32_768  # data lines per chunk: the token lists (Python strings, ~60 bytes each) stay small
 
     def __init__(self, cc: bool):
         self.cc = cc
@@ -1161,6 +1161,8 @@ class _Project:
             else:  # the one cluster is all the data: handed over as it is (no copies; nothing reads it after)
                 args = (ev, st, dt)
                 ev = st = dt = None
+                self.cache.pop("cc", None)  # the files' columns: getdata is not called again
+                self.cache.pop("ct", None)
                 r = self._relocate_cluster(icl, *args)
                 del args
             if r is not None:
