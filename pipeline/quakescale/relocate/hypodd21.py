@@ -1976,9 +1976,13 @@ def _src_lines(imod, cusp, lat, lon, st, P):
 
 def _fmedian(x) -> float:
     """mdian1.f: sort, middle value (mean of the two middle values when even)."""
-    x = np.sort(np.asarray(x, float))
+    x = np.asarray(x, float)
     n = len(x)
     n2 = n // 2
+    if n < 2:
+        x = np.sort(x)
+        return float(0.5 * (x[n2 - 1] + x[n2])) if 2 * n2 == n else float(x[n2])
+    x = np.partition(x, (n2 - 1, n2))  # the two middle order statistics, without a full sort
     return float(0.5 * (x[n2 - 1] + x[n2])) if 2 * n2 == n else float(x[n2])
 
 
