@@ -2099,9 +2099,10 @@ class _DDOperator:
             self.cols = cols
             self.flat_cols = cols.ravel()
 
-    def matvec_add(self, v, u):
+    def matvec_add(self, v, u, overwrite=False):
+        """u + A v; ``overwrite``: u (of LSQR_DTYPE) may be the output."""
         if self.kern is not None:
-            y = np.array(u, dtype=self.dtype)
+            y = u if overwrite and u.dtype == self.dtype else np.array(u, dtype=self.dtype)
             self.kern.csr_matvec(
                 self.shape[0], self.shape[1], self.indptr, self.indices, self.data, np.asarray(v, self.dtype), y
             )
@@ -2133,7 +2134,8 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
     u = b.astype(dtp)
     x = np.zeros(n, dtp)
     se = np.zeros(n, dtp)
-    beta = math.sqrt(float(np.add.reduce(u * u)))
+    usq = np.empty_like(u)  # u * u, reused (np.add.reduce over it: the same pairwise sums)
+    beta = math.sqrt(float(np.add.reduce(np.multiply(u, u, out=usq))))
     if beta > 0:
         u /= beta
     v = A.rmatvec(u)
@@ -2154,8 +2156,8 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
     itn = istop = 0
     while True:
         itn += 1
-        u = A.matvec_add(v, (-alfa) * u)
-        beta = math.sqrt(float(np.add.reduce(u * u)))
+        u = A.matvec_add(v, (-alfa) * u, overwrite=True)  # (-alfa) * u is a new array: the kernel's output
+        beta = math.sqrt(float(np.add.reduce(np.multiply(u, u, out=usq))))
         if beta > 0:
             u /= beta
         bbnorm += alfa**2 + beta**2 + dampsq
