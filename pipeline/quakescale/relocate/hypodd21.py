@@ -335,40 +335,42 @@ def _direct1(V, VSQ, THK, jl, tkj, delta, depth, mask):
     ratio = vsqjl[:, None] / np.where(VSQ[:, 1:] > 0, VSQ[:, 1:], 1.0)
     thk = np.where(above, THK[:, 1:], 0.0)
 
-    def sumlay(uu, uusq):
+    def sumlay(uu, uusq, r=slice(None)):
+        """sum over the layers above of thk * u / sqrt(ratio - u^2), for the rays ``r``."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(above, thk * uu[:, None] / np.sqrt(ratio - uusq[:, None]), 0.0).sum(1)
+            return np.where(above[r], thk[r] * uu[:, None] / np.sqrt(ratio[r] - uusq[:, None]), 0.0).sum(1)
 
     dela = xa + sumlay(ua, uasq)
     delb = xb + sumlay(ub, ubsq)
     x = np.zeros(k)
-    uu = np.zeros(k)
-    usq = np.zeros(k)
     dl = delta.copy()  # 'del' of the Fortran (kept from the last bisection step)
     live = np.ones(k, bool)
     for _ in range(25):
+        # the rays still iterating only (row by row the same arithmetic as over all of them)
         if not live.any():
             break
         close = live & ((delb - dela) < 0.02)
-        xm = 0.5 * (xa + xb)
-        x = np.where(close, xm, x)
+        x[close] = 0.5 * (xa[close] + xb[close])
         live &= ~close
+        L = np.flatnonzero(live)
+        if not len(L):
+            continue
+        xaL, xbL, daL, dbL, deL = xa[L], xb[L], dela[L], delb[L], delta[L]
         with np.errstate(invalid="ignore", divide="ignore"):
-            xn = xa + (delta - dela) * (xb - xa) / (delb - dela)
-        x = np.where(live, xn, x)
-        uu = x / np.sqrt(x**2 + tkj**2)
-        usq = uu**2
-        dn = x + sumlay(uu, usq)
-        dl = np.where(live, dn, dl)
-        xtest = dl - delta
-        done = live & (np.abs(xtest) < 0.02)
-        live &= ~done
-        lo = live & (xtest < 0.0)
-        hi = live & ~(xtest < 0.0)
-        xa = np.where(lo, x, xa)
-        dela = np.where(lo, dl, dela)
-        xb = np.where(hi, x, xb)
-        delb = np.where(hi, dl, delb)
+            xL = xaL + (deL - daL) * (xbL - xaL) / (dbL - daL)
+        x[L] = xL
+        uuL = xL / np.sqrt(xL**2 + tkj[L] ** 2)
+        dn = xL + sumlay(uuL, uuL**2, L)
+        dl[L] = dn
+        xtest = dn - deL
+        done = np.abs(xtest) < 0.02
+        live[L[done]] = False
+        lo = ~done & (xtest < 0.0)
+        hi = ~done & ~(xtest < 0.0)
+        xa[L[lo]] = xL[lo]
+        dela[L[lo]] = dn[lo]
+        xb[L[hi]] = xL[hi]
+        delb[L[hi]] = dn[hi]
     uu = x / np.sqrt(x**2 + tkj**2)
     usq = uu**2
     with np.errstate(invalid="ignore", divide="ignore"):
