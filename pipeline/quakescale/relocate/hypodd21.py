@@ -1065,10 +1065,12 @@ class _Project:
         out["ttp"], out["tts"] = ttp, tts
         out["zp"] = np.cos(ainp * deg) / vsrc_p
         out["zs"] = np.cos(ains * deg) / vsrc_s
-        out["xp"] = np.sin(ainp * deg) * np.cos((az - 90) * deg) / vsrc_p
-        out["xs"] = np.sin(ains * deg) * np.cos((az - 90) * deg) / vsrc_s
-        out["yp"] = np.sin(ainp * deg) * np.cos(az * deg) / vsrc_p
-        out["ys"] = np.sin(ains * deg) * np.cos(az * deg) / vsrc_s
+        sinp, sins = np.sin(ainp * deg), np.sin(ains * deg)  # each factor once (the same values)
+        c90, c0 = np.cos((az - 90) * deg), np.cos(az * deg)
+        out["xp"] = sinp * c90 / vsrc_p
+        out["xs"] = sins * c90 / vsrc_s
+        out["yp"] = sinp * c0 / vsrc_p
+        out["ys"] = sins * c0 / vsrc_s
         out["dist"], out["az"], out["ainp"], out["ains"] = dist, az, ainp, ains
         return out
 
