@@ -89,6 +89,17 @@ def ff(v, w: int, d: int) -> str:
     return s if len(s) <= w else "*" * w
 
 
+def _ffcol(values, w: int, d: int) -> list:
+    """``ff`` of every value of a list (or array): the common case formatted in one pass."""
+    vals = values.tolist() if isinstance(values, np.ndarray) else [float(v) for v in values]
+    fmt = f"{{:{w}.{d}f}}".format
+    out = [fmt(float(v)) for v in vals]
+    for i, s in enumerate(out):
+        if len(s) > w or s[-1] in "fn":  # too wide or not finite: the full rules
+            out[i] = ff(vals[i], w, d)
+    return out
+
+
 def fi(v, w: int) -> str:
     s = f"{int(v):{w}d}"
     return s if len(s) <= w else "*" * w
@@ -1470,15 +1481,22 @@ class _Project:
                     L = {k: np.asarray(src[k]).tolist() for k in ("cusp", "lat", "lon", "dep", "z", "ex", "ey", "ez")}
                     xs, ys = (np.asarray(xs) * 1000).tolist(), (np.asarray(ys) * 1000).tolist()
                     dates, times, mags = ev["date"].tolist(), ev["time"].tolist(), ev["mag"].tolist()
-                    lines = [
-                        f"{fi(L['cusp'][i], 9)} {ff(L['lat'][i], 10, 6)} {ff(L['lon'][i], 11, 6)} "
-                        f"{ff(L['dep'][i], 9, 3)} "
-                        f"{ff(xs[i], 10, 1)} {ff(ys[i], 10, 1)} {ff(L['z'][i], 10, 1)} "
-                        f"{ff(L['ex'][i], 8, 1)} "
-                        f"{ff(L['ey'][i], 8, 1)} {ff(L['ez'][i], 8, 1)} {_datestr(dates[i], times[i], 6, 3)} "
-                        f"{ff(mags[i], 5, 2)} {fi(icl, 3)}"
-                        for i in range(nev)
+                    C = [
+                        [fi(v, 9) for v in L["cusp"]],
+                        _ffcol(L["lat"], 10, 6),
+                        _ffcol(L["lon"], 11, 6),
+                        _ffcol(L["dep"], 9, 3),
+                        _ffcol(xs, 10, 1),
+                        _ffcol(ys, 10, 1),
+                        _ffcol(L["z"], 10, 1),
+                        _ffcol(L["ex"], 8, 1),
+                        _ffcol(L["ey"], 8, 1),
+                        _ffcol(L["ez"], 8, 1),
+                        [_datestr(a, b, 6, 3) for a, b in zip(dates, times)],
+                        _ffcol(mags, 5, 2),
+                        [fi(icl, 3)] * nev,
                     ]
+                    lines = [" ".join(r) for r in zip(*C)]
                     (self.out / Path(name).name).write_text("\n".join(lines) + "\n")
                     log(f"\nRelocation results for this iteration are stored in {Path(name).name}")
             self._log_table(
