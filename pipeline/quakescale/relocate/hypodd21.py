@@ -1641,22 +1641,33 @@ class _Project:
                 log(f" weighted ct rms [s] = {ff(rms['ct'], 7, 4)} ({pct(rms['ct'], rms['ctold'])} %)")
         return float(dvar1)
 
-    def _G(self, dt, nsrc, P):
-        """Rows of the DD system: 8 columns per datum (x, y, z, t of event 1 and event 2), unweighted;
-        columns as int32 (the LSQR kernels take them as they are: no int64 copies)."""
-        isS = ((dt["idx"] == 2) | (dt["idx"] == 4)).astype(np.intp)
-        ista = dt["ista"]
+    @staticmethod
+    def _G_partials(P):
+        """(station, source, P/S) rows of the x, y, z partials, for one gather per datum and event."""
         ns = P["xp"].shape[1]
-        # (station, source, P/S, x/y/z): one gather of the 3 partials a datum's phase needs
-        PS = np.stack([P[k] for k in ("xp", "yp", "zp", "xs", "ys", "zs")], axis=-1).reshape(-1, 3)
-        base = ista * (2 * ns) + isS
-        vals = np.empty((len(ista), 8))
-        vals[:, 0:3] = np.take(PS, base if nsrc == 1 else base + 2 * dt["ic1"], axis=0)
-        vals[:, 4:7] = np.take(PS, base if nsrc == 1 else base + 2 * dt["ic2"], axis=0)
+        return np.stack([P[k] for k in ("xp", "yp", "zp", "xs", "ys", "zs")], axis=-1).reshape(-1, 3), ns
+
+    @staticmethod
+    def _G_rows(dt, nsrc, PS, ns, a=0, b=None):
+        """Rows a:b of the DD system: 8 columns per datum (x, y, z, t of event 1 and event 2), unweighted."""
+        idx = dt["idx"][a:b]
+        isS = ((idx == 2) | (idx == 4)).astype(np.intp)
+        base = dt["ista"][a:b] * (2 * ns) + isS
+        vals = np.empty((len(idx), 8))
+        vals[:, 0:3] = np.take(PS, base if nsrc == 1 else base + 2 * dt["ic1"][a:b], axis=0)
+        vals[:, 4:7] = np.take(PS, base if nsrc == 1 else base + 2 * dt["ic2"][a:b], axis=0)
         np.negative(vals[:, 4:7], out=vals[:, 4:7])
         vals[:, 3] = 1.0
         vals[:, 7] = -1.0
-        cols = np.empty((len(ista), 8), np.int32)
+        return vals
+
+    @staticmethod
+    def _G_cols(dt, nextra=0):
+        """The 8 column indices of every datum (int32: the LSQR kernels take them as they are), in a
+        buffer with ``nextra`` more entries (the EV_FIX rows' columns: the CSR indices, no copy)."""
+        nd = len(dt["ic1"])
+        buf = np.empty(8 * nd + nextra, np.int32)
+        cols = buf[: 8 * nd].reshape(nd, 8)
         cols[:, 0] = dt["ic1"]
         cols[:, 4] = dt["ic2"]
         cols[:, 0] *= 4
@@ -1664,13 +1675,17 @@ class _Project:
         for k in (1, 2, 3):
             np.add(cols[:, 0], k, out=cols[:, k])
             np.add(cols[:, 4], k, out=cols[:, 4 + k])
-        return vals, cols
+        return cols, buf
+
+    def _G(self, dt, nsrc, P):
+        """All rows of the DD system and their columns (see ``_G_rows``, ``_G_cols``)."""
+        PS, ns = self._G_partials(P)
+        return self._G_rows(dt, nsrc, PS, ns), self._G_cols(dt)[0]
 
     def _lsfit(self, dt, nev, nsrc, ev, P, damp, rms):
         log = self.log
         ndt = len(dt["res"])
         wt = dt["wt"]
-        vals, cols = self._G(dt, nsrc, P)
         d = dt["res"] * 1000.0 * wt
         n = 4 * nev
         # EV_FIX constraint rows: (event column, weight)
@@ -1682,6 +1697,14 @@ class _Project:
             f = int(ev["fix"][i])
             for c in fixw.get(f, ()):
                 fixrows.append((4 * i + c, damp if svd else lsqr_w[f]))
+        PS, ns = self._G_partials(P)
+        cols, colbuf = self._G_cols(dt, 0 if svd else len(fixrows))
+        # the unweighted rows: kept whole up to _KEEP_G_ROWS data, else recomputed chunk by chunk where
+        # needed (the same gathers: the same values) -- 64 bytes per datum not held on large projects
+        vals = self._G_rows(dt, nsrc, PS, ns) if svd or ndt <= _KEEP_G_ROWS else None
+
+        def rows(a, b):
+            return vals[a:b] if vals is not None else self._G_rows(dt, nsrc, PS, ns, a, b)
         if svd:
             wvals = vals * wt[:, None]
             nndt = ndt + 4 + len(fixrows)
@@ -1728,7 +1751,7 @@ class _Project:
             ch = _ROW_CHUNK
             sq = np.zeros(n)
             for a in range(0, ndt, ch):
-                wv = vals[a : a + ch] * wt[a : a + ch, None]
+                wv = rows(a, a + ch) * wt[a : a + ch, None]
                 np.add.at(sq, cols[a : a + ch].ravel(), (wv * wv).ravel())
             norm = np.sqrt((sq + np.bincount(fc, weights=fw**2, minlength=n)) / ndt)
             del sq
@@ -1736,12 +1759,12 @@ class _Project:
             buf = np.empty(8 * ndt + len(fc), LSQR_DTYPE)  # the CSR data: 8 entries per datum, then EV_FIX rows
             v32 = buf[: 8 * ndt].reshape(ndt, 8)
             for a in range(0, ndt, ch):
-                wv = vals[a : a + ch] * wt[a : a + ch, None]
+                wv = rows(a, a + ch) * wt[a : a + ch, None]
                 wv /= norm[cols[a : a + ch]]
                 v32[a : a + ch] = wv  # single precision, as astype
             del wv
-            A = _DDOperator(v32, cols, (fw / norm[fc]).astype(LSQR_DTYPE), fc, n, data=buf)
-            del v32, buf
+            A = _DDOperator(v32, cols, (fw / norm[fc]).astype(LSQR_DTYPE), fc, n, data=buf, indices=colbuf)
+            del v32, buf, colbuf
             b = np.r_[d, np.zeros(len(fixrows))]
             log("~ scaling G columns ... ")
             log(f"~ lsqr ...    {_fortran_now()}")
@@ -1756,7 +1779,7 @@ class _Project:
             del A
             pred = np.empty(ndt)
             for a in range(0, ndt, _ROW_CHUNK):
-                pred[a : a + _ROW_CHUNK] = (vals[a : a + _ROW_CHUNK] * x[cols[a : a + _ROW_CHUNK]]).sum(1)
+                pred[a : a + _ROW_CHUNK] = (rows(a, a + _ROW_CHUNK) * x[cols[a : a + _ROW_CHUNK]]).sum(1)
             pred[wt == 0] = 0.0
             dt["res"] = dt["res"] - pred / 1000
             resvar1 = self._resstat(dt, nev, rms)
@@ -2080,6 +2103,7 @@ def _sparsetools():
 
 
 _ROW_CHUNK = 32768  # rows per chunk where the DD matrix is built or applied in numpy
+_KEEP_G_ROWS = 262_144  # data up to which the unweighted DD rows are kept (16 MB) rather than recomputed
 
 
 class _DDOperator:
@@ -2090,11 +2114,12 @@ class _DDOperator:
     compiled CSR kernels (``csr_matvec`` adds onto its output, the same order) on int32 indices
     (int64 where the entries do not fit), loaded without ``scipy.sparse`` (see ``_sparsetools``).
     ``vals`` (float64 or LSQR_DTYPE) is converted once; the caller may drop its copy.  ``data``: a
-    LSQR_DTYPE buffer of 8 * rows + EV_FIX entries whose head ``vals`` already is (adopted, no copy)."""
+    LSQR_DTYPE buffer of 8 * rows + EV_FIX entries whose head ``vals`` already is (adopted, no copy);
+    ``indices``: the same for the columns (int32)."""
 
     SCIPY_FROM = 200_000  # entries; below, numpy products (the results of this port depend on the path)
 
-    def __init__(self, vals, cols, fvals, fcols, n, data=None):
+    def __init__(self, vals, cols, fvals, fcols, n, data=None, indices=None):
         self.nd = len(vals)
         self.shape = (self.nd + len(fvals), n)
         self.dtype = np.dtype(LSQR_DTYPE)
@@ -2107,8 +2132,11 @@ class _DDOperator:
             self.indptr = np.empty(self.shape[0] + 1, it)
             self.indptr[: self.nd + 1] = np.arange(0, k * self.nd + 1, k, dtype=it)
             self.indptr[self.nd + 1 :] = k * self.nd + 1 + np.arange(len(fvals), dtype=it)
-            self.indices = np.empty(nnz, it)
-            self.indices[: k * self.nd] = cols.ravel()
+            if indices is not None and indices.dtype == it and len(indices) == nnz:
+                self.indices = indices  # cols is its head already
+            else:
+                self.indices = np.empty(nnz, it)
+                self.indices[: k * self.nd] = cols.ravel()
             self.indices[k * self.nd :] = fcols
             if data is not None and data.dtype == self.dtype and len(data) == nnz:
                 self.data = data  # vals is its head already
