@@ -853,6 +853,7 @@ class _Project:
                 + (dlon * (np.cos(ev["lat"][i1] * PI / 180) * 111)) ** 2
                 + (ev["dep"][i1] - ev["dep"][i2]) ** 2
             )
+            del k1, k2, i1, i2, dlat, dlon  # large projects: the temporaries go before the next ones come
             maxsep = self.sets[0]["maxdcc" if cc else "maxdct"]
             if maxsep > 0:
                 keep &= ~(offs > maxsep)
@@ -887,11 +888,13 @@ class _Project:
                     log(f"# catalog P dtimes = {counts['ctp']:7d}")
                 if inp.ipha != 1:
                     log(f"# catalog S dtimes = {counts['cts']:7d}")
+        keep = w = ista = idx = offs = None  # the per-file temporaries: released
         if not parts:
             raise HypoDD21Error(
                 f"{inp.path}: no differential-time file to read (IDAT {inp.idat}, cc {inp.fn_cc!r}, ct {inp.fn_ct!r})"
             )
-        dt = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        dt = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        del parts
         ndt = len(dt["dt"])
         log(f"# dtimes total = {ndt:8d}")
         if ndt == 0:
