@@ -524,8 +524,9 @@ class _DTBuilder:
         code = self.codes
         first = {x: code.setdefault(x[:7], len(code)) for x in dict.fromkeys(self.sta)}  # first-seen order
         sc = np.fromiter(map(first.__getitem__, self.sta), np.int32, len(self.sta))
-        self.parts.append((np.repeat(np.asarray(self.c1, np.int64), n_per), np.repeat(np.asarray(self.c2, np.int64), n_per),
-                           sc, (a1 - a2).astype(float), q.astype(float), np.array(self.pha) == "P"))
+        c1 = np.repeat(np.asarray(self.c1, np.int64), n_per)
+        c2 = np.repeat(np.asarray(self.c2, np.int64), n_per)
+        self.parts.append((c1, c2, sc, (a1 - a2).astype(float), q.astype(float), np.array(self.pha) == "P"))
         self._reset()
 
     def result(self, nnootc: int) -> _DT:
