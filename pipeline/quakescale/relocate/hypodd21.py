@@ -1681,11 +1681,6 @@ class _Project:
             np.add(cols[:, 4], k, out=cols[:, 4 + k])
         return cols, buf
 
-    def _G(self, dt, nsrc, P):
-        """All rows of the DD system and their columns (see ``_G_rows``, ``_G_cols``)."""
-        PS, ns = self._G_partials(P)
-        return self._G_rows(dt, nsrc, PS, ns), self._G_cols(dt)[0]
-
     def _lsfit(self, dt, nev, nsrc, ev, P, damp, rms):
         log = self.log
         ndt = len(dt["res"])
