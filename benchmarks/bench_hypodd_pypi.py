@@ -1,13 +1,16 @@
 """Benchmark: our HypoDD drop-in against HypoDD 2.1b (the Fortran program) and the PyPI ``hypodd``
 package (a Python port of HypoDD), side by side on identical HypoDD projects.
 
-    python benchmarks/bench_hypodd_pypi.py [--quick] [--n-events 500] [--project path/hypoDD.inp ...]
+    python benchmarks/bench_hypodd_pypi.py [--quick] [--n-events 500 [120 ...]] [--project path/hypoDD.inp ...]
+                                           [--repeat 3] [--baseline-tree DIR] [--no-italy] [--no-pypi]
                                            [--out bench-out/hypodd_pypi.json]
 
 Columns: ``ours`` (``quakescale.relocate.hypodd21.run_project``, what ``quakescale relocate hypodd
 hypoDD.inp`` runs), ``hypodd21`` (the Fortran HypoDD 2.1b when ``hypoDD`` is on PATH or in
 ``containers/bin/``; built from source, e.g. github.com/fwaldhauser/HypoDD) and ``pypi`` (when
 ``hypodd==0.2.1`` is installed, the ``bench`` extra).  A missing program is recorded as skipped.
+``--baseline-tree DIR`` adds ``ours_base``: the same entry point from another checkout's ``pipeline/``
+(e.g. ``git archive <commit> pipeline | tar -x -C DIR``), to time a change before/after in one run.
 Projects:
 
 - synthetic: ``dd.synthetic_case`` (N events on a fault patch, 12 stations, picks with 10/20 ms
@@ -20,7 +23,10 @@ Projects:
 
 Each program runs in its own process on a copy of the project.  Reported per run: seconds
 (inside the process; for the Fortran the program's wall clock), wall clock of the whole process,
-peak resident memory, relocated events; agreement with the Fortran HypoDD 2.1b when it ran
+CPU seconds of the whole process (user + system, start-up and imports included), peak resident
+memory, relocated events.  ``--repeat N`` runs every program N times, alternated (ours, 2.1b,
+..., ours, 2.1b, ...: a loaded machine slows all alike) and reports medians (each run's figures are
+kept in the JSON).  Agreement with the Fortran HypoDD 2.1b when it ran
 (events in common, only-ours / only-2.1b counts, median and p90 horizontal / vertical
 differences, median ex/ey/ez ratios), else with the reference files (synthetic: the truth).
 --quick: 200 synthetic events, PyPI only on the synthetic project.
@@ -105,7 +111,7 @@ def _child(which: str, inp: str, out_dir: str, result: str) -> None:
             (Path(out_dir) / "_hypodd21_stdout.txt").write_text(p.stdout + p.stderr)
             if p.returncode != 0 or not (Path(out_dir) / "hypoDD.reloc").exists():
                 raise RuntimeError(f"{exe} exited with {p.returncode}: {(p.stdout + p.stderr)[-300:]}")
-        else:
+        else:  # ours, ours_base (PYTHONPATH set by the parent)
             from quakescale.relocate.hypodd21 import run_project
 
             t0 = time.perf_counter()
@@ -126,14 +132,22 @@ def _child(which: str, inp: str, out_dir: str, result: str) -> None:
     Path(result).write_text(json.dumps(r))
 
 
-def _run(which: str, inp: Path, out_dir: Path, timeout_s: float) -> dict:
-    inp, out_dir = Path(inp).resolve(), Path(out_dir).resolve()  # the PyPI child changes directory
+def _run(which: str, inp: Path, out_dir: Path, timeout_s: float, pythonpath: str | None = None) -> dict:
+    inp, out_dir = (Path(inp).resolve(), Path(out_dir).resolve())  # the PyPI child changes directory
     out_dir.mkdir(parents=True, exist_ok=True)
     result = out_dir / f"_{which}_result.json"
     if result.exists():
         result.unlink()
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", which, str(inp), str(out_dir), str(result)]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    # bytecode cached as an installed package has it (a PYTHONDONTWRITEBYTECODE environment would
+    # otherwise recompile every module in every run: ~0.1 s of CPU that no user pays)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    import resource
+
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     with open(out_dir / f"_{which}_stdout.txt", "w") as log:
         try:
@@ -142,6 +156,8 @@ def _run(which: str, inp: Path, out_dir: Path, timeout_s: float) -> dict:
         except subprocess.TimeoutExpired:
             rc = None
     wall = time.perf_counter() - t
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child and what it waited for (the Fortran program)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if result.exists():
         r = json.loads(result.read_text())
     else:
@@ -155,6 +171,7 @@ def _run(which: str, inp: Path, out_dir: Path, timeout_s: float) -> dict:
             ),
         }
     r["wall_seconds"] = wall
+    r["cpu_seconds"] = cpu
     return r
 
 
@@ -250,15 +267,22 @@ def _compare(name: str, runs: dict, ref, ref_name: str) -> dict:
                 r[f"last_completed_iteration_vs_{ref_name}"] = _diff(lr, ref) | {"n_relocated": int(len(lr))}
     if rel.get("ours") is not None and rel.get("pypi") is not None:
         out["ours_vs_pypi"] = _diff(rel["ours"], rel["pypi"])
-    for k in ("ours", "pypi"):
+    for k in ("ours", "pypi", "ours_base"):
         if rel.get(k) is not None and rel.get("hypodd21") is not None:
             out[f"{k}_vs_hypodd21"] = _diff(rel[k], rel["hypodd21"])
+    if rel.get("ours") is not None and rel.get("ours_base") is not None:
+        out["ours_vs_ours_base"] = _diff(rel["ours"], rel["ours_base"])
+        a = Path(runs["ours"]["dir"]) / "hypoDD.reloc"
+        b = Path(runs["ours_base"]["dir"]) / "hypoDD.reloc"
+        out["ours_vs_ours_base"]["reloc_identical"] = a.read_bytes() == b.read_bytes()
     o = runs.get("ours", {})
-    for k in ("pypi", "hypodd21"):
+    for k in ("pypi", "hypodd21", "ours_base"):
         p = runs.get(k, {})
         if o.get("ok") and p.get("ok"):
             out[f"speedup_vs_{k}_seconds"] = p["seconds"] / o["seconds"]
             out[f"speedup_vs_{k}_wall"] = p["wall_seconds"] / o["wall_seconds"]
+            if p.get("cpu_seconds") and o.get("cpu_seconds"):
+                out[f"speedup_vs_{k}_cpu"] = p["cpu_seconds"] / o["cpu_seconds"]
             out[f"memory_ratio_{k}_over_ours"] = p["peak_rss_mb"] / o["peak_rss_mb"]
     out["runs"] = runs
     return out
@@ -311,20 +335,49 @@ def _copy_inputs(inp: Path, dest: Path) -> Path:
 
 
 def bench_project(
-    name: str, inp: Path, work: Path, timeout_s: float, run_pypi: bool, pypi_skip_reason: str = ""
+    name: str,
+    inp: Path,
+    work: Path,
+    timeout_s: float,
+    run_pypi: bool,
+    pypi_skip_reason: str = "",
+    repeat: int = 1,
+    baseline_tree: str | None = None,
 ) -> dict:
+    """Every program on the project, ``repeat`` rounds alternated; medians of the figures, each run kept."""
+    import statistics
+
+    progs = [("ours", True, None)]
+    if baseline_tree:
+        progs.append(("ours_base", True, str(Path(baseline_tree).resolve() / "pipeline")))
+    progs += [("hypodd21", _fortran_exe() is not None, None), ("pypi", run_pypi, None)]
     runs = {}
-    for which, run in (("ours", True), ("hypodd21", _fortran_exe() is not None), ("pypi", run_pypi)):
-        d = work / which
-        if d.exists():
-            shutil.rmtree(d)
+    for which, run, _ in progs:
         if not run:
             runs[which] = {
                 "skipped": pypi_skip_reason if which == "pypi" else "hypoDD (2.1b) not on PATH nor in containers/bin"
             }
-            continue
-        pinp = _copy_inputs(inp, d) if which != "ours" else inp
-        runs[which] = _run(which, pinp, d, timeout_s) | {"dir": str(d)}
+    each: dict = {}
+    for _ in range(max(1, repeat)):
+        for which, run, ppath in progs:
+            if not run or (which == "pypi" and each.get("pypi") and not each["pypi"][-1]["ok"]):
+                continue
+            d = work / which
+            if d.exists():
+                shutil.rmtree(d)
+            pinp = _copy_inputs(inp, d) if which not in ("ours", "ours_base") else inp
+            each.setdefault(which, []).append(_run(which, pinp, d, timeout_s, ppath) | {"dir": str(d)})
+    for which, rs in each.items():
+        r = dict(rs[-1])
+        if len(rs) > 1:
+            for k in ("seconds", "wall_seconds", "cpu_seconds", "peak_rss_mb"):
+                v = [x[k] for x in rs if x.get(k) is not None]
+                r[k] = statistics.median(v) if v else None
+            r["ok"] = all(x["ok"] for x in rs)
+            r["repeats"] = [
+                {k: x.get(k) for k in ("seconds", "wall_seconds", "cpu_seconds", "peak_rss_mb")} for x in rs
+            ]
+        runs[which] = r
     return runs
 
 
@@ -340,7 +393,19 @@ def _pypi_version() -> str | None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--n-events", type=int, default=None, help="synthetic events (default 500, --quick 200)")
+    ap.add_argument(
+        "--n-events",
+        type=int,
+        nargs="+",
+        default=None,
+        help="synthetic events, one project each (default 500, --quick 200)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="rounds per project, programs alternated; medians reported")
+    ap.add_argument(
+        "--baseline-tree", default=None, help="another checkout (its pipeline/): an extra 'ours_base' column"
+    )
+    ap.add_argument("--no-italy", action="store_true", help="leave out the Italy project")
+    ap.add_argument("--no-pypi", action="store_true", help="leave out the PyPI port")
     ap.add_argument("--out", default="bench-out/hypodd_pypi.json")
     ap.add_argument("--work", default=None, help="folder for the projects (default: beside --out)")
     ap.add_argument("--timeout-s", type=float, default=900.0, help="per run")
@@ -355,9 +420,9 @@ def main(argv=None):
 
     from quakescale.formats import hypodd as H
 
-    version = _pypi_version()
+    version = None if a.no_pypi else _pypi_version()
     no_pypi = "the PyPI package 'hypodd' is not installed (pip install hypodd==0.2.1, the 'bench' extra)"
-    n = a.n_events or (200 if a.quick else 500)
+    ns = a.n_events or [200 if a.quick else 500]
     work = Path(a.work) if a.work else Path(a.out).with_suffix("").parent / "hypodd_pypi_work"
     work.mkdir(parents=True, exist_ok=True)
     out = {
@@ -365,27 +430,34 @@ def main(argv=None):
         "hypodd21_exe": _fortran_exe(),
         "quick": bool(a.quick),
         "target_speedup": 5.0,
+        "repeat": a.repeat,
+        "baseline_tree": a.baseline_tree,
     }
+    kw = {"repeat": a.repeat, "baseline_tree": a.baseline_tree}
 
     # synthetic
-    sdir = work / "synthetic"
-    if sdir.exists():
-        shutil.rmtree(sdir)
-    inp, truth, start = synthetic_project(sdir, n)
-    dtct = H.read_dtct(inp.parent / "dt.ct")
-    truth_t = truth[["event_id", "latitude", "longitude", "depth_km"]]
-    runs = bench_project("synthetic", inp, sdir, a.timeout_s, run_pypi=version is not None, pypi_skip_reason=no_pypi)
-    syn = _compare("synthetic", runs, truth_t, "truth")
-    syn |= {
-        "n_events": n,
-        "n_dtimes": int(len(dtct)),
-        "n_pairs": int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
-        "start_vs_truth": _diff(start[["event_id", "latitude", "longitude", "depth_km"]], truth_t),
-    }
-    out["synthetic"] = syn
+    for n in ns:
+        key = "synthetic" if len(ns) == 1 else f"synthetic{n}"
+        sdir = work / key
+        if sdir.exists():
+            shutil.rmtree(sdir)
+        inp, truth, start = synthetic_project(sdir, n)
+        dtct = H.read_dtct(inp.parent / "dt.ct")
+        truth_t = truth[["event_id", "latitude", "longitude", "depth_km"]]
+        runs = bench_project(key, inp, sdir, a.timeout_s, run_pypi=version is not None, pypi_skip_reason=no_pypi, **kw)
+        syn = _compare(key, runs, truth_t, "truth")
+        syn |= {
+            "n_events": n,
+            "n_dtimes": int(len(dtct)),
+            "n_pairs": int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
+            "start_vs_truth": _diff(start[["event_id", "latitude", "longitude", "depth_km"]], truth_t),
+        }
+        out[key] = syn
 
     # Italy
-    if (ITALY / "hypoDD.inp").exists():
+    if a.no_italy:
+        out["italy"] = {"skipped": "--no-italy"}
+    elif (ITALY / "hypoDD.inp").exists():
         idir = work / "italy"
         if idir.exists():
             shutil.rmtree(idir)
@@ -397,6 +469,7 @@ def main(argv=None):
             a.timeout_s,
             run_pypi=not a.quick and version is not None,
             pypi_skip_reason=no_pypi if version is None else "--quick: PyPI hypodd needs ~2 min on this project",
+            **kw,
         )
         it = _compare("italy", runs, ref, "reference")
         it |= {"n_reference_events": int(len(ref)), "n_dtimes": int(len(H.read_dtct(ITALY / "dt.ct")))}
@@ -421,6 +494,7 @@ def main(argv=None):
             a.timeout_s,
             run_pypi=not a.quick and version is not None,
             pypi_skip_reason=no_pypi if version is None else "--quick",
+            **kw,
         )
         ref_file = pinp.parent / "reference" / "hypoDD.reloc"
         ref_file = ref_file if ref_file.exists() else pinp.parent / "hypoDD.reloc"
@@ -451,7 +525,7 @@ def _print(out: dict) -> None:
             print(f"{name}: {d.get('skipped', 'not run')}")
             continue
         extra = ""
-        if name == "synthetic":
+        if name.startswith("synthetic"):
             extra = (
                 f"{d['n_events']} events, {d['n_dtimes']} dt ({d['n_pairs']} pairs); start vs truth median 3-D "
                 f"{d['start_vs_truth']['median_3d_m']:.0f} m"
@@ -459,15 +533,16 @@ def _print(out: dict) -> None:
         elif d.get("n_reference_events") is not None:
             extra = f"reference hypoDD.reloc {d['n_reference_events']} events"
         print(f"{name}: {extra}")
-        ref = "truth" if name == "synthetic" else "reference"
+        ref = "truth" if name.startswith("synthetic") else "reference"
         for k, r in d["runs"].items():
             if r.get("skipped"):
-                print(f"  {k:8s} skipped: {r['skipped']}")
+                print(f"  {k:9s} skipped: {r['skipped']}")
                 continue
             sec = f"{r['seconds']:.1f}" if r.get("seconds") is not None else "-"
             rss = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else "-"
             status = "ok    " if r["ok"] else "FAILED"
-            line = f"  {k:8s} {status} {sec:>7s} s (wall {r['wall_seconds']:.1f} s) {rss:>6s} MB"
+            cpu = f", cpu {r['cpu_seconds']:.2f} s" if r.get("cpu_seconds") is not None else ""
+            line = f"  {k:9s} {status} {sec:>7s} s (wall {r['wall_seconds']:.2f} s{cpu}) {rss:>6s} MB"
             v = r.get(f"vs_{ref}")
             if v:
                 line += (
@@ -477,7 +552,7 @@ def _print(out: dict) -> None:
             print(line)
             if not r["ok"]:
                 print(f"        error: {r['error']}")
-        for k in ("ours_vs_hypodd21", "pypi_vs_hypodd21", "ours_vs_pypi"):
+        for k in ("ours_vs_hypodd21", "pypi_vs_hypodd21", "ours_vs_pypi", "ours_vs_ours_base"):
             if k in d:
                 v = d[k]
                 er = " ".join(
@@ -486,12 +561,15 @@ def _print(out: dict) -> None:
                 print(
                     f"  {k}: {v['n_common']} common (+{v['only_a']}/-{v['only_b']}), "
                     f"median dh {v['median_dh_m']:.2f} m dz {v['median_dz_m']:.2f} m "
-                    f"(p90 {v['p90_dh_m']:.2f} / {v['p90_dz_m']:.2f}); error ratios {er}"
+                    f"(p90 {v['p90_dh_m']:.2f} / {v['p90_dz_m']:.2f}; max 3-D {v['max_3d_m']:.4f}); error ratios {er}"
+                    + (f"; .reloc byte-identical: {v['reloc_identical']}" if "reloc_identical" in v else "")
                 )
-        for k in ("hypodd21", "pypi"):
+        for k in ("hypodd21", "pypi", "ours_base"):
             if f"speedup_vs_{k}_seconds" in d:
+                cpu = f", cpu {d[f'speedup_vs_{k}_cpu']:.2f}x" if f"speedup_vs_{k}_cpu" in d else ""
                 print(
-                    f"  speed-up vs {k}: {d[f'speedup_vs_{k}_seconds']:.2f}x (wall {d[f'speedup_vs_{k}_wall']:.2f}x), "
+                    f"  speed-up vs {k}: {d[f'speedup_vs_{k}_seconds']:.2f}x "
+                    f"(wall {d[f'speedup_vs_{k}_wall']:.2f}x{cpu}), "
                     f"memory {k}/ours {d[f'memory_ratio_{k}_over_ours']:.2f}"
                 )
 

@@ -27,7 +27,8 @@ row summation order; the rest is double precision.  Results agree with the Fortr
 decimetres horizontally and about a metre in depth, not bit for bit: on ill-conditioned events
 LSQR's early stop amplifies rounding differences over the iterations.
 
-Only numpy is imported (scipy.sparse only for LSQR systems of 200 000 entries or more).
+Only numpy is imported (scipy's compiled sparse kernels alone, without scipy.sparse, for LSQR systems
+of 200 000 entries or more).
 """
 
 from __future__ import annotations
@@ -75,15 +76,28 @@ def nint(x) -> int:
 def ff(v, w: int, d: int) -> str:
     """Fortran ``f{w}.{d}``: stars when the value does not fit."""
     v = float(v)
+    s = f"{v:{w}.{d}f}"
+    if len(s) <= w and s[-1] not in "fn":  # fits and finite ('inf' / 'nan' end so): the common case
+        return s
     if not math.isfinite(v):
         s = ("-Inf" if v < 0 else "+Inf") if math.isinf(v) else "NaN"
         return s.rjust(w) if len(s) <= w else "*" * w
-    s = f"{v:{w}.{d}f}"
     if len(s) > w and s.startswith("-0."):
         s = "-" + s[2:]
     elif len(s) > w and s.startswith("0."):
         s = s[1:]
     return s if len(s) <= w else "*" * w
+
+
+def _ffcol(values, w: int, d: int) -> list:
+    """``ff`` of every value of a list (or array): the common case formatted in one pass."""
+    vals = values.tolist() if isinstance(values, np.ndarray) else [float(v) for v in values]
+    fmt = f"{{:{w}.{d}f}}".format
+    out = [fmt(float(v)) for v in vals]
+    for i, s in enumerate(out):
+        if len(s) > w or s[-1] in "fn":  # too wide or not finite: the full rules
+            out[i] = ff(vals[i], w, d)
+    return out
 
 
 def fi(v, w: int) -> str:
@@ -332,40 +346,42 @@ def _direct1(V, VSQ, THK, jl, tkj, delta, depth, mask):
     ratio = vsqjl[:, None] / np.where(VSQ[:, 1:] > 0, VSQ[:, 1:], 1.0)
     thk = np.where(above, THK[:, 1:], 0.0)
 
-    def sumlay(uu, uusq):
+    def sumlay(uu, uusq, r=slice(None)):
+        """sum over the layers above of thk * u / sqrt(ratio - u^2), for the rays ``r``."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(above, thk * uu[:, None] / np.sqrt(ratio - uusq[:, None]), 0.0).sum(1)
+            return np.where(above[r], thk[r] * uu[:, None] / np.sqrt(ratio[r] - uusq[:, None]), 0.0).sum(1)
 
     dela = xa + sumlay(ua, uasq)
     delb = xb + sumlay(ub, ubsq)
     x = np.zeros(k)
-    uu = np.zeros(k)
-    usq = np.zeros(k)
     dl = delta.copy()  # 'del' of the Fortran (kept from the last bisection step)
     live = np.ones(k, bool)
     for _ in range(25):
+        # the rays still iterating only (row by row the same arithmetic as over all of them)
         if not live.any():
             break
         close = live & ((delb - dela) < 0.02)
-        xm = 0.5 * (xa + xb)
-        x = np.where(close, xm, x)
+        x[close] = 0.5 * (xa[close] + xb[close])
         live &= ~close
+        L = np.flatnonzero(live)
+        if not len(L):
+            continue
+        xaL, xbL, daL, dbL, deL = xa[L], xb[L], dela[L], delb[L], delta[L]
         with np.errstate(invalid="ignore", divide="ignore"):
-            xn = xa + (delta - dela) * (xb - xa) / (delb - dela)
-        x = np.where(live, xn, x)
-        uu = x / np.sqrt(x**2 + tkj**2)
-        usq = uu**2
-        dn = x + sumlay(uu, usq)
-        dl = np.where(live, dn, dl)
-        xtest = dl - delta
-        done = live & (np.abs(xtest) < 0.02)
-        live &= ~done
-        lo = live & (xtest < 0.0)
-        hi = live & ~(xtest < 0.0)
-        xa = np.where(lo, x, xa)
-        dela = np.where(lo, dl, dela)
-        xb = np.where(hi, x, xb)
-        delb = np.where(hi, dl, delb)
+            xL = xaL + (deL - daL) * (xbL - xaL) / (dbL - daL)
+        x[L] = xL
+        uuL = xL / np.sqrt(xL**2 + tkj[L] ** 2)
+        dn = xL + sumlay(uuL, uuL**2, L)
+        dl[L] = dn
+        xtest = dn - deL
+        done = np.abs(xtest) < 0.02
+        live[L[done]] = False
+        lo = ~done & (xtest < 0.0)
+        hi = ~done & ~(xtest < 0.0)
+        xa[L[lo]] = xL[lo]
+        dela[L[lo]] = dn[lo]
+        xb[L[hi]] = xL[hi]
+        delb[L[hi]] = dn[hi]
     uu = x / np.sqrt(x**2 + tkj**2)
     usq = uu**2
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -487,7 +503,7 @@ class _DT:
 class _DTBuilder:
     """Columns of a dt file gathered in chunks (numpy arrays, station codes) to keep memory low."""
 
-    CHUNK = 200_000
+    CHUNK = 32_768  # data lines per chunk: the token lists (Python strings, ~60 bytes each) stay small
 
     def __init__(self, cc: bool):
         self.cc = cc
@@ -506,9 +522,11 @@ class _DTBuilder:
         q = np.array(self.qual, dtype=np.float32)
         a2 = np.repeat(np.array(self.t2, dtype=np.float32), n_per) if self.cc else np.array(self.t2, dtype=np.float32)
         code = self.codes
-        sc = np.fromiter((code.setdefault(x[:7], len(code)) for x in self.sta), np.int32, len(self.sta))
-        self.parts.append((np.repeat(np.asarray(self.c1, np.int64), n_per), np.repeat(np.asarray(self.c2, np.int64), n_per),
-                           sc, (a1 - a2).astype(float), q.astype(float), np.array(self.pha) == "P"))
+        first = {x: code.setdefault(x[:7], len(code)) for x in dict.fromkeys(self.sta)}  # first-seen order
+        sc = np.fromiter(map(first.__getitem__, self.sta), np.int32, len(self.sta))
+        c1 = np.repeat(np.asarray(self.c1, np.int64), n_per)
+        c2 = np.repeat(np.asarray(self.c2, np.int64), n_per)
+        self.parts.append((c1, c2, sc, (a1 - a2).astype(float), q.astype(float), np.array(self.pha) == "P"))
         self._reset()
 
     def result(self, nnootc: int) -> _DT:
@@ -836,6 +854,7 @@ class _Project:
                 + (dlon * (np.cos(ev["lat"][i1] * PI / 180) * 111)) ** 2
                 + (ev["dep"][i1] - ev["dep"][i2]) ** 2
             )
+            del k1, k2, i1, i2, dlat, dlon  # large projects: the temporaries go before the next ones come
             maxsep = self.sets[0]["maxdcc" if cc else "maxdct"]
             if maxsep > 0:
                 keep &= ~(offs > maxsep)
@@ -870,11 +889,13 @@ class _Project:
                     log(f"# catalog P dtimes = {counts['ctp']:7d}")
                 if inp.ipha != 1:
                     log(f"# catalog S dtimes = {counts['cts']:7d}")
+        keep = w = ista = idx = offs = None  # the per-file temporaries: released
         if not parts:
             raise HypoDD21Error(
                 f"{inp.path}: no differential-time file to read (IDAT {inp.idat}, cc {inp.fn_cc!r}, ct {inp.fn_ct!r})"
             )
-        dt = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        dt = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        del parts
         ndt = len(dt["dt"])
         log(f"# dtimes total = {ndt:8d}")
         if ndt == 0:
@@ -1059,10 +1080,12 @@ class _Project:
         out["ttp"], out["tts"] = ttp, tts
         out["zp"] = np.cos(ainp * deg) / vsrc_p
         out["zs"] = np.cos(ains * deg) / vsrc_s
-        out["xp"] = np.sin(ainp * deg) * np.cos((az - 90) * deg) / vsrc_p
-        out["xs"] = np.sin(ains * deg) * np.cos((az - 90) * deg) / vsrc_s
-        out["yp"] = np.sin(ainp * deg) * np.cos(az * deg) / vsrc_p
-        out["ys"] = np.sin(ains * deg) * np.cos(az * deg) / vsrc_s
+        sinp, sins = np.sin(ainp * deg), np.sin(ains * deg)  # each factor once (the same values)
+        c90, c0 = np.cos((az - 90) * deg), np.cos(az * deg)
+        out["xp"] = sinp * c90 / vsrc_p
+        out["xs"] = sins * c90 / vsrc_s
+        out["yp"] = sinp * c0 / vsrc_p
+        out["ys"] = sins * c0 / vsrc_s
         out["dist"], out["az"], out["ainp"], out["ains"] = dist, az, ainp, ains
         return out
 
@@ -1147,14 +1170,20 @@ class _Project:
             log(f"\nRELOCATION OF CLUSTER:{icl:2d}     {_fortran_now():25s}\n----------------------")
             if not ((nclust == 1 and len(clusters[0]) == len(ev["cusp"])) or no_clust):
                 cev, cst, cdt = self.getdata(list(clusters[icl - 1]))
-            else:
-                cev, cst, cdt = ev, st, dt
-            r = self._relocate_cluster(
-                icl,
-                {k: v.copy() for k, v in cev.items()},
-                {k: v.copy() for k, v in cst.items()},
-                {k: v.copy() for k, v in cdt.items()},
-            )
+                r = self._relocate_cluster(
+                    icl,
+                    {k: v.copy() for k, v in cev.items()},
+                    {k: v.copy() for k, v in cst.items()},
+                    {k: v.copy() for k, v in cdt.items()},
+                )
+                del cev, cst, cdt
+            else:  # the one cluster is all the data: handed over as it is (no copies; nothing reads it after)
+                args = (ev, st, dt)
+                ev = st = dt = None
+                self.cache.pop("cc", None)  # the files' columns: getdata is not called again
+                self.cache.pop("ct", None)
+                r = self._relocate_cluster(icl, *args)
+                del args
             if r is not None:
                 results.append(r)
         files = self._write_outputs()
@@ -1451,17 +1480,27 @@ class _Project:
                     log(f"  station with largest ct rms: {st['lab'][l1]:7s}={ff(tmpr2, 7, 0)} ms (RMSST)")
                 # per-iteration relocation file
                 name = f"{inp.fn_reloc}.{icl:03d}.{it - jiter:03d}"
-                xs, ys = sdc.xy(src["lat"], src["lon"])
-                lines = [
-                    f"{fi(src['cusp'][i], 9)} {ff(src['lat'][i], 10, 6)} {ff(src['lon'][i], 11, 6)} "
-                    f"{ff(src['dep'][i], 9, 3)} "
-                    f"{ff(xs[i] * 1000, 10, 1)} {ff(ys[i] * 1000, 10, 1)} {ff(src['z'][i], 10, 1)} "
-                    f"{ff(src['ex'][i], 8, 1)} "
-                    f"{ff(src['ey'][i], 8, 1)} {ff(src['ez'][i], 8, 1)} {_datestr(ev['date'][i], ev['time'][i], 6, 3)} "
-                    f"{ff(ev['mag'][i], 5, 2)} {fi(icl, 3)}"
-                    for i in range(nev)
-                ]
                 if inp.iwrite:
+                    xs, ys = sdc.xy(src["lat"], src["lon"])
+                    L = {k: np.asarray(src[k]).tolist() for k in ("cusp", "lat", "lon", "dep", "z", "ex", "ey", "ez")}
+                    xs, ys = (np.asarray(xs) * 1000).tolist(), (np.asarray(ys) * 1000).tolist()
+                    dates, times, mags = ev["date"].tolist(), ev["time"].tolist(), ev["mag"].tolist()
+                    C = [
+                        [fi(v, 9) for v in L["cusp"]],
+                        _ffcol(L["lat"], 10, 6),
+                        _ffcol(L["lon"], 11, 6),
+                        _ffcol(L["dep"], 9, 3),
+                        _ffcol(xs, 10, 1),
+                        _ffcol(ys, 10, 1),
+                        _ffcol(L["z"], 10, 1),
+                        _ffcol(L["ex"], 8, 1),
+                        _ffcol(L["ey"], 8, 1),
+                        _ffcol(L["ez"], 8, 1),
+                        [_datestr(a, b, 6, 3) for a, b in zip(dates, times)],
+                        _ffcol(mags, 5, 2),
+                        [fi(icl, 3)] * nev,
+                    ]
+                    lines = [" ".join(r) for r in zip(*C)]
                     (self.out / Path(name).name).write_text("\n".join(lines) + "\n")
                     log(f"\nRelocation results for this iteration are stored in {Path(name).name}")
             self._log_table(
@@ -1606,32 +1645,46 @@ class _Project:
                 log(f" weighted ct rms [s] = {ff(rms['ct'], 7, 4)} ({pct(rms['ct'], rms['ctold'])} %)")
         return float(dvar1)
 
-    def _G(self, dt, nsrc, P):
-        """Rows of the DD system: 8 columns per datum (x, y, z, t of event 1 and event 2), unweighted."""
-        isS = ((dt["idx"] == 2) | (dt["idx"] == 4))[:, None]
-        ista = dt["ista"]
+    @staticmethod
+    def _G_partials(P):
+        """(station, source, P/S) rows of the x, y, z partials, for one gather per datum and event."""
         ns = P["xp"].shape[1]
-        k1 = np.zeros_like(dt["ic1"]) if nsrc == 1 else dt["ic1"]
-        k2 = np.zeros_like(dt["ic2"]) if nsrc == 1 else dt["ic2"]
-        PS = np.stack([P[k] for k in ("xp", "yp", "zp", "xs", "ys", "zs")], axis=-1).reshape(-1, 6)
-        g1 = PS[ista * ns + k1]
-        g2 = PS[ista * ns + k2]
-        vals = np.empty((len(ista), 8))
-        vals[:, 0:3] = np.where(isS, g1[:, 3:], g1[:, :3])
-        vals[:, 4:7] = -np.where(isS, g2[:, 3:], g2[:, :3])
+        return np.stack([P[k] for k in ("xp", "yp", "zp", "xs", "ys", "zs")], axis=-1).reshape(-1, 3), ns
+
+    @staticmethod
+    def _G_rows(dt, nsrc, PS, ns, a=0, b=None):
+        """Rows a:b of the DD system: 8 columns per datum (x, y, z, t of event 1 and event 2), unweighted."""
+        idx = dt["idx"][a:b]
+        isS = ((idx == 2) | (idx == 4)).astype(np.intp)
+        base = dt["ista"][a:b] * (2 * ns) + isS
+        vals = np.empty((len(idx), 8))
+        vals[:, 0:3] = np.take(PS, base if nsrc == 1 else base + 2 * dt["ic1"][a:b], axis=0)
+        vals[:, 4:7] = np.take(PS, base if nsrc == 1 else base + 2 * dt["ic2"][a:b], axis=0)
+        np.negative(vals[:, 4:7], out=vals[:, 4:7])
         vals[:, 3] = 1.0
         vals[:, 7] = -1.0
-        e1 = 4 * dt["ic1"]
-        e2 = 4 * dt["ic2"]
-        cols = np.stack([e1, e1 + 1, e1 + 2, e1 + 3, e2, e2 + 1, e2 + 2, e2 + 3], axis=1)
-        return vals, cols
+        return vals
+
+    @staticmethod
+    def _G_cols(dt, nextra=0):
+        """The 8 column indices of every datum (int32: the LSQR kernels take them as they are), in a
+        buffer with ``nextra`` more entries (the EV_FIX rows' columns: the CSR indices, no copy)."""
+        nd = len(dt["ic1"])
+        buf = np.empty(8 * nd + nextra, np.int32)
+        cols = buf[: 8 * nd].reshape(nd, 8)
+        cols[:, 0] = dt["ic1"]
+        cols[:, 4] = dt["ic2"]
+        cols[:, 0] *= 4
+        cols[:, 4] *= 4
+        for k in (1, 2, 3):
+            np.add(cols[:, 0], k, out=cols[:, k])
+            np.add(cols[:, 4], k, out=cols[:, 4 + k])
+        return cols, buf
 
     def _lsfit(self, dt, nev, nsrc, ev, P, damp, rms):
         log = self.log
         ndt = len(dt["res"])
         wt = dt["wt"]
-        vals, cols = self._G(dt, nsrc, P)
-        wvals = vals * wt[:, None]
         d = dt["res"] * 1000.0 * wt
         n = 4 * nev
         # EV_FIX constraint rows: (event column, weight)
@@ -1643,7 +1696,16 @@ class _Project:
             f = int(ev["fix"][i])
             for c in fixw.get(f, ()):
                 fixrows.append((4 * i + c, damp if svd else lsqr_w[f]))
+        PS, ns = self._G_partials(P)
+        cols, colbuf = self._G_cols(dt, 0 if svd else len(fixrows))
+        # the unweighted rows: kept whole up to _KEEP_G_ROWS data, else recomputed chunk by chunk where
+        # needed (the same gathers: the same values) -- 64 bytes per datum not held on large projects
+        vals = self._G_rows(dt, nsrc, PS, ns) if svd or ndt <= _KEEP_G_ROWS else None
+
+        def rows(a, b):
+            return vals[a:b] if vals is not None else self._G_rows(dt, nsrc, PS, ns, a, b)
         if svd:
+            wvals = vals * wt[:, None]
             nndt = ndt + 4 + len(fixrows)
             if n > 4000 or nndt > 400000:
                 raise HypoDD21Error(
@@ -1681,18 +1743,27 @@ class _Project:
         else:
             log("\n~ setting up G matrix.. ")
             log(f"      ndt, nev, nsrc, damp: {ndt:11d} {nev:11d} {nsrc:11d} {damp:14.7f}")
-            nar_rows = ndt + len(fixrows)
             fc = np.array([c for c, _ in fixrows], np.int64)
             fw = np.array([w for _, w in fixrows], float)
-            norm = np.sqrt(
-                (
-                    np.bincount(cols.ravel(), weights=wvals.ravel() ** 2, minlength=n)
-                    + np.bincount(fc, weights=fw**2, minlength=n)
-                )
-                / ndt
-            )
+            # row chunks: the weighted, scaled entries never exist whole in double precision.  np.add.at
+            # accumulates in the order bincount does (flat order, from 0): the same sums, bit for bit.
+            ch = _ROW_CHUNK
+            sq = np.zeros(n)
+            for a in range(0, ndt, ch):
+                wv = rows(a, a + ch) * wt[a : a + ch, None]
+                np.add.at(sq, cols[a : a + ch].ravel(), (wv * wv).ravel())
+            norm = np.sqrt((sq + np.bincount(fc, weights=fw**2, minlength=n)) / ndt)
+            del sq
             norm[norm == 0] = 1.0
-            A = _DDOperator((wvals / norm[cols]).astype(LSQR_DTYPE), cols, (fw / norm[fc]).astype(LSQR_DTYPE), fc, n)
+            buf = np.empty(8 * ndt + len(fc), LSQR_DTYPE)  # the CSR data: 8 entries per datum, then EV_FIX rows
+            v32 = buf[: 8 * ndt].reshape(ndt, 8)
+            for a in range(0, ndt, ch):
+                wv = rows(a, a + ch) * wt[a : a + ch, None]
+                wv /= norm[cols[a : a + ch]]
+                v32[a : a + ch] = wv  # single precision, as astype
+            del wv
+            A = _DDOperator(v32, cols, (fw / norm[fc]).astype(LSQR_DTYPE), fc, n, data=buf, indices=colbuf)
+            del v32, buf, colbuf
             b = np.r_[d, np.zeros(len(fixrows))]
             log("~ scaling G columns ... ")
             log(f"~ lsqr ...    {_fortran_now()}")
@@ -1704,7 +1775,10 @@ class _Project:
             )
             x = x / norm
             se_l = se_l / norm
-            pred = (vals * x[cols]).sum(1)
+            del A
+            pred = np.empty(ndt)
+            for a in range(0, ndt, _ROW_CHUNK):
+                pred[a : a + _ROW_CHUNK] = (rows(a, a + _ROW_CHUNK) * x[cols[a : a + _ROW_CHUNK]]).sum(1)
             pred[wt == 0] = 0.0
             dt["res"] = dt["res"] - pred / 1000
             resvar1 = self._resstat(dt, nev, rms)
@@ -1818,29 +1892,20 @@ class _Project:
             rmsc = np.where(np_ + ns_ > 0, np.sqrt(rc / np.maximum(np_ + ns_, 1)), -9.0)
             rmsn = np.where(nnp_ + nns_ > 0, np.sqrt(rn / np.maximum(nnp_ + nns_, 1)), -9.0)
         if self.inp.fn_res and len(self.inp.fn_res.strip()) > 1:
-            sta = st["lab"][dt["ista"]]
-            fmt = "%-7s %12.7f %9d %9d %1d %9.4f %12.6f %11.6f %8.1f"
-            rows = zip(
-                sta.tolist(),
-                dt["dt"].tolist(),
-                dt["c1"].tolist(),
-                dt["c2"].tolist(),
-                idx.tolist(),
-                dt["qual"].tolist(),
-                (res * 1000).tolist(),
-                dt["wt"].tolist(),
-                dt["offs"].tolist(),
+            # the columns, formatted when written (in chunks: 150 000 lines as strings are ~30 MB);
+            # hypoDD reopens the file per cluster: the last cluster's residuals remain
+            self.f_res = (
+                np.asarray(st["lab"]),
+                dt["ista"].copy(),
+                dt["dt"].copy(),
+                dt["c1"].copy(),
+                dt["c2"].copy(),
+                idx.copy(),
+                dt["qual"].copy(),
+                res * 1000,
+                dt["wt"].copy(),
+                dt["offs"].copy(),
             )
-            out = []
-            for r in rows:
-                line = fmt % r
-                if len(line) != 86:
-                    line = (
-                        f"{r[0]:<7s} {ff(r[1], 12, 7)} {fi(r[2], 9)} {fi(r[3], 9)} {fi(r[4], 1)} {ff(r[5], 9, 4)} "
-                        f"{ff(r[6], 12, 6)} {ff(r[7], 11, 6)} {ff(r[8], 8, 1)}"
-                    )
-                out.append(line)
-            self.f_res = out  # hypoDD reopens the file per cluster: the last cluster's residuals remain
         xs, ys = sdc.xy(src["lat"], src["lon"])
         for i in range(nev):
             self.f_reloc.append(
@@ -1880,7 +1945,15 @@ class _Project:
 
         def put(name, lines):
             p = self.out / Path(name).name
-            p.write_text("".join(ln + "\n" for ln in lines))
+            with open(p, "w") as fh:
+                chunk = []
+                for ln in lines:
+                    chunk.append(ln)
+                    if len(chunk) >= 20000:
+                        fh.write("\n".join(chunk) + "\n")
+                        chunk = []
+                if chunk:
+                    fh.write("\n".join(chunk) + "\n")
             files.append(p)
 
         put(inp.fn_loc or "hypoDD.loc", self.f_loc)
@@ -1888,37 +1961,72 @@ class _Project:
         if len(inp.fn_stares.strip()) > 1:
             put(inp.fn_stares, self.f_sta)
         if len(inp.fn_res.strip()) > 1 and self.f_res is not None:
-            put(inp.fn_res, self.f_res)
+            put(inp.fn_res, _res_lines(*self.f_res))
         if len(inp.fn_srcpar.strip()) > 1 and self.src_lines is not None:
-            cusp, lat, lon, st, P = self.src_lines
-            nsta, nsrc = P["ttp"].shape
-            fmt = "%9d %9.4f %9.4f %-7s %7.3f %9.4f %9.4f %9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f"
-            lines = []
-            cols = [P[k] for k in ("dist", "az", "ainp", "ains", "ttp", "tts", "xp", "yp", "zp", "xs", "ys", "zs")]
-            if inp.imod == 4:  # partials_1dmm.f writes fewer columns
-                fmt = "%9d  %9.4f  %9.4f  %-7s%6.3f  %9.4f  %9.4f  %9.4f%9.4f%9.3f%9.3f"
-                cols = cols[:6]
-            for i in range(nsta):
-                lab, e = st["lab"][i], float(st["elv"][i])
-                for j in range(nsrc):
-                    vals = [float(c[i, j]) for c in cols]
-                    line = fmt % (int(cusp[j]), float(lat[j]), float(lon[j]), lab, e, *vals)
-                    if len(line) != SRC_WIDTH and inp.imod != 4:
-                        line = (
-                            f"{fi(cusp[j], 9)} {ff(lat[j], 9, 4)} {ff(lon[j], 9, 4)} {lab:<7s} {ff(e, 7, 3)} "
-                            f"{ff(vals[0], 9, 4)} "
-                            f"{ff(vals[1], 9, 4)} {ff(vals[2], 9, 4)}" + "".join(ff(v, 9, 4) for v in vals[3:])
-                        )
-                    lines.append(line)
-            put(inp.fn_srcpar, lines)
+            put(inp.fn_srcpar, _src_lines(inp.imod, *self.src_lines))
         return files
+
+
+def _res_lines(lab, ista, dt, c1, c2, idx, qual, res_ms, wt, offs, chunk: int = 20000):
+    """The .res lines (2.1b's layout), generated chunk by chunk from the columns."""
+    fmt = "%-7s %12.7f %9d %9d %1d %9.4f %12.6f %11.6f %8.1f"
+    for a in range(0, len(ista), chunk):
+        b = a + chunk
+        rows = zip(
+            lab[ista[a:b]].tolist(),
+            dt[a:b].tolist(),
+            c1[a:b].tolist(),
+            c2[a:b].tolist(),
+            idx[a:b].tolist(),
+            qual[a:b].tolist(),
+            res_ms[a:b].tolist(),
+            wt[a:b].tolist(),
+            offs[a:b].tolist(),
+        )
+        for r in rows:
+            line = fmt % r
+            if len(line) != 86:
+                line = (
+                    f"{r[0]:<7s} {ff(r[1], 12, 7)} {fi(r[2], 9)} {fi(r[3], 9)} {fi(r[4], 1)} {ff(r[5], 9, 4)} "
+                    f"{ff(r[6], 12, 6)} {ff(r[7], 11, 6)} {ff(r[8], 8, 1)}"
+                )
+            yield line
+
+
+def _src_lines(imod, cusp, lat, lon, st, P):
+    """The .src lines: per station, per source (all sources of the last iteration)."""
+    nsta, nsrc = P["ttp"].shape
+    fmt = "%9d %9.4f %9.4f %-7s %7.3f %9.4f %9.4f %9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f%9.4f"
+    keys = ("dist", "az", "ainp", "ains", "ttp", "tts", "xp", "yp", "zp", "xs", "ys", "zs")
+    if imod == 4:  # partials_1dmm.f writes fewer columns
+        fmt = "%9d  %9.4f  %9.4f  %-7s%6.3f  %9.4f  %9.4f  %9.4f%9.4f%9.3f%9.3f"
+        keys = keys[:6]
+    cusp_l = [int(c) for c in np.asarray(cusp).tolist()]
+    lat_l, lon_l = np.asarray(lat, float).tolist(), np.asarray(lon, float).tolist()
+    for i in range(nsta):
+        lab, e = st["lab"][i], float(st["elv"][i])
+        rows = np.stack([np.asarray(P[k][i, :nsrc], float) for k in keys], axis=-1).tolist()
+        for j in range(nsrc):
+            vals = rows[j]
+            line = fmt % (cusp_l[j], lat_l[j], lon_l[j], lab, e, *vals)
+            if len(line) != SRC_WIDTH and imod != 4:
+                line = (
+                    f"{fi(cusp_l[j], 9)} {ff(lat_l[j], 9, 4)} {ff(lon_l[j], 9, 4)} {lab:<7s} {ff(e, 7, 3)} "
+                    f"{ff(vals[0], 9, 4)} "
+                    f"{ff(vals[1], 9, 4)} {ff(vals[2], 9, 4)}" + "".join(ff(v, 9, 4) for v in vals[3:])
+                )
+            yield line
 
 
 def _fmedian(x) -> float:
     """mdian1.f: sort, middle value (mean of the two middle values when even)."""
-    x = np.sort(np.asarray(x, float))
+    x = np.asarray(x, float)
     n = len(x)
     n2 = n // 2
+    if n < 2:
+        x = np.sort(x)
+        return float(0.5 * (x[n2 - 1] + x[n2])) if 2 * n2 == n else float(x[n2])
+    x = np.partition(x, (n2 - 1, n2))  # the two middle order statistics, without a full sort
     return float(0.5 * (x[n2 - 1] + x[n2])) if 2 * n2 == n else float(x[n2])
 
 
@@ -1952,40 +2060,98 @@ def _shift_time(date: int, tim: int, src_t: float):
     return (base.year * 10000 + base.month * 100 + base.day, base.hour * 1000000 + base.minute * 10000 + nint(sc * 100))
 
 
+_SPARSETOOLS = []  # [module or None], loaded once
+
+
+def _sparsetools():
+    """scipy's compiled sparse kernels (``scipy.sparse._sparsetools``: csr_matvec / csc_matvec), loaded
+    from their extension file alone: importing ``scipy.sparse`` costs ~0.5 s of CPU and ~30 MB (its
+    array-API layer imports numpy.testing and f2py); the extension itself needs numpy only.  Falls
+    back to the ordinary import, and to None (numpy products) where scipy is absent."""
+    if _SPARSETOOLS:
+        return _SPARSETOOLS[0]
+    import sys
+
+    mod = sys.modules.get("scipy.sparse._sparsetools")
+    if mod is None:
+        try:
+            import importlib.machinery as M
+            import importlib.util as U
+
+            spec = U.find_spec("scipy")  # finds the package without running its __init__
+            for base in (spec.submodule_search_locations or []) if spec is not None else []:
+                for suf in M.EXTENSION_SUFFIXES:
+                    f = Path(base) / "sparse" / f"_sparsetools{suf}"
+                    if f.is_file():
+                        loader = M.ExtensionFileLoader("scipy.sparse._sparsetools", str(f))
+                        m = U.module_from_spec(U.spec_from_file_location(loader.name, str(f), loader=loader))
+                        loader.exec_module(m)
+                        mod = m
+                        break
+                if mod is not None:
+                    break
+        except Exception:  # noqa: BLE001  # pragma: no cover - an unusual install: the ordinary import below
+            mod = None
+    if mod is None:
+        try:
+            from scipy.sparse import _sparsetools as mod
+        except ImportError:  # pragma: no cover - scipy is a dependency; numpy path otherwise
+            mod = None
+    _SPARSETOOLS.append(mod)
+    return mod
+
+
+_ROW_CHUNK = 32768  # rows per chunk where the DD matrix is built or applied in numpy
+_KEEP_G_ROWS = 262_144  # data up to which the unweighted DD rows are kept (16 MB) rather than recomputed
+
+
 class _DDOperator:
     """The weighted, column-scaled DD matrix in single precision: 8 entries per datum (x, y, z, t of
     its two events) plus one entry per EV_FIX row.  ``matvec_add`` (u + A v) sums each row as
     hypoDD's aprod does -- onto u, the entries in order -- which matters: LSQR on the ill-conditioned
-    depth directions amplifies rounding.  Small systems: numpy gathers and bincounts (no scipy
-    import); larger: scipy's compiled CSR kernels (``csr_matvec`` adds onto its output, the same order)."""
+    depth directions amplifies rounding.  Small systems: numpy gathers and bincounts; larger: scipy's
+    compiled CSR kernels (``csr_matvec`` adds onto its output, the same order) on int32 indices
+    (int64 where the entries do not fit), loaded without ``scipy.sparse`` (see ``_sparsetools``).
+    ``vals`` (float64 or LSQR_DTYPE) is converted once; the caller may drop its copy.  ``data``: a
+    LSQR_DTYPE buffer of 8 * rows + EV_FIX entries whose head ``vals`` already is (adopted, no copy);
+    ``indices``: the same for the columns (int32)."""
 
-    SCIPY_FROM = 200_000  # entries; below, scipy's import costs more than its faster products save
+    SCIPY_FROM = 200_000  # entries; below, numpy products (the results of this port depend on the path)
 
-    def __init__(self, vals, cols, fvals, fcols, n):
+    def __init__(self, vals, cols, fvals, fcols, n, data=None, indices=None):
         self.nd = len(vals)
         self.shape = (self.nd + len(fvals), n)
-        self.dtype = np.dtype(vals.dtype)
-        self.vals, self.cols, self.fvals, self.fcols, self.n = vals, cols, fvals, fcols, n
-        self.kern = None
-        if vals.size >= self.SCIPY_FROM:
-            try:
-                from scipy.sparse import _sparsetools
-            except ImportError:  # pragma: no cover - scipy is a dependency; numpy path otherwise
-                _sparsetools = None
-            if _sparsetools is not None:
-                k = vals.shape[1]
-                self.indptr = np.r_[np.arange(0, k * self.nd + 1, k), k * self.nd + 1 + np.arange(len(fvals))].astype(
-                    np.int64
-                )
-                self.indices = np.r_[cols.ravel(), fcols].astype(np.int64)
-                self.data = np.r_[vals.ravel(), fvals].astype(self.dtype)
-                self.kern = _sparsetools
-        if self.kern is None:
+        self.dtype = np.dtype(LSQR_DTYPE)
+        self.fvals, self.fcols, self.n = fvals.astype(self.dtype), fcols, n
+        self.kern = _sparsetools() if vals.size >= self.SCIPY_FROM else None
+        if self.kern is not None:
+            k = vals.shape[1]
+            nnz = k * self.nd + len(fvals)
+            it = np.int32 if max(nnz, n) < 2**31 - 1 else np.int64
+            self.indptr = np.empty(self.shape[0] + 1, it)
+            self.indptr[: self.nd + 1] = np.arange(0, k * self.nd + 1, k, dtype=it)
+            self.indptr[self.nd + 1 :] = k * self.nd + 1 + np.arange(len(fvals), dtype=it)
+            if indices is not None and indices.dtype == it and len(indices) == nnz:
+                self.indices = indices  # cols is its head already
+            else:
+                self.indices = np.empty(nnz, it)
+                self.indices[: k * self.nd] = cols.ravel()
+            self.indices[k * self.nd :] = fcols
+            if data is not None and data.dtype == self.dtype and len(data) == nnz:
+                self.data = data  # vals is its head already
+            else:
+                self.data = np.empty(nnz, self.dtype)
+                self.data[: k * self.nd] = vals.ravel()  # the cast to single precision, as astype
+            self.data[k * self.nd :] = self.fvals
+        else:
+            self.vals = np.asarray(vals, self.dtype)
+            self.cols = cols
             self.flat_cols = cols.ravel()
 
-    def matvec_add(self, v, u):
+    def matvec_add(self, v, u, overwrite=False):
+        """u + A v; ``overwrite``: u (of LSQR_DTYPE) may be the output."""
         if self.kern is not None:
-            y = np.array(u, dtype=self.dtype)
+            y = u if overwrite and u.dtype == self.dtype else np.array(u, dtype=self.dtype)
             self.kern.csr_matvec(
                 self.shape[0], self.shape[1], self.indptr, self.indices, self.data, np.asarray(v, self.dtype), y
             )
@@ -2017,7 +2183,8 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
     u = b.astype(dtp)
     x = np.zeros(n, dtp)
     se = np.zeros(n, dtp)
-    beta = math.sqrt(float(np.add.reduce(u * u)))
+    usq = np.empty_like(u)  # u * u, reused (np.add.reduce over it: the same pairwise sums)
+    beta = math.sqrt(float(np.add.reduce(np.multiply(u, u, out=usq))))
     if beta > 0:
         u /= beta
     v = A.rmatvec(u)
@@ -2038,8 +2205,8 @@ def _lsqr(A, b, damp, m_rows=None, atol=1e-6, btol=1e-6, conlim=1e5):
     itn = istop = 0
     while True:
         itn += 1
-        u = A.matvec_add(v, (-alfa) * u)
-        beta = math.sqrt(float(np.add.reduce(u * u)))
+        u = A.matvec_add(v, (-alfa) * u, overwrite=True)  # (-alfa) * u is a new array: the kernel's output
+        beta = math.sqrt(float(np.add.reduce(np.multiply(u, u, out=usq))))
         if beta > 0:
             u /= beta
         bbnorm += alfa**2 + beta**2 + dampsq
