@@ -224,7 +224,7 @@ class Associator:
         if steps[-1] > self.fine_spacing_km * 1.01:
             steps.append(self.fine_spacing_km)
         halves = [self.detect_spacing_km] + steps[:-1]
-        self._stages = [self._box_offsets(h, st) for h, st in zip(halves, steps)]
+        self._stages = [self._axis_offsets(h, st) for h, st in zip(halves, steps)]
 
     # the constructor arguments an ``associate:`` config section carries
     SECTION_FIELDS = ("max_residual_s", "min_stations", "min_p", "min_s", "min_picks", "min_p_and_s", "min_score",
@@ -258,6 +258,10 @@ class Associator:
             flat_e.append(np.sqrt(np.clip(1.0 / v0**2 - tab.p**2, 0.0, None)).ravel())
         self._tflat = np.concatenate(flat_t)
         self._eflat = np.concatenate(flat_e)
+        # the bilinear time of the final residuals (as TravelTimeTable.time, both phases at once)
+        self._tflat_exact = self._tflat
+        self._pflat = np.concatenate([tt.tables[ph].p.ravel() for ph in ("P", "S")])
+        self._inv_v0sq = np.array([1.0 / tt.model.velocities(ph)[0] ** 2 for ph in ("P", "S")])
         self._dmax = float(tt.dist[-1])
 
     def _tt_fast(self, ph, dist, depth, elev):
@@ -290,11 +294,10 @@ class Associator:
         self.det_ttmax = self.det_tt.max(1)
 
     @staticmethod
-    def _box_offsets(half: float, step: float) -> np.ndarray:
+    def _axis_offsets(half: float, step: float) -> np.ndarray:
+        """Offsets along one axis of a search box; the box is their product (x, y, z)."""
         n = int(round(half / step))
-        o = np.arange(-n, n + 1) * step
-        X, Y, Z = np.meshgrid(o, o, o, indexing="ij")
-        return np.stack([X.ravel(), Y.ravel(), Z.ravel()], 1)
+        return np.arange(-n, n + 1) * step
 
     # ------------------------------------------------------------------ input
     def _prepare_picks(self, picks: pd.DataFrame):
@@ -430,33 +433,79 @@ class Associator:
 
     # ------------------------------------------------------------------ step 2: grid search
     @staticmethod
-    def _soft_fit(r, o, pw, tol):
+    def _soft_fit(r, o, pw, tol, buf):
         """Given reduced times ``r`` (N, m), origin guesses ``o`` (N,), pick weights ``pw``
         (m,) and a tolerance: re-centre ``o`` on the inliers once and return (soft-count
-        score, origin), both (N,)."""
-        inl = np.abs(r - o[:, None]) <= tol
-        wi = inl * pw[None, :]
+        score, origin), both (N,).  ``buf``: scratch array of ``r``'s shape (in-place work)."""
+        d = np.subtract(r, o[:, None], out=buf)
+        np.abs(d, out=d)
+        inl = d <= tol
+        wi = np.multiply(inl, pw[None, :], out=buf)
         nin = wi.sum(1)
-        o = np.where(nin > 0, (r * wi).sum(1) / np.maximum(nin, 1e-12), o)
-        d = (r - o[:, None]) / tol
-        score = (np.clip(1.0 - d * d, 0.0, None) * pw[None, :]).sum(1)
-        return score, o
+        num = np.multiply(r, wi, out=buf).sum(1)
+        o = np.where(nin > 0, num / np.maximum(nin, 1e-12), o)
+        d = np.subtract(r, o[:, None], out=buf)
+        d /= tol
+        np.multiply(d, d, out=d)
+        np.subtract(1.0, d, out=d)
+        np.maximum(d, 0.0, out=d)
+        d *= pw[None, :]
+        return d.sum(1), o
 
-    def _search(self, nodes, t, st, ph, pw, o_guess, hist_halfwidth_s, tol):
-        """Best node of ``nodes`` (N, 3) for picks (t, st, ph) -> (index, origin, score)."""
-        dist = np.hypot(nodes[:, None, 0] - self.sx[st][None], nodes[:, None, 1] - self.sy[st][None])
-        tt = self._tt_fast(ph[None, :], dist, nodes[:, None, 2], self.selev[st][None, :])
-        r = t[None, :] - tt  # (N, m)
-        if self.residual_per_s > 0:  # tolerance grows with the travel time (model error)
-            tol = tol + self.residual_per_s * tt
-        N = len(nodes)
+    def _tt_box(self, xs, ys, zs, us, up):
+        """Nearest-sample travel times (as :meth:`_tt_fast`) from every node of the box
+        ``xs x ys x zs`` (node index ``(ix * len(ys) + iy) * len(zs) + iz``) to the station /
+        phase columns ``(us, up)``: (N, U).  Distances are computed once per epicentre."""
+        dist = np.hypot(xs[:, None, None] - self.sx[us][None, None, :],
+                        ys[None, :, None] - self.sy[us][None, None, :])  # (nx, ny, U)
+        i = np.minimum((dist * self._inv_dstep + 0.5).astype(np.int64), self._nd - 1)
+        j = np.clip(((zs - self._z0) * self._inv_zstep + 0.5).astype(np.int64), 0, self._nz - 1)
+        flat = (up * (self._nd * self._nz))[None, None, None, :] + (i * self._nz)[:, :, None, :] \
+            + j[None, None, :, None]  # (nx, ny, nz, U)
+        t = self._tflat[flat]
+        if np.any(dist > self._dmax):
+            extra = np.clip(dist - self._dmax, 0, None) * (1.0 / self.tt.model.velocities("P")[-1])
+            t = t + extra[:, :, None, :]
+        t = t + self.selev[us] * self._eflat[flat]
+        return t.reshape(-1, len(us))
+
+    def _search(self, axes, t, st, ph, pw, o_guess, hist_halfwidth_s, tol):
+        """Best node of the box ``axes = (xs, ys, zs)`` for picks (t, st, ph) -> (index,
+        origin, score).  Picks whose reduced time cannot come near the origin-time window at
+        any node are left out first: they add nothing to any node's histogram or score."""
+        xs, ys, zs = axes
+        key = st * 2 + ph
+        uk, inv = np.unique(key, return_inverse=True)
+        ttu = self._tt_box(xs, ys, zs, uk // 2, uk % 2)  # (N, U)
+        N = ttu.shape[0]
+        # reach of one pick: the histogram window, then two re-centrings by at most tol each
+        tmax = tol + (self.residual_per_s * float(ttu.max()) if self.residual_per_s > 0 else 0.0)
         if hist_halfwidth_s > 0:
             hb = 0.25
             nbh = int(math.ceil(2 * hist_halfwidth_s / hb))
             base = o_guess - hist_halfwidth_s
+            lo, hi = base - 3 * tmax - 1e-6, base + nbh * hb + 3 * tmax + 1e-6
+        else:
+            lo, hi = o_guess - 3 * tmax - 1e-6, o_guess + 3 * tmax + 1e-6
+        kmin, kmax = ttu.min(0)[inv], ttu.max(0)[inv]
+        near = (t - kmax <= hi) & (t - kmin >= lo)
+        if not near.all():
+            if not near.any():  # every node scores 0: what the full search gives then
+                o_empty = base + 0.5 * max(1, int(round(2 * self.max_residual_s / 0.25))) * 0.25 \
+                    if hist_halfwidth_s > 0 else o_guess
+                return 0, float(o_empty), 0.0
+            t, pw, inv = t[near], pw[near], inv[near]
+        tt = ttu[:, inv]  # (N, m)
+        r = np.subtract(t[None, :], tt)
+        if self.residual_per_s > 0:  # tolerance grows with the travel time (model error)
+            tt *= self.residual_per_s
+            tt += tol
+            tol = tt
+        if hist_halfwidth_s > 0:
             bi = np.floor((r - base) / hb).astype(np.int64)
             ok = (bi >= 0) & (bi < nbh)
-            cnt = np.bincount((np.arange(N)[:, None] * nbh + bi)[ok], minlength=N * nbh).reshape(N, nbh)
+            bi += np.arange(N)[:, None] * nbh
+            cnt = np.bincount(bi[ok], minlength=N * nbh).reshape(N, nbh)
             nw = max(1, int(round(2 * self.max_residual_s / hb)))
             cs = np.concatenate([np.zeros((N, 1), np.int64), np.cumsum(cnt, 1)], 1)
             win = cs[:, nw:] - cs[:, :-nw]
@@ -464,16 +513,73 @@ class Associator:
             o = base + (j + 0.5 * nw) * hb
         else:
             o = np.full(N, o_guess)
-        score, o = self._soft_fit(r, o, pw, tol)
-        score, o = self._soft_fit(r, o, pw, tol)
+        buf = np.empty_like(r)
+        score, o = self._soft_fit(r, o, pw, tol, buf)
+        score, o = self._soft_fit(r, o, pw, tol, buf)
         k = int(np.argmax(score))
         return k, float(o[k]), float(score[k])
 
-    def _clamp(self, nodes):
-        nodes[:, 0] = np.clip(nodes[:, 0], *self.xlim)
-        nodes[:, 1] = np.clip(nodes[:, 1], *self.ylim)
-        nodes[:, 2] = np.clip(nodes[:, 2], self.min_depth_km, self.max_depth_km)
-        return nodes
+    def _box_axes(self, best, offs):
+        """The search box around ``best`` (per-axis node values, clamped to the region)."""
+        return (np.clip(best[0] + offs, *self.xlim), np.clip(best[1] + offs, *self.ylim),
+                np.clip(best[2] + offs, self.min_depth_km, self.max_depth_km))
+
+    @staticmethod
+    def _box_node(axes, k):
+        xs, ys, zs = axes
+        iz = k % len(zs)
+        iy = (k // len(zs)) % len(ys)
+        ix = k // (len(zs) * len(ys))
+        return np.array([xs[ix], ys[iy], zs[iz]])
+
+    def _tt_exact(self, ph, dist, depth, elev):
+        """``TravelTimeTable.time`` (bilinear) for mixed phases ``ph`` in one pass: the same
+        arithmetic, only the time (and dT/dDelta for the elevation term) computed."""
+        tt = self.tt
+        d = np.asarray(dist, float)
+        fi = np.clip(d / tt.dist_step, 0, len(tt.dist) - 1.000001)
+        fj = np.clip((np.float64(depth) - tt.min_depth_km) / tt.depth_step, 0, len(tt.depth) - 1.000001)
+        fj = np.broadcast_to(fj, fi.shape)
+        i = fi.astype(np.int64)
+        j = fj.astype(np.int64)
+        a = fi - i
+        b = fj - j
+        base = ph * (self._nd * self._nz) + i * self._nz + j
+        a1, b1 = 1 - a, 1 - b
+
+        def interp(arr):
+            return (arr[base] * a1 * b1 + arr[base + self._nz] * a * b1
+                    + arr[base + 1] * a1 * b + arr[base + self._nz + 1] * a * b)
+
+        t = interp(self._tflat_exact)
+        dtdd = interp(self._pflat)
+        beyond = d > tt.dist[-1]
+        if np.any(beyond):
+            t = np.where(beyond, t + (d - tt.dist[-1]) * dtdd, t)
+        elev = np.asarray(elev, float)
+        if np.any(elev != 0):
+            t = t + elev * np.sqrt(np.clip(self._inv_v0sq[ph] - dtdd**2, 0.0, None))
+        return t
+
+    def _can_pass(self, s, p, pw) -> bool:
+        """Whether picks (s, p, pw) could still give an accepted event: the final inliers are a
+        subset of them with one P and one S per station at most and weights <= ``pw``, so these
+        counts bound the final ones from above (a candidate failing here would fail there)."""
+        key = s * 2 + p
+        uk = np.unique(key)
+        ust = uk // 2
+        n_p = int((uk % 2 == 0).sum())
+        n_s = len(uk) - n_p
+        n_sta = len(np.unique(ust))
+        if (n_sta < self.min_stations or n_p < self.min_p or n_s < self.min_s or len(uk) < self.min_picks
+                or len(uk) - n_sta < self.min_p_and_s):
+            return False
+        if self.min_score > 0:
+            wmax = np.zeros(len(uk))
+            np.maximum.at(wmax, np.searchsorted(uk, key), pw)
+            if wmax.sum() < self.min_score * (1 - 1e-9) - 1e-9:
+                return False
+        return True
 
     def _refine(self, o0, k, tsec, st, ph, pw_all, used):
         tol = self.max_residual_s
@@ -490,10 +596,10 @@ class Associator:
         # stages finer than grid_spacing_km score with loc_residual_s (sharper location)
         best, ob = node, o0
         for i, offs in enumerate(self._stages):
-            nodes = self._clamp(best[None, :] + offs)
+            axes = self._box_axes(best, offs)
             stol = self.loc_residual_s if (self.loc_residual_s and i >= 2) else tol
-            kb, ob, score = self._search(nodes, t, s, p, pw, ob, (slack + 2 * tol) if i == 0 else 0.0, stol)
-            best = nodes[kb]
+            kb, ob, score = self._search(axes, t, s, p, pw, ob, (slack + 2 * tol) if i == 0 else 0.0, stol)
+            best = self._box_node(axes, kb)
             if i == 0:
                 if score < 0.5 * max(thr, self.min_picks):
                     return None
@@ -502,15 +608,11 @@ class Associator:
                 r0 = t - self._tt_fast(p, d, best[2], self.selev[s]) - ob
                 keep = np.abs(r0) <= 2 * (tol + self.residual_per_s * (t - ob)) + self.grid_spacing_km / 2.0
                 sel, t, s, p, pw = sel[keep], t[keep], s[keep], p[keep], pw[keep]
-                if len(sel) < thr:
+                if len(sel) < thr or not self._can_pass(s, p, pw):
                     return None
         # final residuals (bilinear table) and per-station/phase de-duplication
         dist = np.hypot(best[0] - self.sx[s], best[1] - self.sy[s])
-        tpred = np.empty(len(sel))
-        for phc, name in ((0, "P"), (1, "S")):
-            m = p == phc
-            if m.any():
-                tpred[m] = self.tt.time(name, dist[m], best[2], self.selev[s[m]])[0]
+        tpred = self._tt_exact(p, dist, best[2], self.selev[s])
         r = t - tpred
         tol = tol + self.residual_per_s * tpred  # per pick
         o = ob
