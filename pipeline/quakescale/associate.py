@@ -452,31 +452,43 @@ class Associator:
         d *= pw[None, :]
         return d.sum(1), o
 
-    def _tt_box(self, xs, ys, zs, us, up):
+    def _columns(self, s, p):
+        """The station/phase columns of picks (s, p): (inverse index per pick, per-column
+        x, y, table offset, elevation) -- what :meth:`_tt_box` needs, computed once per pick set."""
+        key = s * 2 + p
+        present = np.zeros(2 * len(self.sx), bool)
+        present[key] = True
+        uk = np.flatnonzero(present)
+        lut = np.empty(len(present), np.int64)
+        lut[uk] = np.arange(len(uk))
+        us = uk >> 1
+        return lut[key], (self.sx[us], self.sy[us], (uk & 1) * (self._nd * self._nz), self.selev[us])
+
+    def _tt_box(self, xs, ys, zs, cols):
         """Nearest-sample travel times (as :meth:`_tt_fast`) from every node of the box
         ``xs x ys x zs`` (node index ``(ix * len(ys) + iy) * len(zs) + iz``) to the station /
-        phase columns ``(us, up)``: (N, U).  Distances are computed once per epicentre."""
-        dist = np.hypot(xs[:, None, None] - self.sx[us][None, None, :],
-                        ys[None, :, None] - self.sy[us][None, None, :])  # (nx, ny, U)
+        phase columns ``cols`` (:meth:`_columns`): (N, U).  Distances once per epicentre."""
+        sxu, syu, offu, elevu = cols
+        dist = np.hypot(xs[:, None, None] - sxu, ys[None, :, None] - syu)  # (nx, ny, U)
         i = np.minimum((dist * self._inv_dstep + 0.5).astype(np.int64), self._nd - 1)
+        i *= self._nz
+        i += offu
         j = np.clip(((zs - self._z0) * self._inv_zstep + 0.5).astype(np.int64), 0, self._nz - 1)
-        flat = (up * (self._nd * self._nz))[None, None, None, :] + (i * self._nz)[:, :, None, :] \
-            + j[None, None, :, None]  # (nx, ny, nz, U)
+        flat = i[:, :, None, :] + j[None, None, :, None]  # (nx, ny, nz, U)
         t = self._tflat[flat]
         if np.any(dist > self._dmax):
             extra = np.clip(dist - self._dmax, 0, None) * (1.0 / self.tt.model.velocities("P")[-1])
             t = t + extra[:, :, None, :]
-        t = t + self.selev[us] * self._eflat[flat]
-        return t.reshape(-1, len(us))
+        e = self._eflat[flat]
+        e *= elevu
+        t += e
+        return t.reshape(-1, len(offu))
 
-    def _search(self, axes, t, st, ph, pw, o_guess, hist_halfwidth_s, tol):
-        """Best node of the box ``axes = (xs, ys, zs)`` for picks (t, st, ph) -> (index,
-        origin, score).  Picks whose reduced time cannot come near the origin-time window at
-        any node are left out first: they add nothing to any node's histogram or score."""
-        xs, ys, zs = axes
-        key = st * 2 + ph
-        uk, inv = np.unique(key, return_inverse=True)
-        ttu = self._tt_box(xs, ys, zs, uk // 2, uk % 2)  # (N, U)
+    def _search(self, ttu, inv, t, pw, o_guess, hist_halfwidth_s, tol, kmin=None, kmax=None):
+        """Best node of a box (travel times ``ttu`` (N, U) to the picks' columns ``inv``) for
+        picks at ``t`` -> (index, origin, score).  Picks whose reduced time cannot come near
+        the origin-time window at any node are left out first: they add nothing to any node's
+        histogram or score."""
         N = ttu.shape[0]
         # reach of one pick: the histogram window, then two re-centrings by at most tol each
         tmax = tol + (self.residual_per_s * float(ttu.max()) if self.residual_per_s > 0 else 0.0)
@@ -487,7 +499,8 @@ class Associator:
             lo, hi = base - 3 * tmax - 1e-6, base + nbh * hb + 3 * tmax + 1e-6
         else:
             lo, hi = o_guess - 3 * tmax - 1e-6, o_guess + 3 * tmax + 1e-6
-        kmin, kmax = ttu.min(0)[inv], ttu.max(0)[inv]
+        if kmin is None:
+            kmin, kmax = ttu.min(0)[inv], ttu.max(0)[inv]
         near = (t - kmax <= hi) & (t - kmin >= lo)
         if not near.all():
             if not near.any():  # every node scores 0: what the full search gives then
@@ -561,6 +574,25 @@ class Associator:
             t = t + elev * np.sqrt(np.clip(self._inv_v0sq[ph] - dtdd**2, 0.0, None))
         return t
 
+    def _stage0_can_pass(self, ttu, kmin, kmax, t, s, p, pw, o0, hw, tol, thr) -> bool:
+        """Before the first search: the picks that stage 0's histogram/score or its "keep"
+        filter can reach at any node of the box must already be able to pass (upper bounds
+        as :meth:`_can_pass`, and stage 0's score threshold); else the candidate is hopeless."""
+        rps = self.residual_per_s
+        tmax = tol + rps * float(ttu.max())
+        hb = 0.25
+        nbh = int(math.ceil(2 * hw / hb))
+        base = o0 - hw
+        lo, hi = base - 3 * tmax, base + nbh * hb + 3 * tmax  # what can score at any node
+        eps = 1e-6
+        near = (t - kmax <= hi + eps) & (t - kmin >= lo - eps)
+        if float(pw[near].sum()) < 0.5 * max(thr, self.min_picks) - 1e-6:
+            return False
+        olo, ohi = base - 2 * tmax, base + nbh * hb + 2 * tmax  # where the origin can end up
+        mk = 2 * (tol + rps * max(float(t.max()) - olo, 0.0)) + self.grid_spacing_km / 2.0
+        near = (t - kmax <= ohi + mk + eps) & (t - kmin >= olo - mk - eps)
+        return int(near.sum()) >= thr and self._can_pass(s[near], p[near], pw[near])
+
     def _can_pass(self, s, p, pw) -> bool:
         """Whether picks (s, p, pw) could still give an accepted event: the final inliers are a
         subset of them with one P and one S per station at most and weights <= ``pw``, so these
@@ -595,21 +627,30 @@ class Associator:
         # coarse to fine: 2 x grid_spacing_km over the detection cell, then halving steps; the
         # stages finer than grid_spacing_km score with loc_residual_s (sharper location)
         best, ob = node, o0
+        inv, cols = self._columns(s, p)
         for i, offs in enumerate(self._stages):
-            axes = self._box_axes(best, offs)
+            xs, ys, zs = axes = self._box_axes(best, offs)
+            ttu = self._tt_box(xs, ys, zs, cols)
             stol = self.loc_residual_s if (self.loc_residual_s and i >= 2) else tol
-            kb, ob, score = self._search(axes, t, s, p, pw, ob, (slack + 2 * tol) if i == 0 else 0.0, stol)
+            if i == 0:
+                hw = slack + 2 * tol
+                kmin, kmax = ttu.min(0)[inv], ttu.max(0)[inv]
+                if not self._stage0_can_pass(ttu, kmin, kmax, t, s, p, pw, o0, hw, tol, thr):
+                    return None
+                kb, ob, score = self._search(ttu, inv, t, pw, ob, hw, stol, kmin, kmax)
+            else:
+                kb, ob, score = self._search(ttu, inv, t, pw, ob, 0.0, stol)
             best = self._box_node(axes, kb)
             if i == 0:
                 if score < 0.5 * max(thr, self.min_picks):
                     return None
-                # keep the picks that can matter from here on
-                d = np.hypot(best[0] - self.sx[s], best[1] - self.sy[s])
-                r0 = t - self._tt_fast(p, d, best[2], self.selev[s]) - ob
+                # keep the picks that can matter from here on (ttu[kb]: the times from best)
+                r0 = t - ttu[kb, inv] - ob
                 keep = np.abs(r0) <= 2 * (tol + self.residual_per_s * (t - ob)) + self.grid_spacing_km / 2.0
-                sel, t, s, p, pw = sel[keep], t[keep], s[keep], p[keep], pw[keep]
+                sel, t, s, p, pw, inv = sel[keep], t[keep], s[keep], p[keep], pw[keep], inv[keep]
                 if len(sel) < thr or not self._can_pass(s, p, pw):
                     return None
+                inv, cols = self._columns(s, p)
         # final residuals (bilinear table) and per-station/phase de-duplication
         dist = np.hypot(best[0] - self.sx[s], best[1] - self.sy[s])
         tpred = self._tt_exact(p, dist, best[2], self.selev[s])
