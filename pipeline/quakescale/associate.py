@@ -473,7 +473,7 @@ class Associator:
         i = np.minimum((dist * self._inv_dstep + 0.5).astype(np.int64), self._nd - 1)
         i *= self._nz
         i += offu
-        j = np.clip(((zs - self._z0) * self._inv_zstep + 0.5).astype(np.int64), 0, self._nz - 1)
+        j = np.minimum(np.maximum(((zs - self._z0) * self._inv_zstep + 0.5).astype(np.int64), 0), self._nz - 1)
         flat = i[:, :, None, :] + j[None, None, :, None]  # (nx, ny, nz, U)
         t = self._tflat[flat]
         if np.any(dist > self._dmax):
@@ -534,8 +534,9 @@ class Associator:
 
     def _box_axes(self, best, offs):
         """The search box around ``best`` (per-axis node values, clamped to the region)."""
-        return (np.clip(best[0] + offs, *self.xlim), np.clip(best[1] + offs, *self.ylim),
-                np.clip(best[2] + offs, self.min_depth_km, self.max_depth_km))
+        mn, mx = np.minimum, np.maximum  # = np.clip, without its overhead
+        return (mn(mx(best[0] + offs, self.xlim[0]), self.xlim[1]), mn(mx(best[1] + offs, self.ylim[0]), self.ylim[1]),
+                mn(mx(best[2] + offs, self.min_depth_km), self.max_depth_km))
 
     @staticmethod
     def _box_node(axes, k):
@@ -575,19 +576,15 @@ class Associator:
         return t
 
     def _stage0_can_pass(self, ttu, kmin, kmax, t, s, p, pw, o0, hw, tol, thr) -> bool:
-        """Before the first search: the picks that stage 0's histogram/score or its "keep"
-        filter can reach at any node of the box must already be able to pass (upper bounds
-        as :meth:`_can_pass`, and stage 0's score threshold); else the candidate is hopeless."""
+        """Before the first search: the picks that stage 0's "keep" filter can let through
+        from any node of the box, whatever origin time the search finds, must already be able
+        to pass (upper bounds as :meth:`_can_pass`); else the candidate is hopeless."""
         rps = self.residual_per_s
         tmax = tol + rps * float(ttu.max())
         hb = 0.25
         nbh = int(math.ceil(2 * hw / hb))
         base = o0 - hw
-        lo, hi = base - 3 * tmax, base + nbh * hb + 3 * tmax  # what can score at any node
         eps = 1e-6
-        near = (t - kmax <= hi + eps) & (t - kmin >= lo - eps)
-        if float(pw[near].sum()) < 0.5 * max(thr, self.min_picks) - 1e-6:
-            return False
         olo, ohi = base - 2 * tmax, base + nbh * hb + 2 * tmax  # where the origin can end up
         mk = 2 * (tol + rps * max(float(t.max()) - olo, 0.0)) + self.grid_spacing_km / 2.0
         near = (t - kmax <= ohi + mk + eps) & (t - kmin >= olo - mk - eps)
@@ -598,17 +595,17 @@ class Associator:
         subset of them with one P and one S per station at most and weights <= ``pw``, so these
         counts bound the final ones from above (a candidate failing here would fail there)."""
         key = s * 2 + p
-        uk = np.unique(key)
-        ust = uk // 2
-        n_p = int((uk % 2 == 0).sum())
-        n_s = len(uk) - n_p
-        n_sta = len(np.unique(ust))
-        if (n_sta < self.min_stations or n_p < self.min_p or n_s < self.min_s or len(uk) < self.min_picks
-                or len(uk) - n_sta < self.min_p_and_s):
+        present = np.zeros(2 * len(self.sx), bool)
+        present[key] = True
+        hp, hs = present[0::2], present[1::2]
+        n_p, n_s = int(np.count_nonzero(hp)), int(np.count_nonzero(hs))
+        n_sta = int(np.count_nonzero(hp | hs))
+        if (n_sta < self.min_stations or n_p < self.min_p or n_s < self.min_s or n_p + n_s < self.min_picks
+                or n_p + n_s - n_sta < self.min_p_and_s):
             return False
         if self.min_score > 0:
-            wmax = np.zeros(len(uk))
-            np.maximum.at(wmax, np.searchsorted(uk, key), pw)
+            wmax = np.zeros(len(present))
+            np.maximum.at(wmax, key, pw)
             if wmax.sum() < self.min_score * (1 - 1e-9) - 1e-9:
                 return False
         return True
