@@ -292,6 +292,7 @@ class Associator:
         # (K, n_sta * 2): column = station * 2 + phase
         self.det_tt = np.stack(cols, 2).reshape(len(self.det_nodes), -1).astype(np.float64)
         self.det_ttmax = self.det_tt.max(1)
+        self._det_ttT = np.ascontiguousarray(self.det_tt.T)  # (n_sta * 2, K): rows gathered per pick
 
     @staticmethod
     def _axis_offsets(half: float, step: float) -> np.ndarray:
@@ -408,15 +409,23 @@ class Associator:
         nb = int(math.ceil(self.block_s / w))
         blk = start
         sup = 2  # NMS radius in bins (~ 2 * w each side)
-        kidx = np.arange(K)[None, :] * (nb + 1)
+        # a pick at t >= blk (and t <= blk + (nb + 2) * w + ttmax) proposes bins b in
+        # [-B, nb + B]: each node gets nb + 2B + 1 bins, those outside [0, nb] are dropped after
+        B = int(math.ceil(ttmax / w)) + 3
+        L = nb + 2 * B + 1
+        kidx = np.arange(K)[None, :] * L + B
         while blk <= end:
             lo = np.searchsorted(tf, blk, "left")
             hi = np.searchsorted(tf, blk + nb * w + ttmax + 2 * w, "right")
             if hi - lo >= thr:
-                o = tf[lo:hi, None] - self.det_tt[:, cf[lo:hi]].T  # (m, K)
-                b = np.floor((o - blk) / w).astype(np.int64)
-                ok = (b >= 0) & (b < nb + 1)
-                cnt = np.bincount((kidx + b)[ok], minlength=K * (nb + 1)).reshape(K, nb + 1)
+                o = self._det_ttT[cf[lo:hi]]  # (m, K)
+                np.subtract(tf[lo:hi, None], o, out=o)  # origin-time proposals
+                o -= blk
+                o /= w
+                np.floor(o, out=o)
+                b = o.astype(np.int64)
+                b += kidx
+                cnt = np.bincount(b.ravel(), minlength=K * L).reshape(K, L)[:, B:B + nb + 1]
                 c2 = cnt[:, :-1] + cnt[:, 1:]  # window [b, b+2) -> centre (b + 1) * w
                 best = c2.max(0)
                 bk = c2.argmax(0)
