@@ -442,10 +442,11 @@ class Associator:
 
     # ------------------------------------------------------------------ step 2: grid search
     @staticmethod
-    def _soft_fit(r, o, pw, tol, buf):
+    def _soft_fit(r, o, pw, tol, buf, score=True):
         """Given reduced times ``r`` (N, m), origin guesses ``o`` (N,), pick weights ``pw``
         (m,) and a tolerance: re-centre ``o`` on the inliers once and return (soft-count
-        score, origin), both (N,).  ``buf``: scratch array of ``r``'s shape (in-place work)."""
+        score, origin), both (N,) (score None with ``score=False``).  ``buf``: scratch array
+        of ``r``'s shape (in-place work)."""
         d = np.subtract(r, o[:, None], out=buf)
         np.abs(d, out=d)
         inl = d <= tol
@@ -453,6 +454,8 @@ class Associator:
         nin = wi.sum(1)
         num = np.multiply(r, wi, out=buf).sum(1)
         o = np.where(nin > 0, num / np.maximum(nin, 1e-12), o)
+        if not score:
+            return None, o
         d = np.subtract(r, o[:, None], out=buf)
         d /= tol
         np.multiply(d, d, out=d)
@@ -525,18 +528,20 @@ class Associator:
             tol = tt
         if hist_halfwidth_s > 0:
             bi = np.floor((r - base) / hb).astype(np.int64)
-            ok = (bi >= 0) & (bi < nbh)
-            bi += np.arange(N)[:, None] * nbh
-            cnt = np.bincount(bi[ok], minlength=N * nbh).reshape(N, nbh)
+            # bins 0..nbh-1 per node, with an underflow (column 0) and an overflow bin
+            np.maximum(bi, -1, out=bi)
+            np.minimum(bi, nbh, out=bi)
+            bi += np.arange(1, N * (nbh + 2), nbh + 2)[:, None]
+            cnt = np.bincount(bi.ravel(), minlength=N * (nbh + 2)).reshape(N, nbh + 2)
             nw = max(1, int(round(2 * self.max_residual_s / hb)))
-            cs = np.concatenate([np.zeros((N, 1), np.int64), np.cumsum(cnt, 1)], 1)
-            win = cs[:, nw:] - cs[:, :-nw]
+            cs = np.cumsum(cnt, 1)  # cs[:, c] - cs[:, 0] = picks in bins < c
+            win = cs[:, nw:nbh + 1] - cs[:, :nbh + 1 - nw]  # picks in bins [j, j + nw)
             j = win.argmax(1)
             o = base + (j + 0.5 * nw) * hb
         else:
             o = np.full(N, o_guess)
         buf = np.empty_like(r)
-        score, o = self._soft_fit(r, o, pw, tol, buf)
+        _, o = self._soft_fit(r, o, pw, tol, buf, score=False)  # the first score is not used
         score, o = self._soft_fit(r, o, pw, tol, buf)
         k = int(np.argmax(score))
         return k, float(o[k]), float(score[k])
