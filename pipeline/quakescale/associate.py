@@ -500,26 +500,27 @@ class Associator:
         """Best node of a box (travel times ``ttu`` (N, U) to the picks' columns ``inv``) for
         picks at ``t`` -> (index, origin, score).  Picks whose reduced time cannot come near
         the origin-time window at any node are left out first: they add nothing to any node's
-        histogram or score."""
+        histogram or score (``kmin``/``kmax``: each pick's least / largest travel time over the
+        box; without them nothing is left out)."""
         N = ttu.shape[0]
-        # reach of one pick: the histogram window, then two re-centrings by at most tol each
-        tmax = tol + (self.residual_per_s * float(ttu.max()) if self.residual_per_s > 0 else 0.0)
         if hist_halfwidth_s > 0:
             hb = 0.25
             nbh = int(math.ceil(2 * hist_halfwidth_s / hb))
             base = o_guess - hist_halfwidth_s
-            lo, hi = base - 3 * tmax - 1e-6, base + nbh * hb + 3 * tmax + 1e-6
-        else:
-            lo, hi = o_guess - 3 * tmax - 1e-6, o_guess + 3 * tmax + 1e-6
-        if kmin is None:
-            kmin, kmax = ttu.min(0)[inv], ttu.max(0)[inv]
-        near = (t - kmax <= hi) & (t - kmin >= lo)
-        if not near.all():
-            if not near.any():  # every node scores 0: what the full search gives then
-                o_empty = base + 0.5 * max(1, int(round(2 * self.max_residual_s / 0.25))) * 0.25 \
-                    if hist_halfwidth_s > 0 else o_guess
-                return 0, float(o_empty), 0.0
-            t, pw, inv = t[near], pw[near], inv[near]
+        if kmin is not None:  # (stage 0; later stages' picks are all near: the "keep" filter)
+            # reach of one pick: the histogram window, then two re-centrings by at most tol each
+            tmax = tol + (self.residual_per_s * float(ttu.max()) if self.residual_per_s > 0 else 0.0)
+            if hist_halfwidth_s > 0:
+                lo, hi = base - 3 * tmax - 1e-6, base + nbh * hb + 3 * tmax + 1e-6
+            else:
+                lo, hi = o_guess - 3 * tmax - 1e-6, o_guess + 3 * tmax + 1e-6
+            near = (t - kmax <= hi) & (t - kmin >= lo)
+            if not near.all():
+                if not near.any():  # every node scores 0: what the full search gives then
+                    o_empty = base + 0.5 * max(1, int(round(2 * self.max_residual_s / hb))) * hb \
+                        if hist_halfwidth_s > 0 else o_guess
+                    return 0, float(o_empty), 0.0
+                t, pw, inv = t[near], pw[near], inv[near]
         tt = ttu[:, inv]  # (N, m)
         r = np.subtract(t[None, :], tt)
         if self.residual_per_s > 0:  # tolerance grows with the travel time (model error)
