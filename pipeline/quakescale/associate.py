@@ -225,6 +225,10 @@ class Associator:
             steps.append(self.fine_spacing_km)
         halves = [self.detect_spacing_km] + steps[:-1]
         self._stages = [self._axis_offsets(h, st) for h, st in zip(halves, steps)]
+        n_col = 2 * len(self.sx)
+        self._all_columns = self._columns(np.arange(n_col) >> 1, np.arange(n_col) & 1)[1]
+        self._box0_cache: dict = {}
+        self._box0_cache_max = max(16, int(64e6 // (len(self._stages[0]) ** 3 * n_col * 8 * 1.2)))
 
     # the constructor arguments an ``associate:`` config section carries
     SECTION_FIELDS = ("max_residual_s", "min_stations", "min_p", "min_s", "min_picks", "min_p_and_s", "min_score",
@@ -496,12 +500,12 @@ class Associator:
         t += e
         return t.reshape(-1, len(offu))
 
-    def _search(self, ttu, inv, t, pw, o_guess, hist_halfwidth_s, tol, kmin=None, kmax=None):
+    def _search(self, ttu, inv, t, pw, o_guess, hist_halfwidth_s, tol, kmin=None, kmax=None, ttmax=None):
         """Best node of a box (travel times ``ttu`` (N, U) to the picks' columns ``inv``) for
         picks at ``t`` -> (index, origin, score).  Picks whose reduced time cannot come near
         the origin-time window at any node are left out first: they add nothing to any node's
         histogram or score (``kmin``/``kmax``: each pick's least / largest travel time over the
-        box; without them nothing is left out)."""
+        box, ``ttmax`` the largest of them; without them nothing is left out)."""
         N = ttu.shape[0]
         if hist_halfwidth_s > 0:
             hb = 0.25
@@ -509,7 +513,8 @@ class Associator:
             base = o_guess - hist_halfwidth_s
         if kmin is not None:  # (stage 0; later stages' picks are all near: the "keep" filter)
             # reach of one pick: the histogram window, then two re-centrings by at most tol each
-            tmax = tol + (self.residual_per_s * float(ttu.max()) if self.residual_per_s > 0 else 0.0)
+            ttmax = float(ttu[:, inv].max()) if ttmax is None else ttmax  # over the picks' columns
+            tmax = tol + (self.residual_per_s * ttmax if self.residual_per_s > 0 else 0.0)
             if hist_halfwidth_s > 0:
                 lo, hi = base - 3 * tmax - 1e-6, base + nbh * hb + 3 * tmax + 1e-6
             else:
@@ -546,6 +551,20 @@ class Associator:
         score, o = self._soft_fit(r, o, pw, tol, buf)
         k = int(np.argmax(score))
         return k, float(o[k]), float(score[k])
+
+    def _stage0_box(self, k):
+        """Stage 0's box around detection node ``k`` (always the same box) with its travel
+        times to every station/phase column (N, 2 n_sta) and their least/largest over the box,
+        cached per node (up to ~64 MB; the candidates of a day come back to the same nodes)."""
+        hit = self._box0_cache.get(k)
+        if hit is None:
+            xs, ys, zs = axes = self._box_axes(self.det_nodes[k], self._stages[0])
+            full = self._tt_box(xs, ys, zs, self._all_columns)
+            hit = (axes, full, full.min(0), full.max(0))
+            if len(self._box0_cache) >= self._box0_cache_max:
+                self._box0_cache.pop(next(iter(self._box0_cache)))
+            self._box0_cache[k] = hit
+        return hit
 
     def _box_axes(self, best, offs):
         """The search box around ``best`` (per-axis node values, clamped to the region)."""
@@ -590,12 +609,12 @@ class Associator:
             t = t + elev * np.sqrt(np.clip(self._inv_v0sq[ph] - dtdd**2, 0.0, None))
         return t
 
-    def _stage0_can_pass(self, ttu, kmin, kmax, t, s, p, pw, o0, hw, tol, thr) -> bool:
+    def _stage0_can_pass(self, ttmax, kmin, kmax, t, s, p, pw, o0, hw, tol, thr) -> bool:
         """Before the first search: the picks that stage 0's "keep" filter can let through
         from any node of the box, whatever origin time the search finds, must already be able
         to pass (upper bounds as :meth:`_can_pass`); else the candidate is hopeless."""
         rps = self.residual_per_s
-        tmax = tol + rps * float(ttu.max())
+        tmax = tol + rps * ttmax
         hb = 0.25
         nbh = int(math.ceil(2 * hw / hb))
         base = o0 - hw
@@ -639,27 +658,29 @@ class Associator:
         # coarse to fine: 2 x grid_spacing_km over the detection cell, then halving steps; the
         # stages finer than grid_spacing_km score with loc_residual_s (sharper location)
         best, ob = node, o0
-        inv, cols = self._columns(s, p)
         for i, offs in enumerate(self._stages):
-            xs, ys, zs = axes = self._box_axes(best, offs)
-            ttu = self._tt_box(xs, ys, zs, cols)
             stol = self.loc_residual_s if (self.loc_residual_s and i >= 2) else tol
-            if i == 0:
+            if i == 0:  # the detection node's box: travel times to every column, cached per node
+                axes, full, fmin, fmax = self._stage0_box(k)
+                key = s * 2 + p
                 hw = slack + 2 * tol
-                kmin, kmax = ttu.min(0)[inv], ttu.max(0)[inv]
-                if not self._stage0_can_pass(ttu, kmin, kmax, t, s, p, pw, o0, hw, tol, thr):
+                kmin, kmax = fmin[key], fmax[key]
+                ttmax = float(kmax.max())
+                if not self._stage0_can_pass(ttmax, kmin, kmax, t, s, p, pw, o0, hw, tol, thr):
                     return None
-                kb, ob, score = self._search(ttu, inv, t, pw, ob, hw, stol, kmin, kmax)
+                kb, ob, score = self._search(full, key, t, pw, ob, hw, stol, kmin, kmax, ttmax)
             else:
+                xs, ys, zs = axes = self._box_axes(best, offs)
+                ttu = self._tt_box(xs, ys, zs, cols)
                 kb, ob, score = self._search(ttu, inv, t, pw, ob, 0.0, stol)
             best = self._box_node(axes, kb)
             if i == 0:
                 if score < 0.5 * max(thr, self.min_picks):
                     return None
-                # keep the picks that can matter from here on (ttu[kb]: the times from best)
-                r0 = t - ttu[kb, inv] - ob
+                # keep the picks that can matter from here on (full[kb]: the times from best)
+                r0 = t - full[kb, key] - ob
                 keep = np.abs(r0) <= 2 * (tol + self.residual_per_s * (t - ob)) + self.grid_spacing_km / 2.0
-                sel, t, s, p, pw, inv = sel[keep], t[keep], s[keep], p[keep], pw[keep], inv[keep]
+                sel, t, s, p, pw = sel[keep], t[keep], s[keep], p[keep], pw[keep]
                 if len(sel) < thr or not self._can_pass(s, p, pw):
                     return None
                 inv, cols = self._columns(s, p)
