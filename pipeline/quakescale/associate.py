@@ -545,7 +545,8 @@ class Associator:
             j = win.argmax(1)
             o = base + (j + 0.5 * nw) * hb
         else:
-            o = np.full(N, o_guess)
+            o = np.empty(N)
+            o.fill(o_guess)
         buf = np.empty_like(r)
         _, o = self._soft_fit(r, o, pw, tol, buf, score=False)  # the first score is not used
         score, o = self._soft_fit(r, o, pw, tol, buf)
@@ -586,10 +587,9 @@ class Associator:
         tt = self.tt
         d = np.asarray(dist, float)
         fi = np.clip(d / tt.dist_step, 0, len(tt.dist) - 1.000001)
-        fj = np.clip((np.float64(depth) - tt.min_depth_km) / tt.depth_step, 0, len(tt.depth) - 1.000001)
-        fj = np.broadcast_to(fj, fi.shape)
+        fj = min(max((float(depth) - tt.min_depth_km) / tt.depth_step, 0.0), len(tt.depth) - 1.000001)
         i = fi.astype(np.int64)
-        j = fj.astype(np.int64)
+        j = int(fj)  # one depth: scalars (the same values the table's broadcast arrays hold)
         a = fi - i
         b = fj - j
         base = ph * (self._nd * self._nz) + i * self._nz + j
@@ -710,7 +710,7 @@ class Associator:
         n_s = int((p[inl] == 1).sum())
         if n_sta < self.min_stations or n_p < self.min_p or n_s < self.min_s or len(inl) < self.min_picks:
             return None
-        n_ps = len(np.intersect1d(s[inl][p[inl] == 0], s[inl][p[inl] == 1]))
+        n_ps = n_p + n_s - n_sta  # one P and one S per station at most here
         if n_ps < self.min_p_and_s:
             return None
         if self._on_edge(best):
