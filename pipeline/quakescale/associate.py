@@ -371,10 +371,13 @@ class Associator:
         # A rejected candidate stays rejected: later passes only take picks away from its
         # window, which cannot create the support it lacked.
         rejected: set = set()
+        # what changed since the last detection: the detection skips the time blocks where
+        # nothing did (all their candidates were rejected before and would be skipped)
+        state: dict = {"start": None, "changed": [], "dirty": set()}
         for npass in range(self.max_passes):
-            cands = self._detect(tsec, col, used)
+            cands = self._detect(tsec, col, used, state)
             n_before = len(events)
-            for o0, k, _score in cands:
+            for o0, k, _score, blk in cands:
                 key = (int(round(o0 / self.detect_bin_s)), int(k))
                 if key in rejected:
                     continue
@@ -384,6 +387,8 @@ class Associator:
                     continue
                 ev, members, resid, w = res
                 used[members] = True
+                state["changed"].append(tsec[members])
+                state["dirty"].add(blk)
                 ev["_local"] = len(events)
                 events.append(ev)
                 assigned.append((members, resid, w))
@@ -395,8 +400,15 @@ class Associator:
     def _trigger(self) -> int:
         return max(self.min_stations, self.min_p + self.min_s, int(math.ceil(0.6 * self.min_picks)))
 
-    def _detect(self, tsec, col, used):
-        """Candidate (origin time, node) pairs from binned per-node origin-time proposals."""
+    def _detect(self, tsec, col, used, state=None):
+        """Candidate (origin time, node, count, block) from binned per-node origin-time
+        proposals.  ``state`` (from the previous pass): the block start, the times of the picks
+        used since and the blocks whose candidates were accepted -- a block with none of
+        these gives the candidates it gave before, all rejected then, so it is skipped."""
+        if state is None:
+            state = {"start": None, "changed": [], "dirty": set()}
+        prev_start, changed, dirty = state["start"], state["changed"], state["dirty"]
+        state.update(start=None, changed=[], dirty=set())
         if len(tsec) == 0:
             return []
         w = self.detect_bin_s  # bin width; counts in two-bin windows (2 * w)
@@ -418,9 +430,17 @@ class Associator:
         B = int(math.ceil(ttmax / w)) + 3
         L = nb + 2 * B + 1
         kidx = np.arange(K)[None, :] * L + B
+        state["start"] = start
+        reuse = prev_start is not None and prev_start == start
+        if reuse:
+            changed = np.sort(np.concatenate(changed)) if changed else np.empty(0)
         while blk <= end:
             lo = np.searchsorted(tf, blk, "left")
             hi = np.searchsorted(tf, blk + nb * w + ttmax + 2 * w, "right")
+            if reuse and blk not in dirty and (
+                    np.searchsorted(changed, blk, "left") == np.searchsorted(changed, blk + nb * w + ttmax + 2 * w, "right")):
+                blk += nb * w
+                continue
             if hi - lo >= thr:
                 o = self._det_ttT[cf[lo:hi]]  # (m, K)
                 np.subtract(tf[lo:hi, None], o, out=o)  # origin-time proposals
@@ -439,7 +459,7 @@ class Associator:
                 peak = (best >= thr) & (best == win)
                 peak &= ~np.concatenate([[False], peak[:-1]])
                 for bi in np.flatnonzero(peak):
-                    out.append((blk + (bi + 1) * w, int(bk[bi]), int(best[bi])))
+                    out.append((blk + (bi + 1) * w, int(bk[bi]), int(best[bi]), blk))
             blk += nb * w
         out.sort(key=lambda c: -c[2])
         return out
