@@ -267,6 +267,11 @@ class Associator:
         self._pflat = np.concatenate([tt.tables[ph].p.ravel() for ph in ("P", "S")])
         self._inv_v0sq = np.array([1.0 / tt.model.velocities(ph)[0] ** 2 for ph in ("P", "S")])
         self._dmax = float(tt.dist[-1])
+        # every search node lies in the region box: the farthest station-node distance is at a corner
+        cx = np.array([self.xlim[0], self.xlim[0], self.xlim[1], self.xlim[1]])
+        cy = np.array([self.ylim[0], self.ylim[1], self.ylim[0], self.ylim[1]])
+        far = float(np.hypot(cx[:, None] - self.sx[None], cy[:, None] - self.sy[None]).max())
+        self._within_table = far < self._dmax - 1e-6
 
     def _tt_fast(self, ph, dist, depth, elev):
         i = np.minimum((dist * self._inv_dstep + 0.5).astype(np.int64), self._nd - 1)
@@ -512,7 +517,7 @@ class Associator:
         j = np.minimum(np.maximum(((zs - self._z0) * self._inv_zstep + 0.5).astype(np.int64), 0), self._nz - 1)
         flat = i[:, :, None, :] + j[None, None, :, None]  # (nx, ny, nz, U)
         t = self._tflat[flat]
-        if np.any(dist > self._dmax):
+        if not self._within_table and np.any(dist > self._dmax):
             extra = np.clip(dist - self._dmax, 0, None) * (1.0 / self.tt.model.velocities("P")[-1])
             t = t + extra[:, :, None, :]
         e = self._eflat[flat]
