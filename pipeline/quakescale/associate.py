@@ -25,6 +25,14 @@ picks:
 3. Passes repeat on the picks left over (events overlapping in time) until nothing new is
    found (``max_passes``).
 
+The search is kept cheap without changing its outcome: a candidate whose picks cannot pass
+the evidence thresholds even if all of them fitted (counts and weights bound the final ones
+from above) is dropped before or right after the first stage; picks that cannot reach a
+node's origin-time window are left out of that stage; travel times of a box are looked up
+once per epicentre and station/phase (the first stage's box, always the same around its
+detection node, is cached per node); later passes re-bin only the time blocks where picks were
+taken.  Events and assignments are those of the full search.
+
 :func:`associate_partitioned` splits a long pick set into time partitions with overlap, runs
 them in a loop or on a Dask client, keeps each event in the partition that owns its origin
 time and resolves boundary duplicates exactly once.
