@@ -235,8 +235,14 @@ class Associator:
         self._stages = [self._axis_offsets(h, st) for h, st in zip(halves, steps)]
         n_col = 2 * len(self.sx)
         self._all_columns = self._columns(np.arange(n_col) >> 1, np.arange(n_col) & 1)[1]
-        self._box0_cache: dict = {}
-        self._box0_cache_max = max(16, int(64e6 // (len(self._stages[0]) ** 3 * n_col * 8 * 1.2)))
+        box0_bytes = len(self.det_nodes) * len(self._stages[0]) ** 3 * n_col * 8
+        self._box0_cache: dict | None = {} if box0_bytes <= 64e6 else None
+
+    def __getstate__(self):  # (Dask scatters the associator) the per-node cache is not shipped
+        state = self.__dict__.copy()
+        if state.get("_box0_cache"):
+            state["_box0_cache"] = {}
+        return state
 
     # the constructor arguments an ``associate:`` config section carries
     SECTION_FIELDS = ("max_residual_s", "min_stations", "min_p", "min_s", "min_picks", "min_p_and_s", "min_score",
@@ -586,19 +592,24 @@ class Associator:
         k = int(np.argmax(score))
         return k, float(o[k]), float(score[k])
 
-    def _stage0_box(self, k):
-        """Stage 0's box around detection node ``k`` (always the same box) with its travel
-        times to every station/phase column (N, 2 n_sta) and their least/largest over the box,
-        cached per node (up to ~64 MB; the candidates of a day come back to the same nodes)."""
+    def _stage0_box(self, k, s, p):
+        """Stage 0's box around detection node ``k`` (always the same box): (axes, travel times
+        (N, U), each pick's column in them, each pick's least and largest time over the box).
+        When the boxes of all nodes fit in ~64 MB, their times to every station/phase column
+        are cached per node (the candidates of a day come back to the same nodes)."""
+        if self._box0_cache is None:
+            xs, ys, zs = axes = self._box_axes(self.det_nodes[k], self._stages[0])
+            inv, cols = self._columns(s, p)
+            ttu = self._tt_box(xs, ys, zs, cols)
+            return axes, ttu, inv, ttu.min(0)[inv], ttu.max(0)[inv]
         hit = self._box0_cache.get(k)
         if hit is None:
             xs, ys, zs = axes = self._box_axes(self.det_nodes[k], self._stages[0])
             full = self._tt_box(xs, ys, zs, self._all_columns)
-            hit = (axes, full, full.min(0), full.max(0))
-            if len(self._box0_cache) >= self._box0_cache_max:
-                self._box0_cache.pop(next(iter(self._box0_cache)))
-            self._box0_cache[k] = hit
-        return hit
+            hit = self._box0_cache[k] = (axes, full, full.min(0), full.max(0))
+        axes, full, fmin, fmax = hit
+        key = s * 2 + p
+        return axes, full, key, fmin[key], fmax[key]
 
     def _box_axes(self, best, offs):
         """The search box around ``best`` (per-axis node values, clamped to the region)."""
@@ -693,11 +704,9 @@ class Associator:
         best, ob = node, o0
         for i, offs in enumerate(self._stages):
             stol = self.loc_residual_s if (self.loc_residual_s and i >= 2) else tol
-            if i == 0:  # the detection node's box: travel times to every column, cached per node
-                axes, full, fmin, fmax = self._stage0_box(k)
-                key = s * 2 + p
+            if i == 0:  # the detection node's box
+                axes, full, key, kmin, kmax = self._stage0_box(k, s, p)
                 hw = slack + 2 * tol
-                kmin, kmax = fmin[key], fmax[key]
                 ttmax = float(kmax.max())
                 if not self._stage0_can_pass(ttmax, kmin, kmax, t, s, p, pw, o0, hw, tol, thr):
                     return None
