@@ -287,7 +287,8 @@ def _first_arrivals_many(model: LayeredModel, phase: str, dist_km: np.ndarray, d
             bp[jz] = np.full_like(dist, 1.0 / vs)
             bq[jz] = np.zeros_like(dist)
             continue
-        if k not in per_layer:
+        if k not in per_layer:  # one layer at a time (depths ascending): memory stays small
+            per_layer.clear()
             pr = s / vmax_up
             pv = pr[:, None] * v_up[None, :]
             cos = np.sqrt(1.0 - pv**2)
