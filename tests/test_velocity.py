@@ -27,6 +27,24 @@ def test_vertical_and_head_wave_by_hand():
     assert t[0] == pytest.approx(50.0 / 6.0, rel=1e-5)
 
 
+
+def test_table_build_equals_first_arrivals_depth_by_depth():
+    """The table's batched build (all depths at once, head waves cut at their crossover) gives
+    exactly the values of first_arrivals depth by depth -- including a low-velocity zone, a
+    datum above sea level and an unsorted distance list (the fallback)."""
+    from quakescale.velocity import _first_arrivals_many
+
+    lvz = LayeredModel.from_vpvs((-2.0, 1.0, 5.0, 9.0, 30.0), (4.0, 6.0, 5.5, 6.5, 8.0), 1.75)
+    for m in (default_model(), lvz):
+        for dist in (np.arange(0.0, 250.0, 0.5), np.array([80.0, 3.0, 200.0, 0.0])):
+            depth = np.arange(m.top_km[0], 45.0, 0.7)
+            for ph in ("P", "S"):
+                ref = [np.stack([first_arrivals(m, ph, dist, float(z))[i] for z in depth], 1) for i in range(3)]
+                new = _first_arrivals_many(m, ph, dist, depth)
+                for a, b in zip(ref, new):
+                    assert np.array_equal(a, b)
+                    assert a.shape == b.shape == (len(dist), len(depth))
+
 def test_table_interpolation_and_derivatives():
     m = default_model()
     tt = TravelTimeTable(m, max_dist_km=120, max_depth_km=30)

@@ -25,6 +25,14 @@ picks:
 3. Passes repeat on the picks left over (events overlapping in time) until nothing new is
    found (``max_passes``).
 
+The search is kept cheap without changing its outcome: a candidate whose picks cannot pass
+the evidence thresholds even if all of them fitted (counts and weights bound the final ones
+from above) is dropped before or right after the first stage; picks that cannot reach a
+node's origin-time window are left out of that stage; travel times of a box are looked up
+once per epicentre and station/phase (the first stage's box, always the same around its
+detection node, is cached per node); later passes re-bin only the time blocks where picks were
+taken.  Events and assignments are those of the full search.
+
 :func:`associate_partitioned` splits a long pick set into time partitions with overlap, runs
 them in a loop or on a Dask client, keeps each event in the partition that owns its origin
 time and resolves boundary duplicates exactly once.
@@ -224,7 +232,17 @@ class Associator:
         if steps[-1] > self.fine_spacing_km * 1.01:
             steps.append(self.fine_spacing_km)
         halves = [self.detect_spacing_km] + steps[:-1]
-        self._stages = [self._box_offsets(h, st) for h, st in zip(halves, steps)]
+        self._stages = [self._axis_offsets(h, st) for h, st in zip(halves, steps)]
+        n_col = 2 * len(self.sx)
+        self._all_columns = self._columns(np.arange(n_col) >> 1, np.arange(n_col) & 1)[1]
+        box0_bytes = len(self.det_nodes) * len(self._stages[0]) ** 3 * n_col * 8
+        self._box0_cache: dict | None = {} if box0_bytes <= 64e6 else None
+
+    def __getstate__(self):  # (Dask scatters the associator) the per-node cache is not shipped
+        state = self.__dict__.copy()
+        if state.get("_box0_cache"):
+            state["_box0_cache"] = {}
+        return state
 
     # the constructor arguments an ``associate:`` config section carries
     SECTION_FIELDS = ("max_residual_s", "min_stations", "min_p", "min_s", "min_picks", "min_p_and_s", "min_score",
@@ -258,7 +276,16 @@ class Associator:
             flat_e.append(np.sqrt(np.clip(1.0 / v0**2 - tab.p**2, 0.0, None)).ravel())
         self._tflat = np.concatenate(flat_t)
         self._eflat = np.concatenate(flat_e)
+        # the bilinear time of the final residuals (as TravelTimeTable.time, both phases at once)
+        self._tflat_exact = self._tflat
+        self._pflat = np.concatenate([tt.tables[ph].p.ravel() for ph in ("P", "S")])
+        self._inv_v0sq = np.array([1.0 / tt.model.velocities(ph)[0] ** 2 for ph in ("P", "S")])
         self._dmax = float(tt.dist[-1])
+        # every search node lies in the region box: the farthest station-node distance is at a corner
+        cx = np.array([self.xlim[0], self.xlim[0], self.xlim[1], self.xlim[1]])
+        cy = np.array([self.ylim[0], self.ylim[1], self.ylim[0], self.ylim[1]])
+        far = float(np.hypot(cx[:, None] - self.sx[None], cy[:, None] - self.sy[None]).max())
+        self._within_table = far < self._dmax - 1e-6
 
     def _tt_fast(self, ph, dist, depth, elev):
         i = np.minimum((dist * self._inv_dstep + 0.5).astype(np.int64), self._nd - 1)
@@ -288,13 +315,13 @@ class Associator:
         # (K, n_sta * 2): column = station * 2 + phase
         self.det_tt = np.stack(cols, 2).reshape(len(self.det_nodes), -1).astype(np.float64)
         self.det_ttmax = self.det_tt.max(1)
+        self._det_ttT = np.ascontiguousarray(self.det_tt.T)  # (n_sta * 2, K): rows gathered per pick
 
     @staticmethod
-    def _box_offsets(half: float, step: float) -> np.ndarray:
+    def _axis_offsets(half: float, step: float) -> np.ndarray:
+        """Offsets along one axis of a search box; the box is their product (x, y, z)."""
         n = int(round(half / step))
-        o = np.arange(-n, n + 1) * step
-        X, Y, Z = np.meshgrid(o, o, o, indexing="ij")
-        return np.stack([X.ravel(), Y.ravel(), Z.ravel()], 1)
+        return np.arange(-n, n + 1) * step
 
     # ------------------------------------------------------------------ input
     def _prepare_picks(self, picks: pd.DataFrame):
@@ -363,10 +390,13 @@ class Associator:
         # A rejected candidate stays rejected: later passes only take picks away from its
         # window, which cannot create the support it lacked.
         rejected: set = set()
+        # what changed since the last detection: the detection skips the time blocks where
+        # nothing did (all their candidates were rejected before and would be skipped)
+        state: dict = {"start": None, "changed": [], "dirty": set()}
         for npass in range(self.max_passes):
-            cands = self._detect(tsec, col, used)
+            cands = self._detect(tsec, col, used, state)
             n_before = len(events)
-            for o0, k, _score in cands:
+            for o0, k, _score, blk in cands:
                 key = (int(round(o0 / self.detect_bin_s)), int(k))
                 if key in rejected:
                     continue
@@ -376,6 +406,8 @@ class Associator:
                     continue
                 ev, members, resid, w = res
                 used[members] = True
+                state["changed"].append(tsec[members])
+                state["dirty"].add(blk)
                 ev["_local"] = len(events)
                 events.append(ev)
                 assigned.append((members, resid, w))
@@ -387,8 +419,15 @@ class Associator:
     def _trigger(self) -> int:
         return max(self.min_stations, self.min_p + self.min_s, int(math.ceil(0.6 * self.min_picks)))
 
-    def _detect(self, tsec, col, used):
-        """Candidate (origin time, node) pairs from binned per-node origin-time proposals."""
+    def _detect(self, tsec, col, used, state=None):
+        """Candidate (origin time, node, count, block) from binned per-node origin-time
+        proposals.  ``state`` (from the previous pass): the block start, the times of the picks
+        used since and the blocks whose candidates were accepted -- a block with none of
+        these gives the candidates it gave before, all rejected then, so it is skipped."""
+        if state is None:
+            state = {"start": None, "changed": [], "dirty": set()}
+        prev_start, changed, dirty = state["start"], state["changed"], state["dirty"]
+        state.update(start=None, changed=[], dirty=set())
         if len(tsec) == 0:
             return []
         w = self.detect_bin_s  # bin width; counts in two-bin windows (2 * w)
@@ -405,15 +444,31 @@ class Associator:
         nb = int(math.ceil(self.block_s / w))
         blk = start
         sup = 2  # NMS radius in bins (~ 2 * w each side)
-        kidx = np.arange(K)[None, :] * (nb + 1)
+        # a pick at t >= blk (and t <= blk + (nb + 2) * w + ttmax) proposes bins b in
+        # [-B, nb + B]: each node gets nb + 2B + 1 bins, those outside [0, nb] are dropped after
+        B = int(math.ceil(ttmax / w)) + 3
+        L = nb + 2 * B + 1
+        kidx = np.arange(K)[None, :] * L + B
+        state["start"] = start
+        reuse = prev_start is not None and prev_start == start
+        if reuse:
+            changed = np.sort(np.concatenate(changed)) if changed else np.empty(0)
         while blk <= end:
             lo = np.searchsorted(tf, blk, "left")
             hi = np.searchsorted(tf, blk + nb * w + ttmax + 2 * w, "right")
+            if reuse and blk not in dirty and (
+                    np.searchsorted(changed, blk, "left") == np.searchsorted(changed, blk + nb * w + ttmax + 2 * w, "right")):
+                blk += nb * w
+                continue
             if hi - lo >= thr:
-                o = tf[lo:hi, None] - self.det_tt[:, cf[lo:hi]].T  # (m, K)
-                b = np.floor((o - blk) / w).astype(np.int64)
-                ok = (b >= 0) & (b < nb + 1)
-                cnt = np.bincount((kidx + b)[ok], minlength=K * (nb + 1)).reshape(K, nb + 1)
+                o = self._det_ttT[cf[lo:hi]]  # (m, K)
+                np.subtract(tf[lo:hi, None], o, out=o)  # origin-time proposals
+                o -= blk
+                o /= w
+                np.floor(o, out=o)
+                b = o.astype(np.int64)
+                b += kidx
+                cnt = np.bincount(b.ravel(), minlength=K * L).reshape(K, L)[:, B:B + nb + 1]
                 c2 = cnt[:, :-1] + cnt[:, 1:]  # window [b, b+2) -> centre (b + 1) * w
                 best = c2.max(0)
                 bk = c2.argmax(0)
@@ -423,57 +478,215 @@ class Associator:
                 peak = (best >= thr) & (best == win)
                 peak &= ~np.concatenate([[False], peak[:-1]])
                 for bi in np.flatnonzero(peak):
-                    out.append((blk + (bi + 1) * w, int(bk[bi]), int(best[bi])))
+                    out.append((blk + (bi + 1) * w, int(bk[bi]), int(best[bi]), blk))
             blk += nb * w
         out.sort(key=lambda c: -c[2])
         return out
 
     # ------------------------------------------------------------------ step 2: grid search
     @staticmethod
-    def _soft_fit(r, o, pw, tol):
+    def _soft_fit(r, o, pw, tol, buf, score=True):
         """Given reduced times ``r`` (N, m), origin guesses ``o`` (N,), pick weights ``pw``
         (m,) and a tolerance: re-centre ``o`` on the inliers once and return (soft-count
-        score, origin), both (N,)."""
-        inl = np.abs(r - o[:, None]) <= tol
-        wi = inl * pw[None, :]
+        score, origin), both (N,) (score None with ``score=False``).  ``buf``: scratch array
+        of ``r``'s shape (in-place work)."""
+        d = np.subtract(r, o[:, None], out=buf)
+        np.abs(d, out=d)
+        inl = d <= tol
+        wi = np.multiply(inl, pw[None, :], out=buf)
         nin = wi.sum(1)
-        o = np.where(nin > 0, (r * wi).sum(1) / np.maximum(nin, 1e-12), o)
-        d = (r - o[:, None]) / tol
-        score = (np.clip(1.0 - d * d, 0.0, None) * pw[None, :]).sum(1)
-        return score, o
+        num = np.multiply(r, wi, out=buf).sum(1)
+        o = np.where(nin > 0, num / np.maximum(nin, 1e-12), o)
+        if not score:
+            return None, o
+        d = np.subtract(r, o[:, None], out=buf)
+        d /= tol
+        np.multiply(d, d, out=d)
+        np.subtract(1.0, d, out=d)
+        np.maximum(d, 0.0, out=d)
+        d *= pw[None, :]
+        return d.sum(1), o
 
-    def _search(self, nodes, t, st, ph, pw, o_guess, hist_halfwidth_s, tol):
-        """Best node of ``nodes`` (N, 3) for picks (t, st, ph) -> (index, origin, score)."""
-        dist = np.hypot(nodes[:, None, 0] - self.sx[st][None], nodes[:, None, 1] - self.sy[st][None])
-        tt = self._tt_fast(ph[None, :], dist, nodes[:, None, 2], self.selev[st][None, :])
-        r = t[None, :] - tt  # (N, m)
-        if self.residual_per_s > 0:  # tolerance grows with the travel time (model error)
-            tol = tol + self.residual_per_s * tt
-        N = len(nodes)
+    def _columns(self, s, p):
+        """The station/phase columns of picks (s, p): (inverse index per pick, per-column
+        x, y, table offset, elevation) -- what :meth:`_tt_box` needs, computed once per pick set."""
+        key = s * 2 + p
+        present = np.zeros(2 * len(self.sx), bool)
+        present[key] = True
+        uk = np.flatnonzero(present)
+        lut = np.empty(len(present), np.int64)
+        lut[uk] = np.arange(len(uk))
+        us = uk >> 1
+        return lut[key], (self.sx[us], self.sy[us], (uk & 1) * (self._nd * self._nz), self.selev[us])
+
+    def _tt_box(self, xs, ys, zs, cols):
+        """Nearest-sample travel times (as :meth:`_tt_fast`) from every node of the box
+        ``xs x ys x zs`` (node index ``(ix * len(ys) + iy) * len(zs) + iz``) to the station /
+        phase columns ``cols`` (:meth:`_columns`): (N, U).  Distances once per epicentre."""
+        sxu, syu, offu, elevu = cols
+        dist = np.hypot(xs[:, None, None] - sxu, ys[None, :, None] - syu)  # (nx, ny, U)
+        i = np.minimum((dist * self._inv_dstep + 0.5).astype(np.int64), self._nd - 1)
+        i *= self._nz
+        i += offu
+        j = np.minimum(np.maximum(((zs - self._z0) * self._inv_zstep + 0.5).astype(np.int64), 0), self._nz - 1)
+        flat = i[:, :, None, :] + j[None, None, :, None]  # (nx, ny, nz, U)
+        t = self._tflat[flat]
+        if not self._within_table and np.any(dist > self._dmax):
+            extra = np.clip(dist - self._dmax, 0, None) * (1.0 / self.tt.model.velocities("P")[-1])
+            t = t + extra[:, :, None, :]
+        e = self._eflat[flat]
+        e *= elevu
+        t += e
+        return t.reshape(-1, len(offu))
+
+    def _search(self, ttu, inv, t, pw, o_guess, hist_halfwidth_s, tol, kmin=None, kmax=None, ttmax=None):
+        """Best node of a box (travel times ``ttu`` (N, U) to the picks' columns ``inv``) for
+        picks at ``t`` -> (index, origin, score).  Picks whose reduced time cannot come near
+        the origin-time window at any node are left out first: they add nothing to any node's
+        histogram or score (``kmin``/``kmax``: each pick's least / largest travel time over the
+        box, ``ttmax`` the largest of them; without them nothing is left out)."""
+        N = ttu.shape[0]
         if hist_halfwidth_s > 0:
             hb = 0.25
             nbh = int(math.ceil(2 * hist_halfwidth_s / hb))
             base = o_guess - hist_halfwidth_s
+        if kmin is not None:  # (stage 0; later stages' picks are all near: the "keep" filter)
+            # reach of one pick: the histogram window, then two re-centrings by at most tol each
+            ttmax = float(ttu[:, inv].max()) if ttmax is None else ttmax  # over the picks' columns
+            tmax = tol + (self.residual_per_s * ttmax if self.residual_per_s > 0 else 0.0)
+            if hist_halfwidth_s > 0:
+                lo, hi = base - 3 * tmax - 1e-6, base + nbh * hb + 3 * tmax + 1e-6
+            else:
+                lo, hi = o_guess - 3 * tmax - 1e-6, o_guess + 3 * tmax + 1e-6
+            near = (t - kmax <= hi) & (t - kmin >= lo)
+            if not near.all():
+                if not near.any():  # every node scores 0: what the full search gives then
+                    o_empty = base + 0.5 * max(1, int(round(2 * self.max_residual_s / hb))) * hb \
+                        if hist_halfwidth_s > 0 else o_guess
+                    return 0, float(o_empty), 0.0
+                t, pw, inv = t[near], pw[near], inv[near]
+        tt = ttu[:, inv]  # (N, m)
+        r = np.subtract(t[None, :], tt)
+        if self.residual_per_s > 0:  # tolerance grows with the travel time (model error)
+            tt *= self.residual_per_s
+            tt += tol
+            tol = tt
+        if hist_halfwidth_s > 0:
             bi = np.floor((r - base) / hb).astype(np.int64)
-            ok = (bi >= 0) & (bi < nbh)
-            cnt = np.bincount((np.arange(N)[:, None] * nbh + bi)[ok], minlength=N * nbh).reshape(N, nbh)
+            # bins 0..nbh-1 per node, with an underflow (column 0) and an overflow bin
+            np.maximum(bi, -1, out=bi)
+            np.minimum(bi, nbh, out=bi)
+            bi += np.arange(1, N * (nbh + 2), nbh + 2)[:, None]
+            cnt = np.bincount(bi.ravel(), minlength=N * (nbh + 2)).reshape(N, nbh + 2)
             nw = max(1, int(round(2 * self.max_residual_s / hb)))
-            cs = np.concatenate([np.zeros((N, 1), np.int64), np.cumsum(cnt, 1)], 1)
-            win = cs[:, nw:] - cs[:, :-nw]
+            cs = np.cumsum(cnt, 1)  # cs[:, c] - cs[:, 0] = picks in bins < c
+            win = cs[:, nw:nbh + 1] - cs[:, :nbh + 1 - nw]  # picks in bins [j, j + nw)
             j = win.argmax(1)
             o = base + (j + 0.5 * nw) * hb
         else:
-            o = np.full(N, o_guess)
-        score, o = self._soft_fit(r, o, pw, tol)
-        score, o = self._soft_fit(r, o, pw, tol)
+            o = np.empty(N)
+            o.fill(o_guess)
+        buf = np.empty_like(r)
+        _, o = self._soft_fit(r, o, pw, tol, buf, score=False)  # the first score is not used
+        score, o = self._soft_fit(r, o, pw, tol, buf)
         k = int(np.argmax(score))
         return k, float(o[k]), float(score[k])
 
-    def _clamp(self, nodes):
-        nodes[:, 0] = np.clip(nodes[:, 0], *self.xlim)
-        nodes[:, 1] = np.clip(nodes[:, 1], *self.ylim)
-        nodes[:, 2] = np.clip(nodes[:, 2], self.min_depth_km, self.max_depth_km)
-        return nodes
+    def _stage0_box(self, k, s, p):
+        """Stage 0's box around detection node ``k`` (always the same box): (axes, travel times
+        (N, U), each pick's column in them, each pick's least and largest time over the box).
+        When the boxes of all nodes fit in ~64 MB, their times to every station/phase column
+        are cached per node (the candidates of a day come back to the same nodes)."""
+        if self._box0_cache is None:
+            xs, ys, zs = axes = self._box_axes(self.det_nodes[k], self._stages[0])
+            inv, cols = self._columns(s, p)
+            ttu = self._tt_box(xs, ys, zs, cols)
+            return axes, ttu, inv, ttu.min(0)[inv], ttu.max(0)[inv]
+        hit = self._box0_cache.get(k)
+        if hit is None:
+            xs, ys, zs = axes = self._box_axes(self.det_nodes[k], self._stages[0])
+            full = self._tt_box(xs, ys, zs, self._all_columns)
+            hit = self._box0_cache[k] = (axes, full, full.min(0), full.max(0))
+        axes, full, fmin, fmax = hit
+        key = s * 2 + p
+        return axes, full, key, fmin[key], fmax[key]
+
+    def _box_axes(self, best, offs):
+        """The search box around ``best`` (per-axis node values, clamped to the region)."""
+        mn, mx = np.minimum, np.maximum  # = np.clip, without its overhead
+        return (mn(mx(best[0] + offs, self.xlim[0]), self.xlim[1]), mn(mx(best[1] + offs, self.ylim[0]), self.ylim[1]),
+                mn(mx(best[2] + offs, self.min_depth_km), self.max_depth_km))
+
+    @staticmethod
+    def _box_node(axes, k):
+        xs, ys, zs = axes
+        iz = k % len(zs)
+        iy = (k // len(zs)) % len(ys)
+        ix = k // (len(zs) * len(ys))
+        return np.array([xs[ix], ys[iy], zs[iz]])
+
+    def _tt_exact(self, ph, dist, depth, elev):
+        """``TravelTimeTable.time`` (bilinear) for mixed phases ``ph`` in one pass: the same
+        arithmetic, only the time (and dT/dDelta for the elevation term) computed."""
+        tt = self.tt
+        d = np.asarray(dist, float)
+        fi = np.clip(d / tt.dist_step, 0, len(tt.dist) - 1.000001)
+        fj = min(max((float(depth) - tt.min_depth_km) / tt.depth_step, 0.0), len(tt.depth) - 1.000001)
+        i = fi.astype(np.int64)
+        j = int(fj)  # one depth: scalars (the same values the table's broadcast arrays hold)
+        a = fi - i
+        b = fj - j
+        base = ph * (self._nd * self._nz) + i * self._nz + j
+        a1, b1 = 1 - a, 1 - b
+
+        def interp(arr):
+            return (arr[base] * a1 * b1 + arr[base + self._nz] * a * b1
+                    + arr[base + 1] * a1 * b + arr[base + self._nz + 1] * a * b)
+
+        t = interp(self._tflat_exact)
+        dtdd = interp(self._pflat)
+        beyond = d > tt.dist[-1]
+        if np.any(beyond):
+            t = np.where(beyond, t + (d - tt.dist[-1]) * dtdd, t)
+        elev = np.asarray(elev, float)
+        if np.any(elev != 0):
+            t = t + elev * np.sqrt(np.clip(self._inv_v0sq[ph] - dtdd**2, 0.0, None))
+        return t
+
+    def _stage0_can_pass(self, ttmax, kmin, kmax, t, s, p, pw, o0, hw, tol, thr) -> bool:
+        """Before the first search: the picks that stage 0's "keep" filter can let through
+        from any node of the box, whatever origin time the search finds, must already be able
+        to pass (upper bounds as :meth:`_can_pass`); else the candidate is hopeless."""
+        rps = self.residual_per_s
+        tmax = tol + rps * ttmax
+        hb = 0.25
+        nbh = int(math.ceil(2 * hw / hb))
+        base = o0 - hw
+        eps = 1e-6
+        olo, ohi = base - 2 * tmax, base + nbh * hb + 2 * tmax  # where the origin can end up
+        mk = 2 * (tol + rps * max(float(t.max()) - olo, 0.0)) + self.grid_spacing_km / 2.0
+        near = (t - kmax <= ohi + mk + eps) & (t - kmin >= olo - mk - eps)
+        return int(near.sum()) >= thr and self._can_pass(s[near], p[near], pw[near])
+
+    def _can_pass(self, s, p, pw) -> bool:
+        """Whether picks (s, p, pw) could still give an accepted event: the final inliers are a
+        subset of them with one P and one S per station at most and weights <= ``pw``, so these
+        counts bound the final ones from above (a candidate failing here would fail there)."""
+        key = s * 2 + p
+        present = np.zeros(2 * len(self.sx), bool)
+        present[key] = True
+        hp, hs = present[0::2], present[1::2]
+        n_p, n_s = int(np.count_nonzero(hp)), int(np.count_nonzero(hs))
+        n_sta = int(np.count_nonzero(hp | hs))
+        if (n_sta < self.min_stations or n_p < self.min_p or n_s < self.min_s or n_p + n_s < self.min_picks
+                or n_p + n_s - n_sta < self.min_p_and_s):
+            return False
+        if self.min_score > 0:
+            wmax = np.zeros(len(present))
+            np.maximum.at(wmax, key, pw)
+            if wmax.sum() < self.min_score * (1 - 1e-9) - 1e-9:
+                return False
+        return True
 
     def _refine(self, o0, k, tsec, st, ph, pw_all, used):
         tol = self.max_residual_s
@@ -490,27 +703,32 @@ class Associator:
         # stages finer than grid_spacing_km score with loc_residual_s (sharper location)
         best, ob = node, o0
         for i, offs in enumerate(self._stages):
-            nodes = self._clamp(best[None, :] + offs)
             stol = self.loc_residual_s if (self.loc_residual_s and i >= 2) else tol
-            kb, ob, score = self._search(nodes, t, s, p, pw, ob, (slack + 2 * tol) if i == 0 else 0.0, stol)
-            best = nodes[kb]
+            if i == 0:  # the detection node's box
+                axes, full, key, kmin, kmax = self._stage0_box(k, s, p)
+                hw = slack + 2 * tol
+                ttmax = float(kmax.max())
+                if not self._stage0_can_pass(ttmax, kmin, kmax, t, s, p, pw, o0, hw, tol, thr):
+                    return None
+                kb, ob, score = self._search(full, key, t, pw, ob, hw, stol, kmin, kmax, ttmax)
+            else:
+                xs, ys, zs = axes = self._box_axes(best, offs)
+                ttu = self._tt_box(xs, ys, zs, cols)
+                kb, ob, score = self._search(ttu, inv, t, pw, ob, 0.0, stol)
+            best = self._box_node(axes, kb)
             if i == 0:
                 if score < 0.5 * max(thr, self.min_picks):
                     return None
-                # keep the picks that can matter from here on
-                d = np.hypot(best[0] - self.sx[s], best[1] - self.sy[s])
-                r0 = t - self._tt_fast(p, d, best[2], self.selev[s]) - ob
+                # keep the picks that can matter from here on (full[kb]: the times from best)
+                r0 = t - full[kb, key] - ob
                 keep = np.abs(r0) <= 2 * (tol + self.residual_per_s * (t - ob)) + self.grid_spacing_km / 2.0
                 sel, t, s, p, pw = sel[keep], t[keep], s[keep], p[keep], pw[keep]
-                if len(sel) < thr:
+                if len(sel) < thr or not self._can_pass(s, p, pw):
                     return None
+                inv, cols = self._columns(s, p)
         # final residuals (bilinear table) and per-station/phase de-duplication
         dist = np.hypot(best[0] - self.sx[s], best[1] - self.sy[s])
-        tpred = np.empty(len(sel))
-        for phc, name in ((0, "P"), (1, "S")):
-            m = p == phc
-            if m.any():
-                tpred[m] = self.tt.time(name, dist[m], best[2], self.selev[s[m]])[0]
+        tpred = self._tt_exact(p, dist, best[2], self.selev[s])
         r = t - tpred
         tol = tol + self.residual_per_s * tpred  # per pick
         o = ob
@@ -534,7 +752,7 @@ class Associator:
         n_s = int((p[inl] == 1).sum())
         if n_sta < self.min_stations or n_p < self.min_p or n_s < self.min_s or len(inl) < self.min_picks:
             return None
-        n_ps = len(np.intersect1d(s[inl][p[inl] == 0], s[inl][p[inl] == 1]))
+        n_ps = n_p + n_s - n_sta  # one P and one S per station at most here
         if n_ps < self.min_p_and_s:
             return None
         if self._on_edge(best):

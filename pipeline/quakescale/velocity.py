@@ -125,13 +125,7 @@ class TravelTimeTable:
 
     # ------------------------------------------------------------------ building
     def _build(self, phase: str) -> _PhaseTable:
-        nd, nz = len(self.dist), len(self.depth)
-        t = np.empty((nd, nz))
-        p = np.empty((nd, nz))
-        q = np.empty((nd, nz))
-        for j, z in enumerate(self.depth):
-            tj, pj, qj = first_arrivals(self.model, phase, self.dist, float(z))
-            t[:, j], p[:, j], q[:, j] = tj, pj, qj
+        t, p, q = _first_arrivals_many(self.model, phase, self.dist, self.depth)
         return _PhaseTable(t, p, q)
 
     # ------------------------------------------------------------------ lookup
@@ -245,6 +239,88 @@ def first_arrivals(model: LayeredModel, phase: str, dist_km: np.ndarray, depth_k
         best_p = np.where(ok, pm, best_p)
         best_q = np.where(ok, -np.sqrt(1.0 / vs**2 - pm**2), best_q)
     return best_t, best_p, best_q
+
+
+def _first_arrivals_many(model: LayeredModel, phase: str, dist_km: np.ndarray, depths_km):
+    """:func:`first_arrivals` for many source depths at once, ``(nd, nz)`` arrays of time, ray
+    parameter and dT/dz: the table build.  The same arithmetic per depth (values identical),
+    with the depth-independent parts computed once, the head waves of one interface for all
+    depths in one array operation, and only at distances beyond the interface's crossover
+    (nearer ones cannot take it: ``dist >= x_cross`` is required)."""
+    v_all = model.velocities(phase)
+    tops = np.asarray(model.top_km, float)
+    surface = tops[0]
+    dist = np.asarray(dist_km, float)
+    if dist.ndim != 1 or np.any(np.diff(dist) < 0):  # the crossover cut needs sorted distances
+        cols = [first_arrivals(model, phase, dist, float(z)) for z in depths_km]
+        return tuple(np.stack([c[i] for c in cols], 1) for i in range(3))
+    zs = np.array([max(float(z), surface) for z in depths_km])
+    ks = (np.searchsorted(tops, zs, side="right") - 1).astype(np.int64)
+    bottoms = np.append(tops[1:], np.inf)
+    nz, nd = len(zs), len(dist)
+    bt, bp, bq = np.empty((nz, nd)), np.empty((nz, nd)), np.empty((nz, nd))
+    u = np.linspace(0.0, 1.0, 4001)
+    s = np.sin(0.5 * np.pi * (1 - (1 - u) ** 3)) * (1 - 1e-10)
+    per_layer: dict = {}
+    for jz, z in enumerate(zs):  # direct wave (as first_arrivals)
+        k = int(ks[jz])
+        h_up = np.clip(np.minimum(bottoms, z) - tops, 0.0, None)[: k + 1]
+        v_up = v_all[: k + 1]
+        vmax_up = v_up.max()
+        vs = v_all[k]
+        if z - surface < 1e-9:
+            bt[jz] = dist / vs
+            bp[jz] = np.full_like(dist, 1.0 / vs)
+            bq[jz] = np.zeros_like(dist)
+            continue
+        if k not in per_layer:  # one layer at a time (depths ascending): memory stays small
+            per_layer.clear()
+            pr = s / vmax_up
+            pv = pr[:, None] * v_up[None, :]
+            cos = np.sqrt(1.0 - pv**2)
+            per_layer[k] = (pr, pv, cos, v_up[None, :] * cos)
+        pr, pv, cos, vcos = per_layer[k]
+        x = (h_up[None, :] * pv / cos).sum(1)
+        tt = (h_up[None, :] / vcos).sum(1)
+        pi = np.interp(dist, x, pr)
+        tau = tt - pr * x
+        t_dir = pi * dist + np.interp(pi, pr, tau)
+        far = dist > x[-1]
+        bt[jz] = np.where(far, tt[-1] + (dist - x[-1]) / vmax_up, t_dir)
+        pi = np.where(far, 1.0 / vmax_up, pi)
+        bp[jz] = pi
+        bq[jz] = np.sqrt(np.clip(1.0 / vs**2 - pi**2, 0.0, None))
+    vs_rows = v_all[ks]
+    for m in range(1, len(tops)):  # head waves, interface by interface (the order of first_arrivals)
+        rows = np.flatnonzero(ks < m)
+        if len(rows) == 0:
+            continue
+        vm = v_all[m]
+        above = v_all[:m]
+        if vm <= above.max():
+            continue
+        pm = 1.0 / vm
+        d_m = tops[m]
+        h_rec = np.clip(np.minimum(bottoms[:m], d_m) - tops[:m], 0.0, None)
+        h_src = np.clip(np.minimum(bottoms[:m], d_m)[None, :] - np.maximum(tops[:m][None, :], zs[rows, None]), 0.0, None)
+        eta = np.sqrt(1.0 / above**2 - pm**2)
+        tan = pm * above / np.sqrt(1.0 - (pm * above) ** 2)
+        hh = h_rec[None, :] + h_src
+        x_cross = (hh * tan[None, :]).sum(1)
+        tau = (hh * eta[None, :]).sum(1)
+        i0 = int(np.searchsorted(dist, x_cross.min(), side="left"))
+        if i0 >= nd:
+            continue
+        d = dist[i0:]
+        t_head = d[None, :] * pm + tau[:, None]
+        sub_t = bt[rows, i0:]
+        ok = (d[None, :] >= x_cross[:, None]) & (t_head < sub_t)
+        if not ok.any():
+            continue
+        bt[rows, i0:] = np.where(ok, t_head, sub_t)
+        bp[rows, i0:] = np.where(ok, pm, bp[rows, i0:])
+        bq[rows, i0:] = np.where(ok, -np.sqrt(1.0 / vs_rows[rows, None] ** 2 - pm**2), bq[rows, i0:])
+    return bt.T.copy(), bp.T.copy(), bq.T.copy()
 
 
 BUILTIN_MODELS = {"ludian_like": default_model}
