@@ -4,7 +4,7 @@
 #   make bench           the benchmarks in quick mode (JSON in bench-out/)
 #   make lint            ruff (lint + format check, line length 120; pyproject.toml [tool.ruff]); not yet part of make test
 #   make containers      build the Apptainer images (needs apptainer)
-#   make models          the seisbench extra + the published EQTransformer / PhaseNet / GPD weights, converted (offline use)
+#   make models          the published EQTransformer / PhaseNet / GPD weights, converted for offline use (make test runs it)
 #   make TORCH=...       another torch requirement, e.g. TORCH="torch==2.13.0 --index-url ..."
 PY      ?= python3
 VENV    ?= .venv
@@ -35,7 +35,7 @@ sysdeps:
 demo: install
 	$(BIN)/quakescale demo --out $(DEMO_OUT)
 
-test: install sysdeps
+test: install sysdeps models
 	MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456 \
 	  $(BIN)/python -m pytest -q -ra tests
 
@@ -55,8 +55,7 @@ bench: install
 	$(BIN)/python -m pip install -q -e ".[test,bench]"   # PyPI hypodd, side by side in bench_hypodd_pypi.py
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b --quick --out bench-out/$$(basename $$b .py).json || exit 1; done
 
-models: install   ## seisbench extra (torch kept as installed) + quakescale models install
-	$(BIN)/python -m pip install -q -e ".[seisbench]"
+models: install   ## the published EQTransformer / PhaseNet / GPD weights, converted for SeisBench (the default picker)
 	$(BIN)/quakescale models install
 
 containers: containers/quakescale-gpu.sif containers/quakescale-cpu.sif   ## Apptainer images (needs apptainer)

@@ -135,8 +135,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--picker",
-        default="cerp",
-        help="METHOD[:MODEL]: cerp (shipped weights), cerp:WEIGHTS, stalta, kurtosis, seisbench:NAME ...",
+        default=None,
+        help="METHOD[:MODEL]: cerp (shipped weights), cerp:WEIGHTS, stalta, kurtosis, seisbench:NAME ... "
+        "(default: the picker of `quakescale init`, or of --config)",
     )
     ap.add_argument(
         "--weights",
@@ -173,7 +174,7 @@ def main(argv=None):
         a.picker = f"cerp:{w}"
         tag = f"cerp-{w.parent.name if w.name == 'weights' else w.name}"
     else:
-        tag = a.picker.replace(":", "-").replace("/", "_")
+        tag = a.picker.replace(":", "-").replace("/", "_") if a.picker else "default"
     work = Path(a.work or f"bench-out/realdata-{tag}").resolve()
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "pipeline") + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -217,12 +218,13 @@ def main(argv=None):
             base.setdefault("archive", {}).update(fitted["archive"])
             base.setdefault("velocity", {})["max_dist_km"] = fitted["velocity"]["max_dist_km"]
             fitted = base
-        method, _, model = a.picker.partition(":")
-        fitted["detect"]["method"] = method
-        if model:
-            fitted["detect"]["model"] = model
-        elif method == "cerp":
-            fitted["detect"]["model"] = "builtin:default"
+        if a.picker:
+            method, _, model = a.picker.partition(":")
+            fitted["detect"]["method"] = method
+            if model:
+                fitted["detect"]["model"] = model
+            elif method == "cerp":
+                fitted["detect"]["model"] = "builtin:default"
         fitted["run"]["out_dir"] = "run"
         cfg_path.write_text(yaml.safe_dump(fitted, sort_keys=False))
         run_dir = work / "run"

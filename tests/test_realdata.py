@@ -231,9 +231,36 @@ def test_run_with_init_defaults_exits_0(small_real_run):
 
 
 @pytest.mark.slow
+def _epoch_s(times) -> np.ndarray:
+    """UTC times (strings or datetimes, any resolution) as seconds since 1970."""
+    return ((pd.to_datetime(pd.Series(times), utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy()
+
+
+def _ref_picks(name: str) -> pd.DataFrame:
+    df = pd.read_csv(MESETAS / "reference" / name)
+    df["t"] = _epoch_s(df["time"])
+    return df
+
+
+def _near(a: pd.DataFrame, b: pd.DataFrame, tol: float = 0.5) -> np.ndarray:
+    """For each pick of ``a``: is a pick of ``b`` of the same station and phase within ``tol`` s?"""
+    out = np.zeros(len(a), bool)
+    for (sid, ph), g in a.groupby(["station_id", "phase"]):
+        tb = np.sort(b.loc[(b.station_id == sid) & (b.phase == ph), "t"].to_numpy())
+        if len(tb):
+            i = np.clip(np.searchsorted(tb, g["t"].to_numpy()), 1, len(tb) - 1) if len(tb) > 1 else np.zeros(len(g), int)
+            d = np.minimum(np.abs(tb[i] - g["t"].to_numpy()), np.abs(tb[np.maximum(i - 1, 0)] - g["t"].to_numpy()))
+            out[g.index.to_numpy()] = d <= tol
+    return out
+
+
 def test_whole_dev_set_with_init_defaults(tmp_path):
-    """The 2 shared hours, 8 stations, init defaults + paths: exit 0, every station-day ok,
-    events located at the sequence (the benchmark, benchmarks/bench_realdata.py, scores picks)."""
+    """Issue 13's acceptance on the 2 shared hours, 8 stations, `quakescale init` defaults + paths:
+    exit 0, every station-day ok; >= 90 % of the PhaseNet+EQTransformer consensus P and S picks found
+    within 0.5 s; >= 60 % of our P and of our S picks within 0.5 s of a PhaseNet or EQTransformer
+    pick; >= 90 % of GaMMA's PhaseNet events in our catalog (origin within 3 s); located events at
+    the sequence."""
+    from quakescale.config import load_config, seisbench_problems
     from quakescale.geo import epicentral_km
 
     assert (
@@ -246,13 +273,32 @@ def test_whole_dev_set_with_init_defaults(tmp_path):
         ).returncode
         == 0
     )
+    det = load_config(tmp_path / "cfg.yaml", check_paths=False).detect
+    if det.method == "seisbench" and seisbench_problems(det.model):
+        pytest.skip(f"default picker not installed here: {seisbench_problems(det.model)} (make test installs it)")
     p = qs("run", tmp_path / "cfg.yaml")
     assert p.returncode == 0, p.stdout + p.stderr
     st = pd.read_parquet(tmp_path / "run" / "status" / "detect.parquet")
     assert (st.state == "ok").sum() == 8
+    ours = pd.concat([pd.read_parquet(f) for f in (tmp_path / "run" / "picks").rglob("*.parquet")], ignore_index=True)
+    ours["t"] = _epoch_s(ours["time"])
+    pn, eqt = _ref_picks("phasenet_picks.csv"), _ref_picks("eqtransformer_picks.csv")
+    consensus = pn[_near(pn, eqt)].reset_index(drop=True)
+    refs = pd.concat([pn, eqt], ignore_index=True)
+    for ph in ("P", "S"):
+        c = consensus[consensus.phase == ph].reset_index(drop=True)
+        o = ours[ours.phase == ph].reset_index(drop=True)
+        found, near = _near(c, o).mean(), _near(o, refs).mean()
+        print(f"{ph}: consensus found {found:.3f} of {len(c)}, ours near a reference {near:.3f} of {len(o)}")
+        assert found >= 0.90 and near >= 0.60, (ph, found, near)
+    cat = pd.read_parquet(tmp_path / "run" / "catalogs" / "events.parquet")
+    t_ours = np.sort(_epoch_s(cat["time"]))
+    gamma = _epoch_s(pd.read_csv(MESETAS / "reference" / "gamma_phasenet_catalog.csv")["time"])
+    hit = [np.abs(t_ours - t).min() <= 3.0 for t in gamma] if len(t_ours) else [False]
+    assert np.mean(hit) >= 0.9, f"GaMMA-PhaseNet events in our catalog: {np.mean(hit):.2f}"
     loc = pd.read_parquet(tmp_path / "run" / "events" / "located.parquet")
     near = epicentral_km(3.45, -74.19, loc.latitude.to_numpy(), loc.longitude.to_numpy()) < 50
-    assert near.sum() >= 20
+    assert near.sum() >= 20 and near.mean() >= 0.8
     # relocation reaches as far as the locator on this regional network (the seed's 150 km: 2 of 205 relocated)
     from quakescale.rundir import RunDir
 

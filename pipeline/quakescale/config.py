@@ -462,11 +462,17 @@ velocity:
   max_dist_km: 200.0           # travel-time table extent
   max_depth_km: 40.0
 detect:
-  method: cerp                 # cerp (CNN detector + BiGRU picker) | seisbench | stalta | kurtosis
-  model: builtin:default       # builtin:NAME or a directory of trained weights (quakescale train);
-                               # seisbench: NAME:WEIGHTS, e.g. EQTransformer:original (quakescale models install)
-  seisbench_p_threshold: null  # seisbench: P / S pick probability; null = the weights' own default
-  seisbench_s_threshold: null  #   (the published tools' settings: EQTransformer 0.1, PhaseNet 0.3, GPD 0.994)
+  # The default picker of a new config is the one that gave the best catalog on a real network
+  # (README, "Which picker"): the published EQTransformer weights through SeisBench, converted offline
+  # by `quakescale models install` (make models).  The seed's CERP (cnn detector + BiGRU picker) is
+  # method: cerp, model: builtin:default (synthetic-trained) or RUN/weights after
+  # `quakescale bootstrap` + `quakescale train` on your region.
+  method: seisbench            # seisbench | cerp (CNN detector + BiGRU picker) | stalta | kurtosis
+  model: EQTransformer:original  # seisbench: NAME:WEIGHTS (quakescale models install), NAME:PATH or PATH;
+                               # cerp: builtin:NAME or a directory of trained weights (quakescale train)
+  seisbench_p_threshold: 0.05  # seisbench: P / S pick probability; null = the weights' own default
+  seisbench_s_threshold: 0.05  #   (EQTransformer 0.1, PhaseNet 0.3, GPD 0.994); 0.05 found >= 90 % of the
+                               #   PhaseNet+EQTransformer consensus on Mesetas with 70-80 % of picks near one
   window_s: 30.0               # seed: 30 s windows ...
   stride_s: 15.0               # ... with 15 s stride
   freqmin_hz: 1.0              # seed: 1-20 Hz band-pass

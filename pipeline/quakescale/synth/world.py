@@ -241,5 +241,7 @@ def write_world_config(world: Path, start: str, end: str, seed: int = 0, out_dir
     cfg["run"].update(name=f"synthetic-world-seed{seed}", out_dir=out_dir, seed=seed)
     cfg["archive"].update(sds_root="sds", inventory="stations.xml", start=start, end=end, truth="truth")
     cfg["velocity"]["model"] = "velocity.txt"
+    # synthetic worlds are picked by the shipped CERP weights, trained on worlds like them
+    cfg["detect"].update(method="cerp", model="builtin:default", seisbench_p_threshold=None, seisbench_s_threshold=None)
     text = "# QuakeScale run config for a synthetic world (written by `quakescale synth`).\n" + yaml.safe_dump(cfg, sort_keys=False)
     return write_text(text, Path(world) / "config.yaml")
