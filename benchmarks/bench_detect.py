@@ -61,18 +61,18 @@ def spread(xs) -> dict:
 
 
 def worker_peak_rss_mb(world: Path, sid: str, device: str) -> float:
-    """Peak RSS of a fresh process that imports QuakeScale and runs one station-day."""
+    """Peak RSS of a fresh process that imports QuakeScale and runs one station-day: the child's
+    own VmHWM (ru_maxrss of a child would also count the parent's pages it was forked from)."""
     code = (
         "import sys, torch; torch.set_num_threads(2)\n"
         "from quakescale.config import load_config\n"
         "from quakescale.detect.runner import run_station_day\n"
         f"cfg = load_config({str(world / 'config.yaml')!r}); cfg.detect.device = {device!r}\n"
         f"run_station_day(cfg, {sid!r}, cfg.archive.start)\n"
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-c", code], check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return int(out.strip().splitlines()[-1]) / 1024
 
 
 def seisbench_times(cfg, sid, repeats: int, device: str) -> dict:
