@@ -19,7 +19,6 @@ live in the package as ``weights/NAME.pt`` + ``weights/NAME.json`` + the human m
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from .model_install import sha256_file
 
 FS_HZ = 100.0
 WINDOW_N = 3000
@@ -136,14 +137,6 @@ class CerpModel:
         return self
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_model(model: CerpModel, out_dir, name: str = "cerp", version: str = "0.0.0", extra: dict | None = None) -> Path:
     """Write ``cerp.pt`` (both state dicts + configs) and ``card.json`` with its sha256."""
     from ..rundir import atomic_path, write_json
@@ -165,7 +158,7 @@ def save_model(model: CerpModel, out_dir, name: str = "cerp", version: str = "0.
         name=name,
         version=version,
         weights="cerp.pt",
-        sha256=_sha256(wpath),
+        sha256=sha256_file(wpath),
         detector_params=n_params(model.detector),
         picker_params=n_params(model.picker),
         detector_config=model.detector.config,
@@ -201,7 +194,7 @@ def load_model(spec: str | Path = "builtin:default", device: str = "auto", verif
     cpath = resolve_weights(spec)
     card = json.loads(cpath.read_text())
     wpath = cpath.parent / card.get("weights", "cerp.pt")
-    if verify and card.get("sha256") and _sha256(wpath) != card["sha256"]:
+    if verify and card.get("sha256") and sha256_file(wpath) != card["sha256"]:
         raise ValueError(f"weights {wpath}: sha256 does not match {cpath} (corrupt or replaced file)")
     blob = torch.load(wpath, map_location="cpu", weights_only=True)
     det = Detector(**{k: tuple(v) if isinstance(v, list) else v for k, v in blob["detector_config"].items()})
@@ -222,7 +215,7 @@ def install_builtin(src_dir, name: str = "default", dest_dir: Path = WEIGHTS_DIR
     dest_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src / card.get("weights", "cerp.pt"), dest_dir / f"{name}.pt")
     card["weights"] = f"{name}.pt"
-    if _sha256(dest_dir / f"{name}.pt") != card["sha256"]:
+    if sha256_file(dest_dir / f"{name}.pt") != card["sha256"]:
         raise ValueError(f"install_builtin: copied weights do not match the sha256 of {src / 'card.json'}")
     (dest_dir / f"{name}.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return dest_dir / f"{name}.json"
