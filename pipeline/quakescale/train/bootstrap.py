@@ -494,38 +494,30 @@ def build_sample_set(
         except (ArchiveError, ValueError) as exc:
             skipped.append({"unit": f"{day}/{sid}", "reason": str(exc)[:300]})
             continue
-        if tdet is not None:
+        if tdet is not None:  # another picker's picks are the evidence (association still decides the labels)
             merged = teacher_merged(stream, prep, tdet, tnet)
             del stream
             raw_times.append((sid, prep.time_ns(np.array([r["idx"] for r in merged], np.float64)),
                               np.array([r["phase"] for r in merged], dtype=object)))
-            df = picks_table(prep, [(r["phase"], r["idx"], r["quality"]) for r in merged], "bootstrap", teacher_label)
-            if len(df):
-                df["agree"] = [r["agree"] for r in merged]
-                df["classic"] = [r["method"] for r in merged]
-                df["day"] = day.isoformat()
-                pick_frames.append(df)
-            cache.put((day, sid), prep)
-            del prep
-            continue
-        pa = classic_picks(prep.data, prep.valid, "stalta", det, kurtosis_on=kurtosis_on)
-        pb = classic_picks(prep.data, prep.valid, "kurtosis", det, kurtosis_on=kurtosis_on)
-        raw_times.append((sid, prep.time_ns(np.array([p[1] for p in pa + pb], np.float64)), np.array([p[0] for p in pa + pb], dtype=object)))
-        merged = merge_classic(pa, pb, merge_s)
-        merged = refine_kurtosis_p(merged, prep.data)
-        if zh_threshold is not None:
-            merged = phase_check(merged, prep.data, zh_threshold)
-        if require_agree:
-            keep_p = {i for i, r in enumerate(merged) if r["phase"] == "P" and r["agree"]}
-            merged = [r for i, r in enumerate(merged) if (r["phase"] == "P" and i in keep_p) or (r["phase"] == "S" and r["pair"] in keep_p)]
-        if teacher is not None:
-            # self-training: the starting model's picks join the classic ones (association
-            # still decides what becomes a label); they also keep negatives away
-            tpk, _ = cerp_picks(prep, teacher, det)
-            merged = add_model_picks(merged, tpk, merge_s)
-            sid_, tt_, ph_ = raw_times[-1]
-            raw_times[-1] = (sid_, np.concatenate([tt_, prep.time_ns(np.array([q[1] for q in tpk], np.float64))]),
-                             np.concatenate([ph_, np.array([q[0] for q in tpk], dtype=object)]))
+        else:
+            pa = classic_picks(prep.data, prep.valid, "stalta", det, kurtosis_on=kurtosis_on)
+            pb = classic_picks(prep.data, prep.valid, "kurtosis", det, kurtosis_on=kurtosis_on)
+            raw_times.append((sid, prep.time_ns(np.array([p[1] for p in pa + pb], np.float64)), np.array([p[0] for p in pa + pb], dtype=object)))
+            merged = merge_classic(pa, pb, merge_s)
+            merged = refine_kurtosis_p(merged, prep.data)
+            if zh_threshold is not None:
+                merged = phase_check(merged, prep.data, zh_threshold)
+            if require_agree:
+                keep_p = {i for i, r in enumerate(merged) if r["phase"] == "P" and r["agree"]}
+                merged = [r for i, r in enumerate(merged) if (r["phase"] == "P" and i in keep_p) or (r["phase"] == "S" and r["pair"] in keep_p)]
+            if teacher is not None:
+                # self-training: the starting model's picks join the classic ones (association
+                # still decides what becomes a label); they also keep negatives away
+                tpk, _ = cerp_picks(prep, teacher, det)
+                merged = add_model_picks(merged, tpk, merge_s)
+                sid_, tt_, ph_ = raw_times[-1]
+                raw_times[-1] = (sid_, np.concatenate([tt_, prep.time_ns(np.array([q[1] for q in tpk], np.float64))]),
+                                 np.concatenate([ph_, np.array([q[0] for q in tpk], dtype=object)]))
         df = picks_table(prep, [(r["phase"], r["idx"], r["quality"]) for r in merged], "bootstrap", teacher_label)
         if len(df):
             # picks_table sorts by time (stable); the merged list is sorted by sample already
