@@ -50,7 +50,9 @@ def real_noise_day(world: Path | None, out: Path, gapped: bool = False, seed: in
     if done.exists():
         return sds
     import yaml
-    from obspy import Stream, UTCDateTime, read
+    from obspy import Stream, Trace, UTCDateTime, read
+
+    from quakescale.detect.runner import contiguous_runs
 
     if world is not None:
         day = str(yaml.safe_load((world / "config.yaml").read_text())["archive"]["start"])
@@ -72,8 +74,7 @@ def real_noise_day(world: Path | None, out: Path, gapped: bool = False, seed: in
             mask = np.zeros(len(x), bool)
             for a, b in gaps:
                 mask[a:b] = True
-            edges = np.diff(np.concatenate(([0], (~mask).view(np.int8), [0])))
-            runs = zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))
+            runs = contiguous_runs(Trace(np.ma.masked_array(x, mask)))
         else:
             runs = [(0, len(x))]
         for a, b in runs:

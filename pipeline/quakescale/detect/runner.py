@@ -242,12 +242,6 @@ def window_starts(n: int, window_n: int = WINDOW_N, stride_n: int = 1500) -> np.
     return s
 
 
-def _batch(data: np.ndarray, starts: np.ndarray, window_n: int = WINDOW_N) -> np.ndarray:
-    """``(len(starts), C, window_n)`` float32 windows of ``data`` (C, n), one vectorised gather."""
-    view = np.lib.stride_tricks.sliding_window_view(data, window_n, axis=1)  # (C, n - w + 1, w), no copy
-    return np.ascontiguousarray(view[:, np.asarray(starts, np.int64)].transpose(1, 0, 2), dtype=np.float32)
-
-
 def decode_steps(probs: np.ndarray, offsets: np.ndarray, threshold: float) -> list[tuple[str, float, float]]:
     """Per-step (T, 3) probabilities + (T, 2) offsets of one window -> [(phase, sample, prob)].
 
