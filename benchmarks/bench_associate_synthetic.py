@@ -19,14 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_associate import _run_child, write_pyocto_model  # noqa: E402  (one child runner, one PyOcto model writer)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,15 +55,6 @@ json.dump({"seconds": secs, "n_events": int(len(events)), "n_assigned": int(len(
 '''
 
 
-def _run_child(cmd, env=None):
-    """Run a child process; return (returncode, peak RSS MiB of the child, stdout+stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    out = proc.stdout.read().decode(errors="replace")
-    _, status, ru = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, ru.ru_maxrss / 1024.0, out
-
-
 def ensure_pyocto(venv: Path) -> Path:
     py = venv / "bin" / "python"
     if py.exists():
@@ -72,20 +64,6 @@ def ensure_pyocto(venv: Path) -> Path:
     subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy<2", "pandas", "pyocto==0.2.2"], check=True)
     return py
-
-
-def write_pyocto_model(tt, path: Path, delta: float, xdist: float, zdist: float) -> None:
-    """PyOcto's VelocityModel1D binary (nx, nz, delta, P times, S times on a distance x depth
-    node grid), filled with our first-arrival table (reciprocity: surface station, source at
-    depth)."""
-    nx, nz = int(xdist / delta) + 1, int(zdist / delta) + 1
-    d = np.arange(nx) * delta
-    z = np.arange(nz) * delta
-    D, Z = np.meshgrid(d, z, indexing="ij")
-    with open(path, "wb") as f:
-        f.write(struct.pack("iid", nx, nz, delta))
-        for ph in ("P", "S"):
-            f.write(np.ascontiguousarray(tt.time(ph, D, Z)[0], dtype=np.float64).tobytes())
 
 
 def score(found: pd.DataFrame, truth: pd.DataFrame):
@@ -173,7 +151,7 @@ def main(argv=None) -> int:
     cfg = dict(common, partition_s=3600.0, events_out=str(work / "ours_events.parquet"),
                result_out=str(work / "ours_result.json"))
     (work / "ours.json").write_text(json.dumps(cfg))
-    rc, rss, log = _run_child([sys.executable, __file__, "--_ours-child", str(work / "ours.json")])
+    rc, rss, _, log = _run_child([sys.executable, __file__, "--_ours-child", str(work / "ours.json")])
     if rc != 0:
         print(log)
         raise SystemExit(f"our associator failed (rc {rc})")
@@ -210,7 +188,7 @@ def main(argv=None) -> int:
                     events_out=str(work / "pyocto_events.csv"), result_out=str(work / "pyocto_result.json"))
         (work / "pyocto.json").write_text(json.dumps(pcfg))
         (work / "pyocto_runner.py").write_text(PYOCTO_RUNNER)
-        rc, rss, log = _run_child([str(py), str(work / "pyocto_runner.py"), str(work / "pyocto.json")])
+        rc, rss, _, log = _run_child([str(py), str(work / "pyocto_runner.py"), str(work / "pyocto.json")])
         if rc != 0:
             print(log)
             raise SystemExit(f"PyOcto failed (rc {rc})")
