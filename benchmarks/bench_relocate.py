@@ -61,7 +61,7 @@ def run(n: int, seed: int = 0) -> dict:
     rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     e0 = dd.location_errors_m(truth, start)
     e1 = dd.location_errors_m(truth, res.events)
-    lsqr_itn = [int(l.split(" itn ")[1].split()[0]) for l in res.log if " itn " in l]
+    lsqr_itn = [int(line.split(" itn ")[1].split()[0]) for line in res.log if " itn " in line]
     return dict(n_events=n, n_dtimes=int(len(dtct)), n_solves=len(lsqr_itn), lsqr_iterations=int(sum(lsqr_itn)),
                 total_seconds=t_pairs + t_dd, n_pairs=int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
                 n_relocated=int(len(res.events)), ph2dt_seconds=t_pairs, dd_seconds=t_dd, rss_after_synthetic_gb=rss0,

@@ -282,7 +282,7 @@ def _greedy_loop(cat, ref, max_dt_s, max_dist_km):
 
 def test_match_equals_sequential_greedy_on_dense_catalogs():
     rng = np.random.default_rng(3)
-    for trial in range(4):
+    for _trial in range(4):
         n, m = 120, 100
         t0 = pd.Timestamp("2020-01-01", tz="UTC")
         cat = pd.DataFrame({"time": t0 + pd.to_timedelta(rng.uniform(0, 60, n), unit="s"),

@@ -9,9 +9,9 @@ import pytest
 from quakescale.formats import hypodd as H
 
 from shared_data import ITALY as _ITALY
+from shared_data import RIDGECREST as FDTCC
 
 ITALY = _ITALY / "hypoDD"
-from shared_data import RIDGECREST as FDTCC
 need_italy = pytest.mark.skipif(not ITALY.exists(), reason=f"reference data {ITALY} not present")
 need_fdtcc = pytest.mark.skipif(not FDTCC.exists(), reason=f"reference data {FDTCC} not present")
 

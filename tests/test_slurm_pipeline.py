@@ -41,8 +41,8 @@ def test_slurm_backend_gives_the_local_catalog(slurm_local, small_world, local_r
     cfg = _cfg(small_world, tmp_path / "run", "slurm")
     logs = []
     run_pipeline(cfg, echo=logs.append)
-    assert any("slurm cluster up (gpu pool)" in l for l in logs), logs
-    assert any("slurm cluster up (cpu pool)" in l for l in logs), logs
+    assert any("slurm cluster up (gpu pool)" in line for line in logs), logs
+    assert any("slurm cluster up (cpu pool)" in line for line in logs), logs
     pd.testing.assert_frame_equal(_events(Path(cfg.run.out_dir)), _events(Path(local_run[0].run.out_dir)))
 
 

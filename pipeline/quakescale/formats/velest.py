@@ -107,7 +107,7 @@ def read_velest_cat(path, century: int = 2000) -> pd.DataFrame:
     """``new.cat``-style catalog: time (UTC), latitude, longitude, depth_km, magnitude, gap_deg, rms_s."""
     path = Path(path)
     rows = []
-    for n, line, tok in token_lines(path, 10, VelestFormatError, "'yymmdd hh mm ss lat lon dep mag gap rms'"):
+    for _n, _line, tok in token_lines(path, 10, VelestFormatError, "'yymmdd hh mm ss lat lon dep mag gap rms'"):
         ymd = tok[0].zfill(6)
         t = pd.Timestamp(
             year=century + int(ymd[:2]), month=int(ymd[2:4]), day=int(ymd[4:6]), hour=int(tok[1]), minute=int(tok[2]), tz="UTC"

@@ -103,7 +103,7 @@ def event_magnitudes(
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise ValueError(f"{name}: missing column(s) {missing}")
-    col = _amplitude_column(picks_with_amp_wa_mm)
+    _amplitude_column(picks_with_amp_wa_mm)  # raises when no amplitude column
     picks = picks_with_amp_wa_mm.copy()
     picks["amp_mm"] = _amplitudes_mm(picks, max_amp_mm, strict)
     picks = picks[np.isfinite(picks["amp_mm"]) & (picks["amp_mm"] > 0)]

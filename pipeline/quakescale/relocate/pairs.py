@@ -163,7 +163,7 @@ def ph2dt(
     obs_idx = []
     for lst in obs:
         d = {}
-        for j, (s, p, t, w) in enumerate(lst):
+        for j, (s, p, _t, _w) in enumerate(lst):
             d.setdefault((s, p), j)
         obs_idx.append(d)
 

@@ -70,7 +70,7 @@ def make_sequence(
     which = rng.choice(len(names), size=n_events, p=share / share.sum())
     x = np.empty(n_events)
     y = np.empty(n_events)
-    for k, (name, az, s0, s1, _) in enumerate(params.faults):
+    for k, (_name, az, s0, s1, _) in enumerate(params.faults):
         sel = which == k
         s = rng.uniform(s0, s1, sel.sum())
         w = rng.normal(0, params.fault_width_km, sel.sum())
