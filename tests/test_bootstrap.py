@@ -93,7 +93,7 @@ def test_negatives_hold_no_arrival(world, built):
 
 
 def test_storage_round_trips_in_batches(built):
-    from quakescale.train.bootstrap import iter_batches
+    from quakescale.train.samples import iter_batches
 
     _, out, summary = built
     ds = SampleSet(out)
@@ -115,14 +115,15 @@ def test_storage_round_trips_in_batches(built):
 
 
 def test_manual_picks_give_picker_samples(world, built, tmp_path):
-    from quakescale.train.bootstrap import build_sample_set, read_manual_picks
+    from quakescale.formats.picks_io import read_picks
+    from quakescale.train.bootstrap import build_sample_set
 
     cfg, _, _ = built
     tp = _truth(world)
     man = tp[tp.recorded & (tp.snr >= 5) & tp.station_id.isin(["XL.L01", "XL.L02"])][["station_id", "phase", "time"]]
     csv = tmp_path / "manual.csv"
     man.assign(time=man.time.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).to_csv(csv, index=False)
-    assert len(read_manual_picks(csv)) == len(man)
+    assert len(read_picks(csv)) == len(man)
     s = build_sample_set(cfg, tmp_path / "set", station_days=[f"{cfg.archive.start}/XL.L01", f"{cfg.archive.start}/XL.L02"],
                          manual_picks=csv, summary_png=False, log=lambda *a: None)
     idx = pd.read_parquet(tmp_path / "set" / "index.parquet")
@@ -136,7 +137,7 @@ def test_manual_picks_give_picker_samples(world, built, tmp_path):
 @pytest.mark.slow  # ~65 s (2 shared cores): a training run, then its resumption
 def test_train_from_sample_set_resumes_and_plots(built, tmp_path):
     from quakescale.detect.models import load_model
-    from quakescale.train.bootstrap import train_from_sample_set
+    from quakescale.train.trainer import train_from_sample_set
 
     _, out, _ = built
     w = tmp_path / "w"
@@ -219,7 +220,7 @@ def test_teacher_picker_labels_on_truth(world, built, tmp_path):
 
 def test_teacher_spec_is_checked():
     from quakescale.config import ConfigError, DetectSection, TrainSection
-    from quakescale.train.bootstrap import teacher_detect_section
+    from quakescale.train.bootstrap_picks import teacher_detect_section
 
     det = DetectSection(sta_s=0.7)
     assert teacher_detect_section(det, "classic") is None and teacher_detect_section(det, None) is None
