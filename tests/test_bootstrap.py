@@ -324,6 +324,7 @@ def test_params_from_config_and_card(world, built):
     fields = BootstrapParams().__dataclass_fields__
     assert set(fields) <= set(card) and card["snr_min"] == 2.0 and card["seed"] == cfg.run.seed
     assert card == summary["params"]
+    assert card["max_residual_s"] == PALM_SEED["max_residual_s"]  # what the association used
     cfg2.associate.detect_spacing_km, cfg2.velocity.max_depth_km = 7.0, 20.0
     a = bootstrap_associator(cfg2, stations_table(load_inventory(cfg.archive.inventory), None),
                              resolve_model(cfg.velocity.model))

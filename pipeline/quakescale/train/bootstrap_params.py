@@ -143,13 +143,14 @@ class BootstrapParams:
     def card(self, cfg, teacher_label: str, associator) -> dict:
         """The ``params`` of the sample set's ``card.json`` (and ``summary.json``): every field
         (phase tuples as lists, ``teacher`` as run: ``classic`` or ``METHOD:MODEL``), the classic
-        pickers' ``detect:`` parameters, the associator's acceptance and the velocity model."""
+        pickers' ``detect:`` parameters, the acceptance of the associator used (its
+        ``max_residual_s`` is the seed's 2 s, not ``associate.max_residual_s``) and the velocity model."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "manual_picks"}
         out.update(guided_phases=list(self.guided_phases), model_label_phases=list(self.model_label_phases),
                    teacher=teacher_label)
         det = cfg.detect
         out.update(sta_s=det.sta_s, lta_s=det.lta_s, trigger_on=det.trigger_on, trigger_off=det.trigger_off,
-                   max_residual_s=cfg.associate.max_residual_s, min_stations=associator.min_stations,
+                   max_residual_s=associator.max_residual_s, min_stations=associator.min_stations,
                    velocity_model=str(cfg.velocity.model),
                    manual_picks=str(self.manual_picks) if self.manual_picks is not None else None)
         return out
