@@ -266,24 +266,29 @@ def test_teacher_weights_resolve_like_detect_model(tmp_path):
     assert load_config(tmp_path / "sub" / "c.yaml", check_paths=False).train.teacher == "cerp:builtin:default"
 
 
+def _truth_pha(world, tp: pd.DataFrame, path):
+    """A HypoDD phase file of the truth picks ``tp`` (station codes without network)."""
+    from quakescale.formats.hypodd import write_pha
+
+    tev = pd.read_parquet(world / "truth" / "events.parquet")
+    tp = tp.merge(tev[["event_id", "time"]].rename(columns={"time": "origin"}), on="event_id")
+    ph = pd.DataFrame({"event_id": tp.event_id, "station": tp.station_id.str.split(".").str[1],
+                       "travel_time_s": (tp.time - tp.origin).dt.total_seconds(), "weight": 1.0, "phase": tp.phase})
+    return write_pha(tev[tev.event_id.isin(ph.event_id)].assign(magnitude=0.0), ph, path)
+
+
 def test_manual_hypodd_phase_file_read_by_the_one_dispatcher(world, built, tmp_path):
     """A HypoDD phase file of the truth, through :func:`picks_io.read_picks` (the reader the
     bootstrap and ``associate-external`` share): its codes map to NET.STA through the station
     table and every pick lands on its truth time (the file keeps milliseconds)."""
     from quakescale.archive import load_inventory, stations_table
-    from quakescale.formats.hypodd import write_pha
     from quakescale.formats.picks_io import PickFormatError, read_picks
     from quakescale.train.bootstrap_samples import manual_picks_table
 
     cfg, _, _ = built
     tp = _truth(world)
     tp = tp[tp.recorded & (tp.snr >= 5) & tp.station_id.isin(["XL.L01", "XL.L02", "XL.L03"])]
-    tev = pd.read_parquet(world / "truth" / "events.parquet")
-    tp = tp.merge(tev[["event_id", "time"]].rename(columns={"time": "origin"}), on="event_id")
-    ph = pd.DataFrame({"event_id": tp.event_id, "station": tp.station_id.str.split(".").str[1],
-                       "travel_time_s": (tp.time - tp.origin).dt.total_seconds(), "weight": 1.0, "phase": tp.phase})
-    ev = tev[tev.event_id.isin(ph.event_id)].assign(magnitude=0.0)
-    pha = write_pha(ev, ph, tmp_path / "manual.pha")
+    pha = _truth_pha(world, tp, tmp_path / "manual.pha")
     stations = stations_table(load_inventory(cfg.archive.inventory), None)
     got = read_picks(pha, stations=stations)
     assert len(got) == len(tp) and set(got.station_id) == {"XL.L01", "XL.L02", "XL.L03"}
@@ -296,6 +301,22 @@ def test_manual_hypodd_phase_file_read_by_the_one_dispatcher(world, built, tmp_p
         read_picks(pha)
     with pytest.raises(PickFormatError, match="manual.pha: station code 'L03' is unknown"):
         read_picks(pha, stations=stations[stations.station_id != "XL.L03"])
+    dropped = read_picks(pha, stations=stations[stations.station_id != "XL.L03"], unknown_codes="drop")
+    assert len(dropped) == (tp.station_id != "XL.L03").sum()
+
+
+def test_associate_external_reads_a_hypodd_phase_file(world, tmp_path):
+    """``quakescale associate --picks FILE.pha``: the same dispatcher maps the codes with the
+    --stations table; the truth picks give back the truth events."""
+    from quakescale.hpc.external import associate_external
+
+    tp = _truth(world)
+    pha = _truth_pha(world, tp[tp.recorded & (tp.snr >= 3)], tmp_path / "truth.pha")
+    associate_external(pha, world / "stations.xml", world / "velocity.txt", tmp_path / "out")
+    ev = pd.read_parquet(tmp_path / "out" / "events.parquet")
+    tev = pd.read_parquet(world / "truth" / "events.parquet")
+    dt_s = np.abs(tev.time.astype("int64").to_numpy()[:, None] - ev.time.astype("int64").to_numpy()[None, :]).min(1) / 1e9
+    assert len(ev) <= len(tev) and np.mean(dt_s < 1.0) >= 0.9  # measured: 40 of 40 within 0.6 s
 
 
 def test_params_from_config_and_card(world, built):

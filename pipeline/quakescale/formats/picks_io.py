@@ -373,10 +373,12 @@ def read_phasenet_picks(path, sampling_rate_hz: float = 100.0) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- catalog phase files
-def read_hypodd_phase_picks(path, stations: pd.DataFrame | None) -> pd.DataFrame:
+def read_hypodd_phase_picks(path, stations: pd.DataFrame | None, unknown_codes: str = "error") -> pd.DataFrame:
     """A HypoDD phase file (``*.pha``, ``phase.dat``) as picks with their ``event_id``: pick time
     = origin time + travel time.  Its station codes have no network: ``stations`` (with
-    ``station`` and ``station_id``) maps them; an unknown or ambiguous code raises naming the file."""
+    ``station_id`` and ``station``, else the code after the dot) maps them; an ambiguous code
+    raises naming the file, an unknown one too (``unknown_codes="error"``) or its picks are
+    dropped (``"drop"``)."""
     path = Path(path)
     ev, ph = read_pha(path)
     if stations is None:
@@ -386,10 +388,12 @@ def read_hypodd_phase_picks(path, stations: pd.DataFrame | None) -> pd.DataFrame
     sid = []
     for code in ph["station"]:
         ids = codes.get(code, [])
-        if len(ids) != 1:
+        if len(ids) > 1 or (not ids and unknown_codes != "drop"):
             why = "unknown" if not ids else f"ambiguous {ids}"
             raise PickFormatError(f"{path}: station code {code!r} is {why} in the inventory")
-        sid.append(ids[0])
+        sid.append(ids[0] if ids else None)
+    known = np.array([s is not None for s in sid], bool)
+    ph, sid = ph[known], [s for s in sid if s is not None]
     origin = ev.set_index("event_id")["time"]
     travel = pd.to_timedelta(ph["travel_time_s"].to_numpy(), unit="s")
     df = pd.DataFrame({"station_id": sid, "phase": ph["phase"].str[0].to_numpy(), "event_id": ph["event_id"].to_numpy(),
@@ -408,14 +412,16 @@ def read_hypoinverse_phase_picks(path) -> pd.DataFrame:
     return picks_frame(df)
 
 
-def read_picks(path, amp_unit: str | None = None, stations: pd.DataFrame | None = None) -> pd.DataFrame:
+def read_picks(path, amp_unit: str | None = None, stations: pd.DataFrame | None = None,
+               unknown_codes: str = "error") -> pd.DataFrame:
     """The one reader of pick files (``quakescale associate-external``, the bootstrap's manual
     picks), the format decided by the name, then the header line:
 
     - ``*.parquet``: our PICKS table;
     - a folder or ``*.zip``: REAL pick files (:func:`read_real_picks`);
     - ``*.pha`` / ``phase*.dat``: a HypoDD phase file (:func:`read_hypodd_phase_picks`; needs
-      ``stations`` to map its station codes) -- with an ``event_id`` column;
+      ``stations`` to map its station codes, ``unknown_codes`` says what an unknown one does) --
+      with an ``event_id`` column;
     - ``*.arc`` / ``*.phs`` / ``*.hyp``: a Hypoinverse archive
       (:func:`read_hypoinverse_phase_picks`) -- with an ``event_id`` column;
     - PhaseNet's ``picks.csv`` (``fname`` and ``p_idx`` in the header, :func:`read_phasenet_picks`);
@@ -429,7 +435,7 @@ def read_picks(path, amp_unit: str | None = None, stations: pd.DataFrame | None 
     if name.endswith(".zip") or path.is_dir():
         return read_real_picks(path)
     if name.endswith(".pha") or (name.startswith("phase") and name.endswith(".dat")):
-        return read_hypodd_phase_picks(path, stations)
+        return read_hypodd_phase_picks(path, stations, unknown_codes)
     if name.endswith((".arc", ".phs", ".hyp")):
         return read_hypoinverse_phase_picks(path)
     head = path.open("rb").readline(4096).decode("utf-8", "replace")
