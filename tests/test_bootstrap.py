@@ -315,7 +315,8 @@ def test_associate_external_reads_a_hypodd_phase_file(world, tmp_path):
     associate_external(pha, world / "stations.xml", world / "velocity.txt", tmp_path / "out")
     ev = pd.read_parquet(tmp_path / "out" / "events.parquet")
     tev = pd.read_parquet(world / "truth" / "events.parquet")
-    dt_s = np.abs(tev.time.astype("int64").to_numpy()[:, None] - ev.time.astype("int64").to_numpy()[None, :]).min(1) / 1e9
+    gap_ns = np.abs(tev.time.astype("int64").to_numpy()[:, None] - ev.time.astype("int64").to_numpy()[None, :])
+    dt_s = gap_ns.min(1) / 1e9
     assert len(ev) <= len(tev) and np.mean(dt_s < 1.0) >= 0.9  # measured: 40 of 40 within 0.6 s
 
 

@@ -22,7 +22,8 @@ def associate_external(picks_path, stations_path, model_path, out_dir, section=N
 
     section = section or AssociateSection()
     stations = picks_io.read_stations(stations_path)
-    picks = picks_io.read_picks(picks_path, amp_unit=amp_unit, stations=stations, unknown_codes=section.unknown_stations)
+    picks = picks_io.read_picks(picks_path, amp_unit=amp_unit, stations=stations,
+                                unknown_codes=section.unknown_stations)
     model = resolve_model(str(model_path))
     assoc = Associator.from_section(stations, model, section)
     picks = picks.sort_values("time", kind="stable").reset_index(drop=True)
