@@ -315,8 +315,8 @@ def train_from_sample_set(
     metrics) is returned as is; an interrupted one continues from ``checkpoints/*_last.pt``
     for the epochs left, appending to ``metrics.csv``.  Also writes ``training_curves.png``.
     The weights directory is loadable with ``detect.model: OUT``; every pick made with it
-    carries ``NAME@VERSION`` in its ``model`` column (VERSION defaults to a date stamp plus the
-    sample set's short hash).  ``sample_dir``: one sample-set directory or a list;
+    carries ``NAME@VERSION`` in its ``model`` column (``version``: VERSION, default a date stamp plus
+    the sample set's short hash).  ``sample_dir``: one sample-set directory or a list;
     ``out_weights_dir``: the weights directory; ``device``: ``auto`` / ``cpu`` / ``cuda``;
     ``name``: the model's name; ``lr``, ``batch_size``, ``seed``: of the training;
     ``max_minutes``: stop (and save) after this long; ``log``: progress lines.
