@@ -260,7 +260,8 @@ def main(argv=None):
     torch.set_num_threads(2)
     from quakescale.config import load_config
     from quakescale.synth.sequence import SequenceParams
-    from quakescale.train.bootstrap import build_sample_set, train_from_sample_set
+    from quakescale.train.bootstrap import build_sample_set
+    from quakescale.train.trainer import train_from_sample_set
 
     t_all = time.time()
     work = Path(a.work)

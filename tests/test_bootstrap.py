@@ -3,6 +3,8 @@ checked against the synthetic truth that the builder never sees."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,7 +95,7 @@ def test_negatives_hold_no_arrival(world, built):
 
 
 def test_storage_round_trips_in_batches(built):
-    from quakescale.train.bootstrap import iter_batches
+    from quakescale.train.samples import iter_batches
 
     _, out, summary = built
     ds = SampleSet(out)
@@ -115,14 +117,15 @@ def test_storage_round_trips_in_batches(built):
 
 
 def test_manual_picks_give_picker_samples(world, built, tmp_path):
-    from quakescale.train.bootstrap import build_sample_set, read_manual_picks
+    from quakescale.formats.picks_io import read_picks
+    from quakescale.train.bootstrap import build_sample_set
 
     cfg, _, _ = built
     tp = _truth(world)
     man = tp[tp.recorded & (tp.snr >= 5) & tp.station_id.isin(["XL.L01", "XL.L02"])][["station_id", "phase", "time"]]
     csv = tmp_path / "manual.csv"
     man.assign(time=man.time.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).to_csv(csv, index=False)
-    assert len(read_manual_picks(csv)) == len(man)
+    assert len(read_picks(csv)) == len(man)
     s = build_sample_set(cfg, tmp_path / "set", station_days=[f"{cfg.archive.start}/XL.L01", f"{cfg.archive.start}/XL.L02"],
                          manual_picks=csv, summary_png=False, log=lambda *a: None)
     idx = pd.read_parquet(tmp_path / "set" / "index.parquet")
@@ -136,7 +139,7 @@ def test_manual_picks_give_picker_samples(world, built, tmp_path):
 @pytest.mark.slow  # ~65 s (2 shared cores): a training run, then its resumption
 def test_train_from_sample_set_resumes_and_plots(built, tmp_path):
     from quakescale.detect.models import load_model
-    from quakescale.train.bootstrap import train_from_sample_set
+    from quakescale.train.trainer import train_from_sample_set
 
     _, out, _ = built
     w = tmp_path / "w"
@@ -219,7 +222,7 @@ def test_teacher_picker_labels_on_truth(world, built, tmp_path):
 
 def test_teacher_spec_is_checked():
     from quakescale.config import ConfigError, DetectSection, TrainSection
-    from quakescale.train.bootstrap import teacher_detect_section
+    from quakescale.train.bootstrap_picks import teacher_detect_section
 
     det = DetectSection(sta_s=0.7)
     assert teacher_detect_section(det, "classic") is None and teacher_detect_section(det, None) is None
@@ -261,3 +264,92 @@ def test_teacher_weights_resolve_like_detect_model(tmp_path):
     raw["train"]["teacher"] = "cerp:builtin:default"
     (tmp_path / "sub" / "c.yaml").write_text(yaml.safe_dump(raw))
     assert load_config(tmp_path / "sub" / "c.yaml", check_paths=False).train.teacher == "cerp:builtin:default"
+
+
+def _truth_pha(world, tp: pd.DataFrame, path):
+    """A HypoDD phase file of the truth picks ``tp`` (station codes without network)."""
+    from quakescale.formats.hypodd import write_pha
+
+    tev = pd.read_parquet(world / "truth" / "events.parquet")
+    tp = tp.merge(tev[["event_id", "time"]].rename(columns={"time": "origin"}), on="event_id")
+    ph = pd.DataFrame({"event_id": tp.event_id, "station": tp.station_id.str.split(".").str[1],
+                       "travel_time_s": (tp.time - tp.origin).dt.total_seconds(), "weight": 1.0, "phase": tp.phase})
+    return write_pha(tev[tev.event_id.isin(ph.event_id)].assign(magnitude=0.0), ph, path)
+
+
+def test_manual_hypodd_phase_file_read_by_the_one_dispatcher(world, built, tmp_path):
+    """A HypoDD phase file of the truth, through :func:`picks_io.read_picks` (the reader the
+    bootstrap and ``associate-external`` share): its codes map to NET.STA through the station
+    table and every pick lands on its truth time (the file keeps milliseconds)."""
+    from quakescale.archive import load_inventory, stations_table
+    from quakescale.formats.picks_io import PickFormatError, read_picks
+    from quakescale.train.bootstrap_samples import manual_picks_table
+
+    cfg, _, _ = built
+    tp = _truth(world)
+    tp = tp[tp.recorded & (tp.snr >= 5) & tp.station_id.isin(["XL.L01", "XL.L02", "XL.L03"])]
+    pha = _truth_pha(world, tp, tmp_path / "manual.pha")
+    stations = stations_table(load_inventory(cfg.archive.inventory), None)
+    got = read_picks(pha, stations=stations)
+    assert len(got) == len(tp) and set(got.station_id) == {"XL.L01", "XL.L02", "XL.L03"}
+    m = got.merge(tp[["event_id", "station_id", "phase", "t_ns"]], on=["event_id", "station_id", "phase"])
+    assert len(m) == len(tp)
+    assert np.abs(m.time.astype("int64") - m.t_ns).max() < 2e6  # < 2 ms
+    man = manual_picks_table(pha, stations)
+    assert list(man.columns) == ["station_id", "phase", "time", "event_id"] and man.time.is_monotonic_increasing
+    with pytest.raises(PickFormatError, match="manual.pha: a HypoDD phase file needs the station table"):
+        read_picks(pha)
+    with pytest.raises(PickFormatError, match="manual.pha: station code 'L03' is unknown"):
+        read_picks(pha, stations=stations[stations.station_id != "XL.L03"])
+    dropped = read_picks(pha, stations=stations[stations.station_id != "XL.L03"], unknown_codes="drop")
+    assert len(dropped) == (tp.station_id != "XL.L03").sum()
+
+
+def test_associate_external_reads_a_hypodd_phase_file(world, tmp_path):
+    """``quakescale associate --picks FILE.pha``: the same dispatcher maps the codes with the
+    --stations table; the truth picks give back the truth events."""
+    from quakescale.hpc.external import associate_external
+
+    tp = _truth(world)
+    pha = _truth_pha(world, tp[tp.recorded & (tp.snr >= 3)], tmp_path / "truth.pha")
+    associate_external(pha, world / "stations.xml", world / "velocity.txt", tmp_path / "out")
+    ev = pd.read_parquet(tmp_path / "out" / "events.parquet")
+    tev = pd.read_parquet(world / "truth" / "events.parquet")
+    gap_ns = np.abs(tev.time.astype("int64").to_numpy()[:, None] - ev.time.astype("int64").to_numpy()[None, :])
+    dt_s = gap_ns.min(1) / 1e9
+    assert len(ev) <= len(tev) and np.mean(dt_s < 1.0) >= 0.9  # measured: 40 of 40 within 0.6 s
+
+
+def test_params_from_config_and_card(world, built):
+    """One parameter record: built from the config's ``train:`` section, checked, and written
+    whole into the card; the associator is the config's with the seed's loose acceptance."""
+    from quakescale.archive import load_inventory, stations_table
+    from quakescale.associate import PALM_SEED
+    from quakescale.config import ConfigError
+    from quakescale.formats.velmodels import resolve_model
+    from quakescale.train.bootstrap import build_sample_set
+    from quakescale.train.bootstrap_params import BootstrapParams
+    from quakescale.train.bootstrap_picks import bootstrap_associator
+
+    cfg, out, summary = built
+    cfg2 = cfg.model_copy(deep=True)
+    cfg2.train.snr_min, cfg2.train.self_training, cfg2.train.init_model = 4.0, True, None
+    p = BootstrapParams.from_config(cfg2, noise_per_event=2.0)
+    assert (p.snr_min, p.noise_per_event, p.teacher, p.teacher_model, p.seed) == (
+        4.0, 2.0, "classic", "builtin:default", cfg.run.seed)
+    assert BootstrapParams.from_config(cfg2, teacher="stalta").teacher_model is None  # self-training: classic only
+    with pytest.raises(ConfigError, match="unlabelled_arrivals must be 'mask' or 'drop'"):
+        BootstrapParams(unlabelled_arrivals="keep")
+    with pytest.raises(TypeError, match="unknown parameter"):
+        build_sample_set(cfg, out / "never", snr_minimum=3.0)
+    card = json.loads((out / "card.json").read_text())["params"]
+    fields = BootstrapParams().__dataclass_fields__
+    assert set(fields) <= set(card) and card["snr_min"] == 2.0 and card["seed"] == cfg.run.seed
+    assert card == summary["params"]
+    assert card["max_residual_s"] == PALM_SEED["max_residual_s"]  # what the association used
+    cfg2.associate.detect_spacing_km, cfg2.velocity.max_depth_km = 7.0, 20.0
+    a = bootstrap_associator(cfg2, stations_table(load_inventory(cfg.archive.inventory), None),
+                             resolve_model(cfg.velocity.model))
+    assert (a.max_residual_s, a.min_score, a.max_outside_km, a.use_probability) == (
+        PALM_SEED["max_residual_s"], 0.0, None, False)
+    assert (a.detect_spacing_km, a.max_depth_km, a.min_stations) == (7.0, 20.0, cfg.associate.min_stations)

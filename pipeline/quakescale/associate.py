@@ -259,6 +259,15 @@ class Associator:
         args.update(kw)
         return cls(stations, model, **args)
 
+    @classmethod
+    def from_config(cls, cfg, stations: pd.DataFrame, model: LayeredModel | None, **kw) -> "Associator":
+        """The associator of a run config: :meth:`from_section` on ``cfg.associate`` with the
+        search depth capped by ``velocity.max_depth_km``.  ``stations`` / ``model``: the config's
+        station table and velocity model (loaded by the caller, which caches them); ``kw``
+        overrides, e.g. the bootstrap's loose acceptance."""
+        depth = min(cfg.associate.max_depth_km, cfg.velocity.max_depth_km)
+        return cls.from_section(stations, model, cfg.associate, **{"max_depth_km": depth, **kw})
+
     # ------------------------------------------------------------------ set-up
     def _prepare_lookup(self) -> None:
         """Flat nearest-sample tables for fast (vectorised gather) travel times; the final

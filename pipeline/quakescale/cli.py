@@ -340,7 +340,7 @@ def xcorr(
 @app.command()
 def associate(
     config: Optional[Path] = typer.Argument(None, help="Run config (YAML): runs the stage; with --picks its associate: section gives the parameters."),
-    picks: Optional[Path] = typer.Option(None, "--picks", help="Picks: our Parquet, a REAL pick zip/folder, PhaseNet picks.csv, or CSV (station_id/network+station, phase, time[, probability, amp_wa_mm])."),
+    picks: Optional[Path] = typer.Option(None, "--picks", help="Picks: our Parquet, a REAL pick zip/folder, PhaseNet picks.csv, HypoDD .pha, Hypoinverse .arc, or CSV (station_id/network+station, phase, time[, probability, amp_wa_mm])."),
     stations_file: Optional[Path] = typer.Option(None, "--stations", help="Stations: StationXML, REAL station.dat, or a table (station_id, latitude, longitude, elevation_m)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Velocity model file (.nd, .crh, hypoDD.inp, layer table)."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output directory for events.parquet/assignments.parquet/unassociated.parquet (+ CSV)."),
@@ -454,7 +454,7 @@ def bootstrap(
     config: Path = typer.Argument(..., help="Run config (YAML) of the region's continuous data."),
     out: Optional[Path] = typer.Option(None, "--out", help="Sample-set directory (default: train.samples_dir under the run directory)."),
     station_days: Optional[List[str]] = typer.Option(None, "--station-days", help="Only these YYYY-MM-DD/NET.STA (repeatable); default: every station-day of the config."),
-    manual: Optional[Path] = typer.Option(None, "--manual", help="Manual picks (HypoDD .pha, Hypoinverse .arc, CSV) for picker samples."),
+    manual: Optional[Path] = typer.Option(None, "--manual", help="Manual picks for picker samples: any pick file (HypoDD .pha, Hypoinverse .arc, CSV, ...)."),
     teacher: Optional[str] = typer.Option(
         None, "--teacher",
         help="Whose picks become the labels (overrides train.teacher): classic (STA/LTA + kurtosis, the default) or a "

@@ -242,7 +242,7 @@ class TrainSection(_Section):
 
     samples_dir: Path = Path("samples")  # relative to run.out_dir
     weights_dir: Path = Path("weights")  # relative to run.out_dir; name it in detect.model afterwards
-    manual_picks: Optional[Path] = None  # HypoDD .pha, Hypoinverse .arc or CSV picks (picker samples)
+    manual_picks: Optional[Path] = None  # picker samples: any pick file (HypoDD .pha, Hypoinverse .arc, CSV ...)
     snr_min: float = Field(2.0, ge=0)
     snr_max: float = Field(2000.0, gt=0)
     noise_per_event: float = Field(1.0, ge=0)
@@ -566,7 +566,7 @@ relocate:
 train:                         # region-specific retraining: quakescale bootstrap, then quakescale train
   samples_dir: samples         # sample set (under run.out_dir)
   weights_dir: weights         # trained weights (under run.out_dir); then set detect.model to it
-  manual_picks: null           # optional phase file (HypoDD .pha, Hypoinverse .arc, CSV) for picker samples
+  manual_picks: null           # optional pick file (HypoDD .pha, Hypoinverse .arc, CSV ...) for picker samples
   snr_min: 2.0                 # samples outside [snr_min, snr_max] are excluded
   snr_max: 2000.0
   noise_per_event: 1.0         # negatives (pick-free windows) per positive

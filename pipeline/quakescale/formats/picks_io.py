@@ -10,12 +10,15 @@ picked the phases:
   (:func:`read_stations`);
 - generic CSV picks from another picker (:func:`read_csv_picks`; common column spellings of
   PhaseNet / GaMMA / PyOcto / SeisBench exports are understood);
-- REAL ``catalog_sel.txt`` (:func:`read_real_catalog`) for comparisons.
+- REAL ``catalog_sel.txt`` (:func:`read_real_catalog`) for comparisons;
+- the picks of HypoDD phase files and Hypoinverse archives (:func:`read_hypodd_phase_picks`,
+  :func:`read_hypoinverse_phase_picks`).
+
+:func:`read_picks` is the one dispatcher: it decides the format of any pick file.
 """
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import csv
 import io
 import re
@@ -25,7 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import QuakeScaleError
 from ._text import token_lines
+from .hypodd import read_pha
+from .hypoinverse import read_arc
 
 __all__ = [
     "PickFormatError",
@@ -37,6 +43,8 @@ __all__ = [
     "read_real_catalog",
     "read_phasenet_picks",
     "read_picks",
+    "read_hypodd_phase_picks",
+    "read_hypoinverse_phase_picks",
     "picks_frame",
 ]
 
@@ -364,16 +372,72 @@ def read_phasenet_picks(path, sampling_rate_hz: float = 100.0) -> pd.DataFrame:
     return picks_frame(out)
 
 
-def read_picks(path, amp_unit: str | None = None) -> pd.DataFrame:
-    """Any pick file we read: our Parquet, a REAL pick folder/zip, PhaseNet's ``picks.csv``
-    (``fname``/``p_idx`` columns) or a generic CSV (:func:`read_csv_picks`)."""
+# ----------------------------------------------------------------------------- catalog phase files
+def read_hypodd_phase_picks(path, stations: pd.DataFrame | None, unknown_codes: str = "error") -> pd.DataFrame:
+    """A HypoDD phase file (``*.pha``, ``phase.dat``) as picks with their ``event_id``: pick time
+    = origin time + travel time.  Its station codes have no network: ``stations`` (with
+    ``station_id`` and ``station``, else the code after the dot) maps them; an ambiguous code
+    raises naming the file, an unknown one too (``unknown_codes="error"``) or its picks are
+    dropped (``"drop"``)."""
+    path = Path(path)
+    ev, ph = read_pha(path)
+    if stations is None:
+        raise PickFormatError(f"{path}: a HypoDD phase file needs the station table to map codes to NET.STA")
+    code_of = stations["station"] if "station" in stations else stations["station_id"].astype(str).str.split(".").str[1]
+    codes = stations["station_id"].groupby(code_of.to_numpy()).agg(list).to_dict()
+    sid = []
+    for code in ph["station"]:
+        ids = codes.get(code, [])
+        if len(ids) > 1 or (not ids and unknown_codes != "drop"):
+            why = "unknown" if not ids else f"ambiguous {ids}"
+            raise PickFormatError(f"{path}: station code {code!r} is {why} in the inventory")
+        sid.append(ids[0] if ids else None)
+    known = np.array([s is not None for s in sid], bool)
+    ph, sid = ph[known], [s for s in sid if s is not None]
+    origin = ev.set_index("event_id")["time"]
+    travel = pd.to_timedelta(ph["travel_time_s"].to_numpy(), unit="s")
+    df = pd.DataFrame({"station_id": sid, "phase": ph["phase"].str[0].to_numpy(), "event_id": ph["event_id"].to_numpy(),
+                       "time": origin.loc[ph["event_id"]].reset_index(drop=True) + pd.Series(travel)})
+    df["method"], df["model"] = "manual", path.name
+    return picks_frame(df)
+
+
+def read_hypoinverse_phase_picks(path) -> pd.DataFrame:
+    """The P and S readings of a Hypoinverse archive (``*.arc``, ``*.phs``, ``*.hyp``) as picks
+    with their ``event_id``."""
+    path = Path(path)
+    _, ph = read_arc(path)
+    df = ph[ph["phase"].isin(["P", "S"])][["station_id", "phase", "time", "event_id"]].copy()
+    df["method"], df["model"] = "manual", path.name
+    return picks_frame(df)
+
+
+def read_picks(path, amp_unit: str | None = None, stations: pd.DataFrame | None = None,
+               unknown_codes: str = "error") -> pd.DataFrame:
+    """The one reader of pick files (``quakescale associate-external``, the bootstrap's manual
+    picks), the format decided by the name, then the header line:
+
+    - ``*.parquet``: our PICKS table;
+    - a folder or ``*.zip``: REAL pick files (:func:`read_real_picks`);
+    - ``*.pha`` / ``phase*.dat``: a HypoDD phase file (:func:`read_hypodd_phase_picks`; needs
+      ``stations`` to map its station codes, ``unknown_codes`` says what an unknown one does) --
+      with an ``event_id`` column;
+    - ``*.arc`` / ``*.phs`` / ``*.hyp``: a Hypoinverse archive
+      (:func:`read_hypoinverse_phase_picks`) -- with an ``event_id`` column;
+    - PhaseNet's ``picks.csv`` (``fname`` and ``p_idx`` in the header, :func:`read_phasenet_picks`);
+    - anything else: a generic CSV (:func:`read_csv_picks`, ``amp_unit`` for its amplitudes)."""
     path = Path(path)
     if not path.exists():
         raise PickFormatError(f"{path}: no such pick file or folder")
-    if path.suffix == ".parquet":
+    name = path.name.lower()
+    if name.endswith(".parquet"):
         return picks_frame(pd.read_parquet(path))
-    if path.suffix == ".zip" or path.is_dir():
+    if name.endswith(".zip") or path.is_dir():
         return read_real_picks(path)
+    if name.endswith(".pha") or (name.startswith("phase") and name.endswith(".dat")):
+        return read_hypodd_phase_picks(path, stations, unknown_codes)
+    if name.endswith((".arc", ".phs", ".hyp")):
+        return read_hypoinverse_phase_picks(path)
     head = path.open("rb").readline(4096).decode("utf-8", "replace")
     if "p_idx" in head and "fname" in head:
         return read_phasenet_picks(path)

@@ -319,8 +319,7 @@ def _associate_task(cfg, rd, unit):
         return "ok", 0, "no picks"
     picks = picks.sort_values(["time", "station_id"], kind="stable").reset_index(drop=True)
     a = cfg.associate
-    assoc = Associator.from_section(stations_df(cfg), velocity_model(cfg), a,
-                                    max_depth_km=min(a.max_depth_km, cfg.velocity.max_depth_km))
+    assoc = Associator.from_config(cfg, stations_df(cfg), velocity_model(cfg))
     events, asg = associate_partitioned(picks, assoc, partition_s=a.partition_s, overlap_s=a.overlap_s)
     events = events.assign(stage="associate")
     for col, default in (("magnitude", np.nan), ("mag_type", ""), ("rms_s", np.nan)):

@@ -1,7 +1,8 @@
 """Region-specific retraining through the pipeline's backends.
 
-``quakescale bootstrap`` / ``quakescale train`` are plain functions (``train.bootstrap``); this
-module runs them where the config's ``compute.backend`` says, the way the pipeline's stages run:
+``quakescale bootstrap`` / ``quakescale train`` are plain functions (``train.bootstrap``,
+``train.trainer``); this module runs them where the config's ``compute.backend`` says, the way
+the pipeline's stages run:
 
 - ``local``: in this process;
 - ``slurm``: one Dask task on a dask-jobqueue ``SLURMCluster`` -- bootstrap on the CPU pool,
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..config import Config, load_config
+from ..train.bootstrap import BootstrapParams, build_sample_set
+from ..train.trainer import train_from_sample_set
 
 TRAIN_STAGES = ("bootstrap", "train")
 
@@ -43,23 +46,19 @@ def resolve_paths(cfg: Config, samples: Sequence | None = None, out=None, bootst
 
 def run_bootstrap(config_path, out=None, station_days: Sequence[str] | None = None, manual=None, log: Callable = print,
                   teacher: str | None = None) -> dict:
-    """``quakescale bootstrap`` in this process: the sample set of the config's region (``teacher``
-    overrides ``train.teacher``)."""
-    from ..train.bootstrap import build_sample_set
-
+    """``quakescale bootstrap`` in this process: the sample set of the config's region with the
+    parameters of :meth:`~quakescale.train.bootstrap_params.BootstrapParams.from_config`
+    (``manual`` / ``teacher`` override ``train.manual_picks`` / ``train.teacher``)."""
     cfg = load_config(config_path)
-    t = cfg.train
-    out = Path(out).resolve() if out is not None else _under_run(cfg, t.samples_dir)
-    return build_sample_set(cfg, out, station_days=list(station_days) if station_days else None, manual_picks=manual or t.manual_picks,
-                            snr_min=t.snr_min, snr_max=t.snr_max, noise_per_event=t.noise_per_event, seed=cfg.run.seed,
-                            teacher_model=(t.init_model or "builtin:default") if t.self_training else None, log=log,
-                            teacher=teacher or t.teacher)
+    out = Path(out).resolve() if out is not None else _under_run(cfg, cfg.train.samples_dir)
+    given = {k: v for k, v in (("manual_picks", manual), ("teacher", teacher)) if v}
+    return build_sample_set(cfg, out, BootstrapParams.from_config(cfg, **given),
+                            station_days=list(station_days) if station_days else None, log=log)
 
 
 def run_training(config_path, samples: Sequence | None = None, out=None, epochs: int | None = None, device: str | None = None,
                  max_minutes: float | None = None, log: Callable = print) -> Path:
     """``quakescale train`` in this process; returns the metrics CSV of the weights directory."""
-    from ..train.bootstrap import train_from_sample_set
 
     cfg = load_config(config_path)
     t = cfg.train

@@ -34,7 +34,7 @@ P_AT_N = 1600
 FS = 100.0
 
 
-def _f16(x: np.ndarray) -> np.ndarray:
+def to_float16(x: np.ndarray) -> np.ndarray:
     """Scale to a peak of 1 (the models normalise every window anyway) and store as float16."""
     m = float(np.abs(x).max())
     return (x / m if m > 0 else x).astype(np.float16)
@@ -84,7 +84,7 @@ def samples_from_world(world_dir, out_dir, min_snr_p: float = 2.0, min_label_snr
                 a = pi - P_AT_N
                 if a < 0 or a + STORE_N > n or cv[a + STORE_N] - cv[a] > 0:
                     continue
-                chunks.append(_f16(prep.data[:, a : a + STORE_N]))
+                chunks.append(to_float16(prep.data[:, a : a + STORE_N]))
                 rows.append(dict(kind="event", station_id=sid, event_id=int(r["event_id"]), snr_p=float(r["snr"]), start_ns=int(prep.time_ns(a)),
                                  p_idx=(p_all[(p_all >= a) & (p_all < a + STORE_N)] - a).tolist(), s_idx=(s_all[(s_all >= a) & (s_all < a + STORE_N)] - a).tolist(), source=str(world)))
                 n_ev += 1
@@ -97,7 +97,7 @@ def samples_from_world(world_dir, out_dir, min_snr_p: float = 2.0, min_label_snr
                 j = np.searchsorted(arr_all, a - 4000)
                 if j < len(arr_all) and arr_all[j] < a + STORE_N:
                     continue
-                chunks.append(_f16(prep.data[:, a : a + STORE_N]))
+                chunks.append(to_float16(prep.data[:, a : a + STORE_N]))
                 rows.append(dict(kind="noise", station_id=sid, event_id=-1, snr_p=0.0, start_ns=int(prep.time_ns(a)), p_idx=[], s_idx=[], source=str(world)))
                 n_noise -= 1
             del prep, st
@@ -162,3 +162,17 @@ class SampleSet:
         """Read everything into memory (float16) for fast epochs."""
         self.parts = [np.asarray(x) for x in self.parts]
         return self
+
+
+def iter_batches(sample_dirs, batch_size: int = 512, kind: str | None = None, shuffle: bool = False, seed: int = 0):
+    """Yield ``(index_rows DataFrame, x float32 (b, 3, 4500))`` batches from one or more sample
+    sets without loading the waveforms (memmap reads of ``batch_size`` rows at a time)."""
+    ds = SampleSet(sample_dirs)
+    rows = np.arange(len(ds))
+    if kind is not None:
+        rows = rows[(ds.index["kind"] == kind).to_numpy()]
+    if shuffle:
+        rows = np.random.default_rng(seed).permutation(rows)
+    for i in range(0, len(rows), batch_size):
+        r = rows[i : i + batch_size]
+        yield ds.index.iloc[r], ds.load(r)

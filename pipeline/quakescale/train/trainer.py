@@ -15,17 +15,30 @@ loss on the onset offsets of the steps next to each labelled arrival (in step un
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
-from ..detect.models import N_STEPS, STEP_N, WINDOW_N, CerpModel, new_model, normalize_windows, pick_device, save_model
+from ..detect.models import (
+    N_STEPS,
+    STEP_N,
+    WINDOW_N,
+    CerpModel,
+    load_model,
+    new_model,
+    normalize_windows,
+    pick_device,
+    save_model,
+)
 from ..detect.runner import decode_steps
 from .augment import Compose, RandomCrop, WhiteNoise
+from .figures import plot_training_curves
 from .samples import SampleSet
 
 CLASS_WEIGHTS = (1.0, 20.0, 20.0)  # ~58 noise steps per P or S step
@@ -267,3 +280,94 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
     (out / "test_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
     m.to(dev)
     return m
+
+
+# ----------------------------------------------------------------------------- bootstrap sample sets
+def _metrics_rows(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+
+
+def train_from_sample_set(
+    sample_dir,
+    out_weights_dir,
+    epochs: int | None = None,
+    device: str = "auto",
+    resume: bool = True,
+    epochs_detector: int | None = None,
+    epochs_picker: int | None = None,
+    init_model: str | None = "builtin:default",
+    name: str = "cerp-region",
+    version: str | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 512,
+    seed: int = 0,
+    max_minutes: float | None = None,
+    teacher_mask: float | None = 0.3,
+    log=print,
+) -> Path:
+    """Train (or fine-tune) the CERP models on bootstrap sample set(s); returns ``metrics.csv``.
+
+    Calls :func:`train` (Adam ``lr``, ``batch_size``, 7:2:1, the shift + white-noise
+    augmentation).  ``epochs`` sets both ``epochs_detector`` and
+    ``epochs_picker`` unless given apart.  ``init_model`` (``builtin:NAME`` / a weights dir /
+    None) is the starting point: the seed retrains the shipped model on the region's samples;
+    None trains from scratch.  ``resume``: a finished run in ``out_weights_dir`` (card + test
+    metrics) is returned as is; an interrupted one continues from ``checkpoints/*_last.pt``
+    for the epochs left, appending to ``metrics.csv``.  Also writes ``training_curves.png``.
+    The weights directory is loadable with ``detect.model: OUT``; every pick made with it
+    carries ``NAME@VERSION`` in its ``model`` column (``version``: VERSION, default a date stamp plus
+    the sample set's short hash).  ``sample_dir``: one sample-set directory or a list;
+    ``out_weights_dir``: the weights directory; ``device``: ``auto`` / ``cpu`` / ``cuda``;
+    ``name``: the model's name; ``lr``, ``batch_size``, ``seed``: of the training;
+    ``max_minutes``: stop (and save) after this long; ``log``: progress lines.
+    ``teacher_mask``: when fine-tuning, steps where the starting model
+    sees a P with at least this probability and the (incomplete) bootstrap labels have none are
+    left out of the picker's loss (:func:`train`); None: off."""
+    out = Path(out_weights_dir)
+    dirs = [Path(d) for d in ([sample_dir] if isinstance(sample_dir, (str, Path)) else sample_dir)]
+    ep_d = epochs_detector if epochs_detector is not None else (epochs if epochs is not None else 10)
+    ep_p = epochs_picker if epochs_picker is not None else (epochs if epochs is not None else 20)
+    metrics = out / "metrics.csv"
+    if resume and (out / "card.json").exists() and (out / "test_metrics.json").exists() and metrics.exists():
+        log(f"train: {out} is complete (card.json + test_metrics.json); nothing to do (resume)")
+        plot_training_curves(metrics, out / "training_curves.png")
+        return metrics
+    if version is None:
+        h = hashlib.sha256()
+        for d in dirs:
+            h.update((d / "index.parquet").read_bytes())
+        version = time.strftime("%Y.%m.%d", time.gmtime()) + "+" + h.hexdigest()[:8]
+    model = load_model(init_model, device="cpu") if init_model else new_model(seed)
+    done_d = done_p = 0
+    prev = pd.DataFrame()
+    ck = out / "checkpoints"
+    if resume and ck.exists() and ((ck / "detector_last.pt").exists() or (ck / "picker_last.pt").exists()):
+        for nm, net in (("detector", model.detector), ("picker", model.picker)):
+            f = ck / f"{nm}_last.pt"
+            if f.exists():
+                blob = torch.load(f, map_location="cpu", weights_only=True)
+                net.load_state_dict(blob[nm])
+                if nm == "detector":
+                    done_d = int(blob.get("epoch", 0))
+                else:
+                    done_p = int(blob.get("epoch", 0))
+        prev = _metrics_rows(metrics)
+        log(f"train: resuming {out} after detector epoch {done_d}, picker epoch {done_p}")
+    init_label = model.label if init_model else "scratch"
+    mask = teacher_mask if init_model else None
+    recipe = {"init_model": init_label, "bootstrap": True, "teacher_mask": mask,
+              "resumed_after": {"detector": done_d, "picker": done_p}, "epochs_detector": ep_d, "epochs_picker": ep_p}
+    train(dirs, out, epochs_detector=0 if done_p else max(ep_d - done_d, 0), epochs_picker=max(ep_p - done_p, 0), lr=lr,
+          batch_size=batch_size, seed=seed, device=device, name=name, version=version, max_minutes=max_minutes,
+          model=model, teacher_mask=mask, recipe=recipe, log=log)
+    if len(prev):
+        new = _metrics_rows(metrics)
+        if len(new):
+            off = new["model"].map({"detector": done_d, "picker": done_p}).fillna(0).astype(int)
+            new["epoch"] = new["epoch"] + off
+        kept = (((prev["model"] == "detector") & (prev["epoch"] <= done_d))
+                | ((prev["model"] == "picker") & (prev["epoch"] <= done_p)))
+        prev = prev[kept]
+        pd.concat([prev, new], ignore_index=True).to_csv(metrics, index=False)
+    plot_training_curves(metrics, out / "training_curves.png")
+    return metrics
