@@ -55,7 +55,7 @@ def run(n: int, seed: int = 0) -> dict:
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     st = stations.rename(columns={"station_id": "station"})
     t = time.perf_counter()
-    res = dd.relocate_dd(start, st, dd.DDData.from_tables(dtct), model, dd.default_iteration_sets([4, 4], [80.0, 60.0]),
+    res = dd.relocate_dd(start, st, dd.DDData.from_tables(dtct), model, dd.RelocateParams.from_config().iteration_sets(with_cc=False),
                          solver="lsqr", idat=2, maxdist_km=400.0, minobs_ct=8, lsqr_tol=1e-4)
     t_dd = time.perf_counter() - t
     rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6

@@ -28,10 +28,9 @@ Pipeline face: :func:`relocate`.  HypoDD project face: :func:`run_hypodd_project
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import logging
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +39,14 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import lsqr
 
+from ..config import RelocateSection
+from ..errors import QuakeScaleError
 from ..formats.hypodd import IterationSet
 from ..geo import LocalProjection, azimuth_deg
 from ..velocity import LayeredModel, TravelTimeTable
 
-__all__ = ["DDError", "DDSolverError", "DDData", "DDResult", "relocate_dd", "relocate", "run_hypodd_project",
-           "default_iteration_sets", "find_clusters"]
+__all__ = ["DDError", "DDSolverError", "DDData", "DDResult", "RelocateParams", "relocate_dd", "relocate",
+           "run_hypodd_project", "default_iteration_sets", "find_clusters"]
 
 log = logging.getLogger("quakescale.relocate")
 
@@ -108,11 +109,11 @@ class DDResult:
     seconds: float = 0.0
 
 
-def default_iteration_sets(iterations=(4, 4), damping=(80.0, 60.0), with_cc: bool = False,
-                           max_sep_km: float = 6.0, max_pair_cc_km: float = 4.0) -> list[IterationSet]:
+def default_iteration_sets(iterations, damping, with_cc: bool, max_sep_km: float,
+                           max_pair_cc_km: float) -> list[IterationSet]:
     """Two-stage scheme of the HypoDD examples: first catalog-led without re-weighting, then
     re-weighted (residuals > 6 MAD and pairs beyond the separation limits get zero weight);
-    with cc data the second stage is led by cc."""
+    with cc data the second stage is led by cc.  The config's values: :meth:`RelocateParams.iteration_sets`."""
     if len(iterations) != len(damping):
         raise DDError(f"damping ({len(damping)} values) needs one value per iteration set ({len(iterations)})")
     sets = []
@@ -662,6 +663,48 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
 
 
 # ----------------------------------------------------------------------------- pipeline face
+@dataclass(frozen=True)
+class RelocateParams:
+    """The relocation settings of the pipeline face, read from a config ``RelocateSection`` (whose
+    defaults are the only ones: :meth:`from_config`).  ``min_cc`` and ``max_pair_cc_km`` come from
+    ``relocate.cc``; ``use_elevation`` and ``lsqr_tol`` (LSQR atol=btol) are not config settings."""
+
+    max_station_km: float | str  # a number or "auto" (relocate.pairs.resolve_max_station_km)
+    max_sep_km: float
+    min_obs: int
+    max_obs: int
+    max_neighbors: int
+    min_links: int
+    iterations: list[int]
+    damping: list[float]
+    solver: str
+    min_cc: float  # cc data below it are dropped
+    max_pair_cc_km: float
+    use_elevation: bool = False
+    lsqr_tol: float = 1e-4
+
+    @classmethod
+    def from_config(cls, section=None, **overrides) -> "RelocateParams":
+        """``section``: a config ``RelocateSection`` (None: its defaults) or a RelocateParams;
+        keyword arguments override single fields (unknown names raise :class:`DDError`)."""
+        if isinstance(section, cls):
+            base = asdict(section)
+        else:
+            s = RelocateSection() if section is None else section
+            base = {k: getattr(s, k) for k in ("max_station_km", "max_sep_km", "min_obs", "max_obs", "max_neighbors",
+                                               "min_links", "iterations", "damping", "solver")}
+            base.update(min_cc=s.cc.min_cc, max_pair_cc_km=s.cc.max_pair_km)
+        unknown = set(overrides) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise DDError(f"relocate: unknown parameter(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return replace(cls(**base), **overrides)
+
+    def iteration_sets(self, with_cc: bool) -> list[IterationSet]:
+        """:func:`default_iteration_sets` of these settings."""
+        return default_iteration_sets(self.iterations, self.damping, with_cc=with_cc, max_sep_km=self.max_sep_km,
+                                      max_pair_cc_km=self.max_pair_cc_km)
+
+
 def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, model: LayeredModel,
              dtcc: pd.DataFrame | None = None, params=None, **kw) -> pd.DataFrame:
     """Relocate pipeline events.
@@ -669,7 +712,8 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     events: event_id, time, latitude, longitude, depth_km; picks: event_id, station_id, phase,
     time, [weight]; stations: station_id, latitude, longitude, [elevation_m]; dtcc: DTCC table
     (event_id_1, event_id_2, station_id, phase, dt_s, cc) or None.  ``params`` is a config
-    RelocateSection (or None); keyword arguments override its fields: max_station_km, max_sep_km,
+    RelocateSection, a :class:`RelocateParams` or None (the config's defaults: max_station_km "auto",
+    cc.min_cc 0.7); keyword arguments override its fields: max_station_km, max_sep_km,
     min_obs, max_obs, max_neighbors, min_links, iterations, damping, solver, min_cc (cc data
     below it are dropped), max_pair_cc_km, use_elevation, lsqr_tol (LSQR atol=btol; 1e-4 here --
     each DD iteration refines the last, so the looser tolerance of HypoDD's 1e-6 costs 2x time
@@ -681,37 +725,22 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     """
     from .pairs import catalog_pairs, resolve_max_station_km
 
-    p = {"max_station_km": 150.0, "max_sep_km": 6.0, "min_obs": 8, "max_obs": 50, "max_neighbors": 20, "min_links": 8,
-         "iterations": [4, 4], "damping": [80.0, 60.0], "solver": "lsqr", "min_cc": 0.0, "max_pair_cc_km": 4.0,
-         "use_elevation": False, "lsqr_tol": 1e-4}
-    if params is not None:
-        for k in p:
-            if hasattr(params, k):
-                p[k] = getattr(params, k)
-        cc = getattr(params, "cc", None)
-        if cc is not None:
-            p["min_cc"] = getattr(cc, "min_cc", p["min_cc"])
-            p["max_pair_cc_km"] = getattr(cc, "max_pair_km", p["max_pair_cc_km"])
-    unknown = set(kw) - set(p)
-    if unknown:
-        raise DDError(f"relocate(): unknown parameter(s) {sorted(unknown)}; known: {sorted(p)}")
-    p.update(kw)
-    p["max_station_km"] = resolve_max_station_km(p["max_station_km"], stations)  # "auto": from the station spacing
-    dtct = catalog_pairs(events, picks, stations, max_station_km=p["max_station_km"], max_sep_km=p["max_sep_km"],
-                         min_obs=p["min_obs"], max_obs=p["max_obs"], max_neighbors=p["max_neighbors"], min_links=p["min_links"])
+    p = RelocateParams.from_config(params, **kw)
+    max_station_km = resolve_max_station_km(p.max_station_km, stations)  # "auto": from the station spacing
+    dtct = catalog_pairs(events, picks, stations, max_station_km=max_station_km, max_sep_km=p.max_sep_km,
+                         min_obs=p.min_obs, max_obs=p.max_obs, max_neighbors=p.max_neighbors, min_links=p.min_links)
     cc = None
     if dtcc is not None and len(dtcc):
-        cc = dtcc[dtcc["cc"] >= p["min_cc"]]
+        cc = dtcc[dtcc["cc"] >= p.min_cc]
     data = DDData.from_tables(dtct, cc)
     st = stations.rename(columns={"station_id": "station"})
     if "elevation_m" not in st:
         st = st.assign(elevation_m=0.0)
     with_cc = cc is not None and len(cc) > 0
-    sets = default_iteration_sets(p["iterations"], p["damping"], with_cc=with_cc, max_sep_km=p["max_sep_km"],
-                                  max_pair_cc_km=p["max_pair_cc_km"])
-    res = relocate_dd(events, st, data, model, sets, solver=p["solver"], idat=3 if with_cc else 2, ipha=3,
-                      maxdist_km=p["max_station_km"] + 50.0, minobs_ct=p["min_links"], minobs_cc=p["min_links"] if with_cc else 0,
-                      cluster=0, use_elevation=p["use_elevation"], lsqr_tol=p["lsqr_tol"])
+    res = relocate_dd(events, st, data, model, p.iteration_sets(with_cc), solver=p.solver, idat=3 if with_cc else 2,
+                      ipha=3, maxdist_km=max_station_km + 50.0, minobs_ct=p.min_links,
+                      minobs_cc=p.min_links if with_cc else 0, cluster=0, use_elevation=p.use_elevation,
+                      lsqr_tol=p.lsqr_tol)
     if res.events.empty:
         return events.iloc[0:0].assign(stage="relocate")
     r = res.events.set_index("event_id")
