@@ -52,7 +52,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .geo import LocalProjection, epicentral_km
+from .catalog.compare import match_catalogs
+from .geo import LocalProjection
+from .times import utc_ns as _ns
 from .velocity import LayeredModel, TravelTimeTable, default_model
 
 __all__ = [
@@ -74,12 +76,6 @@ log = logging.getLogger("quakescale.associate")
 # bootstrap's labels from classic picks (few S).  Pass as ``Associator(st, model, **PALM_SEED)``.
 PALM_SEED = dict(max_residual_s=2.0, min_p=0, min_s=0, min_picks=0, min_p_and_s=0, min_score=0.0,
                  residual_per_s=0.0, max_outside_km=None, reject_depth_edge=False, use_probability=False)
-
-
-def _ns(values) -> np.ndarray:
-    """UTC times (strings, datetimes, tz-aware or naive=UTC) -> int64 ns since the epoch."""
-    t = pd.to_datetime(pd.Series(values), utc=True)
-    return t.dt.tz_convert(None).astype("datetime64[ns]").to_numpy().view(np.int64)
 
 
 class AssociationInputError(QuakeScaleError, ValueError):
@@ -956,34 +952,10 @@ def match_events(found: pd.DataFrame, ref: pd.DataFrame, max_dt_s: float = 1.5,
                  max_dist_km: float | None = 5.0) -> pd.DataFrame:
     """One-to-one matching of ``found`` to ``ref`` events (both with ``time``, ``latitude``,
     ``longitude``): pairs within ``max_dt_s`` (and ``max_dist_km`` epicentral when given),
-    closest in time first.  Returns the pairs (``i_found``, ``i_ref`` row positions, ``dt_s``,
-    ``dist_km``)."""
-    cols = ["i_found", "i_ref", "dt_s", "dist_km"]
-    if len(found) == 0 or len(ref) == 0:
-        return pd.DataFrame(columns=cols)
-    tf = _ns(found["time"]) / 1e9
-    tr = _ns(ref["time"]) / 1e9
-    order = np.argsort(tr)
-    trs = tr[order]
-    cand = []
-    for i, t in enumerate(tf):
-        lo = np.searchsorted(trs, t - max_dt_s, "left")
-        hi = np.searchsorted(trs, t + max_dt_s, "right")
-        for j in order[lo:hi]:
-            dt = abs(tr[j] - t)
-            d = float(epicentral_km(found["latitude"].iloc[i], found["longitude"].iloc[i],
-                                    ref["latitude"].iloc[j], ref["longitude"].iloc[j]))
-            if max_dist_km is None or d <= max_dist_km:
-                cand.append((dt, i, int(j), d))
-    cand.sort()
-    uf, ur, rows = set(), set(), []
-    for dt, i, j, d in cand:
-        if i in uf or j in ur:
-            continue
-        uf.add(i)
-        ur.add(j)
-        rows.append((i, j, dt, d))
-    return pd.DataFrame(rows, columns=cols)
+    closest in time first (:func:`quakescale.catalog.compare.match_catalogs`).  Returns the pairs
+    (``i_found``, ``i_ref`` row positions, ``dt_s`` = |time difference|, ``dist_km``)."""
+    m = match_catalogs(found, ref, max_dt_s=max_dt_s, max_dist_km=max_dist_km)
+    return pd.DataFrame({"i_found": m["cat_index"], "i_ref": m["ref_index"], "dt_s": m["dt_s"].abs(), "dist_km": m["dh_km"]})
 
 
 # ============================================================================ synthetic picks
