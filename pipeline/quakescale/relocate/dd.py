@@ -22,8 +22,9 @@ The solver follows hypoDD 1.3 step by step so that a HypoDD project gives HypoDD
 Everything is numpy arrays sized by the data (no fixed maxima).  A step that would give
 non-finite coordinates raises :class:`DDSolverError` naming the iteration and events, never NaN.
 
-Pipeline face: :func:`relocate`.  HypoDD project face: :func:`run_hypodd_project` (this solver on a
-1.x/2.x project's files); ``quakescale relocate hypodd`` runs :mod:`.hypodd21`, HypoDD 2.1b step for step.
+Pipeline face: :func:`relocate`.  HypoDD project face:
+:func:`quakescale.relocate.hypodd_backend.run_hypodd_project` (this solver on a 1.x/2.x project's
+files); ``quakescale relocate hypodd`` runs :mod:`.hypodd21`, HypoDD 2.1b step for step.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from __future__ import annotations
 import logging
 import time as _time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ from ..geo import LocalProjection, azimuth_deg
 from ..velocity import LayeredModel, TravelTimeTable
 
 __all__ = ["DDError", "DDSolverError", "DDData", "DDResult", "RelocateParams", "relocate_dd", "relocate",
-           "run_hypodd_project", "default_iteration_sets", "find_clusters"]
+           "default_iteration_sets", "find_clusters"]
 
 log = logging.getLogger("quakescale.relocate")
 
@@ -756,121 +756,3 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     out["stage"] = "relocate"
     out.attrs["relocate_log"] = res.log
     return out
-
-
-# ----------------------------------------------------------------------------- HypoDD project face
-def run_hypodd_project(inp_path, out_dir=None, solver: str | None = None) -> DDResult:
-    """Run a HypoDD 1.x project with the builtin solver: read ``hypoDD.inp`` and the files it
-    names (paths relative to the .inp), write hypoDD.loc/.reloc/.res/.sta (names from the .inp)
-    into ``out_dir`` (default: the .inp's folder) and return the :class:`DDResult`."""
-    from ..formats import hypodd as H
-
-    inp = H.read_hypodd_inp(inp_path)
-    out_dir = Path(out_dir) if out_dir is not None else Path(inp_path).parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fe = inp.resolve(inp.fn_eve)
-    fs = inp.resolve(inp.fn_sta)
-    for what, f in (("event file", fe), ("station file", fs)):
-        if f is None or not f.exists():
-            raise FileNotFoundError(f"{inp.path}: {what} {f} not found")
-    ev = H.read_event_dat(fe)
-    if inp.ids:
-        ev = ev[ev["event_id"].isin(set(inp.ids))]
-    st = H.read_station_dat(fs)
-    dtct = dtcc = None
-    if inp.idat in (2, 3):
-        f = inp.resolve(inp.fn_ct)
-        if f is None or not f.exists():
-            raise FileNotFoundError(f"{inp.path}: IDAT={inp.idat} needs the catalog file {inp.fn_ct!r} ({f})")
-        dtct = H.read_dtct(f)
-    if inp.idat in (1, 3):
-        f = inp.resolve(inp.fn_cc)
-        if f is None or not f.exists():
-            raise FileNotFoundError(f"{inp.path}: IDAT={inp.idat} needs the cross-correlation file {inp.fn_cc!r} ({f})")
-        dtcc = H.read_dtcc(f)
-        dtcc = dtcc.assign(weight=dtcc["cc"])  # hypoDD uses the dt.cc weight column as given
-    data = DDData.from_tables(dtct, dtcc)
-    res = relocate_dd(ev, st, data, inp.model(), inp.sets, solver=solver or ("svd" if inp.isolv == 1 else "lsqr"),
-                      idat=inp.idat, ipha=inp.ipha, maxdist_km=inp.maxdist_km, minobs_ct=inp.minobs_ct,
-                      minobs_cc=inp.minobs_cc, cluster=inp.cid)
-    if not res.initial.empty:
-        loc = res.initial.assign(ex_m=lambda d: d["eh_km"] * 1000 if "eh_km" in d else 0.0,
-                                 ey_m=lambda d: d["eh_km"] * 1000 if "eh_km" in d else 0.0,
-                                 ez_m=lambda d: d["ez_km"] * 1000 if "ez_km" in d else 0.0)
-        H.write_loc(loc, out_dir / (inp.fn_loc or "hypoDD.loc"))
-    if not res.events.empty:
-        H.write_reloc(res.events, out_dir / (inp.fn_reloc or "hypoDD.reloc"))
-        if inp.fn_res:
-            H.write_res(res.residuals, out_dir / inp.fn_res)
-        if inp.fn_stares:
-            H.write_sta(res.stations, out_dir / inp.fn_stares)
-    (out_dir / "hypoDD.log").write_text("\n".join(res.log) + "\n")
-    return res
-
-
-# ----------------------------------------------------------------------------- synthetic case
-def synthetic_case(n_events: int = 120, n_stations: int = 12, seed: int = 0, sigma_p_s: float = 0.02,
-                   sigma_s_s: float = 0.04, start_sigma_km: float = 0.5, start_sigma_z_km: float = 0.6,
-                   model: LayeredModel | None = None, extent_km: float = 2.0, lat0: float = 27.10, lon0: float = 103.35,
-                   network_radius_km: float = 35.0, zero_mean_start: bool = True, width_km: float | None = None,
-                   center_depth_km: float = 9.0):
-    """A small synthetic world for tests and benchmarks: events on a fault patch (+-extent_km
-    along strike, ``width_km`` (default extent_km) in depth around ``center_depth_km``),
-    stations around it, picks = exact first-arrival times + Gaussian errors, start locations
-    = truth + Gaussian perturbations.  Returns ``(truth, start, picks, stations, model)`` as
-    pipeline tables."""
-    from ..velocity import default_model
-
-    rng = np.random.default_rng(seed)
-    model = model or default_model()
-    proj = LocalProjection(lat0, lon0)
-    u = rng.uniform(-extent_km, extent_km, n_events)
-    width = extent_km if width_km is None else float(width_km)
-    v = rng.uniform(-0.5 * width, 0.5 * width, n_events)
-    ex = u * np.cos(np.radians(30)) + rng.normal(0, 0.05, n_events)
-    ey = u * np.sin(np.radians(30)) + rng.normal(0, 0.05, n_events)
-    ez = center_depth_km + v
-    t0 = pd.Timestamp("2014-08-03T08:00:00Z") + pd.to_timedelta(np.arange(n_events) * 97.0, unit="s")
-    lat, lon = proj.to_latlon(ex, ey)
-    truth = pd.DataFrame({"event_id": np.arange(1, n_events + 1, dtype=np.int64), "time": t0, "latitude": lat, "longitude": lon,
-                          "depth_km": ez, "x_km": ex, "y_km": ey})
-    az = np.sort(rng.uniform(0, 2 * np.pi, n_stations))
-    r = rng.uniform(5.0, network_radius_km, n_stations)
-    sx, sy = r * np.sin(az), r * np.cos(az)
-    slat, slon = proj.to_latlon(sx, sy)
-    stations = pd.DataFrame({"station_id": [f"XS.S{i:02d}" for i in range(n_stations)], "latitude": slat, "longitude": slon,
-                             "elevation_m": 0.0})
-    rows = []
-    d = np.hypot(ex[:, None] - sx[None, :], ey[:, None] - sy[None, :])
-    tt = TravelTimeTable(model, max_dist_km=max(network_radius_km + 10, float(d.max()) + 5.0),
-                         max_depth_km=max(20.0, float(ez.max()) + 5.0))
-    for ph, sig in (("P", sigma_p_s), ("S", sigma_s_s)):
-        t, _, _ = tt.time(ph, d, np.broadcast_to(ez[:, None], d.shape))
-        t = t + rng.normal(0, sig, t.shape)
-        ie, js = np.meshgrid(np.arange(n_events), np.arange(n_stations), indexing="ij")
-        rows.append(pd.DataFrame({"event_id": truth["event_id"].to_numpy()[ie.ravel()], "station_id": stations["station_id"].to_numpy()[js.ravel()],
-                                  "phase": ph, "time": t0[ie.ravel()] + pd.to_timedelta(t.ravel(), unit="s"),
-                                  "weight": 1.0}))
-    picks = pd.concat(rows, ignore_index=True)
-    picks["time"] = pd.to_datetime(picks["time"], utc=True)
-    pert = rng.normal(0, 1, (n_events, 3)) * [start_sigma_km, start_sigma_km, start_sigma_z_km]
-    if zero_mean_start:
-        # an unbiased absolute locator: random errors per event, the cluster centroid right.
-        # DD cannot undo a shift common to all events (it keeps the catalogue centroid).
-        pert = pert - pert.mean(0)
-    sx0, sy0, sz0 = ex + pert[:, 0], ey + pert[:, 1], ez + pert[:, 2]
-    slat0, slon0 = proj.to_latlon(sx0, sy0)
-    dt0 = rng.normal(0, 0.05, n_events)
-    start = pd.DataFrame({"event_id": truth["event_id"], "time": t0 + pd.to_timedelta(dt0, unit="s"), "latitude": slat0,
-                          "longitude": slon0, "depth_km": sz0, "magnitude": 1.0})
-    return truth, start, picks, stations, model
-
-
-def location_errors_m(a: pd.DataFrame, b: pd.DataFrame) -> pd.Series:
-    """3-D distance (m) between two event tables (matched on event_id)."""
-    m = a.merge(b, on="event_id", suffixes=("_a", "_b"))
-    p = LocalProjection(float(m["latitude_a"].mean()), float(m["longitude_a"].mean()))
-    xa, ya = p.to_xy(m["latitude_a"], m["longitude_a"])
-    xb, yb = p.to_xy(m["latitude_b"], m["longitude_b"])
-    dz = m["depth_km_a"].to_numpy(float) - m["depth_km_b"].to_numpy(float)
-    return pd.Series(np.sqrt((xa - xb) ** 2 + (ya - yb) ** 2 + dz**2) * 1000.0, index=m["event_id"].to_numpy())
