@@ -835,6 +835,27 @@ def write_arc(events: pd.DataFrame, phases: pd.DataFrame, path, shadows: bool = 
     Path(path).write_text("\n".join(out) + "\n")
 
 
+# H71 summary formats 2 (Hypo71-2000) and 3/4 (readable, csv): (start, end) columns of the numbers,
+# the start column of each one-character remark, and the event id's columns
+_H71_COLUMNS = {
+    2: (dict(depth_km=(38, 45), magnitude=(47, 52), n_phases=(52, 55), gap_deg=(55, 59), dmin_km=(59, 64),
+             rms_s=(64, 69), erh_km=(69, 74), erz_km=(74, 79)),
+        dict(analyst_remark=79, quality=80, program_remark=82), (83, 93)),
+    3: (dict(depth_km=(42, 48), magnitude=(49, 54), n_phases=(61, 64), gap_deg=(65, 68), dmin_km=(69, 74),
+             rms_s=(75, 80), erh_km=(81, 86), erz_km=(87, 92)),
+        dict(quality=93, program_remark=94, analyst_remark=96), (98, 108)),
+}
+
+
+def _h71_fields(line: str, layout: int, num) -> dict:
+    """The numbers, remarks and event id of an H71 summary line of ``layout`` 2 or 3 (3 and 4 share it)."""
+    numbers, remarks, (a, b) = _H71_COLUMNS[layout]
+    r = {k: num(*cols) for k, cols in numbers.items()}
+    r.update({k: line[c : c + 1].strip() for k, c in remarks.items()})
+    r["event_id"] = int(num(a, b)) if line[a:b].strip(" ,") else None
+    return r
+
+
 def _parse_h71_line(line: str, fmt: int, where: str) -> dict:
     """A summary line of the ``H71`` 2 (Hypo71-2000), 3 (readable) or 4 (csv) formats."""
 
@@ -848,42 +869,15 @@ def _parse_h71_line(line: str, fmt: int, where: str) -> dict:
             sec = num(13, 19)
             lat = (num(19, 22) + num(23, 28) / 60.0) * (-1 if line[22] == "S" else 1)
             lon = (num(28, 32) + num(33, 38) / 60.0) * (1 if line[32] == "E" else -1)
-            r = dict(
-                depth_km=num(38, 45),
-                magnitude=num(47, 52),
-                mag_type=("M" + line[46]) if line[46].strip() else None,
-                n_phases=num(52, 55),
-                gap_deg=num(55, 59),
-                dmin_km=num(59, 64),
-                rms_s=num(64, 69),
-                erh_km=num(69, 74),
-                erz_km=num(74, 79),
-                analyst_remark=line[79:80].strip(),
-                quality=line[80:81].strip(),
-                program_remark=line[82:83].strip(),
-                event_id=int(num(83, 93)) if line[83:93].strip() else None,
-            )
+            r = _h71_fields(line, 2, num)
+            r["mag_type"] = ("M" + line[46]) if line[46].strip() else None
         else:
             base = _utc_minute(line, (0, 4), (5, 7), (8, 10), (11, 13), (14, 16))
             sec = num(17, 22)
             lat, lon = num(23, 31), num(32, 41)
             label = line[55:57].strip().strip(",")
-            r = dict(
-                depth_km=num(42, 48),
-                magnitude=num(49, 54),
-                mag_type=label or None,
-                n_phases=num(61, 64),
-                gap_deg=num(65, 68),
-                dmin_km=num(69, 74),
-                rms_s=num(75, 80),
-                erh_km=num(81, 86),
-                erz_km=num(87, 92),
-                quality=line[93:94].strip(),
-                program_remark=line[94:95].strip(),
-                analyst_remark=line[96:97].strip(),
-                event_id=int(num(98, 108)) if line[98:108].strip(" ,") else None,
-                region=line[109:112].strip(" ,"),
-            )
+            r = _h71_fields(line, 3, num)
+            r.update(mag_type=label or None, region=line[109:112].strip(" ,"))
             if len(line) > 113:  # trailing magnitudes: value + type pairs of 9 characters
                 k = 112
                 while k + 9 <= len(line) + 1:
