@@ -42,8 +42,9 @@ from scipy.sparse.linalg import lsqr
 from ..config import RelocateSection
 from ..errors import QuakeScaleError
 from ..formats.hypodd import IterationSet
-from ..geo import LocalProjection, azimuth_deg
+from ..geo import LocalProjection, azimuth_deg, epicentral_km
 from ..velocity import LayeredModel, TravelTimeTable
+from .pairs import catalog_pairs, resolve_max_station_km
 
 __all__ = ["DDError", "DDSolverError", "DDData", "DDResult", "RelocateParams", "relocate_dd", "relocate",
            "default_iteration_sets", "find_clusters"]
@@ -615,8 +616,6 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
     elif ipha == 2:
         d = d[d["phase"] == "S"]
     # stations within maxdist of the centroid
-    from ..geo import epicentral_km
-
     clat, clon = float(ev["latitude"].mean()), float(ev["longitude"].mean())
     sdist = epicentral_km(clat, clon, stations["latitude"].to_numpy(float), stations["longitude"].to_numpy(float))
     st = stations[sdist <= maxdist_km].reset_index(drop=True)
@@ -685,8 +684,10 @@ class RelocateParams:
 
     @classmethod
     def from_config(cls, section=None, **overrides) -> "RelocateParams":
-        """``section``: a config ``RelocateSection`` (None: its defaults) or a RelocateParams;
-        keyword arguments override single fields (unknown names raise :class:`DDError`)."""
+        """``section``: a config ``RelocateSection`` (None: its defaults), a RelocateParams or a dict
+        of field values; keyword arguments override single fields (unknown names raise :class:`DDError`)."""
+        if isinstance(section, dict):
+            return cls.from_config(None, **{**section, **overrides})
         if isinstance(section, cls):
             base = asdict(section)
         else:
@@ -723,8 +724,6 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     dz_m (shift), ex_m, ey_m, ez_m (error estimates), cluster, n_links, n_ct_p/s, n_cc_p/s.
     Events that could not be relocated are not returned.
     """
-    from .pairs import catalog_pairs, resolve_max_station_km
-
     p = RelocateParams.from_config(params, **kw)
     max_station_km = resolve_max_station_km(p.max_station_km, stations)  # "auto": from the station spacing
     dtct = catalog_pairs(events, picks, stations, max_station_km=max_station_km, max_sep_km=p.max_sep_km,

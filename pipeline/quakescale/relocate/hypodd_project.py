@@ -89,7 +89,8 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
     (located events); ``picks``: event_id, station_id, phase, time[, weight]; ``stations``:
     station_id, latitude, longitude[, elevation_m]; ``dtcc``: the DTCC table (event_id_1,
     event_id_2, station_id, phase, dt_s, cc[, otc_s, weight]) or None; ``params``: the config
-    ``RelocateSection``, a :class:`~quakescale.relocate.dd.RelocateParams` or None (the config's defaults).  Raises :class:`DDError` ("nothing to relocate") when no pair
+    ``RelocateSection``, a :class:`~quakescale.relocate.dd.RelocateParams`, a dict of its fields or None
+    (the config's defaults).  Raises :class:`DDError` ("nothing to relocate") when no pair
     of events has differential times."""
     p = RelocateParams.from_config(params)
     out = Path(out_dir)
