@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         run_ours_child(args.ours_child)
         return 0
 
-    from quakescale.associate import synthetic_picks
+    from quakescale.synth.picks import synthetic_picks
     from quakescale.velocity import TravelTimeTable, default_model
 
     n_picks = 20_000 if args.quick else args.n_picks

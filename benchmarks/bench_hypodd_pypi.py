@@ -13,7 +13,7 @@ hypoDD.inp`` runs), ``hypodd21`` (the Fortran HypoDD 2.1b when ``hypoDD`` is on 
 (e.g. ``git archive <commit> pipeline | tar -x -C DIR``), to time a change before/after in one run.
 Projects:
 
-- synthetic: ``dd.synthetic_case`` (N events on a fault patch, 12 stations, picks with 10/20 ms
+- synthetic: ``synth.relocation.synthetic_case`` (N events on a fault patch, 12 stations, picks with 10/20 ms
   errors, start locations off by ~0.4/0.5 km), catalog differential times from
   ``pairs.catalog_pairs``, written as a HypoDD 1.x project by ``hypodd_project.export_hypodd_project``;
 - hayward: ``shared/data/hypodd_ex1_hayward`` (HypoDD 2.1b's example 1: hypoDD_2 control file,
@@ -292,11 +292,11 @@ def _compare(name: str, runs: dict, ref, ref_name: str) -> dict:
 def synthetic_project(work: Path, n: int, n_stations: int = 12, seed: int = 0):
     import numpy as np
 
-    from quakescale.relocate import dd
     from quakescale.relocate.hypodd_project import export_hypodd_project
+    from quakescale.synth.relocation import synthetic_case
 
     extent = max(2.0, 2.0 * np.sqrt(n / 150.0))
-    truth, start, picks, stations, model = dd.synthetic_case(
+    truth, start, picks, stations, model = synthetic_case(
         n,
         n_stations,
         seed=seed,

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from quakescale.relocate import dd  # noqa: E402
 from quakescale.relocate.pairs import catalog_pairs  # noqa: E402
+from quakescale.synth.relocation import location_errors_m, synthetic_case  # noqa: E402
 
 
 MAX_WIDTH_KM = 12.0
@@ -45,7 +46,7 @@ def geometry(n: int) -> tuple[float, float]:
 
 def run(n: int, seed: int = 0) -> dict:
     extent, width = geometry(n)
-    truth, start, picks, stations, model = dd.synthetic_case(n, 20, seed=seed, sigma_p_s=0.01, sigma_s_s=0.02, start_sigma_km=0.4,
+    truth, start, picks, stations, model = synthetic_case(n, 20, seed=seed, sigma_p_s=0.01, sigma_s_s=0.02, start_sigma_km=0.4,
                                                             start_sigma_z_km=0.5, extent_km=extent, width_km=width,
                                                             network_radius_km=30.0 + 1.5 * extent)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
@@ -55,12 +56,13 @@ def run(n: int, seed: int = 0) -> dict:
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     st = stations.rename(columns={"station_id": "station"})
     t = time.perf_counter()
-    res = dd.relocate_dd(start, st, dd.DDData.from_tables(dtct), model, dd.default_iteration_sets([4, 4], [80.0, 60.0]),
-                         solver="lsqr", idat=2, maxdist_km=400.0, minobs_ct=8, lsqr_tol=1e-4)
+    sets = dd.RelocateParams.from_config().iteration_sets(with_cc=False)  # the config's [4, 4], [80, 60]
+    res = dd.relocate_dd(start, st, dd.DDData.from_tables(dtct), model, sets, solver="lsqr", idat=2, maxdist_km=400.0,
+                         minobs_ct=8, lsqr_tol=1e-4)
     t_dd = time.perf_counter() - t
     rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    e0 = dd.location_errors_m(truth, start)
-    e1 = dd.location_errors_m(truth, res.events)
+    e0 = location_errors_m(truth, start)
+    e1 = location_errors_m(truth, res.events)
     lsqr_itn = [int(line.split(" itn ")[1].split()[0]) for line in res.log if " itn " in line]
     return dict(n_events=n, n_dtimes=int(len(dtct)), n_solves=len(lsqr_itn), lsqr_iterations=int(sum(lsqr_itn)),
                 total_seconds=t_pairs + t_dd, n_pairs=int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),

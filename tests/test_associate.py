@@ -15,11 +15,11 @@ from quakescale.associate import (
     _merge_partitions,
     associate_partitioned,
     match_events,
-    synthetic_picks,
     unassociated,
 )
 from quakescale.formats import picks_io
 from quakescale.formats.velmodels import read_model
+from quakescale.synth.picks import synthetic_picks
 from quakescale.velocity import TravelTimeTable, default_model
 
 from shared_data import ITALY

@@ -27,8 +27,10 @@ from quakescale.locate.hypoinverse_backend import find_hypoinverse, locate_hypoi
 from quakescale.locate.locator import LocateParams
 from quakescale.locate.locator import locate_events
 from quakescale.relocate import dd
+from quakescale.relocate.hypodd_backend import run_hypodd_project
 from quakescale.relocate.hypodd_project import (HypoDDNotFound, export_hypodd_project, read_hypodd_results,
                                                 relocate_with_backend)
+from quakescale.synth.relocation import synthetic_case
 from quakescale.velocity import TravelTimeTable
 
 
@@ -37,7 +39,7 @@ def locate_case(seed=3, n_events=40):
     """Events spread over 20 km, initial (associator-like) locations a few km off, mixed pick
     weights (1, .5, .2 = weight codes 0, 1, 2), station elevations, one station code longer than
     Hypoinverse's five characters, event ids beyond Hypoinverse's ten digits."""
-    truth, start, picks, stations, model = dd.synthetic_case(n_events, 12, seed=seed, sigma_p_s=0.03, sigma_s_s=0.06,
+    truth, start, picks, stations, model = synthetic_case(n_events, 12, seed=seed, sigma_p_s=0.03, sigma_s_s=0.06,
                                                             extent_km=10.0, start_sigma_km=3.0, start_sigma_z_km=3.0,
                                                             zero_mean_start=False)
     rng = np.random.default_rng(seed)
@@ -166,7 +168,7 @@ def test_hypoinverse_export_names_bad_input(tmp_path):
 # ----------------------------------------------------------------------------- HypoDD
 def test_hypodd_project_carries_the_relocate_stage(tmp_path):
     """Catalog times only; two networks share a station code (S00), so codes must be made unique."""
-    truth, start, picks, stations, model = dd.synthetic_case(60, 12, seed=1)
+    truth, start, picks, stations, model = synthetic_case(60, 12, seed=1)
     stations.loc[1, "station_id"] = "YY.S00"
     picks.loc[picks.station_id == "XS.S01", "station_id"] = "YY.S00"
     params = RelocateSection(iterations=[3, 3], damping=[70.0, 50.0], max_sep_km=5.0, min_links=6, min_obs=6)
@@ -180,7 +182,7 @@ def test_hypodd_project_carries_the_relocate_stage(tmp_path):
     codes = H.read_station_dat(inp.resolve(inp.fn_sta))["station"]
     assert codes.is_unique and (codes.str.len() <= 7).all()
 
-    dd.run_hypodd_project(inp_path)  # our solver on the exported files, hypoDD.reloc beside them
+    run_hypodd_project(inp_path)  # our solver on the exported files, hypoDD.reloc beside them
     proj = read_hypodd_results(tmp_path / "dd", start)
     assert set(proj.event_id) == set(mem.event_id) and len(mem) >= 55
     e = dist_m(mem, proj)
@@ -198,7 +200,7 @@ def test_hypodd_project_carries_the_relocate_stage(tmp_path):
 
 
 def test_hypodd_project_with_cc_and_long_ids(tmp_path):
-    truth, start, picks, stations, model = dd.synthetic_case(50, 12, seed=2, sigma_p_s=0.01, sigma_s_s=0.02,
+    truth, start, picks, stations, model = synthetic_case(50, 12, seed=2, sigma_p_s=0.01, sigma_s_s=0.02,
                                                             start_sigma_km=0.4, start_sigma_z_km=0.5)
     dtcc = cc_times(truth, start, picks, stations, model)
     big = 5_000_000_000  # beyond HypoDD's i9 / integer*4 ids
@@ -216,7 +218,7 @@ def test_hypodd_project_with_cc_and_long_ids(tmp_path):
     assert cc_file.event_id_1.max() <= 999_999_999
     assert np.allclose(np.sort(cc_file.cc), np.sort(dtcc.cc[dtcc.cc >= 0.7] ** 2), atol=1e-4)
 
-    dd.run_hypodd_project(inp_path, out_dir=tmp_path / "dd" / "out")
+    run_hypodd_project(inp_path, out_dir=tmp_path / "dd" / "out")
     proj = read_hypodd_results(tmp_path / "dd", start, reloc_path=tmp_path / "dd" / "out" / "hypoDD.reloc")
     assert set(proj.event_id) == set(mem.event_id) and proj.event_id.min() > big
     e = dist_m(mem, proj)
@@ -228,7 +230,7 @@ def test_hypodd_project_with_cc_and_long_ids(tmp_path):
 
 
 def test_hypodd_export_nothing_to_relocate(tmp_path):
-    truth, start, picks, stations, model = dd.synthetic_case(3, 6, seed=0)
+    truth, start, picks, stations, model = synthetic_case(3, 6, seed=0)
     with pytest.raises(dd.DDError, match="nothing to relocate"):
         export_hypodd_project(start.iloc[:1], picks, stations, model, None, None, tmp_path)
     with pytest.raises(dd.DDError, match="without a location.*2"):
@@ -238,7 +240,7 @@ def test_hypodd_export_nothing_to_relocate(tmp_path):
 # ----------------------------------------------------------------------------- executables
 def test_missing_executables_fail_clearly(tmp_path, monkeypatch):
     """With nothing on PATH the real backends name the executable and the config field."""
-    truth, start, picks, stations, model = dd.synthetic_case(20, 8, seed=0)
+    truth, start, picks, stations, model = synthetic_case(20, 8, seed=0)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(HypoinverseNotFound, match=r"'hyp1\.40'.*locate\.hypoinverse_exe"):
         locate_with_backend(start, picks, stations, model, LocateSection(), tmp_path / "loc", backend="hypoinverse",
@@ -269,7 +271,7 @@ def test_real_hypoinverse_locates_the_exported_project(tmp_path):
 
 @pytest.mark.skipif(shutil.which("hypoDD") is None, reason="hypoDD executable not on PATH")
 def test_real_hypodd_relocates_the_exported_project(tmp_path):
-    truth, start, picks, stations, model = dd.synthetic_case(60, 12, seed=1)
+    truth, start, picks, stations, model = synthetic_case(60, 12, seed=1)
     params = RelocateSection(max_sep_km=5.0)
     out = relocate_with_backend(start, picks, stations, model, None, params, tmp_path / "relocate-hypodd", backend="hypodd",
                                 exe="hypoDD")

@@ -359,3 +359,33 @@ def test_fmd_b_value_and_mc_recover_gutenberg_richter():
     b, sb, n = b_value_aki_utsu(np.round(rng.exponential(1 / (1.5 * np.log(10)), 5000) + 1.95, 1), mc=2.0)
     assert b == pytest.approx(1.5, abs=0.08) and n == 5000
     assert fmd_summary([])["mc"] is None and fmd_summary([1.0] * 5)["b"] is None
+
+
+def test_event_errors_and_match_events_use_the_one_matcher():
+    """``event_errors`` (summary.json's vs_truth) and ``associate.match_events`` pair events as
+    ``match_catalogs`` does: known shifts come back as the errors, false events stay unmatched."""
+    from quakescale.associate import match_events
+    from quakescale.catalog.compare import event_errors
+
+    rng = np.random.default_rng(3)
+    n = 40
+    truth = pd.DataFrame({"event_id": np.arange(n), "latitude": 27.0 + rng.uniform(0, 0.5, n),
+                          "longitude": 103.0 + rng.uniform(0, 0.5, n), "depth_km": rng.uniform(2, 15, n),
+                          "magnitude": rng.uniform(0, 3, n),
+                          "time": pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.arange(n) * 30.0, unit="s")})
+    found = truth.iloc[:30].copy()
+    found["latitude"] += 0.9 / 111.19  # 0.9 km north
+    found["depth_km"] += 0.4
+    found["magnitude"] += 0.2
+    found["time"] += pd.Timedelta(0.3, unit="s")
+    false = truth.iloc[:5].assign(time=lambda d: d["time"] + pd.Timedelta(12, unit="s"))  # between truth events
+    cat = pd.concat([found, false], ignore_index=True)
+    res = event_errors(cat, truth)
+    assert (res["n_matched"], res["recall"], res["precision"]) == (30, 0.75, round(30 / 35, 4))
+    assert res["median_epicentral_error_km"] == pytest.approx(0.9, abs=1e-3)
+    assert res["median_depth_error_km"] == pytest.approx(0.4) and res["median_magnitude_error"] == pytest.approx(0.2)
+    m = match_catalogs(cat, truth)
+    e = match_events(cat, truth, max_dt_s=1.5, max_dist_km=5.0)
+    assert m["cat_index"].tolist() == list(range(30)) and m["ref_index"].tolist() == list(range(30))
+    assert e["i_found"].tolist() == m["cat_index"].tolist() and e["i_ref"].tolist() == m["ref_index"].tolist()
+    assert np.allclose(e["dt_s"], 0.3) and np.allclose(e["dist_km"], m["dh_km"])

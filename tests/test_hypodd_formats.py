@@ -104,6 +104,29 @@ def test_dtcc_read_write(tmp_path):
     assert list(back.station) == list(cc.station)
 
 
+def test_dt_parser_hypodd_rules_and_lenient_readers(tmp_path):
+    """One parser: hypoDD's rules (hypodd21) skip OTC -999 pairs and take 7-character codes; the
+    table readers keep every pair, upper-case phases and take a missing OTC as 0."""
+    cc = tmp_path / "dt.cc"
+    cc.write_text("# 1 2 0.05\nLONGSTA1 0.10 0.90 P\nLONGSTA2 -0.20 0.80 S\n# 1 3 -999.0\nB1 0.30 0.70 P\n"
+                  "# 2 3 0.0\nB1 0.25 0.60 S\n")
+    d = H.read_dt_columns(cc, cc=True, dtype=np.float32, hypodd=True)
+    assert d.n_no_otc == 1 and d.id1.tolist() == [1, 1, 2] and d.id2.tolist() == [2, 2, 3]
+    assert d.sta_names == ["LONGSTA1", "LONGSTA2", "B1"] and d.is_p.tolist() == [True, False, False]
+    assert d.t1.dtype == np.float32 and np.allclose(d.t1 - d.t2, [0.05, -0.25, 0.25])
+    t = H.read_dtcc(cc)
+    assert len(t) == 4 and t.otc_s.tolist() == [0.05, 0.05, -999.0, 0.0] and t.cc.tolist() == [0.9, 0.8, 0.7, 0.6]
+    cc.write_text("# 1 2\nST 0.10 0.90 p\n")  # no OTC, lower-case phase
+    t = H.read_dtcc(cc)
+    assert t.phase.tolist() == ["P"] and t.otc_s.tolist() == [0.0]
+    with pytest.raises(H.HypoDDFormatError, match=r"dt.cc:1: .*pair line needs '# ID1 ID2 OTC'"):
+        H.read_dt_columns(cc, cc=True, hypodd=True)
+    ct = tmp_path / "dt.ct"
+    ct.write_text("# 4 5\nS1 1.50 1.40 1.0 P\nS1 2.50 2.30 0.5 x\n")
+    with pytest.raises(H.HypoDDFormatError, match=r"dt.ct:3: phase identifier must be P or S, got 'X'"):
+        H.read_dtct(ct)
+
+
 def test_pha_roundtrip(tmp_path):
     ev = pd.DataFrame({"event_id": [3, 9], "time": pd.to_datetime(["2014-08-03T08:30:10.123Z", "2014-08-03T09:00:00.000Z"]),
                        "latitude": [27.1, 27.11], "longitude": [103.3, 103.31], "depth_km": [9.5, 10.0], "magnitude": [2.1, -0.3]})

@@ -99,7 +99,7 @@ def test_phase_line_columns_follow_the_manual(tmp_path):
             ),
         ]
     )
-    hinv.write_arc(tmp_path / "x.arc", ev, ph)
+    hinv.write_arc(ev, ph, tmp_path / "x.arc")
     lines = (tmp_path / "x.arc").read_text().splitlines()
     p, s = lines[1], lines[2]
     assert len(lines[0]) == 179 and len(p) == 120 and len(s) == 120  # hyp1.40's widths
@@ -117,7 +117,7 @@ def test_phase_line_columns_follow_the_manual(tmp_path):
 
 def test_station_file_round_trip(tmp_path, italy):
     _, _, sta = italy
-    hinv.write_sta(tmp_path / "station.dat", sta, channels=["001", "002", "003"])
+    hinv.write_sta(sta, tmp_path / "station.dat", channels=["001", "002", "003"])
     back = hinv.read_sta(tmp_path / "station.dat")
     assert len(back) == 3 * len(sta)
     one = back.drop_duplicates("station_id").set_index("station_id").loc[sta.station_id]
@@ -126,14 +126,14 @@ def test_station_file_round_trip(tmp_path, italy):
     np.testing.assert_allclose(one.elevation_m, sta.elevation_m.round(), atol=0.51)
     line = (tmp_path / "station.dat").read_text().splitlines()[0]
     assert line[:5] == "AM05 " and line[6:8] == "XO" and line[10:13] == "001" and line[25] == "N" and line[37] == "E"
-    hinv.write_sta(tmp_path / "again.dat", back)
+    hinv.write_sta(back, tmp_path / "again.dat")
     assert (tmp_path / "again.dat").read_text() == (tmp_path / "station.dat").read_text()
 
 
 def test_arc_round_trip_with_shadows(tmp_path, italy):
     ev, ph, _ = italy
     ev, ph = ev.head(40), ph[ph.event_id.isin(ev.event_id.head(40))]
-    hinv.write_arc(tmp_path / "a.arc", ev, ph)
+    hinv.write_arc(ev, ph, tmp_path / "a.arc")
     rev, rph = hinv.read_arc(tmp_path / "a.arc")
     assert len(rev) == 40 and len(rph) == len(ph)
     assert (rev.event_id.to_numpy() == ev.event_id.to_numpy()).all()
@@ -162,7 +162,7 @@ def test_arc_round_trip_with_shadows(tmp_path, italy):
     # a line's shadow rides on its first reading
     assert sev.shadow.str.startswith("$1").all() and sph.groupby("line_no").shadow.first().str.startswith("$   6").all()
     assert sev.terminator_shadow.notna().all()
-    hinv.write_arc(tmp_path / "s2.arc", sev, sph)
+    hinv.write_arc(sev, sph, tmp_path / "s2.arc")
     assert (tmp_path / "s2.arc").read_text() == (tmp_path / "s.arc").read_text()
     # a combined P+S line (Hypoinverse phase input style) gives two readings
     comb = "ED03 YR  001" + "  P 0" + "201610140000" + " 1059" + " " * 7 + " 1706" + " S 1"
@@ -200,7 +200,7 @@ def test_sum_and_crh_round_trip(tmp_path):
             depth_fixed=rng.random(n) < 0.2,
         )
     )
-    hinv.write_sum(tmp_path / "a.sum", ev)
+    hinv.write_sum(ev, tmp_path / "a.sum")
     back = hinv.read_sum(tmp_path / "a.sum")
     assert (back.time - ev.time).dt.total_seconds().abs().max() <= 0.005 + 1e-9
     np.testing.assert_allclose(back.depth_km, ev.depth_km, atol=0.005 + 1e-9)
@@ -208,11 +208,11 @@ def test_sum_and_crh_round_trip(tmp_path):
     np.testing.assert_allclose(back.magnitude, ev.magnitude, atol=0.005 + 1e-9)
     np.testing.assert_allclose(back.n_phases, ev.n_p + ev.n_s)
     assert (back.program_remark.eq("-") == ev.depth_fixed).all()
-    hinv.write_sum(tmp_path / "b.sum", back)
+    hinv.write_sum(back, tmp_path / "b.sum")
     assert (tmp_path / "b.sum").read_text() == (tmp_path / "a.sum").read_text()
     title, top, vel = hinv.read_crh(ITALY / "hypoinverse/vel_model_P.crh")
     assert top == [0.0, 1.0, 5.0, 21.0, 31.0] and vel[0] == 5.30
-    hinv.write_crh(tmp_path / "p.crh", top, vel, title)
+    hinv.write_crh(top, vel, tmp_path / "p.crh", title)
     assert hinv.read_crh(tmp_path / "p.crh") == (title, top, vel)
 
 
@@ -241,10 +241,10 @@ def italy_project(tmp_path_factory, italy):
     d = tmp_path_factory.mktemp("hyp")
     for f in ("hyp.command", "vel_model_P.crh", "vel_model_S.crh"):
         shutil.copy(ITALY / "hypoinverse" / f, d / f)
-    hinv.write_sta(d / "station.dat", sta, channels=["001", "002", "003"])
+    hinv.write_sta(sta, d / "station.dat", channels=["001", "002", "003"])
     sel = ev.head(120)
     hinv.write_arc(
-        d / "hypoinput.arc", sel.assign(magnitude=np.nan), ph[ph.event_id.isin(sel.event_id)].assign(weight_code=0)
+        sel.assign(magnitude=np.nan), ph[ph.event_id.isin(sel.event_id)].assign(weight_code=0), d / "hypoinput.arc"
     )
     return d, sel
 
@@ -325,7 +325,7 @@ def _synthetic_project(d: Path, stations=None, extra_cmd="", extra_picks=None, d
     (d / "p.crh").write_text(_CRH_P)
     (d / "s.crh").write_text(_CRH_S)
     (d / "hyp.command").write_text(_command(extra_cmd))
-    hinv.write_sta(d / "station.dat", sta, channels=["001"])
+    hinv.write_sta(sta, d / "station.dat", channels=["001"])
     model = hinv.crh_model(d / "p.crh", d / "s.crh")
     tt = travel_time_table(model, 300.0, 60.0)
     dist = epi(_TRUTH["latitude"], _TRUTH["longitude"], sta.latitude.to_numpy(), sta.longitude.to_numpy())
@@ -357,7 +357,7 @@ def _synthetic_project(d: Path, stations=None, extra_cmd="", extra_picks=None, d
             )
         ]
     )
-    hinv.write_arc(d / "in.arc", ev, ph)
+    hinv.write_arc(ev, ph, d / "in.arc")
     return d
 
 
@@ -423,7 +423,7 @@ def test_weight_code_4_removes_a_reading(tmp_path):
     arc = extra / "in.arc"
     ev, ph = hinv.read_arc(arc)
     ph = pd.concat([ph[ph.station_id != "IV.S05"], pd.DataFrame([bad])], ignore_index=True)
-    hinv.write_arc(arc, ev, ph)
+    hinv.write_arc(ev, ph, arc)
     b, phb = _locate(extra)
     # (hyp1.40 keeps a code-4 reading in the weight normalisation of the early iterations, so the
     # path -- not the solution -- may differ by metres)
@@ -437,7 +437,7 @@ def test_weight_code_4_removes_a_reading(tmp_path):
     assert line[16] == "4" and line[38:41] == "  0"
     # the weight of a code comes from WET: code 1 under WET 1 0 0 0 also removes it
     bad1 = dict(bad, weight_code=1)
-    hinv.write_arc(arc, ev, pd.concat([ph[ph.station_id != "IV.S05"], pd.DataFrame([bad1])], ignore_index=True))
+    hinv.write_arc(ev, pd.concat([ph[ph.station_id != "IV.S05"], pd.DataFrame([bad1])], ignore_index=True), arc)
     (extra / "hyp.command").write_text(_command("WET 1. 0. 0. 0.\n"))
     c, _ = _locate(extra)
     assert (

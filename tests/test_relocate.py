@@ -15,7 +15,9 @@ import pytest
 from quakescale.formats import hypodd as H
 from quakescale.geo import LocalProjection, epicentral_km
 from quakescale.relocate import dd
+from quakescale.relocate.hypodd_backend import run_hypodd_project
 from quakescale.relocate.pairs import nr_indexx, ph2dt
+from quakescale.synth.relocation import location_errors_m, synthetic_case
 
 from shared_data import ITALY as _ITALY
 
@@ -85,7 +87,7 @@ def _italy_compare(res):
 
 @need_italy
 def test_italy_relocation_matches_hypodd(tmp_path):
-    res = dd.run_hypodd_project(ITALY / "hypoDD.inp", tmp_path)
+    res = run_hypodd_project(ITALY / "hypoDD.inp", tmp_path)
     # hypoDD.log: 657 events after dtime match; 3 clusters (652, 3, 2), cluster 1 relocated
     assert "events after dtime match: 657" in res.log
     assert [len(c) for c in res.clusters] == [652, 3, 2]
@@ -106,12 +108,12 @@ def test_italy_relocation_matches_hypodd(tmp_path):
 
 
 def test_synthetic_truth_pipeline_api():
-    truth, start, picks, stations, model = dd.synthetic_case(150, 15, seed=0, sigma_p_s=0.01, sigma_s_s=0.02,
+    truth, start, picks, stations, model = synthetic_case(150, 15, seed=0, sigma_p_s=0.01, sigma_s_s=0.02,
                                                             start_sigma_km=0.4, start_sigma_z_km=0.5)
     out = dd.relocate(start, picks, stations, model, max_sep_km=6.0, min_obs=8, max_obs=50, max_neighbors=20,
                       min_links=8, iterations=[4, 4], damping=[80.0, 60.0], solver="lsqr")
-    e0 = dd.location_errors_m(truth, start)
-    e1 = dd.location_errors_m(truth, out)
+    e0 = location_errors_m(truth, start)
+    e1 = location_errors_m(truth, out)
     print(f"synthetic: start median error {e0.median():.0f} m -> relocated {e1.median():.0f} m ({len(out)} events)")
     assert len(out) == len(truth)
     assert e1.median() <= 100.0 and e1.median() < 0.3 * e0.median()
@@ -122,13 +124,13 @@ def test_synthetic_truth_pipeline_api():
 
 
 def test_svd_and_lsqr_agree_on_a_small_problem():
-    truth, start, picks, stations, model = dd.synthetic_case(25, 10, seed=4, sigma_p_s=0.005, sigma_s_s=0.01)
+    truth, start, picks, stations, model = synthetic_case(25, 10, seed=4, sigma_p_s=0.005, sigma_s_s=0.01)
     a = dd.relocate(start, picks, stations, model, solver="lsqr", iterations=[5, 5], damping=[20.0, 10.0])
     b = dd.relocate(start, picks, stations, model, solver="svd", iterations=[5, 5], damping=[20.0, 10.0])
-    ea, eb = dd.location_errors_m(truth, a), dd.location_errors_m(truth, b)
-    e0 = dd.location_errors_m(truth, start)
+    ea, eb = location_errors_m(truth, a), location_errors_m(truth, b)
+    e0 = location_errors_m(truth, start)
     assert eb.median() < 0.5 * e0.median() and ea.median() < 0.5 * e0.median()
-    assert dd.location_errors_m(a, b).median() < 100.0
+    assert location_errors_m(a, b).median() < 100.0
 
 
 def test_singular_system_fails_clearly_never_nan():
@@ -163,6 +165,25 @@ def test_bad_inputs_are_named():
         dd.relocate(ev, pd.DataFrame(), st, default_model(), max_sep=3)
 
 
+def test_relocate_params_come_from_the_config():
+    from quakescale.config import RelocateSection
+
+    sec = RelocateSection()
+    p = dd.RelocateParams.from_config()  # no section: the config's defaults, the only ones
+    assert (p.max_station_km, p.max_sep_km, p.min_obs, p.max_obs, p.max_neighbors, p.min_links) == (
+        sec.max_station_km, sec.max_sep_km, sec.min_obs, sec.max_obs, sec.max_neighbors, sec.min_links)
+    assert (p.iterations, p.damping, p.solver) == (sec.iterations, sec.damping, sec.solver)
+    assert (p.min_cc, p.max_pair_cc_km) == (sec.cc.min_cc, sec.cc.max_pair_km)
+    q = dd.RelocateParams.from_config(RelocateSection(max_sep_km=3.0, cc={"min_cc": 0.8}), min_links=5)
+    assert (q.max_sep_km, q.min_cc, q.min_links, q.min_obs) == (3.0, 0.8, 5, sec.min_obs)
+    r = dd.RelocateParams.from_config(q, lsqr_tol=1e-6)  # a RelocateParams passes through, overridden
+    assert (r.lsqr_tol, r.max_sep_km, r.min_links) == (1e-6, 3.0, 5)
+    sets = q.iteration_sets(with_cc=False)
+    assert [s.niter for s in sets] == sec.iterations and sets[1].maxdist_ct_km == 3.0  # MAXSEP in the second set
+    with pytest.raises(dd.DDError, match=r"unknown parameter\(s\) \['max_sep'\]"):
+        dd.RelocateParams.from_config(None, max_sep=3)
+
+
 @pytest.mark.skipif(shutil.which("hypoDD") is None, reason="hypoDD executable not on PATH (the backend runs the real program)")
 @need_italy
 def test_hypodd_backend_runs_real_program(tmp_path):
@@ -179,7 +200,7 @@ def test_cc_data_sharpen_the_relocation():
     from quakescale.relocate.pairs import catalog_pairs
     from quakescale.velocity import TravelTimeTable
 
-    truth, start, picks, stations, model = dd.synthetic_case(150, 15, seed=0, sigma_p_s=0.01, sigma_s_s=0.02,
+    truth, start, picks, stations, model = synthetic_case(150, 15, seed=0, sigma_p_s=0.01, sigma_s_s=0.02,
                                                             start_sigma_km=0.4, start_sigma_z_km=0.5)
     p = LocalProjection(27.1, 103.35)
     ex, ey = p.to_xy(truth.latitude.to_numpy(), truth.longitude.to_numpy())
@@ -197,8 +218,8 @@ def test_cc_data_sharpen_the_relocation():
                          "dt_s": dt, "cc": 0.9})
     ct_only = dd.relocate(start, picks, stations, model)
     with_cc = dd.relocate(start, picks, stations, model, dtcc=dtcc)
-    e_ct = dd.location_errors_m(truth, ct_only).median()
-    e_cc = dd.location_errors_m(truth, with_cc).median()
+    e_ct = location_errors_m(truth, ct_only).median()
+    e_cc = location_errors_m(truth, with_cc).median()
     print(f"catalog only {e_ct:.0f} m, with cc {e_cc:.0f} m")
     assert e_cc < 0.75 * e_ct and e_cc < 50.0
     assert (with_cc.n_cc_p > 0).all() and (with_cc.n_cc_s > 0).all()
@@ -209,7 +230,7 @@ def test_compressed_system_keeps_the_least_squares_problem(monkeypatch):
     must be those of the full weighted DD system, also when long pairs are cut into segments."""
     from quakescale.relocate.pairs import catalog_pairs
 
-    truth, start, picks, stations, model = dd.synthetic_case(40, 10, seed=3)
+    truth, start, picks, stations, model = synthetic_case(40, 10, seed=3)
     dtct = catalog_pairs(start, picks, stations, max_sep_km=6)
     c = dd._Cluster(start, stations.rename(columns={"station_id": "station"}), dd.DDData.from_tables(dtct).table, model, False)
     c.residuals()
@@ -416,9 +437,9 @@ def test_max_station_km_auto_follows_the_network():
     link them (with 150 km most pairs lose their observations and nothing relocates)."""
     from quakescale.relocate.pairs import auto_max_station_km, catalog_pairs, resolve_max_station_km
 
-    _, _, _, dense, _ = dd.synthetic_case(20, 15, seed=0)  # stations within 35 km
+    _, _, _, dense, _ = synthetic_case(20, 15, seed=0)  # stations within 35 km
     assert auto_max_station_km(dense)[0] == 150.0 and resolve_max_station_km(90, dense) == 90.0
-    truth, start, picks, stations, model = dd.synthetic_case(60, 10, seed=0, network_radius_km=280.0, sigma_p_s=0.01,
+    truth, start, picks, stations, model = synthetic_case(60, 10, seed=0, network_radius_km=280.0, sigma_p_s=0.01,
                                                             sigma_s_s=0.02, start_sigma_km=1.0, start_sigma_z_km=1.0)
     km, why = auto_max_station_km(stations)
     assert km > 150.0 and "regional" in why
@@ -431,5 +452,5 @@ def test_max_station_km_auto_follows_the_network():
     assert set(auto.station) == set(stations.station_id)  # every station of the network links pairs
     out = dd.relocate(start, picks, stations, model, max_station_km=km)
     assert len(out) >= 0.9 * len(truth)
-    e0, e1 = dd.location_errors_m(truth, start), dd.location_errors_m(truth, out)
+    e0, e1 = location_errors_m(truth, start), location_errors_m(truth, out)
     assert e1.median() < 0.5 * e0.median()

@@ -221,16 +221,11 @@ def first_arrivals(model: LayeredModel, phase: str, dist_km: np.ndarray, depth_k
 
     # --- head waves along each interface below the source
     for m in range(k + 1, len(tops)):
-        vm = v_all[m]
-        above = v_all[:m]
-        if vm <= above.max():
+        head = _head_wave(v_all, tops, bottoms, m)
+        if head is None:
             continue
-        pm = 1.0 / vm
-        d_m = tops[m]
-        h_rec = np.clip(np.minimum(bottoms[:m], d_m) - tops[:m], 0.0, None)  # surface -> interface
-        h_src = np.clip(np.minimum(bottoms[:m], d_m) - np.maximum(tops[:m], z), 0.0, None)  # source -> interface
-        eta = np.sqrt(1.0 / above**2 - pm**2)
-        tan = pm * above / np.sqrt(1.0 - (pm * above) ** 2)
+        pm, h_rec, eta, tan = head
+        h_src = np.clip(np.minimum(bottoms[:m], tops[m]) - np.maximum(tops[:m], z), 0.0, None)  # source -> interface
         x_cross = ((h_rec + h_src) * tan).sum()
         tau = ((h_rec + h_src) * eta).sum()
         t_head = dist * pm + tau
@@ -239,6 +234,21 @@ def first_arrivals(model: LayeredModel, phase: str, dist_km: np.ndarray, depth_k
         best_p = np.where(ok, pm, best_p)
         best_q = np.where(ok, -np.sqrt(1.0 / vs**2 - pm**2), best_q)
     return best_t, best_p, best_q
+
+
+def _head_wave(v_all: np.ndarray, tops: np.ndarray, bottoms: np.ndarray, m: int):
+    """The head wave along interface ``m`` (top of layer ``m``): None when a layer above is as fast,
+    else its ray parameter ``pm``, the thicknesses from the surface down to the interface per layer
+    above (``h_rec``), and per layer above ``eta`` (vertical slowness) and ``tan`` (tangent of the
+    ray's angle)."""
+    above = v_all[:m]
+    if v_all[m] <= above.max():
+        return None
+    pm = 1.0 / v_all[m]
+    h_rec = np.clip(np.minimum(bottoms[:m], tops[m]) - tops[:m], 0.0, None)  # surface -> interface
+    eta = np.sqrt(1.0 / above**2 - pm**2)
+    tan = pm * above / np.sqrt(1.0 - (pm * above) ** 2)
+    return pm, h_rec, eta, tan
 
 
 def _first_arrivals_many(model: LayeredModel, phase: str, dist_km: np.ndarray, depths_km):
@@ -295,16 +305,12 @@ def _first_arrivals_many(model: LayeredModel, phase: str, dist_km: np.ndarray, d
         rows = np.flatnonzero(ks < m)
         if len(rows) == 0:
             continue
-        vm = v_all[m]
-        above = v_all[:m]
-        if vm <= above.max():
+        head = _head_wave(v_all, tops, bottoms, m)
+        if head is None:
             continue
-        pm = 1.0 / vm
-        d_m = tops[m]
-        h_rec = np.clip(np.minimum(bottoms[:m], d_m) - tops[:m], 0.0, None)
-        h_src = np.clip(np.minimum(bottoms[:m], d_m)[None, :] - np.maximum(tops[:m][None, :], zs[rows, None]), 0.0, None)
-        eta = np.sqrt(1.0 / above**2 - pm**2)
-        tan = pm * above / np.sqrt(1.0 - (pm * above) ** 2)
+        pm, h_rec, eta, tan = head
+        h_src = np.clip(np.minimum(bottoms[:m], tops[m])[None, :] - np.maximum(tops[:m][None, :], zs[rows, None]), 0.0,
+                        None)
         hh = h_rec[None, :] + h_src
         x_cross = (hh * tan[None, :]).sum(1)
         tau = (hh * eta[None, :]).sum(1)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..geo import epicentral_km
+from ..times import utc_ns
 from .readers import read_catalog
 
 MATCH_COLUMNS = ["cat_index", "ref_index", "cat_event_id", "ref_event_id", "dt_s", "dh_km", "dz_km", "dmag"]
@@ -29,11 +30,6 @@ def _check(df: pd.DataFrame, name: str) -> None:
     miss = [c for c in ("time", "latitude", "longitude") if c not in df.columns]
     if miss:
         raise ValueError(f"{name} catalog: missing column(s) {miss}; have {list(df.columns)}")
-
-
-def _ns(s: pd.Series) -> np.ndarray:
-    t = pd.Series(pd.to_datetime(s, utc=True)).astype("datetime64[ns, UTC]").dt.tz_localize(None)
-    return t.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def candidate_pairs(t_cat_ns: np.ndarray, t_ref_ns: np.ndarray, max_dt_ns: int):
@@ -72,8 +68,11 @@ def greedy_one_to_one(ci: np.ndarray, rj: np.ndarray, n_cat: int, n_ref: int) ->
     return np.sort(np.concatenate(accepted)) if accepted else np.zeros(0, int)
 
 
-def match_catalogs(cat: pd.DataFrame, ref: pd.DataFrame, max_dt_s: float = 1.5, max_dist_km: float = 5.0) -> pd.DataFrame:
-    """One-to-one matches of ``cat`` events to ``ref`` events.
+def match_catalogs(cat: pd.DataFrame, ref: pd.DataFrame, max_dt_s: float = 1.5,
+                   max_dist_km: float | None = 5.0) -> pd.DataFrame:
+    """One-to-one matches of ``cat`` events to ``ref`` events -- the package's one event matcher
+    (:func:`event_errors`, :func:`quakescale.associate.match_events` call it).  ``max_dist_km``
+    None: no epicentral limit.
 
     Returns one row per matched pair with ``cat_index``/``ref_index`` (row positions),
     ``cat_event_id``/``ref_event_id``, ``dt_s`` (cat - ref origin time), ``dh_km``
@@ -82,16 +81,17 @@ def match_catalogs(cat: pd.DataFrame, ref: pd.DataFrame, max_dt_s: float = 1.5, 
     """
     _check(cat, "cat")
     _check(ref, "ref")
-    tc = _ns(cat["time"])
-    tr = _ns(ref["time"])
+    tc = utc_ns(cat["time"])
+    tr = utc_ns(ref["time"])
     order = np.argsort(tr, kind="stable")
     i, jj = candidate_pairs(tc, tr[order], int(round(max_dt_s * 1e9)))
     j = order[jj]
     lat_c, lon_c = cat["latitude"].to_numpy(float), cat["longitude"].to_numpy(float)
     lat_r, lon_r = ref["latitude"].to_numpy(float), ref["longitude"].to_numpy(float)
     dh = epicentral_km(lat_c[i], lon_c[i], lat_r[j], lon_r[j]) if len(i) else np.zeros(0)
-    keep = dh <= max_dist_km
-    i, j, dh = i[keep], j[keep], dh[keep]
+    if max_dist_km is not None:
+        keep = dh <= max_dist_km
+        i, j, dh = i[keep], j[keep], dh[keep]
     dt = (tc[i] - tr[j]) / 1e9
     srt = np.lexsort((j, i, dh, np.abs(dt)))  # best first: |dt|, then distance, then row order
     i, j, dh, dt = i[srt], j[srt], dh[srt], dt[srt]
@@ -196,8 +196,8 @@ def pick_errors(picks: pd.DataFrame, truth: pd.DataFrame, tol_s: float = 0.5) ->
             pp = p[p.station_id == sid]
             if not len(pp):
                 continue
-            pt = np.sort(_ns(pp["time"]))
-            tt = _ns(tg["time"])
+            pt = np.sort(utc_ns(pp["time"]))
+            tt = utc_ns(tg["time"])
             i = np.clip(np.searchsorted(pt, tt), 1, len(pt) - 1) if len(pt) > 1 else np.zeros(len(tt), int)
             cand = np.stack([pt[np.maximum(i - 1, 0)], pt[i]]) - tt[None, :]
             best = cand[np.argmin(np.abs(cand), axis=0), np.arange(len(tt))] / 1e9
@@ -219,44 +219,23 @@ def pick_errors(picks: pd.DataFrame, truth: pd.DataFrame, tol_s: float = 0.5) ->
 
 
 def event_errors(events: pd.DataFrame, truth: pd.DataFrame, max_dt_s: float = 1.5, max_dist_km: float = 5.0) -> dict:
-    """Recall/precision of events vs truth and location errors of the matched ones (each event,
-    in time order, takes the nearest-in-time unused truth event within ``max_dt_s`` and
-    ``max_dist_km``)."""
+    """Recall/precision of events vs truth and location errors of the matched ones (one-to-one
+    pairs of :func:`match_catalogs` within ``max_dt_s`` and ``max_dist_km``)."""
     if not len(events):
         return dict(n_events=0, n_truth=int(len(truth)), recall=0.0, precision=None)
-    et = _ns(events["time"]) / 1e9
-    tt = _ns(truth["time"]) / 1e9
-    order = np.argsort(tt)
-    used = np.zeros(len(truth), bool)
-    pairs = []
-    for i in np.argsort(et):
-        j0 = np.searchsorted(tt[order], et[i] - max_dt_s)
-        j1 = np.searchsorted(tt[order], et[i] + max_dt_s)
-        best, bd = None, None
-        for jj in order[j0:j1]:
-            if used[jj]:
-                continue
-            d = float(epicentral_km(events.latitude.iloc[i], events.longitude.iloc[i],
-                                    truth.latitude.iloc[jj], truth.longitude.iloc[jj]))
-            if d <= max_dist_km and (bd is None or abs(et[i] - tt[jj]) < bd):
-                best, bd = jj, abs(et[i] - tt[jj])
-        if best is not None:
-            used[best] = True
-            pairs.append((i, best))
-    out = dict(n_events=int(len(events)), n_truth=int(len(truth)), n_matched=len(pairs),
-               recall=round(len(pairs) / max(len(truth), 1), 4), precision=round(len(pairs) / max(len(events), 1), 4))
-    if pairs:
-        a = np.array(pairs)
-        ev, tr = events.iloc[a[:, 0]], truth.iloc[a[:, 1]]
-        dh = epicentral_km(ev.latitude.to_numpy(), ev.longitude.to_numpy(), tr.latitude.to_numpy(), tr.longitude.to_numpy())
-        dz = np.abs(ev.depth_km.to_numpy() - tr.depth_km.to_numpy())
+    m = match_catalogs(events, truth, max_dt_s=max_dt_s, max_dist_km=max_dist_km)
+    n = len(m)
+    out = dict(n_events=int(len(events)), n_truth=int(len(truth)), n_matched=n,
+               recall=round(n / max(len(truth), 1), 4), precision=round(n / max(len(events), 1), 4))
+    if n:
+        dh = m["dh_km"].to_numpy(float)
+        dz = np.abs(m["dz_km"].to_numpy(float))
         out.update(median_epicentral_error_km=round(float(np.median(dh)), 4),
                    median_depth_error_km=round(float(np.median(dz)), 4),
                    p90_epicentral_error_km=round(float(np.percentile(dh, 90)), 4))
-        if "magnitude" in ev and ev["magnitude"].notna().any():
-            dm = ev.magnitude.to_numpy() - tr.magnitude.to_numpy()
-            dm = dm[np.isfinite(dm)]
-            if len(dm):
-                out.update(median_magnitude_error=round(float(np.median(dm)), 4),
-                           median_abs_magnitude_error=round(float(np.median(np.abs(dm))), 4))
+        dm = m["dmag"].to_numpy(float)
+        dm = dm[np.isfinite(dm)]
+        if len(dm):
+            out.update(median_magnitude_error=round(float(np.median(dm)), 4),
+                       median_abs_magnitude_error=round(float(np.median(np.abs(dm))), 4))
     return out

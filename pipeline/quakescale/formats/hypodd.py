@@ -45,6 +45,8 @@ __all__ = [
     "write_station_dat",
     "read_event_dat",
     "write_event_dat",
+    "DTColumns",
+    "read_dt_columns",
     "read_dtct",
     "write_dtct",
     "read_dtcc",
@@ -214,31 +216,181 @@ def write_event_dat(events: pd.DataFrame, path) -> Path:
 
 
 # ----------------------------------------------------------------------------- dt.ct / dt.cc
-def read_dtct(path) -> pd.DataFrame:
-    """dt.ct -> event_id_1, event_id_2, station, t1_s, t2_s, weight, phase (file order kept)."""
+@dataclass
+class DTColumns:
+    """A ``dt.ct`` / ``dt.cc`` file as numpy columns, one row per datum in file order: the pair's
+    ids, the station (a code into ``sta_names``, the tokens in first-seen order), ``t1``/``t2``
+    (dt.ct: TT1, TT2; dt.cc: DT and the pair's OTC), ``qual`` (the weight column), ``is_p`` (P, else
+    S) and ``n_no_otc``: dt.cc pairs with OTC -999 left out (``hypodd=True`` only)."""
+
+    id1: np.ndarray
+    id2: np.ndarray
+    sta_code: np.ndarray
+    sta_names: list
+    t1: np.ndarray
+    t2: np.ndarray
+    qual: np.ndarray
+    is_p: np.ndarray
+    n_no_otc: int = 0
+
+
+class _DTBuilder:
+    """Columns of a dt file gathered in chunks (numpy arrays, station codes) to keep memory low."""
+
+    CHUNK = 32_768  # data lines per chunk: the token lists (Python strings, ~60 bytes each) stay small
+
+    def __init__(self, cc: bool, dtype):
+        self.cc = cc
+        self.dtype = dtype
+        self.codes: dict = {}
+        self.parts: list = []
+        self._reset()
+
+    def _reset(self):
+        self.c1, self.c2, self.n_per, self.sta, self.t1, self.t2, self.qual, self.pha = [], [], [], [], [], [], [], []
+
+    def flush(self):
+        if not self.t1:
+            return
+        n_per = np.asarray(self.n_per, np.int64)
+        t1 = np.array(self.t1, dtype=self.dtype)
+        q = np.array(self.qual, dtype=self.dtype)
+        t2 = np.repeat(np.array(self.t2, dtype=self.dtype), n_per) if self.cc else np.array(self.t2, dtype=self.dtype)
+        code = self.codes
+        first = {x: code.setdefault(x, len(code)) for x in dict.fromkeys(self.sta)}  # first-seen order
+        sc = np.fromiter(map(first.__getitem__, self.sta), np.int32, len(self.sta))
+        c1 = np.repeat(np.asarray(self.c1, np.int64), n_per)
+        c2 = np.repeat(np.asarray(self.c2, np.int64), n_per)
+        self.parts.append((c1, c2, sc, t1, t2, q, np.array(self.pha) == "P"))
+        self._reset()
+
+    def result(self, n_no_otc: int) -> DTColumns:
+        self.flush()
+        if self.parts:
+            cols = [np.concatenate([p[k] for p in self.parts]) for k in range(7)]
+        else:
+            e = np.zeros(0, self.dtype)
+            cols = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), e, e.copy(), e.copy(),
+                    np.zeros(0, bool)]
+        names = list(self.codes)  # dicts keep insertion order: code k is the k-th name
+        return DTColumns(cols[0], cols[1], cols[2], names, cols[3], cols[4], cols[5], cols[6], n_no_otc)
+
+
+def read_dt_columns(path, cc: bool, dtype=np.float64, hypodd: bool = False) -> DTColumns:
+    """The one ``dt.ct`` (``cc=False``) / ``dt.cc`` (``cc=True``) parser (numpy only), as
+    :class:`DTColumns`; numbers parsed into ``dtype`` (hypoDD's REAL: ``np.float32``).
+
+    ``hypodd=True`` reads as HypoDD 2.1b's ``getdata.f``: the phase must be ``P`` or ``S``, a dt.cc
+    pair line must give OTC and pairs with OTC -999 are left out (counted in ``n_no_otc``).
+    Otherwise phases are upper-cased (then P or S), a missing OTC is 0 and -999 is kept.
+
+    Pair by pair: a pair's data lines are split at once and sliced into columns; a file with an
+    irregular pair goes through the line-by-line reader, which names the file, line and value."""
     path = Path(path)
-    e1, e2, sta, t1, t2, wt, ph = [], [], [], [], [], [], []
+    text = path.read_text(errors="replace")
+    if not text.startswith("#"):
+        return _read_dt_lines(path, cc, dtype, hypodd)
+    ncol = 4 if cc else 5
+    out = _DTBuilder(cc, dtype)
+    n_no_otc = 0
+    for block in text[1:].split("\n#"):
+        head, _, body = block.partition("\n")
+        h = head.split()
+        tok = body.split()
+        nb = body.count("\n") + (0 if body.endswith("\n") or not body else 1)
+        phs = tok[ncol - 1 :: ncol]
+        if len(h) < (3 if cc else 2) or len(tok) != ncol * nb or phs.count("P") + phs.count("S") != nb:
+            return _read_dt_lines(path, cc, dtype, hypodd)
+        try:
+            a, b = int(h[0]), int(h[1])
+            otc = float(h[2]) if cc else 0.0
+        except ValueError:
+            return _read_dt_lines(path, cc, dtype, hypodd)
+        if hypodd and cc and abs(otc + 999) < 0.001:
+            n_no_otc += 1
+            continue
+        out.c1.append(a)
+        out.c2.append(b)
+        out.n_per.append(nb)
+        out.sta += tok[0::ncol]
+        out.pha += phs
+        out.t1 += tok[1::ncol]
+        if cc:
+            out.qual += tok[2::ncol]
+            out.t2.append(otc)
+        else:
+            out.t2 += tok[2::ncol]
+            out.qual += tok[3::ncol]
+        if len(out.t1) >= out.CHUNK:
+            try:
+                out.flush()
+            except ValueError:
+                return _read_dt_lines(path, cc, dtype, hypodd)
+    try:
+        return out.result(n_no_otc)
+    except ValueError:
+        return _read_dt_lines(path, cc, dtype, hypodd)
+
+
+def _read_dt_lines(path: Path, cc: bool, dtype, hypodd: bool) -> DTColumns:
+    out = _DTBuilder(cc, dtype)
     a = b = None
-    with open(path) as fh:
+    otc = 0.0
+    skip = True
+    n_no_otc = 0
+    what = "cross data" if cc else "catalog data"
+    with open(path, errors="replace") as fh:
         for n, line in enumerate(fh, 1):
+            if line[:1] == "#":
+                tok = line[1:].split()
+                try:
+                    a, b = int(tok[0]), int(tok[1])
+                    otc = float(tok[2]) if cc and (hypodd or len(tok) > 2) else 0.0
+                except (ValueError, IndexError):
+                    raise HypoDDFormatError(
+                        f"{path}:{n}: format error in {what} file: pair line needs "
+                        f"'# ID1 ID2{' OTC' if cc else ''}', got {line.rstrip()!r}"
+                    ) from None
+                skip = hypodd and cc and abs(otc + 999) < 0.001
+                n_no_otc += int(skip)
+                continue
             tok = line.split()
             if not tok:
                 continue
-            if tok[0] == "#":
-                try:
-                    a, b = int(tok[1]), int(tok[2])
-                except (IndexError, ValueError):
-                    raise HypoDDFormatError(f"{path}:{n}: pair line needs '# id1 id2', got {line.rstrip()!r}") from None
+            if a is None:
+                raise HypoDDFormatError(f"{path}:{n}: data line before the first '#' pair line")
+            if skip:
                 continue
-            if a is None or len(tok) < 5:
-                raise HypoDDFormatError(f"{path}:{n}: expected 'STA t1 t2 weight PHA' after a '# id1 id2' line, got {line.rstrip()!r}")
             try:
-                t1.append(float(tok[1])); t2.append(float(tok[2])); wt.append(float(tok[3]))
-            except ValueError:
-                raise HypoDDFormatError(f"{path}:{n}: bad numbers in {line.rstrip()!r}") from None
-            e1.append(a); e2.append(b); sta.append(tok[0]); ph.append(tok[4].upper())
-    return pd.DataFrame({"event_id_1": np.asarray(e1, np.int64), "event_id_2": np.asarray(e2, np.int64),
-                         "station": sta, "t1_s": t1, "t2_s": t2, "weight": wt, "phase": ph})
+                if cc:
+                    s_, d, t2, q, p_ = tok[0], float(tok[1]), otc, float(tok[2]), tok[3]
+                else:
+                    s_, d, t2, q, p_ = tok[0], float(tok[1]), float(tok[2]), float(tok[3]), tok[4]
+            except (ValueError, IndexError):
+                raise HypoDDFormatError(
+                    f"{path}:{n}: format error in {what} file: expected "
+                    f"{'STA DT WGHT PHA' if cc else 'STA TT1 TT2 WGHT PHA'}, got {line.rstrip()!r}"
+                ) from None
+            if not hypodd:
+                p_ = p_.upper()
+            if p_ not in ("P", "S"):
+                raise HypoDDFormatError(f"{path}:{n}: phase identifier must be P or S, got {p_!r}")
+            out.c1.append(a)
+            out.c2.append(b)
+            out.n_per.append(1)
+            out.sta.append(s_)
+            out.t1.append(d)
+            out.t2.append(t2)
+            out.qual.append(q)
+            out.pha.append(p_)
+    return out.result(n_no_otc)  # one row per datum here (n_per 1): the otc column repeats as it is
+
+
+def read_dtct(path) -> pd.DataFrame:
+    """dt.ct -> event_id_1, event_id_2, station, t1_s, t2_s, weight, phase (file order kept)."""
+    d = read_dt_columns(path, cc=False)
+    return pd.DataFrame({"event_id_1": d.id1, "event_id_2": d.id2, "station": np.array(d.sta_names, object)[d.sta_code],
+                         "t1_s": d.t1, "t2_s": d.t2, "weight": d.qual, "phase": np.where(d.is_p, "P", "S")})
 
 
 def write_dtct(dt: pd.DataFrame, path) -> Path:
@@ -257,30 +409,10 @@ def write_dtct(dt: pd.DataFrame, path) -> Path:
 
 
 def read_dtcc(path) -> pd.DataFrame:
-    """dt.cc -> event_id_1, event_id_2, station, dt_s, cc, phase, otc_s."""
-    path = Path(path)
-    rows = []
-    a = b = None
-    otc = 0.0
-    with open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            tok = line.split()
-            if not tok:
-                continue
-            if tok[0] == "#":
-                try:
-                    a, b = int(tok[1]), int(tok[2])
-                    otc = float(tok[3]) if len(tok) > 3 else 0.0
-                except (IndexError, ValueError):
-                    raise HypoDDFormatError(f"{path}:{n}: pair line needs '# id1 id2 [otc]', got {line.rstrip()!r}") from None
-                continue
-            if a is None or len(tok) < 4:
-                raise HypoDDFormatError(f"{path}:{n}: expected 'STA dt cc PHA' after a '# id1 id2 otc' line, got {line.rstrip()!r}")
-            try:
-                rows.append((a, b, tok[0], float(tok[1]), float(tok[2]), tok[3].upper(), otc))
-            except ValueError:
-                raise HypoDDFormatError(f"{path}:{n}: bad numbers in {line.rstrip()!r}") from None
-    return pd.DataFrame(rows, columns=["event_id_1", "event_id_2", "station", "dt_s", "cc", "phase", "otc_s"])
+    """dt.cc -> event_id_1, event_id_2, station, dt_s, cc, phase, otc_s (file order kept)."""
+    d = read_dt_columns(path, cc=True)
+    return pd.DataFrame({"event_id_1": d.id1, "event_id_2": d.id2, "station": np.array(d.sta_names, object)[d.sta_code],
+                         "dt_s": d.t1, "cc": d.qual, "phase": np.where(d.is_p, "P", "S"), "otc_s": d.t2})
 
 
 def write_dtcc(dtcc: pd.DataFrame, path) -> Path:

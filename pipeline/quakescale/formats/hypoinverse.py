@@ -181,6 +181,12 @@ _SUM_COLS = [
 ]
 
 
+def _utc_minute(line: str, year, month, day, hour, minute) -> pd.Timestamp:
+    """The UTC minute written in ``line``: each argument the (start, end) columns of its field."""
+    y, mo, d, h, mi = (int(line[a:b]) for a, b in (year, month, day, hour, minute))
+    return pd.Timestamp(year=y, month=mo, day=d, hour=h, minute=mi, tz="UTC")
+
+
 def parse_summary_line(line: str, where: str = "") -> dict:
     try:
         base = pd.Timestamp(
@@ -523,6 +529,25 @@ def format_summary_h71(ev, fmt: int, mags=(1, 3, 5), blank_mags: bool = True) ->
 
 
 # ---------------------------------------------------------------------------------- phases
+# The P and the S reading of a Y2000 station line: (start, end) columns of each field (0-based, end
+# exclusive).  Only S carries the amplitude fields; an amplitude-only line is read with the S columns.
+_READING_COLUMNS = {
+    "P": dict(phase=(14, 15), seconds=(29, 34), onset=(13, 14), first_motion=(15, 16), weight_code=(16, 17),
+              residual_s=(34, 38), weight_used=(38, 41), delay_s=(66, 70), importance=(100, 104)),
+    "S": dict(phase=(47, 48), seconds=(41, 46), onset=(46, 47), first_motion=(48, 49), weight_code=(49, 50),
+              residual_s=(50, 54), weight_used=(63, 66), delay_s=(70, 74), importance=(104, 108),
+              amplitude=(54, 61), amp_units=(61, 63), period_s=(83, 86), amp_mag=(97, 100)),
+}
+
+
+def _amplitude_fields(line: str, c: dict) -> dict:
+    """amplitude, amp_units, period_s, amp_mag of a reading (NaN / blank where ``c`` has no such columns)."""
+    if "amplitude" not in c:
+        return dict(amplitude=math.nan, amp_units="", period_s=math.nan, amp_mag=math.nan)
+    return dict(amplitude=_num(_get(line, *c["amplitude"]), 2), amp_units=_get(line, *c["amp_units"]).strip(),
+                period_s=_num(_get(line, *c["period_s"]), 2), amp_mag=_num(_get(line, *c["amp_mag"]), 2))
+
+
 def _parse_phase_line(line: str, where: str) -> list[dict]:
     site, net = _get(line, 0, 5).strip(), _get(line, 5, 7).strip()
     common = dict(
@@ -538,55 +563,27 @@ def _parse_phase_line(line: str, where: str) -> list[dict]:
         data_source=_get(line, 108, 109).strip(),
     )
     try:
-        base = pd.Timestamp(
-            year=int(line[17:21]),
-            month=int(line[21:23]),
-            day=int(line[23:25]),
-            hour=int(line[25:27]),
-            minute=int(line[27:29]),
-            tz="UTC",
-        )
+        base = _utc_minute(line, (17, 21), (21, 23), (23, 25), (25, 27), (27, 29))
     except ValueError as exc:
         raise HypoinverseFormatError(f"{where}: bad phase date/time in {line!r}: {exc}") from None
     rows = []
-    if _get(line, 14, 15).upper() == "P":
-        sec = _num(_get(line, 29, 34), 2)
+    for phase, c in _READING_COLUMNS.items():
+        if _get(line, *c["phase"]).upper() != phase:
+            continue
+        sec = _num(_get(line, *c["seconds"]), 2)
         rows.append(
             dict(
                 common,
-                phase="P",
-                onset=_get(line, 13, 14).strip(),
-                first_motion=_get(line, 15, 16).strip(),
-                weight_code=_num(_get(line, 16, 17)),
+                phase=phase,
+                onset=_get(line, *c["onset"]).strip(),
+                first_motion=_get(line, *c["first_motion"]).strip(),
+                weight_code=_num(_get(line, *c["weight_code"])),
                 time=base + pd.to_timedelta(np.nan_to_num(sec), unit="s"),
-                residual_s=_num(_get(line, 34, 38), 2),
-                weight_used=_num(_get(line, 38, 41), 2),
-                delay_s=_num(_get(line, 66, 70), 2),
-                amplitude=math.nan,
-                amp_units="",
-                period_s=math.nan,
-                amp_mag=math.nan,
-                importance=_num(_get(line, 100, 104), 3),
-            )
-        )
-    if _get(line, 47, 48).upper() == "S":
-        sec = _num(_get(line, 41, 46), 2)
-        rows.append(
-            dict(
-                common,
-                phase="S",
-                onset=_get(line, 46, 47).strip(),
-                first_motion=_get(line, 48, 49).strip(),
-                weight_code=_num(_get(line, 49, 50)),
-                time=base + pd.to_timedelta(np.nan_to_num(sec), unit="s"),
-                residual_s=_num(_get(line, 50, 54), 2),
-                weight_used=_num(_get(line, 63, 66), 2),
-                delay_s=_num(_get(line, 70, 74), 2),
-                amplitude=_num(_get(line, 54, 61), 2),
-                amp_units=_get(line, 61, 63).strip(),
-                period_s=_num(_get(line, 83, 86), 2),
-                amp_mag=_num(_get(line, 97, 100), 2),
-                importance=_num(_get(line, 104, 108), 3),
+                residual_s=_num(_get(line, *c["residual_s"]), 2),
+                weight_used=_num(_get(line, *c["weight_used"]), 2),
+                delay_s=_num(_get(line, *c["delay_s"]), 2),
+                **_amplitude_fields(line, c),
+                importance=_num(_get(line, *c["importance"]), 3),
             )
         )
     if not rows:  # amplitude-only or unknown phase line: keep it as an amplitude row
@@ -601,10 +598,7 @@ def _parse_phase_line(line: str, where: str) -> list[dict]:
                 residual_s=math.nan,
                 weight_used=math.nan,
                 delay_s=math.nan,
-                amplitude=_num(_get(line, 54, 61), 2),
-                amp_units=_get(line, 61, 63).strip(),
-                period_s=_num(_get(line, 83, 86), 2),
-                amp_mag=_num(_get(line, 97, 100), 2),
+                **_amplitude_fields(line, _READING_COLUMNS["S"]),
             )
         )
     return rows
@@ -799,7 +793,7 @@ def _station_lines(rows: list[dict]) -> list[tuple]:
     return [tuple(x) for x in lines]
 
 
-def write_arc(path, events: pd.DataFrame, phases: pd.DataFrame, shadows: bool = True, car: int | None = None) -> None:
+def write_arc(events: pd.DataFrame, phases: pd.DataFrame, path, shadows: bool = True, car: int | None = None) -> None:
     """Write a Y2000 archive file as hyp1.40 does: the 179-column summary line, one 120-column
     line per station with its P and S, the terminator, per event.  Shadows from :func:`read_arc`
     are written back as they came (``shadows``); ``car=3`` (Hypoinverse ``CAR 3``) writes a ``$``
@@ -841,6 +835,27 @@ def write_arc(path, events: pd.DataFrame, phases: pd.DataFrame, shadows: bool = 
     Path(path).write_text("\n".join(out) + "\n")
 
 
+# H71 summary formats 2 (Hypo71-2000) and 3/4 (readable, csv): (start, end) columns of the numbers,
+# the start column of each one-character remark, and the event id's columns
+_H71_COLUMNS = {
+    2: (dict(depth_km=(38, 45), magnitude=(47, 52), n_phases=(52, 55), gap_deg=(55, 59), dmin_km=(59, 64),
+             rms_s=(64, 69), erh_km=(69, 74), erz_km=(74, 79)),
+        dict(analyst_remark=79, quality=80, program_remark=82), (83, 93)),
+    3: (dict(depth_km=(42, 48), magnitude=(49, 54), n_phases=(61, 64), gap_deg=(65, 68), dmin_km=(69, 74),
+             rms_s=(75, 80), erh_km=(81, 86), erz_km=(87, 92)),
+        dict(quality=93, program_remark=94, analyst_remark=96), (98, 108)),
+}
+
+
+def _h71_fields(line: str, layout: int, num) -> dict:
+    """The numbers, remarks and event id of an H71 summary line of ``layout`` 2 or 3 (3 and 4 share it)."""
+    numbers, remarks, (a, b) = _H71_COLUMNS[layout]
+    r = {k: num(*cols) for k, cols in numbers.items()}
+    r.update({k: line[c : c + 1].strip() for k, c in remarks.items()})
+    r["event_id"] = int(num(a, b)) if line[a:b].strip(" ,") else None
+    return r
+
+
 def _parse_h71_line(line: str, fmt: int, where: str) -> dict:
     """A summary line of the ``H71`` 2 (Hypo71-2000), 3 (readable) or 4 (csv) formats."""
 
@@ -850,60 +865,19 @@ def _parse_h71_line(line: str, fmt: int, where: str) -> dict:
 
     try:
         if fmt == 2:
-            base = pd.Timestamp(
-                year=int(line[0:4]),
-                month=int(line[4:6]),
-                day=int(line[6:8]),
-                hour=int(line[9:11]),
-                minute=int(line[11:13]),
-                tz="UTC",
-            )
+            base = _utc_minute(line, (0, 4), (4, 6), (6, 8), (9, 11), (11, 13))
             sec = num(13, 19)
             lat = (num(19, 22) + num(23, 28) / 60.0) * (-1 if line[22] == "S" else 1)
             lon = (num(28, 32) + num(33, 38) / 60.0) * (1 if line[32] == "E" else -1)
-            r = dict(
-                depth_km=num(38, 45),
-                magnitude=num(47, 52),
-                mag_type=("M" + line[46]) if line[46].strip() else None,
-                n_phases=num(52, 55),
-                gap_deg=num(55, 59),
-                dmin_km=num(59, 64),
-                rms_s=num(64, 69),
-                erh_km=num(69, 74),
-                erz_km=num(74, 79),
-                analyst_remark=line[79:80].strip(),
-                quality=line[80:81].strip(),
-                program_remark=line[82:83].strip(),
-                event_id=int(num(83, 93)) if line[83:93].strip() else None,
-            )
+            r = _h71_fields(line, 2, num)
+            r["mag_type"] = ("M" + line[46]) if line[46].strip() else None
         else:
-            base = pd.Timestamp(
-                year=int(line[0:4]),
-                month=int(line[5:7]),
-                day=int(line[8:10]),
-                hour=int(line[11:13]),
-                minute=int(line[14:16]),
-                tz="UTC",
-            )
+            base = _utc_minute(line, (0, 4), (5, 7), (8, 10), (11, 13), (14, 16))
             sec = num(17, 22)
             lat, lon = num(23, 31), num(32, 41)
             label = line[55:57].strip().strip(",")
-            r = dict(
-                depth_km=num(42, 48),
-                magnitude=num(49, 54),
-                mag_type=label or None,
-                n_phases=num(61, 64),
-                gap_deg=num(65, 68),
-                dmin_km=num(69, 74),
-                rms_s=num(75, 80),
-                erh_km=num(81, 86),
-                erz_km=num(87, 92),
-                quality=line[93:94].strip(),
-                program_remark=line[94:95].strip(),
-                analyst_remark=line[96:97].strip(),
-                event_id=int(num(98, 108)) if line[98:108].strip(" ,") else None,
-                region=line[109:112].strip(" ,"),
-            )
+            r = _h71_fields(line, 3, num)
+            r.update(mag_type=label or None, region=line[109:112].strip(" ,"))
             if len(line) > 113:  # trailing magnitudes: value + type pairs of 9 characters
                 k = 112
                 while k + 9 <= len(line) + 1:
@@ -937,7 +911,7 @@ def read_sum(path) -> pd.DataFrame:
     return pd.DataFrame(rows).reindex(columns=list(dict.fromkeys(_SUM_COLS + (list(rows[0]) if rows else []))))
 
 
-def write_sum(path, events: pd.DataFrame, fmt: int = 1, mags=(1, 3, 5), blank_mags: bool = True) -> None:
+def write_sum(events: pd.DataFrame, path, fmt: int = 1, mags=(1, 3, 5), blank_mags: bool = True) -> None:
     """Write a summary file in hyp1.40's ``H71`` summary format ``fmt``: 1 Y2000 Hypoinverse
     (179 columns), 2 Hypo71-2000, 3 readable with a field-name line, 4 csv."""
     out = []
@@ -999,7 +973,7 @@ def read_sta(path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_sta(path, stations: pd.DataFrame, channels=None) -> None:
+def write_sta(stations: pd.DataFrame, path, channels=None) -> None:
     """Write HINV Y2000 station lines; ``channels`` (e.g. ``["001", "002", "003"]``) repeats each
     station once per channel when the table has no ``channel`` column."""
     out = []
@@ -1051,7 +1025,7 @@ def read_crh(path) -> tuple[str, list[float], list[float]]:
     return lines[0].strip(), top, vel
 
 
-def write_crh(path, top_km, velocity_kms, title: str = "MODEL") -> None:
+def write_crh(top_km, velocity_kms, path, title: str = "MODEL") -> None:
     out = [title[:30]]
     for v, t in zip(velocity_kms, top_km):
         out.append(f"{v:4.2f}  {t:5.2f}")
@@ -1495,5 +1469,5 @@ def write_arc_catalog(
         ch = ph["channel"].fillna("").astype(str) if "channel" in ph.columns else pd.Series("", index=ph.index)
         ph["channel"] = ch.str[:3]
         ph = ph[ph["event_id"].isin(ev["event_id"])]
-    write_arc(path, ev, ph, shadows=False)
+    write_arc(ev, ph, path, shadows=False)
     return path

@@ -127,8 +127,8 @@ def _model_lines(model: LayeredModel, out_dir: Path) -> tuple[list[str], list[st
     vp = np.asarray(model.vp_kms, float)
     vs = np.asarray(model.vs_kms, float)
     title = (model.name or "model")[:24]
-    hinv.write_crh(out_dir / P_MODEL_FILE, top, vp, title=f"{title} P")
-    hinv.write_crh(out_dir / S_MODEL_FILE, top, vs, title=f"{title} S")
+    hinv.write_crh(top, vp, out_dir / P_MODEL_FILE, title=f"{title} P")
+    hinv.write_crh(top, vs, out_dir / S_MODEL_FILE, title=f"{title} S")
     ratio = vp / vs
     constant_ratio = np.ptp(ratio) < 1e-6
     notes = []
@@ -196,7 +196,7 @@ def export_hypoinverse_project(events: pd.DataFrame, picks: pd.DataFrame, statio
         "latitude": st["latitude"].astype(float), "longitude": st["longitude"].astype(float),
         "elevation_m": st["elevation_m"].fillna(0.0).astype(float) if "elevation_m" in st else 0.0,
     })
-    hinv.write_sta(out / STATION_FILE, st_out, channels=[""])
+    hinv.write_sta(st_out, out / STATION_FILE, channels=[""])
 
     # phase archive with the initial locations
     ev_out = pd.DataFrame({
@@ -211,7 +211,7 @@ def export_hypoinverse_project(events: pd.DataFrame, picks: pd.DataFrame, statio
         "component": "", "channel": "", "phase": phase.to_numpy(),
         "time": pd.to_datetime(ph["time"], utc=True), "weight_code": weight_codes(ph, p.quality_weights),
     })
-    hinv.write_arc(out / PHASE_FILE, ev_out, ph_out, shadows=False)
+    hinv.write_arc(ev_out, ph_out, out / PHASE_FILE, shadows=False)
 
     # models and commands
     mlines, notes = _model_lines(model, out)

@@ -532,7 +532,7 @@ def locate_hyp140(
 _MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
 
 
-def write_prt(path, cmd: hinv.HypCommands, events: pd.DataFrame, phases: pd.DataFrame) -> None:
+def write_prt(events: pd.DataFrame, phases: pd.DataFrame, path, cmd: hinv.HypCommands) -> None:
     """A hyp1.40-style printout: a short run header, then per event the final hypocentre block
     (origin, location, RMS, errors, counts, depth datum) and the station table
     (``STA NET COM L CR DIST AZM AN P/S WT SEC (TOBS -TCAL -DLY =RES) WT``), one row per reading,
@@ -838,14 +838,14 @@ def locate_hypoinverse_project(
         prt_path = out_dir / cmd.prt.name if cmd.prt else None
     if sum_path is not None:
         hinv.write_sum(
-            sum_path,
             written,
+            sum_path,
             fmt=cmd.h71[0] if cmd.h71[0] in (1, 2, 3, 4) else 1,
             mags=cmd.rdm_mags,
             blank_mags=cmd.rdm_blank,
         )
     if arc_path is not None:
-        hinv.write_arc(arc_path, written, out_all, shadows=cmd.car == 3, car=cmd.car)
+        hinv.write_arc(written, out_all, arc_path, shadows=cmd.car == 3, car=cmd.car)
     if prt_path is not None:
-        write_prt(prt_path, cmd, written, out_ph)
+        write_prt(written, out_ph, prt_path, cmd)
     return written, out_all

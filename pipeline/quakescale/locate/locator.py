@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..geo import LocalProjection, azimuth_deg, epicentral_km
+from ..times import utc_ns
 from ..velocity import LayeredModel, TravelTimeTable
 
 __all__ = [
@@ -192,13 +193,6 @@ def _require(df: pd.DataFrame, cols, what: str) -> None:
         raise ValueError(f"{what}: missing column(s) {missing}; have {list(df.columns)}")
 
 
-def _to_ns(series: pd.Series, what: str) -> np.ndarray:
-    s = pd.to_datetime(series, utc=True)
-    if s.isna().any():
-        raise ValueError(f"{what}: {int(s.isna().sum())} missing time value(s)")
-    return s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]").astype(np.int64)
-
-
 def _delay_lookup(delays) -> dict:
     if delays is None:
         return {}
@@ -285,8 +279,8 @@ def locate_events(
     valid = np.zeros((n_ev, kmax), bool)
     valid[row, col] = True
 
-    ref_ns = _to_ns(ev["time"], "events.time")
-    pick_ns = _to_ns(picks["time"], "picks.time")
+    ref_ns = utc_ns(ev["time"], "events.time")
+    pick_ns = utc_ns(picks["time"], "picks.time")
     tobs = np.zeros((n_ev, kmax))
     tobs[row, col] = (pick_ns - ref_ns[row]) / 1e9
     delays = _delay_lookup(p.station_delays)

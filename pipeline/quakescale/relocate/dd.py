@@ -22,17 +22,16 @@ The solver follows hypoDD 1.3 step by step so that a HypoDD project gives HypoDD
 Everything is numpy arrays sized by the data (no fixed maxima).  A step that would give
 non-finite coordinates raises :class:`DDSolverError` naming the iteration and events, never NaN.
 
-Pipeline face: :func:`relocate`.  HypoDD project face: :func:`run_hypodd_project` (this solver on a
-1.x/2.x project's files); ``quakescale relocate hypodd`` runs :mod:`.hypodd21`, HypoDD 2.1b step for step.
+Pipeline face: :func:`relocate`.  HypoDD project face:
+:func:`quakescale.relocate.hypodd_backend.run_hypodd_project` (this solver on a 1.x/2.x project's
+files); ``quakescale relocate hypodd`` runs :mod:`.hypodd21`, HypoDD 2.1b step for step.
 """
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import logging
 import time as _time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -40,11 +39,14 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import lsqr
 
+from ..config import RelocateSection
+from ..errors import QuakeScaleError
 from ..formats.hypodd import IterationSet
-from ..geo import LocalProjection, azimuth_deg
+from ..geo import LocalProjection, azimuth_deg, epicentral_km
 from ..velocity import LayeredModel, TravelTimeTable
+from .pairs import catalog_pairs, resolve_max_station_km
 
-__all__ = ["DDError", "DDSolverError", "DDData", "DDResult", "relocate_dd", "relocate", "run_hypodd_project",
+__all__ = ["DDError", "DDSolverError", "DDData", "DDResult", "RelocateParams", "relocate_dd", "relocate",
            "default_iteration_sets", "find_clusters"]
 
 log = logging.getLogger("quakescale.relocate")
@@ -108,11 +110,11 @@ class DDResult:
     seconds: float = 0.0
 
 
-def default_iteration_sets(iterations=(4, 4), damping=(80.0, 60.0), with_cc: bool = False,
-                           max_sep_km: float = 6.0, max_pair_cc_km: float = 4.0) -> list[IterationSet]:
+def default_iteration_sets(iterations, damping, with_cc: bool, max_sep_km: float,
+                           max_pair_cc_km: float) -> list[IterationSet]:
     """Two-stage scheme of the HypoDD examples: first catalog-led without re-weighting, then
     re-weighted (residuals > 6 MAD and pairs beyond the separation limits get zero weight);
-    with cc data the second stage is led by cc."""
+    with cc data the second stage is led by cc.  The config's values: :meth:`RelocateParams.iteration_sets`."""
     if len(iterations) != len(damping):
         raise DDError(f"damping ({len(damping)} values) needs one value per iteration set ({len(iterations)})")
     sets = []
@@ -614,8 +616,6 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
     elif ipha == 2:
         d = d[d["phase"] == "S"]
     # stations within maxdist of the centroid
-    from ..geo import epicentral_km
-
     clat, clon = float(ev["latitude"].mean()), float(ev["longitude"].mean())
     sdist = epicentral_km(clat, clon, stations["latitude"].to_numpy(float), stations["longitude"].to_numpy(float))
     st = stations[sdist <= maxdist_km].reset_index(drop=True)
@@ -662,6 +662,50 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
 
 
 # ----------------------------------------------------------------------------- pipeline face
+@dataclass(frozen=True)
+class RelocateParams:
+    """The relocation settings of the pipeline face, read from a config ``RelocateSection`` (whose
+    defaults are the only ones: :meth:`from_config`).  ``min_cc`` and ``max_pair_cc_km`` come from
+    ``relocate.cc``; ``use_elevation`` and ``lsqr_tol`` (LSQR atol=btol) are not config settings."""
+
+    max_station_km: float | str  # a number or "auto" (relocate.pairs.resolve_max_station_km)
+    max_sep_km: float
+    min_obs: int
+    max_obs: int
+    max_neighbors: int
+    min_links: int
+    iterations: list[int]
+    damping: list[float]
+    solver: str
+    min_cc: float  # cc data below it are dropped
+    max_pair_cc_km: float
+    use_elevation: bool = False
+    lsqr_tol: float = 1e-4
+
+    @classmethod
+    def from_config(cls, section=None, **overrides) -> "RelocateParams":
+        """``section``: a config ``RelocateSection`` (None: its defaults), a RelocateParams or a dict
+        of field values; keyword arguments override single fields (unknown names raise :class:`DDError`)."""
+        if isinstance(section, dict):
+            return cls.from_config(None, **{**section, **overrides})
+        if isinstance(section, cls):
+            base = asdict(section)
+        else:
+            s = RelocateSection() if section is None else section
+            base = {k: getattr(s, k) for k in ("max_station_km", "max_sep_km", "min_obs", "max_obs", "max_neighbors",
+                                               "min_links", "iterations", "damping", "solver")}
+            base.update(min_cc=s.cc.min_cc, max_pair_cc_km=s.cc.max_pair_km)
+        unknown = set(overrides) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise DDError(f"relocate: unknown parameter(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return replace(cls(**base), **overrides)
+
+    def iteration_sets(self, with_cc: bool) -> list[IterationSet]:
+        """:func:`default_iteration_sets` of these settings."""
+        return default_iteration_sets(self.iterations, self.damping, with_cc=with_cc, max_sep_km=self.max_sep_km,
+                                      max_pair_cc_km=self.max_pair_cc_km)
+
+
 def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, model: LayeredModel,
              dtcc: pd.DataFrame | None = None, params=None, **kw) -> pd.DataFrame:
     """Relocate pipeline events.
@@ -669,7 +713,8 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     events: event_id, time, latitude, longitude, depth_km; picks: event_id, station_id, phase,
     time, [weight]; stations: station_id, latitude, longitude, [elevation_m]; dtcc: DTCC table
     (event_id_1, event_id_2, station_id, phase, dt_s, cc) or None.  ``params`` is a config
-    RelocateSection (or None); keyword arguments override its fields: max_station_km, max_sep_km,
+    RelocateSection, a :class:`RelocateParams` or None (the config's defaults: max_station_km "auto",
+    cc.min_cc 0.7); keyword arguments override its fields: max_station_km, max_sep_km,
     min_obs, max_obs, max_neighbors, min_links, iterations, damping, solver, min_cc (cc data
     below it are dropped), max_pair_cc_km, use_elevation, lsqr_tol (LSQR atol=btol; 1e-4 here --
     each DD iteration refines the last, so the looser tolerance of HypoDD's 1e-6 costs 2x time
@@ -679,39 +724,22 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     dz_m (shift), ex_m, ey_m, ez_m (error estimates), cluster, n_links, n_ct_p/s, n_cc_p/s.
     Events that could not be relocated are not returned.
     """
-    from .pairs import catalog_pairs, resolve_max_station_km
-
-    p = {"max_station_km": 150.0, "max_sep_km": 6.0, "min_obs": 8, "max_obs": 50, "max_neighbors": 20, "min_links": 8,
-         "iterations": [4, 4], "damping": [80.0, 60.0], "solver": "lsqr", "min_cc": 0.0, "max_pair_cc_km": 4.0,
-         "use_elevation": False, "lsqr_tol": 1e-4}
-    if params is not None:
-        for k in p:
-            if hasattr(params, k):
-                p[k] = getattr(params, k)
-        cc = getattr(params, "cc", None)
-        if cc is not None:
-            p["min_cc"] = getattr(cc, "min_cc", p["min_cc"])
-            p["max_pair_cc_km"] = getattr(cc, "max_pair_km", p["max_pair_cc_km"])
-    unknown = set(kw) - set(p)
-    if unknown:
-        raise DDError(f"relocate(): unknown parameter(s) {sorted(unknown)}; known: {sorted(p)}")
-    p.update(kw)
-    p["max_station_km"] = resolve_max_station_km(p["max_station_km"], stations)  # "auto": from the station spacing
-    dtct = catalog_pairs(events, picks, stations, max_station_km=p["max_station_km"], max_sep_km=p["max_sep_km"],
-                         min_obs=p["min_obs"], max_obs=p["max_obs"], max_neighbors=p["max_neighbors"], min_links=p["min_links"])
+    p = RelocateParams.from_config(params, **kw)
+    max_station_km = resolve_max_station_km(p.max_station_km, stations)  # "auto": from the station spacing
+    dtct = catalog_pairs(events, picks, stations, max_station_km=max_station_km, max_sep_km=p.max_sep_km,
+                         min_obs=p.min_obs, max_obs=p.max_obs, max_neighbors=p.max_neighbors, min_links=p.min_links)
     cc = None
     if dtcc is not None and len(dtcc):
-        cc = dtcc[dtcc["cc"] >= p["min_cc"]]
+        cc = dtcc[dtcc["cc"] >= p.min_cc]
     data = DDData.from_tables(dtct, cc)
     st = stations.rename(columns={"station_id": "station"})
     if "elevation_m" not in st:
         st = st.assign(elevation_m=0.0)
     with_cc = cc is not None and len(cc) > 0
-    sets = default_iteration_sets(p["iterations"], p["damping"], with_cc=with_cc, max_sep_km=p["max_sep_km"],
-                                  max_pair_cc_km=p["max_pair_cc_km"])
-    res = relocate_dd(events, st, data, model, sets, solver=p["solver"], idat=3 if with_cc else 2, ipha=3,
-                      maxdist_km=p["max_station_km"] + 50.0, minobs_ct=p["min_links"], minobs_cc=p["min_links"] if with_cc else 0,
-                      cluster=0, use_elevation=p["use_elevation"], lsqr_tol=p["lsqr_tol"])
+    res = relocate_dd(events, st, data, model, p.iteration_sets(with_cc), solver=p.solver, idat=3 if with_cc else 2,
+                      ipha=3, maxdist_km=max_station_km + 50.0, minobs_ct=p.min_links,
+                      minobs_cc=p.min_links if with_cc else 0, cluster=0, use_elevation=p.use_elevation,
+                      lsqr_tol=p.lsqr_tol)
     if res.events.empty:
         return events.iloc[0:0].assign(stage="relocate")
     r = res.events.set_index("event_id")
@@ -727,121 +755,3 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     out["stage"] = "relocate"
     out.attrs["relocate_log"] = res.log
     return out
-
-
-# ----------------------------------------------------------------------------- HypoDD project face
-def run_hypodd_project(inp_path, out_dir=None, solver: str | None = None) -> DDResult:
-    """Run a HypoDD 1.x project with the builtin solver: read ``hypoDD.inp`` and the files it
-    names (paths relative to the .inp), write hypoDD.loc/.reloc/.res/.sta (names from the .inp)
-    into ``out_dir`` (default: the .inp's folder) and return the :class:`DDResult`."""
-    from ..formats import hypodd as H
-
-    inp = H.read_hypodd_inp(inp_path)
-    out_dir = Path(out_dir) if out_dir is not None else Path(inp_path).parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fe = inp.resolve(inp.fn_eve)
-    fs = inp.resolve(inp.fn_sta)
-    for what, f in (("event file", fe), ("station file", fs)):
-        if f is None or not f.exists():
-            raise FileNotFoundError(f"{inp.path}: {what} {f} not found")
-    ev = H.read_event_dat(fe)
-    if inp.ids:
-        ev = ev[ev["event_id"].isin(set(inp.ids))]
-    st = H.read_station_dat(fs)
-    dtct = dtcc = None
-    if inp.idat in (2, 3):
-        f = inp.resolve(inp.fn_ct)
-        if f is None or not f.exists():
-            raise FileNotFoundError(f"{inp.path}: IDAT={inp.idat} needs the catalog file {inp.fn_ct!r} ({f})")
-        dtct = H.read_dtct(f)
-    if inp.idat in (1, 3):
-        f = inp.resolve(inp.fn_cc)
-        if f is None or not f.exists():
-            raise FileNotFoundError(f"{inp.path}: IDAT={inp.idat} needs the cross-correlation file {inp.fn_cc!r} ({f})")
-        dtcc = H.read_dtcc(f)
-        dtcc = dtcc.assign(weight=dtcc["cc"])  # hypoDD uses the dt.cc weight column as given
-    data = DDData.from_tables(dtct, dtcc)
-    res = relocate_dd(ev, st, data, inp.model(), inp.sets, solver=solver or ("svd" if inp.isolv == 1 else "lsqr"),
-                      idat=inp.idat, ipha=inp.ipha, maxdist_km=inp.maxdist_km, minobs_ct=inp.minobs_ct,
-                      minobs_cc=inp.minobs_cc, cluster=inp.cid)
-    if not res.initial.empty:
-        loc = res.initial.assign(ex_m=lambda d: d["eh_km"] * 1000 if "eh_km" in d else 0.0,
-                                 ey_m=lambda d: d["eh_km"] * 1000 if "eh_km" in d else 0.0,
-                                 ez_m=lambda d: d["ez_km"] * 1000 if "ez_km" in d else 0.0)
-        H.write_loc(loc, out_dir / (inp.fn_loc or "hypoDD.loc"))
-    if not res.events.empty:
-        H.write_reloc(res.events, out_dir / (inp.fn_reloc or "hypoDD.reloc"))
-        if inp.fn_res:
-            H.write_res(res.residuals, out_dir / inp.fn_res)
-        if inp.fn_stares:
-            H.write_sta(res.stations, out_dir / inp.fn_stares)
-    (out_dir / "hypoDD.log").write_text("\n".join(res.log) + "\n")
-    return res
-
-
-# ----------------------------------------------------------------------------- synthetic case
-def synthetic_case(n_events: int = 120, n_stations: int = 12, seed: int = 0, sigma_p_s: float = 0.02,
-                   sigma_s_s: float = 0.04, start_sigma_km: float = 0.5, start_sigma_z_km: float = 0.6,
-                   model: LayeredModel | None = None, extent_km: float = 2.0, lat0: float = 27.10, lon0: float = 103.35,
-                   network_radius_km: float = 35.0, zero_mean_start: bool = True, width_km: float | None = None,
-                   center_depth_km: float = 9.0):
-    """A small synthetic world for tests and benchmarks: events on a fault patch (+-extent_km
-    along strike, ``width_km`` (default extent_km) in depth around ``center_depth_km``),
-    stations around it, picks = exact first-arrival times + Gaussian errors, start locations
-    = truth + Gaussian perturbations.  Returns ``(truth, start, picks, stations, model)`` as
-    pipeline tables."""
-    from ..velocity import default_model
-
-    rng = np.random.default_rng(seed)
-    model = model or default_model()
-    proj = LocalProjection(lat0, lon0)
-    u = rng.uniform(-extent_km, extent_km, n_events)
-    width = extent_km if width_km is None else float(width_km)
-    v = rng.uniform(-0.5 * width, 0.5 * width, n_events)
-    ex = u * np.cos(np.radians(30)) + rng.normal(0, 0.05, n_events)
-    ey = u * np.sin(np.radians(30)) + rng.normal(0, 0.05, n_events)
-    ez = center_depth_km + v
-    t0 = pd.Timestamp("2014-08-03T08:00:00Z") + pd.to_timedelta(np.arange(n_events) * 97.0, unit="s")
-    lat, lon = proj.to_latlon(ex, ey)
-    truth = pd.DataFrame({"event_id": np.arange(1, n_events + 1, dtype=np.int64), "time": t0, "latitude": lat, "longitude": lon,
-                          "depth_km": ez, "x_km": ex, "y_km": ey})
-    az = np.sort(rng.uniform(0, 2 * np.pi, n_stations))
-    r = rng.uniform(5.0, network_radius_km, n_stations)
-    sx, sy = r * np.sin(az), r * np.cos(az)
-    slat, slon = proj.to_latlon(sx, sy)
-    stations = pd.DataFrame({"station_id": [f"XS.S{i:02d}" for i in range(n_stations)], "latitude": slat, "longitude": slon,
-                             "elevation_m": 0.0})
-    rows = []
-    d = np.hypot(ex[:, None] - sx[None, :], ey[:, None] - sy[None, :])
-    tt = TravelTimeTable(model, max_dist_km=max(network_radius_km + 10, float(d.max()) + 5.0),
-                         max_depth_km=max(20.0, float(ez.max()) + 5.0))
-    for ph, sig in (("P", sigma_p_s), ("S", sigma_s_s)):
-        t, _, _ = tt.time(ph, d, np.broadcast_to(ez[:, None], d.shape))
-        t = t + rng.normal(0, sig, t.shape)
-        ie, js = np.meshgrid(np.arange(n_events), np.arange(n_stations), indexing="ij")
-        rows.append(pd.DataFrame({"event_id": truth["event_id"].to_numpy()[ie.ravel()], "station_id": stations["station_id"].to_numpy()[js.ravel()],
-                                  "phase": ph, "time": t0[ie.ravel()] + pd.to_timedelta(t.ravel(), unit="s"),
-                                  "weight": 1.0}))
-    picks = pd.concat(rows, ignore_index=True)
-    picks["time"] = pd.to_datetime(picks["time"], utc=True)
-    pert = rng.normal(0, 1, (n_events, 3)) * [start_sigma_km, start_sigma_km, start_sigma_z_km]
-    if zero_mean_start:
-        # an unbiased absolute locator: random errors per event, the cluster centroid right.
-        # DD cannot undo a shift common to all events (it keeps the catalogue centroid).
-        pert = pert - pert.mean(0)
-    sx0, sy0, sz0 = ex + pert[:, 0], ey + pert[:, 1], ez + pert[:, 2]
-    slat0, slon0 = proj.to_latlon(sx0, sy0)
-    dt0 = rng.normal(0, 0.05, n_events)
-    start = pd.DataFrame({"event_id": truth["event_id"], "time": t0 + pd.to_timedelta(dt0, unit="s"), "latitude": slat0,
-                          "longitude": slon0, "depth_km": sz0, "magnitude": 1.0})
-    return truth, start, picks, stations, model
-
-
-def location_errors_m(a: pd.DataFrame, b: pd.DataFrame) -> pd.Series:
-    """3-D distance (m) between two event tables (matched on event_id)."""
-    m = a.merge(b, on="event_id", suffixes=("_a", "_b"))
-    p = LocalProjection(float(m["latitude_a"].mean()), float(m["longitude_a"].mean()))
-    xa, ya = p.to_xy(m["latitude_a"], m["longitude_a"])
-    xb, yb = p.to_xy(m["latitude_b"], m["longitude_b"])
-    dz = m["depth_km_a"].to_numpy(float) - m["depth_km_b"].to_numpy(float)
-    return pd.Series(np.sqrt((xa - xb) ** 2 + (ya - yb) ** 2 + dz**2) * 1000.0, index=m["event_id"].to_numpy())

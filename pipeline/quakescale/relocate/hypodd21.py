@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import QuakeScaleError
-from ..formats.hypodd import HypoDDFormatError, HypoDDInp, read_hypodd_inp
+from ..formats.hypodd import HypoDDFormatError, HypoDDInp, read_dt_columns, read_hypodd_inp
 
 __all__ = ["HypoDD21Error", "run_project", "ProjectResult", "project_summary"]
 
@@ -500,147 +500,14 @@ class _DT:
     n_no_otc: int = 0
 
 
-class _DTBuilder:
-    """Columns of a dt file gathered in chunks (numpy arrays, station codes) to keep memory low."""
-
-    CHUNK = 32_768  # data lines per chunk: the token lists (Python strings, ~60 bytes each) stay small
-
-    def __init__(self, cc: bool):
-        self.cc = cc
-        self.codes: dict = {}
-        self.parts: list = []
-        self._reset()
-
-    def _reset(self):
-        self.c1, self.c2, self.n_per, self.sta, self.t1, self.t2, self.qual, self.pha = [], [], [], [], [], [], [], []
-
-    def flush(self):
-        if not self.t1:
-            return
-        n_per = np.asarray(self.n_per, np.int64)
-        a1 = np.array(self.t1, dtype=np.float32)
-        q = np.array(self.qual, dtype=np.float32)
-        a2 = np.repeat(np.array(self.t2, dtype=np.float32), n_per) if self.cc else np.array(self.t2, dtype=np.float32)
-        code = self.codes
-        first = {x: code.setdefault(x[:7], len(code)) for x in dict.fromkeys(self.sta)}  # first-seen order
-        sc = np.fromiter(map(first.__getitem__, self.sta), np.int32, len(self.sta))
-        c1 = np.repeat(np.asarray(self.c1, np.int64), n_per)
-        c2 = np.repeat(np.asarray(self.c2, np.int64), n_per)
-        self.parts.append((c1, c2, sc, (a1 - a2).astype(float), q.astype(float), np.array(self.pha) == "P"))
-        self._reset()
-
-    def result(self, nnootc: int) -> _DT:
-        self.flush()
-        if self.parts:
-            cols = [np.concatenate([p[k] for p in self.parts]) for k in range(6)]
-        else:
-            cols = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0), np.zeros(0),
-                    np.zeros(0, bool)]
-        names = [None] * len(self.codes)
-        for k, v in self.codes.items():
-            names[v] = k
-        return _DT(cols[0], cols[1], cols[2], names, cols[3], cols[4], cols[5], nnootc)
-
-
 def _read_dt(path: Path, cc: bool) -> _DT:
-    """dt.cc / dt.ct as getdata.f reads them (single precision: dt = tt1 - tt2, dt - otc).  Pair by
-    pair: a pair's data lines are split at once and sliced into columns; a file with an irregular
-    pair goes through the line-by-line reader, which names the file, line and value."""
-    text = path.read_text(errors="replace")
-    if not text.startswith("#"):
-        return _read_dt_lines(path, cc)
-    ncol = 4 if cc else 5
-    out = _DTBuilder(cc)
-    nnootc = 0
-    for block in text[1:].split("\n#"):
-        head, _, body = block.partition("\n")
-        h = head.split()
-        tok = body.split()
-        nb = body.count("\n") + (0 if body.endswith("\n") or not body else 1)
-        phs = tok[ncol - 1 :: ncol]
-        if len(h) < (3 if cc else 2) or len(tok) != ncol * nb or phs.count("P") + phs.count("S") != nb:
-            return _read_dt_lines(path, cc)
-        try:
-            a, b = int(h[0]), int(h[1])
-            otc = float(h[2]) if cc else 0.0
-        except ValueError:
-            return _read_dt_lines(path, cc)
-        if cc and abs(otc + 999) < 0.001:
-            nnootc += 1
-            continue
-        out.c1.append(a)
-        out.c2.append(b)
-        out.n_per.append(nb)
-        out.sta += tok[0::ncol]
-        out.pha += phs
-        out.t1 += tok[1::ncol]
-        if cc:
-            out.qual += tok[2::ncol]
-            out.t2.append(otc)
-        else:
-            out.t2 += tok[2::ncol]
-            out.qual += tok[3::ncol]
-        if len(out.t1) >= out.CHUNK:
-            try:
-                out.flush()
-            except ValueError:
-                return _read_dt_lines(path, cc)
-    try:
-        return out.result(nnootc)
-    except ValueError:
-        return _read_dt_lines(path, cc)
-
-
-def _read_dt_lines(path: Path, cc: bool) -> _DT:
-    out = _DTBuilder(cc)
-    a = b = None
-    otc = 0.0
-    skip = True
-    nnootc = 0
-    what = "cross data" if cc else "catalog data"
-    with open(path, errors="replace") as fh:
-        for n, line in enumerate(fh, 1):
-            if line[:1] == "#":
-                tok = line[1:].split()
-                try:
-                    a, b = int(tok[0]), int(tok[1])
-                    otc = float(tok[2]) if cc else 0.0
-                except (ValueError, IndexError):
-                    raise HypoDDFormatError(
-                        f"{path}:{n}: format error in {what} file: pair line needs "
-                        f"'# ID1 ID2{' OTC' if cc else ''}', got {line.rstrip()!r}"
-                    ) from None
-                skip = cc and abs(otc + 999) < 0.001
-                nnootc += int(skip)
-                continue
-            tok = line.split()
-            if not tok:
-                continue
-            if a is None:
-                raise HypoDDFormatError(f"{path}:{n}: data line before the first '#' pair line")
-            if skip:
-                continue
-            try:
-                if cc:
-                    s_, d, t2, q, p_ = tok[0], float(tok[1]), otc, float(tok[2]), tok[3]
-                else:
-                    s_, d, t2, q, p_ = tok[0], float(tok[1]), float(tok[2]), float(tok[3]), tok[4]
-            except (ValueError, IndexError):
-                raise HypoDDFormatError(
-                    f"{path}:{n}: format error in {what} file: expected "
-                    f"{'STA DT WGHT PHA' if cc else 'STA TT1 TT2 WGHT PHA'}, got {line.rstrip()!r}"
-                ) from None
-            if p_ not in ("P", "S"):
-                raise HypoDDFormatError(f"{path}:{n}: phase identifier must be P or S, got {p_!r}")
-            out.c1.append(a)
-            out.c2.append(b)
-            out.n_per.append(1)
-            out.sta.append(s_)
-            out.t1.append(d)
-            out.t2.append(t2)
-            out.qual.append(q)
-            out.pha.append(p_)
-    return out.result(nnootc)  # one row per datum here (n_per 1): the otc column repeats as it is
+    """dt.cc / dt.ct as getdata.f reads them (single precision: dt = tt1 - tt2, dt - otc; station
+    codes of at most 7 characters) through :func:`~quakescale.formats.hypodd.read_dt_columns`."""
+    d = read_dt_columns(path, cc, dtype=np.float32, hypodd=True)
+    codes: dict = {}  # a7: tokens that agree in their first 7 characters are one station, first-seen order
+    remap = np.fromiter((codes.setdefault(x[:7], len(codes)) for x in d.sta_names), np.int32, len(d.sta_names))
+    return _DT(d.id1, d.id2, remap[d.sta_code], list(codes), (d.t1 - d.t2).astype(float), d.qual.astype(float), d.is_p,
+               d.n_no_otc)
 
 
 # ----------------------------------------------------------------------------- the project run

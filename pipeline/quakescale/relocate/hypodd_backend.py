@@ -1,9 +1,12 @@
-"""Run the real ``hypoDD`` (and ``ph2dt``) executables when they are on PATH.
+"""Run a HypoDD project: with the builtin solver, or with the real ``hypoDD`` (and ``ph2dt``)
+executables when they are on PATH.
 
-The project files named by ``hypoDD.inp`` are copied into a work folder (hypoDD writes its
-outputs into the current directory and reads file names relative to it), the program runs there
-as an argument list, and the outputs (hypoDD.loc/.reloc/.res/.sta/.log) are copied to
-``out_dir`` and the relocations returned as a table (:func:`quakescale.formats.hypodd.read_reloc`).
+:func:`run_hypodd_project` runs :func:`quakescale.relocate.dd.relocate_dd` on a project's files and
+writes hypoDD's outputs.  :func:`run_hypodd`: the project files named by ``hypoDD.inp`` are copied
+into a work folder (hypoDD writes its outputs into the current directory and reads file names
+relative to it), the program runs there as an argument list, and the outputs
+(hypoDD.loc/.reloc/.res/.sta/.log) are copied to ``out_dir`` and the relocations returned as a
+table (:func:`quakescale.formats.hypodd.read_reloc`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..formats import hypodd as H
+from .dd import DDData, DDResult, relocate_dd
 
-__all__ = ["HypoDDNotFound", "find_executable", "run_hypodd", "run_ph2dt"]
+__all__ = ["HypoDDNotFound", "find_executable", "run_hypodd", "run_hypodd_project", "run_ph2dt"]
 
 
 class HypoDDNotFound(QuakeScaleError, RuntimeError):
@@ -93,3 +97,50 @@ def run_ph2dt(ph2dt_inp, out_dir, exe: str = "ph2dt", timeout_s: float | None = 
             if (work / name).exists():
                 shutil.copy(work / name, out_dir / name)
     return H.read_dtct(out_dir / "dt.ct")
+
+
+def run_hypodd_project(inp_path, out_dir=None, solver: str | None = None) -> DDResult:
+    """Run a HypoDD 1.x project with the builtin solver: read ``hypoDD.inp`` and the files it
+    names (paths relative to the .inp), write hypoDD.loc/.reloc/.res/.sta (names from the .inp)
+    into ``out_dir`` (default: the .inp's folder) and return the :class:`DDResult`."""
+    inp = H.read_hypodd_inp(inp_path)
+    out_dir = Path(out_dir) if out_dir is not None else Path(inp_path).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fe = inp.resolve(inp.fn_eve)
+    fs = inp.resolve(inp.fn_sta)
+    for what, f in (("event file", fe), ("station file", fs)):
+        if f is None or not f.exists():
+            raise FileNotFoundError(f"{inp.path}: {what} {f} not found")
+    ev = H.read_event_dat(fe)
+    if inp.ids:
+        ev = ev[ev["event_id"].isin(set(inp.ids))]
+    st = H.read_station_dat(fs)
+    dtct = dtcc = None
+    if inp.idat in (2, 3):
+        f = inp.resolve(inp.fn_ct)
+        if f is None or not f.exists():
+            raise FileNotFoundError(f"{inp.path}: IDAT={inp.idat} needs the catalog file {inp.fn_ct!r} ({f})")
+        dtct = H.read_dtct(f)
+    if inp.idat in (1, 3):
+        f = inp.resolve(inp.fn_cc)
+        if f is None or not f.exists():
+            raise FileNotFoundError(f"{inp.path}: IDAT={inp.idat} needs the cross-correlation file {inp.fn_cc!r} ({f})")
+        dtcc = H.read_dtcc(f)
+        dtcc = dtcc.assign(weight=dtcc["cc"])  # hypoDD uses the dt.cc weight column as given
+    data = DDData.from_tables(dtct, dtcc)
+    res = relocate_dd(ev, st, data, inp.model(), inp.sets, solver=solver or ("svd" if inp.isolv == 1 else "lsqr"),
+                      idat=inp.idat, ipha=inp.ipha, maxdist_km=inp.maxdist_km, minobs_ct=inp.minobs_ct,
+                      minobs_cc=inp.minobs_cc, cluster=inp.cid)
+    if not res.initial.empty:
+        loc = res.initial.assign(ex_m=lambda d: d["eh_km"] * 1000 if "eh_km" in d else 0.0,
+                                 ey_m=lambda d: d["eh_km"] * 1000 if "eh_km" in d else 0.0,
+                                 ez_m=lambda d: d["ez_km"] * 1000 if "ez_km" in d else 0.0)
+        H.write_loc(loc, out_dir / (inp.fn_loc or "hypoDD.loc"))
+    if not res.events.empty:
+        H.write_reloc(res.events, out_dir / (inp.fn_reloc or "hypoDD.reloc"))
+        if inp.fn_res:
+            H.write_res(res.residuals, out_dir / inp.fn_res)
+        if inp.fn_stares:
+            H.write_sta(res.stations, out_dir / inp.fn_stares)
+    (out_dir / "hypoDD.log").write_text("\n".join(res.log) + "\n")
+    return res

@@ -31,44 +31,17 @@ import pandas as pd
 from ..formats import hypodd as H
 from ..geo import LocalProjection
 from ..velocity import LayeredModel
-from .dd import DDError, default_iteration_sets, relocate
+from .dd import DDError, RelocateParams, relocate
 from .hypodd_backend import HypoDDNotFound, run_hypodd
 from .pairs import catalog_pairs, resolve_max_station_km
 
-__all__ = ["export_hypodd_project", "read_hypodd_results", "relocate_with_backend", "hypodd_codes", "relocate_settings",
-           "HypoDDNotFound"]
+__all__ = ["export_hypodd_project", "read_hypodd_results", "relocate_with_backend", "hypodd_codes", "HypoDDNotFound"]
 
 log = logging.getLogger("quakescale.relocate")
 
 CODES_FILE = "station_codes.csv"
 IDS_FILE = "event_ids.csv"
 MAX_EVENT_ID = 999_999_999
-
-_DEFAULTS = {"max_station_km": 150.0, "max_sep_km": 6.0, "min_obs": 8, "max_obs": 50, "max_neighbors": 20, "min_links": 8,
-             "iterations": [4, 4], "damping": [80.0, 60.0], "solver": "lsqr", "min_cc": 0.0, "max_pair_cc_km": 4.0}
-
-
-def relocate_settings(params=None, **kw) -> dict:
-    """The relocation settings of a config ``RelocateSection`` (or a dict / None), with the names
-    and defaults :func:`dd.relocate` uses (min_cc and max_pair_cc_km from ``cc``)."""
-    p = dict(_DEFAULTS)
-    if isinstance(params, dict):
-        src = params
-        p.update({k: v for k, v in src.items() if k in p})
-    elif params is not None:
-        for k in p:
-            if hasattr(params, k):
-                p[k] = getattr(params, k)
-        cc = getattr(params, "cc", None)
-        if cc is not None:
-            p["min_cc"] = getattr(cc, "min_cc", p["min_cc"])
-            p["max_pair_cc_km"] = getattr(cc, "max_pair_km", p["max_pair_cc_km"])
-    unknown = set(kw) - set(p)
-    if unknown:
-        raise DDError(f"unknown relocate setting(s) {sorted(unknown)}; known: {sorted(p)}")
-    p.update(kw)
-    return p
-
 
 def hypodd_codes(station_ids) -> pd.DataFrame:
     """``station_id -> code`` of at most 7 characters, unique: STA when it fits and is unique,
@@ -116,9 +89,10 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
     (located events); ``picks``: event_id, station_id, phase, time[, weight]; ``stations``:
     station_id, latitude, longitude[, elevation_m]; ``dtcc``: the DTCC table (event_id_1,
     event_id_2, station_id, phase, dt_s, cc[, otc_s, weight]) or None; ``params``: the config
-    ``RelocateSection`` (or a dict).  Raises :class:`DDError` ("nothing to relocate") when no pair
+    ``RelocateSection``, a :class:`~quakescale.relocate.dd.RelocateParams`, a dict of its fields or None
+    (the config's defaults).  Raises :class:`DDError` ("nothing to relocate") when no pair
     of events has differential times."""
-    p = relocate_settings(params)
+    p = RelocateParams.from_config(params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for df, cols, what in ((events, ("event_id", "time", "latitude", "longitude", "depth_km"), "events"),
@@ -137,12 +111,12 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
     id_map = _event_ids(ev, out)
 
     # catalog differential times, as dd.relocate forms them
-    p["max_station_km"] = resolve_max_station_km(p["max_station_km"], sta)  # "auto": from the station spacing
-    dtct = catalog_pairs(ev, picks, sta, max_station_km=p["max_station_km"], max_sep_km=p["max_sep_km"], min_obs=p["min_obs"],
-                         max_obs=p["max_obs"], max_neighbors=p["max_neighbors"], min_links=p["min_links"])
+    max_station_km = resolve_max_station_km(p.max_station_km, sta)  # "auto": from the station spacing
+    dtct = catalog_pairs(ev, picks, sta, max_station_km=max_station_km, max_sep_km=p.max_sep_km, min_obs=p.min_obs,
+                         max_obs=p.max_obs, max_neighbors=p.max_neighbors, min_links=p.min_links)
     cc = None
     if dtcc is not None and len(dtcc):
-        cc = dtcc[(dtcc["cc"] >= p["min_cc"]) & dtcc["event_id_1"].isin(id_map.index) & dtcc["event_id_2"].isin(id_map.index)]
+        cc = dtcc[(dtcc["cc"] >= p.min_cc) & dtcc["event_id_1"].isin(id_map.index) & dtcc["event_id_2"].isin(id_map.index)]
         scol = "station_id" if "station_id" in cc else "station"
         cc = cc[cc[scol].astype(str).isin(set(sta["station_id"].astype(str)))]
         if not len(cc):
@@ -193,12 +167,10 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
                     out, ratio.min(), ratio.max(), vpvs)
     if len(vp) > 12:
         log.warning("hypoDD export %s: %d layers; HypoDD 1.x allows at most 12", out, len(vp))
-    sets = default_iteration_sets(p["iterations"], p["damping"], with_cc=with_cc, max_sep_km=p["max_sep_km"],
-                                  max_pair_cc_km=p["max_pair_cc_km"])
     inp = H.HypoDDInp(
         path=out / "hypoDD.inp", fn_cc="dt.cc" if with_cc else "", fn_ct="dt.ct", idat=3 if with_cc else 2, ipha=3,
-        maxdist_km=float(p["max_station_km"]) + 50.0, minobs_cc=int(p["min_links"]) if with_cc else 0,
-        minobs_ct=int(p["min_links"]), istart=2, isolv=1 if p["solver"] == "svd" else 2, sets=sets, vpvs=vpvs,
+        maxdist_km=float(max_station_km) + 50.0, minobs_cc=int(p.min_links) if with_cc else 0,
+        minobs_ct=int(p.min_links), istart=2, isolv=1 if p.solver == "svd" else 2, sets=p.iteration_sets(with_cc), vpvs=vpvs,
         top_km=[float(t) for t in model.top_km], vp_kms=[float(v) for v in vp], cid=0, ids=[],
     )
     return H.write_hypodd_inp(inp, out / "hypoDD.inp")

@@ -30,23 +30,29 @@ from scipy import fft as sfft
 from scipy import signal
 from scipy.spatial import cKDTree
 
+from ..config import CCSection
+
 __all__ = ["XCorrParams", "correlate_windows", "bandpass_windows", "station_dtcc", "dtcc_to_hypodd", "event_pairs"]
+
+
+_CC = CCSection()  # the config's defaults: the one home of the cc settings' values
 
 
 @dataclass
 class XCorrParams:
-    """Cross-correlation parameters (config ``relocate.cc``; seed defaults)."""
+    """Cross-correlation parameters: those of config ``relocate.cc`` with its defaults (the seed's),
+    and the FDTCC-style options below that the config does not set."""
 
-    max_pair_km: float = 4.0
-    max_station_km: float = 120.0
-    p_window_s: tuple[float, float] = (0.5, 3.5)  # before, after the pick
-    s_window_s: tuple[float, float] = (0.3, 4.5)
-    freqmin_hz: float = 2.0
-    freqmax_hz: float = 15.0
-    max_lag_s: float = 0.5
+    max_pair_km: float = _CC.max_pair_km
+    max_station_km: float = _CC.max_station_km
+    p_window_s: tuple[float, float] = _CC.p_window_s  # before, after the pick
+    s_window_s: tuple[float, float] = _CC.s_window_s
+    freqmin_hz: float = _CC.freqmin_hz
+    freqmax_hz: float = _CC.freqmax_hz
+    max_lag_s: float = _CC.max_lag_s
     p_max_lag_s: float | None = None  # per-phase overrides of max_lag_s
     s_max_lag_s: float | None = None
-    min_cc: float = 0.7
+    min_cc: float = _CC.min_cc
     min_snr: float = 0.0  # FDTCC-style: mean power after / before the pick (0 = off)
     max_dt_s: float | None = None  # reject |dt| above (FDTCC thre_shift)
     absolute: bool = False  # take |cc| (FDTCC) instead of the positive peak
