@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._text import token_lines
+
 
 class _LazyPandas:
     """pandas on first use: the HypoDD control-file reader and the 2.1b port start without it."""
@@ -34,8 +36,6 @@ class _LazyPandas:
 
 
 pd = _LazyPandas()
-
-from ._text import token_lines
 
 __all__ = [
     "HypoDDFormatError",
@@ -565,12 +565,12 @@ def _read_inp2(path: Path) -> HypoDDInp:
     lines = _data_lines(path, skip_first=True)
     inp = HypoDDInp(path=path, version=2)
 
-    def get(l, what):
-        if l - 1 >= len(lines):
-            raise HypoDDFormatError(f"{path}: file ends before {what} (data line {l} of the hypoDD_2 layout)")
-        return lines[l - 1]
+    def get(line_no, what):
+        if line_no - 1 >= len(lines):
+            raise HypoDDFormatError(f"{path}: file ends before {what} (data line {line_no} of the hypoDD_2 layout)")
+        return lines[line_no - 1]
 
-    names = [get(l, "the file names")[1].strip() for l in range(1, 10)]
+    names = [get(k, "the file names")[1].strip() for k in range(1, 10)]
     (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta, inp.fn_loc, inp.fn_reloc, inp.fn_stares, inp.fn_res,
      inp.fn_srcpar) = names
     if inp.fn_reloc.endswith("-"):
@@ -717,7 +717,7 @@ LOC_COLUMNS = RELOC_COLUMNS[:17] + ["cluster"]
 def _read_table(path, columns) -> pd.DataFrame:
     path = Path(path)
     rows = []
-    for n, line, tok in token_lines(path, len(columns), HypoDDFormatError, " ".join(columns)):
+    for _n, _line, tok in token_lines(path, len(columns), HypoDDFormatError, " ".join(columns)):
         vals = []
         for t in tok[: len(columns)]:
             try:

@@ -289,7 +289,7 @@ def _c(v, width: int) -> str:
 
 def _latlon_fields(lat: float, lon: float):
     out = []
-    for val, pos_east in ((lat, None), (lon, True)):
+    for val, _pos_east in ((lat, None), (lon, True)):
         if not math.isfinite(val):
             out.append(None)
             continue
@@ -1282,7 +1282,8 @@ def _read_into(cmd: HypCommands, path: Path, depth: int) -> None:
         args = _split_args(line[3:]) if name not in ("TYP",) else []
         cmd.commands.append((name, args))
 
-        def nums(k=None):
+        # the helpers read this line's args/where/name (bound now: they are called before the next line)
+        def nums(k=None, args=args, where=where, name=name):
             vals = []
             for a in args[:k] if k else args:
                 try:
@@ -1293,12 +1294,12 @@ def _read_into(cmd: HypCommands, path: Path, depth: int) -> None:
                     raise HypoinverseFormatError(f"{where}: {name}: expected numbers, got {args}") from None
             return tuple(vals)
 
-        def fpath(i=0):
+        def fpath(i=0, args=args, where=where, name=name):
             if len(args) <= i:
                 raise HypoinverseFormatError(f"{where}: {name} needs a file name")
             return (base / args[i]).resolve() if not Path(args[i]).is_absolute() else Path(args[i])
 
-        def one(k=0, what="a number"):
+        def one(k=0, what="a number", args=args, where=where, name=name):
             if len(args) <= k:
                 raise HypoinverseFormatError(f"{where}: {name} needs {what}, got {args}")
             try:

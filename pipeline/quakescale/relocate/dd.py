@@ -161,7 +161,7 @@ def find_clusters(e1: np.ndarray, e2: np.ndarray, kind_cc: np.ndarray, n_events:
     has[b] = True
     lab = np.where(has, lab, -1)
     labs, counts = np.unique(lab[lab >= 0], return_counts=True)
-    first = np.array([np.flatnonzero(lab == l)[0] for l in labs]) if len(labs) else np.zeros(0, int)
+    first = np.array([np.flatnonzero(lab == label)[0] for label in labs]) if len(labs) else np.zeros(0, int)
     order = np.lexsort((first, -counts))
     remap = np.full(lab.max() + 1 if len(lab) and lab.max() >= 0 else 1, -1)
     remap[labs[order]] = np.arange(len(labs))
@@ -654,7 +654,9 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
             continue
         o, l0, rs, ss, n_it = r
         outs.append(o); locs.append(l0.assign(cluster=k)); ress.append(rs); stas.append(ss); iters[k] = n_it
-    cat = lambda lst: pd.concat(lst, ignore_index=True) if lst else pd.DataFrame()
+    def cat(lst):
+        return pd.concat(lst, ignore_index=True) if lst else pd.DataFrame()
+
     res = DDResult(cat(outs), cat(locs), cat(ress), cat(stas), logs, clusters, iters, _time.perf_counter() - t0)
     for line in logs:
         log.info(line)
