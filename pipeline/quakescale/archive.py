@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import io
 import multiprocessing as mp
 import os
 import threading
@@ -581,8 +582,6 @@ def _as_archive_dtype(data: np.ndarray) -> np.ndarray:
 def _day_bytes(traces: Stream) -> bytes:
     """One channel-day as MiniSEED bytes: merged (overlaps resolved, duplicates dropped),
     contiguous pieces written in time order with fixed 4096-byte records (same input, same bytes)."""
-    import io
-
     st = Stream([tr.copy() for tr in traces])
     for tr in st:
         tr.data = _as_archive_dtype(np.asarray(tr.data))
