@@ -117,6 +117,12 @@ def _listdir(path: Path) -> tuple[str, ...]:
     return _LISTING[key]
 
 
+def clear_listing_cache() -> None:
+    """Forget the cached directory listings of the SDS archive (after files were written into it,
+    or before timing a plan scan)."""
+    _LISTING.clear()
+
+
 def station_day_files(root, sd: StationDay, channels: list[str], cached: bool = False) -> tuple[str, dict[str, Path]]:
     """The first channel pattern (e.g. ``HH?``) with a vertical and two horizontals for the day.
 
@@ -666,7 +672,7 @@ def import_files(files, sds_root, log=None) -> dict:
         written.append(str(path))
         if log:
             log(f"wrote {path}")
-    _LISTING.clear()
+    clear_listing_cache()
     return dict(
         files=n_files, traces=n_traces, channel_days=len(by_day), written=written, unchanged=unchanged, errors=errors
     )
