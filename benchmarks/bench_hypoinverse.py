@@ -219,9 +219,9 @@ def run_hyp(exe: str, cmd: Path) -> float:
 
 def arc_layout(path: Path) -> dict:
     lines = path.read_text().splitlines()
-    heads = [ln for ln in lines if hinv._is_summary(ln)]
+    heads = [ln for ln in lines if hinv.is_summary_line(ln)]
     phases = [
-        ln for ln in lines if ln.strip() and not ln.startswith("$") and not hinv._is_summary(ln) and ln[:12].strip()
+        ln for ln in lines if ln.strip() and not ln.startswith("$") and not hinv.is_summary_line(ln) and ln[:12].strip()
     ]
     return {
         "summary_widths": sorted({len(x) for x in heads}),

@@ -72,12 +72,12 @@ def per_station_day_plan(sds_root, station_ids, days, channels, threads: int = 8
     from quakescale import archive
 
     sds = [archive.StationDay(d, s) for d in days for s in station_ids]
-    archive._LISTING.clear()
+    archive.clear_listing_cache()
     try:
         with ThreadPoolExecutor(max_workers=threads) as ex:
             recs = list(ex.map(lambda sd: archive.scan_station_day(sds_root, sd, channels, cached=True), sds))
     finally:
-        archive._LISTING.clear()
+        archive.clear_listing_cache()
     return pd.DataFrame(recs)
 
 

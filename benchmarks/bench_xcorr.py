@@ -92,11 +92,11 @@ def main(argv=None):
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_xcorr import _synthetic_station  # noqa: E402
+    from test_xcorr import synthetic_station  # noqa: E402
 
     from quakescale.relocate.xcorr import XCorrParams, station_dtcc
 
-    st, picks, events, _ = _synthetic_station(np.random.default_rng(1), n_events=60 if a.quick else 150)
+    st, picks, events, _ = synthetic_station(np.random.default_rng(1), n_events=60 if a.quick else 150)
     t = time.perf_counter()
     df = station_dtcc(st, picks, events, "XS.S01", params=XCorrParams(min_cc=0.0))
     dt = time.perf_counter() - t

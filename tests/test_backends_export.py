@@ -21,15 +21,22 @@ from quakescale.config import LocateSection, RelocateSection
 from quakescale.formats import hypodd as H
 from quakescale.formats import hypoinverse as hinv
 from quakescale.geo import LocalProjection
-from quakescale.locate.hinv_project import (HypoinverseNotFound, export_hypoinverse_project, locate_with_backend,
-                                            read_hypoinverse_results)
 from quakescale.locate.hypoinverse_backend import find_hypoinverse, locate_hypoinverse_project
-from quakescale.locate.locator import LocateParams
-from quakescale.locate.locator import locate_events
+from quakescale.locate.hypoinverse_project import (
+    HypoinverseNotFound,
+    export_hypoinverse_project,
+    locate_with_backend,
+    read_hypoinverse_results,
+)
+from quakescale.locate.locator import LocateParams, locate_events
 from quakescale.relocate import dd
 from quakescale.relocate.hypodd_backend import run_hypodd_project
-from quakescale.relocate.hypodd_project import (HypoDDNotFound, export_hypodd_project, read_hypodd_results,
-                                                relocate_with_backend)
+from quakescale.relocate.hypodd_project import (
+    HypoDDNotFound,
+    export_hypodd_project,
+    read_hypodd_results,
+    relocate_with_backend,
+)
 from quakescale.synth.relocation import synthetic_case
 from quakescale.velocity import TravelTimeTable
 

@@ -454,3 +454,26 @@ def test_max_station_km_auto_follows_the_network():
     assert len(out) >= 0.9 * len(truth)
     e0, e1 = location_errors_m(truth, start), location_errors_m(truth, out)
     assert e1.median() < 0.5 * e0.median()
+
+
+def test_catalog_pairs_takes_its_defaults_from_the_config():
+    """``catalog_pairs`` has no defaults of its own: None means ``config.RelocateSection()`` (here
+    ``max_station_km: auto``, which on a sparse regional network links far more pairs than the old
+    inline 150 km), a section or ``RelocateParams`` gives all ph2dt settings, keywords override one."""
+    from quakescale.config import RelocateSection
+    from quakescale.relocate.pairs import catalog_pairs
+
+    _, start, picks, stations, _ = synthetic_case(60, 10, seed=0, network_radius_km=280.0, sigma_p_s=0.01,
+                                                  sigma_s_s=0.02, start_sigma_km=1.0, start_sigma_z_km=1.0)
+    default = catalog_pairs(start, picks, stations)
+    pd.testing.assert_frame_equal(default, catalog_pairs(start, picks, stations, max_station_km="auto", max_sep_km=6.0,
+                                                         min_obs=8, max_obs=50, max_neighbors=20, min_links=8))
+    assert len(default) > 2 * max(len(catalog_pairs(start, picks, stations, max_station_km=150.0)), 1)
+    strict = RelocateSection(min_links=12, max_sep_km=3.0)
+    a = catalog_pairs(start, picks, stations, strict)
+    pd.testing.assert_frame_equal(a, catalog_pairs(start, picks, stations, min_links=12, max_sep_km=3.0))
+    pd.testing.assert_frame_equal(a, catalog_pairs(start, picks, stations, dd.RelocateParams.from_config(strict)))
+    pd.testing.assert_frame_equal(a, catalog_pairs(start, picks, stations, {"min_links": 12}, max_sep_km=3.0))
+    assert 0 < len(a) < len(default)
+    with pytest.raises(TypeError, match="min_link"):
+        catalog_pairs(start, picks, stations, min_link=4)

@@ -61,7 +61,7 @@ def test_core_bank_indices_and_multicomponent():
     assert np.allclose(lag, -3.3, atol=0.1)
 
 
-def _synthetic_station(rng, n_events=4, fs=100.0):
+def synthetic_station(rng, n_events=4, fs=100.0):
     """One station, continuous 3-c data with the same P and S wavelets for every event, picks
     with errors.  Returns stream, picks, events, true differential travel times."""
     import obspy
@@ -94,7 +94,7 @@ def _synthetic_station(rng, n_events=4, fs=100.0):
 
 def test_station_dtcc_recovers_true_differential_times():
     rng = np.random.default_rng(3)
-    st, picks, events, tts = _synthetic_station(rng)
+    st, picks, events, tts = synthetic_station(rng)
     prm = XCorrParams(min_cc=0.7)
     df = station_dtcc(st, picks, events, "XS.S01", station_latlon=(27.2, 103.4), params=prm)
     assert len(df) == 2 * 6  # 4 events -> 6 pairs, P and S

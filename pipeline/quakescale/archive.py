@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import io
 import multiprocessing as mp
 import os
 import threading
@@ -114,6 +115,12 @@ def _listdir(path: Path) -> tuple[str, ...]:
         except OSError:
             _LISTING[key] = ()
     return _LISTING[key]
+
+
+def clear_listing_cache() -> None:
+    """Forget the cached directory listings of the SDS archive (after files were written into it,
+    or before timing a plan scan)."""
+    _LISTING.clear()
 
 
 def station_day_files(root, sd: StationDay, channels: list[str], cached: bool = False) -> tuple[str, dict[str, Path]]:
@@ -581,8 +588,6 @@ def _as_archive_dtype(data: np.ndarray) -> np.ndarray:
 def _day_bytes(traces: Stream) -> bytes:
     """One channel-day as MiniSEED bytes: merged (overlaps resolved, duplicates dropped),
     contiguous pieces written in time order with fixed 4096-byte records (same input, same bytes)."""
-    import io
-
     st = Stream([tr.copy() for tr in traces])
     for tr in st:
         tr.data = _as_archive_dtype(np.asarray(tr.data))
@@ -667,7 +672,7 @@ def import_files(files, sds_root, log=None) -> dict:
         written.append(str(path))
         if log:
             log(f"wrote {path}")
-    _LISTING.clear()
+    clear_listing_cache()
     return dict(
         files=n_files, traces=n_traces, channel_days=len(by_day), written=written, unchanged=unchanged, errors=errors
     )

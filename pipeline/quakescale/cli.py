@@ -1,17 +1,22 @@
-"""The ``quakescale`` command line: thin verbs over the package."""
+"""The ``quakescale`` command line: thin verbs over the package.
+
+Each command imports the stage modules it runs when it runs (numpy, pandas, torch, Dask), so that
+``quakescale --help`` and the config checks start in a fraction of a second."""
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from pydantic import ValidationError
 
 from . import __version__
-from .config import TEMPLATE
+from .config import TEMPLATE, ConfigError, TrainSection, associate_section, fitted_config, load_config
 from .errors import EXPECTED_OS_ERRORS, QuakeScaleError, one_line
 
 app = typer.Typer(
@@ -47,8 +52,6 @@ def _fail(msg: str, code: int = 2):
 
 def _load(config: Path):
     """The run config; a bad or missing one is an expected error (one line, exit 1)."""
-    from .config import load_config
-
     return load_config(config)
 
 
@@ -73,8 +76,6 @@ def init(
     if (archive is None) != (inventory is None):
         _fail("--archive and --inventory go together")
     if archive is not None:
-        from .config import fitted_config
-
         text, facts = fitted_config(archive, inventory, path)
         path.write_text(text)
         typer.echo(
@@ -142,7 +143,7 @@ def _progress(label: str):
 @app.command()
 def plan(config: Path = typer.Argument(..., help="Run config (YAML).")):
     """List the station-days the archive holds (availability, gaps, unreadable files) and which are done."""
-    from .hpc.stages import prepare_run, run_task, read_plan
+    from .hpc.stages import prepare_run, read_plan, run_task
 
     cfg = _load(config)
     rd = prepare_run(cfg)
@@ -224,8 +225,8 @@ def demo(
     hours_per_day: float = typer.Option(24.0, "--hours-per-day"),
 ):
     """Synthesise a world, write its config, run the pipeline on it (local backend), print the summary."""
-    from .synth.world import make_world
     from .hpc.pipeline import run_pipeline
+    from .synth.world import make_world
 
     world = out / "world"
     t0 = time.time()
@@ -362,8 +363,6 @@ def associate(
     force: bool = _FORCE,
 ):
     """Associate picks into events (PALM-style): a run's picks, or external picks with --picks."""
-    from .config import associate_section
-
     overrides = dict(max_residual_s=max_residual_s, min_stations=min_stations, min_picks=min_picks, min_p=min_p,
                      min_s=min_s, min_p_and_s=min_p_and_s, min_score=min_score, residual_per_s=residual_per_s,
                      min_probability=min_probability, max_rms_s=max_rms_s,
@@ -379,8 +378,6 @@ def associate(
     if stations_file is None or model is None or out is None:
         _fail("--picks needs --stations, --model and -o/--out")
     if config is not None:
-        from .config import load_config
-
         base = load_config(config, check_paths=False).associate  # only its associate: section is used here
     else:
         base = None
@@ -467,10 +464,6 @@ def bootstrap(
 
     cfg = _load(config)
     if teacher is not None:
-        from .config import ConfigError, TrainSection
-
-        from pydantic import ValidationError
-
         try:
             TrainSection(teacher=teacher)
         except ValidationError as exc:
@@ -579,8 +572,6 @@ def models_list():
 @app.command()
 def selfcheck():
     """Check the installation: imports, torch device, a tiny synthetic station-day round trip."""
-    import tempfile
-
     import torch
 
     from .velocity import TravelTimeTable, default_model
@@ -592,8 +583,8 @@ def selfcheck():
     if abs(t - expect) > 1e-3:
         _fail(f"travel-time check failed: {t} vs {expect}")
     with tempfile.TemporaryDirectory() as d:
-        from .synth.world import make_world
         from .archive import read_station_day
+        from .synth.world import make_world
 
         make_world(d, n_stations=4, days=1, n_events=3, seed=1, hours_per_day=0.1, n_gaps=0, corrupt=False)
         st = read_station_day(Path(d) / "sds", "XL.L01", "2014-08-03")

@@ -9,16 +9,20 @@ naming the field and the allowed values -- never deep inside a worker.
 
 from __future__ import annotations
 
-from .errors import QuakeScaleError
 import datetime as dt
 import hashlib
+import importlib.util
 import json
+import os
+import re
+import typing
 from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import QuakeScaleError
 
 #: channel patterns in order of preference: velocity sensors, then accelerometers
 DEFAULT_CHANNELS = ("HH?", "EH?", "BH?", "SH?", "HN?", "EN?")
@@ -262,8 +266,6 @@ class TrainSection(_Section):
     @field_validator("teacher")
     @classmethod
     def _teacher(cls, v):
-        import typing
-
         methods = typing.get_args(DetectSection.model_fields["method"].annotation)
         if v != "classic" and v.partition(":")[0] not in methods:
             raise ValueError(f"teacher {v!r}: classic or a detect method[:MODEL] ({', '.join(methods)})")
@@ -403,7 +405,7 @@ def check_inputs(cfg: Config, source: str = "config") -> None:
     if not cfg.archive.inventory.exists():
         problems.append(f"  archive.inventory: file or directory not found: {cfg.archive.inventory}")
     if cfg.velocity.model.startswith("builtin:"):
-        from .velocity import BUILTIN_MODELS
+        from .velocity import BUILTIN_MODELS  # numpy: kept out of the CLI's start-up (config is imported by it)
 
         name = cfg.velocity.model.split(":", 1)[1]
         if name not in BUILTIN_MODELS:
@@ -420,11 +422,9 @@ def seisbench_problems(spec: str) -> list[str]:
     """What keeps ``detect.method: seisbench`` from running offline, found at start rather than in
     every station-day: seisbench not installed, or weights that ``quakescale models install``
     provides not installed yet (other pretrained names are left to SeisBench's own download)."""
-    import importlib.util
-
     if importlib.util.find_spec("seisbench") is None:
         return ["  detect.method: seisbench is not installed: pip install 'quakescale[seisbench]' (or make models)"]
-    from .detect.model_install import SOURCES, models_dir
+    from .detect.model_install import SOURCES, models_dir  # numpy: kept out of the CLI's start-up
 
     name, _, ref = spec.partition(":")
     if spec in SOURCES:
@@ -436,7 +436,7 @@ def seisbench_problems(spec: str) -> list[str]:
 
 
 def save_config(cfg: Config, path) -> Path:
-    from .rundir import write_text
+    from .rundir import write_text  # pandas/pyarrow: kept out of the CLI's start-up
 
     return write_text(cfg.to_yaml(), path)
 
@@ -603,8 +603,6 @@ compute:
 def _set_line(text: str, section: str, key: str, value: str, note: str = "") -> str:
     """Replace ``key: ...`` inside top-level ``section`` of the template, keeping its comment
     (or putting ``note`` there)."""
-    import re
-
     lines = text.splitlines()
     inside = False
     for i, line in enumerate(lines):
@@ -626,8 +624,7 @@ def fitted_config(archive, inventory, config_path=None) -> tuple[str, dict]:
     sensors before accelerometers), the first and last day, the travel-time extent and search
     margin from the network's size, and the locator's distance taper left on ``auto``.
     Returns ``(yaml text, facts)``; paths are written relative to ``config_path``'s folder."""
-    import os
-
+    # numpy, obspy, pandas: kept out of the CLI's start-up (config is imported by it)
     import numpy as np
 
     from .archive import load_inventory, sds_contents, stations_table

@@ -11,8 +11,10 @@ column names (``depth_km``, ``amp_wa_mm``, ``residual_s``).
 
 from __future__ import annotations
 
-from .errors import QuakeScaleError
+import pandas as pd
 import pyarrow as pa
+
+from .errors import QuakeScaleError
 
 TS = pa.timestamp("ns", tz="UTC")
 
@@ -174,8 +176,6 @@ def schema_name(schema: pa.Schema) -> str:
 
 def conform(data, schema: pa.Schema, keep_extra: bool = True, where: str = "") -> pa.Table:
     """Cast a pandas DataFrame or Arrow table to ``schema``; extra columns kept after."""
-    import pandas as pd
-
     name = schema_name(schema)
     if isinstance(data, pd.DataFrame):
         data = pa.Table.from_pandas(data, preserve_index=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["utc_ns"]
+__all__ = ["utc_ns", "utc_timestamp"]
 
 
 def utc_ns(values, what: str | None = None) -> np.ndarray:
@@ -17,3 +17,9 @@ def utc_ns(values, what: str | None = None) -> np.ndarray:
     if what is not None and t.isna().any():
         raise ValueError(f"{what}: {int(t.isna().sum())} missing time value(s)")
     return t.dt.tz_convert(None).astype("datetime64[ns]").to_numpy().view(np.int64)
+
+
+def utc_timestamp(value) -> pd.Timestamp:
+    """One time (string, datetime, Timestamp; naive = UTC) as a tz-aware UTC ``pd.Timestamp``."""
+    t = pd.Timestamp(value)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")

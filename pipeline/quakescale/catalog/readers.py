@@ -20,12 +20,14 @@ Formats:
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+
+from ..errors import QuakeScaleError
 
 BASE_COLUMNS = ["event_id", "time", "latitude", "longitude", "depth_km", "magnitude"]
 
@@ -93,8 +95,6 @@ def _times(yr, mo, dy, hr, mi, sec) -> pd.Series:
 
 
 def read_parquet_catalog(path) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
     df = pq.read_table(path).to_pandas()
     return _finish(df, path, "parquet")
 

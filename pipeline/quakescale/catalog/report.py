@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 
 from .. import __version__
 from ..geo import LocalProjection
+from ..rundir import write_text
 from .compare import compare_summary, match_catalogs
 from .fmd import fmd_counts, fmd_summary
 
@@ -327,8 +328,6 @@ def make_report(run_dir, events: pd.DataFrame, picks: pd.DataFrame | None = None
     ``events`` needs ``time, latitude, longitude, depth_km`` (``magnitude`` optional);
     ``picks`` may carry ``residual_s``; ``stations`` needs ``station_id, latitude, longitude``;
     ``truth_events`` (same columns as events) is matched with ``max_dt_s``/``max_dist_km``."""
-    from ..rundir import write_text
-
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "catalogs" / "report.html"
     miss = [c for c in ("time", "latitude", "longitude", "depth_km") if c not in events.columns]

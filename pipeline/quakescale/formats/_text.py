@@ -18,3 +18,15 @@ def token_lines(path, min_fields: int, error: type[Exception], expected: str, co
         if len(tok) < min_fields:
             raise error(f"{path}:{n}: expected {expected} ({min_fields} fields), got {len(tok)}: {line!r}")
         yield n, line, tok
+
+
+def leading_floats(line: str) -> list[float]:
+    """The numbers at the start of ``line`` (whitespace-separated), up to the first token that is
+    not one (trailing labels such as a layer name are allowed)."""
+    out = []
+    for tok in line.split():
+        try:
+            out.append(float(tok))
+        except ValueError:
+            break
+    return out

@@ -17,12 +17,13 @@ and name the file and line on bad input.
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import QuakeScaleError
+from ..velocity import LayeredModel
 from ._text import token_lines
 
 
@@ -506,8 +507,6 @@ class HypoDDInp:
         return list(self.ratios) if len(self.ratios) == len(self.top_km) else [self.vpvs] * len(self.top_km)
 
     def model(self):
-        from ..velocity import LayeredModel
-
         r = np.asarray(self.layer_ratios(), float)
         vp = np.asarray(self.vp_kms, float)
         return LayeredModel(name=f"{self.path.name}", top_km=[float(t) for t in self.top_km],

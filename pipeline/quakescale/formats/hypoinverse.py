@@ -50,9 +50,8 @@ input accepts both); blank fields read as NaN.
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
+import logging
 import math
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +59,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import QuakeScaleError
+from ..times import utc_timestamp
 from ..velocity import LayeredModel
 
 __all__ = [
@@ -81,6 +82,9 @@ __all__ = [
     "read_delays",
     "read_delays_all_models",
     "write_arc_catalog",
+    "fortran_int",
+    "fortran_float",
+    "is_summary_line",
     "SUPPORTED_COMMANDS",
     "NO_EFFECT_COMMANDS",
 ]
@@ -128,11 +132,6 @@ def _put(buf: list, start: int, s: str) -> None:
 
 def _get(line: str, a: int, b: int) -> str:
     return line[a:b] if len(line) >= b else line[a:b].ljust(b - a) if len(line) > a else " " * (b - a)
-
-
-def _ts(value) -> pd.Timestamp:
-    t = pd.Timestamp(value)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def _minute_and_sec(t: pd.Timestamp, base: pd.Timestamp | None = None):
@@ -264,8 +263,9 @@ def parse_summary_line(line: str, where: str = "") -> dict:
     }
 
 
-def _i(v, width: int, scale: float = 1.0, zero: bool = True) -> str:
-    """Fortran ``Iw`` of ``v * scale`` (rounded); missing -> 0 (as hyp1.40 writes) or blanks."""
+def fortran_int(v, width: int, scale: float = 1.0, zero: bool = True) -> str:
+    """Fortran ``Iw`` of ``v * scale`` (rounded); missing -> 0 (as hyp1.40 writes) or blanks; too wide -> ``*``
+    (the Hypoinverse writers here and the hyp1.40 runner's PRT file)."""
     if v is None or (not isinstance(v, str) and pd.isna(v)) or (isinstance(v, float) and not math.isfinite(v)):
         return f"{0:{width}d}" if zero else " " * width
     iv = int(round(float(v) * scale))
@@ -314,7 +314,7 @@ def format_summary_line(ev, width: int = 179) -> str:
         x = g(k, d)
         return d if x is None or (not isinstance(x, str) and pd.isna(x)) else x
 
-    t = _ts(g("time")).round("10ms")
+    t = utc_timestamp(g("time")).round("10ms")
     lat, lon = float(v("latitude", math.nan)), float(v("longitude", math.nan))
     ll = _latlon_fields(lat, lon)
     nph = v("n_phases")
@@ -340,57 +340,57 @@ def format_summary_line(ev, width: int = 179) -> str:
         f"{ll[1][0]:3d}" if ll[1] else "   ",
         "E" if lon >= 0 else " ",
         f"{ll[1][1]:4d}" if ll[1] else "    ",
-        _i(v("depth_km"), 5, 100),
+        fortran_int(v("depth_km"), 5, 100),
         _mag3(v("amp_mag") if "amp_mag" in keys else mag),
-        _i(nph, 3),
-        _i(v("gap_deg"), 3),
-        _i(min(v("dmin_km", 0), 999), 3),
-        _i(min(v("rms_s", 0), 99.99), 4, 100),
-        _i(v("err1_az_deg"), 3),
-        _i(v("err1_dip_deg"), 2),
-        _i(v("err1_km"), 4, 100),
-        _i(v("err2_az_deg"), 3),
-        _i(v("err2_dip_deg"), 2),
-        _i(v("err2_km"), 4, 100),
+        fortran_int(nph, 3),
+        fortran_int(v("gap_deg"), 3),
+        fortran_int(min(v("dmin_km", 0), 999), 3),
+        fortran_int(min(v("rms_s", 0), 99.99), 4, 100),
+        fortran_int(v("err1_az_deg"), 3),
+        fortran_int(v("err1_dip_deg"), 2),
+        fortran_int(v("err1_km"), 4, 100),
+        fortran_int(v("err2_az_deg"), 3),
+        fortran_int(v("err2_dip_deg"), 2),
+        fortran_int(v("err2_km"), 4, 100),
         _mag3(v("coda_mag")),
         _c(v("region", ""), 3),
-        _i(v("err3_km"), 4, 100),
+        fortran_int(v("err3_km"), 4, 100),
         _c(v("analyst_remark", ""), 1),
         _c(prem, 1),
-        _i(v("n_s"), 3),
-        _i(v("erh_km"), 4, 100),
-        _i(v("erz_km"), 4, 100),
-        _i(v("n_first_motions"), 3),
-        _i(v("n_amp_mags"), 3) + "0",
-        _i(v("n_coda_mags"), 3) + "0",
-        _i(v("amp_mag_mad"), 3, 100),
-        _i(v("coda_mag_mad"), 3, 100),
+        fortran_int(v("n_s"), 3),
+        fortran_int(v("erh_km"), 4, 100),
+        fortran_int(v("erz_km"), 4, 100),
+        fortran_int(v("n_first_motions"), 3),
+        fortran_int(v("n_amp_mags"), 3) + "0",
+        fortran_int(v("n_coda_mags"), 3) + "0",
+        fortran_int(v("amp_mag_mad"), 3, 100),
+        fortran_int(v("coda_mag_mad"), 3, 100),
         _c(v("crust_model", ""), 3),
         _c(v("crust_flag", ""), 1),
         _c(v("source_codes", ""), 4),
-        _i(v("n_valid", nph), 3),
+        fortran_int(v("n_valid", nph), 3),
         _c(v("amp_mag_type", ""), 1),
         _c(ext_t, 1),
         _mag3(ext),
-        _i(v("n_ext_mags"), 2) + "0",
+        fortran_int(v("n_ext_mags"), 2) + "0",
         _c(v("amp2_mag_type", ""), 1),
         _mag3(v("amp2_mag")),
-        _i(v("n_amp2_mags"), 2) + "0",
-        _i(v("file_event_id", v("event_id")), 10),
+        fortran_int(v("n_amp2_mags"), 2) + "0",
+        fortran_int(v("file_event_id", v("event_id")), 10),
         _c(label if mag is not None else "", 1),
         _mag3(mag if label else None),
-        _i(v("n_pref_mags"), 3) + "0",
+        fortran_int(v("n_pref_mags"), 3) + "0",
         _c(v("coda2_mag_type", ""), 1),
         _mag3(v("coda2_mag")),
-        _i(v("n_coda2_mags"), 3) + "0",
+        fortran_int(v("n_coda2_mags"), 3) + "0",
         _c(v("version", ""), 1),
         _c(v("review_version", ""), 1),
         _c(v("domain", "NC"), 2),
         _c(v("processing_version", "01"), 2),
         _c(v("depth_type", "M"), 1),
         _c(v("model_type", "H"), 1),
-        _i(v("depth_datum_m"), 4),
-        _i(v("geoid_depth_km"), 5, 100),
+        fortran_int(v("depth_datum_m"), 4),
+        fortran_int(v("geoid_depth_km"), 5, 100),
     ]
     line = "".join(parts)
     assert len(line) == 179, (len(line), line)
@@ -450,7 +450,8 @@ def summary_header(fmt: int, mags=(1, 3, 5)) -> str | None:
     return None
 
 
-def _f(v, width: int, dec: int) -> str:
+def fortran_float(v, width: int, dec: int) -> str:
+    """Fortran ``Fw.d`` of ``v``; missing or non-finite -> 0.0 (as hyp1.40 writes); too wide -> ``*``."""
     if v is None or pd.isna(v) or not math.isfinite(float(v)):
         v = 0.0
     s = f"{float(v):{width}.{dec}f}"
@@ -467,7 +468,7 @@ def format_summary_h71(ev, fmt: int, mags=(1, 3, 5), blank_mags: bool = True) ->
         x = g(k, d)
         return d if x is None or (not isinstance(x, str) and pd.isna(x)) else x
 
-    t = _ts(g("time")).round("10ms")
+    t = utc_timestamp(g("time")).round("10ms")
     sec = t.second + t.microsecond / 1e6
     lat, lon = float(v("latitude", 0.0)), float(v("longitude", 0.0))
     nph = v("n_phases")
@@ -489,8 +490,9 @@ def format_summary_h71(ev, fmt: int, mags=(1, 3, 5), blank_mags: bool = True) ->
             f"{t.year:4d}{t.month:02d}{t.day:02d} {t.hour:02d}{t.minute:02d}{sec:6.2f}"
             f"{int(a):3d}{'S' if lat < 0 else ' '}"
             f"{(a - int(a)) * 60:5.2f}{int(b):4d}{'E' if lon >= 0 else ' '}{(b - int(b)) * 60:5.2f}{depth:7.2f} "
-            f"{_c(label, 1)}{_f(pref, 5, 2)}{_i(nph, 3)}{_i(v('gap_deg'), 4)}{_f(v('dmin_km'), 5, 1)}"
-            f"{_f(v('rms_s'), 5, 2)}{_f(v('erh_km'), 5, 1)}{_f(v('erz_km'), 5, 1)}{_c(v('analyst_remark', ''), 1)}{q}"
+            f"{_c(label, 1)}{fortran_float(pref, 5, 2)}{fortran_int(nph, 3)}{fortran_int(v('gap_deg'), 4)}"
+            f"{fortran_float(v('dmin_km'), 5, 1)}{fortran_float(v('rms_s'), 5, 2)}{fortran_float(v('erh_km'), 5, 1)}"
+            f"{fortran_float(v('erz_km'), 5, 1)}{_c(v('analyst_remark', ''), 1)}{q}"
             f"{_c(v('source_code', ''), 1)}{_c(prem, 1)}{eid:10d} {_c(v('version', ''), 1)}{_c(v('region', ''), 3)}"
         )
     sep = "," if fmt == 4 else " "
@@ -519,9 +521,10 @@ def format_summary_h71(ev, fmt: int, mags=(1, 3, 5), blank_mags: bool = True) ->
             tail += sep + "     " + sep + "  "
     line = (
         f"{t.year:4d}/{t.month:02d}/{t.day:02d} {t.hour:02d}:{t.minute:02d}{sep}{sec:5.2f}{sep}{lat:8.4f}{sep}"
-        f"{lon:9.4f}{sep}{depth:6.2f}{sep}{cr5}{sep}{cr2}{sep}{cr2a}{sep}{_i(nph, 3)}{sep}{_i(v('gap_deg'), 3)}{sep}"
-        f"{_f(v('dmin_km'), 5, 1)}{sep}{_f(v('rms_s'), 5, 2)}{sep}"
-        f"{_f(v('erh_km'), 5, 1)}{sep}{_f(v('erz_km'), 5, 1)}{sep}"
+        f"{lon:9.4f}{sep}{depth:6.2f}{sep}{cr5}{sep}{cr2}{sep}{cr2a}{sep}"
+        f"{fortran_int(nph, 3)}{sep}{fortran_int(v('gap_deg'), 3)}{sep}"
+        f"{fortran_float(v('dmin_km'), 5, 1)}{sep}{fortran_float(v('rms_s'), 5, 2)}{sep}"
+        f"{fortran_float(v('erh_km'), 5, 1)}{sep}{fortran_float(v('erz_km'), 5, 1)}{sep}"
         f"{q}{_c(prem, 1)}{_c(v('source_code', ''), 1)}{_c(v('analyst_remark', ''), 1)}{sep}{eid:10d}{sep}"
         f"{_c(v('region', ''), 3)}{tail}"
     )
@@ -627,14 +630,15 @@ def _format_phase_line(r, p=None, s=None, base: pd.Timestamp | None = None) -> s
     if sta is None:
         sid = str(g(first, "station_id"))
         net, sta = sid.split(".", 1) if "." in sid else ("", sid)
-    times = [_ts(g(x, "time")).round("10ms") for x in (p, s, amp_row) if x is not None and g(x, "time") is not None]
+    times = [utc_timestamp(g(x, "time")).round("10ms") for x in (p, s, amp_row)
+             if x is not None and g(x, "time") is not None]
     if base is None:
         base = min(times).floor("min") if times else pd.Timestamp("2000-01-01", tz="UTC")
     elif times and min(times) < base:
         base = min(times).floor("min")
 
     def sec(x):
-        return (_ts(g(x, "time")).round("10ms") - base).total_seconds()
+        return (utc_timestamp(g(x, "time")).round("10ms") - base).total_seconds()
 
     def code(row):
         wc = g(row, "weight_code")
@@ -654,36 +658,36 @@ def _format_phase_line(r, p=None, s=None, base: pd.Timestamp | None = None) -> s
         rmk(pp, "P") + (_txt(g(pp, "first_motion", ""), 1) if pp is not None else " "),
         code(pp) if pp is not None else "0",
         base.strftime("%Y%m%d%H%M"),
-        _i(sec(pp) if pp is not None else None, 5, 100),
-        _i(g(pp, "residual_s"), 4, 100),
-        _i(g(pp, "weight_used"), 3, 100),
-        _i(sec(s) if s is not None else None, 5, 100),
+        fortran_int(sec(pp) if pp is not None else None, 5, 100),
+        fortran_int(g(pp, "residual_s"), 4, 100),
+        fortran_int(g(pp, "weight_used"), 3, 100),
+        fortran_int(sec(s) if s is not None else None, 5, 100),
         rmk(s, "S"),
         " ",
         code(s) if s is not None else "0",
-        _i(g(s, "residual_s"), 4, 100),
-        _i(g(amp_row if amp_row is not None else s, "amplitude"), 7, 100),
+        fortran_int(g(s, "residual_s"), 4, 100),
+        fortran_int(g(amp_row if amp_row is not None else s, "amplitude"), 7, 100),
         _txt(str(g(amp_row if amp_row is not None else s, "amp_units", "")).strip() or "0", 2, left=False),
-        _i(g(s, "weight_used"), 3, 100),
-        _i(g(pp, "delay_s"), 4, 100),
-        _i(g(s, "delay_s"), 4, 100),
-        _i(g(first, "distance_km"), 4, 10),
-        _i(g(first, "takeoff_deg"), 3),
+        fortran_int(g(s, "weight_used"), 3, 100),
+        fortran_int(g(pp, "delay_s"), 4, 100),
+        fortran_int(g(s, "delay_s"), 4, 100),
+        fortran_int(g(first, "distance_km"), 4, 10),
+        fortran_int(g(first, "takeoff_deg"), 3),
         "0",
         "0",
-        _i(g(amp_row if amp_row is not None else s, "period_s"), 3, 100),
+        fortran_int(g(amp_row if amp_row is not None else s, "period_s"), 3, 100),
         _txt(g(first, "station_remark", ""), 1),
         _txt(g(first, "coda_duration", ""), 4, left=False),
-        _i(g(first, "azimuth_deg"), 3),
+        fortran_int(g(first, "azimuth_deg"), 3),
         _mag3(g(first, "coda_mag")),
         _mag3(g(amp_row if amp_row is not None else s, "amp_mag")),
-        _i(g(pp, "importance"), 4, 1000),
-        _i(g(s, "importance"), 4, 1000),
+        fortran_int(g(pp, "importance"), 4, 1000),
+        fortran_int(g(s, "importance"), 4, 1000),
         _txt(g(first, "data_source", ""), 1),
         " ",
         " ",
         _txt(g(first, "location", ""), 2),
-        _i(g(first, "amp_type"), 2),
+        fortran_int(g(first, "amp_type"), 2),
         _txt(g(first, "alt_component", ""), 3),
         " ",
         " ",
@@ -693,7 +697,8 @@ def _format_phase_line(r, p=None, s=None, base: pd.Timestamp | None = None) -> s
     return line
 
 
-def _is_summary(line: str) -> bool:
+def is_summary_line(line: str) -> bool:
+    """A Y2000 archive summary (header) line: it starts with the 12 digits of its date and time."""
     return len(line) >= 16 and line[:12].isdigit()
 
 
@@ -722,7 +727,7 @@ def read_arc(path):
                 last = (cur, "terminator_shadow")
                 closed = True
             continue
-        if _is_summary(line):
+        if is_summary_line(line):
             cur = parse_summary_line(line, where)
             cur.update(shadow=None, terminator=None, terminator_shadow=None, _n=len(events))
             events.append(cur)
@@ -816,7 +821,7 @@ def write_arc(events: pd.DataFrame, phases: pd.DataFrame, path, shadows: bool = 
         out.append(format_summary_line(e))
         shadow(e)
         t0 = e.get("time")
-        base = _ts(t0).round("10ms").floor("min") if t0 is not None and not pd.isna(t0) else None
+        base = utc_timestamp(t0).round("10ms").floor("min") if t0 is not None and not pd.isna(t0) else None
         for p, s, a in _station_lines(by_ev.get(e["event_id"], [])):
             out.append(
                 _format_phase_line(a if a is not None else (p if p is not None else s), p, s, base)
@@ -1430,8 +1435,6 @@ def write_arc_catalog(
     WET values 1, .5, .2, .1, ``channel``, ``location``).  Station codes longer than Hypoinverse's
     5 (site) + 2 (network) characters are cut (logged).  The archive format has no comment field:
     the manifest is recorded by the other catalog files."""
-    import logging
-
     log = logging.getLogger("quakescale.catalog")
     path = Path(path)
     ev = events.copy()

@@ -14,15 +14,14 @@ sea level).  When the S block is missing, Vs = Vp / ``vpvs``.
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..errors import QuakeScaleError
 from ..velocity import LayeredModel
-from .velmodels import _floats as _nums
-from ._text import token_lines
+from ._text import leading_floats, token_lines
 
 __all__ = ["read_velest_mod", "write_velest_mod", "read_velest_sta", "read_velest_cat"]
 
@@ -41,7 +40,7 @@ def read_velest_mod(path, vpvs: float = 1.73) -> LayeredModel:
     blocks: list[list[tuple[float, float]]] = []
     i = 1  # skip the title
     while i < len(lines):
-        vals = _nums(lines[i])
+        vals = leading_floats(lines[i])
         if not vals:
             i += 1
             continue
@@ -51,7 +50,7 @@ def read_velest_mod(path, vpvs: float = 1.73) -> LayeredModel:
             for j in range(1, n + 1):
                 if i + j >= len(lines):
                     raise VelestFormatError(f"{path}:{i + 1}: block announces {n} layers, file ends after {j - 1}")
-                lv = _nums(lines[i + j])
+                lv = leading_floats(lines[i + j])
                 if len(lv) < 2:
                     raise VelestFormatError(f"{path}:{i + j + 1}: expected 'vel depth vdamp', got {lines[i + j]!r}")
                 layers.append((lv[0], lv[1]))

@@ -11,27 +11,18 @@
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import re
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import QuakeScaleError
 from ..velocity import BUILTIN_MODELS, LayeredModel
+from ._text import leading_floats
 
 
 class ModelFormatError(QuakeScaleError, ValueError):
     pass
-
-
-def _floats(line: str) -> list[float]:
-    out = []
-    for tok in line.split():
-        try:
-            out.append(float(tok))
-        except ValueError:
-            break
-    return out
 
 
 _LAYER_NAMES = {
@@ -53,7 +44,7 @@ def read_layer_table(path, vpvs: float = 1.73) -> LayeredModel:
         if not line:
             continue
         tok = [t.strip() for t in re.split(r"[,;\s]+", line) if t.strip()]
-        vals = _floats(" ".join(tok))  # leading numbers (trailing labels are allowed, as before)
+        vals = leading_floats(" ".join(tok))  # leading numbers (trailing labels are allowed, as before)
         if not vals:
             if rows or cols is not None:
                 raise ModelFormatError(f"{path}:{n}: expected numbers 'top_km vp_kms [vs_kms]', got {line!r}")
@@ -96,7 +87,7 @@ def read_taup_nd(path, max_depth_km: float | None = None, gradient_step_km: floa
         s = line.strip()
         if not s or s[0].isalpha():
             continue
-        vals = _floats(s)
+        vals = leading_floats(s)
         if len(vals) < 3:
             raise ModelFormatError(f"{path}:{n}: expected 'depth vp vs ...', got {s!r}")
         pts.append(vals[:3])
@@ -136,11 +127,11 @@ def read_hypodd_inp(path) -> LayeredModel:
     # hypoDD.inp (2.x) data lines: fn..., then control lines; the model block is the line with
     # two numbers "NLAY RATIO" followed by TOP and VEL lines.  Search for a consistent triple.
     for i in range(len(lines) - 2):
-        a = _floats(lines[i])
+        a = leading_floats(lines[i])
         if len(a) == 2 and float(a[0]).is_integer() and 1 <= a[0] <= 50 and 1.3 < a[1] < 2.5:
             nlay = int(a[0])
-            top = _floats(lines[i + 1])
-            vel = _floats(lines[i + 2])
+            top = leading_floats(lines[i + 1])
+            vel = leading_floats(lines[i + 2])
             if len(top) == nlay and len(vel) == nlay:
                 return LayeredModel.from_vpvs(top, vel, vpvs=a[1], name=path.stem)
     raise ModelFormatError(f"{path}: no 'NLAY RATIO' / TOP / VEL velocity block found (HypoDD 2.x layout)")
@@ -152,7 +143,7 @@ def _read_crh_file(path: Path):
         raise ModelFormatError(f"{path}: a CRH model needs a title line and at least one 'velocity top' line")
     vel, top = [], []
     for n, line in enumerate(lines[1:], 2):
-        vals = _floats(line)
+        vals = leading_floats(line)
         if len(vals) < 2:
             raise ModelFormatError(f"{path}:{n}: expected 'velocity_kms top_km', got {line!r}")
         vel.append(vals[0])

@@ -12,16 +12,18 @@ the CPU pool runs without ``--nv``.  Binds: the run directory and every input pa
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import shlex
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..errors import QuakeScaleError
+
 __all__ = [
     "ContainerError",
     "POOLS",
     "bind_list",
+    "bind_path",
     "apptainer_exec",
     "shell_line",
     "image_for",
@@ -84,7 +86,9 @@ def image_for(compute, pool: str) -> Path | None:
     return compute.image_gpu if pool == "gpu" else compute.image_cpu
 
 
-def _auto_bind(p, field: str) -> str:
+def bind_path(p, field: str) -> str:
+    """``p`` as an Apptainer bind path; a path with ``,`` or ``:`` (the bind list's separators)
+    raises :class:`ContainerError` naming ``field`` (the config field or role it came from)."""
     s = str(Path(p))
     if "," in s or ":" in s:
         raise ContainerError(f"{field}: path {s!r} contains ',' or ':' and cannot be bound into the container; move it or bind a parent through compute.binds")
@@ -113,7 +117,7 @@ def config_binds(cfg, run_dir=None) -> list[str]:
         p = Path(p)
         if p.suffix and not p.is_dir():  # a file: bind its directory
             p = p.parent
-        out.append(_auto_bind(p, field))
+        out.append(bind_path(p, field))
     extra = bind_list([str(b) for b in cfg.compute.binds], "compute.binds")
     return bind_list(out + extra, "binds")
 

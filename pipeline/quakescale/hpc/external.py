@@ -5,6 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..associate import Associator, associate_partitioned, unassociated
+from ..config import AssociateSection
+from ..formats import picks_io
+from ..formats.velmodels import resolve_model
+from ..locate import hypoinverse_backend
+from ..relocate.hypodd21 import project_summary, run_project
+from ..rundir import write_table
 
 
 def associate_external(picks_path, stations_path, model_path, out_dir, section=None, amp_unit: str | None = None) -> str:
@@ -14,12 +21,6 @@ def associate_external(picks_path, stations_path, model_path, out_dir, section=N
     write events/assignments/unassociated as Parquet and CSV in ``out_dir``.  ``section``: the
     ``associate:`` parameters (:class:`~quakescale.config.AssociateSection`; defaults when
     None); ``amp_unit``: the unit of an amplitude column of a CSV (``wa_mm`` or ``raw``)."""
-    from ..associate import Associator, associate_partitioned, unassociated
-    from ..config import AssociateSection
-    from ..formats import picks_io
-    from ..rundir import write_table
-    from ..formats.velmodels import resolve_model
-
     section = section or AssociateSection()
     stations = picks_io.read_stations(stations_path)
     picks = picks_io.read_picks(picks_path, amp_unit=amp_unit, stations=stations,
@@ -40,13 +41,9 @@ def associate_external(picks_path, stations_path, model_path, out_dir, section=N
 
 
 def locate_hypoinverse_project(command_file, backend: str = "builtin") -> str:
-    from ..locate.hypoinverse_backend import locate_hypoinverse_project as run
-
-    events, phases = run(command_file, backend=backend)
+    events, phases = hypoinverse_backend.locate_hypoinverse_project(command_file, backend=backend)
     return f"located {len(events)} events ({len(phases)} phases) from {command_file}"
 
 
 def relocate_hypodd_project(inp_path, out_dir=None) -> str:
-    from ..relocate.hypodd21 import project_summary, run_project
-
     return project_summary(run_project(inp_path, out_dir=out_dir), inp_path)

@@ -18,7 +18,6 @@ verbatim; they are the only unquoted config text, and must be one line each.
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import math
 import os
 import re
@@ -26,6 +25,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Iterable, Mapping, Sequence
+
+from ..errors import QuakeScaleError
+from ..rundir import write_text
 
 __all__ = [
     "JobScriptError",
@@ -253,8 +255,6 @@ class JobScript:
         return re.sub(r"\n{3,}", "\n\n", text)
 
     def write(self, path) -> Path:
-        from ..rundir import write_text
-
         path = write_text(self.render(), path)
         os.chmod(path, 0o755)
         return path

@@ -32,7 +32,7 @@ from ..catalog.writers import write_catalogs
 from ..config import Config, load_config, save_config
 from ..formats.hypoinverse import write_arc_catalog
 from ..formats.velmodels import resolve_model
-from ..locate.hinv_project import locate_with_backend
+from ..locate.hypoinverse_project import locate_with_backend
 from ..locate.locator import resolve_distance_taper
 from ..locate.magnitude import event_magnitudes
 from ..relocate.dd import DDError

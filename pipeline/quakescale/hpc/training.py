@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..config import Config, load_config
+from ..rundir import write_json
 from ..train.bootstrap import BootstrapParams, build_sample_set
 from ..train.trainer import train_from_sample_set
+from .array import stage_job, submit
+from .containers import bind_list, bind_path, config_binds, quakescale_argv
 
 TRAIN_STAGES = ("bootstrap", "train")
 
@@ -74,9 +77,9 @@ def run_training(config_path, samples: Sequence | None = None, out=None, epochs:
 # ----------------------------------------------------------------------------- slurm (dask-jobqueue)
 def _on_pool(cfg: Config, pool: str, fn, *args, echo: Callable = print, **kw):
     """Run ``fn(*args, **kw)`` as one task on ``pool`` of the config's Dask cluster; wait for it."""
-    from distributed import Client
+    from distributed import Client  # Dask: only for the slurm/local-cluster backends
 
-    from .cluster import make_cluster
+    from .cluster import make_cluster  # dask-jobqueue
 
     cluster = make_cluster(cfg, pool=pool, run_dir=Path(cfg.run.out_dir))
     try:
@@ -113,15 +116,13 @@ def render_training_jobs(cfg: Config, config_path, samples: Sequence | None = No
                          device: str | None = None, max_minutes: float | None = None, bootstrap: bool = False, write: bool = True):
     """The sbatch scripts of a retraining: ``RUN/jobs/train-1-bootstrap.sbatch`` (CPU pool, when
     ``bootstrap``) and ``RUN/jobs/train-2-train.sbatch`` (GPU pool), as :class:`array.JobSpec`."""
-    from .array import stage_job
-    from .containers import _auto_bind, bind_list, config_binds, quakescale_argv
-
     compute = cfg.compute
     run_dir = Path(cfg.run.out_dir).resolve()
     config_path = Path(config_path).resolve()
     dirs, out = resolve_paths(cfg, samples, out, bootstrap)
     outside = sorted({p for p in (*(d.parent for d in dirs), out.parent) if not p.is_relative_to(run_dir)})
-    binds = bind_list(config_binds(cfg, run_dir) + [_auto_bind(p, "train sample/weights directory") for p in outside], "binds")
+    own = [bind_path(p, "train sample/weights directory") for p in outside]
+    binds = bind_list(config_binds(cfg, run_dir) + own, "binds")
     jobs_dir = run_dir / "jobs"
     if write:
         jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -146,9 +147,6 @@ def render_training_jobs(cfg: Config, config_path, samples: Sequence | None = No
 def submit_training(cfg: Config, config_path, *, sbatch: str = "sbatch", extra_args: Sequence[str] = (), **kw) -> dict[str, list[str]]:
     """``array`` backend: render (:func:`render_training_jobs`) and submit, chained ``afterok``;
     stage -> job ids (also in ``RUN/jobs/train-submitted.json``)."""
-    from ..rundir import write_json
-    from .array import submit
-
     specs = render_training_jobs(cfg, config_path, **kw)
     ids = submit(specs, sbatch=sbatch, extra_args=extra_args)
     write_json({"jobs": ids, "specs": [s.to_dict() for s in specs]}, Path(cfg.run.out_dir).resolve() / "jobs" / "train-submitted.json")

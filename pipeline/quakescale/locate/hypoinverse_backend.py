@@ -38,6 +38,8 @@ import pandas as pd
 
 from ..errors import QuakeScaleError
 from ..formats import hypoinverse as hinv
+from ..geo import azimuth_deg, epicentral_km
+from ..times import utc_timestamp
 from .locator import LocateParams, locate_events, travel_time_table
 
 __all__ = [
@@ -390,8 +392,6 @@ def locate_hyp140(
     with ``residual_s``, ``weight`` (hyp1.40's normalised final weight), ``distance_km``,
     ``azimuth_deg``, ``travel_time_s``.  ``trials``: event_id, lat, lon, depth_km (NaN: the
     standard trial under the earliest P), fix_depth."""
-    from ..geo import azimuth_deg as _azimuth, epicentral_km as _epi
-
     h = _hyp_settings(cmd)
     if tt is None:
         tt = travel_time_table(model, 300.0, 60.0)
@@ -403,7 +403,7 @@ def locate_hyp140(
     for e in events.to_dict("records"):
         eid = e["event_id"]
         g = pk_by.get(eid)
-        minute = hinv._ts(e["time"]).floor("min")
+        minute = utc_timestamp(e["time"]).floor("min")
         row = dict(e, located=False)
         if g is None or len(g) < 4:
             ev_rows.append(row)
@@ -462,8 +462,8 @@ def locate_hyp140(
         w = sol["w"]
         used = w > 0.1
         lat_f, lon_f = sol["lat"], sol["lon"]
-        epi = _epi(lat_f, lon_f, slat, slon)
-        az = _azimuth(lat_f, lon_f, slat, slon)
+        epi = epicentral_km(lat_f, lon_f, slat, slon)
+        az = azimuth_deg(lat_f, lon_f, slat, slon)
         azu = np.sort(np.asarray(az)[w > 0]) if (w > 0).any() else np.array([])
         gap = float(max(np.max(np.diff(azu)) if len(azu) > 1 else 0.0, (azu[0] + 360 - azu[-1]) if len(azu) else 360.0))
         row.update(
@@ -548,7 +548,7 @@ def write_prt(events: pd.DataFrame, phases: pd.DataFrame, path, cmd: hinv.HypCom
     out.append("")
     by_ev = {k: g for k, g in phases.groupby("event_id", sort=False)} if len(phases) else {}
     for n, e in enumerate(events.to_dict("records"), 1):
-        t = hinv._ts(e["time"]).round("10ms")
+        t = utc_timestamp(e["time"]).round("10ms")
         sec = t.second + t.microsecond / 1e6
         minute = t.floor("min")
         out.append(" " + "#" * 84)
@@ -564,20 +564,22 @@ def write_prt(events: pd.DataFrame, phases: pd.DataFrame, path, cmd: hinv.HypCom
             f" {t.year:4d}-{t.month:02d}-{t.day:02d}  {t.hour:02d}{t.minute:02d}{sec:6.2f}"
             f"{int(la):4d}{'S' if lat < 0 else ' '}"
             f"{(la - int(la)) * 60:5.2f}{int(lo):5d}{'E' if lon >= 0 else 'W'}{(lo - int(lo)) * 60:5.2f}"
-            f"{float(e['depth_km']):7.2f}{hinv._f(e.get('rms_s'), 6, 2)}{hinv._f(e.get('erh_km'), 6, 2)}"
-            f"{hinv._f(e.get('erz_km'), 6, 2)}{'':23s}{hinv._f(e.get('geoid_depth_km'), 10, 2)}"
+            f"{float(e['depth_km']):7.2f}{hinv.fortran_float(e.get('rms_s'), 6, 2)}"
+            f"{hinv.fortran_float(e.get('erh_km'), 6, 2)}"
+            f"{hinv.fortran_float(e.get('erz_km'), 6, 2)}{'':23s}{hinv.fortran_float(e.get('geoid_depth_km'), 10, 2)}"
         )
         out.append(" NSTA NPHS  DMIN MODEL GAP ITR NFM NWR NWS NVR REMRKS-AVH")
         out.append(
             f" {int(e.get('n_stations', 0) or 0):4d}{int(e.get('n_readings', 0) or 0):5d}"
-            f"{hinv._f(e.get('dmin_km'), 6, 1)}  "
-            f"{str(e.get('crust_model', ''))[:3]:3s}  {hinv._i(e.get('gap_deg'), 3)}{hinv._i(e.get('n_iter'), 4)}   0"
-            f"{hinv._i(e.get('n_phases'), 4)}{hinv._i(e.get('n_s'), 4)}{hinv._i(e.get('n_valid'), 4)} "
+            f"{hinv.fortran_float(e.get('dmin_km'), 6, 1)}  "
+            f"{str(e.get('crust_model', ''))[:3]:3s}  {hinv.fortran_int(e.get('gap_deg'), 3)}"
+            f"{hinv.fortran_int(e.get('n_iter'), 4)}   0{hinv.fortran_int(e.get('n_phases'), 4)}"
+            f"{hinv.fortran_int(e.get('n_s'), 4)}{hinv.fortran_int(e.get('n_valid'), 4)} "
             f"{e.get('program_remark', '') or ' '}"
         )
         if pd.notna(e.get("ext_mag")):
             out.append(f" EXTERNAL MAG={float(e['ext_mag']):5.2f}  TYPE={e.get('ext_mag_type', '')}")
-        out.append(" DEPDAT " + hinv._i(e.get("depth_datum_m"), 5))
+        out.append(" DEPDAT " + hinv.fortran_int(e.get("depth_datum_m"), 5))
         out.append("")
         out.append(" STA NET COM L CR DIST AZM  AN P/S WT   SEC (TOBS -TCAL -DLY  =RES)  WT   SR  INFO")
         g = by_ev.get(e["event_id"])
@@ -590,7 +592,7 @@ def write_prt(events: pd.DataFrame, phases: pd.DataFrame, path, cmd: hinv.HypCom
         g = g.sort_values(["_order", "station_id", "_ph"], kind="stable")
         last = None
         for r in g.to_dict("records"):
-            tobs_abs = (hinv._ts(r["time"]) - minute).total_seconds()
+            tobs_abs = (utc_timestamp(r["time"]) - minute).total_seconds()
             tobs = tobs_abs - sec
             dly = 0.0 if pd.isna(r.get("delay_s")) else float(r["delay_s"])
             res = float(r["residual_s"]) if pd.notna(r.get("residual_s")) else 0.0
@@ -605,8 +607,8 @@ def write_prt(events: pd.DataFrame, phases: pd.DataFrame, path, cmd: hinv.HypCom
                 else (
                     f" {str(r.get('station', ''))[:5]:5s}{str(r.get('network', ''))[:2]:2s}"
                     f"{'S' if r['phase'] == 'S' else ' '}"
-                    f"{str(r.get('channel', '') or '')[:3]:3s}     {hinv._f(r.get('distance_km'), 5, 1)}"
-                    f"{hinv._i(r.get('azimuth_deg'), 4)}{hinv._i(r.get('takeoff_deg'), 4)}  "
+                    f"{str(r.get('channel', '') or '')[:3]:3s}     {hinv.fortran_float(r.get('distance_km'), 5, 1)}"
+                    f"{hinv.fortran_int(r.get('azimuth_deg'), 4)}{hinv.fortran_int(r.get('takeoff_deg'), 4)}  "
                 )
             )
             out.append(
@@ -695,11 +697,11 @@ def locate_hypoinverse_project(
         }
     )
     for i, e in enumerate(ev_in.to_dict("records")):
-        minute = hinv._ts(e["time"]).floor("min")
+        minute = utc_timestamp(e["time"]).floor("min")
         if term_fmt == 3:
             if pd.notna(e["latitude"]) and (abs(e["latitude"]) > 1e-9 or abs(e["longitude"]) > 1e-9):
                 trials.loc[i, ["lat", "lon"]] = [e["latitude"], e["longitude"]]
-            trials.loc[i, "t1"] = (hinv._ts(e["time"]) - minute).total_seconds()
+            trials.loc[i, "t1"] = (utc_timestamp(e["time"]) - minute).total_seconds()
         elif term_fmt == 1:
             tt_, tlat, tlon, tz, fixc = _terminator_trial(e.get("terminator"), minute)
             if tlat is not None and tlon is not None:
@@ -724,11 +726,10 @@ def locate_hypoinverse_project(
     else:  # every layer of the CRH model (hyp1.40 has no depth limit), out to the network's extent
         span = 0.0
         if len(stations) > 1:
-            from ..geo import epicentral_km as _epi
-
             used = stations[stations["station_id"].isin(picks["station_id"])]
             la, lo = used["latitude"].to_numpy(float), used["longitude"].to_numpy(float)
-            span = float(np.max(_epi(la[:, None], lo[:, None], la[None, :], lo[None, :]))) if len(used) else 0.0
+            d = epicentral_km(la[:, None], lo[:, None], la[None, :], lo[None, :])
+            span = float(np.max(d)) if len(used) else 0.0
         tt = travel_time_table(
             model,
             float(np.clip(span + 100.0, 150.0, 400.0)),

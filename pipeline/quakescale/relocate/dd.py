@@ -44,7 +44,7 @@ from ..errors import QuakeScaleError
 from ..formats.hypodd import IterationSet
 from ..geo import LocalProjection, azimuth_deg, epicentral_km
 from ..velocity import LayeredModel, TravelTimeTable
-from .pairs import catalog_pairs, resolve_max_station_km
+from .pairs import PAIR_FIELDS, catalog_pairs, resolve_max_station_km
 
 __all__ = ["DDError", "DDSolverError", "DDData", "DDResult", "RelocateParams", "relocate_dd", "relocate",
            "default_iteration_sets", "find_clusters"]
@@ -694,8 +694,7 @@ class RelocateParams:
             base = asdict(section)
         else:
             s = RelocateSection() if section is None else section
-            base = {k: getattr(s, k) for k in ("max_station_km", "max_sep_km", "min_obs", "max_obs", "max_neighbors",
-                                               "min_links", "iterations", "damping", "solver")}
+            base = {k: getattr(s, k) for k in (*PAIR_FIELDS, "iterations", "damping", "solver")}
             base.update(min_cc=s.cc.min_cc, max_pair_cc_km=s.cc.max_pair_km)
         unknown = set(overrides) - {f for f in cls.__dataclass_fields__}
         if unknown:
@@ -728,8 +727,7 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     """
     p = RelocateParams.from_config(params, **kw)
     max_station_km = resolve_max_station_km(p.max_station_km, stations)  # "auto": from the station spacing
-    dtct = catalog_pairs(events, picks, stations, max_station_km=max_station_km, max_sep_km=p.max_sep_km,
-                         min_obs=p.min_obs, max_obs=p.max_obs, max_neighbors=p.max_neighbors, min_links=p.min_links)
+    dtct = catalog_pairs(events, picks, stations, p, max_station_km=max_station_km)
     cc = None
     if dtcc is not None and len(dtcc):
         cc = dtcc[dtcc["cc"] >= p.min_cc]

@@ -33,7 +33,10 @@ of 200 000 entries or more).
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import math
+import sys
 import time as _time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -1937,21 +1940,17 @@ def _sparsetools():
     back to the ordinary import, and to None (numpy products) where scipy is absent."""
     if _SPARSETOOLS:
         return _SPARSETOOLS[0]
-    import sys
-
     mod = sys.modules.get("scipy.sparse._sparsetools")
     if mod is None:
         try:
-            import importlib.machinery as M
-            import importlib.util as U
-
-            spec = U.find_spec("scipy")  # finds the package without running its __init__
+            spec = importlib.util.find_spec("scipy")  # finds the package without running its __init__
             for base in (spec.submodule_search_locations or []) if spec is not None else []:
-                for suf in M.EXTENSION_SUFFIXES:
+                for suf in importlib.machinery.EXTENSION_SUFFIXES:
                     f = Path(base) / "sparse" / f"_sparsetools{suf}"
                     if f.is_file():
-                        loader = M.ExtensionFileLoader("scipy.sparse._sparsetools", str(f))
-                        m = U.module_from_spec(U.spec_from_file_location(loader.name, str(f), loader=loader))
+                        loader = importlib.machinery.ExtensionFileLoader("scipy.sparse._sparsetools", str(f))
+                        spec_f = importlib.util.spec_from_file_location(loader.name, str(f), loader=loader)
+                        m = importlib.util.module_from_spec(spec_f)
                         loader.exec_module(m)
                         mod = m
                         break
@@ -1961,7 +1960,7 @@ def _sparsetools():
             mod = None
     if mod is None:
         try:
-            from scipy.sparse import _sparsetools as mod
+            from scipy.sparse import _sparsetools as mod  # scipy: only where the extension file is not found
         except ImportError:  # pragma: no cover - scipy is a dependency; numpy path otherwise
             mod = None
     _SPARSETOOLS.append(mod)

@@ -11,7 +11,6 @@ table (:func:`quakescale.formats.hypodd.read_reloc`).
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import shutil
 import subprocess
 import tempfile
@@ -19,22 +18,28 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import QuakeScaleError
 from ..formats import hypodd as H
 from .dd import DDData, DDResult, relocate_dd
 
-__all__ = ["HypoDDNotFound", "find_executable", "run_hypodd", "run_hypodd_project", "run_ph2dt"]
+__all__ = ["HypoDDNotFound", "find_hypodd", "run_hypodd", "run_hypodd_project", "run_ph2dt"]
 
 
 class HypoDDNotFound(QuakeScaleError, RuntimeError):
     pass
 
 
-def find_executable(name: str = "hypoDD") -> str:
-    exe = shutil.which(name)
-    if exe is None:
-        raise HypoDDNotFound(f"executable {name!r} not found on PATH; install HypoDD (Waldhauser) or use the builtin "
+def find_hypodd(exe: str | None = None) -> str | None:
+    """Path of the HypoDD executable ``exe`` (default ``hypoDD``; also ``ph2dt``) on PATH, or None."""
+    return shutil.which(exe or "hypoDD")
+
+
+def _require(exe: str) -> str:
+    path = find_hypodd(exe)
+    if path is None:
+        raise HypoDDNotFound(f"executable {exe!r} not found on PATH; install HypoDD (Waldhauser) or use the builtin "
                              "solver (relocate.backend: builtin)")
-    return exe
+    return path
 
 
 def _stage(inp: H.HypoDDInp, work: Path) -> None:
@@ -53,7 +58,7 @@ def _stage(inp: H.HypoDDInp, work: Path) -> None:
 
 def run_hypodd(inp_path, out_dir, exe: str = "hypoDD", timeout_s: float | None = None) -> pd.DataFrame:
     """Run hypoDD on the project of ``inp_path``; outputs land in ``out_dir``."""
-    exe_path = find_executable(exe)
+    exe_path = _require(exe)
     inp = H.read_hypodd_inp(inp_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +81,7 @@ def run_hypodd(inp_path, out_dir, exe: str = "hypoDD", timeout_s: float | None =
 
 def run_ph2dt(ph2dt_inp, out_dir, exe: str = "ph2dt", timeout_s: float | None = None) -> pd.DataFrame:
     """Run ph2dt on ``ph2dt.inp`` (station and phase files relative to it); returns dt.ct."""
-    exe_path = find_executable(exe)
+    exe_path = _require(exe)
     ph2dt_inp = Path(ph2dt_inp)
     lines = [ln for ln in ph2dt_inp.read_text().splitlines() if ln[:1] != "*" and ln[1:2] != "*"]
     out_dir = Path(out_dir)

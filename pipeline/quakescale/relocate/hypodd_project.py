@@ -32,7 +32,7 @@ from ..formats import hypodd as H
 from ..geo import LocalProjection
 from ..velocity import LayeredModel
 from .dd import DDError, RelocateParams, relocate
-from .hypodd_backend import HypoDDNotFound, run_hypodd
+from .hypodd_backend import HypoDDNotFound, find_hypodd, run_hypodd
 from .pairs import catalog_pairs, resolve_max_station_km
 
 __all__ = ["export_hypodd_project", "read_hypodd_results", "relocate_with_backend", "hypodd_codes", "HypoDDNotFound"]
@@ -112,8 +112,7 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
 
     # catalog differential times, as dd.relocate forms them
     max_station_km = resolve_max_station_km(p.max_station_km, sta)  # "auto": from the station spacing
-    dtct = catalog_pairs(ev, picks, sta, max_station_km=max_station_km, max_sep_km=p.max_sep_km, min_obs=p.min_obs,
-                         max_obs=p.max_obs, max_neighbors=p.max_neighbors, min_links=p.min_links)
+    dtct = catalog_pairs(ev, picks, sta, p, max_station_km=max_station_km)
     cc = None
     if dtcc is not None and len(dtcc):
         cc = dtcc[(dtcc["cc"] >= p.min_cc) & dtcc["event_id_1"].isin(id_map.index) & dtcc["event_id_2"].isin(id_map.index)]
@@ -257,10 +256,8 @@ def relocate_with_backend(events: pd.DataFrame, picks: pd.DataFrame, stations: p
         return relocate(events, picks, stations, model, dtcc=dtcc, params=params)
     if backend != "hypodd":
         raise ValueError(f"relocate.backend must be 'builtin' or 'hypodd', got {backend!r}")
-    import shutil
-
     name = exe or "hypoDD"
-    if shutil.which(name) is None:
+    if find_hypodd(name) is None:
         raise HypoDDNotFound(f"relocate.backend is 'hypodd' but the executable {name!r} (config relocate.hypodd_exe) is not on "
                              "PATH; install HypoDD (Waldhauser), set relocate.hypodd_exe to its name or path, or use "
                              "relocate.backend: builtin")

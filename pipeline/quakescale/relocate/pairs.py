@@ -25,8 +25,11 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from ..config import RelocateSection
+from ..locate.locator import auto_distance_taper
+
 __all__ = ["nr_indexx", "ph2dt", "ph2dt_fast", "Ph2dtStats", "catalog_pairs", "phases_from_picks",
-           "auto_max_station_km", "resolve_max_station_km"]
+           "auto_max_station_km", "resolve_max_station_km", "PAIR_FIELDS"]
 
 KMPERDEG = np.float32(111.1949266)
 PI = np.float32(3.141593)
@@ -432,8 +435,6 @@ def auto_max_station_km(stations: pd.DataFrame) -> tuple[float, str]:
     150 km; a sparse regional one takes the distance where the locator's weight reaches zero
     (twice the median distance to the 3rd-nearest station, rounded up to 10 km) when that is
     farther, so the stations that located an event also link it to its neighbours."""
-    from ..locate.locator import auto_distance_taper
-
     _, zero, why = auto_distance_taper(stations)
     km = max(SEED_MAX_STATION_KM, float(zero))
     return km, f"relocate.max_station_km auto = {km:g} km ({why})"
@@ -444,15 +445,28 @@ def resolve_max_station_km(value, stations: pd.DataFrame) -> float:
     return auto_max_station_km(stations)[0] if value == "auto" else float(value)
 
 
-def catalog_pairs(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame,
-                  max_station_km: float | str = 150.0,
-                  max_sep_km: float = 6.0, min_obs: int = 8, max_obs: int = 50, max_neighbors: int = 20,
-                  min_links: int = 8, min_weight: float = 0.0) -> pd.DataFrame:
+PAIR_FIELDS = ("max_station_km", "max_sep_km", "min_obs", "max_obs", "max_neighbors", "min_links")
+
+
+def catalog_pairs(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, params=None,
+                  min_weight: float = 0.0, **overrides) -> pd.DataFrame:
     """Catalog differential times for pipeline tables (dt.ct as a table with ``station`` =
-    NET.STA).  Events with fewer than ``min_obs`` picks are not paired; ``max_station_km="auto"``:
+    NET.STA).
+
+    ``params``: the ph2dt settings :data:`PAIR_FIELDS` -- a config ``RelocateSection``, a
+    :class:`~quakescale.relocate.dd.RelocateParams`, a dict of (some of) them, or None: the config's
+    defaults (``RelocateSection``, the one place they are defined).  Keyword arguments override
+    single fields.  Events with fewer than ``min_obs`` picks are not paired; ``max_station_km="auto"``:
     see :func:`auto_max_station_km`."""
-    max_station_km = resolve_max_station_km(max_station_km, stations)
+    if isinstance(params, dict):
+        params, overrides = None, {**params, **overrides}
+    unknown = set(overrides) - set(PAIR_FIELDS)
+    if unknown:
+        raise TypeError(f"catalog_pairs: unknown parameter(s) {sorted(unknown)}; known: {list(PAIR_FIELDS)}")
+    base = RelocateSection() if params is None else params
+    p = {k: overrides[k] if k in overrides else getattr(base, k) for k in PAIR_FIELDS}
+    max_station_km = resolve_max_station_km(p["max_station_km"], stations)
     ph = phases_from_picks(events, picks)
     st = stations.rename(columns={"station_id": "station"})[["station", "latitude", "longitude"]]
-    return ph2dt_fast(events, ph, st, minwght=min_weight, maxdist_km=max_station_km, maxsep_km=max_sep_km,
-                      maxngh=max_neighbors, minlnk=min_links, minobs=min_obs, maxobs=max_obs)
+    return ph2dt_fast(events, ph, st, minwght=min_weight, maxdist_km=max_station_km, maxsep_km=p["max_sep_km"],
+                      maxngh=p["max_neighbors"], minlnk=p["min_links"], minobs=p["min_obs"], maxobs=p["max_obs"])

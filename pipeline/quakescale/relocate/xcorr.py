@@ -31,6 +31,9 @@ from scipy import signal
 from scipy.spatial import cKDTree
 
 from ..config import CCSection
+from ..formats.hypodd import write_dtcc
+from ..geo import LocalProjection, epicentral_km
+from ..schema import DTCC
 
 __all__ = ["XCorrParams", "correlate_windows", "bandpass_windows", "station_dtcc", "dtcc_to_hypodd", "event_pairs"]
 
@@ -219,8 +222,6 @@ def _cut(trs, t0_ns: int, n: int):
 
 def event_pairs(events: pd.DataFrame, max_pair_km: float) -> np.ndarray:
     """Pairs (i < j, positions in ``events``) with hypocentral separation <= max_pair_km."""
-    from ..geo import LocalProjection
-
     if len(events) < 2:
         return np.zeros((0, 2), np.int64)
     p = LocalProjection(float(events["latitude"].mean()), float(events["longitude"].mean()))
@@ -240,9 +241,6 @@ def station_dtcc(stream, picks: pd.DataFrame, events: pd.DataFrame, station_id: 
     event_id_2) restricts the pairs (e.g. those of dt.ct), otherwise events within
     ``max_pair_km``.
     """
-    from ..geo import epicentral_km
-    from ..schema import DTCC
-
     prm = params or XCorrParams()
     cols = [f.name for f in DTCC]
     empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, ["int64", "int64", "object", "object", "float64", "float64"])})
@@ -330,6 +328,4 @@ def station_dtcc(stream, picks: pd.DataFrame, events: pd.DataFrame, station_id: 
 
 def dtcc_to_hypodd(dtcc: pd.DataFrame, path) -> None:
     """Write a DTCC table as HypoDD dt.cc (station code = the STA part of NET.STA)."""
-    from ..formats.hypodd import write_dtcc
-
     write_dtcc(dtcc, path)

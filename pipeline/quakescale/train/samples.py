@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..archive import ArchiveError, read_station_day
 from ..rundir import write_json, write_table
 
 STORE_N = 4500
@@ -46,8 +47,7 @@ def _day_list(picks: pd.DataFrame) -> list[dt.date]:
 
 def samples_from_world(world_dir, out_dir, min_snr_p: float = 2.0, min_label_snr: float = 1.5, noise_per_event: float = 1.0, max_events: int | None = None, seed: int = 0, params=None, channels=("HH?", "EH?")) -> Path:
     """Cut event and noise samples from a synthetic world (SDS + truth/picks.parquet)."""
-    from ..archive import ArchiveError, read_station_day
-    from ..detect.runner import preprocess
+    from ..detect.runner import preprocess  # torch: only where samples are cut
 
     world = Path(world_dir)
     out = Path(out_dir)

@@ -14,6 +14,7 @@ loss on the onset offsets of the steps next to each labelled arrival (in step un
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -155,8 +156,6 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
     m.to(dev)
     teacher = None
     if teacher_mask is not None:
-        import copy
-
         teacher = copy.deepcopy(m.picker).eval()
         teacher_cls = [{"P": 1, "S": 2}[ph] for ph in teacher_mask_phases]
     aug_train = Compose([RandomCrop(WINDOW_N, 1500), WhiteNoise(0.4)])

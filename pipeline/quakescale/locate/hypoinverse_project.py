@@ -41,7 +41,7 @@ import pandas as pd
 
 from ..formats import hypoinverse as hinv
 from ..velocity import LayeredModel
-from .hypoinverse_backend import HypoinverseNotFound, find_hypoinverse, run_hypoinverse
+from .hypoinverse_backend import EXE_NAMES, HypoinverseNotFound, find_hypoinverse, run_hypoinverse
 from .locator import LocateParams, locate_events
 
 __all__ = [
@@ -366,7 +366,7 @@ def locate_with_backend(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.
     if found is None:
         raise HypoinverseNotFound(
             f"locate.backend is 'hypoinverse' but the executable {exe or 'hyp1.40'!r} (config locate.hypoinverse_exe) "
-            f"is not on PATH (also tried {', '.join(n for n in ('hyp1.40', 'hyp2000', 'hypoinverse', 'hyp1.4') if n != exe)}); "
+            f"is not on PATH (also tried {', '.join(n for n in EXE_NAMES if n != exe)}); "
             "install Hypoinverse-2000, set locate.hypoinverse_exe to its name or path, or use locate.backend: builtin"
         )
     if work_dir is None:
