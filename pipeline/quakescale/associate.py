@@ -144,7 +144,7 @@ class Associator:
         max_nearest_km: float | None = 50.0,
         reject_depth_edge: bool = True,
         grid_spacing_km: float = 2.0,
-        fine_spacing_km: float = 0.5,
+        fine_spacing_km: float = 1.0,
         detect_spacing_km: float = 10.0,
         max_depth_km: float = 30.0,
         min_depth_km: float = 0.0,
@@ -466,7 +466,9 @@ class Associator:
         # [-B, nb + B]: each node gets nb + 2B + 1 bins, those outside [0, nb] are dropped after
         B = int(math.ceil(ttmax / w)) + 3
         L = nb + 2 * B + 1
-        kidx = np.arange(K)[None, :] * L + B
+        kidx0 = np.arange(K)[None, :] * L
+        if getattr(self, "_det_ttTw_w", None) != w:
+            self._det_ttTw, self._det_ttTw_w = self._det_ttT / w, w
         state["start"] = start
         reuse = prev_start is not None and prev_start == start
         if reuse:
@@ -479,13 +481,12 @@ class Associator:
                 blk += nb * w
                 continue
             if hi - lo >= thr:
-                o = self._det_ttT[cf[lo:hi]]  # (m, K)
-                np.subtract(tf[lo:hi, None], o, out=o)  # origin-time proposals
-                o -= blk
-                o /= w
-                np.floor(o, out=o)
+                o = self._det_ttTw[cf[lo:hi]]  # (m, K) travel times in bins
+                # origin-time proposals in bins from blk, shifted by B: all >= 0, so the integer
+                # conversion (truncation) is the floor
+                np.subtract(((tf[lo:hi] - blk) / w + B)[:, None], o, out=o)
                 b = o.astype(np.int64)
-                b += kidx
+                b += kidx0
                 cnt = np.bincount(b.ravel(), minlength=K * L).reshape(K, L)[:, B:B + nb + 1]
                 c2 = cnt[:, :-1] + cnt[:, 1:]  # window [b, b+2) -> centre (b + 1) * w
                 best = c2.max(0)
@@ -511,9 +512,8 @@ class Associator:
         d = np.subtract(r, o[:, None], out=buf)
         np.abs(d, out=d)
         inl = d <= tol
-        wi = np.multiply(inl, pw[None, :], out=buf)
-        nin = wi.sum(1)
-        num = np.multiply(r, wi, out=buf).sum(1)
+        nin = inl @ pw  # weighted sums as matrix-vector products (one pass each)
+        num = np.multiply(r, inl, out=buf) @ pw
         o = np.where(nin > 0, num / np.maximum(nin, 1e-12), o)
         if not score:
             return None, o
@@ -522,8 +522,7 @@ class Associator:
         np.multiply(d, d, out=d)
         np.subtract(1.0, d, out=d)
         np.maximum(d, 0.0, out=d)
-        d *= pw[None, :]
-        return d.sum(1), o
+        return d @ pw, o
 
     def _columns(self, s, p):
         """The station/phase columns of picks (s, p): (inverse index per pick, per-column
