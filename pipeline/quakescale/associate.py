@@ -113,7 +113,7 @@ class Associator:
     ``max_nearest_km`` of one of its stations (whose S-P time pins its distance down); an event
     farther from all of them must pass the thresholds as requested.  On a sparse regional
     network (Mesetas 2019, 8 stations, the shipped CERP picker's picks) the SNR floor and this
-    rule take the located events within 50 km of the sequence from 29 of 88 to 46 of 53
+    rule take the located events within 50 km of the sequence from 29 of 88 to 46 of 52
     (benchmarks/bench_realdata.py --picker cerp).  Measured on the Italy 2016 day (benchmarks/bench_associate.py): precision
     0.09 -> 0.60 (REAL's STA/LTA picks) and 0.10 -> 0.29 (PhaseNet picks) against REAL's
     catalog, at higher recall than PyOcto.  The event table carries ``score`` (the quality
