@@ -300,7 +300,8 @@ def test_edge_events_rejected_and_probability_floor(tt):
 def test_snr_floor_and_nearest_station_rule(tt):
     """Picks below min_snr are not used (no SNR: kept).  On a sparse network (8 stations ~100 km
     apart, half the picks false) the relaxed pick thresholds hold only within max_nearest_km of a
-    station with picks: farther events need the thresholds as requested."""
+    station with picks, and with a clear pick (SNR >= min_snr_near) there: other events need the
+    thresholds as requested."""
     syn = synthetic_picks(tt, n_events=40, n_stations=20, region_km=100, false_fraction=0.0, seed=5)
     a = Associator(syn.stations, tt=tt, max_depth_km=30, min_stations=4, min_picks=8)
     n_ok = len(a.associate(syn.picks.assign(snr=np.float32(10.0)))[0])
@@ -331,6 +332,11 @@ def test_snr_floor_and_nearest_station_rule(tt):
     assert ((ev0["nearest_km"] > 50.5) & ~full0).sum() >= 3  # without the rule: weak far events
     assert ((ev1["nearest_km"] <= 50.5) | full1).all()
     assert prec1 > prec0 and n1 >= 0.8 * n0
+    # picks above the floor (3) but none clear near the event (SNR < min_snr_near): only events with
+    # the full evidence remain
+    ev2, asg2 = Associator(sp.stations, tt=tt, max_depth_km=30).associate(sp.picks.assign(snr=np.float32(4.0)))
+    assert len(ev2) > 0 and (ev2["n_picks"] >= 10).all() and (ev2["n_p_and_s"] >= 3).all()
+    assert (~full1).sum() >= 10  # (with clear picks, many events held by the caps)
 
 
 @needs_italy

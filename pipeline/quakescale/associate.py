@@ -111,10 +111,11 @@ class Associator:
     of it, ``min_p_and_s`` at an eighth; ``min_score`` in proportion): 8 stations -> 5 picks,
     2 P, 2 S, 1 P+S station, score 4.  These relaxed thresholds hold only for an event within
     ``max_nearest_km`` of one of its stations (whose S-P time pins its distance down); an event
-    farther from all of them must pass the thresholds as requested.  On a sparse regional
-    network (Mesetas 2019, 8 stations, the shipped CERP picker's picks) the SNR floor and this
-    rule take the located events within 50 km of the sequence from 29 of 88 to 46 of 52
-    (benchmarks/bench_realdata.py --picker cerp).  Measured on the Italy 2016 day (benchmarks/bench_associate.py): precision
+    farther from all of them must pass the thresholds as requested, and one within it needs a
+    pick there of SNR ``>= min_snr_near`` (an event is loudest near its source; picks without
+    an SNR count as clear).  On a sparse regional network (Mesetas 2019, 8 stations, the
+    shipped CERP picker's picks) the SNR floor and these rules take the located events within
+    50 km of the sequence from 29 of 88 to 45 of 49 (benchmarks/bench_realdata.py --picker cerp).  Measured on the Italy 2016 day (benchmarks/bench_associate.py): precision
     0.09 -> 0.60 (REAL's STA/LTA picks) and 0.10 -> 0.29 (PhaseNet picks) against REAL's
     catalog, at higher recall than PyOcto.  The event table carries ``score`` (the quality
     above) and ``n_p_and_s``.  Grids: detection nodes every
@@ -138,6 +139,7 @@ class Associator:
         max_rms_s: float | None = None,
         min_probability: float = 0.0,
         min_snr: float = 3.0,
+        min_snr_near: float = 5.0,
         use_probability: bool = True,
         loc_residual_s: float | None = None,
         max_outside_km: float | None = 10.0,
@@ -186,6 +188,7 @@ class Associator:
         if float(min_snr) < 0:
             raise AssociationInputError(f"min_snr must be >= 0 (got {min_snr})")
         self.min_snr = float(min_snr)
+        self.min_snr_near = float(min_snr_near)
         self.use_probability = bool(use_probability)
         self.loc_residual_s = float(loc_residual_s) if loc_residual_s else None
         # a sparse network cannot give what a dense one does: the pick thresholds are capped by
@@ -261,7 +264,7 @@ class Associator:
 
     # the constructor arguments an ``associate:`` config section carries
     SECTION_FIELDS = ("max_residual_s", "min_stations", "min_p", "min_s", "min_picks", "min_p_and_s", "min_score",
-                      "residual_per_s", "min_probability", "min_snr", "max_nearest_km",
+                      "residual_per_s", "min_probability", "min_snr", "min_snr_near", "max_nearest_km",
                       "max_rms_s", "loc_residual_s", "max_outside_km", "reject_depth_edge", "unknown_stations",
                       "grid_spacing_km", "fine_spacing_km", "detect_spacing_km", "max_depth_km", "margin_km",
                       "max_passes")
@@ -363,9 +366,11 @@ class Associator:
         if t.isna().any():
             raise AssociationInputError(f"picks table: {int(t.isna().sum())} pick(s) without a time")
         keep = ~unknown
-        if self.min_snr > 0 and "snr" in picks:  # below ~3 a pick's peak is at the noise's level
+        snr = np.full(len(picks), np.nan)
+        if "snr" in picks:
             snr = pd.to_numeric(picks["snr"], errors="coerce").to_numpy(float)
-            keep &= ~(snr < self.min_snr)  # no SNR (NaN): kept
+            if self.min_snr > 0:  # below ~3 a pick's peak is at the noise's level
+                keep &= ~(snr < self.min_snr)  # no SNR (NaN): kept
         prob = np.ones(len(picks))
         if "probability" in picks:
             pr = pd.to_numeric(picks["probability"], errors="coerce").to_numpy(float)
@@ -384,14 +389,14 @@ class Associator:
         else:
             pidx = np.arange(len(picks), dtype=np.int64)
         tns = _ns(t)
-        tns, pidx, prob = tns[keep], pidx[keep], prob[keep]
+        tns, pidx, prob, snr = tns[keep], pidx[keep], prob[keep], snr[keep]
         st = codes.to_numpy()[keep].astype(np.int64)
         phc = ph.to_numpy()[keep].astype(np.int64)
         order = np.argsort(tns, kind="stable")
-        tns, pidx, st, phc, prob = tns[order], pidx[order], st[order], phc[order], prob[order]
+        tns, pidx, st, phc, prob, snr = tns[order], pidx[order], st[order], phc[order], prob[order], snr[order]
         t_ref = int(tns[0] // 1_000_000_000 * 1_000_000_000) if len(tns) else 0
         tsec = (tns - t_ref) / 1e9
-        return tsec, st, phc, pidx, t_ref, prob
+        return tsec, st, phc, pidx, t_ref, prob, snr
 
     # ------------------------------------------------------------------ main entry
     def associate(self, picks: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -399,7 +404,7 @@ class Associator:
         the assignments, else the row position).  Returns ``(events, assignments)``:
         EVENTS-schema rows (plus ``x_km y_km n_picks score``), and one ASSIGNMENTS row per
         associated pick (plus ``pick_index``).  Unused picks: :func:`unassociated`."""
-        tsec, st, ph, pidx, t_ref, pw = self._prepare_picks(picks)
+        tsec, st, ph, pidx, t_ref, pw, snr = self._prepare_picks(picks)
         n = len(tsec)
         used = np.zeros(n, bool)
         events: list[dict] = []
@@ -418,7 +423,7 @@ class Associator:
                 key = (int(round(o0 / self.detect_bin_s)), int(k))
                 if key in rejected:
                     continue
-                res = self._refine(o0, int(k), tsec, st, ph, pw, used)
+                res = self._refine(o0, int(k), tsec, st, ph, pw, used, snr)
                 if res is None:
                     rejected.add(key)
                     continue
@@ -705,7 +710,7 @@ class Associator:
                 return False
         return True
 
-    def _refine(self, o0, k, tsec, st, ph, pw_all, used):
+    def _refine(self, o0, k, tsec, st, ph, pw_all, used, snr_all=None):
         tol = self.max_residual_s
         thr = self._trigger()
         node = self.det_nodes[k]
@@ -777,9 +782,15 @@ class Associator:
         if self.max_nearest_km is not None and not self._full_evidence(len(inl), n_p, n_s, n_ps):
             # far from all of its stations, a few picks cannot pin an event down (S-P times of
             # near stations do): the relaxed (sparse-network) thresholds hold near a station only
-            ss = np.unique(s[inl])
-            if float(np.hypot(best[0] - self.sx[ss], best[1] - self.sy[ss]).min()) > self.max_nearest_km:
+            # and an event is loudest near its source: one of those picks stands clear of the
+            # noise (SNR >= min_snr_near; picks without an SNR count as clear)
+            dn = np.hypot(best[0] - self.sx[s[inl]], best[1] - self.sy[s[inl]]) <= self.max_nearest_km
+            if not dn.any():
                 return None
+            if snr_all is not None and self.min_snr_near > 0:
+                sn = snr_all[sel[inl][dn]]
+                if not (np.isnan(sn) | (sn >= self.min_snr_near)).any():
+                    return None
         rr = res[inl]
         if self.max_rms_s is not None and float(np.sqrt(np.mean(rr**2))) > self.max_rms_s:
             return None

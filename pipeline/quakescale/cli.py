@@ -359,6 +359,9 @@ def associate(
     max_nearest_km: Optional[float] = typer.Option(
         None, help="Events farther than this from all their stations need the thresholds as given, "
         "not the sparse-network caps (config, else 50)."),
+    min_snr_near: Optional[float] = typer.Option(
+        None, help="An event held by the sparse-network caps needs a pick of this SNR within --max-nearest-km "
+        "(config, else 5)."),
     max_outside_km: Optional[float] = typer.Option(None, help="Events further than this outside the stations' box are rejected (config, else 10)."),
     max_depth_km: Optional[float] = typer.Option(None, help="Deepest depth searched; events at it are rejected (config, else 30)."),
     margin_km: Optional[float] = typer.Option(None, help="Search region: the stations' box plus this margin (config, else 20)."),
@@ -372,7 +375,7 @@ def associate(
     overrides = dict(max_residual_s=max_residual_s, min_stations=min_stations, min_picks=min_picks, min_p=min_p,
                      min_s=min_s, min_p_and_s=min_p_and_s, min_score=min_score, residual_per_s=residual_per_s,
                      min_probability=min_probability, min_snr=min_snr, max_rms_s=max_rms_s,
-                     max_nearest_km=max_nearest_km,
+                     max_nearest_km=max_nearest_km, min_snr_near=min_snr_near,
                      max_outside_km=max_outside_km, max_depth_km=max_depth_km, margin_km=margin_km,
                      unknown_stations="error" if strict else None)
     if picks is None:

@@ -145,6 +145,7 @@ class AssociateSection(_Section):
     loc_residual_s: Optional[float] = Field(None, gt=0)  # tolerance of the finest location stages
     max_outside_km: Optional[float] = Field(10.0, ge=0)  # events further outside the station box: rejected
     max_nearest_km: Optional[float] = Field(50.0, gt=0)  # events farther from all of their stations: full thresholds
+    min_snr_near: float = Field(5.0, ge=0)  # ... and nearer ones need a pick this clear at a station within it
     reject_depth_edge: bool = True  # events at max_depth_km: rejected
     unknown_stations: Literal["drop", "error"] = "drop"
     grid_spacing_km: float = Field(2.0, gt=0)
@@ -514,6 +515,8 @@ associate:
   max_outside_km: 10.0         # events further outside the stations' box are rejected (null: keep)
   max_nearest_km: 50.0         # events farther than this from every station they have picks at must pass the
                                # thresholds as given, not the sparse-network caps (null: no such rule)
+  min_snr_near: 5.0            # ... and an event held by the caps needs a pick of this SNR at a station within
+                               # max_nearest_km (an event is loudest near its source)
   reject_depth_edge: true      # events at max_depth_km (the search region's floor) are rejected
   unknown_stations: drop       # picks of stations not in the inventory: drop (warning) | error
   grid_spacing_km: 2.0         # spatial search: coarse grid, then finer down to ...
