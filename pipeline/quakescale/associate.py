@@ -115,12 +115,13 @@ class Associator:
     pick there of SNR ``>= min_snr_near`` (an event is loudest near its source; picks without
     an SNR count as clear).  On a sparse regional network (Mesetas 2019, 8 stations, the
     shipped CERP picker's picks) the SNR floor and these rules take the located events within
-    50 km of the sequence from 29 of 88 to 45 of 49 (benchmarks/bench_realdata.py --picker cerp).  Measured on the Italy 2016 day (benchmarks/bench_associate.py): precision
-    0.09 -> 0.60 (REAL's STA/LTA picks) and 0.10 -> 0.29 (PhaseNet picks) against REAL's
-    catalog, at higher recall than PyOcto.  The event table carries ``score`` (the quality
-    above) and ``n_p_and_s``.  Grids: detection nodes every
-    ``detect_spacing_km``; grid search from ``2 * grid_spacing_km`` over the detection cell,
-    then ``grid_spacing_km`` and halving down to ``fine_spacing_km``.  ``max_passes``: passes
+    50 km of the sequence from 29 of 88 to 45 of 49 (benchmarks/bench_realdata.py --picker cerp).
+    Measured on the Italy 2016 day (benchmarks/bench_associate.py): precision 0.09 -> 0.60
+    (REAL's STA/LTA picks) and 0.10 -> 0.29 (PhaseNet picks) against REAL's catalog, at higher
+    recall than PyOcto.  The event table carries ``score`` (the quality above) and
+    ``n_p_and_s``.  Grids: detection nodes every ``detect_spacing_km``; grid search from
+    ``2 * grid_spacing_km`` over the detection cell, then ``grid_spacing_km`` and halving down
+    to ``fine_spacing_km``.  ``max_passes``: passes
     over the left-over picks; ``block_s``: time block of the detection histogram (memory);
     ``unknown_stations``: ``"error"`` or ``"drop"`` for picks of stations not in the table."""
 
@@ -185,8 +186,8 @@ class Associator:
         if not 0.0 <= float(min_probability) <= 1.0:
             raise AssociationInputError(f"min_probability must be in [0, 1] (got {min_probability})")
         self.min_probability = float(min_probability)
-        if float(min_snr) < 0:
-            raise AssociationInputError(f"min_snr must be >= 0 (got {min_snr})")
+        if float(min_snr) < 0 or float(min_snr_near) < 0:
+            raise AssociationInputError(f"min_snr and min_snr_near must be >= 0 (got {min_snr}, {min_snr_near})")
         self.min_snr = float(min_snr)
         self.min_snr_near = float(min_snr_near)
         self.use_probability = bool(use_probability)
@@ -334,6 +335,7 @@ class Associator:
         self.det_tt = np.stack(cols, 2).reshape(len(self.det_nodes), -1).astype(np.float64)
         self.det_ttmax = self.det_tt.max(1)
         self._det_ttT = np.ascontiguousarray(self.det_tt.T)  # (n_sta * 2, K): rows gathered per pick
+        self._det_ttTw = self._det_ttT / self.detect_bin_s  # the same in origin-time bins (_detect)
 
     @staticmethod
     def _axis_offsets(half: float, step: float) -> np.ndarray:
@@ -472,8 +474,6 @@ class Associator:
         B = int(math.ceil(ttmax / w)) + 3
         L = nb + 2 * B + 1
         kidx0 = np.arange(K)[None, :] * L
-        if getattr(self, "_det_ttTw_w", None) != w:
-            self._det_ttTw, self._det_ttTw_w = self._det_ttT / w, w
         state["start"] = start
         reuse = prev_start is not None and prev_start == start
         if reuse:
