@@ -297,6 +297,48 @@ def test_edge_events_rejected_and_probability_floor(tt):
     assert len(ev_ok) == len(ev_in)
 
 
+def test_snr_floor_and_nearest_station_rule(tt):
+    """Picks below min_snr are not used (no SNR: kept).  On a sparse network (8 stations ~100 km
+    apart, half the picks false) the relaxed pick thresholds hold only within max_nearest_km of a
+    station with picks, and with a clear pick (SNR >= min_snr_near) there: other events need the
+    thresholds as requested."""
+    syn = synthetic_picks(tt, n_events=40, n_stations=20, region_km=100, false_fraction=0.0, seed=5)
+    a = Associator(syn.stations, tt=tt, max_depth_km=30, min_stations=4, min_picks=8)
+    n_ok = len(a.associate(syn.picks.assign(snr=np.float32(10.0)))[0])
+    assert n_ok >= 35
+    assert len(a.associate(syn.picks.assign(snr=np.float32(2.0)))[0]) == 0  # at the noise's level
+    assert len(a.associate(syn.picks.assign(snr=np.nan))[0]) == n_ok
+
+    sp = synthetic_picks(tt, n_events=150, n_stations=8, region_km=200, false_fraction=0.5, seed=11,
+                         p_detect=0.7, s_detect=0.7)
+
+    def run(max_nearest_km):
+        b = Associator(sp.stations, tt=tt, max_depth_km=30, max_nearest_km=max_nearest_km)
+        ev, asg = b.associate(sp.picks)
+        sx = pd.Series(b.sx, index=b.station_ids)
+        sy = pd.Series(b.sy, index=b.station_ids)
+        x = ev.set_index("event_id").loc[asg["event_id"], ["x_km", "y_km"]].to_numpy()
+        d = np.hypot(x[:, 0] - sx[asg["station_id"]].to_numpy(), x[:, 1] - sy[asg["station_id"]].to_numpy())
+        ev = ev.assign(nearest_km=pd.Series(d).groupby(asg["event_id"].to_numpy()).min().loc[ev["event_id"]].to_numpy())
+        full = (ev["n_picks"] >= 10) & (ev["n_p"] >= 3) & (ev["n_s"] >= 3) & (ev["n_p_and_s"] >= 3)
+        m = match_events(ev, sp.events, max_dt_s=1.5, max_dist_km=10.0)
+        return ev, full, len(m) / max(len(ev), 1), len(m)
+
+    assert (b := Associator(sp.stations, tt=tt, max_depth_km=30)).min_p_and_s == 1 and b.min_picks == 5
+    ev0, full0, prec0, n0 = run(None)
+    ev1, full1, prec1, n1 = run(50.0)
+    print(f"\nsparse network: without the rule {len(ev0)} events, precision {prec0:.3f}; "
+          f"with it {len(ev1)}, precision {prec1:.3f}")
+    assert ((ev0["nearest_km"] > 50.5) & ~full0).sum() >= 3  # without the rule: weak far events
+    assert ((ev1["nearest_km"] <= 50.5) | full1).all()
+    assert prec1 > prec0 and n1 >= 0.8 * n0
+    # picks above the floor (3) but none clear near the event (SNR < min_snr_near): only events with
+    # the full evidence remain
+    ev2, asg2 = Associator(sp.stations, tt=tt, max_depth_km=30).associate(sp.picks.assign(snr=np.float32(4.0)))
+    assert len(ev2) > 0 and (ev2["n_picks"] >= 10).all() and (ev2["n_p_and_s"] >= 3).all()
+    assert (~full1).sum() >= 10  # (with clear picks, many events held by the caps)
+
+
 @needs_italy
 def test_phasenet_reader():
     picks = picks_io.read_picks(ITALY / "Pick_PhaseNet" / "picks.csv")

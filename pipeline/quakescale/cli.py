@@ -354,7 +354,15 @@ def associate(
     min_score: Optional[float] = typer.Option(None, help="Evidence an event needs: sum of pick probability x fit (config, else 8)."),
     residual_per_s: Optional[float] = typer.Option(None, help="Residual threshold grows this much per s of travel time (config, else 0.03)."),
     min_probability: Optional[float] = typer.Option(None, help="Picks below this probability are not used (config, else 0)."),
+    min_snr: Optional[float] = typer.Option(
+        None, help="Picks below this signal/noise (snr column) are not used (config, else 3)."),
     max_rms_s: Optional[float] = typer.Option(None, help="Residual-RMS limit of an event (s) (config, else none)."),
+    max_nearest_km: Optional[float] = typer.Option(
+        None, help="Events farther than this from all their stations need the thresholds as given, "
+        "not the sparse-network caps (config, else 50)."),
+    min_snr_near: Optional[float] = typer.Option(
+        None, help="An event held by the sparse-network caps needs a pick of this SNR within --max-nearest-km "
+        "(config, else 5)."),
     max_outside_km: Optional[float] = typer.Option(None, help="Events further than this outside the stations' box are rejected (config, else 10)."),
     max_depth_km: Optional[float] = typer.Option(None, help="Deepest depth searched; events at it are rejected (config, else 30)."),
     margin_km: Optional[float] = typer.Option(None, help="Search region: the stations' box plus this margin (config, else 20)."),
@@ -365,7 +373,8 @@ def associate(
     """Associate picks into events (PALM-style): a run's picks, or external picks with --picks."""
     overrides = dict(max_residual_s=max_residual_s, min_stations=min_stations, min_picks=min_picks, min_p=min_p,
                      min_s=min_s, min_p_and_s=min_p_and_s, min_score=min_score, residual_per_s=residual_per_s,
-                     min_probability=min_probability, max_rms_s=max_rms_s,
+                     min_probability=min_probability, min_snr=min_snr, max_rms_s=max_rms_s,
+                     max_nearest_km=max_nearest_km, min_snr_near=min_snr_near,
                      max_outside_km=max_outside_km, max_depth_km=max_depth_km, margin_km=margin_km,
                      unknown_stations="error" if strict else None)
     if picks is None:

@@ -144,13 +144,16 @@ class AssociateSection(_Section):
     min_score: float = Field(8.0, ge=0)  # sum over the picks of probability x fit (1 - (res / max_residual_s)^2)
     residual_per_s: float = Field(0.03, ge=0)  # the residual threshold grows by this much per second of travel time
     min_probability: float = Field(0.0, ge=0, le=1)  # picks below this probability are not used
+    min_snr: float = Field(3.0, ge=0)  # picks below this signal/noise (picks table `snr`) are not used
     max_rms_s: Optional[float] = Field(None, gt=0)
     loc_residual_s: Optional[float] = Field(None, gt=0)  # tolerance of the finest location stages
     max_outside_km: Optional[float] = Field(10.0, ge=0)  # events further outside the station box: rejected
+    max_nearest_km: Optional[float] = Field(50.0, gt=0)  # events farther from all of their stations: full thresholds
+    min_snr_near: float = Field(5.0, ge=0)  # ... and nearer ones need a pick this clear at a station within it
     reject_depth_edge: bool = True  # events at max_depth_km: rejected
     unknown_stations: Literal["drop", "error"] = "drop"
     grid_spacing_km: float = Field(2.0, gt=0)
-    fine_spacing_km: float = Field(0.5, gt=0)
+    fine_spacing_km: float = Field(1.0, gt=0)
     detect_spacing_km: float = Field(10.0, gt=0)
     max_depth_km: float = Field(30.0, gt=0)
     margin_km: float = Field(20.0, ge=0)
@@ -506,13 +509,18 @@ associate:
   min_score: 8.0               # minimum evidence: sum of pick probability x fit (1 - (res/max_residual_s)^2)
   residual_per_s: 0.03         # ... plus this per second of travel time (model errors grow with distance)
   min_probability: 0.0         # picks below this probability are not used
+  min_snr: 3.0                 # picks below this signal/noise (peak / noise RMS) are not used; no SNR: kept
   max_rms_s: null              # optional residual-RMS limit
   loc_residual_s: null         # optional tighter tolerance for the finest location stages
   max_outside_km: 10.0         # events further outside the stations' box are rejected (null: keep)
+  max_nearest_km: 50.0         # events farther than this from every station they have picks at must pass the
+                               # thresholds as given, not the sparse-network caps (null: no such rule)
+  min_snr_near: 5.0            # ... and an event held by the caps needs a pick of this SNR at a station within
+                               # max_nearest_km (an event is loudest near its source)
   reject_depth_edge: true      # events at max_depth_km (the search region's floor) are rejected
   unknown_stations: drop       # picks of stations not in the inventory: drop (warning) | error
   grid_spacing_km: 2.0         # spatial search: coarse grid, then finer down to ...
-  fine_spacing_km: 0.5         # ... this spacing
+  fine_spacing_km: 1.0         # ... this spacing (a start for the locator; 0.5 costs ~15 % more CPU)
   detect_spacing_km: 10.0      # grid of the origin-time clustering (candidate detection)
   max_depth_km: 30.0           # depths searched
   margin_km: 20.0              # search region: the stations' box plus this margin
