@@ -261,6 +261,35 @@ def decode_steps(probs: np.ndarray, offsets: np.ndarray, threshold: float) -> li
     return out
 
 
+def decode_batch(probs: np.ndarray, offsets: np.ndarray, threshold: float, starts: np.ndarray) -> list[tuple[str, float, float]]:
+    """:func:`decode_steps` of many windows at once: ``probs`` (B, T, 3), ``offsets`` (B, T, 2), window
+    ``starts`` (B,) in samples -> [(phase, start + sample, prob)] in the same order (window by
+    window, P runs then S runs, in time).  Runs are found on the flattened (B, T + 1) mask (a
+    False step between windows), the weighted means and maxima by ``reduceat``."""
+    b, t = probs.shape[:2]
+    recs = []
+    for c, ph in ((1, 0), (2, 1)):
+        above = np.zeros((b, t + 1), bool)
+        above[:, :t] = probs[:, :, c] >= threshold
+        idx = np.flatnonzero(above)
+        if not len(idx):
+            continue
+        first = np.concatenate(([0], np.flatnonzero(np.diff(idx) > 1) + 1))
+        win, step = np.divmod(idx, t + 1)
+        w = probs[win, step, c]
+        tt = (step + offsets[win, step, c - 1]) * STEP_N
+        num = np.add.reduceat(w * tt, first)
+        den = np.add.reduceat(w, first)
+        recs.append((win[first], np.full(len(first), ph), step[first], num / den, np.maximum.reduceat(w, first)))
+    if not recs:
+        return []
+    win, ph, step, sample, q = (np.concatenate(x) for x in zip(*recs))
+    order = np.lexsort((step, ph, win))
+    sample = np.asarray(starts, np.int64)[win[order]] + sample[order]
+    names = np.array(["P", "S"])[ph[order]]
+    return list(zip(names.tolist(), sample.tolist(), q[order].astype(np.float64).tolist()))
+
+
 def merge_picks(picks: list[tuple[str, float, float]], tol_n: float) -> list[tuple[str, float, float]]:
     """Merge picks of the same phase closer than ``tol_n`` samples: keep the most probable."""
     out = []
@@ -319,15 +348,16 @@ def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dic
     det_prob = torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
     t_det = time.perf_counter()
     hit = np.flatnonzero(det_prob >= p.detect_threshold)
-    raw = []
+    prs, ofs = [], []
     for b in range(0, len(hit), batch):
         sel = starts[hit[b : b + batch]]
         logits, off = model.picker(normalize_windows(wins[torch.from_numpy(sel).to(dev)]))
-        pr = torch.softmax(logits, -1).float().cpu().numpy()
-        of = off.float().cpu().numpy()
-        for j, s in enumerate(sel):
-            for ph, i, q in decode_steps(pr[j], of[j], p.pick_threshold):
-                raw.append((ph, s + i, q))
+        prs.append(torch.softmax(logits, -1).float())
+        ofs.append(off.float())
+    raw = []
+    if prs:
+        pr, of = torch.cat(prs).cpu().numpy(), torch.cat(ofs).cpu().numpy()
+        raw = decode_batch(pr, of, p.pick_threshold, starts[hit])
     picks = merge_picks(raw, MERGE_S * fs)
     t_pick = time.perf_counter()
     picks, counts = screen_and_refine(prep.data, prep.valid, picks, p, fs)
