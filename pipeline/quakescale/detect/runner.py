@@ -152,29 +152,39 @@ def detrend_taper_filter(x: np.ndarray, sos, taper_n: int, out: np.ndarray | Non
     n = len(x)
     out = np.empty(n, np.float32) if out is None else out
     tm = (n - 1) / 2.0
+    k = _ramp(min(n, CHUNK_N))  # 0, 1, 2, ... (cached): sum(i x_i) of a chunk at a = a sum(x) + k.x
     total, tdot = 0.0, 0.0
     for a in range(0, n, CHUNK_N):
         xc = np.asarray(x[a : a + CHUNK_N], np.float64)
-        total += float(xc.sum())
-        tdot += float(np.dot(np.arange(a, a + len(xc), dtype=np.float64), xc))
+        s = float(xc.sum())
+        total += s
+        tdot += a * s + float(np.dot(k[: len(xc)], xc))
     ym = total / n if n else 0.0
     denom = n * (n * n - 1) / 12.0
     slope = (tdot - tm * ym * n) / denom if denom > 0 else 0.0
     w = 0.5 * (1 - np.cos(np.linspace(0, np.pi, taper_n))) if taper_n > 1 else None
     zi = np.zeros((sos.shape[0], 2))
+    ramp = slope * k
     for a in range(0, n, CHUNK_N):
-        y = np.asarray(x[a : a + CHUNK_N], np.float64) - ym
-        y -= slope * (np.arange(a, a + len(y), dtype=np.float64) - tm)
+        y = np.asarray(x[a : a + CHUNK_N], np.float64) - (ym + slope * (a - tm))
+        y -= ramp[: len(y)]
         if w is not None:
             if a < taper_n:  # head of the segment
-                k = min(taper_n - a, len(y))
-                y[:k] *= w[a : a + k]
+                kk = min(taper_n - a, len(y))
+                y[:kk] *= w[a : a + kk]
             if a + len(y) > n - taper_n:  # tail
                 k0 = max(n - taper_n - a, 0)
                 y[k0:] *= w[::-1][a + k0 - (n - taper_n) :][: len(y) - k0]
         y, zi = signal.sosfilt(sos, y, zi=zi)
         out[a : a + len(y)] = y
     return out
+
+
+@lru_cache(maxsize=2)
+def _ramp(n: int) -> np.ndarray:
+    r = np.arange(n, dtype=np.float64)
+    r.flags.writeable = False
+    return r
 
 
 def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: UTCDateTime | None = None) -> Prepared:
