@@ -237,6 +237,7 @@ class WAMeter:
         nfft[ok] = 1 << np.ceil(np.log2(length[ok])).astype(np.int64)
         m = int(min(self.pad_s / 2, 5.0) * fs)
         taper = 0.5 * (1 - np.cos(np.linspace(0, np.pi, m)))
+        taper_r = taper[::-1].copy()
         for nf in np.unique(nfft[ok]):
             idx = np.flatnonzero(ok & (nfft == nf))
             g, source, note = self._transfer(tr, int(nf), ns_to_utc(w[idx[0], 0]))
@@ -245,26 +246,32 @@ class WAMeter:
                     nts[j] = note
                 continue
             nfft_g = len(g) * 2 - 2
+            ramp = np.arange(nfft_g, dtype=np.float64)
             for c0 in range(0, len(idx), chunk):
                 rows = idx[c0 : c0 + chunk]
                 xs = np.zeros((len(rows), nfft_g))
                 for r, j in enumerate(rows):
-                    raw = data[i0c[j] : i1c[j]]
-                    seg = raw[a[j] : b[j]]
-                    if len(seg) and float(np.abs(seg.astype(np.float64)).max()) >= FLAT_TOP_MIN_COUNTS:
-                        clip = clipped_counts(seg)
+                    ln = int(length[j])
+                    x = xs[r, :ln]
+                    x[:] = data[i0c[j] : i1c[j]]
+                    seg = x[a[j] : b[j]]
+                    if len(seg) and max(seg.max(), -seg.min()) >= FLAT_TOP_MIN_COUNTS:
+                        clip = clipped_counts(data[i0c[j] : i1c[j]][a[j] : b[j]])
                         if clip:
                             clips[j] = f"{tr.stats.channel} {clip}"
-                    x = xs[r, : length[j]]
-                    x[:] = raw
-                    x -= np.linspace(x[:20].mean(), x[-20:].mean(), len(x))
+                    # x -= np.linspace(mean of the first 20, mean of the last 20, ln), the same numbers
+                    x0, x1 = x[:20].sum() / 20, x[-20:].sum() / 20
+                    line = ramp[:ln] * ((x1 - x0) / (ln - 1))
+                    line += x0
+                    line[-1] = x1
+                    x -= line
                     x[:m] *= taper
-                    x[-m:] *= taper[::-1]
+                    x[-m:] *= taper_r
                 wa = np.fft.irfft(np.fft.rfft(xs, nfft_g, axis=-1) * g, nfft_g, axis=-1)
                 for r, j in enumerate(rows):
                     seg = wa[r, a[j] : min(b[j], length[j])]
                     if len(seg):
-                        peaks[j] = float(np.abs(seg).max()) * 1000.0  # m -> mm
+                        peaks[j] = float(max(seg.max(), -seg.min())) * 1000.0  # m -> mm
                         srcs[j] = source
         return peaks, srcs, nts, clips
 
