@@ -224,7 +224,8 @@ class WAMeter:
             mask = np.ma.getmaskarray(data)
             if mask.any():
                 cm = np.concatenate(([0], np.cumsum(mask, dtype=np.int32)))
-                gap = ok & (cm[np.maximum(i1c, i0c)] - cm[i0c] > 0)
+                lo = np.clip(i0c, 0, len(mask))
+                gap = ok & (cm[np.clip(i1c, lo, len(mask))] - cm[lo] > 0)
                 for j in np.flatnonzero(gap):
                     nts[j] = f"{tr.stats.channel}: gap in the window"
                 ok &= ~gap

@@ -271,7 +271,9 @@ def decode_steps(probs: np.ndarray, offsets: np.ndarray, threshold: float) -> li
     return out
 
 
-def decode_batch(probs: np.ndarray, offsets: np.ndarray, threshold: float, starts: np.ndarray) -> list[tuple[str, float, float]]:
+def decode_batch(
+    probs: np.ndarray, offsets: np.ndarray, threshold: float, starts: np.ndarray
+) -> list[tuple[str, float, float]]:
     """:func:`decode_steps` of many windows at once: ``probs`` (B, T, 3), ``offsets`` (B, T, 2), window
     ``starts`` (B,) in samples -> [(phase, start + sample, prob)] in the same order (window by
     window, P runs then S runs, in time).  Runs are found on the flattened (B, T + 1) mask (a
