@@ -158,7 +158,7 @@ def detrend_taper_filter(x: np.ndarray, sos, taper_n: int, out: np.ndarray | Non
         xc = np.asarray(x[a : a + CHUNK_N], np.float64)
         s = float(xc.sum())
         total += s
-        tdot += a * s + float(np.dot(k[: len(xc)], xc))
+        tdot += a * s + float(np.einsum("i,i->", k[: len(xc)], xc))  # not BLAS: no thread pool for a dot
     ym = total / n if n else 0.0
     denom = n * (n * n - 1) / 12.0
     slope = (tdot - tm * ym * n) / denom if denom > 0 else 0.0
