@@ -57,8 +57,9 @@ def normalize_windows(x: np.ndarray | torch.Tensor, eps: float = 1e-10):
     # m << std, so no cancellation); two cheap reductions (torch.var_mean is ~30x slower on CPU)
     n = x.shape[-1]
     mean = x.mean(dim=-1, keepdim=True)
-    q = torch.linalg.vector_norm(x, dim=-1, keepdim=True).double()
-    ss = (q * q - n * mean.double().square()).sum(dim=-2, keepdim=True).clamp_min(0.0)
+    acc = torch.float32 if x.device.type == "mps" else torch.float64  # (B, C, 1) sums: float64 where there is one
+    q = torch.linalg.vector_norm(x, dim=-1, keepdim=True).to(acc)
+    ss = (q * q - n * mean.to(acc).square()).sum(dim=-2, keepdim=True).clamp_min(0.0)
     inv = (1.0 / (torch.sqrt(ss / (x.shape[-2] * n - 1)) + eps)).to(x.dtype)
     return torch.addcmul(-mean * inv, x, inv)
 
