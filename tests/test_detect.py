@@ -14,7 +14,7 @@ from obspy import Stream, Trace, UTCDateTime, read
 from quakescale import schema as S
 from quakescale.config import DetectSection, load_config
 from quakescale.detect import models as M
-from quakescale.detect.runner import decode_steps, merge_picks, pick_stream, preprocess, run_station_day
+from quakescale.detect.runner import decode_batch, decode_steps, merge_picks, pick_stream, preprocess, run_station_day
 from shared_data import RIDGECREST as RC
 
 PICK_THRESHOLD = 0.5  # the default weights' recommended pick threshold (model card)
@@ -100,6 +100,34 @@ def test_decode_steps_subsample_and_merge():
     assert out[0][1] == pytest.approx(518.5) and out[1][1] == pytest.approx(1560.0)
     merged = merge_picks([("P", 100.0, 0.6), ("P", 130.0, 0.9), ("P", 900.0, 0.7), ("S", 120.0, 0.5)], tol_n=100)
     assert [(p[0], p[1]) for p in merged] == [("S", 120.0), ("P", 130.0), ("P", 900.0)]
+
+
+def test_decode_batch_equals_decode_steps_window_by_window():
+    """All windows decoded at once == decode_steps per window (same picks, order, probabilities;
+    times to float32-sum rounding), runs at the window edges included."""
+    rng = np.random.default_rng(3)
+    pr = rng.dirichlet([1.0, 0.3, 0.3], size=(64, M.N_STEPS)).astype(np.float32)
+    pr[5, :, 1], pr[6, :, 2] = 0.9, 0.9  # a run over a whole window, then one over the next
+    pr[7, -1, 1] = pr[8, 0, 1] = 0.95  # runs at the last step of a window and the first of the next
+    of = rng.random((64, M.N_STEPS, 2), dtype=np.float32)
+    starts = np.arange(64) * 1500
+    ref = [(ph, s + i, q) for j, s in enumerate(starts) for ph, i, q in decode_steps(pr[j], of[j], 0.4)]
+    got = decode_batch(pr, of, 0.4, starts)
+    assert len(got) == len(ref) > 100
+    assert [g[0] for g in got] == [r[0] for r in ref] and [g[2] for g in got] == [r[2] for r in ref]
+    assert np.abs(np.array([g[1] for g in got]) - [r[1] for r in ref]).max() < 1e-3  # samples
+    assert decode_batch(np.zeros((3, M.N_STEPS, 3), np.float32), of[:3], 0.4, starts[:3]) == []
+
+
+def test_normalize_windows_torch_equals_float64_reference():
+    """The torch path (means and norms) == the float64 textbook std scaling, to float32 rounding,
+    also with a large offset and a dead component."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, 3, M.WINDOW_N)) * [[1e3], [5.0], [1e-3]] + 40.0
+    x[3, 1] = 0.0
+    ref = M.normalize_windows(x.astype(np.float64))
+    got = M.normalize_windows(torch.from_numpy(x.astype(np.float32))).numpy()
+    assert got.dtype == np.float32 and np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
 
 
 def test_preprocess_gaps_resampling_and_errors():
@@ -306,3 +334,31 @@ def test_wa_meter_matches_obspy_and_truth(small_world):
             assert fast == pytest.approx(wa_amplitude(st, inv, a, b), rel=0.03)
             ratios.append(np.log10(fast / r.amp_wa_mm))
         assert len(ratios) >= 3 and abs(np.median(ratios)) < 0.1, (sid, ratios)
+
+
+def test_wa_meter_batched_equals_per_window(small_world):
+    """measure_many (all S windows of a day at once) == measure window by window: the same
+    amplitudes, sources, notes and clipping flags, also for windows in a gap and off the data."""
+    from quakescale.archive import load_inventory, read_station_day
+    from quakescale.detect.amplitude import WAMeter
+
+    inv = load_inventory(small_world / "stations.xml")
+    st = read_station_day(small_world / "sds", "XL.L01", "2014-08-03")
+    for tr in st:  # a 60 s gap in the horizontals and a clipped burst
+        tr.data = np.ma.masked_array(tr.data.astype(np.int32), mask=False)
+        tr.data.mask[360000:366000] = True
+        tr.data.data[500000:500010] = 8_300_000
+    t0 = st[0].stats.starttime.ns
+    rng = np.random.default_rng(0)
+    span = st[0].stats.npts / 100.0
+    a = t0 + (rng.uniform(-100, span + 100, 150) * 1e9).astype(np.int64)
+    a[:3] = t0 + np.array([3590, 3640, 4995]) * 10**9  # in the gap, after it, on the clipped burst
+    wins = np.stack([a, a + (rng.uniform(2, 40, len(a)) * 1e9).astype(np.int64)], axis=1)
+    meter = WAMeter(st, inv)
+    ref = [meter.measure(UTCDateTime(ns=int(x)), UTCDateTime(ns=int(y))) for x, y in wins]
+    got = WAMeter(st, inv).measure_many(wins)
+    assert [(g.source, g.note, g.clipped) for g in got] == [(r.source, r.note, r.clipped) for r in ref]
+    assert np.array_equal([g.amp_mm for g in got], [r.amp_mm for r in ref], equal_nan=True)
+    notes = {r.note.split(": ")[-1] for r in ref}
+    assert {"gap in the window", "window not covered by data"} <= notes and any(r.clipped for r in ref)
+    assert sum(np.isfinite(r.amp_mm) for r in ref) > 100
