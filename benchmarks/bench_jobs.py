@@ -106,14 +106,17 @@ def main(argv=None) -> dict:
 
     print(f"station-days: {n}  chunk_size: {a.chunk_size}  max array size: {a.max_array_size}")
     r = results["array"]
-    print(f"array render ({r['scripts']} scripts, {r['detect_tasks']} detect tasks): {r['seconds']:.3f} s, peak {r['peak_mb']:.1f} MB")
+    print(f"array render ({r['scripts']} scripts, {r['detect_tasks']} detect tasks): {r['seconds']:.3f} s, peak "
+        f"{r['peak_mb']:.1f} MB")
     r = results["array_chunk1"]
-    print(f"array render, chunk 1 ({r['scripts']} scripts, {r['detect_tasks']} detect tasks): {r['seconds']:.3f} s, peak {r['peak_mb']:.1f} MB")
+    print(f"array render, chunk 1 ({r['scripts']} scripts, {r['detect_tasks']} detect tasks): {r['seconds']:.3f} s, "
+        f"peak {r['peak_mb']:.1f} MB")
     r = results["chunking"]
     print(f"chunk_units for all {r['chunks']} chunks: {r['seconds']:.3f} s, peak {r['peak_mb']:.1f} MB")
     r = results["baseline_script_per_chunk"]
     print(f"baseline, one script per chunk ({r['scripts']} scripts): {r['seconds']:.3f} s, peak {r['peak_mb']:.1f} MB")
-    print(f"baseline / array time: {results['ratio_baseline_over_array']:.0f}x   max RSS {results['max_rss_mb']:.0f} MB   "
+    print(f"baseline / array time: {results['ratio_baseline_over_array']:.0f}x   max RSS "
+        f"{results['max_rss_mb']:.0f} MB   "
           f"targets (<30 s, <2 GB) met: {results['targets']['met']}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

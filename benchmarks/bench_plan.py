@@ -262,18 +262,25 @@ def main(argv=None):
         res.update(dask_tasks=m, dask_ms_per_task=round(1000 * dask_s / m, 3),
                    dask_overhead_per_station_day_ms_chunk16=round(1000 * dask_s / m / 16, 4))
     r = res["render"]
-    print(f"plan: {res['station_days']} station-days in {res['plan_seconds']} s ({res['plan_ms_per_station_day']} ms each; "
+    print(f"plan: {res['station_days']} station-days in {res['plan_seconds']} s ({res['plan_ms_per_station_day']} "
+        "ms each; "
           f"10^5 -> ~{res['plan_seconds_extrapolated_1e5']} s), peak RSS {res['peak_rss_mb']} MB; "
           f"this process + workers: Rss {res['plan_tree_peak_rss_mb']} MB, Pss {res['plan_tree_peak_pss_mb']} MB")
-    print(f"baseline (per station-day, threads): {res['baseline_station_days']} station-days in {res['baseline_seconds']} s "
-          f"({res['baseline_ms_per_station_day']} ms each; 10^5 -> ~{res['baseline_seconds_extrapolated_1e5']} s); speed-up {res['speedup']}x; same table")
-    print(f"render for {r['station_days']} station-days: write plan {r['write_plan_seconds']} s + read/sort {r['read_sort_plan_seconds']} s + "
-          f"render_jobs {r['render_jobs_seconds']} s ({r['scripts']} scripts, {r['detect_array_tasks']} detect array tasks); "
+    print(f"baseline (per station-day, threads): {res['baseline_station_days']} station-days in "
+        f"{res['baseline_seconds']} s "
+          f"({res['baseline_ms_per_station_day']} ms each; 10^5 -> ~{res['baseline_seconds_extrapolated_1e5']} s); "
+          f"speed-up {res['speedup']}x; same table")
+    print(f"render for {r['station_days']} station-days: write plan {r['write_plan_seconds']} s + read/sort "
+        f"{r['read_sort_plan_seconds']} s + "
+          f"render_jobs {r['render_jobs_seconds']} s ({r['scripts']} scripts, {r['detect_array_tasks']} detect "
+          "array tasks); "
           f"one array task's chunk lookup {r['array_task_chunk_lookup_seconds']} s")
-    print(f"plan + render, 10^5 station-days: {res['plan_plus_render_seconds_1e5']} s (target < 30 s, < 2 GB): met {res['targets']['met']}")
+    print(f"plan + render, 10^5 station-days: {res['plan_plus_render_seconds_1e5']} s (target < 30 s, < 2 GB): met "
+        f"{res['targets']['met']}")
     print(f"chunks of 16 for 10^5 station-days: {res['chunk_seconds_1e5']} s ({res['chunks_1e5']} tasks)")
     if not a.no_dask:
-        print(f"Dask LocalCluster: {res['dask_ms_per_task']} ms per task -> {res['dask_overhead_per_station_day_ms_chunk16']} ms per station-day in chunks of 16")
+        print(f"Dask LocalCluster: {res['dask_ms_per_task']} ms per task -> "
+            f"{res['dask_overhead_per_station_day_ms_chunk16']} ms per station-day in chunks of 16")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {a.out}")

@@ -4,11 +4,12 @@
 
 A synthetic world (events on a fault patch that grows with N so that the event density stays
 that of a dense aftershock sequence -- square up to 12 km wide (N <= 5,400), then longer along
-strike with the down-dip width kept at 12 km so that every event stays 3-15 km deep; 20 stations, picks with 10/20 ms errors, start locations
-perturbed by ~0.4/0.5 km) -> catalog differential times (ph2dt, pipeline parameters: 6 km,
-20 neighbours, 8 links, 8..50 observations) -> DD relocation (LSQR, atol=btol=1e-4 as the pipeline's relocate(), iterations [4, 4],
-damping [80, 60]).  Reports seconds for both steps (and their sum, the figure held against the
-target) and the peak resident memory of the run's process (ru_maxrss), location errors vs truth.
+strike with the down-dip width kept at 12 km so that every event stays 3-15 km deep; 20 stations,
+picks with 10/20 ms errors, start locations perturbed by ~0.4/0.5 km) -> catalog differential times
+(ph2dt, pipeline parameters: 6 km, 20 neighbours, 8 links, 8..50 observations) -> DD relocation
+(LSQR, atol=btol=1e-4 as the pipeline's relocate(), iterations [4, 4], damping [80, 60]).  Reports
+seconds for both steps (and their sum, the figure held against the target) and the peak resident
+memory of the run's process (ru_maxrss), location errors vs truth.
 Baseline in the same run: the same pipeline on N/10 events; reported as the time ratio against
 the event ratio (1.0 = linear scaling).
 Target (issue 6): 20,000 events in < 5 min and < 8 GB.  --quick: 2,000 events.

@@ -293,7 +293,9 @@ def main(argv=None):
     sids = list(stations_table(load_inventory(cfg.archive.inventory)).station_id)
     truth = pd.read_parquet(wb / "truth" / "picks.parquet")
     truth = truth[truth.recorded & (truth.snr >= TRUTH_SNR) & (truth.time.dt.date == test_day)]
-    print(f"region B: {n_st} stations, {hours} h x 2 days; held-out day {test_day}: {int((truth.phase == 'P').sum())} P + {int((truth.phase == 'S').sum())} S truth arrivals (SNR >= {TRUTH_SNR})")
+    print(f"region B: {n_st} stations, {hours} h x 2 days; held-out day {test_day}: "
+        f"{int((truth.phase == 'P').sum())} P + {int((truth.phase == 'S').sum())} S truth arrivals (SNR >= "
+        f"{TRUTH_SNR})")
 
     tev = pd.read_parquet(wb / "truth" / "events.parquet")
     tev = tev[tev.time.dt.date == test_day]
@@ -354,9 +356,12 @@ def main(argv=None):
         labels[vname] = sorted(set(after_picks[vname]["model"])) if len(after_picks[vname]) else []
 
     def row(name, s):
-        return (f"{name:<34} P recall {s['P']['recall']:.3f} prec {s['P']['precision']:.3f} |err| med {s['P']['err_med_abs_s']:.3f} s std {s['P']['err_std_s']:.3f} s"
-                f" | S recall {s['S']['recall']:.3f} prec {s['S']['precision']:.3f} |err| med {s['S']['err_med_abs_s']:.3f} s std {s['S']['err_std_s']:.3f} s"
-                f" | events recall {s['events']['recall']:.3f} prec {s['events']['precision']:.3f} ({s['events']['n_matched']}/{s['events']['n_truth']}, {s['events']['n_found']} found)")
+        return (f"{name:<34} P recall {s['P']['recall']:.3f} prec {s['P']['precision']:.3f} |err| med "
+            f"{s['P']['err_med_abs_s']:.3f} s std {s['P']['err_std_s']:.3f} s"
+                f" | S recall {s['S']['recall']:.3f} prec {s['S']['precision']:.3f} |err| med "
+                f"{s['S']['err_med_abs_s']:.3f} s std {s['S']['err_std_s']:.3f} s"
+                f" | events recall {s['events']['recall']:.3f} prec {s['events']['precision']:.3f} "
+                f"({s['events']['n_matched']}/{s['events']['n_truth']}, {s['events']['n_found']} found)")
 
     print("\nheld-out day, picks within 0.5 s of truth (SNR >= 3); events associated like the pipeline:")
     print(row(f"region A (home): {default_label}", home))
@@ -367,11 +372,14 @@ def main(argv=None):
     for vname, r in results.items():
         print(row(f"after ({vname}): {labels[vname][0] if labels[vname] else '?'}", r))
         pe = r["paired_errors"]
-        print(f"{'':<34} same arrivals (P {pe['P']['n']}, S {pe['S']['n']}): error std before/after P {pe['P']['before_std_s']:.3f}/{pe['P']['after_std_s']:.3f} s,"
-              f" S {pe['S']['before_std_s']:.3f}/{pe['S']['after_std_s']:.3f} s; median |err| P {pe['P']['before_med_abs_s']:.3f}/{pe['P']['after_med_abs_s']:.3f} s,"
+        print(f"{'':<34} same arrivals (P {pe['P']['n']}, S {pe['S']['n']}): error std before/after P "
+            f"{pe['P']['before_std_s']:.3f}/{pe['P']['after_std_s']:.3f} s,"
+              f" S {pe['S']['before_std_s']:.3f}/{pe['S']['after_std_s']:.3f} s; median |err| P "
+              f"{pe['P']['before_med_abs_s']:.3f}/{pe['P']['after_med_abs_s']:.3f} s,"
               f" S {pe['S']['before_med_abs_s']:.3f}/{pe['S']['after_med_abs_s']:.3f} s")
         rp = r["recall_at_before_precision"]
-        print(f"{'':<34} at the default model's precision (P {before['P']['precision']:.3f}, S {before['S']['precision']:.3f}): recall P {rp['P']:.3f}, S {rp['S']:.3f}")
+        print(f"{'':<34} at the default model's precision (P {before['P']['precision']:.3f}, S "
+            f"{before['S']['precision']:.3f}): recall P {rp['P']:.3f}, S {rp['S']:.3f}")
         q = {f"{ph}_recall": r[ph]["recall"] / max(before[ph]["recall"], 1e-9) for ph in ("P", "S")}
         q.update({f"{ph}_recall_at_before_precision": rp[ph] / max(before[ph]["recall"], 1e-9) for ph in ("P", "S")})
         q.update({f"{ph}_precision": r[ph]["precision"] / max(before[ph]["precision"], 1e-9) for ph in ("P", "S")})

@@ -40,7 +40,8 @@ def time_picker(label, run_once, repeats) -> dict:
         ts.append(time.perf_counter() - t)
     med = statistics.median(ts)
     res = {"s_per_station_day": med, "min": min(ts), "max": max(ts), "station_days_per_hour": 3600.0 / med, "picks": n}
-    print(f"{label:<34} {med:7.2f} s per station-day [{min(ts):.2f}-{max(ts):.2f}]  {3600 / med:8.0f} station-days/hour  {n} picks")
+    print(f"{label:<34} {med:7.2f} s per station-day [{min(ts):.2f}-{max(ts):.2f}]  {3600 / med:8.0f} "
+        f"station-days/hour  {n} picks")
     return res
 
 

@@ -53,7 +53,8 @@ def main(argv=None):
     t = time.time()
     train(dirs, tmp, detector_time_share=0.4, epochs_detector=a.epochs_detector, epochs_picker=a.epochs_picker, lr=RECIPE["lr"], batch_size=RECIPE["batch_size"],
           seed=RECIPE["seed"], device=a.device, name="cerp-default", version=a.version, max_minutes=a.max_minutes,
-          recipe={"worlds": f"make_world(n_stations=12, days=1, n_events=150, seed=S, hours_per_day=6.0) for S in {list(SEEDS)}",
+          recipe={"worlds": "make_world(n_stations=12, days=1, n_events=150, seed=S, hours_per_day=6.0) for S in "
+                            f"{list(SEEDS)}",
                   "command": "python benchmarks/train_default_weights.py"})
     finish(tmp, Path(a.out))
     print(f"weights written to {a.out} in {time.time() - t:.0f} s")
@@ -82,28 +83,38 @@ def write_model_card(card: dict, path: Path, metrics_csv: Path) -> None:
         f"# Model card: {card['name']} {card['version']}",
         "",
         "CERP-style detector + picker (after Zhou et al. 2019, as used by the seed study):",
-        f"- detector: 8 x [Conv1d k=3, ReLU, MaxPool 2], channels {card['detector_config']['channels']}, FC {card['detector_config']['hidden']} -> event/noise; {card['detector_params']} parameters",
-        f"- picker: 60 steps of 0.5 s (1 s of raw samples each, two dense layers), 2 bidirectional GRU layers (hidden {card['picker_config']['hidden']}), per-step noise/P/S + sub-step onset offset; {card['picker_params']} parameters",
+        f"- detector: 8 x [Conv1d k=3, ReLU, MaxPool 2], channels {card['detector_config']['channels']}, FC "
+        f"{card['detector_config']['hidden']} -> event/noise; {card['detector_params']} parameters",
+        "- picker: 60 steps of 0.5 s (1 s of raw samples each, two dense layers), 2 bidirectional GRU layers "
+        f"(hidden {card['picker_config']['hidden']}), per-step noise/P/S + sub-step onset offset; "
+        f"{card['picker_params']} parameters",
         "- input: 30 s, 100 Hz, Z/N/E, 1-20 Hz causal Butterworth (4 poles), per-window std normalisation",
         "",
-        f"- recommended thresholds: {card.get('recommended')} (P/S classes weighted 20:1 in training, so raw probabilities run high)",
+        f"- recommended thresholds: {card.get('recommended')} (P/S classes weighted 20:1 in training, so raw "
+        "probabilities run high)",
         "",
         "## Data",
         f"Synthetic worlds only: {card['recipe'].get('worlds')}. Samples cut from the continuous archives by",
-        "`quakescale.train.samples.samples_from_world`: event windows (P SNR >= 2) with every arrival of SNR >= 1.5 labelled,",
+        "`quakescale.train.samples.samples_from_world`: event windows (P SNR >= 2) with every arrival of SNR >= "
+        "1.5 labelled,",
         f"and noise windows free of arrivals. Counts: {card['n_samples']}.",
         "Not trained on real data: expect to retrain (`quakescale train`) on a region's own samples, as the seed did.",
         "",
         "## Recipe",
         f"{json.dumps(card['recipe'])}",
-        f"Reproduce: `{card['recipe'].get('command')}` (about {card.get('training_seconds', 0) / 60:.0f} min on 2 CPU cores).",
+        f"Reproduce: `{card['recipe'].get('command')}` (about {card.get('training_seconds', 0) / 60:.0f} min on 2 "
+        "CPU cores).",
         "",
         "## Metrics (held-out 10 % test split of the training worlds)",
-        f"- detector accuracy {m.get('test_detector_acc', float('nan')):.4f}; picker step accuracy {m.get('test_picker_step_acc', float('nan')):.4f}",
-        f"- P pick error std {m.get('test_p_err_std_s', float('nan')):.3f} s (median |e| {m.get('test_p_err_med_abs_s', float('nan')):.3f} s), recall {m.get('test_p_recall', float('nan')):.3f}",
-        f"- S pick error std {m.get('test_s_err_std_s', float('nan')):.3f} s (median |e| {m.get('test_s_err_med_abs_s', float('nan')):.3f} s), recall {m.get('test_s_recall', float('nan')):.3f}",
+        f"- detector accuracy {m.get('test_detector_acc', float('nan')):.4f}; picker step accuracy "
+        f"{m.get('test_picker_step_acc', float('nan')):.4f}",
+        f"- P pick error std {m.get('test_p_err_std_s', float('nan')):.3f} s (median |e| "
+        f"{m.get('test_p_err_med_abs_s', float('nan')):.3f} s), recall {m.get('test_p_recall', float('nan')):.3f}",
+        f"- S pick error std {m.get('test_s_err_std_s', float('nan')):.3f} s (median |e| "
+        f"{m.get('test_s_err_med_abs_s', float('nan')):.3f} s), recall {m.get('test_s_recall', float('nan')):.3f}",
         f"- last epochs: detector {last_d}; picker {last_p}",
-        "- per-epoch train/validation accuracy and pick error: default.metrics.csv (the model card is written from card.json by this script)",
+        "- per-epoch train/validation accuracy and pick error: default.metrics.csv (the model card is written "
+        "from card.json by this script)",
         "",
         f"Weights: {card['weights']} sha256 {card['sha256']}",
         "",

@@ -261,7 +261,8 @@ def test_builtin_backend_runs_the_project_unchanged(italy_project):
     eh = epicentral_km(summ.latitude, summ.longitude, vel.latitude, vel.longitude)
     dz = (summ.depth_km - vel.depth_km).abs()
     print(
-        f"Hypoinverse project (CRH model, builtin) vs VELEST: median epicentre {np.median(eh):.2f} km, depth {np.median(dz):.2f} km"
+        f"Hypoinverse project (CRH model, builtin) vs VELEST: median epicentre {np.median(eh):.2f} km, depth "
+        f"{np.median(dz):.2f} km"
     )
     assert np.median(eh) < 1.5 and np.median(dz) < 3.0
     assert summ.rms_s.median() < 0.3

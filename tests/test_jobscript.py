@@ -166,7 +166,10 @@ def test_render_jobs_with_images_uses_apptainer(tmp_path):
     assert (f"exec apptainer exec --nv --bind {run},/data/sds,/data/meta,/scratch /img/qs-gpu.sif "
             f"quakescale detect {run}/config.yaml --chunk \"${{chunk}}\"") in det
     rel = [s for s in specs if s.stage == "relocate"][0].script.read_text()
-    assert f"exec apptainer exec --bind {run},/data/sds,/data/meta,/scratch /img/qs-cpu.sif quakescale relocate {run}/config.yaml\n" in rel
+    assert (
+        f"exec apptainer exec --bind {run},/data/sds,/data/meta,/scratch /img/qs-cpu.sif quakescale relocate "
+        f"{run}/config.yaml\n"
+    ) in rel
 
 
 def test_submit_reports_refusal(tmp_path):

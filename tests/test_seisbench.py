@@ -353,7 +353,8 @@ def test_config_file_keeps_pretrained_names_and_resolves_weight_paths(tmp_path):
         ("./w/eqt.pt", str(tmp_path / "w" / "eqt.pt")),
     ):
         f = tmp_path / "c.yaml"
-        f.write_text(f"archive:\n  sds_root: sds\n  inventory: s.xml\n  start: 2020-01-01\n  end: 2020-01-01\ndetect:\n  method: seisbench\n  model: {spec}\n")
+        f.write_text("archive:\n  sds_root: sds\n  inventory: s.xml\n  start: 2020-01-01\n  end: 2020-01-01\ndetect:\n  "
+            f"method: seisbench\n  model: {spec}\n")
         assert load_config(f, check_paths=False).detect.model == want
 
 

@@ -35,7 +35,8 @@ if chunk is not None:
     if chunk == spec.get("fail_chunk") and stage == "detect":
         sys.exit(1)
     RunDir(run).write_status(stage, [{"unit": u, "state": "ok"} for u in units], part=f"chunk{chunk:04d}")
-    (run / "out" / f"{stage}-{chunk}.json").write_text(json.dumps({"units": units, "task": os.environ.get("SLURM_ARRAY_TASK_ID")}))
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    (run / "out" / f"{stage}-{chunk}.json").write_text(json.dumps({"units": units, "task": task}))
 else:
     seen = sorted(p.name for p in (run / "out").glob("*.json"))
     RunDir(run).write_status(stage, [{"unit": stage, "state": "ok"}])

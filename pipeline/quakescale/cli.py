@@ -125,7 +125,9 @@ def synth(
 
     t0 = time.time()
     meta = make_world(out, n_stations=stations, days=days, n_events=events, seed=seed, hours_per_day=hours_per_day, start=start, progress=_progress("synth station-days"))
-    typer.echo(f"\nworld {out}: {meta['n_stations']} stations x {meta['days']} day(s), {meta['n_events']} events, {meta['files']} MiniSEED files, corrupt file {meta['corrupt_file']}, {len(meta['gaps'])} gaps ({time.time() - t0:.1f} s)")
+    typer.echo(f"\nworld {out}: {meta['n_stations']} stations x {meta['days']} day(s), {meta['n_events']} events, "
+        f"{meta['files']} MiniSEED files, corrupt file {meta['corrupt_file']}, {len(meta['gaps'])} gaps "
+        f"({time.time() - t0:.1f} s)")
     typer.echo(f"run it: quakescale run {out / 'config.yaml'}")
 
 
@@ -189,12 +191,16 @@ def status(config: Path = typer.Argument(..., help="Run config (YAML).")):
             typer.echo(f"  failed {stage} {r.unit}: {r.reason[:160]}")
 
 
-@app.command()
+@app.command(
+    help=(
+        "Render sbatch job arrays into RUN/jobs/ (detect array -> associate -> locate -> xcorr array -> relocate -> "
+        "catalog, chained afterok) and submit them."
+    )
+)
 def submit(
     config: Path = typer.Argument(..., help="Run config (YAML) with compute.backend: array (or any backend: scripts are the same)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Render the sbatch scripts into RUN/jobs/ without submitting."),
 ):
-    """Render sbatch job arrays into RUN/jobs/ (detect array -> associate -> locate -> xcorr array -> relocate -> catalog, chained afterok) and submit them."""
     from .hpc.array import render_jobs, submit_run
     from .hpc.stages import STAGE_LIST, prepare_run, run_task
 
@@ -232,7 +238,8 @@ def demo(
     t0 = time.time()
     if not (world / "config.yaml").exists():
         meta = make_world(world, n_stations=stations, days=days, n_events=events, seed=seed, hours_per_day=hours_per_day, progress=_progress("synth station-days"))
-        typer.echo(f"\nsynth: {meta['n_stations']} stations x {meta['days']} day(s), {meta['n_events']} events in {meta['seconds']} s")
+        typer.echo(f"\nsynth: {meta['n_stations']} stations x {meta['days']} day(s), {meta['n_events']} events in "
+            f"{meta['seconds']} s")
     else:
         typer.echo(f"synth: reusing {world}")
     cfg = _load(world / "config.yaml")
@@ -248,13 +255,20 @@ def _print_summary(summary: dict):
         typer.echo(f"plan: {summary['plan']['station_days']} station-days {summary['plan']['states']}")
     if "picks" in vs:
         for ph, r in vs["picks"].items():
-            typer.echo(f"picks {ph}: {r['n_picks']} picks, recall {r['recall']:.3f} of {r['n_truth']} truth arrivals, error mean {r['mean_error_s']} s, std {r['std_error_s']} s")
+            typer.echo(f"picks {ph}: {r['n_picks']} picks, recall {r['recall']:.3f} of {r['n_truth']} truth arrivals, "
+                f"error mean {r['mean_error_s']} s, std {r['std_error_s']} s")
     for stage in ("associate", "locate", "relocate"):
         if stage in vs:
             r = vs[stage]
-            line = f"{stage}: {r['n_events']} events vs {r['n_truth']} truth: recall {r['recall']}, precision {r['precision']}"
+            line = (
+                f"{stage}: {r['n_events']} events vs {r['n_truth']} truth: recall {r['recall']}, precision "
+                f"{r['precision']}"
+            )
             if "median_epicentral_error_km" in r:
-                line += f", median epicentral error {r['median_epicentral_error_km']} km, depth {r['median_depth_error_km']} km"
+                line += (
+                    f", median epicentral error {r['median_epicentral_error_km']} km, depth "
+                    f"{r['median_depth_error_km']} km"
+                )
             if "median_magnitude_error" in r:
                 line += f", median magnitude error {r['median_magnitude_error']}"
             typer.echo(line)
@@ -341,7 +355,8 @@ def xcorr(
 @app.command()
 def associate(
     config: Optional[Path] = typer.Argument(None, help="Run config (YAML): runs the stage; with --picks its associate: section gives the parameters."),
-    picks: Optional[Path] = typer.Option(None, "--picks", help="Picks: our Parquet, a REAL pick zip/folder, PhaseNet picks.csv, HypoDD .pha, Hypoinverse .arc, or CSV (station_id/network+station, phase, time[, probability, amp_wa_mm])."),
+    picks: Optional[Path] = typer.Option(None, "--picks", help="Picks: our Parquet, a REAL pick zip/folder, PhaseNet picks.csv, HypoDD .pha, Hypoinverse .arc, or CSV "
+        "(station_id/network+station, phase, time[, probability, amp_wa_mm])."),
     stations_file: Optional[Path] = typer.Option(None, "--stations", help="Stations: StationXML, REAL station.dat, or a table (station_id, latitude, longitude, elevation_m)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Velocity model file (.nd, .crh, hypoDD.inp, layer table)."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output directory for events.parquet/assignments.parquet/unassociated.parquet (+ CSV)."),
@@ -397,13 +412,17 @@ def associate(
     typer.echo(res)
 
 
-@app.command()
+@app.command(
+    help=(
+        "Absolute location (Geiger, Hypoinverse-style weighting) + ML; or a Hypoinverse project unchanged (hyp1.40's "
+        "conventions and file layouts)."
+    )
+)
 def locate(
     target: str = typer.Argument(..., help="Run config (YAML), or the word 'hypoinverse' followed by a Hypoinverse command file."),
     command_file: Optional[Path] = typer.Argument(None, help="With 'hypoinverse': the hyp command file of the project."),
     force: bool = _FORCE,
 ):
-    """Absolute location (Geiger, Hypoinverse-style weighting) + ML; or a Hypoinverse project unchanged (hyp1.40's conventions and file layouts)."""
     if target == "hypoinverse":
         if command_file is None:
             _fail("usage: quakescale locate hypoinverse COMMANDFILE")
@@ -455,7 +474,15 @@ def compare(
         json_out.write_text(json.dumps(res, indent=2, default=str) + "\n")
 
 
-@app.command()
+@app.command(
+    help=(
+        "Build a region's training set from its own data: the teacher's picks (train.teacher: classic = STA/LTA + "
+        "kurtosis, or any picker such as cerp:WEIGHTS or seisbench:NAME:WEIGHTS), association (>= 4 stations) -> "
+        "event windows (S labels completed by association-guided picks; arrivals still unlabelled are ignored by the "
+        "loss); pick-free windows -> noise.  train.self_training (default true) adds the starting model's confident "
+        "S picks to the classic teacher's; false: classic picks only."
+    )
+)
 def bootstrap(
     config: Path = typer.Argument(..., help="Run config (YAML) of the region's continuous data."),
     out: Optional[Path] = typer.Option(None, "--out", help="Sample-set directory (default: train.samples_dir under the run directory)."),
@@ -468,7 +495,6 @@ def bootstrap(
              "seisbench:NAME:WEIGHTS ...",
     ),
 ):
-    """Build a region's training set from its own data: the teacher's picks (train.teacher: classic = STA/LTA + kurtosis, or any picker such as cerp:WEIGHTS or seisbench:NAME:WEIGHTS), association (>= 4 stations) -> event windows (S labels completed by association-guided picks; arrivals still unlabelled are ignored by the loss); pick-free windows -> noise.  train.self_training (default true) adds the starting model's confident S picks to the classic teacher's; false: classic picks only."""
     from .hpc.training import resolve_paths, run_bootstrap
 
     cfg = _load(config)
@@ -483,7 +509,13 @@ def bootstrap(
     typer.echo(f"sample set in {out}; next: quakescale train {config} --samples {out}")
 
 
-@app.command()
+@app.command(
+    help=(
+        "Train (or fine-tune) the CNN detector and BiGRU picker on sample sets: Adam lr 1e-3, batch 512, 7:2:1 "
+        "split; resumable; metrics CSV + curves PNG. Runs here, on the SLURM GPU pool, or as an sbatch job "
+        "(--backend)."
+    )
+)
 def train(
     config: Path = typer.Argument(..., help="Run config (YAML); its train section sets the recipe."),
     samples: List[Path] = typer.Option(None, "--samples", help="Sample-set directory (repeatable; default: train.samples_dir under the run directory)."),
@@ -491,11 +523,12 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for detector and picker (overrides train.epochs_*)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (overrides train.device)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop training after this wall time (checkpoints kept; rerun resumes)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="local | slurm | array (default: compute.backend). slurm: a task on the GPU pool of a dask-jobqueue cluster; array: an sbatch job on the GPU partition (job id printed)."),
-    bootstrap: bool = typer.Option(False, "--bootstrap", help="Build the sample set first (quakescale bootstrap), on the CPU pool / as a CPU job the training waits for (afterok)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="local | slurm | array (default: compute.backend). slurm: a task on the GPU pool of a dask-jobqueue "
+        "cluster; array: an sbatch job on the GPU partition (job id printed)."),
+    bootstrap: bool = typer.Option(False, "--bootstrap", help="Build the sample set first (quakescale bootstrap), on the CPU pool / as a CPU job the training waits "
+        "for (afterok)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="array: render the sbatch scripts into RUN/jobs/ without submitting."),
 ):
-    """Train (or fine-tune) the CNN detector and BiGRU picker on sample sets: Adam lr 1e-3, batch 512, 7:2:1 split; resumable; metrics CSV + curves PNG. Runs here, on the SLURM GPU pool, or as an sbatch job (--backend)."""
     from .hpc import training
 
     cfg = _load(config)

@@ -256,7 +256,9 @@ class TrainSection(_Section):
     # bootstrap: whose picks, associated, become the labels: classic (the seed's STA/LTA + kurtosis) or any
     # picker of the station-day runner: cerp[:WEIGHTS], stalta, kurtosis, seisbench:NAME:WEIGHTS ...
     teacher: str = "classic"
-    self_training: bool = True  # bootstrap: init_model's picks join the classic picks (events still need classic picks); false = the seed's classic-only set
+    # bootstrap: init_model's picks join the classic picks (events still need classic picks); false = the seed's
+    # classic-only set
+    self_training: bool = True
     init_model: Optional[str] = "builtin:default"  # fine-tune from this model; null = from scratch
     name: str = "cerp-region"
     version: Optional[str] = None  # default: date + sample-set hash
@@ -412,7 +414,8 @@ def check_inputs(cfg: Config, source: str = "config") -> None:
 
         name = cfg.velocity.model.split(":", 1)[1]
         if name not in BUILTIN_MODELS:
-            problems.append(f"  velocity.model: unknown builtin model {name!r}; allowed values: {sorted('builtin:' + k for k in BUILTIN_MODELS)} or a model file")
+            problems.append(f"  velocity.model: unknown builtin model {name!r}; allowed values: "
+                f"{sorted('builtin:' + k for k in BUILTIN_MODELS)} or a model file")
     elif not Path(cfg.velocity.model).exists():
         problems.append(f"  velocity.model: file not found: {cfg.velocity.model}")
     if cfg.detect.method == "seisbench":
@@ -485,7 +488,8 @@ detect:
   pick_threshold: 0.5          # picker P/S probability: runs of steps above it time a pick
   min_prob_p: 0.8              # keep a P pick only if its peak probability reaches this ...
   min_prob_s: 0.8              # ... and an S pick (false picks in codas have ~0.5-0.8)
-  keep_sharp_onset_contrast: 3.5  # ... or, below that, if its onset is this sharp (RMS 0.3 s after / before the AIC onset)
+  keep_sharp_onset_contrast: 3.5  # ... or, below that, if its onset is this sharp (RMS 0.3 s after / before
+                               # the AIC onset)
   refine_phases: [P, S]        # onset refinement on the waveform (AIC, Maeda 1985; Z for P, N+E for S); [] = off
   refine_max_shift_s: 0.25     # the AIC onset may move a pick at most this far ...
   refine_min_contrast: 4.0     # ... and only when RMS 0.3 s after / before it reaches this
@@ -599,8 +603,10 @@ compute:
   array_throttle: 50           # at most this many array tasks at once (%N)
   interface: lo                # network interface of the Dask scheduler/workers
   prologue: []                 # lines run before workers start, e.g. ["module load cuda"]
-  gpu_pool: {partition: null, account: null, qos: null, walltime: "04:00:00", cores: 4, memory: 16GB, gpus: 1, min_jobs: 0, max_jobs: 4, job_extra_directives: []}
-  cpu_pool: {partition: null, account: null, qos: null, walltime: "04:00:00", cores: 4, memory: 16GB, gpus: 0, min_jobs: 0, max_jobs: 4, job_extra_directives: []}
+  gpu_pool: {partition: null, account: null, qos: null, walltime: "04:00:00", cores: 4, memory: 16GB, gpus: 1,
+             min_jobs: 0, max_jobs: 4, job_extra_directives: []}
+  cpu_pool: {partition: null, account: null, qos: null, walltime: "04:00:00", cores: 4, memory: 16GB, gpus: 0,
+             min_jobs: 0, max_jobs: 4, job_extra_directives: []}
   image_gpu: null              # Apptainer image for detection workers (apptainer exec --nv)
   image_cpu: null              # Apptainer image for the CPU stages
   binds: []                    # extra --bind paths

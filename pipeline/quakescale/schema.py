@@ -185,7 +185,8 @@ def conform(data, schema: pa.Schema, keep_extra: bool = True, where: str = "") -
             data = data.append_column(f.name, pa.nulls(data.num_rows, f.type))
     missing = [f.name for f in schema if f.name not in data.column_names]
     if missing:
-        raise SchemaError(f"{where or name} table: missing column(s) {missing} required by schema {name!r} v{schema.metadata[b'quakescale.schema_version'].decode()}")
+        raise SchemaError(f"{where or name} table: missing column(s) {missing} required by schema {name!r} "
+            f"v{schema.metadata[b'quakescale.schema_version'].decode()}")
     cols, fields = [], []
     for f in schema:
         col = data.column(f.name)
@@ -215,4 +216,5 @@ def check_version(table: pa.Table, schema: pa.Schema, where: str = "") -> None:
     got = md.get(b"quakescale.schema_version")
     want = schema.metadata[b"quakescale.schema_version"]
     if got is not None and got != want and got.decode() not in READS.get(schema_name(schema), ()):
-        raise SchemaError(f"{where}: schema {schema_name(schema)!r} version {got.decode()} found, this QuakeScale reads version {want.decode()}")
+        raise SchemaError(f"{where}: schema {schema_name(schema)!r} version {got.decode()} found, this QuakeScale reads version "
+            f"{want.decode()}")

@@ -276,10 +276,13 @@ HEADINGS = {"map": "Map", "sections": "Depth cross-sections", "fmd": "Frequencyâ
             "time": "Seismicity in time", "residuals": "Pick residuals", "truth": "Location errors against the truth"}
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1150px;color:#222;padding:0 1em}
-h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1150px;\
+color:#222;padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;\
+border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 .meta{color:#666;font-size:.9em}
-table{border-collapse:collapse;font-size:.9em;margin:.5em 0} td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0} \
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
 th{background:#f3f3f3} td:nth-child(2){font-variant-numeric:tabular-nums}
 figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:.9em;margin-top:.3em}

@@ -132,7 +132,8 @@ def write_pha(events: pd.DataFrame, phases: pd.DataFrame, path) -> Path:
         lines.append(
             f"# {t.year:4d} {t.month:2d} {t.day:2d} {t.hour:2d} {t.minute:2d} {sec:6.3f} "
             f"{r.latitude:.5f} {r.longitude:.5f} {r.depth_km:.3f} {mag:.2f} "
-            f"{getattr(r, 'eh_km', 0.0):.2f} {getattr(r, 'ez_km', 0.0):.2f} {getattr(r, 'rms_s', 0.0):.2f} {int(r.event_id)}"
+            f"{getattr(r, 'eh_km', 0.0):.2f} {getattr(r, 'ez_km', 0.0):.2f} {getattr(r, 'rms_s', 0.0):.2f} "
+            f"{int(r.event_id)}"
         )
         g = groups.get(r.event_id)
         if g is not None:
@@ -211,7 +212,8 @@ def write_event_dat(events: pd.DataFrame, path) -> Path:
         mag = getattr(r, "magnitude", 0.0)
         mag = 0.0 if mag is None or not np.isfinite(mag) else mag
         lines.append(f"{date:8d}  {tim:8d}  {r.latitude:8.4f}  {r.longitude:9.4f}  {r.depth_km:9.3f}  {mag:5.2f}  "
-                     f"{getattr(r, 'eh_km', 0.0):6.2f}  {getattr(r, 'ez_km', 0.0):6.2f}  {getattr(r, 'rms_s', 0.0):5.2f} {int(r.event_id):10d}")
+                     f"{getattr(r, 'eh_km', 0.0):6.2f}  {getattr(r, 'ez_km', 0.0):6.2f}  {getattr(r, 'rms_s', 0.0):5.2f} "
+                     f"{int(r.event_id):10d}")
     Path(path).write_text("\n".join(lines) + "\n")
     return Path(path)
 
@@ -809,7 +811,8 @@ def write_res(res: pd.DataFrame, path) -> Path:
         if good:
             out.append(fmt % r)
         else:
-            out.append(f"{r[0]:<7s} {_f(r[1], 12, 7)} {r[2]:9d} {r[3]:9d} {r[4]:1d} {_f(r[5], 9, 4)} {_f(r[6], 12, 6)} {_f(r[7], 11, 6)} {_f(r[8], 8, 1)}")
+            out.append(f"{r[0]:<7s} {_f(r[1], 12, 7)} {r[2]:9d} {r[3]:9d} {r[4]:1d} {_f(r[5], 9, 4)} {_f(r[6], 12, 6)} "
+                f"{_f(r[7], 11, 6)} {_f(r[8], 8, 1)}")
     Path(path).write_text("\n".join(out) + "\n")
     return Path(path)
 

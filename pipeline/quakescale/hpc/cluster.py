@@ -178,4 +178,5 @@ def make_cluster(compute, pool: str = "cpu", *, run_dir=None, binds: Iterable | 
             p = _pool(compute, pool)
             cluster.adapt(minimum_jobs=p.min_jobs, maximum_jobs=max(p.max_jobs, p.min_jobs))
         return cluster
-    raise ValueError(f"compute.backend {compute.backend!r} has no Dask cluster (array mode submits sbatch job arrays: quakescale submit)")
+    raise ValueError(f"compute.backend {compute.backend!r} has no Dask cluster (array mode submits sbatch job arrays: "
+        "quakescale submit)")

@@ -91,7 +91,8 @@ def bind_path(p, field: str) -> str:
     raises :class:`ContainerError` naming ``field`` (the config field or role it came from)."""
     s = str(Path(p))
     if "," in s or ":" in s:
-        raise ContainerError(f"{field}: path {s!r} contains ',' or ':' and cannot be bound into the container; move it or bind a parent through compute.binds")
+        raise ContainerError(f"{field}: path {s!r} contains ',' or ':' and cannot be bound into the container; move it or bind a "
+            "parent through compute.binds")
     return s
 
 

@@ -2,8 +2,9 @@
 
 Fanned-out stages (detect over station-days, xcorr over stations; ``stages.STAGE``) are cut into
 chunks of the stage's chunk size (:func:`~quakescale.hpc.stages.chunks`) and mapped with Dask
-(local cluster or the stage's SLURM pool); every chunk is one ``run_task`` call, so a rerun only redoes the units without an ``ok`` status row.  The other
-stages run once (``unit = "all"``) in the driver process or on the CPU pool.
+(local cluster or the stage's SLURM pool); every chunk is one ``run_task`` call, so a rerun only
+redoes the units without an ``ok`` status row.  The other stages run once (``unit = "all"``) in the
+driver process or on the CPU pool.
 """
 
 from __future__ import annotations

@@ -165,7 +165,8 @@ def export_hypoinverse_project(events: pd.DataFrame, picks: pd.DataFrame, statio
             raise ValueError(f"export_hypoinverse_project: {what} table lacks column(s) {missing}; has {list(df.columns)}")
     ev = events.reset_index(drop=True)
     if ev["event_id"].duplicated().any():
-        raise ValueError(f"export_hypoinverse_project: duplicate event_id(s) {ev.loc[ev.event_id.duplicated(), 'event_id'].tolist()[:5]}")
+        raise ValueError("export_hypoinverse_project: duplicate event_id(s) "
+            f"{ev.loc[ev.event_id.duplicated(), 'event_id'].tolist()[:5]}")
     ph = picks[picks["event_id"].isin(ev["event_id"])].reset_index(drop=True)
     phase = ph["phase"].astype(str).str.upper().str[:1]
     bad = ~phase.isin(["P", "S"])
@@ -229,9 +230,11 @@ def export_hypoinverse_project(events: pd.DataFrame, picks: pd.DataFrame, statio
         "TOP F",
         f"STA '{STATION_FILE}'",
         *mlines,
-        f"DIS 4 {p.dist_full_km:g} 1 {ratio_zero:g}          / full weight to {p.dist_full_km:g} km, zero at {p.dist_zero_km:g} km",
+        f"DIS 4 {p.dist_full_km:g} 1 {ratio_zero:g}          / full weight to {p.dist_full_km:g} km, zero at "
+        f"{p.dist_zero_km:g} km",
         f"RMS {int(p.residual_weighting_iter) + 1} {p.residual_full_s:g} 1 {p.residual_cutoff_factor:g}"
-        f"          / full weight to {p.residual_full_s:g} s, zero at {p.residual_full_s * p.residual_cutoff_factor:g} s",
+        f"          / full weight to {p.residual_full_s:g} s, zero at "
+        f"{p.residual_full_s * p.residual_cutoff_factor:g} s",
         f"ERR {p.read_error_s:g}",
         f"WET {wet}",
         f"SWT {p.s_weight:g}",

@@ -522,9 +522,12 @@ def _relocate_cluster(ev, st, dd, model, sets, solver, use_ct, use_cc, cl_no, lo
         aq = np.flatnonzero(newdep < 0)
         bad = set(int(v) for v in c.ids[aq])
         factor = 2.7955
-        logs.append(f"iter {it - jiter:3d} ({it:3d}): ev {len(c.ids):6d} ct {int((~c.iscc).sum()):8d} cc {int(c.iscc.sum()):8d} "
-                    f"rms_ct {rms_ct * 1000:7.1f} ms rms_cc {rms_cc * 1000:7.1f} ms damp {s.damp:g} istop {istop} itn {c.lsqr_itn} cnd {cond:8.1f} "
-                    f"mean |dx,dy,dz| {np.mean(np.abs(x[:, 0])):7.1f} {np.mean(np.abs(x[:, 1])):7.1f} {np.mean(np.abs(x[:, 2])):7.1f} m aq {len(aq)}")
+        logs.append(f"iter {it - jiter:3d} ({it:3d}): ev {len(c.ids):6d} ct {int((~c.iscc).sum()):8d} cc "
+            f"{int(c.iscc.sum()):8d} "
+                    f"rms_ct {rms_ct * 1000:7.1f} ms rms_cc {rms_cc * 1000:7.1f} ms damp {s.damp:g} istop {istop} itn "
+                    f"{c.lsqr_itn} cnd {cond:8.1f} "
+                    f"mean |dx,dy,dz| {np.mean(np.abs(x[:, 0])):7.1f} {np.mean(np.abs(x[:, 1])):7.1f} "
+                    f"{np.mean(np.abs(x[:, 2])):7.1f} m aq {len(aq)}")
         if aq.size:
             if len(c.ids) - len(aq) <= 1:
                 logs.append(f"cluster {cl_no}: number of non-airquakes < 2; cluster skipped")
@@ -622,7 +625,8 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
     ids = set(ev["event_id"])
     d = d[d["event_id_1"].isin(ids) & d["event_id_2"].isin(ids) & d["station"].isin(set(st["station"]))]
     d = d[d["event_id_1"] != d["event_id_2"]].reset_index(drop=True)
-    logs.append(f"stations within {maxdist_km:g} km: {len(st)} of {len(stations)}; dtimes ct P {int(((d.kind == 'ct') & (d.phase == 'P')).sum())} "
+    logs.append(f"stations within {maxdist_km:g} km: {len(st)} of {len(stations)}; dtimes ct P "
+        f"{int(((d.kind == 'ct') & (d.phase == 'P')).sum())} "
                 f"S {int(((d.kind == 'ct') & (d.phase == 'S')).sum())} cc P {int(((d.kind == 'cc') & (d.phase == 'P')).sum())} "
                 f"S {int(((d.kind == 'cc') & (d.phase == 'S')).sum())}")
     used = set(d["event_id_1"]) | set(d["event_id_2"])
@@ -639,7 +643,8 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
         lab = np.zeros(len(ev), np.int64)
     ncl = int(lab.max()) + 1 if (lab >= 0).any() else 0
     clusters = [list(ev["event_id"][lab == k]) for k in range(ncl)]
-    logs.append(f"clusters: {ncl} ({', '.join(str(len(c)) for c in clusters[:10])}{'...' if ncl > 10 else ''}); isolated events {int((lab < 0).sum())}")
+    logs.append(f"clusters: {ncl} ({', '.join(str(len(c)) for c in clusters[:10])}{'...' if ncl > 10 else ''}); isolated "
+        f"events {int((lab < 0).sum())}")
     todo = range(1, ncl + 1) if cluster == 0 else [cluster]
     if cluster and (cluster < 1 or cluster > ncl):
         raise DDError(f"cluster {cluster} requested, but there are {ncl} cluster(s)")

@@ -106,7 +106,8 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
         raise DDError(f"export_hypodd_project: duplicate event_id(s) {ev.loc[ev.event_id.duplicated(), 'event_id'].tolist()[:5]}")
     nan = ev[["latitude", "longitude", "depth_km"]].isna().any(axis=1)
     if nan.any():
-        raise DDError(f"export_hypodd_project: event(s) without a location (lat/lon/depth NaN): {ev.loc[nan, 'event_id'].tolist()[:10]}")
+        raise DDError("export_hypodd_project: event(s) without a location (lat/lon/depth NaN): "
+            f"{ev.loc[nan, 'event_id'].tolist()[:10]}")
     sta = stations.drop_duplicates("station_id").reset_index(drop=True)
     id_map = _event_ids(ev, out)
 

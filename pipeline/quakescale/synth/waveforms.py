@@ -93,9 +93,10 @@ def synth_arrival_pair(
     the complex instrument response (counts per m/s).  ``coda_base`` ({"P"|"S": (3, N) white
     noise}) is the station's scattering signature: coda = sqrt(1 - a^2) * base + a * own noise
     (a = ``coda_own``), so neighbouring events share their coda as real ones do (what waveform
-    cross-correlation exploits); ``sh_fraction`` fixes the S polarisation (a shared mechanism).  Returns (i0, data (3, n) counts float64
-    ordered Z, N, E, info) where i0 is the day sample of data[:, 0] and info holds the WA
-    amplitude (mm), and the 1-20 Hz peak amplitudes of P (Z) and S (horizontals) in counts.
+    cross-correlation exploits); ``sh_fraction`` fixes the S polarisation (a shared mechanism).
+    Returns (i0, data (3, n) counts float64 ordered Z, N, E, info) where i0 is the day sample of
+    data[:, 0] and info holds the WA amplitude (mm), and the 1-20 Hz peak amplitudes of P (Z) and S
+    (horizontals) in counts.
     """
     sp = t_s_s - t_p_s
     tau_s = 1.0 + 0.35 * tt_s_s  # coda decay time

@@ -5,8 +5,8 @@ test) with a fixed seed.  Every epoch appends one row per model to ``metrics.csv
 validation loss and accuracy (detector: window event/noise; picker: per-0.5 s-step noise/P/S),
 and for the picker the validation pick error (std and median |error| of P and S in seconds,
 after sub-step refinement) and pick recall.  Checkpoints (``checkpoints/last.pt``) are written
-every epoch and the epoch with the lowest validation loss is kept (``*_best.pt``); the final weights go to ``OUT/cerp.pt`` + ``card.json`` (+ the test-split
-metrics), loadable with ``detect.model: OUT``.
+every epoch and the epoch with the lowest validation loss is kept (``*_best.pt``); the final weights
+go to ``OUT/cerp.pt`` + ``card.json`` (+ the test-split metrics), loadable with ``detect.model: OUT``.
 
 Losses: detector binary cross-entropy; picker class-weighted cross-entropy over steps plus an L1
 loss on the onset offsets of the steps next to each labelled arrival (in step units).
@@ -234,7 +234,8 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
         vl, va = det_pass(va_idx, False, np.random.default_rng(seed + 1), aug_eval)
         wr.writerow({"model": "detector", "epoch": ep, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va, "seconds": time.time() - t})
         fh.flush()
-        log(f"detector epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} ({time.time() - t:.1f} s)")
+        log(f"detector epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} "
+            f"({time.time() - t:.1f} s)")
         torch.save({"detector": m.detector.state_dict(), "epoch": ep}, out / "checkpoints" / "detector_last.pt")
         if vl < best_d[0]:
             best_d = (vl, {k: v.detach().clone() for k, v in m.detector.state_dict().items()}, ep)
@@ -248,7 +249,9 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
         sm = _pick_summary(res)
         wr.writerow({"model": "picker", "epoch": ep, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va, **{f"val_{k}": v for k, v in sm.items() if f"val_{k}" in fields}, "seconds": time.time() - t})
         fh.flush()
-        log(f"picker epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} P err {sm['p_err_std_s']:.3f} s S err {sm['s_err_std_s']:.3f} s recall {sm['p_recall']:.3f}/{sm['s_recall']:.3f} ({time.time() - t:.1f} s)")
+        log(f"picker epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} P err "
+            f"{sm['p_err_std_s']:.3f} s S err {sm['s_err_std_s']:.3f} s recall "
+            f"{sm['p_recall']:.3f}/{sm['s_recall']:.3f} ({time.time() - t:.1f} s)")
         torch.save({"picker": m.picker.state_dict(), "epoch": ep}, out / "checkpoints" / "picker_last.pt")
         if vl < best_p[0]:
             best_p = (vl, {k: v.detach().clone() for k, v in m.picker.state_dict().items()}, ep)
