@@ -2,7 +2,7 @@
 #   make demo            synth world + full pipeline on the local Dask backend, prints a summary
 #   make test            the test suite (starts the local single-node SLURM when root on Debian)
 #   make bench           the benchmarks in quick mode (JSON in bench-out/)
-#   make lint            ruff (lint + format check, line length 120; pyproject.toml [tool.ruff]); not yet part of make test
+#   make lint            ruff (lint + format check, line length 120; pyproject.toml [tool.ruff]); make test runs it first
 #   make containers      build the Apptainer images (needs apptainer)
 #   make models          the published EQTransformer / PhaseNet / GPD weights, converted for offline use (make test runs it)
 #   make TORCH=...       another torch requirement, e.g. TORCH="torch==2.13.0 --index-url ..."
@@ -35,7 +35,7 @@ sysdeps:
 demo: install
 	$(BIN)/quakescale demo --out $(DEMO_OUT)
 
-test: install sysdeps models
+test: install sysdeps models lint
 	MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456 \
 	  $(BIN)/python -m pytest -q -ra tests
 
@@ -46,7 +46,7 @@ test-fast: install
 # hooks: .pre-commit-config.yaml).  LINT_PATHS narrows it, e.g. make lint LINT_PATHS=pipeline/quakescale/hpc
 LINT_PATHS ?= pipeline tests benchmarks
 lint: install
-	$(BIN)/python -m pip install -q -e ".[lint]"
+	$(BIN)/python -m pip install -q "ruff==0.17.6"
 	$(BIN)/python -m ruff check $(LINT_PATHS)
 	$(BIN)/python -m ruff format --check $(LINT_PATHS)
 

@@ -34,7 +34,9 @@ def synthetic_world(path: Path) -> Path:
     return path
 
 
-def real_noise_day(world: Path | None, out: Path, gapped: bool = False, seed: int = 5, day: str = "2019-12-25") -> Path | None:
+def real_noise_day(
+    world: Path | None, out: Path, gapped: bool = False, seed: int = 5, day: str = "2019-12-25"
+) -> Path | None:
     """An SDS root holding one real-noise 24 h day: as XL.L01 (EH?) on the synthetic ``world``'s
     first day (its StationXML has full responses), or, with ``world=None``, as the real
     CM.URMC.00.HH? on ``day`` (use the Mesetas StationXML).  None when the shared Mesetas data
@@ -85,6 +87,11 @@ def real_noise_day(world: Path | None, out: Path, gapped: bool = False, seed: in
             out_st += t
         d = sds / str(day0.year) / net / sta / f"{band}{comp}.D"
         d.mkdir(parents=True, exist_ok=True)
-        out_st.write(str(d / f"{net}.{sta}.{loc}.{band}{comp}.D.{day0.year}.{day0.julday:03d}"), format="MSEED", encoding="STEIM2", reclen=512)
+        out_st.write(
+            str(d / f"{net}.{sta}.{loc}.{band}{comp}.D.{day0.year}.{day0.julday:03d}"),
+            format="MSEED",
+            encoding="STEIM2",
+            reclen=512,
+        )
     done.touch()
     return sds

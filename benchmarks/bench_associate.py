@@ -53,7 +53,7 @@ CATALOG = ITALY / "REAL" / "catalog_sel.txt"
 ZMAX = 30.0
 MARGIN = 20.0
 
-PYOCTO_CHILD = r'''
+PYOCTO_CHILD = r"""
 import json, sys, time
 import pandas as pd
 import pyocto
@@ -71,7 +71,7 @@ if len(events) == 0:
 events[["time", "x", "y", "z", "picks"]].to_csv(cfg["events_out"], index=False)
 json.dump({"cpu_s": cpu, "wall_s": wall, "n_events": int(len(events)), "n_assigned": int(len(assignments))},
           open(cfg["result_out"], "w"))
-'''
+"""
 
 
 def _run_child(cmd):
@@ -113,8 +113,12 @@ def score(found: pd.DataFrame, ref: pd.DataFrame) -> dict:
     from quakescale.associate import match_events
 
     m = match_events(found, ref, max_dt_s=1.5, max_dist_km=5.0)
-    return {"n_events": len(found), "matched": len(m), "recall": len(m) / max(len(ref), 1),
-            "precision": len(m) / max(len(found), 1)}
+    return {
+        "n_events": len(found),
+        "matched": len(m),
+        "recall": len(m) / max(len(ref), 1),
+        "precision": len(m) / max(len(found), 1),
+    }
 
 
 # ------------------------------------------------------------------------------- ours (child)
@@ -131,8 +135,9 @@ def run_ours_child(cfg_path: str) -> None:
     ev, asg = associate_partitioned(picks, a)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     ev.to_parquet(cfg["events_out"])
-    Path(cfg["result_out"]).write_text(json.dumps({"cpu_s": cpu, "wall_s": wall, "n_events": len(ev),
-                                                   "n_assigned": len(asg)}))
+    Path(cfg["result_out"]).write_text(
+        json.dumps({"cpu_s": cpu, "wall_s": wall, "n_events": len(ev), "n_assigned": len(asg)})
+    )
 
 
 def _parse_value(v: str):
@@ -154,8 +159,14 @@ def bench_set(name: str, args, work: Path, tt, ref: pd.DataFrame) -> dict:
     picks.to_parquet(pk_path)
     res = {"n_picks": len(picks)}
     params = dict(_parse_value_pair(s) for s in args.set)
-    cfg = {"picks": str(pk_path), "stations": str(STATIONS), "model": str(MODEL), "params": params,
-           "events_out": str(work / f"{name}_ours_events.parquet"), "result_out": str(work / f"{name}_ours.json")}
+    cfg = {
+        "picks": str(pk_path),
+        "stations": str(STATIONS),
+        "model": str(MODEL),
+        "params": params,
+        "events_out": str(work / f"{name}_ours_events.parquet"),
+        "result_out": str(work / f"{name}_ours.json"),
+    }
     (work / f"{name}_ours_cfg.json").write_text(json.dumps(cfg))
     rc, rss, _, log = _run_child([sys.executable, __file__, "--_ours-child", str(work / f"{name}_ours_cfg.json")])
     if rc != 0:
@@ -168,34 +179,54 @@ def bench_set(name: str, args, work: Path, tt, ref: pd.DataFrame) -> dict:
     if not args.skip_pyocto:
         a = Associator(stations, tt=tt, max_depth_km=ZMAX, margin_km=MARGIN)  # projection + search box
         sx, sy = a.proj.to_xy(stations["latitude"].to_numpy(), stations["longitude"].to_numpy())
-        pst = pd.DataFrame({"id": stations["station_id"], "x": sx, "y": sy,
-                            "z": -stations["elevation_m"].to_numpy() / 1000.0})
+        pst = pd.DataFrame(
+            {"id": stations["station_id"], "x": sx, "y": sy, "z": -stations["elevation_m"].to_numpy() / 1000.0}
+        )
         pst.to_parquet(work / "pyocto_stations.parquet")
         t_ref = picks["time"].min().floor("D")
-        ppk = pd.DataFrame({"station": picks["station_id"], "phase": picks["phase"],
-                            "time": (picks["time"] - t_ref).dt.total_seconds()})
+        ppk = pd.DataFrame(
+            {
+                "station": picks["station_id"],
+                "phase": picks["phase"],
+                "time": (picks["time"] - t_ref).dt.total_seconds(),
+            }
+        )
         ppk.to_parquet(work / f"{name}_pyocto_picks.parquet")
-        pcfg = {"picks": str(work / f"{name}_pyocto_picks.parquet"), "stations": str(work / "pyocto_stations.parquet"),
-                "model": str(work / "pyocto_model.bin"), "tolerance": 1.5, "xlim": list(a.xlim), "ylim": list(a.ylim),
-                "zlim": [0.0, ZMAX], "time_before": 60.0, "threads": args.threads,
-                "events_out": str(work / f"{name}_pyocto_events.csv"), "result_out": str(work / f"{name}_pyocto.json")}
+        pcfg = {
+            "picks": str(work / f"{name}_pyocto_picks.parquet"),
+            "stations": str(work / "pyocto_stations.parquet"),
+            "model": str(work / "pyocto_model.bin"),
+            "tolerance": 1.5,
+            "xlim": list(a.xlim),
+            "ylim": list(a.ylim),
+            "zlim": [0.0, ZMAX],
+            "time_before": 60.0,
+            "threads": args.threads,
+            "events_out": str(work / f"{name}_pyocto_events.csv"),
+            "result_out": str(work / f"{name}_pyocto.json"),
+        }
         (work / f"{name}_pyocto_cfg.json").write_text(json.dumps(pcfg))
         (work / "pyocto_child.py").write_text(PYOCTO_CHILD)
-        rc, rss, _, log = _run_child([sys.executable, str(work / "pyocto_child.py"), str(work / f"{name}_pyocto_cfg.json")])
+        rc, rss, _, log = _run_child(
+            [sys.executable, str(work / "pyocto_child.py"), str(work / f"{name}_pyocto_cfg.json")]
+        )
         if rc != 0:
             print(log)
             raise SystemExit(f"PyOcto failed on {name} (rc {rc})")
         r = json.loads(Path(pcfg["result_out"]).read_text())
         pev = pd.read_csv(pcfg["events_out"])
         lat, lon = a.proj.to_latlon(pev["x"].to_numpy(float), pev["y"].to_numpy(float))
-        pev = pd.DataFrame({"time": t_ref + pd.to_timedelta(pev["time"].to_numpy(float), unit="s"),
-                            "latitude": lat, "longitude": lon})
-        res["pyocto"] = dict(r, peak_rss_mib=rss, settings="PyOcto defaults; tolerance 1.5 s, time_before 60 s",
-                             **score(pev, ref))
+        pev = pd.DataFrame(
+            {"time": t_ref + pd.to_timedelta(pev["time"].to_numpy(float), unit="s"), "latitude": lat, "longitude": lon}
+        )
+        res["pyocto"] = dict(
+            r, peak_rss_mib=rss, settings="PyOcto defaults; tolerance 1.5 s, time_before 60 s", **score(pev, ref)
+        )
         q, p = res["quakescale"], res["pyocto"]
         res["cpu_ratio_ours_over_pyocto"] = q["cpu_s"] / max(p["cpu_s"], 1e-9)
-        res["pass"] = bool(q["recall"] >= p["recall"] and q["precision"] >= p["precision"]
-                           and res["cpu_ratio_ours_over_pyocto"] <= 0.2)
+        res["pass"] = bool(
+            q["recall"] >= p["recall"] and q["precision"] >= p["precision"] and res["cpu_ratio_ours_over_pyocto"] <= 0.2
+        )
     return res
 
 
@@ -227,13 +258,17 @@ def main(argv=None) -> int:
 
     work = Path(args.out).resolve().parent / "associate_work"
     work.mkdir(parents=True, exist_ok=True)
-    tt = TravelTimeTable(load_model(MODEL), max_dist_km=260, max_depth_km=ZMAX + 2, dist_step_km=0.25, depth_step_km=0.1)
+    tt = TravelTimeTable(
+        load_model(MODEL), max_dist_km=260, max_depth_km=ZMAX + 2, dist_step_km=0.25, depth_step_km=0.1
+    )
     if not args.skip_pyocto:
         write_pyocto_model(tt, work / "pyocto_model.bin", delta=0.5, xdist=250.0, zdist=ZMAX + 1)
     ref = _reference(args.quick)
     out = {"quick": args.quick, "reference_events": len(ref), "host_cpus": os.cpu_count(), "sets": {}}
-    print(f"{'set':9s} {'program':10s} {'events':>7s} {'recall':>7s} {'precis.':>7s} {'CPU s':>7s} {'wall s':>7s} "
-          f"{'RSS MiB':>8s}")
+    print(
+        f"{'set':9s} {'program':10s} {'events':>7s} {'recall':>7s} {'precis.':>7s} {'CPU s':>7s} {'wall s':>7s} "
+        f"{'RSS MiB':>8s}"
+    )
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         if name not in SETS:
             raise SystemExit(f"unknown set {name!r} (have {list(SETS)})")
@@ -242,11 +277,15 @@ def main(argv=None) -> int:
         for prog in ("pyocto", "quakescale"):
             if prog in res:
                 r = res[prog]
-                print(f"{name:9s} {prog:10s} {r['n_events']:7d} {r['recall']:7.3f} {r['precision']:7.3f} "
-                      f"{r['cpu_s']:7.1f} {r['wall_s']:7.1f} {r['peak_rss_mib']:8.0f}")
+                print(
+                    f"{name:9s} {prog:10s} {r['n_events']:7d} {r['recall']:7.3f} {r['precision']:7.3f} "
+                    f"{r['cpu_s']:7.1f} {r['wall_s']:7.1f} {r['peak_rss_mib']:8.0f}"
+                )
         if "pass" in res:
-            print(f"{name:9s} CPU ours/PyOcto {res['cpu_ratio_ours_over_pyocto']:.3f}; "
-                  f"acceptance (recall, precision >= PyOcto's, CPU <= 1/5): {'PASS' if res['pass'] else 'FAIL'}")
+            print(
+                f"{name:9s} CPU ours/PyOcto {res['cpu_ratio_ours_over_pyocto']:.3f}; "
+                f"acceptance (recall, precision >= PyOcto's, CPU <= 1/5): {'PASS' if res['pass'] else 'FAIL'}"
+            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, default=float))
     print(f"wrote {args.out}")

@@ -96,7 +96,10 @@ def seisbench_times(cfg, sid, repeats: int, device: str) -> dict:
             model.annotate(st)
             ts.append(time.perf_counter() - t)
         out[name] = spread(ts[1:])
-        print(f"  SeisBench {name} annotate (read + annotate): {out[name]['median']:.2f} s [{out[name]['min']:.2f}-{out[name]['max']:.2f}]")
+        print(
+            f"  SeisBench {name} annotate (read + annotate): {out[name]['median']:.2f} s "
+            f"[{out[name]['min']:.2f}-{out[name]['max']:.2f}]"
+        )
     return out
 
 
@@ -106,7 +109,12 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=None, help="warm rounds per day (default 5; 3 with --quick)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    ap.add_argument("--days", type=int, default=None, help="consecutive station-days for the memory check (default 200; 8 with --quick)")
+    ap.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="consecutive station-days for the memory check (default 200; 8 with --quick)",
+    )
     ap.add_argument("--world", default="bench-out/world-bench")
     ap.add_argument("--no-seisbench", action="store_true", help="skip the SeisBench pickers")
     ap.add_argument("--out", default="bench-out/detect.json")
@@ -114,11 +122,11 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(a.threads)
+    from quakescale import schema as S
     from quakescale.config import load_config
     from quakescale.detect.models import load_model
     from quakescale.detect.runner import run_station_day, tune_malloc
     from quakescale.rundir import write_table
-    from quakescale import schema as S
 
     world = synthetic_world(Path(a.world))
     base = load_config(world / "config.yaml")
@@ -137,7 +145,11 @@ def main(argv=None):
     channels = list(base.archive.channels)
     res = {"threads": a.threads, "device": str(model.device), "model": model.label, "repeats": reps, "days": {}}
     tmp = Path(tempfile.mkdtemp(prefix="bench-detect-"))
-    print(f"{'day':<22} {'floor s':>8} {'full s':>8} {'ratio':>6}   " + " ".join(f"{s[2:-2]:>9}" for s in STEPS) + "   picks")
+    print(
+        f"{'day':<22} {'floor s':>8} {'full s':>8} {'ratio':>6}   "
+        + " ".join(f"{s[2:-2]:>9}" for s in STEPS)
+        + "   picks"
+    )
     for name, cfg in days:
         run_station_day(cfg, sid, cfg.archive.start, model=model)  # warm (inventory cache, allocator)
         floors, fulls, steps, n_picks = [], [], {s: [] for s in STEPS}, []
@@ -162,7 +174,11 @@ def main(argv=None):
             "steps_s": med,
             "picks": statistics.median(n_picks),
         }
-        print(f"{name:<22} {fl:8.2f} {fu:8.2f} {fu / fl:6.2f}   " + " ".join(f"{med[s]:9.3f}" for s in STEPS) + f"   {statistics.median(n_picks):.0f}")
+        print(
+            f"{name:<22} {fl:8.2f} {fu:8.2f} {fu / fl:6.2f}   "
+            + " ".join(f"{med[s]:9.3f}" for s in STEPS)
+            + f"   {statistics.median(n_picks):.0f}"
+        )
         print(f"{'':<22} [{min(floors):.2f}-{max(floors):.2f}] [{min(fulls):.2f}-{max(fulls):.2f}]")
     if not a.no_seisbench and len(days) > 1:
         sb = seisbench_times(days[1][1], sid, 1 if a.quick else reps, a.device)
@@ -188,7 +204,10 @@ def main(argv=None):
         rss_last_mb=statistics.mean(rss[-k:]),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
-    print(f"memory over {n_days} consecutive station-days: RSS {res['rss_first_mb']:.0f} MB (first) -> {res['rss_last_mb']:.0f} MB (last); this process's peak {res['peak_rss_mb']:.0f} MB")
+    print(
+        f"memory over {n_days} consecutive station-days: RSS {res['rss_first_mb']:.0f} MB (first) -> "
+        f"{res['rss_last_mb']:.0f} MB (last); this process's peak {res['peak_rss_mb']:.0f} MB"
+    )
     per_year = {k: v["detect_pick_s"]["median"] * 365 / 3600 for k, v in res["days"].items()}
     res["cpu_hours_per_station_year"] = per_year
     out = Path(a.out)

@@ -61,9 +61,11 @@ def main(argv=None):
         synth_seconds_per_station_day=round(synth_s / max(4, n), 3) if synth_s else None,
         cpu_count=os.cpu_count(),
     )
-    print(f"I/O floor: read {res['seconds_per_station_day_read']:.3f} s, read+band-pass "
+    print(
+        f"I/O floor: read {res['seconds_per_station_day_read']:.3f} s, read+band-pass "
         f"{res['seconds_per_station_day_read_filter']:.3f} s per 3-c station-day "
-        f"({res['samples_per_station_day']:,} samples)")
+        f"({res['samples_per_station_day']:,} samples)"
+    )
     if synth_s:
         print(f"synthesis: {res['synth_seconds_per_station_day']:.2f} s per station-day (24 h)")
     args.out.parent.mkdir(parents=True, exist_ok=True)

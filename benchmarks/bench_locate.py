@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_locate import synth_world  # noqa: E402
-
 from quakescale.geo import epicentral_km  # noqa: E402
 from quakescale.locate.locator import locate_events  # noqa: E402
+from test_locate import synth_world  # noqa: E402
 
 
 def main(argv=None):
@@ -46,10 +45,17 @@ def main(argv=None):
         locate_events(init.iloc[[i]], picks[picks.event_id == i], stations, model, tt=tt)
     t_single = (time.perf_counter() - t) / n_base
     out = dict(
-        n_events=n, n_picks=int(len(picks)), seconds=t_batch, events_per_s=n / t_batch,
-        baseline_one_at_a_time_events_per_s=1.0 / t_single, speedup_vs_one_at_a_time=(n / t_batch) * t_single,
-        median_epicentral_error_km=float(np.median(eh)), median_depth_error_km=float(np.median(dz)),
-        synth_seconds=t_synth, target_events_per_s=1000, meets_target=bool(n / t_batch >= 1000),
+        n_events=n,
+        n_picks=int(len(picks)),
+        seconds=t_batch,
+        events_per_s=n / t_batch,
+        baseline_one_at_a_time_events_per_s=1.0 / t_single,
+        speedup_vs_one_at_a_time=(n / t_batch) * t_single,
+        median_epicentral_error_km=float(np.median(eh)),
+        median_depth_error_km=float(np.median(dz)),
+        synth_seconds=t_synth,
+        target_events_per_s=1000,
+        meets_target=bool(n / t_batch >= 1000),
     )
     for k, v in out.items():
         print(f"{k:40s} {v:.4g}" if isinstance(v, float) else f"{k:40s} {v}")

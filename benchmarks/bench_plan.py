@@ -53,7 +53,13 @@ def make_tree(root: Path, n_station_days: int, n_days: int = 100) -> tuple[list[
     days = [dt.date(2015, 1, 1) + dt.timedelta(days=i) for i in range(n_days)]
     ids = [f"XX.S{i:04d}" for i in range(n_sta)]
     # the record's start moved to each file's day (06:00, 10 s of data): real, non-zero coverage
-    per_day = [(f"{d.year}.{d.timetuple().tm_yday:03d}", data[:20] + struct.pack(">HH", d.year, d.timetuple().tm_yday) + data[24:]) for d in days]
+    per_day = [
+        (
+            f"{d.year}.{d.timetuple().tm_yday:03d}",
+            data[:20] + struct.pack(">HH", d.year, d.timetuple().tm_yday) + data[24:],
+        )
+        for d in days
+    ]
     for sid in ids:
         net, sta = sid.split(".")
         for cha in ("HHZ", "HHN", "HHE"):
@@ -132,7 +138,12 @@ class TreeMemory:
         self.peak_rss_mb = self.peak_pss_mb = None
         self.proc = None
         if os.path.exists("/proc/self/smaps_rollup"):
-            self.proc = subprocess.Popen([sys.executable, "-c", _MONITOR, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _MONITOR, str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             time.sleep(0.2)  # first sample before the work starts
         return self
 
@@ -147,13 +158,27 @@ class TreeMemory:
 def _bench_cfg(run_dir: Path, chunk_size: int = 16):
     from quakescale.config import parse_config
 
-    return parse_config({
-        "run": {"name": "bench", "out_dir": str(run_dir)},
-        "archive": {"sds_root": "/data/sds", "inventory": "/data/stations.xml", "start": "2015-01-01", "end": "2015-12-31"},
-        "compute": {"backend": "array", "chunk_size": chunk_size, "array_throttle": 200, "prologue": ["module load apptainer"],
-                    "gpu_pool": {"partition": "gpu", "account": "bench", "gpus": 1}, "cpu_pool": {"partition": "cpu", "account": "bench"},
-                    "image_gpu": "/img/gpu.sif", "image_cpu": "/img/cpu.sif"},
-    })
+    return parse_config(
+        {
+            "run": {"name": "bench", "out_dir": str(run_dir)},
+            "archive": {
+                "sds_root": "/data/sds",
+                "inventory": "/data/stations.xml",
+                "start": "2015-01-01",
+                "end": "2015-12-31",
+            },
+            "compute": {
+                "backend": "array",
+                "chunk_size": chunk_size,
+                "array_throttle": 200,
+                "prologue": ["module load apptainer"],
+                "gpu_pool": {"partition": "gpu", "account": "bench", "gpus": 1},
+                "cpu_pool": {"partition": "cpu", "account": "bench"},
+                "image_gpu": "/img/gpu.sif",
+                "image_cpu": "/img/cpu.sif",
+            },
+        }
+    )
 
 
 def bench_render(plan, n_units: int, tmp: Path, chunk_size: int = 16) -> dict:
@@ -176,7 +201,9 @@ def bench_render(plan, n_units: int, tmp: Path, chunk_size: int = 16) -> dict:
     run = tmp / "run"
     run.mkdir(parents=True, exist_ok=True)
     cfg = _bench_cfg(run, chunk_size)
-    render_jobs(_bench_cfg(tmp / "warm", chunk_size), {"detect": 10, "xcorr": 2}, run_dir=tmp / "warm")  # imports, templates
+    render_jobs(
+        _bench_cfg(tmp / "warm", chunk_size), {"detect": 10, "xcorr": 2}, run_dir=tmp / "warm"
+    )  # imports, templates
     t = time.perf_counter()
     write_table(big, run / "plan.parquet")
     t_write = time.perf_counter() - t
@@ -184,24 +211,48 @@ def bench_render(plan, n_units: int, tmp: Path, chunk_size: int = 16) -> dict:
     units = sorted(pd.read_parquet(run / "plan.parquet")["unit"])
     t_read = time.perf_counter() - t
     t = time.perf_counter()
-    specs = render_jobs(cfg, {"detect": len(units), "xcorr": n_sta}, run_dir=run, config_path=run / "config.yaml", max_array_size=1000)
+    specs = render_jobs(
+        cfg, {"detect": len(units), "xcorr": n_sta}, run_dir=run, config_path=run / "config.yaml", max_array_size=1000
+    )
     t_render = time.perf_counter() - t
     t = time.perf_counter()
-    last = chunk_units(sorted(pd.read_parquet(run / "plan.parquet", columns=["unit"])["unit"]), chunk_size, -(-len(units) // chunk_size) - 1)
+    last = chunk_units(
+        sorted(pd.read_parquet(run / "plan.parquet", columns=["unit"])["unit"]),
+        chunk_size,
+        -(-len(units) // chunk_size) - 1,
+    )
     t_task = time.perf_counter() - t
     assert last and last[-1] == units[-1]
     files = list((run / "jobs").iterdir())
-    return {"station_days": len(units), "stations": n_sta, "chunk_size": chunk_size, "write_plan_seconds": round(t_write, 3),
-            "read_sort_plan_seconds": round(t_read, 3), "render_jobs_seconds": round(t_render, 3),
-            "render_total_seconds": round(t_write + t_read + t_render, 3), "scripts": len(specs),
-            "detect_array_tasks": sum(s.n_tasks for s in specs if s.stage == "detect"), "job_files": len(files),
-            "job_bytes": sum(f.stat().st_size for f in files), "array_task_chunk_lookup_seconds": round(t_task, 3)}
+    return {
+        "station_days": len(units),
+        "stations": n_sta,
+        "chunk_size": chunk_size,
+        "write_plan_seconds": round(t_write, 3),
+        "read_sort_plan_seconds": round(t_read, 3),
+        "render_jobs_seconds": round(t_render, 3),
+        "render_total_seconds": round(t_write + t_read + t_render, 3),
+        "scripts": len(specs),
+        "detect_array_tasks": sum(s.n_tasks for s in specs if s.stage == "detect"),
+        "job_files": len(files),
+        "job_bytes": sum(f.stat().st_size for f in files),
+        "array_task_chunk_lookup_seconds": round(t_task, 3),
+    }
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="2,000 station-days planned, baseline on 500, 200 Dask tasks (default 10,000, 2,000 and 1,000)")
-    ap.add_argument("--station-days", type=int, default=None, help="station-days to plan for real (e.g. 100000; needs ~1.3 GB of disk for a moment)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="2,000 station-days planned, baseline on 500, 200 Dask tasks (default 10,000, 2,000 and 1,000)",
+    )
+    ap.add_argument(
+        "--station-days",
+        type=int,
+        default=None,
+        help="station-days to plan for real (e.g. 100000; needs ~1.3 GB of disk for a moment)",
+    )
     ap.add_argument("--baseline-station-days", type=int, default=None)
     ap.add_argument("--workers", type=int, default=None, help="plan_station_days workers (default: its own choice)")
     ap.add_argument("--no-dask", action="store_true")
@@ -227,9 +278,16 @@ def main(argv=None):
             plan = plan_station_days(root / "sds", ids, days, ["HH?"], workers=a.workers)
             plan_s = time.perf_counter() - t
         assert len(plan) == len(ids) * len(days) and (plan.state == "ok").all() and (plan.coverage > 0).all()
-        res.update(station_days=int(len(plan)), plan_seconds=round(plan_s, 3), plan_ms_per_station_day=round(1000 * plan_s / len(plan), 4),
-                   plan_seconds_extrapolated_1e5=round(plan_s / len(plan) * 1e5, 2), rss_before_plan_mb=round(rss0, 1),
-                   peak_rss_mb=round(_rss_mb(), 1), plan_tree_peak_rss_mb=mem.peak_rss_mb, plan_tree_peak_pss_mb=mem.peak_pss_mb)
+        res.update(
+            station_days=int(len(plan)),
+            plan_seconds=round(plan_s, 3),
+            plan_ms_per_station_day=round(1000 * plan_s / len(plan), 4),
+            plan_seconds_extrapolated_1e5=round(plan_s / len(plan) * 1e5, 2),
+            rss_before_plan_mb=round(rss0, 1),
+            peak_rss_mb=round(_rss_mb(), 1),
+            plan_tree_peak_rss_mb=mem.peak_rss_mb,
+            plan_tree_peak_pss_mb=mem.peak_pss_mb,
+        )
         # baseline in the same run: the per-station-day path on the first nb units (whole days)
         bdays = days[: max(1, nb // len(ids))]
         t = time.perf_counter()
@@ -237,14 +295,24 @@ def main(argv=None):
         base_s = time.perf_counter() - t
         fast_part = plan.iloc[: len(ref)].reset_index(drop=True)
         pd.testing.assert_frame_equal(fast_part, ref, check_exact=True)  # same table, exactly
-        res.update(baseline_station_days=int(len(ref)), baseline_seconds=round(base_s, 3), baseline_ms_per_station_day=round(1000 * base_s / len(ref), 4),
-                   baseline_seconds_extrapolated_1e5=round(base_s / len(ref) * 1e5, 1),
-                   speedup=round((base_s / len(ref)) / (plan_s / len(plan)), 1))
+        res.update(
+            baseline_station_days=int(len(ref)),
+            baseline_seconds=round(base_s, 3),
+            baseline_ms_per_station_day=round(1000 * base_s / len(ref), 4),
+            baseline_seconds_extrapolated_1e5=round(base_s / len(ref) * 1e5, 1),
+            speedup=round((base_s / len(ref)) / (plan_s / len(plan)), 1),
+        )
         shutil.rmtree(root / "sds")
         res["render"] = bench_render(plan, 100000, root / "render")
-    res["plan_plus_render_seconds_1e5"] = round(res["plan_seconds_extrapolated_1e5"] + res["render"]["render_total_seconds"], 2)
-    res["targets"] = {"seconds_lt": 30.0, "memory_gb_lt": 2.0,
-                      "met": res["plan_plus_render_seconds_1e5"] < 30 and max(res["peak_rss_mb"], res["plan_tree_peak_rss_mb"] or 0, _rss_mb()) < 2048}
+    res["plan_plus_render_seconds_1e5"] = round(
+        res["plan_seconds_extrapolated_1e5"] + res["render"]["render_total_seconds"], 2
+    )
+    res["targets"] = {
+        "seconds_lt": 30.0,
+        "memory_gb_lt": 2.0,
+        "met": res["plan_plus_render_seconds_1e5"] < 30
+        and max(res["peak_rss_mb"], res["plan_tree_peak_rss_mb"] or 0, _rss_mb()) < 2048,
+    }
     units = [f"2015-01-01/XX.S{i:06d}" for i in range(100000)]
     t = time.perf_counter()
     parts = chunks(units, 16)
@@ -254,33 +322,49 @@ def main(argv=None):
     if not a.no_dask:
         from distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
             client.gather(client.map(_noop, range(10)))  # warm up
             t = time.perf_counter()
             client.gather(client.map(_noop, range(m), pure=False))
             dask_s = time.perf_counter() - t
-        res.update(dask_tasks=m, dask_ms_per_task=round(1000 * dask_s / m, 3),
-                   dask_overhead_per_station_day_ms_chunk16=round(1000 * dask_s / m / 16, 4))
+        res.update(
+            dask_tasks=m,
+            dask_ms_per_task=round(1000 * dask_s / m, 3),
+            dask_overhead_per_station_day_ms_chunk16=round(1000 * dask_s / m / 16, 4),
+        )
     r = res["render"]
-    print(f"plan: {res['station_days']} station-days in {res['plan_seconds']} s ({res['plan_ms_per_station_day']} "
+    print(
+        f"plan: {res['station_days']} station-days in {res['plan_seconds']} s ({res['plan_ms_per_station_day']} "
         "ms each; "
-          f"10^5 -> ~{res['plan_seconds_extrapolated_1e5']} s), peak RSS {res['peak_rss_mb']} MB; "
-          f"this process + workers: Rss {res['plan_tree_peak_rss_mb']} MB, Pss {res['plan_tree_peak_pss_mb']} MB")
-    print(f"baseline (per station-day, threads): {res['baseline_station_days']} station-days in "
+        f"10^5 -> ~{res['plan_seconds_extrapolated_1e5']} s), peak RSS {res['peak_rss_mb']} MB; "
+        f"this process + workers: Rss {res['plan_tree_peak_rss_mb']} MB, Pss {res['plan_tree_peak_pss_mb']} MB"
+    )
+    print(
+        f"baseline (per station-day, threads): {res['baseline_station_days']} station-days in "
         f"{res['baseline_seconds']} s "
-          f"({res['baseline_ms_per_station_day']} ms each; 10^5 -> ~{res['baseline_seconds_extrapolated_1e5']} s); "
-          f"speed-up {res['speedup']}x; same table")
-    print(f"render for {r['station_days']} station-days: write plan {r['write_plan_seconds']} s + read/sort "
+        f"({res['baseline_ms_per_station_day']} ms each; 10^5 -> ~{res['baseline_seconds_extrapolated_1e5']} s); "
+        f"speed-up {res['speedup']}x; same table"
+    )
+    print(
+        f"render for {r['station_days']} station-days: write plan {r['write_plan_seconds']} s + read/sort "
         f"{r['read_sort_plan_seconds']} s + "
-          f"render_jobs {r['render_jobs_seconds']} s ({r['scripts']} scripts, {r['detect_array_tasks']} detect "
-          "array tasks); "
-          f"one array task's chunk lookup {r['array_task_chunk_lookup_seconds']} s")
-    print(f"plan + render, 10^5 station-days: {res['plan_plus_render_seconds_1e5']} s (target < 30 s, < 2 GB): met "
-        f"{res['targets']['met']}")
+        f"render_jobs {r['render_jobs_seconds']} s ({r['scripts']} scripts, {r['detect_array_tasks']} detect "
+        "array tasks); "
+        f"one array task's chunk lookup {r['array_task_chunk_lookup_seconds']} s"
+    )
+    print(
+        f"plan + render, 10^5 station-days: {res['plan_plus_render_seconds_1e5']} s (target < 30 s, < 2 GB): met "
+        f"{res['targets']['met']}"
+    )
     print(f"chunks of 16 for 10^5 station-days: {res['chunk_seconds_1e5']} s ({res['chunks_1e5']} tasks)")
     if not a.no_dask:
-        print(f"Dask LocalCluster: {res['dask_ms_per_task']} ms per task -> "
-            f"{res['dask_overhead_per_station_day_ms_chunk16']} ms per station-day in chunks of 16")
+        print(
+            f"Dask LocalCluster: {res['dask_ms_per_task']} ms per task -> "
+            f"{res['dask_overhead_per_station_day_ms_chunk16']} ms per station-day in chunks of 16"
+        )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {a.out}")

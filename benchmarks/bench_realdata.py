@@ -248,8 +248,7 @@ def main(argv=None):
     res["run_info"] = {k: res[k] for k in ("import_s", "run_s", "exit_code") if k in res}
     from quakescale.config import load_config
     from quakescale.geo import epicentral_km
-    from quakescale.rundir import gather_picks
-    from quakescale.rundir import RunDir
+    from quakescale.rundir import RunDir, gather_picks
 
     cfg = load_config(cfg_path)
     rd = RunDir(cfg.run.out_dir)
@@ -278,8 +277,9 @@ def main(argv=None):
     eqt = read_reference_picks(data / "reference" / "eqtransformer_picks.csv")
     # score only the stretch our data cover (references may start earlier)
     t0, t1 = _ns([f"{cfg.archive.start}T00:00:00Z"])[0], _ns([f"{cfg.archive.end}T23:59:59Z"])[0]
-    pn, eqt = pn[(pn.t >= t0) & (pn.t <= t1)].reset_index(drop=True), eqt[(eqt.t >= t0) & (eqt.t <= t1)].reset_index(
-        drop=True
+    pn, eqt = (
+        pn[(pn.t >= t0) & (pn.t <= t1)].reset_index(drop=True),
+        eqt[(eqt.t >= t0) & (eqt.t <= t1)].reset_index(drop=True),
     )
     cons = consensus(pn, eqt)
     res["pick_scores"] = pick_scores(ours, {"phasenet": pn, "eqtransformer": eqt, "consensus": cons})

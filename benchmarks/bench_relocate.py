@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import time
 import multiprocessing as mp
+import os
 import resource
+import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # LSQR makes many small BLAS calls
@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 from quakescale.relocate import dd  # noqa: E402
 from quakescale.relocate.pairs import catalog_pairs  # noqa: E402
 from quakescale.synth.relocation import location_errors_m, synthetic_case  # noqa: E402
-
 
 MAX_WIDTH_KM = 12.0
 
@@ -47,28 +46,69 @@ def geometry(n: int) -> tuple[float, float]:
 
 def run(n: int, seed: int = 0) -> dict:
     extent, width = geometry(n)
-    truth, start, picks, stations, model = synthetic_case(n, 20, seed=seed, sigma_p_s=0.01, sigma_s_s=0.02, start_sigma_km=0.4,
-                                                            start_sigma_z_km=0.5, extent_km=extent, width_km=width,
-                                                            network_radius_km=30.0 + 1.5 * extent)
+    truth, start, picks, stations, model = synthetic_case(
+        n,
+        20,
+        seed=seed,
+        sigma_p_s=0.01,
+        sigma_s_s=0.02,
+        start_sigma_km=0.4,
+        start_sigma_z_km=0.5,
+        extent_km=extent,
+        width_km=width,
+        network_radius_km=30.0 + 1.5 * extent,
+    )
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     t = time.perf_counter()
-    dtct = catalog_pairs(start, picks, stations, max_station_km=150.0, max_sep_km=6.0, min_obs=8, max_obs=50, max_neighbors=20, min_links=8)
+    dtct = catalog_pairs(
+        start,
+        picks,
+        stations,
+        max_station_km=150.0,
+        max_sep_km=6.0,
+        min_obs=8,
+        max_obs=50,
+        max_neighbors=20,
+        min_links=8,
+    )
     t_pairs = time.perf_counter() - t
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     st = stations.rename(columns={"station_id": "station"})
     t = time.perf_counter()
     sets = dd.RelocateParams.from_config().iteration_sets(with_cc=False)  # the config's [4, 4], [80, 60]
-    res = dd.relocate_dd(start, st, dd.DDData.from_tables(dtct), model, sets, solver="lsqr", idat=2, maxdist_km=400.0,
-                         minobs_ct=8, lsqr_tol=1e-4)
+    res = dd.relocate_dd(
+        start,
+        st,
+        dd.DDData.from_tables(dtct),
+        model,
+        sets,
+        solver="lsqr",
+        idat=2,
+        maxdist_km=400.0,
+        minobs_ct=8,
+        lsqr_tol=1e-4,
+    )
     t_dd = time.perf_counter() - t
     rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     e0 = location_errors_m(truth, start)
     e1 = location_errors_m(truth, res.events)
     lsqr_itn = [int(line.split(" itn ")[1].split()[0]) for line in res.log if " itn " in line]
-    return dict(n_events=n, n_dtimes=int(len(dtct)), n_solves=len(lsqr_itn), lsqr_iterations=int(sum(lsqr_itn)),
-                total_seconds=t_pairs + t_dd, n_pairs=int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
-                n_relocated=int(len(res.events)), ph2dt_seconds=t_pairs, dd_seconds=t_dd, rss_after_synthetic_gb=rss0,
-                peak_rss_after_ph2dt_gb=rss1, peak_rss_gb=rss2, median_error_start_m=float(e0.median()), median_error_relocated_m=float(e1.median()))
+    return dict(
+        n_events=n,
+        n_dtimes=int(len(dtct)),
+        n_solves=len(lsqr_itn),
+        lsqr_iterations=int(sum(lsqr_itn)),
+        total_seconds=t_pairs + t_dd,
+        n_pairs=int(dtct.groupby(["event_id_1", "event_id_2"]).ngroups),
+        n_relocated=int(len(res.events)),
+        ph2dt_seconds=t_pairs,
+        dd_seconds=t_dd,
+        rss_after_synthetic_gb=rss0,
+        peak_rss_after_ph2dt_gb=rss1,
+        peak_rss_gb=rss2,
+        median_error_start_m=float(e0.median()),
+        median_error_relocated_m=float(e1.median()),
+    )
 
 
 def main(argv=None):
@@ -83,12 +123,16 @@ def main(argv=None):
         base = pool.apply(run, (max(150, n // 10),))
     with ctx.Pool(1, maxtasksperchild=1) as pool:
         main_run = pool.apply(run, (n,))
-    out = dict(main=main_run, baseline_small=base,
-               time_ratio_vs_small=main_run["dd_seconds"] / base["dd_seconds"],
-               total_time_ratio_vs_small=main_run["total_seconds"] / base["total_seconds"],
-               event_ratio_vs_small=main_run["n_events"] / base["n_events"],
-               target_seconds=300, target_gb=8.0,
-               meets_target=bool(main_run["total_seconds"] < 300 and main_run["peak_rss_gb"] < 8.0) if n >= 20000 else None)
+    out = dict(
+        main=main_run,
+        baseline_small=base,
+        time_ratio_vs_small=main_run["dd_seconds"] / base["dd_seconds"],
+        total_time_ratio_vs_small=main_run["total_seconds"] / base["total_seconds"],
+        event_ratio_vs_small=main_run["n_events"] / base["n_events"],
+        target_seconds=300,
+        target_gb=8.0,
+        meets_target=bool(main_run["total_seconds"] < 300 and main_run["peak_rss_gb"] < 8.0) if n >= 20000 else None,
+    )
     for k, v in out.items():
         if isinstance(v, dict):
             print(k)

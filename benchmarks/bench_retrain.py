@@ -48,7 +48,9 @@ TRUTH_SNR = 3.0
 def region_b_model():
     from quakescale.velocity import LayeredModel
 
-    return LayeredModel.from_vpvs(top_km=(0.0, 3.0, 10.0, 20.0, 38.0), vp_kms=(4.60, 5.40, 6.00, 6.50, 7.80), vpvs=1.80, name="region_b")
+    return LayeredModel.from_vpvs(
+        top_km=(0.0, 3.0, 10.0, 20.0, 38.0), vp_kms=(4.60, 5.40, 6.00, 6.50, 7.80), vpvs=1.80, name="region_b"
+    )
 
 
 def region_b_noise(orig, hum_rms_factor: float = 2.5):
@@ -112,9 +114,16 @@ def score(picks: pd.DataFrame, truth: pd.DataFrame) -> dict:
                     errs.append((pt[k] - t) / 1e9)
         n_picks = int((picks.phase == ph).sum()) if len(picks) else 0
         e = np.asarray(errs)
-        out[ph] = {"n_truth": n_truth, "n_picks": n_picks, "n_matched": len(e), "recall": len(e) / max(n_truth, 1),
-                   "precision": len(e) / max(n_picks, 1), "err_med_abs_s": float(np.median(np.abs(e))) if len(e) else float("nan"),
-                   "err_mean_abs_s": float(np.mean(np.abs(e))) if len(e) else float("nan"), "err_std_s": float(e.std()) if len(e) else float("nan")}
+        out[ph] = {
+            "n_truth": n_truth,
+            "n_picks": n_picks,
+            "n_matched": len(e),
+            "recall": len(e) / max(n_truth, 1),
+            "precision": len(e) / max(n_picks, 1),
+            "err_med_abs_s": float(np.median(np.abs(e))) if len(e) else float("nan"),
+            "err_mean_abs_s": float(np.mean(np.abs(e))) if len(e) else float("nan"),
+            "err_std_s": float(e.std()) if len(e) else float("nan"),
+        }
         n_picks_all += n_picks
         n_match_all += len(e)
     out["precision"] = n_match_all / max(n_picks_all, 1)
@@ -140,8 +149,13 @@ def paired_errors(picks_a: pd.DataFrame, picks_b: pd.DataFrame, truth: pd.DataFr
             ea.extend(d[0][ok])
             eb.extend(d[1][ok])
         ea, eb = np.asarray(ea), np.asarray(eb)
-        out[ph] = {"n": len(ea), "before_std_s": float(ea.std()) if len(ea) else float("nan"), "after_std_s": float(eb.std()) if len(eb) else float("nan"),
-                   "before_med_abs_s": float(np.median(np.abs(ea))) if len(ea) else float("nan"), "after_med_abs_s": float(np.median(np.abs(eb))) if len(eb) else float("nan")}
+        out[ph] = {
+            "n": len(ea),
+            "before_std_s": float(ea.std()) if len(ea) else float("nan"),
+            "after_std_s": float(eb.std()) if len(eb) else float("nan"),
+            "before_med_abs_s": float(np.median(np.abs(ea))) if len(ea) else float("nan"),
+            "after_med_abs_s": float(np.median(np.abs(eb))) if len(eb) else float("nan"),
+        }
     return out
 
 
@@ -161,7 +175,9 @@ def recall_at_precision(picks: pd.DataFrame, truth: pd.DataFrame, precision: dic
     return out
 
 
-def score_events(picks: pd.DataFrame, cfg, truth_events: pd.DataFrame, truth_picks: pd.DataFrame, min_stations: int = 4) -> dict:
+def score_events(
+    picks: pd.DataFrame, cfg, truth_events: pd.DataFrame, truth_picks: pd.DataFrame, min_stations: int = 4
+) -> dict:
     """Event-level recall / precision: the picks associated like the pipeline does
     (:class:`Associator` with the config's velocity model and ``associate`` section), matched
     to the truth events that ``min_stations`` stations recorded with SNR >= TRUTH_SNR
@@ -175,12 +191,25 @@ def score_events(picks: pd.DataFrame, cfg, truth_events: pd.DataFrame, truth_pic
     if not len(picks):
         return {"n_truth": len(ref), "n_found": 0, "n_matched": 0, "recall": 0.0, "precision": float("nan")}
     a = cfg.associate
-    assoc = Associator(stations_table(load_inventory(cfg.archive.inventory)), resolve_model(cfg.velocity.model), max_residual_s=a.max_residual_s,
-                       min_stations=a.min_stations, grid_spacing_km=a.grid_spacing_km, fine_spacing_km=a.fine_spacing_km, max_depth_km=30.0)
+    assoc = Associator(
+        stations_table(load_inventory(cfg.archive.inventory)),
+        resolve_model(cfg.velocity.model),
+        max_residual_s=a.max_residual_s,
+        min_stations=a.min_stations,
+        grid_spacing_km=a.grid_spacing_km,
+        fine_spacing_km=a.fine_spacing_km,
+        max_depth_km=30.0,
+    )
     p = picks.sort_values(["time", "station_id"], kind="stable").reset_index(drop=True)
     ev, _ = associate_partitioned(p, assoc, partition_s=a.partition_s, overlap_s=a.overlap_s)
     m = match_events(ev, ref, max_dt_s=1.5, max_dist_km=10.0)
-    return {"n_truth": len(ref), "n_found": len(ev), "n_matched": len(m), "recall": len(m) / max(len(ref), 1), "precision": len(m) / max(len(ev), 1)}
+    return {
+        "n_truth": len(ref),
+        "n_found": len(ev),
+        "n_matched": len(m),
+        "recall": len(m) / max(len(ref), 1),
+        "precision": len(m) / max(len(ev), 1),
+    }
 
 
 def pick_day(cfg, day, station_ids, method: str, model_spec: str | None = None) -> pd.DataFrame:
@@ -207,7 +236,11 @@ def pick_day(cfg, day, station_ids, method: str, model_spec: str | None = None) 
             frames.append(df[(t >= d0) & (t < d0 + 86400 * 10**9)])
         except (ArchiveError, ValueError) as exc:
             print(f"  skip {day}/{sid}: {str(exc)[:80]}")
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["station_id", "phase", "time", "model"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["station_id", "phase", "time", "model"])
+    )
 
 
 # ----------------------------------------------------------------------------- default model
@@ -232,8 +265,17 @@ def get_default_model(spec: str, work: Path, quick: bool, device: str):
             make_world(wa, n_stations=10, days=1, n_events=120, seed=2001, hours_per_day=2.0 if quick else 4.0)
         if not (sa / "index.parquet").exists():
             samples_from_world(wa, sa, seed=0)
-        train([sa], wd, epochs_detector=4 if quick else 8, epochs_picker=12 if quick else 30, batch_size=64, device=device,
-              name="cerp-regionA", version="standin", log=lambda *a: None)
+        train(
+            [sa],
+            wd,
+            epochs_detector=4 if quick else 8,
+            epochs_picker=12 if quick else 30,
+            batch_size=64,
+            device=device,
+            name="cerp-regionA",
+            version="standin",
+            log=lambda *a: None,
+        )
     return str(wd), load_model(wd, device="cpu").label, True
 
 
@@ -248,12 +290,16 @@ def main(argv=None):
     ap.add_argument("--noise-scale", type=float, default=1.5)
     ap.add_argument("--epochs-detector", type=int, default=None)
     ap.add_argument("--epochs-picker", type=int, default=None)
-    ap.add_argument("--batch-size", type=int, default=64, help="the seed's 512 needs far more samples than a small world gives")
+    ap.add_argument(
+        "--batch-size", type=int, default=64, help="the seed's 512 needs far more samples than a small world gives"
+    )
     ap.add_argument("--seed", type=int, default=3101)
     ap.add_argument("--hours", type=float, default=None, help="recorded hours per day (quick 1.5, full 4)")
     ap.add_argument("--stations", type=int, default=None, help="stations (quick 8, full 12)")
     ap.add_argument("--events", type=int, default=None, help="events over both days (quick 90, full 240)")
-    ap.add_argument("--variant", choices=["both", "classic", "self_training"], default="both", help="sample set(s) to retrain on")
+    ap.add_argument(
+        "--variant", choices=["both", "classic", "self_training"], default="both", help="sample set(s) to retrain on"
+    )
     a = ap.parse_args(argv)
     import torch
 
@@ -282,8 +328,18 @@ def main(argv=None):
     t = time.time()
     if not (wb / "truth" / "picks.parquet").exists():
         # two recorded days: day 1 for bootstrap + retraining, day 2 held out; a flat Omori rate
-        make_region_b(wb, noise_scale=a.noise_scale, n_stations=n_st, days=2, n_events=n_ev, seed=a.seed, hours_per_day=hours,
-                      sequence=SequenceParams(omori_c_days=5.0), n_gaps=1, corrupt=False)
+        make_region_b(
+            wb,
+            noise_scale=a.noise_scale,
+            n_stations=n_st,
+            days=2,
+            n_events=n_ev,
+            seed=a.seed,
+            hours_per_day=hours,
+            sequence=SequenceParams(omori_c_days=5.0),
+            n_gaps=1,
+            corrupt=False,
+        )
     timings["world_s"] = time.time() - t
     cfg = load_config(wb / "config.yaml")
     days = cfg.days()
@@ -293,9 +349,11 @@ def main(argv=None):
     sids = list(stations_table(load_inventory(cfg.archive.inventory)).station_id)
     truth = pd.read_parquet(wb / "truth" / "picks.parquet")
     truth = truth[truth.recorded & (truth.snr >= TRUTH_SNR) & (truth.time.dt.date == test_day)]
-    print(f"region B: {n_st} stations, {hours} h x 2 days; held-out day {test_day}: "
+    print(
+        f"region B: {n_st} stations, {hours} h x 2 days; held-out day {test_day}: "
         f"{int((truth.phase == 'P').sum())} P + {int((truth.phase == 'S').sum())} S truth arrivals (SNR >= "
-        f"{TRUTH_SNR})")
+        f"{TRUTH_SNR})"
+    )
 
     tev = pd.read_parquet(wb / "truth" / "events.parquet")
     tev = tev[tev.time.dt.date == test_day]
@@ -311,7 +369,17 @@ def main(argv=None):
     if not (wa / "truth" / "picks.parquet").exists():
         from quakescale.synth.world import make_world
 
-        make_world(wa, n_stations=n_st, days=2, n_events=n_ev, seed=a.seed, hours_per_day=hours, sequence=SequenceParams(omori_c_days=5.0), n_gaps=1, corrupt=False)
+        make_world(
+            wa,
+            n_stations=n_st,
+            days=2,
+            n_events=n_ev,
+            seed=a.seed,
+            hours_per_day=hours,
+            sequence=SequenceParams(omori_c_days=5.0),
+            n_gaps=1,
+            corrupt=False,
+        )
     cfg_a = load_config(wa / "config.yaml")
     truth_a = pd.read_parquet(wa / "truth" / "picks.parquet")
     truth_a = truth_a[truth_a.recorded & (truth_a.snr >= TRUTH_SNR) & (truth_a.time.dt.date == test_day)]
@@ -342,26 +410,42 @@ def main(argv=None):
         timings[f"bootstrap_{vname}_s"] = time.time() - t
         t = time.time()
         wdir = work / f"regionB-weights-{vname}-{tag}"
-        train_from_sample_set(sdir, wdir, device=a.device, resume=False, epochs_detector=ep_d, epochs_picker=ep_p, init_model=spec,
-                              name=f"cerp-regionB-{vname.replace('_', '-')}", version="bench", batch_size=a.batch_size, seed=0, log=print)
+        train_from_sample_set(
+            sdir,
+            wdir,
+            device=a.device,
+            resume=False,
+            epochs_detector=ep_d,
+            epochs_picker=ep_p,
+            init_model=spec,
+            name=f"cerp-regionB-{vname.replace('_', '-')}",
+            version="bench",
+            batch_size=a.batch_size,
+            seed=0,
+            log=print,
+        )
         timings[f"train_{vname}_s"] = time.time() - t
         # after: the retrained model, named in the run config (detect.model: WEIGHTS_DIR)
         t = time.time()
         after_picks[vname] = pick_day(cfg, test_day, sids, "cerp", wdir)
         results[vname] = evaluate(after_picks[vname])
         results[vname]["paired_errors"] = paired_errors(before_picks, after_picks[vname], truth)
-        results[vname]["recall_at_before_precision"] = recall_at_precision(after_picks[vname], truth, {ph: before[ph]["precision"] for ph in ("P", "S")})
+        results[vname]["recall_at_before_precision"] = recall_at_precision(
+            after_picks[vname], truth, {ph: before[ph]["precision"] for ph in ("P", "S")}
+        )
         results[vname]["weights"] = str(wdir)
         timings[f"eval_after_{vname}_s"] = time.time() - t
         labels[vname] = sorted(set(after_picks[vname]["model"])) if len(after_picks[vname]) else []
 
     def row(name, s):
-        return (f"{name:<34} P recall {s['P']['recall']:.3f} prec {s['P']['precision']:.3f} |err| med "
+        return (
+            f"{name:<34} P recall {s['P']['recall']:.3f} prec {s['P']['precision']:.3f} |err| med "
             f"{s['P']['err_med_abs_s']:.3f} s std {s['P']['err_std_s']:.3f} s"
-                f" | S recall {s['S']['recall']:.3f} prec {s['S']['precision']:.3f} |err| med "
-                f"{s['S']['err_med_abs_s']:.3f} s std {s['S']['err_std_s']:.3f} s"
-                f" | events recall {s['events']['recall']:.3f} prec {s['events']['precision']:.3f} "
-                f"({s['events']['n_matched']}/{s['events']['n_truth']}, {s['events']['n_found']} found)")
+            f" | S recall {s['S']['recall']:.3f} prec {s['S']['precision']:.3f} |err| med "
+            f"{s['S']['err_med_abs_s']:.3f} s std {s['S']['err_std_s']:.3f} s"
+            f" | events recall {s['events']['recall']:.3f} prec {s['events']['precision']:.3f} "
+            f"({s['events']['n_matched']}/{s['events']['n_truth']}, {s['events']['n_found']} found)"
+        )
 
     print("\nheld-out day, picks within 0.5 s of truth (SNR >= 3); events associated like the pipeline:")
     print(row(f"region A (home): {default_label}", home))
@@ -372,31 +456,65 @@ def main(argv=None):
     for vname, r in results.items():
         print(row(f"after ({vname}): {labels[vname][0] if labels[vname] else '?'}", r))
         pe = r["paired_errors"]
-        print(f"{'':<34} same arrivals (P {pe['P']['n']}, S {pe['S']['n']}): error std before/after P "
+        print(
+            f"{'':<34} same arrivals (P {pe['P']['n']}, S {pe['S']['n']}): error std before/after P "
             f"{pe['P']['before_std_s']:.3f}/{pe['P']['after_std_s']:.3f} s,"
-              f" S {pe['S']['before_std_s']:.3f}/{pe['S']['after_std_s']:.3f} s; median |err| P "
-              f"{pe['P']['before_med_abs_s']:.3f}/{pe['P']['after_med_abs_s']:.3f} s,"
-              f" S {pe['S']['before_med_abs_s']:.3f}/{pe['S']['after_med_abs_s']:.3f} s")
+            f" S {pe['S']['before_std_s']:.3f}/{pe['S']['after_std_s']:.3f} s; median |err| P "
+            f"{pe['P']['before_med_abs_s']:.3f}/{pe['P']['after_med_abs_s']:.3f} s,"
+            f" S {pe['S']['before_med_abs_s']:.3f}/{pe['S']['after_med_abs_s']:.3f} s"
+        )
         rp = r["recall_at_before_precision"]
-        print(f"{'':<34} at the default model's precision (P {before['P']['precision']:.3f}, S "
-            f"{before['S']['precision']:.3f}): recall P {rp['P']:.3f}, S {rp['S']:.3f}")
+        print(
+            f"{'':<34} at the default model's precision (P {before['P']['precision']:.3f}, S "
+            f"{before['S']['precision']:.3f}): recall P {rp['P']:.3f}, S {rp['S']:.3f}"
+        )
         q = {f"{ph}_recall": r[ph]["recall"] / max(before[ph]["recall"], 1e-9) for ph in ("P", "S")}
         q.update({f"{ph}_recall_at_before_precision": rp[ph] / max(before[ph]["recall"], 1e-9) for ph in ("P", "S")})
         q.update({f"{ph}_precision": r[ph]["precision"] / max(before[ph]["precision"], 1e-9) for ph in ("P", "S")})
         q["event_recall"] = r["events"]["recall"] / max(before["events"]["recall"], 1e-9)
         q["event_precision"] = r["events"]["precision"] / max(before["events"]["precision"], 1e-9)
-        q.update({f"{ph}_err_std_same_arrivals": pe[ph]["after_std_s"] / pe[ph]["before_std_s"] if pe[ph]["before_std_s"] else float("nan") for ph in ("P", "S")})
+        q.update(
+            {
+                f"{ph}_err_std_same_arrivals": pe[ph]["after_std_s"] / pe[ph]["before_std_s"]
+                if pe[ph]["before_std_s"]
+                else float("nan")
+                for ph in ("P", "S")
+            }
+        )
         ratios[vname] = q
-        print(f"{'':<34} ratios after/before: {({k: round(v, 3) for k, v in q.items()})}")
+        print(f"{'':<34} ratios after/before: { ({k: round(v, 3) for k, v in q.items()}) }")
     res = {
-        "quick": a.quick, "region_b": {"velocity": region_b_model().to_dict(), "noise_scale": a.noise_scale, "hum": "4-7 Hz, 0-2.5x ambient RMS, switching every 2-8 min",
-                                       "stations": n_st, "hours_per_day": hours, "events": n_ev, "seed": a.seed},
+        "quick": a.quick,
+        "region_b": {
+            "velocity": region_b_model().to_dict(),
+            "noise_scale": a.noise_scale,
+            "hum": "4-7 Hz, 0-2.5x ambient RMS, switching every 2-8 min",
+            "stations": n_st,
+            "hours_per_day": hours,
+            "events": n_ev,
+            "seed": a.seed,
+        },
         "default_model": {"spec": spec, "label": default_label, "standin_trained_here": standin},
-        "retrained": {"epochs_detector": ep_d, "epochs_picker": ep_p, "batch_size": a.batch_size, "labels_on_picks": labels},
+        "retrained": {
+            "epochs_detector": ep_d,
+            "epochs_picker": ep_p,
+            "batch_size": a.batch_size,
+            "labels_on_picks": labels,
+        },
         "bootstrap": {v: {k: x for k, x in sm.items() if k not in ("params",)} for v, sm in summaries.items()},
-        "heldout_truth": {"P": int((truth.phase == "P").sum()), "S": int((truth.phase == "S").sum()), "min_snr": TRUTH_SNR, "match_s": MATCH_S},
-        "region_a_home": home, "before": before, "after": results, "classic_stalta": classic, "ratios": ratios,
-        "timings_s": {k: round(v, 1) for k, v in timings.items()}, "total_s": round(time.time() - t_all, 1),
+        "heldout_truth": {
+            "P": int((truth.phase == "P").sum()),
+            "S": int((truth.phase == "S").sum()),
+            "min_snr": TRUTH_SNR,
+            "match_s": MATCH_S,
+        },
+        "region_a_home": home,
+        "before": before,
+        "after": results,
+        "classic_stalta": classic,
+        "ratios": ratios,
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "total_s": round(time.time() - t_all, 1),
     }
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

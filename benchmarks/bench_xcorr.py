@@ -87,14 +87,15 @@ def main(argv=None):
     res["speedup_vs_baseline"] = res["numpy_measurements_per_s"] / res["baseline_time_domain_measurements_per_s"]
     # consistency of the integer peak with the baseline
     lag, _ = correlate_windows(banks["S"], banks["S"], max_lag, ia=ia[:nb], ib=ib[:nb], interp="none")
-    res["baseline_agreement"] = float(np.mean(lag + max_lag == _baseline(banks["S"], banks["S"], ia[:nb], ib[:nb], max_lag)))
+    res["baseline_agreement"] = float(
+        np.mean(lag + max_lag == _baseline(banks["S"], banks["S"], ia[:nb], ib[:nb], max_lag))
+    )
     # end to end: one synthetic station (cut + filter + correlate), events within 4 km
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_xcorr import synthetic_station  # noqa: E402
-
     from quakescale.relocate.xcorr import XCorrParams, station_dtcc
+    from test_xcorr import synthetic_station  # noqa: E402
 
     st, picks, events, _ = synthetic_station(np.random.default_rng(1), n_events=60 if a.quick else 150)
     t = time.perf_counter()

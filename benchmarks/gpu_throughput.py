@@ -40,8 +40,10 @@ def time_picker(label, run_once, repeats) -> dict:
         ts.append(time.perf_counter() - t)
     med = statistics.median(ts)
     res = {"s_per_station_day": med, "min": min(ts), "max": max(ts), "station_days_per_hour": 3600.0 / med, "picks": n}
-    print(f"{label:<34} {med:7.2f} s per station-day [{min(ts):.2f}-{max(ts):.2f}]  {3600 / med:8.0f} "
-        f"station-days/hour  {n} picks")
+    print(
+        f"{label:<34} {med:7.2f} s per station-day [{min(ts):.2f}-{max(ts):.2f}]  {3600 / med:8.0f} "
+        f"station-days/hour  {n} picks"
+    )
     return res
 
 
@@ -57,11 +59,10 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(a.threads)
-    from shared_data import DATA
-
     from quakescale.archive import load_inventory, read_station_day
     from quakescale.config import DetectSection
     from quakescale.detect.runner import get_model, pick_stream
+    from shared_data import DATA
 
     sds = real_noise_day(None, Path(a.work), day=DAY)
     if sds is None:

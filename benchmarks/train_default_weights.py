@@ -28,11 +28,18 @@ RECIPE = dict(epochs_detector=8, epochs_picker=PICKER_EPOCHS, lr=1e-3, batch_siz
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/qs-train", help="scratch directory for worlds and sample sets")
-    ap.add_argument("--out", default=str(WEIGHTS_DIR), help="weights directory of the package (writes default.pt/.json/.md)")
+    ap.add_argument(
+        "--out", default=str(WEIGHTS_DIR), help="weights directory of the package (writes default.pt/.json/.md)"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--epochs-detector", type=int, default=RECIPE["epochs_detector"])
     ap.add_argument("--epochs-picker", type=int, default=RECIPE["epochs_picker"])
-    ap.add_argument("--max-minutes", type=float, default=RECIPE["max_minutes"], help="optional wall-clock cap (the shipped weights used fixed epochs)")
+    ap.add_argument(
+        "--max-minutes",
+        type=float,
+        default=RECIPE["max_minutes"],
+        help="optional wall-clock cap (the shipped weights used fixed epochs)",
+    )
     ap.add_argument("--version", default="1.0.0")
     a = ap.parse_args(argv)
     from quakescale.synth.world import make_world
@@ -51,11 +58,25 @@ def main(argv=None):
         dirs.append(sd)
     tmp = Path(a.work) / "trained-default"
     t = time.time()
-    train(dirs, tmp, detector_time_share=0.4, epochs_detector=a.epochs_detector, epochs_picker=a.epochs_picker, lr=RECIPE["lr"], batch_size=RECIPE["batch_size"],
-          seed=RECIPE["seed"], device=a.device, name="cerp-default", version=a.version, max_minutes=a.max_minutes,
-          recipe={"worlds": "make_world(n_stations=12, days=1, n_events=150, seed=S, hours_per_day=6.0) for S in "
-                            f"{list(SEEDS)}",
-                  "command": "python benchmarks/train_default_weights.py"})
+    train(
+        dirs,
+        tmp,
+        detector_time_share=0.4,
+        epochs_detector=a.epochs_detector,
+        epochs_picker=a.epochs_picker,
+        lr=RECIPE["lr"],
+        batch_size=RECIPE["batch_size"],
+        seed=RECIPE["seed"],
+        device=a.device,
+        name="cerp-default",
+        version=a.version,
+        max_minutes=a.max_minutes,
+        recipe={
+            "worlds": "make_world(n_stations=12, days=1, n_events=150, seed=S, hours_per_day=6.0) for S in "
+            f"{list(SEEDS)}",
+            "command": "python benchmarks/train_default_weights.py",
+        },
+    )
     finish(tmp, Path(a.out))
     print(f"weights written to {a.out} in {time.time() - t:.0f} s")
 

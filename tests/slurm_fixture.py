@@ -82,7 +82,9 @@ def wait_gone(job_ids, timeout_s: float = 600):
     """Wait until none of ``job_ids`` (or their array tasks) is in squeue any more."""
     t0 = time.time()
     while time.time() - t0 < timeout_s:
-        out = subprocess.run(["squeue", "-h", "-o", "%F", "-j", ",".join(job_ids)], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["squeue", "-h", "-o", "%F", "-j", ",".join(job_ids)], capture_output=True, text=True
+        ).stdout
         if not out.strip():
             return
         time.sleep(1.0)

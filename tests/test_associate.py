@@ -21,8 +21,8 @@ from quakescale.formats import picks_io
 from quakescale.formats.velmodels import read_model
 from quakescale.synth.picks import synthetic_picks
 from quakescale.velocity import TravelTimeTable, default_model
-
 from shared_data import ITALY
+
 needs_italy = pytest.mark.skipif(not ITALY.exists(), reason="REAL demo data not present")
 
 
@@ -59,9 +59,11 @@ def test_synthetic_recall_precision(syn, result):
     ev, asg, secs = result
     assert (syn.picks["event_id"] < 0).mean() == pytest.approx(0.3, abs=0.01)
     recall, precision, m = _scores(ev, syn.events)
-    print(f"\nsynthetic: {len(syn.picks)} picks (30 % false), {len(syn.events)} events -> {len(ev)} found; "
-          f"recall {recall:.3f} precision {precision:.3f}; median epicentre error {m['dist_km'].median():.2f} km; "
-          f"{len(syn.picks) / secs:.0f} picks/s")
+    print(
+        f"\nsynthetic: {len(syn.picks)} picks (30 % false), {len(syn.events)} events -> {len(ev)} found; "
+        f"recall {recall:.3f} precision {precision:.3f}; median epicentre error {m['dist_km'].median():.2f} km; "
+        f"{len(syn.picks) / secs:.0f} picks/s"
+    )
     assert recall >= 0.95
     assert precision >= 0.95
     assert m["dist_km"].median() < 2.5
@@ -81,8 +83,13 @@ def test_assignment_invariants(syn, assoc, result):
     # per event, at most one P and one S per station; counts match the event rows
     assert not asg.duplicated(["event_id", "station_id", "phase"]).any()
     g = asg.groupby("event_id")
-    counts = pd.DataFrame({"n_stations": g["station_id"].nunique(), "n_p": g["phase"].apply(lambda x: (x == "P").sum()),
-                           "n_s": g["phase"].apply(lambda x: (x == "S").sum())})
+    counts = pd.DataFrame(
+        {
+            "n_stations": g["station_id"].nunique(),
+            "n_p": g["phase"].apply(lambda x: (x == "P").sum()),
+            "n_s": g["phase"].apply(lambda x: (x == "S").sum()),
+        }
+    )
     e = ev.set_index("event_id")
     assert (counts["n_stations"] == e.loc[counts.index, "n_stations"]).all()
     assert (counts["n_p"] == e.loc[counts.index, "n_p"]).all()
@@ -119,11 +126,31 @@ def test_boundary_duplicates_merged_once():
     t = pd.Timestamp("2020-01-01", tz="UTC")
 
     def part(eid, time_s, n_picks, pick_idx):
-        ev = pd.DataFrame({"event_id": [eid], "time": [t + pd.Timedelta(seconds=time_s)], "latitude": [0.0],
-                           "longitude": [0.0], "depth_km": [5.0], "n_stations": [n_picks], "n_p": [n_picks],
-                           "n_s": [0], "n_picks": [n_picks], "score": [float(n_picks)]})
-        asg = pd.DataFrame({"event_id": eid, "station_id": [f"X.S{i}" for i in pick_idx], "phase": "P",
-                            "time": t, "residual_s": 0.0, "weight": 1.0, "pick_index": pick_idx})
+        ev = pd.DataFrame(
+            {
+                "event_id": [eid],
+                "time": [t + pd.Timedelta(seconds=time_s)],
+                "latitude": [0.0],
+                "longitude": [0.0],
+                "depth_km": [5.0],
+                "n_stations": [n_picks],
+                "n_p": [n_picks],
+                "n_s": [0],
+                "n_picks": [n_picks],
+                "score": [float(n_picks)],
+            }
+        )
+        asg = pd.DataFrame(
+            {
+                "event_id": eid,
+                "station_id": [f"X.S{i}" for i in pick_idx],
+                "phase": "P",
+                "time": t,
+                "residual_s": 0.0,
+                "weight": 1.0,
+                "pick_index": pick_idx,
+            }
+        )
         return ev, asg
 
     # the same event found by two partitions (origins either side of the boundary), one pick differs
@@ -174,8 +201,14 @@ def test_bad_input_is_named(syn, assoc, tt, caplog):
 def test_csv_picks_roundtrip(tmp_path, syn):
     p = syn.picks.head(50)
     csv = tmp_path / "picks.csv"
-    pd.DataFrame({"id": p["station_id"], "timestamp": p["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                  "type": p["phase"].str.lower(), "prob": 0.7}).to_csv(csv, index=False)
+    pd.DataFrame(
+        {
+            "id": p["station_id"],
+            "timestamp": p["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "type": p["phase"].str.lower(),
+            "prob": 0.7,
+        }
+    ).to_csv(csv, index=False)
     got = picks_io.read_csv_picks(csv)
     assert list(got.columns[: len(schema.PICKS)]) == [f.name for f in schema.PICKS]
     assert (got["station_id"].to_numpy() == p["station_id"].to_numpy()).all()
@@ -219,8 +252,10 @@ def test_italy_vs_real_first_hours():
     secs = time.perf_counter() - t0
     m = match_events(ev, ref, max_dt_s=1.5, max_dist_km=5.0)
     recall, precision = len(m) / len(ref), len(m) / len(ev)
-    print(f"\nItaly 2016-10-14 00-04h: {len(picks)} STA/LTA picks in {secs:.1f} s; {len(ev)} events, REAL {len(ref)}; "
-          f"matched {len(m)} (|dt|<=1.5 s, <=5 km): recall {recall:.3f}, precision vs REAL {precision:.3f}")
+    print(
+        f"\nItaly 2016-10-14 00-04h: {len(picks)} STA/LTA picks in {secs:.1f} s; {len(ev)} events, REAL {len(ref)}; "
+        f"matched {len(m)} (|dt|<=1.5 s, <=5 km): recall {recall:.3f}, precision vs REAL {precision:.3f}"
+    )
     assert recall >= 0.85
     assert precision >= 0.6
     assert asg["pick_index"].is_unique
@@ -281,8 +316,16 @@ def test_edge_events_rejected_and_probability_floor(tt):
         dy = np.maximum(np.maximum(y0 - ev["y_km"], ev["y_km"] - y1), 0)
         return np.hypot(dx, dy)
 
-    free = Associator(west, tt=tt, max_depth_km=30, min_stations=4, min_picks=8, max_outside_km=None,
-                      reject_depth_edge=False, margin_km=80.0)
+    free = Associator(
+        west,
+        tt=tt,
+        max_depth_km=30,
+        min_stations=4,
+        min_picks=8,
+        max_outside_km=None,
+        reject_depth_edge=False,
+        margin_km=80.0,
+    )
     ev_free, _ = free.associate(wpicks)
     assert (outside_km(free, ev_free) > 10).sum() >= 3  # without the rule: events out there
     edge = Associator(west, tt=tt, max_depth_km=30, min_stations=4, min_picks=8, max_outside_km=10.0, margin_km=80.0)
@@ -309,8 +352,9 @@ def test_snr_floor_and_nearest_station_rule(tt):
     assert len(a.associate(syn.picks.assign(snr=np.float32(2.0)))[0]) == 0  # at the noise's level
     assert len(a.associate(syn.picks.assign(snr=np.nan))[0]) == n_ok
 
-    sp = synthetic_picks(tt, n_events=150, n_stations=8, region_km=200, false_fraction=0.5, seed=11,
-                         p_detect=0.7, s_detect=0.7)
+    sp = synthetic_picks(
+        tt, n_events=150, n_stations=8, region_km=200, false_fraction=0.5, seed=11, p_detect=0.7, s_detect=0.7
+    )
 
     def run(max_nearest_km):
         b = Associator(sp.stations, tt=tt, max_depth_km=30, max_nearest_km=max_nearest_km)
@@ -327,8 +371,10 @@ def test_snr_floor_and_nearest_station_rule(tt):
     assert (b := Associator(sp.stations, tt=tt, max_depth_km=30)).min_p_and_s == 1 and b.min_picks == 5
     ev0, full0, prec0, n0 = run(None)
     ev1, full1, prec1, n1 = run(50.0)
-    print(f"\nsparse network: without the rule {len(ev0)} events, precision {prec0:.3f}; "
-          f"with it {len(ev1)}, precision {prec1:.3f}")
+    print(
+        f"\nsparse network: without the rule {len(ev0)} events, precision {prec0:.3f}; "
+        f"with it {len(ev1)}, precision {prec1:.3f}"
+    )
     assert ((ev0["nearest_km"] > 50.5) & ~full0).sum() >= 3  # without the rule: weak far events
     assert ((ev1["nearest_km"] <= 50.5) | full1).all()
     assert prec1 > prec0 and n1 >= 0.8 * n0
@@ -370,7 +416,10 @@ def test_italy_defaults_precision(pick_set):
     ev, asg = associate_partitioned(picks, Associator(st, read_model(ITALY / "REAL" / "tt_db" / "itvel.nd")))
     m = match_events(ev, ref, max_dt_s=1.5, max_dist_km=5.0)
     recall, precision = len(m) / len(ref), len(m) / len(ev)
-    print(f"\nItaly 00-04h {pick_set}, defaults: {len(ev)} events, REAL {len(ref)}; recall {recall:.3f} precision {precision:.3f}")
+    print(
+        f"\nItaly 00-04h {pick_set}, defaults: {len(ev)} events, REAL {len(ref)}; "
+        f"recall {recall:.3f} precision {precision:.3f}"
+    )
     assert recall >= LIMITS[pick_set][0] and precision >= LIMITS[pick_set][1]
     assert asg["pick_index"].is_unique
     assert (ev["depth_km"] < 30 - 0.25).all()
@@ -385,8 +434,9 @@ def _cli(*args):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "quakescale.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "quakescale.cli", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_associate_config_thresholds_and_bad_input(tmp_path, tt):
@@ -432,13 +482,18 @@ def test_cli_associate_config_thresholds_and_bad_input(tmp_path, tt):
     one_line_error(_cli("associate", *common, "-o", tmp_path / "d", "--min-stations", "0"), "min_stations")
     ho = tmp_path / "header.csv"
     ho.write_text("station_id,phase,time\n")
-    one_line_error(_cli("associate", "--picks", ho, "--stations", st, "--model", model, "-o", tmp_path / "d"),
-                   "header.csv", "header only")
+    one_line_error(
+        _cli("associate", "--picks", ho, "--stations", st, "--model", model, "-o", tmp_path / "d"),
+        "header.csv",
+        "header only",
+    )
     unknown = tmp_path / "unknown.csv"
     bad = syn.picks[["station_id", "phase", "time"]].copy()
     bad.loc[bad.index[0], "station_id"] = "ZZ.NOPE"
     bad.to_csv(unknown, index=False)
     r = _cli("associate", "--picks", unknown, "--stations", st, "--model", model, "-o", tmp_path / "e")
     assert r.returncode == 0 and "ZZ.NOPE" in r.stderr  # dropped, with a warning
-    one_line_error(_cli("associate", "--picks", unknown, "--stations", st, "--model", model, "-o", tmp_path / "e",
-                        "--strict"), "ZZ.NOPE")
+    one_line_error(
+        _cli("associate", "--picks", unknown, "--stations", st, "--model", model, "-o", tmp_path / "e", "--strict"),
+        "ZZ.NOPE",
+    )

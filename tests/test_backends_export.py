@@ -46,9 +46,17 @@ def locate_case(seed=3, n_events=40):
     """Events spread over 20 km, initial (associator-like) locations a few km off, mixed pick
     weights (1, .5, .2 = weight codes 0, 1, 2), station elevations, one station code longer than
     Hypoinverse's five characters, event ids beyond Hypoinverse's ten digits."""
-    truth, start, picks, stations, model = synthetic_case(n_events, 12, seed=seed, sigma_p_s=0.03, sigma_s_s=0.06,
-                                                            extent_km=10.0, start_sigma_km=3.0, start_sigma_z_km=3.0,
-                                                            zero_mean_start=False)
+    truth, start, picks, stations, model = synthetic_case(
+        n_events,
+        12,
+        seed=seed,
+        sigma_p_s=0.03,
+        sigma_s_s=0.06,
+        extent_km=10.0,
+        start_sigma_km=3.0,
+        start_sigma_z_km=3.0,
+        zero_mean_start=False,
+    )
     rng = np.random.default_rng(seed)
     picks["weight"] = rng.choice([1.0, 0.5, 0.2], len(picks))
     stations["elevation_m"] = rng.uniform(0, 1500, len(stations))
@@ -80,20 +88,34 @@ def cc_times(truth, start, picks, stations, model, max_sep_km=5.0, seed=5):
     d = np.hypot(ex[:, None] - sx[None], ey[:, None] - sy[None])
     T = {ph: tt.time(ph, d, np.broadcast_to(truth.depth_km.to_numpy()[:, None], d.shape))[0] for ph in "PS"}
     pos = pd.Series(np.arange(len(truth)), index=truth.event_id.to_numpy())
-    pr = catalog_pairs(start, picks, stations, max_sep_km=max_sep_km)[["event_id_1", "event_id_2"]].drop_duplicates().to_numpy()
+    pr = (
+        catalog_pairs(start, picks, stations, max_sep_km=max_sep_km)[["event_id_1", "event_id_2"]]
+        .drop_duplicates()
+        .to_numpy()
+    )
     ns = len(stations)
     rng = np.random.default_rng(seed)
     a, b = np.repeat(pr[:, 0], 2 * ns), np.repeat(pr[:, 1], 2 * ns)
     j = np.tile(np.repeat(np.arange(ns), 2), len(pr))
     ph = np.tile(np.array(["P", "S"]), ns * len(pr))
     ia, ib = pos[a].to_numpy(), pos[b].to_numpy()
-    dt = np.where(ph == "P", T["P"][ia, j] - T["P"][ib, j], T["S"][ia, j] - T["S"][ib, j]) + rng.normal(0, 0.003, len(a))
+    dt = np.where(ph == "P", T["P"][ia, j] - T["P"][ib, j], T["S"][ia, j] - T["S"][ib, j]) + rng.normal(
+        0, 0.003, len(a)
+    )
     cc = rng.uniform(0.75, 0.95, len(a))
     low = rng.random(len(a)) < 0.1
     cc[low] = 0.5
     dt[low] += 0.3  # wrong times: harmful if they slipped through
-    return pd.DataFrame({"event_id_1": a, "event_id_2": b, "station_id": stations.station_id.to_numpy()[j], "phase": ph,
-                         "dt_s": dt, "cc": cc})
+    return pd.DataFrame(
+        {
+            "event_id_1": a,
+            "event_id_2": b,
+            "station_id": stations.station_id.to_numpy()[j],
+            "phase": ph,
+            "dt_s": dt,
+            "cc": cc,
+        }
+    )
 
 
 def dist_m(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
@@ -105,8 +127,9 @@ def dist_m(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
 # ----------------------------------------------------------------------------- Hypoinverse
 def test_hypoinverse_project_carries_the_locate_stage(tmp_path):
     truth, start, picks, stations, model = locate_case()
-    params = LocateSection(trial_depth_km=6.0, dist_full_km=50.0, dist_zero_km=150.0, residual_full_s=0.25,
-                           residual_cutoff_factor=2.5)
+    params = LocateSection(
+        trial_depth_km=6.0, dist_full_km=50.0, dist_zero_km=150.0, residual_full_s=0.25, residual_cutoff_factor=2.5
+    )
     mem, mem_res = locate_events(start, picks, stations, model, params)
     cmd = export_hypoinverse_project(start, picks, stations, model, params, tmp_path / "hyp")
 
@@ -130,8 +153,10 @@ def test_hypoinverse_project_carries_the_locate_stage(tmp_path):
     assert ev.located.all() and mem.located.all()
     m, dh, dz = planar_m(mem, ev)
     dt = np.abs((m.time_a - m.time_b).dt.total_seconds())
-    print(f"hypoinverse project vs in-memory: horizontal median {np.median(dh):.1f} m max {dh.max():.1f} m; "
-          f"depth median {np.median(dz):.1f} m max {dz.max():.1f} m; origin time max {dt.max() * 1000:.1f} ms")
+    print(
+        f"hypoinverse project vs in-memory: horizontal median {np.median(dh):.1f} m max {dh.max():.1f} m; "
+        f"depth median {np.median(dz):.1f} m max {dz.max():.1f} m; origin time max {dt.max() * 1000:.1f} ms"
+    )
     # formats carry 0.01 min of arc (~18 m), 10 m depth, 10 ms: agreement at that level.  The
     # bound on the largest difference holds for events the locator converged on (an event that
     # still oscillates after max_iter ends wherever the 10 ms rounding of its picks leaves it).
@@ -207,8 +232,9 @@ def test_hypodd_project_carries_the_relocate_stage(tmp_path):
 
 
 def test_hypodd_project_with_cc_and_long_ids(tmp_path):
-    truth, start, picks, stations, model = synthetic_case(50, 12, seed=2, sigma_p_s=0.01, sigma_s_s=0.02,
-                                                            start_sigma_km=0.4, start_sigma_z_km=0.5)
+    truth, start, picks, stations, model = synthetic_case(
+        50, 12, seed=2, sigma_p_s=0.01, sigma_s_s=0.02, start_sigma_km=0.4, start_sigma_z_km=0.5
+    )
     dtcc = cc_times(truth, start, picks, stations, model)
     big = 5_000_000_000  # beyond HypoDD's i9 / integer*4 ids
     for df in (truth, start, picks):
@@ -250,23 +276,35 @@ def test_missing_executables_fail_clearly(tmp_path, monkeypatch):
     truth, start, picks, stations, model = synthetic_case(20, 8, seed=0)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(HypoinverseNotFound, match=r"'hyp1\.40'.*locate\.hypoinverse_exe"):
-        locate_with_backend(start, picks, stations, model, LocateSection(), tmp_path / "loc", backend="hypoinverse",
-                            exe="hyp1.40")
+        locate_with_backend(
+            start, picks, stations, model, LocateSection(), tmp_path / "loc", backend="hypoinverse", exe="hyp1.40"
+        )
     with pytest.raises(HypoDDNotFound, match=r"'hypoDD'.*relocate\.hypodd_exe"):
-        relocate_with_backend(start, picks, stations, model, None, RelocateSection(), tmp_path / "rel", backend="hypodd",
-                              exe="hypoDD")
+        relocate_with_backend(
+            start, picks, stations, model, None, RelocateSection(), tmp_path / "rel", backend="hypodd", exe="hypoDD"
+        )
     with pytest.raises(ValueError, match="locate.backend"):
         locate_with_backend(start, picks, stations, model, None, tmp_path, backend="velest")
     with pytest.raises(ValueError, match="relocate.backend"):
         relocate_with_backend(start, picks, stations, model, None, None, tmp_path, backend="growclust")
 
 
-@pytest.mark.skipif(find_hypoinverse() is None, reason="no Hypoinverse executable (hyp1.40/hyp2000/hypoinverse) on PATH")
+@pytest.mark.skipif(
+    find_hypoinverse() is None, reason="no Hypoinverse executable (hyp1.40/hyp2000/hypoinverse) on PATH"
+)
 def test_real_hypoinverse_locates_the_exported_project(tmp_path):
     truth, start, picks, stations, model = locate_case()
     params = LocateSection()
-    ev, res = locate_with_backend(start, picks, stations, model, params, tmp_path / "locate-hypoinverse",
-                                  backend="hypoinverse", exe=find_hypoinverse())
+    ev, res = locate_with_backend(
+        start,
+        picks,
+        stations,
+        model,
+        params,
+        tmp_path / "locate-hypoinverse",
+        backend="hypoinverse",
+        exe=find_hypoinverse(),
+    )
     mem, _ = locate_events(start, picks, stations, model, params)
     assert ev.located.sum() >= 0.9 * len(start)
     m, dh, dz = planar_m(mem, ev[ev.located])
@@ -280,8 +318,9 @@ def test_real_hypoinverse_locates_the_exported_project(tmp_path):
 def test_real_hypodd_relocates_the_exported_project(tmp_path):
     truth, start, picks, stations, model = synthetic_case(60, 12, seed=1)
     params = RelocateSection(max_sep_km=5.0)
-    out = relocate_with_backend(start, picks, stations, model, None, params, tmp_path / "relocate-hypodd", backend="hypodd",
-                                exe="hypoDD")
+    out = relocate_with_backend(
+        start, picks, stations, model, None, params, tmp_path / "relocate-hypodd", backend="hypodd", exe="hypoDD"
+    )
     mem = dd.relocate(start, picks, stations, model, params=params)
     assert len(out) >= 0.9 * len(mem)
     e = dist_m(mem, out)

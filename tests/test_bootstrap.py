@@ -89,7 +89,10 @@ def test_negatives_hold_no_arrival(world, built):
     assert len(no) >= 15 and all(len(p) == 0 and len(s) == 0 for p, s in zip(no.p_idx, no.s_idx))
     tp = _truth(world)
     tp = tp[tp.recorded & (tp.snr >= 3.0)]
-    hit = [((tp.station_id == r.station_id) & (tp.t_ns >= r.start_ns) & (tp.t_ns < r.start_ns + STORE_N * 1e7)).any() for r in no.itertuples()]
+    hit = [
+        ((tp.station_id == r.station_id) & (tp.t_ns >= r.start_ns) & (tp.t_ns < r.start_ns + STORE_N * 1e7)).any()
+        for r in no.itertuples()
+    ]
     # only events no classic picker saw can hide in a negative: a small minority
     assert np.mean(hit) <= 0.15, f"{sum(hit)} of {len(hit)} negatives hold a visible truth arrival"
 
@@ -126,14 +129,23 @@ def test_manual_picks_give_picker_samples(world, built, tmp_path):
     csv = tmp_path / "manual.csv"
     man.assign(time=man.time.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).to_csv(csv, index=False)
     assert len(read_picks(csv)) == len(man)
-    s = build_sample_set(cfg, tmp_path / "set", station_days=[f"{cfg.archive.start}/XL.L01", f"{cfg.archive.start}/XL.L02"],
-                         manual_picks=csv, summary_png=False, log=lambda *a: None)
+    s = build_sample_set(
+        cfg,
+        tmp_path / "set",
+        station_days=[f"{cfg.archive.start}/XL.L01", f"{cfg.archive.start}/XL.L02"],
+        manual_picks=csv,
+        summary_png=False,
+        log=lambda *a: None,
+    )
     idx = pd.read_parquet(tmp_path / "set" / "index.parquet")
     m = idx[idx.source == "manual"]
     assert s["n_manual"] == len(m) >= 5
     for r in m.itertuples():  # the manual P is the anchor, to the sample
         t = r.start_ns + P_AT_N * 1e7
-        assert np.abs(man.loc[(man.station_id == r.station_id) & (man.phase == "P"), "time"].astype("int64") - t).min() < 1e7
+        assert (
+            np.abs(man.loc[(man.station_id == r.station_id) & (man.phase == "P"), "time"].astype("int64") - t).min()
+            < 1e7
+        )
 
 
 @pytest.mark.slow  # ~65 s (2 shared cores): a training run, then its resumption
@@ -143,7 +155,9 @@ def test_train_from_sample_set_resumes_and_plots(built, tmp_path):
 
     _, out, _ = built
     w = tmp_path / "w"
-    m1 = train_from_sample_set(out, w, epochs=1, device="cpu", init_model=None, version="0.1.0", batch_size=64, log=lambda *a: None)
+    m1 = train_from_sample_set(
+        out, w, epochs=1, device="cpu", init_model=None, version="0.1.0", batch_size=64, log=lambda *a: None
+    )
     mt = pd.read_csv(m1)
     assert list(mt.model) == ["detector", "picker"]
     model = load_model(w, device="cpu")
@@ -151,12 +165,16 @@ def test_train_from_sample_set_resumes_and_plots(built, tmp_path):
     assert (w / "training_curves.png").stat().st_size > 10_000
     # a finished run is not trained again
     before = (w / "cerp.pt").stat().st_mtime_ns
-    train_from_sample_set(out, w, epochs=1, device="cpu", init_model=None, version="0.1.0", batch_size=64, log=lambda *a: None)
+    train_from_sample_set(
+        out, w, epochs=1, device="cpu", init_model=None, version="0.1.0", batch_size=64, log=lambda *a: None
+    )
     assert (w / "cerp.pt").stat().st_mtime_ns == before
     # an interrupted run (no card) continues from its checkpoints and keeps the earlier epochs
     (w / "card.json").unlink()
     (w / "test_metrics.json").unlink()
-    train_from_sample_set(out, w, epochs=2, device="cpu", init_model=None, version="0.1.1", batch_size=64, log=lambda *a: None)
+    train_from_sample_set(
+        out, w, epochs=2, device="cpu", init_model=None, version="0.1.1", batch_size=64, log=lambda *a: None
+    )
     mt = pd.read_csv(w / "metrics.csv")
     assert list(zip(mt.model, mt.epoch)) == [("detector", 1), ("picker", 1), ("picker", 2)]
     assert load_model(w, device="cpu").card["recipe"]["resumed_after"] == {"detector": 1, "picker": 1}
@@ -179,7 +197,7 @@ def test_self_training_adds_model_labels_on_classic_events(world, built, tmp_pat
     picks = pd.read_parquet(tmp_path / "st" / "picks.parquet")
     asg = pd.read_parquet(tmp_path / "st" / "assignments.parquet")
     assert (picks.classic == "model").sum() > 0
-    n_classic = (picks.classic.to_numpy()[asg.pick_index.to_numpy()] != "model")
+    n_classic = picks.classic.to_numpy()[asg.pick_index.to_numpy()] != "model"
     assert pd.Series(n_classic).groupby(asg.event_id.to_numpy()).sum().min() >= 2
     assert s["n_s_labels"] > base["n_s_labels"]
     idx = pd.read_parquet(tmp_path / "st" / "index.parquet")
@@ -242,8 +260,13 @@ def test_cli_bootstrap_rejects_unknown_teacher(world):
     import sys
 
     qs = [sys.executable, "-m", "quakescale.cli", "bootstrap"]
-    p = subprocess.run(qs + [str(world / "config.yaml"), "--teacher", "nonsense"], capture_output=True, text=True,
-                       env=dict(os.environ), timeout=120)
+    p = subprocess.run(
+        qs + [str(world / "config.yaml"), "--teacher", "nonsense"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
     assert p.returncode == 1 and "--teacher" in p.stderr and "nonsense" in p.stderr and "Traceback" not in p.stderr
     h = subprocess.run(qs + ["--help"], capture_output=True, text=True, timeout=120)
     assert "--teacher" in h.stdout and "classic" in h.stdout
@@ -272,8 +295,15 @@ def _truth_pha(world, tp: pd.DataFrame, path):
 
     tev = pd.read_parquet(world / "truth" / "events.parquet")
     tp = tp.merge(tev[["event_id", "time"]].rename(columns={"time": "origin"}), on="event_id")
-    ph = pd.DataFrame({"event_id": tp.event_id, "station": tp.station_id.str.split(".").str[1],
-                       "travel_time_s": (tp.time - tp.origin).dt.total_seconds(), "weight": 1.0, "phase": tp.phase})
+    ph = pd.DataFrame(
+        {
+            "event_id": tp.event_id,
+            "station": tp.station_id.str.split(".").str[1],
+            "travel_time_s": (tp.time - tp.origin).dt.total_seconds(),
+            "weight": 1.0,
+            "phase": tp.phase,
+        }
+    )
     return write_pha(tev[tev.event_id.isin(ph.event_id)].assign(magnitude=0.0), ph, path)
 
 
@@ -336,7 +366,12 @@ def test_params_from_config_and_card(world, built):
     cfg2.train.snr_min, cfg2.train.self_training, cfg2.train.init_model = 4.0, True, None
     p = BootstrapParams.from_config(cfg2, noise_per_event=2.0)
     assert (p.snr_min, p.noise_per_event, p.teacher, p.teacher_model, p.seed) == (
-        4.0, 2.0, "classic", "builtin:default", cfg.run.seed)
+        4.0,
+        2.0,
+        "classic",
+        "builtin:default",
+        cfg.run.seed,
+    )
     assert BootstrapParams.from_config(cfg2, teacher="stalta").teacher_model is None  # self-training: classic only
     with pytest.raises(ConfigError, match="unlabelled_arrivals must be 'mask' or 'drop'"):
         BootstrapParams(unlabelled_arrivals="keep")
@@ -348,8 +383,13 @@ def test_params_from_config_and_card(world, built):
     assert card == summary["params"]
     assert card["max_residual_s"] == PALM_SEED["max_residual_s"]  # what the association used
     cfg2.associate.detect_spacing_km, cfg2.velocity.max_depth_km = 7.0, 20.0
-    a = bootstrap_associator(cfg2, stations_table(load_inventory(cfg.archive.inventory), None),
-                             resolve_model(cfg.velocity.model))
+    a = bootstrap_associator(
+        cfg2, stations_table(load_inventory(cfg.archive.inventory), None), resolve_model(cfg.velocity.model)
+    )
     assert (a.max_residual_s, a.min_score, a.max_outside_km, a.use_probability) == (
-        PALM_SEED["max_residual_s"], 0.0, None, False)
+        PALM_SEED["max_residual_s"],
+        0.0,
+        None,
+        False,
+    )
     assert (a.detect_spacing_km, a.max_depth_km, a.min_stations) == (7.0, 20.0, cfg.associate.min_stations)

@@ -15,8 +15,8 @@ from quakescale.catalog.compare import compare_files, compare_summary, format_su
 from quakescale.catalog.fmd import b_value_aki_utsu, fmd_counts, fmd_summary, mc_maxc
 from quakescale.catalog.readers import CatalogFormatError, detect_format, read_catalog
 from quakescale.catalog.writers import CatalogWriteError, read_manifest_ref, write_catalogs
-
 from shared_data import ITALY
+
 needs_italy = pytest.mark.skipif(not ITALY.exists(), reason=f"reference data not found at {ITALY}")
 
 MANIFEST = "RUN/manifest.json#sha256:0123abcd"
@@ -28,7 +28,8 @@ def synthetic(n=40, n_sta=6, seed=0):
     ev = pd.DataFrame(
         {
             "event_id": np.arange(101, 101 + n),
-            "time": t0 + pd.to_timedelta(np.sort(rng.uniform(0, 2 * 86400, n)), unit="s")
+            "time": t0
+            + pd.to_timedelta(np.sort(rng.uniform(0, 2 * 86400, n)), unit="s")
             + pd.to_timedelta(rng.integers(0, 1000, n), unit="ns"),
             "latitude": 27.1 + rng.normal(0, 0.05, n),
             "longitude": 103.35 + rng.normal(0, 0.05, n),
@@ -61,9 +62,18 @@ def synthetic(n=40, n_sta=6, seed=0):
     for e in ev.itertuples():
         for k, s in enumerate(st.station_id[:4]):
             for ph, dt in (("P", 2.0 + k), ("S", 3.5 + 1.7 * k)):
-                rows.append({"event_id": e.event_id, "station_id": s, "phase": ph, "channel": "HHZ" if ph == "P" else "HHE",
-                             "time": e.time + pd.Timedelta(seconds=dt), "probability": 0.9, "method": "cerp",
-                             "residual_s": float(rng.normal(0, 0.1))})
+                rows.append(
+                    {
+                        "event_id": e.event_id,
+                        "station_id": s,
+                        "phase": ph,
+                        "channel": "HHZ" if ph == "P" else "HHE",
+                        "time": e.time + pd.Timedelta(seconds=dt),
+                        "probability": 0.9,
+                        "method": "cerp",
+                        "residual_s": float(rng.normal(0, 0.1)),
+                    }
+                )
     return ev, pd.DataFrame(rows), st
 
 
@@ -150,7 +160,9 @@ def test_write_catalogs_subset_and_no_arc(tmp_path):
     out = write_catalogs(ev, pk, None, tmp_path, "m", formats=("quakeml", "arc"))
     assert set(out) == {"quakeml"}  # arc skipped without a hook
     assert not (tmp_path / "events.parquet").exists()
-    out = write_catalogs(ev.iloc[:0], None, None, tmp_path / "empty", "m", formats=("parquet", "csv", "hypodd", "quakeml"))
+    out = write_catalogs(
+        ev.iloc[:0], None, None, tmp_path / "empty", "m", formats=("parquet", "csv", "hypodd", "quakeml")
+    )
     assert pq.read_table(out["events_parquet"]).num_rows == 0
     assert len(read_catalog(out["csv"])) == 0
 
@@ -181,7 +193,9 @@ def test_hypodd_writer_reproduces_reference_reloc(tmp_path):
     for a, b in zip(ours, theirs):
         fa, fb = a.split(), b.split()
         assert fa[:4] + fa[7:] == fb[:4] + fb[7:]
-    xyz = np.array([[float(v) for v in a.split()[4:7]] for a in ours]) - np.array([[float(v) for v in b.split()[4:7]] for b in theirs])
+    xyz = np.array([[float(v) for v in a.split()[4:7]] for a in ours]) - np.array(
+        [[float(v) for v in b.split()[4:7]] for b in theirs]
+    )
     assert (xyz.std(axis=0) < [30, 30, 1]).all()
 
 
@@ -196,12 +210,23 @@ def test_readers_on_italy_reference_files():
     reloc = read_catalog(ITALY / "hypoDD" / "hypoDD.reloc")
     loc = read_catalog(ITALY / "hypoDD" / "hypoDD.loc")
     assert [real.attrs["format"], vel.attrs["format"], reloc.attrs["format"], loc.attrs["format"]] == [
-        "real", "velest", "hypodd_reloc", "hypodd_loc"]
+        "real",
+        "velest",
+        "hypodd_reloc",
+        "hypodd_loc",
+    ]
     assert (len(real), len(vel), len(vel_in), len(reloc), len(loc)) == (659, 659, 659, 539, 652)
     assert str(real["time"].dtype) == "datetime64[ns, UTC]"
     r0 = real.iloc[0]
     assert r0["time"] == pd.Timestamp("2016-10-14T00:00:09.270Z")
-    assert (r0.latitude, r0.longitude, r0.depth_km, r0.magnitude, r0.n_p, r0.n_s) == (42.802, 13.2112, 6.0, 0.908, 35, 24)
+    assert (r0.latitude, r0.longitude, r0.depth_km, r0.magnitude, r0.n_p, r0.n_s) == (
+        42.802,
+        13.2112,
+        6.0,
+        0.908,
+        35,
+        24,
+    )
     assert vel.iloc[0]["time"] == pd.Timestamp("2016-10-14T00:00:09.150Z") and vel.iloc[0].rms_s == 0.21
     assert vel_in.iloc[12]["time"] == pd.Timestamp("2016-10-14T00:10:23.950Z")  # "161014  010 23.95"
     assert vel_in.iloc[12].latitude == 42.756
@@ -220,7 +245,9 @@ def test_detect_format_and_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         detect_format(tmp_path / "missing.cat")
     real_like = tmp_path / "cat.txt"
-    real_like.write_text("    1 2016 10 14 00:00:09.270 9.2704 0.2427 42.8020 13.2112 6.0000 0.908 0.241 35 24 59 27.17\n")
+    real_like.write_text(
+        "    1 2016 10 14 00:00:09.270 9.2704 0.2427 42.8020 13.2112 6.0000 0.908 0.241 35 24 59 27.17\n"
+    )
     assert detect_format(real_like) == "real"
     short = tmp_path / "x.reloc"
     short.write_text("1 2 3\n")
@@ -268,9 +295,15 @@ def _greedy_loop(cat, ref, max_dt_s, max_dist_km):
     tc = cat["time"].astype("int64").to_numpy() / 1e9
     tr = ref["time"].astype("int64").to_numpy() / 1e9
     dt = tc[:, None] - tr[None, :]
-    dh = epicentral_km(cat.latitude.to_numpy()[:, None], cat.longitude.to_numpy()[:, None],
-                       ref.latitude.to_numpy()[None, :], ref.longitude.to_numpy()[None, :])
-    pairs = [(abs(dt[i, j]), dh[i, j], i, j) for i, j in zip(*np.nonzero((np.abs(dt) <= max_dt_s) & (dh <= max_dist_km)))]
+    dh = epicentral_km(
+        cat.latitude.to_numpy()[:, None],
+        cat.longitude.to_numpy()[:, None],
+        ref.latitude.to_numpy()[None, :],
+        ref.longitude.to_numpy()[None, :],
+    )
+    pairs = [
+        (abs(dt[i, j]), dh[i, j], i, j) for i, j in zip(*np.nonzero((np.abs(dt) <= max_dt_s) & (dh <= max_dist_km)))
+    ]
     used_c, used_r, out = set(), set(), []
     for _, _, i, j in sorted(pairs):
         if i not in used_c and j not in used_r:
@@ -285,12 +318,22 @@ def test_match_equals_sequential_greedy_on_dense_catalogs():
     for _trial in range(4):
         n, m = 120, 100
         t0 = pd.Timestamp("2020-01-01", tz="UTC")
-        cat = pd.DataFrame({"time": t0 + pd.to_timedelta(rng.uniform(0, 60, n), unit="s"),
-                            "latitude": 40 + rng.uniform(0, 0.05, n), "longitude": 10 + rng.uniform(0, 0.05, n),
-                            "depth_km": rng.uniform(0, 10, n)})
-        ref = pd.DataFrame({"time": t0 + pd.to_timedelta(rng.uniform(0, 60, m), unit="s"),
-                            "latitude": 40 + rng.uniform(0, 0.05, m), "longitude": 10 + rng.uniform(0, 0.05, m),
-                            "depth_km": rng.uniform(0, 10, m)})
+        cat = pd.DataFrame(
+            {
+                "time": t0 + pd.to_timedelta(rng.uniform(0, 60, n), unit="s"),
+                "latitude": 40 + rng.uniform(0, 0.05, n),
+                "longitude": 10 + rng.uniform(0, 0.05, n),
+                "depth_km": rng.uniform(0, 10, n),
+            }
+        )
+        ref = pd.DataFrame(
+            {
+                "time": t0 + pd.to_timedelta(rng.uniform(0, 60, m), unit="s"),
+                "latitude": 40 + rng.uniform(0, 0.05, m),
+                "longitude": 10 + rng.uniform(0, 0.05, m),
+                "depth_km": rng.uniform(0, 10, m),
+            }
+        )
         got = match_catalogs(cat, ref, max_dt_s=1.5, max_dist_km=3.0)
         want = _greedy_loop(cat, ref, 1.5, 3.0)
         assert len(want) > 30  # dense: many conflicts to resolve
@@ -302,16 +345,29 @@ def test_match_scales_to_1e5_events():
     rng = np.random.default_rng(7)
     n = 100_000
     t0 = pd.Timestamp("2014-08-01", tz="UTC")
-    truth = pd.DataFrame({"event_id": np.arange(n), "time": t0 + pd.to_timedelta(rng.uniform(0, 100 * 86400, n), unit="s"),
-                          "latitude": 27 + rng.uniform(0, 0.3, n), "longitude": 103 + rng.uniform(0, 0.3, n),
-                          "depth_km": rng.uniform(0, 20, n)})
+    truth = pd.DataFrame(
+        {
+            "event_id": np.arange(n),
+            "time": t0 + pd.to_timedelta(rng.uniform(0, 100 * 86400, n), unit="s"),
+            "latitude": 27 + rng.uniform(0, 0.3, n),
+            "longitude": 103 + rng.uniform(0, 0.3, n),
+            "depth_km": rng.uniform(0, 20, n),
+        }
+    )
     keep = rng.random(n) < 0.95  # 5 % missed
     cat = truth[keep].copy()
     cat["time"] = cat["time"] + pd.to_timedelta(rng.normal(0, 0.2, len(cat)), unit="s")
     cat["latitude"] += rng.normal(0, 0.005, len(cat))
     n_false = 3000  # spurious events
-    false = pd.DataFrame({"event_id": np.arange(n, n + n_false), "time": t0 + pd.to_timedelta(rng.uniform(0, 100 * 86400, n_false), unit="s"),
-                          "latitude": 27 + rng.uniform(0, 0.3, n_false), "longitude": 103 + rng.uniform(0, 0.3, n_false), "depth_km": 5.0})
+    false = pd.DataFrame(
+        {
+            "event_id": np.arange(n, n + n_false),
+            "time": t0 + pd.to_timedelta(rng.uniform(0, 100 * 86400, n_false), unit="s"),
+            "latitude": 27 + rng.uniform(0, 0.3, n_false),
+            "longitude": 103 + rng.uniform(0, 0.3, n_false),
+            "depth_km": 5.0,
+        }
+    )
     cat = pd.concat([cat, false], ignore_index=True).sample(frac=1, random_state=1).reset_index(drop=True)
     t = time.perf_counter()
     m = match_catalogs(cat, truth, max_dt_s=1.5, max_dist_km=5.0)
@@ -369,10 +425,16 @@ def test_event_errors_and_match_events_use_the_one_matcher():
 
     rng = np.random.default_rng(3)
     n = 40
-    truth = pd.DataFrame({"event_id": np.arange(n), "latitude": 27.0 + rng.uniform(0, 0.5, n),
-                          "longitude": 103.0 + rng.uniform(0, 0.5, n), "depth_km": rng.uniform(2, 15, n),
-                          "magnitude": rng.uniform(0, 3, n),
-                          "time": pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.arange(n) * 30.0, unit="s")})
+    truth = pd.DataFrame(
+        {
+            "event_id": np.arange(n),
+            "latitude": 27.0 + rng.uniform(0, 0.5, n),
+            "longitude": 103.0 + rng.uniform(0, 0.5, n),
+            "depth_km": rng.uniform(2, 15, n),
+            "magnitude": rng.uniform(0, 3, n),
+            "time": pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.arange(n) * 30.0, unit="s"),
+        }
+    )
     found = truth.iloc[:30].copy()
     found["latitude"] += 0.9 / 111.19  # 0.9 km north
     found["depth_km"] += 0.4

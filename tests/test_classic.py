@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from obspy import read
@@ -12,7 +11,6 @@ from quakescale import schema as S
 from quakescale.config import DetectSection
 from quakescale.detect.classic import aic_onset, classic_picks, sliding_kurtosis
 from quakescale.detect.runner import pick_stream
-
 from test_detect import RC, ridgecrest_reference
 
 

@@ -29,12 +29,14 @@ def test_template_has_seed_defaults():
     assert (locate.dist_full_km, locate.dist_zero_km) == ("auto", "auto")  # 40/120 on a dense network
     assert (cfg.relocate.max_station_km, cfg.relocate.max_sep_km, cfg.relocate.min_obs) == ("auto", 6, 8)  # 150 dense
     assert cfg.relocate.cc.p_window_s == (0.5, 3.5) and cfg.relocate.cc.s_window_s == (0.3, 4.5)
+
     # every field of the model appears in the template (the template documents everything)
     def keys(d, prefix=""):
         for k, v in d.items():
             yield prefix + k
             if isinstance(v, dict) and k not in ("gpu_pool", "cpu_pool"):
                 yield from keys(v, prefix + k + ".")
+
     assert set(keys(cfg.to_dict())) == set(keys(yaml.safe_load(TEMPLATE)))
 
 
@@ -42,7 +44,11 @@ def test_template_has_seed_defaults():
     "path,value,message",
     [
         (("detect", "device"), "tpu", "detect.device: got 'tpu'; allowed values: 'auto', 'cpu' or 'cuda'"),
-        (("compute", "backend"), "kubernetes", "compute.backend: got 'kubernetes'; allowed values: 'local', 'slurm' or 'array'"),
+        (
+            ("compute", "backend"),
+            "kubernetes",
+            "compute.backend: got 'kubernetes'; allowed values: 'local', 'slurm' or 'array'",
+        ),
         (("associate", "min_stations"), 0, "associate.min_stations"),
         (("detect", "freqmax_hz"), 60.0, "Nyquist"),
         (("archive", "stations"), ["XL_L01"], "must be NET.STA"),

@@ -41,9 +41,14 @@ def test_gpu_recipe_sections():
     assert r.cmd == 'exec quakescale "$@"'  # %runscript = quakescale
     assert r.test == "/bin/bash /tests.sh" and 'echo "quakescale selfcheck" >> /tests.sh' in r.install  # %test
     files = _files(r)
-    assert files["pipeline"] == "/opt/quakescale/src/pipeline" and files["pyproject.toml"] == "/opt/quakescale/src/pyproject.toml"
+    assert (
+        files["pipeline"] == "/opt/quakescale/src/pipeline"
+        and files["pyproject.toml"] == "/opt/quakescale/src/pyproject.toml"
+    )
     assert "python -m pip install /opt/quakescale/src" in r.install
-    assert not any("torch" in line and "install" in line and "pip" in line for line in r.install)  # torch from the base image
+    assert not any(
+        "torch" in line and "install" in line and "pip" in line for line in r.install
+    )  # torch from the base image
     assert "PYTHONUNBUFFERED=1" in r.environ
 
 
@@ -76,11 +81,26 @@ def test_readme_names_where_to_get_the_programs():
 
 def test_apptainer_exec_command_lines():
     cmd = ["quakescale", "detect", "/runs/r 1/config.yaml", "--chunk", "3"]
-    args = apptainer_exec("/img/gpu.sif", cmd, gpu=True, binds=["/runs/r 1", "/data/sds", "/runs/r 1", "/scratch:/mnt:ro"])
-    assert args == ["apptainer", "exec", "--nv", "--bind", "/runs/r 1,/data/sds,/scratch:/mnt:ro", "/img/gpu.sif",
-                    "quakescale", "detect", "/runs/r 1/config.yaml", "--chunk", "3"]
-    assert shell_line(args) == ("apptainer exec --nv --bind '/runs/r 1,/data/sds,/scratch:/mnt:ro' /img/gpu.sif "
-                                "quakescale detect '/runs/r 1/config.yaml' --chunk 3")
+    args = apptainer_exec(
+        "/img/gpu.sif", cmd, gpu=True, binds=["/runs/r 1", "/data/sds", "/runs/r 1", "/scratch:/mnt:ro"]
+    )
+    assert args == [
+        "apptainer",
+        "exec",
+        "--nv",
+        "--bind",
+        "/runs/r 1,/data/sds,/scratch:/mnt:ro",
+        "/img/gpu.sif",
+        "quakescale",
+        "detect",
+        "/runs/r 1/config.yaml",
+        "--chunk",
+        "3",
+    ]
+    assert shell_line(args) == (
+        "apptainer exec --nv --bind '/runs/r 1,/data/sds,/scratch:/mnt:ro' /img/gpu.sif "
+        "quakescale detect '/runs/r 1/config.yaml' --chunk 3"
+    )
     assert shlex.split(shell_line(args)) == args
     assert apptainer_exec("/img/cpu.sif", ["python"]) == ["apptainer", "exec", "/img/cpu.sif", "python"]
     with pytest.raises(ContainerError, match="comma"):
@@ -90,11 +110,20 @@ def test_apptainer_exec_command_lines():
 
 
 def _cfg(**compute):
-    return parse_config({"run": {"out_dir": "/runs/ludian"},
-                         "archive": {"sds_root": "/data/sds", "inventory": "/data/meta/stations.xml", "truth": "/data/truth",
-                                     "start": "2014-08-03", "end": "2014-08-03"},
-                         "velocity": {"model": "/models/ludian.nd"},
-                         "compute": compute})
+    return parse_config(
+        {
+            "run": {"out_dir": "/runs/ludian"},
+            "archive": {
+                "sds_root": "/data/sds",
+                "inventory": "/data/meta/stations.xml",
+                "truth": "/data/truth",
+                "start": "2014-08-03",
+                "end": "2014-08-03",
+            },
+            "velocity": {"model": "/models/ludian.nd"},
+            "compute": compute,
+        }
+    )
 
 
 def test_pool_commands_with_and_without_images():
@@ -103,10 +132,37 @@ def test_pool_commands_with_and_without_images():
     assert binds == ["/runs/ludian", "/data/sds", "/data/meta", "/data/truth", "/models", "/scratch"]
     b = ",".join(binds)
     assert quakescale_argv(cfg.compute, "gpu", ["detect", "/runs/ludian/config.yaml", "--chunk", "7"], binds) == [
-        "apptainer", "exec", "--nv", "--bind", b, "/img/gpu.sif", "quakescale", "detect", "/runs/ludian/config.yaml", "--chunk", "7"]
+        "apptainer",
+        "exec",
+        "--nv",
+        "--bind",
+        b,
+        "/img/gpu.sif",
+        "quakescale",
+        "detect",
+        "/runs/ludian/config.yaml",
+        "--chunk",
+        "7",
+    ]
     assert quakescale_argv(cfg.compute, "cpu", ["relocate", "/runs/ludian/config.yaml"], binds) == [
-        "apptainer", "exec", "--bind", b, "/img/cpu.sif", "quakescale", "relocate", "/runs/ludian/config.yaml"]
-    assert python_argv(cfg.compute, "gpu", binds) == ["apptainer", "exec", "--nv", "--bind", b, "/img/gpu.sif", "python"]
+        "apptainer",
+        "exec",
+        "--bind",
+        b,
+        "/img/cpu.sif",
+        "quakescale",
+        "relocate",
+        "/runs/ludian/config.yaml",
+    ]
+    assert python_argv(cfg.compute, "gpu", binds) == [
+        "apptainer",
+        "exec",
+        "--nv",
+        "--bind",
+        b,
+        "/img/gpu.sif",
+        "python",
+    ]
     kw = slurm_cluster_kwargs(cfg.compute, "cpu", binds=binds)
     assert kw["python"] == f"apptainer exec --bind {b} /img/cpu.sif python"
     # make_cluster(cfg, ...) binds the config's paths itself; the rendered worker job runs in the image
@@ -116,11 +172,20 @@ def test_pool_commands_with_and_without_images():
         script = cluster.job_script()
     finally:
         cluster.close()
-    assert f"\napptainer exec --nv --bind {b} /img/gpu.sif python -m distributed.cli.dask_worker tcp://127.0.0.1:" in script
+    assert (
+        f"\napptainer exec --nv --bind {b} /img/gpu.sif python -m distributed.cli.dask_worker tcp://127.0.0.1:"
+        in script
+    )
     assert "#SBATCH -J qs-quakescale-run-gpu" in script
     # no images: host interpreter, no apptainer
     plain = _cfg()
-    assert quakescale_argv(plain.compute, "gpu", ["detect", "c.yaml"]) == [sys.executable, "-m", "quakescale", "detect", "c.yaml"]
+    assert quakescale_argv(plain.compute, "gpu", ["detect", "c.yaml"]) == [
+        sys.executable,
+        "-m",
+        "quakescale",
+        "detect",
+        "c.yaml",
+    ]
     assert python_argv(plain.compute, "cpu") == [sys.executable]
     assert wrap(plain.compute, "gpu", ["true"]) == ["true"]
     plain.compute.python = "/opt/py/bin/python3"

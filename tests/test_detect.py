@@ -137,7 +137,9 @@ def test_preprocess_gaps_resampling_and_errors():
     for c in "ZNE":
         d = np.ma.masked_array(rng.standard_normal(200 * 120), mask=False)
         d.mask[5000:9000] = True  # a 20 s gap at 200 Hz
-        trs.append(Trace(d, {"network": "XX", "station": "A", "channel": f"HH{c}", "sampling_rate": 200.0, "starttime": t0}))
+        trs.append(
+            Trace(d, {"network": "XX", "station": "A", "channel": f"HH{c}", "sampling_rate": 200.0, "starttime": t0})
+        )
     prep = preprocess(Stream(trs), DetectSection())
     assert prep.data.shape == (3, 12000) and prep.channel == "HH?"
     assert not prep.valid[2600:4400].any() and prep.valid[5000:].all()
@@ -162,7 +164,9 @@ def test_preprocess_matches_the_textbook_chain_on_a_gapped_day():
         d = np.ma.masked_array(np.round(x).astype(np.int32), mask=False)
         d.mask[20000:23000] = True  # a 30 s gap
         d.mask[41000:41150] = True  # a 1.5 s gap: two more runs
-        trs.append(Trace(d, {"network": "XX", "station": "B", "channel": f"HH{c}", "sampling_rate": 100.0, "starttime": t0}))
+        trs.append(
+            Trace(d, {"network": "XX", "station": "B", "channel": f"HH{c}", "sampling_rate": 100.0, "starttime": t0})
+        )
     prep = preprocess(Stream(trs), DetectSection())
     sos = _sos(1.0, 20.0, 100.0)
     ref = np.zeros((3, n), np.float32)

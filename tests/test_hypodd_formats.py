@@ -1,13 +1,11 @@
 """HypoDD file formats: reading the reference files of real HypoDD/ph2dt/FDTCC runs, writing
 them back in the same layout."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from quakescale.formats import hypodd as H
-
 from shared_data import ITALY as _ITALY
 from shared_data import RIDGECREST as FDTCC
 
@@ -64,9 +62,20 @@ def test_hypodd_inp_italy():
 
 
 def test_hypodd_inp_roundtrip(tmp_path):
-    inp = H.HypoDDInp(path=tmp_path / "x.inp", fn_cc="dt.cc", fn_ct="dt.ct", idat=3, sets=[H.IterationSet(5, 0.01, 0.005, -9, -9, 1, 0.5, -9, -9, 50),
-                                                                                   H.IterationSet(5, 1, 0.5, 6, 4, 0.01, 0.005, 6, 6, 30)],
-                      top_km=[0.0, 4.0], vp_kms=[5.2, 6.0], vpvs=1.73, cid=0)
+    inp = H.HypoDDInp(
+        path=tmp_path / "x.inp",
+        fn_cc="dt.cc",
+        fn_ct="dt.ct",
+        idat=3,
+        sets=[
+            H.IterationSet(5, 0.01, 0.005, -9, -9, 1, 0.5, -9, -9, 50),
+            H.IterationSet(5, 1, 0.5, 6, 4, 0.01, 0.005, 6, 6, 30),
+        ],
+        top_km=[0.0, 4.0],
+        vp_kms=[5.2, 6.0],
+        vpvs=1.73,
+        cid=0,
+    )
     p = H.write_hypodd_inp(inp, tmp_path / "x.inp")
     back = H.read_hypodd_inp(p)
     assert back.fn_cc == "dt.cc" and back.idat == 3 and len(back.sets) == 2
@@ -108,8 +117,10 @@ def test_dt_parser_hypodd_rules_and_lenient_readers(tmp_path):
     """One parser: hypoDD's rules (hypodd21) skip OTC -999 pairs and take 7-character codes; the
     table readers keep every pair, upper-case phases and take a missing OTC as 0."""
     cc = tmp_path / "dt.cc"
-    cc.write_text("# 1 2 0.05\nLONGSTA1 0.10 0.90 P\nLONGSTA2 -0.20 0.80 S\n# 1 3 -999.0\nB1 0.30 0.70 P\n"
-                  "# 2 3 0.0\nB1 0.25 0.60 S\n")
+    cc.write_text(
+        "# 1 2 0.05\nLONGSTA1 0.10 0.90 P\nLONGSTA2 -0.20 0.80 S\n# 1 3 -999.0\nB1 0.30 0.70 P\n"
+        "# 2 3 0.0\nB1 0.25 0.60 S\n"
+    )
     d = H.read_dt_columns(cc, cc=True, dtype=np.float32, hypodd=True)
     assert d.n_no_otc == 1 and d.id1.tolist() == [1, 1, 2] and d.id2.tolist() == [2, 2, 3]
     assert d.sta_names == ["LONGSTA1", "LONGSTA2", "B1"] and d.is_p.tolist() == [True, False, False]
@@ -128,10 +139,25 @@ def test_dt_parser_hypodd_rules_and_lenient_readers(tmp_path):
 
 
 def test_pha_roundtrip(tmp_path):
-    ev = pd.DataFrame({"event_id": [3, 9], "time": pd.to_datetime(["2014-08-03T08:30:10.123Z", "2014-08-03T09:00:00.000Z"]),
-                       "latitude": [27.1, 27.11], "longitude": [103.3, 103.31], "depth_km": [9.5, 10.0], "magnitude": [2.1, -0.3]})
-    ph = pd.DataFrame({"event_id": [3, 3, 9], "station": ["L01", "L02", "L01"], "travel_time_s": [2.5, 4.25, 3.0],
-                       "weight": [1.0, 0.5, -1.0], "phase": ["P", "S", "P"]})
+    ev = pd.DataFrame(
+        {
+            "event_id": [3, 9],
+            "time": pd.to_datetime(["2014-08-03T08:30:10.123Z", "2014-08-03T09:00:00.000Z"]),
+            "latitude": [27.1, 27.11],
+            "longitude": [103.3, 103.31],
+            "depth_km": [9.5, 10.0],
+            "magnitude": [2.1, -0.3],
+        }
+    )
+    ph = pd.DataFrame(
+        {
+            "event_id": [3, 3, 9],
+            "station": ["L01", "L02", "L01"],
+            "travel_time_s": [2.5, 4.25, 3.0],
+            "weight": [1.0, 0.5, -1.0],
+            "phase": ["P", "S", "P"],
+        }
+    )
     e2, p2 = H.read_pha(H.write_pha(ev, ph, tmp_path / "x.pha"))
     assert list(e2.event_id) == [3, 9] and np.allclose(e2.magnitude, [2.1, -0.3])
     assert e2.time.iloc[0] == pd.Timestamp("2014-08-03T08:30:10.123Z")
@@ -166,7 +192,12 @@ def test_hypodd_inp_2x_every_field():
     assert inp.version == 2
     assert (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta) == ("dt.cc", "dt.ct", "event.sel", "station.sel")
     assert (inp.fn_loc, inp.fn_reloc, inp.fn_stares, inp.fn_res, inp.fn_srcpar) == (
-        "hypoDD.loc", "hypoDD.reloc", "hypoDD.sta", "hypoDD.res", "hypoDD.src")
+        "hypoDD.loc",
+        "hypoDD.reloc",
+        "hypoDD.sta",
+        "hypoDD.res",
+        "hypoDD.src",
+    )
     assert (inp.idat, inp.ipha, inp.maxdist_km) == (3, 3, 120)
     assert (inp.minobs_cc, inp.minobs_ct, inp.minds_km, inp.maxds_km, inp.maxgap_deg) == (0, 8, -999, -999, -999)
     assert (inp.istart, inp.isolv, inp.iaq) == (2, 1, 1)
@@ -186,10 +217,12 @@ def test_hypodd_inp_2x_every_field():
 
 
 def test_hypodd_inp_2x_bad_field_names_file_line_and_field(tmp_path):
-    text = ("hypoDD_2\n* c\ndt.cc\ndt.ct\nevent.sel\nstation.sel\nhypoDD.loc\nhypoDD.reloc-\nhypoDD.sta\nhypoDD.res\n"
-            "hypoDD.src\n3 3 -1\n0 8 0.5 40 180\n2 2 0 2\n 4 0.01 0.005 -999 -999 1 0.5 -999 -999 80\n"
-            " 4 1 0.5 6 2 0.01 0.005 6 4 60 ctcc\n1\n0 1 3 6 -9\n4.5 5.8 6.3 7.9 -9\n1.70 1.72 1.75 1.78 -9\n2\n"
-            "11 12 13\n14\n")
+    text = (
+        "hypoDD_2\n* c\ndt.cc\ndt.ct\nevent.sel\nstation.sel\nhypoDD.loc\nhypoDD.reloc-\nhypoDD.sta\nhypoDD.res\n"
+        "hypoDD.src\n3 3 -1\n0 8 0.5 40 180\n2 2 0 2\n 4 0.01 0.005 -999 -999 1 0.5 -999 -999 80\n"
+        " 4 1 0.5 6 2 0.01 0.005 6 4 60 ctcc\n1\n0 1 3 6 -9\n4.5 5.8 6.3 7.9 -9\n1.70 1.72 1.75 1.78 -9\n2\n"
+        "11 12 13\n14\n"
+    )
     p = tmp_path / "hypoDD.inp"
     p.write_text(text)
     inp = H.read_hypodd_inp(p)

@@ -24,16 +24,37 @@ from quakescale.hpc.jobscript import (
 )
 from quakescale.rundir import RunDir
 
-NASTY = ["a b", "it's", 'say "hi"', "$(touch PWNED)", "`touch PWNED2`", "x;touch PWNED3", "#hash", "back\\slash", "*", "~"]
+NASTY = [
+    "a b",
+    "it's",
+    'say "hi"',
+    "$(touch PWNED)",
+    "`touch PWNED2`",
+    "x;touch PWNED3",
+    "#hash",
+    "back\\slash",
+    "*",
+    "~",
+]
 
 
 def _cfg(run_dir, name="test run", **compute):
-    return parse_config({"run": {"name": name, "out_dir": str(run_dir)},
-                         "archive": {"sds_root": "/data/sds", "inventory": "/data/meta/stations.xml", "start": "2014-08-03", "end": "2014-08-04"},
-                         "compute": compute})
+    return parse_config(
+        {
+            "run": {"name": name, "out_dir": str(run_dir)},
+            "archive": {
+                "sds_root": "/data/sds",
+                "inventory": "/data/meta/stations.xml",
+                "start": "2014-08-03",
+                "end": "2014-08-04",
+            },
+            "compute": compute,
+        }
+    )
 
 
 # -- values and directives -------------------------------------------------------------------
+
 
 def test_directive_quote_plain_and_quoted():
     assert directive_quote("gpu", "f") == "gpu"
@@ -61,11 +82,26 @@ def test_memory_and_walltime():
 
 
 def test_placement_directives_quote_every_config_value(tmp_path):
-    cfg = _cfg(tmp_path, gpu_pool={"partition": "gpu", "account": "geo lab", "qos": "high", "gpus": 2,
-                                   "job_extra_directives": ["--constraint=a100|h100", "--exclusive", "-C fast node", "#SBATCH --comment=x y"]})
+    cfg = _cfg(
+        tmp_path,
+        gpu_pool={
+            "partition": "gpu",
+            "account": "geo lab",
+            "qos": "high",
+            "gpus": 2,
+            "job_extra_directives": ["--constraint=a100|h100", "--exclusive", "-C fast node", "#SBATCH --comment=x y"],
+        },
+    )
     assert placement_directives(cfg.compute.gpu_pool) == [
-        "--partition=gpu", '--account="geo lab"', "--qos=high", "--gres=gpu:2",
-        '--constraint="a100|h100"', "--exclusive", '-C "fast node"', '--comment="x y"']
+        "--partition=gpu",
+        '--account="geo lab"',
+        "--qos=high",
+        "--gres=gpu:2",
+        '--constraint="a100|h100"',
+        "--exclusive",
+        '-C "fast node"',
+        '--comment="x y"',
+    ]
     cfg.compute.cpu_pool.job_extra_directives = ["rm -rf /"]
     with pytest.raises(JobScriptError, match=r"compute.cpu_pool.job_extra_directives\[0\]"):
         placement_directives(cfg.compute.cpu_pool, "compute.cpu_pool")
@@ -82,16 +118,31 @@ def test_rendered_array_script_passes_arguments_exactly(tmp_path):
     --chunk = array index + offset; the prologue and env run first."""
     probe = [sys.executable, "-c", "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ['QS_X']]))"]
     cfg = _cfg(tmp_path, prologue=["export QS_PROLOGUE=1"])
-    js = SlurmJobScript.for_pool(cfg.compute.cpu_pool, name="n a m e", command=probe + NASTY, prologue=cfg.compute.prologue,
-                                 array="0-9%3", template="array.sbatch.tmpl", extra={"chunk_offset": 1000},
-                                 env={"QS_X": "$(touch PWNED4) it's"}, chdir=tmp_path / "a dir", output=tmp_path / "o %A.out")
+    js = SlurmJobScript.for_pool(
+        cfg.compute.cpu_pool,
+        name="n a m e",
+        command=probe + NASTY,
+        prologue=cfg.compute.prologue,
+        array="0-9%3",
+        template="array.sbatch.tmpl",
+        extra={"chunk_offset": 1000},
+        env={"QS_X": "$(touch PWNED4) it's"},
+        chdir=tmp_path / "a dir",
+        output=tmp_path / "o %A.out",
+    )
     script = js.write(tmp_path / "job.sbatch")
     text = script.read_text()
-    assert text.startswith("#!/usr/bin/env bash\n#SBATCH --job-name=\"n a m e\"\n")
+    assert text.startswith('#!/usr/bin/env bash\n#SBATCH --job-name="n a m e"\n')
     assert f'#SBATCH --chdir="{tmp_path}/a dir"' in text and "#SBATCH --array=0-9%3" in text
     assert os.access(script, os.X_OK)
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    r = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "SLURM_ARRAY_TASK_ID": "7"})
+    r = subprocess.run(
+        ["bash", str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SLURM_ARRAY_TASK_ID": "7"},
+    )
     assert r.returncode == 0, r.stderr
     args, env_x = json.loads(r.stdout)
     assert args == NASTY + ["--chunk", "1007"]
@@ -111,6 +162,7 @@ def test_prologue_must_be_single_lines(tmp_path):
 
 # -- chunks and array rendering ----------------------------------------------------------------
 
+
 def test_chunks_cover_units_once():
     units = [f"s{i}" for i in range(103)]
     n = stages.n_chunks(len(units), 16)
@@ -129,23 +181,50 @@ def test_chunks_cover_units_once():
 
 def test_render_jobs_chain_arrays_and_throttle(tmp_path):
     run = tmp_path / "my run"
-    cfg = _cfg(run, name="Ludian 2014/08", chunk_size=16, array_throttle=50,
-               gpu_pool={"partition": "gpu", "gpus": 1, "memory": "32GB", "walltime": "02:00:00", "cores": 8},
-               cpu_pool={"partition": "cpu", "account": "seis"})
+    cfg = _cfg(
+        run,
+        name="Ludian 2014/08",
+        chunk_size=16,
+        array_throttle=50,
+        gpu_pool={"partition": "gpu", "gpus": 1, "memory": "32GB", "walltime": "02:00:00", "cores": 8},
+        cpu_pool={"partition": "cpu", "account": "seis"},
+    )
     specs = array.render_jobs(cfg, {"detect": 40_000, "xcorr": 30}, max_array_size=1000)
     assert [(s.stage, s.part, s.array, s.chunk_offset, s.after) for s in specs] == [
-        ("detect", 0, "0-999%16", 0, []), ("detect", 1, "0-999%16", 1000, []), ("detect", 2, "0-499%16", 2000, []),
-        ("associate", 0, None, 0, ["detect"]), ("locate", 0, None, 0, ["associate"]),
-        ("xcorr", 0, "0-29%50", 0, ["locate"]), ("relocate", 0, None, 0, ["xcorr"]), ("catalog", 0, None, 0, ["relocate"])]
+        ("detect", 0, "0-999%16", 0, []),
+        ("detect", 1, "0-999%16", 1000, []),
+        ("detect", 2, "0-499%16", 2000, []),
+        ("associate", 0, None, 0, ["detect"]),
+        ("locate", 0, None, 0, ["associate"]),
+        ("xcorr", 0, "0-29%50", 0, ["locate"]),
+        ("relocate", 0, None, 0, ["xcorr"]),
+        ("catalog", 0, None, 0, ["relocate"]),
+    ]
     assert sum(s.n_tasks for s in specs if s.stage == "detect") == 2500  # 40000 / 16
     names = sorted(p.name for p in (run / "jobs").glob("*.sbatch"))
-    assert names == ["01-detect.p000.sbatch", "01-detect.p001.sbatch", "01-detect.p002.sbatch", "02-associate.sbatch",
-                     "03-locate.sbatch", "04-xcorr.p000.sbatch", "05-relocate.sbatch", "06-catalog.sbatch"]
+    assert names == [
+        "01-detect.p000.sbatch",
+        "01-detect.p001.sbatch",
+        "01-detect.p002.sbatch",
+        "02-associate.sbatch",
+        "03-locate.sbatch",
+        "04-xcorr.p000.sbatch",
+        "05-relocate.sbatch",
+        "06-catalog.sbatch",
+    ]
     d1 = (run / "jobs" / "01-detect.p001.sbatch").read_text()
-    for line in ["#SBATCH --job-name=qs-Ludian_2014_08-detect", "#SBATCH --partition=gpu", "#SBATCH --gres=gpu:1",
-                 "#SBATCH --cpus-per-task=8", "#SBATCH --mem=30518M", "#SBATCH --time=02:00:00", "#SBATCH --array=0-999%16",
-                 f'#SBATCH --output="{run}/logs/detect-%A_%a.out"', "chunk=$((SLURM_ARRAY_TASK_ID + 1000))",
-                 f"exec {sys.executable} -m quakescale detect '{run}/config.yaml' --chunk \"${{chunk}}\""]:
+    for line in [
+        "#SBATCH --job-name=qs-Ludian_2014_08-detect",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=30518M",
+        "#SBATCH --time=02:00:00",
+        "#SBATCH --array=0-999%16",
+        f'#SBATCH --output="{run}/logs/detect-%A_%a.out"',
+        "chunk=$((SLURM_ARRAY_TASK_ID + 1000))",
+        f"exec {sys.executable} -m quakescale detect '{run}/config.yaml' --chunk \"${{chunk}}\"",
+    ]:
         assert line in d1, line
     loc = (run / "jobs" / "03-locate.sbatch").read_text()
     assert "#SBATCH --account=seis" in loc and "--gres" not in loc and "--array" not in loc
@@ -163,8 +242,10 @@ def test_render_jobs_with_images_uses_apptainer(tmp_path):
     cfg = _cfg(run, image_gpu="/img/qs-gpu.sif", image_cpu="/img/qs-cpu.sif", binds=["/scratch"])
     specs = array.render_jobs(cfg, {"detect": 3, "xcorr": 2})
     det = specs[0].script.read_text()
-    assert (f"exec apptainer exec --nv --bind {run},/data/sds,/data/meta,/scratch /img/qs-gpu.sif "
-            f"quakescale detect {run}/config.yaml --chunk \"${{chunk}}\"") in det
+    assert (
+        f"exec apptainer exec --nv --bind {run},/data/sds,/data/meta,/scratch /img/qs-gpu.sif "
+        f'quakescale detect {run}/config.yaml --chunk "${{chunk}}"'
+    ) in det
     rel = [s for s in specs if s.stage == "relocate"][0].script.read_text()
     assert (
         f"exec apptainer exec --bind {run},/data/sds,/data/meta,/scratch /img/qs-cpu.sif quakescale relocate "
@@ -197,7 +278,13 @@ SQUEUE_TEXT = """\
 def test_parse_squeue_and_counts():
     rows = array.parse_squeue(SQUEUE_TEXT)
     assert [(r.array_job_id, r.n_tasks, r.state) for r in rows] == [
-        ("4", 1, "PENDING"), ("5", 2, "PENDING"), ("3", 10, "PENDING"), ("5", 1, "RUNNING"), ("5", 1, "COMPLETING"), ("9", 5, "PENDING")]
+        ("4", 1, "PENDING"),
+        ("5", 2, "PENDING"),
+        ("3", 10, "PENDING"),
+        ("5", 1, "RUNNING"),
+        ("5", 1, "COMPLETING"),
+        ("9", 5, "PENDING"),
+    ]
     assert rows[-1].name == "odd|name" and rows[-1].reason == "Priority"
     assert array.count_array_tasks("0-10:2") == 6
     with pytest.raises(ValueError, match="not in the format"):
@@ -206,16 +293,29 @@ def test_parse_squeue_and_counts():
 
 def test_stage_status_from_status_tables_and_queue(tmp_path):
     rd = RunDir(tmp_path)
-    rd.write_status("detect", [{"unit": f"u{i}", "state": "ok"} for i in range(6)] + [{"unit": "u6", "state": "no_data"}])
+    rd.write_status(
+        "detect", [{"unit": f"u{i}", "state": "ok"} for i in range(6)] + [{"unit": "u6", "state": "no_data"}]
+    )
     rd.write_status("detect", [{"unit": "u7", "state": "failed", "reason": "corrupt file"}])
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "submitted.json").write_text(json.dumps({"jobs": {"detect": ["5", "3"], "associate": ["4"]}}))
     st = array.stage_status(tmp_path, {"detect": 20}, array.parse_squeue(SQUEUE_TEXT)).set_index("stage")
-    assert st.loc["detect"][["units", "done", "failed", "pending", "queued", "running"]].tolist() == [20, 7, 1, 12, 12, 2]
+    assert st.loc["detect"][["units", "done", "failed", "pending", "queued", "running"]].tolist() == [
+        20,
+        7,
+        1,
+        12,
+        12,
+        2,
+    ]
     assert st.loc["associate"][["done", "queued", "running"]].tolist() == [0, 1, 0]
-    assert st.loc["associate", "pending"] is None or st.loc["associate", "pending"] != st.loc["associate", "pending"]  # unknown
+    assert (
+        st.loc["associate", "pending"] is None or st.loc["associate", "pending"] != st.loc["associate", "pending"]
+    )  # unknown
     assert st.loc["detect", "jobs"] == "5,3"
-    assert list(st.index) == list(stages.JOB_STAGES) == ["detect", "associate", "locate", "xcorr", "relocate", "catalog"]
+    assert (
+        list(st.index) == list(stages.JOB_STAGES) == ["detect", "associate", "locate", "xcorr", "relocate", "catalog"]
+    )
     text = array.format_stage_status(st.reset_index()).splitlines()
     assert text[0].split() == ["stage", "units", "done", "failed", "pending", "queued", "running", "jobs"]
     assert text[1].split() == ["detect", "20", "7", "1", "12", "12", "2", "5,3"]
@@ -226,13 +326,27 @@ def test_stage_status_from_status_tables_and_queue(tmp_path):
 
 # -- Dask clusters ----------------------------------------------------------------------------
 
+
 def test_slurm_cluster_kwargs_and_job_script(tmp_path):
     from dask_jobqueue import SLURMCluster
 
-    cfg = _cfg(tmp_path / "run", backend="slurm", interface="lo", prologue=["module load cuda/12.4"],
-               image_gpu="/img/gpu image.sif", binds=["/scratch"],
-               gpu_pool={"partition": "gpu", "account": "geo lab", "qos": "normal", "gpus": 1, "memory": "16GB", "walltime": "01:00:00"},
-               cpu_pool={"partition": "cpu", "memory": "8GB", "walltime": "00:10:00", "cores": 2})
+    cfg = _cfg(
+        tmp_path / "run",
+        backend="slurm",
+        interface="lo",
+        prologue=["module load cuda/12.4"],
+        image_gpu="/img/gpu image.sif",
+        binds=["/scratch"],
+        gpu_pool={
+            "partition": "gpu",
+            "account": "geo lab",
+            "qos": "normal",
+            "gpus": 1,
+            "memory": "16GB",
+            "walltime": "01:00:00",
+        },
+        cpu_pool={"partition": "cpu", "memory": "8GB", "walltime": "00:10:00", "cores": 2},
+    )
     kw = slurm_cluster_kwargs(cfg.compute, "gpu", run_dir=tmp_path / "run", binds=["/data"])
     assert kw["python"] == "apptainer exec --nv --bind /data '/img/gpu image.sif' python"
     assert kw["worker_extra_args"] == ["--resources", "GPU=1", "--lifetime", "3300s", "--lifetime-stagger", "60s"]
@@ -243,13 +357,21 @@ def test_slurm_cluster_kwargs_and_job_script(tmp_path):
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
     finally:
         cluster.close()
-    for line in ["#SBATCH --partition=gpu", '#SBATCH --account="geo lab"', "#SBATCH --gres=gpu:1", "#SBATCH -t 01:00:00",
-                 "#SBATCH --cpus-per-task=4", "module load cuda/12.4",
-                 "apptainer exec --nv --bind /data '/img/gpu image.sif' python -m distributed.cli.dask_worker"]:
+    for line in [
+        "#SBATCH --partition=gpu",
+        '#SBATCH --account="geo lab"',
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH -t 01:00:00",
+        "#SBATCH --cpus-per-task=4",
+        "module load cuda/12.4",
+        "apptainer exec --nv --bind /data '/img/gpu image.sif' python -m distributed.cli.dask_worker",
+    ]:
         assert line in script, line
     assert "--resources GPU=1" in script and "--interface lo" in script
     cpu = slurm_cluster_kwargs(cfg.compute, "cpu")
-    assert cpu["python"] == sys.executable and cpu["worker_extra_args"] == []  # no image, no GPU resource, short walltime
+    assert (
+        cpu["python"] == sys.executable and cpu["worker_extra_args"] == []
+    )  # no image, no GPU resource, short walltime
     assert stages.STAGE["detect"].resources(cfg.compute) == {"GPU": 1}
     assert stages.STAGE["locate"].resources(cfg.compute) is None
     with pytest.raises(ValueError, match="pool 'tpu'"):
@@ -269,13 +391,21 @@ def test_local_cluster_runs_tasks(tmp_path):
         make_cluster(cfg.compute)
 
 
-@pytest.mark.parametrize("profile", sorted((Path(__file__).resolve().parents[1] / "slurm" / "profiles").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "profile", sorted((Path(__file__).resolve().parents[1] / "slurm" / "profiles").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_cluster_profiles_are_valid_compute_sections(profile, tmp_path):
     import yaml
 
     data = yaml.safe_load(profile.read_text())
-    cfg = parse_config({"run": {"out_dir": str(tmp_path)}, "archive": {"sds_root": "/d", "inventory": "/d", "start": "2014-08-03", "end": "2014-08-03"},
-                        "compute": data["compute"]}, source=str(profile))
+    cfg = parse_config(
+        {
+            "run": {"out_dir": str(tmp_path)},
+            "archive": {"sds_root": "/d", "inventory": "/d", "start": "2014-08-03", "end": "2014-08-03"},
+            "compute": data["compute"],
+        },
+        source=str(profile),
+    )
     specs = array.render_jobs(cfg, {"detect": 100, "xcorr": 5}, write=False)
     assert specs[0].stage == "detect" and specs[0].pool == "gpu"
     kw = slurm_cluster_kwargs(cfg.compute, "gpu")

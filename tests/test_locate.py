@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +10,6 @@ from quakescale.formats.velest import read_velest_cat, read_velest_mod
 from quakescale.geo import LocalProjection, epicentral_km
 from quakescale.locate.locator import LocateParams, cosine_taper, locate_events, travel_time_table
 from quakescale.velocity import default_model
-
 from shared_data import ITALY
 
 
@@ -24,18 +22,31 @@ def synth_world(n_ev=200, n_sta=20, seed=0, p_err=0.05, s_err=0.10, keep=0.9):
     sx, sy = rng.uniform(-40, 40, n_sta), rng.uniform(-40, 40, n_sta)
     el = rng.uniform(0, 1500, n_sta)
     slat, slon = proj.to_latlon(sx, sy)
-    stations = pd.DataFrame(dict(station_id=[f"XX.S{i:02d}" for i in range(n_sta)], latitude=slat, longitude=slon, elevation_m=el))
+    stations = pd.DataFrame(
+        dict(station_id=[f"XX.S{i:02d}" for i in range(n_sta)], latitude=slat, longitude=slon, elevation_m=el)
+    )
     ex, ey, ez = rng.uniform(-25, 25, n_ev), rng.uniform(-25, 25, n_ev), rng.uniform(2, 20, n_ev)
     t0 = pd.Timestamp("2014-08-03T08:30:00Z").value + (np.arange(n_ev) * 60e9).astype(np.int64)
     elat, elon = proj.to_latlon(ex, ey)
-    truth = pd.DataFrame(dict(event_id=np.arange(n_ev), time=pd.to_datetime(t0, utc=True), latitude=elat, longitude=elon, depth_km=ez))
+    truth = pd.DataFrame(
+        dict(event_id=np.arange(n_ev), time=pd.to_datetime(t0, utc=True), latitude=elat, longitude=elon, depth_km=ez)
+    )
     d = np.hypot(ex[:, None] - sx[None], ey[:, None] - sy[None])
     rows = []
     for ph, sd in (("P", p_err), ("S", s_err)):
         T = tt(ph, d, np.broadcast_to(ez[:, None], d.shape), np.broadcast_to(el[None] / 1000, d.shape))
         tobs = t0[:, None] + ((T + rng.normal(0, sd, T.shape)) * 1e9).astype(np.int64)
         e, s = np.nonzero(rng.random(T.shape) < keep)
-        rows.append(pd.DataFrame(dict(event_id=e, station_id=stations.station_id.to_numpy()[s], phase=ph, time=pd.to_datetime(tobs[e, s], utc=True))))
+        rows.append(
+            pd.DataFrame(
+                dict(
+                    event_id=e,
+                    station_id=stations.station_id.to_numpy()[s],
+                    phase=ph,
+                    time=pd.to_datetime(tobs[e, s], utc=True),
+                )
+            )
+        )
     picks = pd.concat(rows, ignore_index=True)
     init = truth.copy()
     init["latitude"], init["longitude"] = proj.to_latlon(ex + rng.normal(0, 3, n_ev), ey + rng.normal(0, 3, n_ev))
@@ -51,16 +62,42 @@ def read_real_phase_sel(path):
         t = line.split()
         if len(t) == 16:
             eid = int(t[0])
-            ev.append(dict(event_id=eid, time=day + pd.to_timedelta(float(t[5]), unit="s"), latitude=float(t[7]), longitude=float(t[8]), depth_km=float(t[9])))
+            ev.append(
+                dict(
+                    event_id=eid,
+                    time=day + pd.to_timedelta(float(t[5]), unit="s"),
+                    latitude=float(t[7]),
+                    longitude=float(t[8]),
+                    depth_km=float(t[9]),
+                )
+            )
         elif t:
-            ph.append(dict(event_id=eid, station_id=f"{t[0]}.{t[1]}", phase=t[2], time=day + pd.to_timedelta(float(t[3]), unit="s"), amp=float(t[5])))
+            ph.append(
+                dict(
+                    event_id=eid,
+                    station_id=f"{t[0]}.{t[1]}",
+                    phase=t[2],
+                    time=day + pd.to_timedelta(float(t[3]), unit="s"),
+                    amp=float(t[5]),
+                )
+            )
     return pd.DataFrame(ev), pd.DataFrame(ph)
 
 
 def italy_stations(elevation=True):
-    st = pd.read_csv(ITALY / "Data/station.dat", sep=r"\s+", header=None, names=["lon", "lat", "net", "sta", "chan", "elev_km"])
-    return pd.DataFrame(dict(station_id=st.net + "." + st.sta, network=st.net, station=st.sta, latitude=st.lat, longitude=st.lon,
-                             elevation_m=st.elev_km * 1000 if elevation else 0.0))
+    st = pd.read_csv(
+        ITALY / "Data/station.dat", sep=r"\s+", header=None, names=["lon", "lat", "net", "sta", "chan", "elev_km"]
+    )
+    return pd.DataFrame(
+        dict(
+            station_id=st.net + "." + st.sta,
+            network=st.net,
+            station=st.sta,
+            latitude=st.lat,
+            longitude=st.lon,
+            elevation_m=st.elev_km * 1000 if elevation else 0.0,
+        )
+    )
 
 
 def test_synthetic_accuracy():
@@ -109,7 +146,9 @@ def test_fixed_depth_fallback_depth_limits_and_too_few_picks():
     few = picks[picks.event_id == 0].sort_values("time").head(5)
     three = picks[picks.event_id == 1].head(3)
     rest = picks[picks.event_id >= 2]
-    loc, res = locate_events(init, pd.concat([few, three, rest]), stations, model, tt=tt, min_depth_km=0.0, max_depth_km=30.0)
+    loc, res = locate_events(
+        init, pd.concat([few, three, rest]), stations, model, tt=tt, min_depth_km=0.0, max_depth_km=30.0
+    )
     assert loc.loc[0, "depth_fixed"] and loc.loc[0, "depth_km"] == pytest.approx(8.0)
     assert not loc.loc[1, "located"] and np.isnan(loc.loc[1, "rms_s"])
     assert (loc.depth_km[2:] >= 0.0).all() and (loc.depth_km[2:] <= 30.0).all()
@@ -118,7 +157,9 @@ def test_fixed_depth_fallback_depth_limits_and_too_few_picks():
 
 def test_station_delays_are_applied():
     model, tt, stations, truth, picks, init = synth_world(n_ev=40, seed=3)
-    delays = pd.DataFrame(dict(station_id=stations.station_id, phase="P", delay_s=np.linspace(-0.4, 0.4, len(stations))))
+    delays = pd.DataFrame(
+        dict(station_id=stations.station_id, phase="P", delay_s=np.linspace(-0.4, 0.4, len(stations)))
+    )
     shifted = picks.merge(delays, on=["station_id", "phase"], how="left")
     shifted["time"] += pd.to_timedelta(shifted["delay_s"].fillna(0.0), unit="s")
     loc_no, _ = locate_events(init, shifted, stations, model, tt=tt)

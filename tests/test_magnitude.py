@@ -15,11 +15,24 @@ def world(n_ev=150, n_sta=15, seed=0, scatter=0.15, ml_range=(0.5, 4.5)):
     rng = np.random.default_rng(seed)
     proj = LocalProjection(27.1, 103.4)
     slat, slon = proj.to_latlon(rng.uniform(-40, 40, n_sta), rng.uniform(-40, 40, n_sta))
-    stations = pd.DataFrame(dict(station_id=[f"XX.S{i:02d}" for i in range(n_sta)], latitude=slat, longitude=slon,
-                                 elevation_m=rng.uniform(0, 1500, n_sta)))
+    stations = pd.DataFrame(
+        dict(
+            station_id=[f"XX.S{i:02d}" for i in range(n_sta)],
+            latitude=slat,
+            longitude=slon,
+            elevation_m=rng.uniform(0, 1500, n_sta),
+        )
+    )
     elat, elon = proj.to_latlon(rng.uniform(-25, 25, n_ev), rng.uniform(-25, 25, n_ev))
-    events = pd.DataFrame(dict(event_id=np.arange(n_ev), latitude=elat, longitude=elon, depth_km=rng.uniform(2, 20, n_ev),
-                               ml_true=rng.uniform(*ml_range, n_ev)))
+    events = pd.DataFrame(
+        dict(
+            event_id=np.arange(n_ev),
+            latitude=elat,
+            longitude=elon,
+            depth_km=rng.uniform(2, 20, n_ev),
+            ml_true=rng.uniform(*ml_range, n_ev),
+        )
+    )
     rows = []
     for e in events.itertuples():
         epi = epicentral_km(e.latitude, e.longitude, stations.latitude, stations.longitude)

@@ -60,7 +60,9 @@ def _tr(sid, cha, t0, n, fs=100.0, loc=""):
     net, sta = sid.split(".")
     seed = zlib.crc32(f"{sid}{cha}{t0}".encode())
     tr = Trace(np.random.default_rng(seed).integers(-500, 500, n).astype(np.int32))
-    tr.stats.update(dict(network=net, station=sta, location=loc, channel=cha, sampling_rate=fs, starttime=UTCDateTime(t0)))
+    tr.stats.update(
+        dict(network=net, station=sta, location=loc, channel=cha, sampling_rate=fs, starttime=UTCDateTime(t0))
+    )
     return tr
 
 
@@ -86,8 +88,12 @@ def tree(tmp_path_factory):
         for cha in ("HHZ", "HHN", "HHE"):
             _write(root, "XX.OK", cha, d, [_tr("XX.OK", cha, t(d, 1), 60000)])
     # XX.GAP: a 30 s gap in Z, overlapping traces in N, E begins the day before (clipped)
-    _write(root, "XX.GAP", "HHZ", D2, [_tr("XX.GAP", "HHZ", t(D2, 1), 20000), _tr("XX.GAP", "HHZ", t(D2, 1) + 230, 20000)])
-    _write(root, "XX.GAP", "HHN", D2, [_tr("XX.GAP", "HHN", t(D2, 1), 20000), _tr("XX.GAP", "HHN", t(D2, 1) + 150, 20000)])
+    _write(
+        root, "XX.GAP", "HHZ", D2, [_tr("XX.GAP", "HHZ", t(D2, 1), 20000), _tr("XX.GAP", "HHZ", t(D2, 1) + 230, 20000)]
+    )
+    _write(
+        root, "XX.GAP", "HHN", D2, [_tr("XX.GAP", "HHN", t(D2, 1), 20000), _tr("XX.GAP", "HHN", t(D2, 1) + 150, 20000)]
+    )
     _write(root, "XX.GAP", "HHE", D2, [_tr("XX.GAP", "HHE", t(D2) - 60, 30000)])
     # XX.MISS: no E component; also a second location code whose name sorts after the first
     _write(root, "XX.MISS", "HHZ", D2, [_tr("XX.MISS", "HHZ", t(D2, 2), 5000)])
@@ -136,14 +142,19 @@ def test_tree_plan_equals_per_station_day_scan(tree):
     ref = reference_plan(root, STATIONS, days, chans)
     assert_same(plan_station_days(root, STATIONS, days, chans, workers=2), ref)
     # order follows the arguments (days, then stations), duplicates included
-    assert_same(plan_station_days(root, ["XX.PAT", "XX.OK"], [D3, D2, D3], chans), reference_plan(root, ["XX.PAT", "XX.OK"], [D3, D2, D3], chans))
+    assert_same(
+        plan_station_days(root, ["XX.PAT", "XX.OK"], [D3, D2, D3], chans),
+        reference_plan(root, ["XX.PAT", "XX.OK"], [D3, D2, D3], chans),
+    )
 
     r = ref.set_index("unit")
     assert r.loc["2015-01-01/XX.OK", "state"] == "ok" and r.loc["2014-12-31/XX.OK", "state"] == "ok"
     assert r.loc["2015-01-01/XX.OK", "coverage"] == pytest.approx(600 / 86400)
     g = r.loc["2015-01-01/XX.GAP"]
     assert g.state == "gappy" and g.n_gaps == 1 and g.gap_s == pytest.approx(30.0, abs=0.02)
-    assert g.coverage == pytest.approx(240 / 86400)  # min over components: Z 400 s, N 350 s (overlap), E 240 s in the day
+    assert g.coverage == pytest.approx(
+        240 / 86400
+    )  # min over components: Z 400 s, N 350 s (overlap), E 240 s in the day
     m = r.loc["2015-01-01/XX.MISS"]
     assert m.state == "incomplete" and "['E']" in m.reason and m.n_files == 2
     b = r.loc["2015-01-01/XX.BAD"]
@@ -167,7 +178,9 @@ def test_fast_parser_declines_and_obspy_fallback_agrees(tree):
     assert mseed_segments(files["mixed"]) is None and mseed_segments(files["junk"]) is None
     a, b, r = mseed_segments(files["little"])
     assert a.min() == UTCDateTime(D2.isoformat()).timestamp + 4 * 3600 and (r == 100.0).all()
-    cov, n_gaps, _ = archive.coverage_and_gaps(*archive._segments(files["mixed"]), UTCDateTime("2015-01-01").timestamp, UTCDateTime("2015-01-02").timestamp)
+    cov, n_gaps, _ = archive.coverage_and_gaps(
+        *archive._segments(files["mixed"]), UTCDateTime("2015-01-01").timestamp, UTCDateTime("2015-01-02").timestamp
+    )
     assert cov == pytest.approx(40 + 80) and n_gaps == 1
 
 
@@ -185,7 +198,16 @@ def test_inexact_batch_keys_fall_back_file_by_file(tree, monkeypatch):
 def test_days_near_1970_use_the_exact_path(tmp_path):
     d = dt.date(1970, 1, 2)
     for cha in ("HHZ", "HHN", "HHE"):
-        _write(tmp_path, "XX.OLD", cha, d, [_tr("XX.OLD", cha, UTCDateTime(d.isoformat()) + 100, 3000), _tr("XX.OLD", cha, UTCDateTime(d.isoformat()) + 200, 3000)])
+        _write(
+            tmp_path,
+            "XX.OLD",
+            cha,
+            d,
+            [
+                _tr("XX.OLD", cha, UTCDateTime(d.isoformat()) + 100, 3000),
+                _tr("XX.OLD", cha, UTCDateTime(d.isoformat()) + 200, 3000),
+            ],
+        )
     ref = reference_plan(tmp_path, ["XX.OLD"], [d], ["HH?"])
     assert ref.state.iloc[0] == "gappy"
     assert_same(plan_station_days(tmp_path, ["XX.OLD"], [d], ["HH?"]), ref)

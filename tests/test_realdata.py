@@ -187,9 +187,9 @@ def test_failed_stage_makes_run_exit_1_and_later_stages_say_why(small_real_run):
     for stage in ("relocate", "catalog"):
         st = rd.read_status(stage)
         assert st.state.iloc[-1] == "failed"
-        assert (
-            "UpstreamMissing" in st.reason.iloc[-1] and "stage 'locate' failed" in st.reason.iloc[-1]
-        ), st.reason.iloc[-1]
+        assert "UpstreamMissing" in st.reason.iloc[-1] and "stage 'locate' failed" in st.reason.iloc[-1], (
+            st.reason.iloc[-1]
+        )
         assert "FileNotFoundError" not in st.reason.iloc[-1]
 
 
@@ -210,9 +210,9 @@ def test_run_with_init_defaults_exits_0(small_real_run):
 
     # an absurd amplitude on one located event's S pick: locate stays ok, the pick stays, the
     # amplitude is left out of that event's ML with its reason
+    from quakescale import schema as S
     from quakescale.hpc.stages import run_task
     from quakescale.rundir import write_table
-    from quakescale import schema as S
 
     asg = pd.read_parquet(rd.root / "events" / "assignments.parquet")
     a = asg[asg.event_id.isin(loc.event_id) & (asg.phase == "S")].iloc[0]
@@ -248,7 +248,11 @@ def _near(a: pd.DataFrame, b: pd.DataFrame, tol: float = 0.5) -> np.ndarray:
     for (sid, ph), g in a.groupby(["station_id", "phase"]):
         tb = np.sort(b.loc[(b.station_id == sid) & (b.phase == ph), "t"].to_numpy())
         if len(tb):
-            i = np.clip(np.searchsorted(tb, g["t"].to_numpy()), 1, len(tb) - 1) if len(tb) > 1 else np.zeros(len(g), int)
+            i = (
+                np.clip(np.searchsorted(tb, g["t"].to_numpy()), 1, len(tb) - 1)
+                if len(tb) > 1
+                else np.zeros(len(g), int)
+            )
             d = np.minimum(np.abs(tb[i] - g["t"].to_numpy()), np.abs(tb[np.maximum(i - 1, 0)] - g["t"].to_numpy()))
             out[g.index.to_numpy()] = d <= tol
     return out
@@ -308,7 +312,7 @@ def test_whole_dev_set_with_init_defaults(tmp_path):
 def test_archive_import_reads_sac_and_cuts_at_midnight(tmp_path):
     """SAC files import too, and a file across midnight lands in two day files with no sample
     lost or doubled."""
-    from quakescale.archive import import_files, read_station_day
+    from quakescale.archive import import_files
 
     tr = read(
         files("YOT")[2], starttime=UTCDateTime("2019-12-24T19:30:00"), endtime=UTCDateTime("2019-12-24T19:40:00")

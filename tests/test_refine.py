@@ -18,7 +18,7 @@ def _trace(onset: int, amp: float, n: int = 3000, seed: int = 0, horizontal: boo
     x = rng.standard_normal((3, n))
     t = np.arange(n - onset) / FS
     w = amp * np.sin(2 * np.pi * 8 * t) * np.exp(-t / 0.5)
-    for c in ((1, 2) if horizontal else (0,)):
+    for c in (1, 2) if horizontal else (0,):
         x[c, onset:] += w
     return x.astype(np.float32)
 

@@ -18,7 +18,6 @@ from quakescale.relocate import dd
 from quakescale.relocate.hypodd_backend import run_hypodd_project
 from quakescale.relocate.pairs import nr_indexx, ph2dt
 from quakescale.synth.relocation import location_errors_m, synthetic_case
-
 from shared_data import ITALY as _ITALY
 
 ITALY = _ITALY / "hypoDD"
@@ -49,7 +48,9 @@ def test_ph2dt_matches_reference_dtct():
     assert set(map(tuple, dt[key].to_numpy())) == set(map(tuple, ref[key].to_numpy()))  # identical observations
     m = dt.merge(ref, on=key)
     assert len(m) == len(ref) == len(dt)
-    assert np.array_equal(np.round(m.t1_s_x, 3), np.round(m.t1_s_y, 3)) and np.array_equal(np.round(m.t2_s_x, 3), np.round(m.t2_s_y, 3))
+    assert np.array_equal(np.round(m.t1_s_x, 3), np.round(m.t1_s_y, 3)) and np.array_equal(
+        np.round(m.t2_s_x, 3), np.round(m.t2_s_y, 3)
+    )
     assert np.allclose(m.weight_x, m.weight_y)
     # pair order identical; line order within pairs identical except near-ties in station distance
     pairs = dt[["event_id_1", "event_id_2"]].drop_duplicates().to_numpy()
@@ -95,8 +96,10 @@ def test_italy_relocation_matches_hypodd(tmp_path):
     assert np.isfinite(ev[["latitude", "longitude", "depth_km", "x_m", "y_m", "z_m"]].to_numpy()).all()
     assert (ev.depth_km >= 0).all()  # air quakes are removed, as hypoDD does
     ref, m, dh, dz = _italy_compare(res)
-    print(f"Italy: ours {len(ev)} events, HypoDD {len(ref)}, common {len(m)}; "
-          f"median |dh| {np.median(dh):.1f} m, |dz| {np.median(dz):.1f} m")
+    print(
+        f"Italy: ours {len(ev)} events, HypoDD {len(ref)}, common {len(m)}; "
+        f"median |dh| {np.median(dh):.1f} m, |dz| {np.median(dz):.1f} m"
+    )
     assert abs(len(ev) - len(ref)) <= 15 and len(m) >= 520
     assert np.median(dh) <= 50.0 and np.median(dz) <= 100.0
     # the output files are HypoDD's formats and read back
@@ -108,10 +111,23 @@ def test_italy_relocation_matches_hypodd(tmp_path):
 
 
 def test_synthetic_truth_pipeline_api():
-    truth, start, picks, stations, model = synthetic_case(150, 15, seed=0, sigma_p_s=0.01, sigma_s_s=0.02,
-                                                            start_sigma_km=0.4, start_sigma_z_km=0.5)
-    out = dd.relocate(start, picks, stations, model, max_sep_km=6.0, min_obs=8, max_obs=50, max_neighbors=20,
-                      min_links=8, iterations=[4, 4], damping=[80.0, 60.0], solver="lsqr")
+    truth, start, picks, stations, model = synthetic_case(
+        150, 15, seed=0, sigma_p_s=0.01, sigma_s_s=0.02, start_sigma_km=0.4, start_sigma_z_km=0.5
+    )
+    out = dd.relocate(
+        start,
+        picks,
+        stations,
+        model,
+        max_sep_km=6.0,
+        min_obs=8,
+        max_obs=50,
+        max_neighbors=20,
+        min_links=8,
+        iterations=[4, 4],
+        damping=[80.0, 60.0],
+        solver="lsqr",
+    )
     e0 = location_errors_m(truth, start)
     e1 = location_errors_m(truth, out)
     print(f"synthetic: start median error {e0.median():.0f} m -> relocated {e1.median():.0f} m ({len(out)} events)")
@@ -135,11 +151,27 @@ def test_svd_and_lsqr_agree_on_a_small_problem():
 
 def test_singular_system_fails_clearly_never_nan():
     # two events observed at a single station: 3-D shifts are not determined
-    ev = pd.DataFrame({"event_id": [1, 2], "latitude": [27.1, 27.101], "longitude": [103.3, 103.3], "depth_km": [9.0, 9.2],
-                       "time": pd.to_datetime(["2014-08-03T08:00:00Z", "2014-08-03T08:10:00Z"])})
+    ev = pd.DataFrame(
+        {
+            "event_id": [1, 2],
+            "latitude": [27.1, 27.101],
+            "longitude": [103.3, 103.3],
+            "depth_km": [9.0, 9.2],
+            "time": pd.to_datetime(["2014-08-03T08:00:00Z", "2014-08-03T08:10:00Z"]),
+        }
+    )
     st = pd.DataFrame({"station": ["S1"], "latitude": [27.2], "longitude": [103.4], "elevation_m": [0.0]})
-    dtct = pd.DataFrame({"event_id_1": [1, 1], "event_id_2": [2, 2], "station": ["S1", "S1"], "t1_s": [2.0, 3.5],
-                         "t2_s": [2.1, 3.6], "weight": [1.0, 1.0], "phase": ["P", "S"]})
+    dtct = pd.DataFrame(
+        {
+            "event_id_1": [1, 1],
+            "event_id_2": [2, 2],
+            "station": ["S1", "S1"],
+            "t1_s": [2.0, 3.5],
+            "t2_s": [2.1, 3.6],
+            "weight": [1.0, 1.0],
+            "phase": ["P", "S"],
+        }
+    )
     data = dd.DDData.from_tables(dtct)
     sets = [H.IterationSet(3, wt_ctp=1, wt_cts=1, damp=10)]
     from quakescale.velocity import default_model
@@ -171,7 +203,13 @@ def test_relocate_params_come_from_the_config():
     sec = RelocateSection()
     p = dd.RelocateParams.from_config()  # no section: the config's defaults, the only ones
     assert (p.max_station_km, p.max_sep_km, p.min_obs, p.max_obs, p.max_neighbors, p.min_links) == (
-        sec.max_station_km, sec.max_sep_km, sec.min_obs, sec.max_obs, sec.max_neighbors, sec.min_links)
+        sec.max_station_km,
+        sec.max_sep_km,
+        sec.min_obs,
+        sec.max_obs,
+        sec.max_neighbors,
+        sec.min_links,
+    )
     assert (p.iterations, p.damping, p.solver) == (sec.iterations, sec.damping, sec.solver)
     assert (p.min_cc, p.max_pair_cc_km) == (sec.cc.min_cc, sec.cc.max_pair_km)
     q = dd.RelocateParams.from_config(RelocateSection(max_sep_km=3.0, cc={"min_cc": 0.8}), min_links=5)
@@ -184,7 +222,9 @@ def test_relocate_params_come_from_the_config():
         dd.RelocateParams.from_config(None, max_sep=3)
 
 
-@pytest.mark.skipif(shutil.which("hypoDD") is None, reason="hypoDD executable not on PATH (the backend runs the real program)")
+@pytest.mark.skipif(
+    shutil.which("hypoDD") is None, reason="hypoDD executable not on PATH (the backend runs the real program)"
+)
 @need_italy
 def test_hypodd_backend_runs_real_program(tmp_path):
     from quakescale.relocate.hypodd_backend import run_hypodd
@@ -200,8 +240,9 @@ def test_cc_data_sharpen_the_relocation():
     from quakescale.relocate.pairs import catalog_pairs
     from quakescale.velocity import TravelTimeTable
 
-    truth, start, picks, stations, model = synthetic_case(150, 15, seed=0, sigma_p_s=0.01, sigma_s_s=0.02,
-                                                            start_sigma_km=0.4, start_sigma_z_km=0.5)
+    truth, start, picks, stations, model = synthetic_case(
+        150, 15, seed=0, sigma_p_s=0.01, sigma_s_s=0.02, start_sigma_km=0.4, start_sigma_z_km=0.5
+    )
     p = LocalProjection(27.1, 103.35)
     ex, ey = p.to_xy(truth.latitude.to_numpy(), truth.longitude.to_numpy())
     sx, sy = p.to_xy(stations.latitude.to_numpy(), stations.longitude.to_numpy())
@@ -213,9 +254,19 @@ def test_cc_data_sharpen_the_relocation():
     a, b = np.repeat(pr[:, 0], 30), np.repeat(pr[:, 1], 30)
     j = np.tile(np.repeat(np.arange(15), 2), len(pr))
     ph = np.tile(np.array(["P", "S"]), 15 * len(pr))
-    dt = np.where(ph == "P", T["P"][a - 1, j] - T["P"][b - 1, j], T["S"][a - 1, j] - T["S"][b - 1, j]) + rng.normal(0, 0.003, len(a))
-    dtcc = pd.DataFrame({"event_id_1": a, "event_id_2": b, "station_id": stations.station_id.to_numpy()[j], "phase": ph,
-                         "dt_s": dt, "cc": 0.9})
+    dt = np.where(ph == "P", T["P"][a - 1, j] - T["P"][b - 1, j], T["S"][a - 1, j] - T["S"][b - 1, j]) + rng.normal(
+        0, 0.003, len(a)
+    )
+    dtcc = pd.DataFrame(
+        {
+            "event_id_1": a,
+            "event_id_2": b,
+            "station_id": stations.station_id.to_numpy()[j],
+            "phase": ph,
+            "dt_s": dt,
+            "cc": 0.9,
+        }
+    )
     ct_only = dd.relocate(start, picks, stations, model)
     with_cc = dd.relocate(start, picks, stations, model, dtcc=dtcc)
     e_ct = location_errors_m(truth, ct_only).median()
@@ -232,7 +283,9 @@ def test_compressed_system_keeps_the_least_squares_problem(monkeypatch):
 
     truth, start, picks, stations, model = synthetic_case(40, 10, seed=3)
     dtct = catalog_pairs(start, picks, stations, max_sep_km=6)
-    c = dd._Cluster(start, stations.rename(columns={"station_id": "station"}), dd.DDData.from_tables(dtct).table, model, False)
+    c = dd._Cluster(
+        start, stations.rename(columns={"station_id": "station"}), dd.DDData.from_tables(dtct).table, model, False
+    )
     c.residuals()
     w = np.random.default_rng(0).uniform(0.2, 1.0, len(c.dt))
     G1, G2 = c.G12()
@@ -254,10 +307,10 @@ def test_compressed_system_keeps_the_least_squares_problem(monkeypatch):
         nseg.append(len(cols))
         Ac = np.zeros((8 * len(cols), ncol))
         for s in range(len(cols)):
-            Ac[8 * s:8 * s + 8, cols[s]] = R[s]
+            Ac[8 * s : 8 * s + 8, cols[s]] = R[s]
         assert np.allclose(Ac.T @ Ac, ata, rtol=0, atol=1e-10 * np.abs(ata).max())
         assert np.allclose(Ac.T @ rhs.ravel(), atb, rtol=0, atol=1e-10 * np.abs(atb).max())
-        assert np.isclose((rhs ** 2).sum() + perp2, (b ** 2).sum(), rtol=1e-10)
+        assert np.isclose((rhs**2).sum() + perp2, (b**2).sum(), rtol=1e-10)
     assert nseg[1] > nseg[0] == len(dtct.groupby(["event_id_1", "event_id_2"]))  # 20 rows per pair: 3 segments of <= 9
 
 
@@ -265,8 +318,9 @@ def test_compressed_system_keeps_the_least_squares_problem(monkeypatch):
 from shared_data import DATA as _DATA  # noqa: E402
 
 HAYWARD = _DATA / "hypodd_ex1_hayward"
-need_hayward = pytest.mark.skipif(not (HAYWARD / "reference" / "hypoDD.reloc").exists(),
-                                  reason=f"reference data {HAYWARD} not present")
+need_hayward = pytest.mark.skipif(
+    not (HAYWARD / "reference" / "hypoDD.reloc").exists(), reason=f"reference data {HAYWARD} not present"
+)
 
 
 def _reloc_rows(path):
@@ -301,9 +355,11 @@ def test_hayward_2x_project_runs_unchanged_and_matches_hypodd21(tmp_path):
     res = run_project(proj / "hypoDD.inp")
     ref = HAYWARD / "reference"
     ours_ids, ref_ids, dh, dz, ratio = _compare_reloc(proj / "hypoDD.reloc", ref / "hypoDD.reloc")
-    print(f"Hayward vs HypoDD 2.1b: {len(ours_ids)} / {len(ref_ids)} events; horizontal median {np.median(dh):.2f} m "
-          f"(max {dh.max():.2f}), vertical median {np.median(dz):.2f} m (max {dz.max():.2f}); "
-          f"error ratios median {np.median(ratio, 0).round(3).tolist()}")
+    print(
+        f"Hayward vs HypoDD 2.1b: {len(ours_ids)} / {len(ref_ids)} events; horizontal median {np.median(dh):.2f} m "
+        f"(max {dh.max():.2f}), vertical median {np.median(dz):.2f} m (max {dz.max():.2f}); "
+        f"error ratios median {np.median(ratio, 0).round(3).tolist()}"
+    )
     assert res.n_relocated == 16 and ours_ids == ref_ids
     assert np.median(dh) <= 1.0 and np.median(dz) <= 2.0 and dh.max() < 3.0 and dz.max() < 5.0
     assert np.all(np.abs(ratio - 1) <= 0.10)  # ex, ey, ez (SVD: 1.96 x the weighted residual variance)
@@ -325,9 +381,13 @@ def test_hayward_2x_project_runs_unchanged_and_matches_hypodd21(tmp_path):
     # per-iteration files and the log's iteration table
     assert len(list(proj.glob("hypoDD.reloc.001.*"))) == 13
     log = (proj / "hypoDD.log").read_text()
+
     def table(text):
-        return [ln for ln in text.splitlines() if len(ln.split()) == 16 and all(t.lstrip("-").replace(".", "").isdigit()
-                                                                                 for t in ln.split())]
+        return [
+            ln
+            for ln in text.splitlines()
+            if len(ln.split()) == 16 and all(t.lstrip("-").replace(".", "").isdigit() for t in ln.split())
+        ]
 
     rows, ref_rows = table(log), table((ref / "hypoDD.log").read_text(errors="replace"))
     assert len(rows) == len(ref_rows) == 13
@@ -359,10 +419,14 @@ def test_ttime_layered_against_closed_forms():
 
 
 def _write_inp(path, imod_block, extra=""):
-    body = ("hypoDD_2\n* test\ndt.cc\ndt.ct\nevent.sel\nstation.sel\n\nhypoDD.reloc\nhypoDD.sta\nhypoDD.res\n"
-            "hypoDD.src\n"
-            "3 3 120\n0 8 -999 -999 -999\n2 1 1 1\n  4  0.01 0.005 -999 -999 1.0 0.5 -999 -999 20\n"
-            + imod_block + "1\n" + extra)
+    body = (
+        "hypoDD_2\n* test\ndt.cc\ndt.ct\nevent.sel\nstation.sel\n\nhypoDD.reloc\nhypoDD.sta\nhypoDD.res\n"
+        "hypoDD.src\n"
+        "3 3 120\n0 8 -999 -999 -999\n2 1 1 1\n  4  0.01 0.005 -999 -999 1.0 0.5 -999 -999 20\n"
+        + imod_block
+        + "1\n"
+        + extra
+    )
     path.write_text(body)
     return path
 
@@ -380,8 +444,13 @@ def test_imod9_is_refused_in_one_line(tmp_path):
     inp = _write_inp(tmp_path / "hypoDD.inp", "9\nvel3D.dat\n37.878078  -122.243950  0\n2 9 4 1 1 1.35 0.0005 50\n")
     pkg_root = str(Path(quakescale.__file__).resolve().parents[1])  # the quakescale under test, in a fresh process
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-m", "quakescale", "relocate", "hypodd", str(inp)], capture_output=True,
-                       text=True, env=env, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "quakescale", "relocate", "hypodd", str(inp)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert r.returncode == 1
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert err[0].startswith("error: ") and "IMOD 9" in err[0] and len(err) == 2 and "Traceback" not in r.stderr
@@ -397,8 +466,11 @@ def test_imod0_imod1_imod4_with_one_model_agree(tmp_path):
     vp = "1.42 3.24 4.82 5.36 5.60 5.65 5.90 6.15 6.60 8.00"
     out = {}
     mod1d = "1 10\n" + "".join(f"{t} {v} {float(v) / 1.73:.7f}\n" for t, v in zip(tops.split(), vp.split()))
-    for imod, block in ((0, f"0\n10 1.73\n{tops}\n{vp}\n"), (1, f"1\n{tops} -9\n{vp} -9\n" + "1.73 " * 10 + "-9\n"),
-                        (4, "4\nmod1d.dat\n*\n0\n0\n")):
+    for imod, block in (
+        (0, f"0\n10 1.73\n{tops}\n{vp}\n"),
+        (1, f"1\n{tops} -9\n{vp} -9\n" + "1.73 " * 10 + "-9\n"),
+        (4, "4\nmod1d.dat\n*\n0\n0\n"),
+    ):
         d = tmp_path / f"imod{imod}"
         d.mkdir()
         for f in ("dt.cc", "dt.ct", "event.sel", "station.sel"):
@@ -420,13 +492,14 @@ def test_imod0_imod1_imod4_with_one_model_agree(tmp_path):
 @need_hayward
 def test_port_matches_the_installed_hypodd21(tmp_path):
     """Where HypoDD 2.1b itself is installed: both on the same 2.x project, side by side."""
-    from quakescale.relocate.hypodd_backend import run_hypodd
     from quakescale.relocate.hypodd21 import run_project
+    from quakescale.relocate.hypodd_backend import run_hypodd
 
     run_hypodd(HAYWARD / "hypoDD.inp", tmp_path / "fortran")
     run_project(HAYWARD / "hypoDD.inp", tmp_path / "ours")
-    ours, theirs, dh, dz, ratio = _compare_reloc(tmp_path / "ours" / "hypoDD.reloc",
-                                                 tmp_path / "fortran" / "hypoDD.reloc")
+    ours, theirs, dh, dz, ratio = _compare_reloc(
+        tmp_path / "ours" / "hypoDD.reloc", tmp_path / "fortran" / "hypoDD.reloc"
+    )
     assert ours == theirs and np.median(dh) <= 1.0 and np.median(dz) <= 2.0
     assert np.median(np.abs(ratio - 1)) <= 0.10
 
@@ -439,12 +512,24 @@ def test_max_station_km_auto_follows_the_network():
 
     _, _, _, dense, _ = synthetic_case(20, 15, seed=0)  # stations within 35 km
     assert auto_max_station_km(dense)[0] == 150.0 and resolve_max_station_km(90, dense) == 90.0
-    truth, start, picks, stations, model = synthetic_case(60, 10, seed=0, network_radius_km=280.0, sigma_p_s=0.01,
-                                                            sigma_s_s=0.02, start_sigma_km=1.0, start_sigma_z_km=1.0)
+    truth, start, picks, stations, model = synthetic_case(
+        60,
+        10,
+        seed=0,
+        network_radius_km=280.0,
+        sigma_p_s=0.01,
+        sigma_s_s=0.02,
+        start_sigma_km=1.0,
+        start_sigma_z_km=1.0,
+    )
     km, why = auto_max_station_km(stations)
     assert km > 150.0 and "regional" in why
-    dist = epicentral_km(float(truth.latitude.mean()), float(truth.longitude.mean()), stations.latitude.to_numpy(),
-                         stations.longitude.to_numpy())
+    dist = epicentral_km(
+        float(truth.latitude.mean()),
+        float(truth.longitude.mean()),
+        stations.latitude.to_numpy(),
+        stations.longitude.to_numpy(),
+    )
     assert (dist > 150).sum() >= 5 and (dist <= km).all()  # the seed's 150 km leaves out most stations here
     seed = catalog_pairs(start, picks, stations, max_station_km=150.0)
     auto = catalog_pairs(start, picks, stations, max_station_km="auto")
@@ -463,11 +548,31 @@ def test_catalog_pairs_takes_its_defaults_from_the_config():
     from quakescale.config import RelocateSection
     from quakescale.relocate.pairs import catalog_pairs
 
-    _, start, picks, stations, _ = synthetic_case(60, 10, seed=0, network_radius_km=280.0, sigma_p_s=0.01,
-                                                  sigma_s_s=0.02, start_sigma_km=1.0, start_sigma_z_km=1.0)
+    _, start, picks, stations, _ = synthetic_case(
+        60,
+        10,
+        seed=0,
+        network_radius_km=280.0,
+        sigma_p_s=0.01,
+        sigma_s_s=0.02,
+        start_sigma_km=1.0,
+        start_sigma_z_km=1.0,
+    )
     default = catalog_pairs(start, picks, stations)
-    pd.testing.assert_frame_equal(default, catalog_pairs(start, picks, stations, max_station_km="auto", max_sep_km=6.0,
-                                                         min_obs=8, max_obs=50, max_neighbors=20, min_links=8))
+    pd.testing.assert_frame_equal(
+        default,
+        catalog_pairs(
+            start,
+            picks,
+            stations,
+            max_station_km="auto",
+            max_sep_km=6.0,
+            min_obs=8,
+            max_obs=50,
+            max_neighbors=20,
+            min_links=8,
+        ),
+    )
     assert len(default) > 2 * max(len(catalog_pairs(start, picks, stations, max_station_km=150.0)), 1)
     strict = RelocateSection(min_links=12, max_sep_km=3.0)
     a = catalog_pairs(start, picks, stations, strict)

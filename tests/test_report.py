@@ -38,27 +38,47 @@ def synthetic_run(tmp_path, n=500, seed=0, azimuth_deg=120.0):
     x = a * np.sin(az) + b * np.cos(az)
     y = a * np.cos(az) - b * np.sin(az)
     lat, lon = LocalProjection(lat0, lon0).to_latlon(x, y)
-    ev = pd.DataFrame({
-        "event_id": np.arange(1, n + 1),
-        "time": pd.Timestamp("2014-08-03T08:30:00Z") + pd.to_timedelta(np.sort(rng.exponential(20 * 3600, n)), unit="s"),
-        "latitude": lat, "longitude": lon,
-        "depth_km": np.clip(9 + 2.5 * rng.normal(size=n) - 0.3 * np.abs(a), 0.5, 20),
-        "magnitude": np.round(rng.exponential(1 / np.log(10), n) + 0.25, 1),
-        "mag_type": "ML", "stage": "relocate", "rms_s": rng.uniform(0.05, 0.2, n),
-    })
-    st = pd.DataFrame({"station_id": [f"XL.L{i:02d}" for i in range(8)],
-                       "latitude": lat0 + rng.normal(0, 0.12, 8), "longitude": lon0 + rng.normal(0, 0.12, 8)})
-    pk = pd.DataFrame({"event_id": np.repeat(ev.event_id, 6), "station_id": "XL.L01",
-                       "phase": np.tile(list("PPPSSS"), n), "time": np.repeat(ev.time, 6),
-                       "residual_s": rng.normal(0, 0.12, 6 * n)})
+    ev = pd.DataFrame(
+        {
+            "event_id": np.arange(1, n + 1),
+            "time": pd.Timestamp("2014-08-03T08:30:00Z")
+            + pd.to_timedelta(np.sort(rng.exponential(20 * 3600, n)), unit="s"),
+            "latitude": lat,
+            "longitude": lon,
+            "depth_km": np.clip(9 + 2.5 * rng.normal(size=n) - 0.3 * np.abs(a), 0.5, 20),
+            "magnitude": np.round(rng.exponential(1 / np.log(10), n) + 0.25, 1),
+            "mag_type": "ML",
+            "stage": "relocate",
+            "rms_s": rng.uniform(0.05, 0.2, n),
+        }
+    )
+    st = pd.DataFrame(
+        {
+            "station_id": [f"XL.L{i:02d}" for i in range(8)],
+            "latitude": lat0 + rng.normal(0, 0.12, 8),
+            "longitude": lon0 + rng.normal(0, 0.12, 8),
+        }
+    )
+    pk = pd.DataFrame(
+        {
+            "event_id": np.repeat(ev.event_id, 6),
+            "station_id": "XL.L01",
+            "phase": np.tile(list("PPPSSS"), n),
+            "time": np.repeat(ev.time, 6),
+            "residual_s": rng.normal(0, 0.12, 6 * n),
+        }
+    )
     truth = ev.copy()
     truth["latitude"] = truth["latitude"] + rng.normal(0, 0.003, n)
     truth["depth_km"] = truth["depth_km"] + rng.normal(0, 0.5, n)
     truth["time"] = truth["time"] + pd.to_timedelta(rng.normal(0, 0.05, n), unit="s")
     run = tmp_path / "run"
     run.mkdir()
-    (run / "summary.json").write_text(json.dumps({"counts": {"picks": 12345, "events": n}, "seconds": {"detect": 12.5},
-                                                  "errors": {"median_dh_km": 0.21}}))
+    (run / "summary.json").write_text(
+        json.dumps(
+            {"counts": {"picks": 12345, "events": n}, "seconds": {"detect": 12.5}, "errors": {"median_dh_km": 0.21}}
+        )
+    )
     return run, ev, pk, st, truth
 
 
@@ -106,9 +126,18 @@ def test_report_degrades_without_magnitudes_or_events(tmp_path):
 
 
 def _chromium(args, tmp_path, timeout=90):
-    base = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}"]
+    base = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ]
     return subprocess.run(base + args, capture_output=True, text=True, timeout=timeout, check=False)
 
 

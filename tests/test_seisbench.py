@@ -16,7 +16,6 @@ from obspy import Stream, UTCDateTime, read, read_inventory
 
 from quakescale import schema as S
 from quakescale.config import ConfigError, parse_config
-
 from shared_data import DATA
 
 MESETAS = DATA / "mesetas2019_dev"
@@ -353,8 +352,10 @@ def test_config_file_keeps_pretrained_names_and_resolves_weight_paths(tmp_path):
         ("./w/eqt.pt", str(tmp_path / "w" / "eqt.pt")),
     ):
         f = tmp_path / "c.yaml"
-        f.write_text("archive:\n  sds_root: sds\n  inventory: s.xml\n  start: 2020-01-01\n  end: 2020-01-01\ndetect:\n  "
-            f"method: seisbench\n  model: {spec}\n")
+        f.write_text(
+            "archive:\n  sds_root: sds\n  inventory: s.xml\n  start: 2020-01-01\n  end: 2020-01-01\ndetect:\n  "
+            f"method: seisbench\n  model: {spec}\n"
+        )
         assert load_config(f, check_paths=False).detect.model == want
 
 
@@ -368,7 +369,11 @@ def test_missing_weights_fail_at_start_with_the_install_command(tmp_path, monkey
     (tmp_path / "sds").mkdir()
     (tmp_path / "s.xml").write_text("x")
     f = tmp_path / "c.yaml"
-    f.write_text("archive:\n  sds_root: sds\n  inventory: s.xml\n  start: 2020-01-01\n  end: 2020-01-01\n"
-                 "detect:\n  method: seisbench\n  model: EQTransformer:original\n")
-    with pytest.raises(ConfigError, match=r"detect.model: EQTransformer:original is not installed .*quakescale models install"):
+    f.write_text(
+        "archive:\n  sds_root: sds\n  inventory: s.xml\n  start: 2020-01-01\n  end: 2020-01-01\n"
+        "detect:\n  method: seisbench\n  model: EQTransformer:original\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"detect.model: EQTransformer:original is not installed .*quakescale models install"
+    ):
         load_config(f)

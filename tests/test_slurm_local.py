@@ -45,13 +45,26 @@ else:
 
 
 def _cfg(run_dir: Path, **compute):
-    c = {"backend": "array", "chunk_size": 4, "array_throttle": 2,
-         "gpu_pool": {"partition": "gpu", "cores": 1, "memory": "200MB", "walltime": "00:05:00", "gpus": 0},
-         "cpu_pool": {"partition": "cpu", "cores": 1, "memory": "200MB", "walltime": "00:05:00"}}
+    c = {
+        "backend": "array",
+        "chunk_size": 4,
+        "array_throttle": 2,
+        "gpu_pool": {"partition": "gpu", "cores": 1, "memory": "200MB", "walltime": "00:05:00", "gpus": 0},
+        "cpu_pool": {"partition": "cpu", "cores": 1, "memory": "200MB", "walltime": "00:05:00"},
+    }
     c.update(compute)
-    return parse_config({"run": {"name": "slurm test", "out_dir": str(run_dir)},
-                         "archive": {"sds_root": str(run_dir), "inventory": str(run_dir), "start": "2014-08-03", "end": "2014-08-03"},
-                         "compute": c})
+    return parse_config(
+        {
+            "run": {"name": "slurm test", "out_dir": str(run_dir)},
+            "archive": {
+                "sds_root": str(run_dir),
+                "inventory": str(run_dir),
+                "start": "2014-08-03",
+                "end": "2014-08-03",
+            },
+            "compute": c,
+        }
+    )
 
 
 def _wait_gone(ids, timeout_s=90.0):
@@ -69,7 +82,9 @@ def _wait_gone(ids, timeout_s=90.0):
 def _setup_run(tmp_path, n_detect, fail_chunk=None):
     run = tmp_path / "run dir 'quoted'"  # spaces and quotes must survive sbatch and bash
     (run / "out").mkdir(parents=True)
-    (run / "fake.json").write_text(json.dumps({"units": {"detect": n_detect}, "chunk_size": {"detect": 4}, "fail_chunk": fail_chunk}))
+    (run / "fake.json").write_text(
+        json.dumps({"units": {"detect": n_detect}, "chunk_size": {"detect": 4}, "fail_chunk": fail_chunk})
+    )
     script = tmp_path / "fake_stage.py"
     script.write_text(FAKE_STAGE)
     return run, (lambda stage, pool: [sys.executable, str(script), stage, str(run)])
@@ -90,10 +105,15 @@ def test_array_chain_runs_every_chunk_then_dependents(slurm_local, tmp_path):
     # 10 units in chunks of 4 -> chunks 0,1,2; max_array_size 2 -> two arrays (offsets 0 and 2)
     run, command = _setup_run(tmp_path, n_detect=10)
     cfg = _cfg(run)
-    specs = array.render_jobs(cfg, {"detect": 10}, run_dir=run, stages=["detect", "associate", "locate"],
-                              command=command, max_array_size=2)
+    specs = array.render_jobs(
+        cfg, {"detect": 10}, run_dir=run, stages=["detect", "associate", "locate"], command=command, max_array_size=2
+    )
     assert [(s.stage, s.array, s.chunk_offset) for s in specs] == [
-        ("detect", "0-1%1", 0), ("detect", "0-0%1", 2), ("associate", None, 0), ("locate", None, 0)]
+        ("detect", "0-1%1", 0),
+        ("detect", "0-0%1", 2),
+        ("associate", None, 0),
+        ("locate", None, 0),
+    ]
     ids = array.submit(specs, run_dir=run)
     assert len(ids["detect"]) == 2 and len(ids["associate"]) == 1
     _wait_gone([j for v in ids.values() for j in v])
@@ -103,10 +123,15 @@ def test_array_chain_runs_every_chunk_then_dependents(slurm_local, tmp_path):
     assert [u for c in range(3) for u in chunks[c]["units"]] == [f"u{i:03d}" for i in range(10)]
     assert chunks[2]["task"] == "0"  # second array, task 0 -> chunk 2
     # associate ran after every detect chunk; locate after associate
-    assert json.loads((out / "associate.json").read_text())["seen"] == ["detect-0.json", "detect-1.json", "detect-2.json"]
+    assert json.loads((out / "associate.json").read_text())["seen"] == [
+        "detect-0.json",
+        "detect-1.json",
+        "detect-2.json",
+    ]
     assert "associate.json" in json.loads((out / "locate.json").read_text())["seen"]
-    st = array.stage_status(run, {"detect": 10, "associate": 1, "locate": 1}, array.squeue(),
-                            stages=["detect", "associate", "locate"]).set_index("stage")
+    st = array.stage_status(
+        run, {"detect": 10, "associate": 1, "locate": 1}, array.squeue(), stages=["detect", "associate", "locate"]
+    ).set_index("stage")
     assert st.loc["detect", "done"] == 10 and st.loc["detect", "pending"] == 0 and st.loc["detect", "failed"] == 0
     assert st.loc["locate", "done"] == 1
     assert (run / "logs").is_dir() and len(list((run / "logs").glob("detect-*.out"))) == 3
@@ -128,15 +153,30 @@ def test_failed_chunk_cancels_the_dependents(slurm_local, tmp_path):
 def test_squeue_parsing_of_held_array(slurm_local, tmp_path):
     run = tmp_path / "run"
     cfg = _cfg(run)
-    js = SlurmJobScript.for_pool(cfg.compute.cpu_pool, name="qs-held|name", command=["true"], array="0-9%2",
-                                 template="array.sbatch.tmpl", extra={"chunk_offset": 0}, output=tmp_path / "held-%A_%a.out")
+    js = SlurmJobScript.for_pool(
+        cfg.compute.cpu_pool,
+        name="qs-held|name",
+        command=["true"],
+        array="0-9%2",
+        template="array.sbatch.tmpl",
+        extra={"chunk_offset": 0},
+        output=tmp_path / "held-%A_%a.out",
+    )
     script = js.write(tmp_path / "held.sbatch")
-    jid = subprocess.run(["sbatch", "--parsable", "--hold", str(script)], capture_output=True, text=True, check=True).stdout.strip()
+    jid = subprocess.run(
+        ["sbatch", "--parsable", "--hold", str(script)], capture_output=True, text=True, check=True
+    ).stdout.strip()
     try:
         rows = [r for r in array.squeue() if r.array_job_id == jid]
         assert len(rows) == 1
         r = rows[0]
-        assert (r.name, r.state, r.reason, r.n_tasks, r.array_tasks) == ("qs-held|name", "PENDING", "JobHeldUser", 10, "0-9%2")
+        assert (r.name, r.state, r.reason, r.n_tasks, r.array_tasks) == (
+            "qs-held|name",
+            "PENDING",
+            "JobHeldUser",
+            10,
+            "0-9%2",
+        )
         (run / "jobs").mkdir(parents=True)
         (run / "jobs" / "submitted.json").write_text(json.dumps({"jobs": {"detect": [jid]}}))
         st = array.stage_status(run, {"detect": 40}, rows, stages=["detect"]).set_index("stage")
@@ -149,8 +189,20 @@ def test_squeue_parsing_of_held_array(slurm_local, tmp_path):
 def test_dask_slurmcluster_gpu_pool_runs_a_gpu_task_on_loopback(slurm_local, tmp_path):
     from dask.distributed import Client
 
-    cfg = _cfg(tmp_path / "run", backend="slurm", interface="lo",
-               gpu_pool={"partition": "gpu", "cores": 1, "memory": "1GB", "walltime": "00:10:00", "gpus": 0, "min_jobs": 1, "max_jobs": 1})
+    cfg = _cfg(
+        tmp_path / "run",
+        backend="slurm",
+        interface="lo",
+        gpu_pool={
+            "partition": "gpu",
+            "cores": 1,
+            "memory": "1GB",
+            "walltime": "00:10:00",
+            "gpus": 0,
+            "min_jobs": 1,
+            "max_jobs": 1,
+        },
+    )
     cluster = make_cluster(cfg.compute, "gpu", run_dir=tmp_path / "run", adapt=False)
     try:
         assert "--partition=gpu" in cluster.job_script()
@@ -159,10 +211,12 @@ def test_dask_slurmcluster_gpu_pool_runs_a_gpu_task_on_loopback(slurm_local, tmp
         with Client(cluster) as client:
             client.wait_for_workers(1, timeout=90)
             info = client.scheduler_info()["workers"]
-            (addr, w), = info.items()
+            ((addr, w),) = info.items()
             assert addr.startswith("tcp://127.0.0.1:")
             assert w["resources"] == {"GPU": 1.0}
-            fut = client.submit(lambda: __import__("os").environ.get("SLURM_JOB_PARTITION"), resources={"GPU": 1}, pure=False)
+            fut = client.submit(
+                lambda: __import__("os").environ.get("SLURM_JOB_PARTITION"), resources={"GPU": 1}, pure=False
+            )
             assert fut.result(timeout=60) == "gpu"
     finally:
         cluster.close()
@@ -173,8 +227,19 @@ def test_lost_worker_job_is_replaced_and_its_task_rerun(slurm_local, tmp_path):
     """scancel the worker's job mid-task: adaptive scaling submits a new job and the task reruns there."""
     import dask
 
-    cfg = _cfg(tmp_path / "run", backend="slurm", interface="lo",
-               cpu_pool={"partition": "cpu", "cores": 1, "memory": "1GB", "walltime": "00:10:00", "min_jobs": 1, "max_jobs": 1})
+    cfg = _cfg(
+        tmp_path / "run",
+        backend="slurm",
+        interface="lo",
+        cpu_pool={
+            "partition": "cpu",
+            "cores": 1,
+            "memory": "1GB",
+            "walltime": "00:10:00",
+            "min_jobs": 1,
+            "max_jobs": 1,
+        },
+    )
     # the cluster forgets a lost job after lost-worker-timeout (default 15 s), then adaptive replaces it
     with dask.config.set({"distributed.deploy.lost-worker-timeout": "1s"}):
         _lost_worker_run(cfg, tmp_path)

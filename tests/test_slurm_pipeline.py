@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from slurm_fixture import wait_gone as _wait_gone
 import yaml
 
 from quakescale.config import ComputeSection, load_config
+from slurm_fixture import wait_gone as _wait_gone
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]
@@ -68,16 +68,27 @@ def test_array_backend_resubmit_completes_after_a_lost_task(slurm_local, small_w
     assert not (rd.root / "catalogs" / "events.parquet").exists()  # afterok: nothing downstream ran
 
     # resubmit through the CLI: only the missing chunk does detection work
-    out = subprocess.run([sys.executable, "-m", "quakescale", "submit", str(rd.config)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "quakescale", "submit", str(rd.config)], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
-    new_ids = [j for line in out.stdout.splitlines() if ":" in line and not line.startswith("scripts") for j in line.split(":", 1)[1].split()]
+    new_ids = [
+        j
+        for line in out.stdout.splitlines()
+        if ":" in line and not line.startswith("scripts")
+        for j in line.split(":", 1)[1].split()
+    ]
     assert new_ids, out.stdout
     _wait_gone(new_ids)
     st = rd.read_status("detect", latest=False)
     ok = st[st.state == "ok"]
     assert len(ok) == 7 and ok.unit.is_unique, st  # every readable station-day detected exactly once
-    bad = {u for u in st.unit if u not in set(ok.unit)}  # the corrupt day: recorded as bad data (skipped), not a failure
+    bad = {
+        u for u in st.unit if u not in set(ok.unit)
+    }  # the corrupt day: recorded as bad data (skipped), not a failure
     assert len(bad) == 1 and set(st[st.unit.isin(bad)].state) == {"skipped"}, st
-    status = subprocess.run([sys.executable, "-m", "quakescale", "status", str(rd.config)], capture_output=True, text=True).stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "quakescale", "status", str(rd.config)], capture_output=True, text=True
+    ).stdout
     assert "catalog" in status
     pd.testing.assert_frame_equal(_events(rd.root), _events(Path(local_run[0].run.out_dir)))

@@ -39,7 +39,9 @@ def region(tmp_path_factory):
 
 
 def _cli(*args, timeout=600):
-    r = subprocess.run([sys.executable, "-m", "quakescale", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-m", "quakescale", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
     return r.stdout
 
@@ -103,7 +105,9 @@ def test_slurm_backend_trains_as_a_task_on_the_gpu_pool(slurm_local, region):
     samples = run / "samples"
     if not (samples / "index.parquet").exists():  # run alone: build the set here
         _cli("bootstrap", config, "--out", samples)
-    out = _cli("train", config, "--backend", "slurm", "--samples", samples, "--out", run / "weights-slurm", "--epochs", "1")
+    out = _cli(
+        "train", config, "--backend", "slurm", "--samples", samples, "--out", run / "weights-slurm", "--epochs", "1"
+    )
     assert "dask: slurm cluster up (gpu pool)" in out, out
     weights = run / "weights-slurm"
     assert (weights / "cerp.pt").exists() and (weights / "training_curves.png").exists()

@@ -12,7 +12,7 @@ from obspy import UTCDateTime, read_inventory
 from obspy.clients.filesystem.sds import Client
 
 from quakescale import ml
-from quakescale.archive import ArchiveError, plan_station_days, read_station_day, stations_table, load_inventory
+from quakescale.archive import ArchiveError, load_inventory, plan_station_days, read_station_day, stations_table
 
 
 def test_world_layout_and_truth(small_world):
@@ -41,7 +41,9 @@ def test_sds_and_stationxml_read_back(small_world):
     resp = inv.get_response("XL.L01..EHZ", UTCDateTime("2014-08-03T01:00:00"))
     assert resp.instrument_sensitivity.value == pytest.approx(2.5e8, rel=1e-3)
     c = Client(str(small_world / "sds"))
-    stream = c.get_waveforms("XL", "L01", "", "EH?", UTCDateTime("2014-08-03T00:10:00"), UTCDateTime("2014-08-03T00:11:00"))
+    stream = c.get_waveforms(
+        "XL", "L01", "", "EH?", UTCDateTime("2014-08-03T00:10:00"), UTCDateTime("2014-08-03T00:11:00")
+    )
     assert len(stream) == 3 and stream[0].stats.sampling_rate == 100.0
     assert stream[0].stats.mseed.encoding == "STEIM2"
 

@@ -41,7 +41,9 @@ def test_augmentations_move_labels_with_the_window():
     p[:, 0] = P_AT_N
     ign = np.full((4, 2), -1)
     ign[:, 0] = P_AT_N + 700
-    b = Compose([RandomCrop(3000, 1500), WhiteNoise(0.0)])({"x": x, "p": p, "s": p.copy(), "p_ign": ign, "event": np.ones(4, bool)}, rng)
+    b = Compose([RandomCrop(3000, 1500), WhiteNoise(0.0)])(
+        {"x": x, "p": p, "s": p.copy(), "p_ign": ign, "event": np.ones(4, bool)}, rng
+    )
     assert b["x"].shape == (4, 3, 3000)
     for i in range(4):
         assert 100 <= b["p"][i, 0] <= 1600 and b["x"][i, 0, b["p"][i, 0]] == 1.0
@@ -71,8 +73,18 @@ def test_tiny_training_run(sample_set, tmp_path):
     and picked on time (a broken update -- wrong targets, wrong sign, a scrambled save -- is not)."""
     start = load_model("builtin:default", device="cpu")
     before = {k: v.clone() for k, v in start.picker.state_dict().items()}
-    train([sample_set], tmp_path / "w", epochs_detector=1, epochs_picker=1, batch_size=64, seed=0, device="cpu",
-          version="0.0.1", model=start, log=lambda *a: None)
+    train(
+        [sample_set],
+        tmp_path / "w",
+        epochs_detector=1,
+        epochs_picker=1,
+        batch_size=64,
+        seed=0,
+        device="cpu",
+        version="0.0.1",
+        model=start,
+        log=lambda *a: None,
+    )
     mt = pd.read_csv(tmp_path / "w" / "metrics.csv")
     assert list(mt.model) == ["detector", "picker"] and list(mt.epoch) == [1, 1]
     assert {"train_acc", "val_acc", "val_p_err_std_s", "val_s_err_std_s"} <= set(mt.columns)
@@ -82,6 +94,10 @@ def test_tiny_training_run(sample_set, tmp_path):
     assert test["test_p_err_med_abs_s"] < 0.1 and test["test_s_err_med_abs_s"] < 0.1, test
     m2 = load_model(tmp_path / "w", device="cpu")
     assert any(not torch.equal(before[k], v) for k, v in m2.picker.state_dict().items())  # trained, not copied
-    assert m2.card["version"] == "0.0.1" and m2.card["recipe"]["batch_size"] == 64 and m2.card["recipe"]["split"] == "7:2:1"
+    assert (
+        m2.card["version"] == "0.0.1"
+        and m2.card["recipe"]["batch_size"] == 64
+        and m2.card["recipe"]["split"] == "7:2:1"
+    )
     assert m2.card["metrics"] == pytest.approx(test)
     assert (tmp_path / "w" / "checkpoints" / "picker_last.pt").exists()

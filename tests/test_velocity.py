@@ -27,7 +27,6 @@ def test_vertical_and_head_wave_by_hand():
     assert t[0] == pytest.approx(50.0 / 6.0, rel=1e-5)
 
 
-
 def test_table_build_equals_first_arrivals_depth_by_depth():
     """The table's batched build (all depths at once, head waves cut at their crossover) gives
     exactly the values of first_arrivals depth by depth -- including a low-velocity zone, a
@@ -44,6 +43,7 @@ def test_table_build_equals_first_arrivals_depth_by_depth():
                 for a, b in zip(ref, new):
                     assert np.array_equal(a, b)
                     assert a.shape == b.shape == (len(dist), len(depth))
+
 
 def test_table_interpolation_and_derivatives():
     m = default_model()
@@ -80,7 +80,15 @@ def test_against_obspy_taup(tmp_path):
         if bot == 40.0:
             lines.append("mantle")
     # TauP needs a core; add one deep below
-    lines += ["2891.0 13.7 7.2 5.5", "outer-core", "2891.0 8.0 0.0 9.9", "5149.5 10.3 0.0 12.2", "inner-core", "5149.5 11.0 3.5 12.8", "6371.0 11.3 3.7 13.1"]
+    lines += [
+        "2891.0 13.7 7.2 5.5",
+        "outer-core",
+        "2891.0 8.0 0.0 9.9",
+        "5149.5 10.3 0.0 12.2",
+        "inner-core",
+        "5149.5 11.0 3.5 12.8",
+        "6371.0 11.3 3.7 13.1",
+    ]
     nd.write_text("\n".join(lines) + "\n")
     build_taup_model(str(nd), output_folder=str(tmp_path))
     model = taup.TauPyModel(str(tmp_path / "steps.npz"))
@@ -91,7 +99,9 @@ def test_against_obspy_taup(tmp_path):
     for z in (3.0, 9.0, 15.0):
         for dist in (2.0, 10.0, 30.0, 60.0, 100.0):
             for ph in ("P", "S"):
-                arr = model.get_travel_times(source_depth_in_km=z, distance_in_degree=dist / 111.195, phase_list=[ph, ph.lower(), ph + "n"])
+                arr = model.get_travel_times(
+                    source_depth_in_km=z, distance_in_degree=dist / 111.195, phase_list=[ph, ph.lower(), ph + "n"]
+                )
                 ref = min(a.time for a in arr)
                 diffs.append(float(tt(ph, dist, z)) - ref)
     diffs = np.abs(diffs)

@@ -1,13 +1,11 @@
 """Cross-correlation differential times: the numpy core, a synthetic station with known
 differential times, and FDTCC's reference dt.cc on real Ridgecrest waveforms."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from quakescale.relocate.xcorr import XCorrParams, correlate_windows, event_pairs, station_dtcc
-
 from shared_data import RIDGECREST as FDTCC
 
 
@@ -54,7 +52,8 @@ def test_core_bank_indices_and_multicomponent():
     bank = np.stack([np.stack([_wavelet(L, rng), _wavelet(L, rng)]) for _ in range(5)])  # (5, 2, L)
     shifted = np.stack([np.stack([_shifted(c, 3.3) for c in w]) for w in bank])
     allw = np.concatenate([bank, shifted])  # event i+5 = event i delayed by 3.3 samples
-    ia = np.array([5, 6, 7]); ib = np.array([0, 1, 2])
+    ia = np.array([5, 6, 7])
+    ib = np.array([0, 1, 2])
     lag, cc = correlate_windows(allw, allw, max_lag=10, ia=ia, ib=ib)
     assert np.allclose(lag, 3.3, atol=0.1) and (cc > 0.95).all()
     lag, _ = correlate_windows(allw, allw, max_lag=10, ia=ib, ib=ia)
@@ -81,14 +80,34 @@ def synthetic_station(rng, n_events=4, fs=100.0):
             arr = (ot + tt) * fs
             i0 = int(np.floor(arr))
             seg = _shifted(np.r_[np.zeros(50), wl[comp], np.zeros(50)], arr - i0)
-            data[comp][i0 - 50 - 75:i0 - 50 - 75 + len(seg)] += seg  # wavelet energy starts ~0.75 s after its head
-        events.append(dict(event_id=k + 1, time=pd.Timestamp((t0 + ot).datetime, tz="UTC"), latitude=27.1 + 0.001 * k,
-                           longitude=103.3, depth_km=9.0))
+            data[comp][i0 - 50 - 75 : i0 - 50 - 75 + len(seg)] += seg  # wavelet energy starts ~0.75 s after its head
+        events.append(
+            dict(
+                event_id=k + 1,
+                time=pd.Timestamp((t0 + ot).datetime, tz="UTC"),
+                latitude=27.1 + 0.001 * k,
+                longitude=103.3,
+                depth_km=9.0,
+            )
+        )
         for ph, tt, sig in (("P", tp, 0.03), ("S", ts, 0.05)):
-            picks.append(dict(event_id=k + 1, station_id="XS.S01", phase=ph,
-                              time=pd.Timestamp((t0 + ot + tt + rng.normal(0, sig)).datetime, tz="UTC")))
-    st = obspy.Stream([obspy.Trace(data[c].astype(np.float32), header=dict(network="XS", station="S01", channel=f"HH{c}",
-                                                                          sampling_rate=fs, starttime=t0)) for c in "ZNE"])
+            picks.append(
+                dict(
+                    event_id=k + 1,
+                    station_id="XS.S01",
+                    phase=ph,
+                    time=pd.Timestamp((t0 + ot + tt + rng.normal(0, sig)).datetime, tz="UTC"),
+                )
+            )
+    st = obspy.Stream(
+        [
+            obspy.Trace(
+                data[c].astype(np.float32),
+                header=dict(network="XS", station="S01", channel=f"HH{c}", sampling_rate=fs, starttime=t0),
+            )
+            for c in "ZNE"
+        ]
+    )
     return st, pd.DataFrame(picks), pd.DataFrame(events), tts
 
 
@@ -99,14 +118,22 @@ def test_station_dtcc_recovers_true_differential_times():
     df = station_dtcc(st, picks, events, "XS.S01", station_latlon=(27.2, 103.4), params=prm)
     assert len(df) == 2 * 6  # 4 events -> 6 pairs, P and S
     assert list(df.columns[:6]) == ["event_id_1", "event_id_2", "station_id", "phase", "dt_s", "cc"]
-    true = np.array([tts[a][0 if ph == "P" else 1] - tts[b][0 if ph == "P" else 1]
-                     for a, b, ph in zip(df.event_id_1, df.event_id_2, df.phase)])
+    true = np.array(
+        [
+            tts[a][0 if ph == "P" else 1] - tts[b][0 if ph == "P" else 1]
+            for a, b, ph in zip(df.event_id_1, df.event_id_2, df.phase)
+        ]
+    )
     err = np.abs(df.dt_s.to_numpy() - true)
     assert err.max() < 0.005, err  # picks had 30-50 ms errors
     pk = picks.set_index(["event_id", "phase"]).time
     ev = events.set_index("event_id").time
-    pick_dt = np.array([((pk[(a, ph)] - ev[a]) - (pk[(b, ph)] - ev[b])).total_seconds()
-                        for a, b, ph in zip(df.event_id_1, df.event_id_2, df.phase)])
+    pick_dt = np.array(
+        [
+            ((pk[(a, ph)] - ev[a]) - (pk[(b, ph)] - ev[b])).total_seconds()
+            for a, b, ph in zip(df.event_id_1, df.event_id_2, df.phase)
+        ]
+    )
     assert np.median(np.abs(pick_dt - true)) > 5 * np.median(err)
     assert (df.cc > 0.9).all()
     from quakescale.schema import DTCC, conform
@@ -119,7 +146,9 @@ def test_station_dtcc_recovers_true_differential_times():
 
 
 def test_event_pairs_within_distance():
-    ev = pd.DataFrame({"latitude": [27.0, 27.0, 27.05], "longitude": [103.0, 103.01, 103.0], "depth_km": [5.0, 5.0, 5.0]})
+    ev = pd.DataFrame(
+        {"latitude": [27.0, 27.0, 27.05], "longitude": [103.0, 103.01, 103.0], "depth_km": [5.0, 5.0, 5.0]}
+    )
     pr = event_pairs(ev, 4.0)
     assert pr.tolist() == [[0, 1]]
 
@@ -134,8 +163,18 @@ def test_fdtcc_reference_pair_1_7():
     ev, ph = H.read_pha(FDTCC / "hypoDD.pha")
     picks = ph.merge(ev[["event_id", "time"]], on="event_id")
     picks["time"] = picks["time"] + pd.to_timedelta(picks["travel_time_s"], unit="s")
-    prm = XCorrParams(p_window_s=(0.2, 1.0), s_window_s=(0.5, 1.5), p_max_lag_s=0.3, s_max_lag_s=0.5, freqmin_hz=2.0,
-                      freqmax_hz=8.0, min_cc=0.7, min_snr=1.0, max_dt_s=2.0, absolute=True)
+    prm = XCorrParams(
+        p_window_s=(0.2, 1.0),
+        s_window_s=(0.5, 1.5),
+        p_max_lag_s=0.3,
+        s_max_lag_s=0.5,
+        freqmin_hz=2.0,
+        freqmax_hz=8.0,
+        min_cc=0.7,
+        min_snr=1.0,
+        max_dt_s=2.0,
+        absolute=True,
+    )
     pairs = pd.DataFrame({"event_id_1": [1], "event_id_2": [7]})
     got = []
     for sta in ("B917", "B918", "B921"):

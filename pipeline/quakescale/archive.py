@@ -87,7 +87,15 @@ def stations_table(inv: Inventory, station_ids: list[str] | None = None) -> pd.D
         for sta in net:
             sid = f"{net.code}.{sta.code}"
             if sid not in rows:
-                rows[sid] = dict(station_id=sid, network=net.code, station=sta.code, latitude=sta.latitude, longitude=sta.longitude, elevation_m=sta.elevation, kind="")
+                rows[sid] = dict(
+                    station_id=sid,
+                    network=net.code,
+                    station=sta.code,
+                    latitude=sta.latitude,
+                    longitude=sta.longitude,
+                    elevation_m=sta.elevation,
+                    kind="",
+                )
     df = pd.DataFrame(list(rows.values()), columns=STATIONS.names)
     if station_ids:
         missing = sorted(set(station_ids) - set(df.station_id))
@@ -152,8 +160,28 @@ def _comp_key(c: str) -> int:
 
 
 _QUALITY = np.frombuffer(b"DRQM", np.uint8)
-_HDR = {bo: np.dtype([("x", "V20"), ("year", bo + "u2"), ("doy", bo + "u2"), ("hour", "u1"), ("minute", "u1"), ("sec", "u1"), ("pad", "u1"), ("frac", bo + "u2"),
-                      ("nsamp", bo + "u2"), ("fact", bo + "i2"), ("mult", bo + "i2"), ("act", "u1"), ("y", "V3"), ("tcorr", bo + "i4"), ("z", "V4")]) for bo in "<>"}
+_HDR = {
+    bo: np.dtype(
+        [
+            ("x", "V20"),
+            ("year", bo + "u2"),
+            ("doy", bo + "u2"),
+            ("hour", "u1"),
+            ("minute", "u1"),
+            ("sec", "u1"),
+            ("pad", "u1"),
+            ("frac", bo + "u2"),
+            ("nsamp", bo + "u2"),
+            ("fact", bo + "i2"),
+            ("mult", bo + "i2"),
+            ("act", "u1"),
+            ("y", "V3"),
+            ("tcorr", bo + "i4"),
+            ("z", "V4"),
+        ]
+    )
+    for bo in "<>"
+}
 
 
 def _first_header(buf) -> tuple[int, bool] | None:
@@ -181,12 +209,30 @@ def _record_times(rec: np.ndarray, big: bool):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         f = hdr["fact"].astype(float)
         m = hdr["mult"].astype(float)
-        fs = np.where((f > 0) & (m > 0), f * m, np.where((f > 0) & (m < 0), -f / m, np.where((f < 0) & (m > 0), -m / f, 1.0 / (f * m))))
-        valid = ((q == 68) | (q == 82) | (q == 81) | (q == 77)) & (hdr["year"] >= 1900) & (hdr["year"] <= 2200) & (hdr["doy"] >= 1) & (hdr["doy"] <= 366) & np.isfinite(fs) & (fs > 0)
+        fs = np.where(
+            (f > 0) & (m > 0),
+            f * m,
+            np.where((f > 0) & (m < 0), -f / m, np.where((f < 0) & (m > 0), -m / f, 1.0 / (f * m))),
+        )
+        valid = (
+            ((q == 68) | (q == 82) | (q == 81) | (q == 77))
+            & (hdr["year"] >= 1900)
+            & (hdr["year"] <= 2200)
+            & (hdr["doy"] >= 1)
+            & (hdr["doy"] <= 366)
+            & np.isfinite(fs)
+            & (fs > 0)
+        )
         year = np.where(valid, hdr["year"], 1970).astype("int64")
         doy = np.where(valid, hdr["doy"], 1).astype("int64")
         day = (year - 1970).astype("datetime64[Y]").astype("datetime64[D]") + (doy - 1)
-        t = (day - np.datetime64("1970-01-01")).astype("int64") * 86400.0 + hdr["hour"] * 3600.0 + hdr["minute"] * 60.0 + hdr["sec"] + hdr["frac"] * 1e-4
+        t = (
+            (day - np.datetime64("1970-01-01")).astype("int64") * 86400.0
+            + hdr["hour"] * 3600.0
+            + hdr["minute"] * 60.0
+            + hdr["sec"]
+            + hdr["frac"] * 1e-4
+        )
         t = t + np.where(hdr["act"] & 0x02, 0.0, hdr["tcorr"] * 1e-4)
         n = hdr["nsamp"]
         end = t + n / fs
@@ -245,7 +291,20 @@ def coverage_and_gaps(starts, ends, rates, t0: float, t1: float) -> tuple[float,
 def scan_station_day(root, sd: StationDay, channels: list[str], cached: bool = False) -> dict:
     """Availability of one station-day from the record headers only (no decoding)."""
     pat, files = station_day_files(root, sd, channels, cached=cached)
-    rec = dict(unit=sd.unit, station_id=sd.station_id, day=sd.day.isoformat(), channels=pat, n_files=len(files), bytes=0, coverage=0.0, n_gaps=0, gap_s=0.0, readable=True, state="no_data", reason="")
+    rec = dict(
+        unit=sd.unit,
+        station_id=sd.station_id,
+        day=sd.day.isoformat(),
+        channels=pat,
+        n_files=len(files),
+        bytes=0,
+        coverage=0.0,
+        n_gaps=0,
+        gap_s=0.0,
+        readable=True,
+        state="no_data",
+        reason="",
+    )
     if not files:
         rec["reason"] = f"no {'/'.join(channels)} data in the archive"
         return rec
@@ -256,7 +315,9 @@ def scan_station_day(root, sd: StationDay, channels: list[str], cached: bool = F
         try:
             raw = _segments(f)
         except Exception as exc:
-            rec.update(readable=False, state="corrupt", reason=f"unreadable MiniSEED file {f}: {type(exc).__name__}: {exc}")
+            rec.update(
+                readable=False, state="corrupt", reason=f"unreadable MiniSEED file {f}: {type(exc).__name__}: {exc}"
+            )
             return rec
         covered, g, gs = coverage_and_gaps(*raw, day0, day0 + 86400)
         covs.append(covered / 86400.0)
@@ -272,7 +333,9 @@ def scan_station_day(root, sd: StationDay, channels: list[str], cached: bool = F
     return rec
 
 
-def plan_station_days(sds_root, station_ids: list[str], days: list[dt.date], channels: list[str], workers: int | None = None) -> pd.DataFrame:
+def plan_station_days(
+    sds_root, station_ids: list[str], days: list[dt.date], channels: list[str], workers: int | None = None
+) -> pd.DataFrame:
     """Scan the archive for every (station, day): a table with unit, station_id, day, channels,
     n_files, bytes, coverage (fraction of the day), n_gaps, gap_s, readable, state
     (ok | gappy | incomplete | corrupt | no_data) and reason; rows day by day, stations in the
@@ -304,7 +367,15 @@ def plan_station_days(sds_root, station_ids: list[str], days: list[dt.date], cha
         groups = [u_sta[i : i + size] for i in range(0, len(u_sta), size)]
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as ex:
-                parts = list(ex.map(_scan_stations, [sds_root] * len(groups), groups, [u_day] * len(groups), [channels] * len(groups)))
+                parts = list(
+                    ex.map(
+                        _scan_stations,
+                        [sds_root] * len(groups),
+                        groups,
+                        [u_day] * len(groups),
+                        [channels] * len(groups),
+                    )
+                )
         except (BrokenProcessPool, OSError):
             parts = None  # no pool here (limits, a killed worker): scan in this process
     if parts is None:
@@ -321,7 +392,20 @@ def plan_station_days(sds_root, station_ids: list[str], days: list[dt.date], cha
     return pd.DataFrame(cols, columns=list(_PLAN_COLUMNS))
 
 
-_PLAN_COLUMNS = ("unit", "station_id", "day", "channels", "n_files", "bytes", "coverage", "n_gaps", "gap_s", "readable", "state", "reason")
+_PLAN_COLUMNS = (
+    "unit",
+    "station_id",
+    "day",
+    "channels",
+    "n_files",
+    "bytes",
+    "coverage",
+    "n_gaps",
+    "gap_s",
+    "readable",
+    "state",
+    "reason",
+)
 _PARALLEL_MIN_UNITS = 20000  # below this, a process pool costs more than it saves
 _BATCH_FILES = 4096  # files per vectorised pass (keeps per-file sort keys exact: < 2**12 offsets of 2**17 s)
 _BATCH_BYTES = 64 << 20  # bytes read before they are parsed and released
@@ -412,7 +496,20 @@ def _scan_stations(root, station_ids: list[str], days: list[dt.date], channels: 
             state, reason = "incomplete", f"{unit}: components {missing} missing for {pat}"
         else:
             state, reason = ("gappy" if gaps else "ok"), ""
-        out[(sid, d)] = (unit, sid, d.isoformat(), pat, len(files), nbytes, float(min(covs)), int(gaps), float(gap_s), True, state, reason)
+        out[(sid, d)] = (
+            unit,
+            sid,
+            d.isoformat(),
+            pat,
+            len(files),
+            nbytes,
+            float(min(covs)),
+            int(gaps),
+            float(gap_s),
+            True,
+            state,
+            reason,
+        )
     return out
 
 
@@ -535,15 +632,18 @@ def read_station_day(sds_root, station_id: str, day, channels: list[str] | None 
     try:
         st.merge(method=1, fill_value=None)
     except Exception as exc:
-        raise ArchiveError(f"{sd.unit}: cannot merge traces ({exc}); sampling rates {sorted({tr.stats.sampling_rate for tr in st})}") from exc
+        raise ArchiveError(
+            f"{sd.unit}: cannot merge traces ({exc}); sampling rates {sorted({tr.stats.sampling_rate for tr in st})}"
+        ) from exc
     st.trim(day0 - pad_s, day0 + 86400 + pad_s, nearest_sample=False)
     if len(st) < 3:
         raise ArchiveError(f"{sd.unit}: after merging only {len(st)} channel(s) remain")
     return st
 
 
-def station_windows(sds_root, station_id: str, times, pre_s: float, post_s: float,
-                    channels: list[str] | None = None) -> Stream:
+def station_windows(
+    sds_root, station_id: str, times, pre_s: float, post_s: float, channels: list[str] | None = None
+) -> Stream:
     """The waveform windows ``[t - pre_s, t + post_s]`` of one station around ``times`` (UTC):
     each day is read once and cut, so memory holds windows, not days; days without usable
     data give no windows."""

@@ -43,15 +43,14 @@ is a starting point for the locator, not a final location.
 
 from __future__ import annotations
 
-from .errors import QuakeScaleError
-import math
-
 import logging
+import math
 
 import numpy as np
 import pandas as pd
 
 from .catalog.compare import match_catalogs
+from .errors import QuakeScaleError
 from .geo import LocalProjection
 from .times import utc_ns as _ns
 from .velocity import LayeredModel, TravelTimeTable, default_model
@@ -71,9 +70,20 @@ log = logging.getLogger("quakescale.associate")
 # The seed's (PALM's) loose acceptance -- >= min_stations within 2.0 s, no pick-count, score or
 # edge rules.  For uses that want every plausible event rather than a catalog, e.g. the
 # bootstrap's labels from classic picks (few S).  Pass as ``Associator(st, model, **PALM_SEED)``.
-PALM_SEED = dict(max_residual_s=2.0, min_p=0, min_s=0, min_picks=0, min_p_and_s=0, min_score=0.0,
-                 residual_per_s=0.0, max_outside_km=None, reject_depth_edge=False, use_probability=False,
-                 min_snr=0.0, max_nearest_km=None)
+PALM_SEED = dict(
+    max_residual_s=2.0,
+    min_p=0,
+    min_s=0,
+    min_picks=0,
+    min_p_and_s=0,
+    min_score=0.0,
+    residual_per_s=0.0,
+    max_outside_km=None,
+    reject_depth_edge=False,
+    use_probability=False,
+    min_snr=0.0,
+    max_nearest_km=None,
+)
 
 
 class AssociationInputError(QuakeScaleError, ValueError):
@@ -188,8 +198,13 @@ class Associator:
         # a sparse network cannot give what a dense one does: the pick thresholds are capped by
         # the stations there are (PyOcto's 10 picks / 3 P+S stations are for tens of stations)
         n_net = len(st)
-        self.requested = dict(min_picks=self.min_picks, min_p=self.min_p, min_s=self.min_s,
-                              min_p_and_s=self.min_p_and_s, min_score=self.min_score)
+        self.requested = dict(
+            min_picks=self.min_picks,
+            min_p=self.min_p,
+            min_s=self.min_s,
+            min_p_and_s=self.min_p_and_s,
+            min_score=self.min_score,
+        )
         self.min_picks = min(self.min_picks, math.ceil(0.6 * n_net))
         self.min_p = min(self.min_p, math.ceil(n_net / 4))
         self.min_s = min(self.min_s, math.ceil(n_net / 4))
@@ -225,15 +240,18 @@ class Associator:
             self.ylim = (float(cy.min()), float(cy.max()))
         self.sx, self.sy = np.asarray(sx, float), np.asarray(sy, float)
         self.station_box = (float(self.sx.min()), float(self.sx.max()), float(self.sy.min()), float(self.sy.max()))
-        elev = st["elevation_m"].to_numpy(float) / 1000.0 if ("elevation_m" in st and use_elevation) else np.zeros(len(st))
+        elev = (
+            st["elevation_m"].to_numpy(float) / 1000.0 if ("elevation_m" in st and use_elevation) else np.zeros(len(st))
+        )
         self.selev = np.nan_to_num(elev)
 
         # travel-time table covering every station-node distance of the search region
         span = math.hypot(self.xlim[1] - self.xlim[0], self.ylim[1] - self.ylim[0]) + 2 * margin_km + 10.0
         if tt is None:
             model = model or default_model()
-            tt = TravelTimeTable(model, max_dist_km=span, max_depth_km=self.max_depth_km + 1.0,
-                                 dist_step_km=0.25, depth_step_km=0.25)
+            tt = TravelTimeTable(
+                model, max_dist_km=span, max_depth_km=self.max_depth_km + 1.0, dist_step_km=0.25, depth_step_km=0.25
+            )
         self.tt = tt
         self._prepare_lookup()
         self._prepare_detection_nodes()
@@ -257,11 +275,31 @@ class Associator:
         return state
 
     # the constructor arguments an ``associate:`` config section carries
-    SECTION_FIELDS = ("max_residual_s", "min_stations", "min_p", "min_s", "min_picks", "min_p_and_s", "min_score",
-                      "residual_per_s", "min_probability", "min_snr", "min_snr_near", "max_nearest_km",
-                      "max_rms_s", "loc_residual_s", "max_outside_km", "reject_depth_edge", "unknown_stations",
-                      "grid_spacing_km", "fine_spacing_km", "detect_spacing_km", "max_depth_km", "margin_km",
-                      "max_passes")
+    SECTION_FIELDS = (
+        "max_residual_s",
+        "min_stations",
+        "min_p",
+        "min_s",
+        "min_picks",
+        "min_p_and_s",
+        "min_score",
+        "residual_per_s",
+        "min_probability",
+        "min_snr",
+        "min_snr_near",
+        "max_nearest_km",
+        "max_rms_s",
+        "loc_residual_s",
+        "max_outside_km",
+        "reject_depth_edge",
+        "unknown_stations",
+        "grid_spacing_km",
+        "fine_spacing_km",
+        "detect_spacing_km",
+        "max_depth_km",
+        "margin_km",
+        "max_passes",
+    )
 
     @classmethod
     def from_section(cls, stations: pd.DataFrame, model: LayeredModel | None, section, **kw) -> "Associator":
@@ -358,14 +396,21 @@ class Associator:
             if self.unknown_stations == "error":
                 raise AssociationInputError(
                     f"picks table: {len(missing)} station(s) not in the stations table, e.g. {missing[:5]} "
-                    "(drop their picks: unknown_stations='drop', i.e. without --strict)")
-            log.warning("associate: %d pick(s) of %d station(s) not in the stations table dropped, e.g. %s",
-                        int(unknown.sum()), len(missing), ", ".join(missing[:5]))
+                    "(drop their picks: unknown_stations='drop', i.e. without --strict)"
+                )
+            log.warning(
+                "associate: %d pick(s) of %d station(s) not in the stations table dropped, e.g. %s",
+                int(unknown.sum()),
+                len(missing),
+                ", ".join(missing[:5]),
+            )
         ph = picks["phase"].astype(str).str.upper().str[:1].map(_PHASES)
         badph = ph.isna().to_numpy() & ~unknown
         if badph.any():
             i = int(np.flatnonzero(badph)[0])
-            raise AssociationInputError(f"picks table: phase must be 'P' or 'S'; row {i} has {picks['phase'].iloc[i]!r}")
+            raise AssociationInputError(
+                f"picks table: phase must be 'P' or 'S'; row {i} has {picks['phase'].iloc[i]!r}"
+            )
         t = pd.to_datetime(pd.Series(picks["time"]), utc=True)
         if t.isna().any():
             raise AssociationInputError(f"picks table: {int(t.isna().sum())} pick(s) without a time")
@@ -420,7 +465,7 @@ class Associator:
         # what changed since the last detection: the detection skips the time blocks where
         # nothing did (all their candidates were rejected before and would be skipped)
         state: dict = {"start": None, "changed": [], "dirty": set()}
-        for npass in range(self.max_passes):
+        for _npass in range(self.max_passes):
             cands = self._detect(tsec, col, used, state)
             n_before = len(events)
             for o0, k, _score, blk in cands:
@@ -483,8 +528,14 @@ class Associator:
         while blk <= end:
             lo = np.searchsorted(tf, blk, "left")
             hi = np.searchsorted(tf, blk + nb * w + ttmax + 2 * w, "right")
-            if reuse and blk not in dirty and (
-                    np.searchsorted(changed, blk, "left") == np.searchsorted(changed, blk + nb * w + ttmax + 2 * w, "right")):
+            if (
+                reuse
+                and blk not in dirty
+                and (
+                    np.searchsorted(changed, blk, "left")
+                    == np.searchsorted(changed, blk + nb * w + ttmax + 2 * w, "right")
+                )
+            ):
                 blk += nb * w
                 continue
             if hi - lo >= thr:
@@ -494,7 +545,7 @@ class Associator:
                 np.subtract(((tf[lo:hi] - blk) / w + B)[:, None], o, out=o)
                 b = o.astype(np.int64)
                 b += kidx0
-                cnt = np.bincount(b.ravel(), minlength=K * L).reshape(K, L)[:, B:B + nb + 1]
+                cnt = np.bincount(b.ravel(), minlength=K * L).reshape(K, L)[:, B : B + nb + 1]
                 c2 = cnt[:, :-1] + cnt[:, 1:]  # window [b, b+2) -> centre (b + 1) * w
                 best = c2.max(0)
                 bk = c2.argmax(0)
@@ -585,8 +636,11 @@ class Associator:
             near = (t - kmax <= hi) & (t - kmin >= lo)
             if not near.all():
                 if not near.any():  # every node scores 0: what the full search gives then
-                    o_empty = base + 0.5 * max(1, int(round(2 * self.max_residual_s / hb))) * hb \
-                        if hist_halfwidth_s > 0 else o_guess
+                    o_empty = (
+                        base + 0.5 * max(1, int(round(2 * self.max_residual_s / hb))) * hb
+                        if hist_halfwidth_s > 0
+                        else o_guess
+                    )
                     return 0, float(o_empty), 0.0
                 t, pw, inv = t[near], pw[near], inv[near]
         tt = ttu[:, inv]  # (N, m)
@@ -604,7 +658,7 @@ class Associator:
             cnt = np.bincount(bi.ravel(), minlength=N * (nbh + 2)).reshape(N, nbh + 2)
             nw = max(1, int(round(2 * self.max_residual_s / hb)))
             cs = np.cumsum(cnt, 1)  # cs[:, c] - cs[:, 0] = picks in bins < c
-            win = cs[:, nw:nbh + 1] - cs[:, :nbh + 1 - nw]  # picks in bins [j, j + nw)
+            win = cs[:, nw : nbh + 1] - cs[:, : nbh + 1 - nw]  # picks in bins [j, j + nw)
             j = win.argmax(1)
             o = base + (j + 0.5 * nw) * hb
         else:
@@ -638,8 +692,11 @@ class Associator:
     def _box_axes(self, best, offs):
         """The search box around ``best`` (per-axis node values, clamped to the region)."""
         mn, mx = np.minimum, np.maximum  # = np.clip, without its overhead
-        return (mn(mx(best[0] + offs, self.xlim[0]), self.xlim[1]), mn(mx(best[1] + offs, self.ylim[0]), self.ylim[1]),
-                mn(mx(best[2] + offs, self.min_depth_km), self.max_depth_km))
+        return (
+            mn(mx(best[0] + offs, self.xlim[0]), self.xlim[1]),
+            mn(mx(best[1] + offs, self.ylim[0]), self.ylim[1]),
+            mn(mx(best[2] + offs, self.min_depth_km), self.max_depth_km),
+        )
 
     @staticmethod
     def _box_node(axes, k):
@@ -664,8 +721,12 @@ class Associator:
         a1, b1 = 1 - a, 1 - b
 
         def interp(arr):
-            return (arr[base] * a1 * b1 + arr[base + self._nz] * a * b1
-                    + arr[base + 1] * a1 * b + arr[base + self._nz + 1] * a * b)
+            return (
+                arr[base] * a1 * b1
+                + arr[base + self._nz] * a * b1
+                + arr[base + 1] * a1 * b
+                + arr[base + self._nz + 1] * a * b
+            )
 
         t = interp(self._tflat_exact)
         dtdd = interp(self._pflat)
@@ -702,8 +763,13 @@ class Associator:
         hp, hs = present[0::2], present[1::2]
         n_p, n_s = int(np.count_nonzero(hp)), int(np.count_nonzero(hs))
         n_sta = int(np.count_nonzero(hp | hs))
-        if (n_sta < self.min_stations or n_p < self.min_p or n_s < self.min_s or n_p + n_s < self.min_picks
-                or n_p + n_s - n_sta < self.min_p_and_s):
+        if (
+            n_sta < self.min_stations
+            or n_p < self.min_p
+            or n_s < self.min_s
+            or n_p + n_s < self.min_picks
+            or n_p + n_s - n_sta < self.min_p_and_s
+        ):
             return False
         if self.min_score > 0:
             wmax = np.zeros(len(present))
@@ -726,6 +792,7 @@ class Associator:
         # coarse to fine: 2 x grid_spacing_km over the detection cell, then halving steps; the
         # stages finer than grid_spacing_km score with loc_residual_s (sharper location)
         best, ob = node, o0
+        inv = cols = None  # the kept picks' columns: set by the first stage, used by the finer ones
         for i, offs in enumerate(self._stages):
             stol = self.loc_residual_s if (self.loc_residual_s and i >= 2) else tol
             if i == 0:  # the detection node's box
@@ -799,8 +866,18 @@ class Associator:
         w = np.clip(1.0 - (rr / tol) ** 2, 0.0, None) * pw[inl]
         if w.sum() < self.min_score:
             return None
-        ev = dict(o=o, x=best[0], y=best[1], z=best[2], n_sta=n_sta, n_p=n_p, n_s=n_s, n_ps=n_ps,
-                  rms=float(np.sqrt(np.mean(rr**2))), score=float(w.sum()))
+        ev = dict(
+            o=o,
+            x=best[0],
+            y=best[1],
+            z=best[2],
+            n_sta=n_sta,
+            n_p=n_p,
+            n_s=n_s,
+            n_ps=n_ps,
+            rms=float(np.sqrt(np.mean(rr**2))),
+            score=float(w.sum()),
+        )
         return ev, sel[inl], rr, w
 
     def _full_evidence(self, n_picks, n_p, n_s, n_ps) -> bool:
@@ -832,53 +909,83 @@ class Associator:
         new_id[ev["_local"].to_numpy()] = np.arange(1, len(ev) + 1)
         lat, lon = self.proj.to_latlon(ev["x"].to_numpy(), ev["y"].to_numpy())
         times = pd.to_datetime(t_ref + np.round(ev["o"].to_numpy() * 1e9).astype(np.int64), utc=True)
-        events_df = pd.DataFrame({
-            "event_id": np.arange(1, len(ev) + 1, dtype=np.int64),
-            "time": times,
-            "latitude": lat, "longitude": lon, "depth_km": ev["z"].to_numpy(float),
-            "magnitude": np.nan, "mag_type": "",
-            "n_stations": ev["n_sta"].to_numpy(np.int32), "n_p": ev["n_p"].to_numpy(np.int32),
-            "n_s": ev["n_s"].to_numpy(np.int32), "rms_s": ev["rms"].to_numpy(float),
-            "stage": "associate",
-            "x_km": ev["x"].to_numpy(float), "y_km": ev["y"].to_numpy(float),
-            "n_picks": (ev["n_p"] + ev["n_s"]).to_numpy(np.int32), "score": ev["score"].to_numpy(float),
-            "n_p_and_s": ev["n_ps"].to_numpy(np.int32),
-        })
+        events_df = pd.DataFrame(
+            {
+                "event_id": np.arange(1, len(ev) + 1, dtype=np.int64),
+                "time": times,
+                "latitude": lat,
+                "longitude": lon,
+                "depth_km": ev["z"].to_numpy(float),
+                "magnitude": np.nan,
+                "mag_type": "",
+                "n_stations": ev["n_sta"].to_numpy(np.int32),
+                "n_p": ev["n_p"].to_numpy(np.int32),
+                "n_s": ev["n_s"].to_numpy(np.int32),
+                "rms_s": ev["rms"].to_numpy(float),
+                "stage": "associate",
+                "x_km": ev["x"].to_numpy(float),
+                "y_km": ev["y"].to_numpy(float),
+                "n_picks": (ev["n_p"] + ev["n_s"]).to_numpy(np.int32),
+                "score": ev["score"].to_numpy(float),
+                "n_p_and_s": ev["n_ps"].to_numpy(np.int32),
+            }
+        )
         mem = np.concatenate([a[0] for a in assigned])
         eid = np.concatenate([np.full(len(a[0]), new_id[i]) for i, a in enumerate(assigned)])
-        asg = pd.DataFrame({
-            "event_id": eid,
-            "station_id": self.station_ids[st[mem]],
-            "phase": np.where(ph[mem] == 0, "P", "S"),
-            "time": pd.to_datetime(t_ref + np.round(tsec[mem] * 1e9).astype(np.int64), utc=True),
-            "residual_s": np.concatenate([a[1] for a in assigned]),
-            "weight": np.concatenate([a[2] for a in assigned]),
-            "pick_index": pidx[mem],
-        }).sort_values(["event_id", "time"], kind="stable").reset_index(drop=True)
+        asg = (
+            pd.DataFrame(
+                {
+                    "event_id": eid,
+                    "station_id": self.station_ids[st[mem]],
+                    "phase": np.where(ph[mem] == 0, "P", "S"),
+                    "time": pd.to_datetime(t_ref + np.round(tsec[mem] * 1e9).astype(np.int64), utc=True),
+                    "residual_s": np.concatenate([a[1] for a in assigned]),
+                    "weight": np.concatenate([a[2] for a in assigned]),
+                    "pick_index": pidx[mem],
+                }
+            )
+            .sort_values(["event_id", "time"], kind="stable")
+            .reset_index(drop=True)
+        )
         return events_df, asg
 
 
 def _empty_events() -> pd.DataFrame:
-    return pd.DataFrame({
-        "event_id": pd.Series([], dtype=np.int64), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
-        "latitude": pd.Series([], dtype=float), "longitude": pd.Series([], dtype=float),
-        "depth_km": pd.Series([], dtype=float), "magnitude": pd.Series([], dtype=float),
-        "mag_type": pd.Series([], dtype=object), "n_stations": pd.Series([], dtype=np.int32),
-        "n_p": pd.Series([], dtype=np.int32), "n_s": pd.Series([], dtype=np.int32),
-        "rms_s": pd.Series([], dtype=float), "stage": pd.Series([], dtype=object),
-        "x_km": pd.Series([], dtype=float), "y_km": pd.Series([], dtype=float),
-        "n_picks": pd.Series([], dtype=np.int32), "score": pd.Series([], dtype=float),
-        "n_p_and_s": pd.Series([], dtype=np.int32),
-    })
+    return pd.DataFrame(
+        {
+            "event_id": pd.Series([], dtype=np.int64),
+            "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "latitude": pd.Series([], dtype=float),
+            "longitude": pd.Series([], dtype=float),
+            "depth_km": pd.Series([], dtype=float),
+            "magnitude": pd.Series([], dtype=float),
+            "mag_type": pd.Series([], dtype=object),
+            "n_stations": pd.Series([], dtype=np.int32),
+            "n_p": pd.Series([], dtype=np.int32),
+            "n_s": pd.Series([], dtype=np.int32),
+            "rms_s": pd.Series([], dtype=float),
+            "stage": pd.Series([], dtype=object),
+            "x_km": pd.Series([], dtype=float),
+            "y_km": pd.Series([], dtype=float),
+            "n_picks": pd.Series([], dtype=np.int32),
+            "score": pd.Series([], dtype=float),
+            "n_p_and_s": pd.Series([], dtype=np.int32),
+        }
+    )
 
 
 def _empty_assignments() -> pd.DataFrame:
-    return pd.DataFrame({
-        "event_id": pd.Series([], dtype=np.int64), "station_id": pd.Series([], dtype=object),
-        "phase": pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
-        "residual_s": pd.Series([], dtype=float), "weight": pd.Series([], dtype=float),
-        "pick_index": pd.Series([], dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "event_id": pd.Series([], dtype=np.int64),
+            "station_id": pd.Series([], dtype=object),
+            "phase": pd.Series([], dtype=object),
+            "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "residual_s": pd.Series([], dtype=float),
+            "weight": pd.Series([], dtype=float),
+            "pick_index": pd.Series([], dtype=np.int64),
+        }
+    )
 
 
 def unassociated(picks: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
@@ -900,8 +1007,9 @@ def _run_partition(associator: Associator, part: pd.DataFrame, core0_ns: int, co
     return ev, asg
 
 
-def associate_partitioned(picks: pd.DataFrame, associator: Associator, partition_s: float = 3600.0,
-                          overlap_s: float = 120.0, client=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def associate_partitioned(
+    picks: pd.DataFrame, associator: Associator, partition_s: float = 3600.0, overlap_s: float = 120.0, client=None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Associate a long pick set in time partitions of ``partition_s`` with ``overlap_s`` on
     both sides (``overlap_s`` must exceed the longest travel time).  Each partition keeps the
     events whose origin time falls in its core; an event found by two partitions (origin
@@ -918,8 +1026,12 @@ def associate_partitioned(picks: pd.DataFrame, associator: Associator, partition
         known = p["station_id"].astype(str).isin(associator._sindex).to_numpy()
         if not known.all():
             missing = sorted(set(p["station_id"].astype(str)[~known]))
-            log.warning("associate: %d pick(s) of %d station(s) not in the stations table dropped, e.g. %s",
-                        int((~known).sum()), len(missing), ", ".join(missing[:5]))
+            log.warning(
+                "associate: %d pick(s) of %d station(s) not in the stations table dropped, e.g. %s",
+                int((~known).sum()),
+                len(missing),
+                ", ".join(missing[:5]),
+            )
             p = p[known]
             if len(p) == 0:
                 return _empty_events(), _empty_assignments()
@@ -993,11 +1105,14 @@ def _merge_partitions(results):
 
 
 # ============================================================================ evaluation
-def match_events(found: pd.DataFrame, ref: pd.DataFrame, max_dt_s: float = 1.5,
-                 max_dist_km: float | None = 5.0) -> pd.DataFrame:
+def match_events(
+    found: pd.DataFrame, ref: pd.DataFrame, max_dt_s: float = 1.5, max_dist_km: float | None = 5.0
+) -> pd.DataFrame:
     """One-to-one matching of ``found`` to ``ref`` events (both with ``time``, ``latitude``,
     ``longitude``): pairs within ``max_dt_s`` (and ``max_dist_km`` epicentral when given),
     closest in time first (:func:`quakescale.catalog.compare.match_catalogs`).  Returns the pairs
     (``i_found``, ``i_ref`` row positions, ``dt_s`` = |time difference|, ``dist_km``)."""
     m = match_catalogs(found, ref, max_dt_s=max_dt_s, max_dist_km=max_dist_km)
-    return pd.DataFrame({"i_found": m["cat_index"], "i_ref": m["ref_index"], "dt_s": m["dt_s"].abs(), "dist_km": m["dh_km"]})
+    return pd.DataFrame(
+        {"i_found": m["cat_index"], "i_ref": m["ref_index"], "dt_s": m["dt_s"].abs(), "dist_km": m["dh_km"]}
+    )

@@ -39,8 +39,12 @@ _DEBUG = {"on": False}
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an expected error (bad file, config or input)."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of an expected error (bad file, config or input)."
+    ),
 ):
     _DEBUG["on"] = debug
 
@@ -102,8 +106,10 @@ def archive_import(
     from .archive import import_files
 
     res = import_files(files, sds)
-    typer.echo(f"{res['files']} file(s), {res['traces']} trace(s) -> {res['channel_days']} channel-day(s) in {sds}: "
-               f"{len(res['written'])} written, {len(res['unchanged'])} unchanged")
+    typer.echo(
+        f"{res['files']} file(s), {res['traces']} trace(s) -> {res['channel_days']} channel-day(s) in {sds}: "
+        f"{len(res['written'])} written, {len(res['unchanged'])} unchanged"
+    )
     for e in res["errors"]:
         typer.secho(f"  skipped {e}", err=True)
     if res["errors"] and not res["files"]:
@@ -113,21 +119,36 @@ def archive_import(
 @app.command()
 def synth(
     out: Path = typer.Argument(..., help="Directory for the world (SDS archive, StationXML, truth, config.yaml)."),
-    stations: int = typer.Option(12, "--stations", help="Number of stations (half near-field campaign, half regional permanent)."),
+    stations: int = typer.Option(
+        12, "--stations", help="Number of stations (half near-field campaign, half regional permanent)."
+    ),
     days: int = typer.Option(1, "--days", help="Number of days."),
     events: int = typer.Option(150, "--events", help="Number of events in the sequence."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same bytes)."),
-    hours_per_day: float = typer.Option(24.0, "--hours-per-day", help="Record only the first H hours of each day (small test worlds)."),
+    hours_per_day: float = typer.Option(
+        24.0, "--hours-per-day", help="Record only the first H hours of each day (small test worlds)."
+    ),
     start: str = typer.Option("2014-08-03", "--start", help="First day (UTC)."),
 ):
     """Write a synthetic aftershock world (real formats + truth)."""
     from .synth.world import make_world
 
     t0 = time.time()
-    meta = make_world(out, n_stations=stations, days=days, n_events=events, seed=seed, hours_per_day=hours_per_day, start=start, progress=_progress("synth station-days"))
-    typer.echo(f"\nworld {out}: {meta['n_stations']} stations x {meta['days']} day(s), {meta['n_events']} events, "
+    meta = make_world(
+        out,
+        n_stations=stations,
+        days=days,
+        n_events=events,
+        seed=seed,
+        hours_per_day=hours_per_day,
+        start=start,
+        progress=_progress("synth station-days"),
+    )
+    typer.echo(
+        f"\nworld {out}: {meta['n_stations']} stations x {meta['days']} day(s), {meta['n_events']} events, "
         f"{meta['files']} MiniSEED files, corrupt file {meta['corrupt_file']}, {len(meta['gaps'])} gaps "
-        f"({time.time() - t0:.1f} s)")
+        f"({time.time() - t0:.1f} s)"
+    )
     typer.echo(f"run it: quakescale run {out / 'config.yaml'}")
 
 
@@ -158,7 +179,11 @@ def plan(config: Path = typer.Argument(..., help="Run config (YAML).")):
 
 def _print_plan(p):
     counts = p.state.value_counts().to_dict()
-    typer.echo(f"{len(p)} station-days: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f"; done {int(p.done.sum())}, to do {int((~p.done).sum())}")
+    typer.echo(
+        f"{len(p)} station-days: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        + f"; done {int(p.done.sum())}, to do {int((~p.done).sum())}"
+    )
     for r in p[p.state != "ok"].itertuples():
         extra = f"{r.n_gaps} gap(s), {r.gap_s:.0f} s missing" if r.state == "gappy" else r.reason
         typer.echo(f"  {r.unit}: {r.state}: {extra}")
@@ -198,8 +223,12 @@ def status(config: Path = typer.Argument(..., help="Run config (YAML).")):
     )
 )
 def submit(
-    config: Path = typer.Argument(..., help="Run config (YAML) with compute.backend: array (or any backend: scripts are the same)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Render the sbatch scripts into RUN/jobs/ without submitting."),
+    config: Path = typer.Argument(
+        ..., help="Run config (YAML) with compute.backend: array (or any backend: scripts are the same)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Render the sbatch scripts into RUN/jobs/ without submitting."
+    ),
 ):
     from .hpc.array import render_jobs, submit_run
     from .hpc.stages import STAGE_LIST, prepare_run, run_task
@@ -237,9 +266,19 @@ def demo(
     world = out / "world"
     t0 = time.time()
     if not (world / "config.yaml").exists():
-        meta = make_world(world, n_stations=stations, days=days, n_events=events, seed=seed, hours_per_day=hours_per_day, progress=_progress("synth station-days"))
-        typer.echo(f"\nsynth: {meta['n_stations']} stations x {meta['days']} day(s), {meta['n_events']} events in "
-            f"{meta['seconds']} s")
+        meta = make_world(
+            world,
+            n_stations=stations,
+            days=days,
+            n_events=events,
+            seed=seed,
+            hours_per_day=hours_per_day,
+            progress=_progress("synth station-days"),
+        )
+        typer.echo(
+            f"\nsynth: {meta['n_stations']} stations x {meta['days']} day(s), {meta['n_events']} events in "
+            f"{meta['seconds']} s"
+        )
     else:
         typer.echo(f"synth: reusing {world}")
     cfg = _load(world / "config.yaml")
@@ -255,8 +294,10 @@ def _print_summary(summary: dict):
         typer.echo(f"plan: {summary['plan']['station_days']} station-days {summary['plan']['states']}")
     if "picks" in vs:
         for ph, r in vs["picks"].items():
-            typer.echo(f"picks {ph}: {r['n_picks']} picks, recall {r['recall']:.3f} of {r['n_truth']} truth arrivals, "
-                f"error mean {r['mean_error_s']} s, std {r['std_error_s']} s")
+            typer.echo(
+                f"picks {ph}: {r['n_picks']} picks, recall {r['recall']:.3f} of {r['n_truth']} truth arrivals, "
+                f"error mean {r['mean_error_s']} s, std {r['std_error_s']} s"
+            )
     for stage in ("associate", "locate", "relocate"):
         if stage in vs:
             r = vs[stage]
@@ -278,8 +319,12 @@ def _print_summary(summary: dict):
 def run(
     config: Path = typer.Argument(..., help="Run config (YAML)."),
     stages: Optional[List[str]] = typer.Option(None, "--stage", help="Run only these stages (repeatable)."),
-    force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even where finished (repeatable); later stages follow."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also retry units that failed before (their reasons: quakescale status)."),
+    force: Optional[List[str]] = typer.Option(
+        None, "--force", help="Redo this stage even where finished (repeatable); later stages follow."
+    ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Also retry units that failed before (their reasons: quakescale status)."
+    ),
 ):
     """Run the whole pipeline (plan -> detect -> associate -> locate -> xcorr -> relocate -> catalog); resumes.
     Exits 1 when a stage failed or the catalog was not written (station-days skipped for bad data are recorded,
@@ -287,7 +332,9 @@ def run(
     from .hpc.pipeline import run_pipeline
 
     cfg = _load(config)
-    summary = run_pipeline(cfg, stages=stages or None, force=set(force or []), echo=typer.echo, retry_failed=retry_failed)
+    summary = run_pipeline(
+        cfg, stages=stages or None, force=set(force or []), echo=typer.echo, retry_failed=retry_failed
+    )
     _print_summary(summary)
     _exit_on_problems(summary)
 
@@ -326,7 +373,9 @@ def _exit_on_problems(summary: dict):
         raise typer.Exit(1)
 
 
-_CHUNK = typer.Option(None, "--chunk", help="Run only chunk K of the stage's sorted unit list (sbatch array task: $SLURM_ARRAY_TASK_ID).")
+_CHUNK = typer.Option(
+    None, "--chunk", help="Run only chunk K of the stage's sorted unit list (sbatch array task: $SLURM_ARRAY_TASK_ID)."
+)
 _FORCE = typer.Option(False, "--force", help="Redo units that are already done.")
 
 
@@ -334,7 +383,9 @@ _FORCE = typer.Option(False, "--force", help="Redo units that are already done."
 def detect(
     config: Path = typer.Argument(..., help="Run config (YAML)."),
     chunk: Optional[int] = _CHUNK,
-    station_days: Optional[List[str]] = typer.Option(None, "--station-days", help="Only these units, YYYY-MM-DD/NET.STA (repeatable)."),
+    station_days: Optional[List[str]] = typer.Option(
+        None, "--station-days", help="Only these units, YYYY-MM-DD/NET.STA (repeatable)."
+    ),
     force: bool = _FORCE,
 ):
     """Detect and pick every pending station-day (CNN detector + BiGRU picker, or a classic picker)."""
@@ -354,49 +405,104 @@ def xcorr(
 
 @app.command()
 def associate(
-    config: Optional[Path] = typer.Argument(None, help="Run config (YAML): runs the stage; with --picks its associate: section gives the parameters."),
-    picks: Optional[Path] = typer.Option(None, "--picks", help="Picks: our Parquet, a REAL pick zip/folder, PhaseNet picks.csv, HypoDD .pha, Hypoinverse .arc, or CSV "
-        "(station_id/network+station, phase, time[, probability, amp_wa_mm])."),
-    stations_file: Optional[Path] = typer.Option(None, "--stations", help="Stations: StationXML, REAL station.dat, or a table (station_id, latitude, longitude, elevation_m)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Velocity model file (.nd, .crh, hypoDD.inp, layer table)."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output directory for events.parquet/assignments.parquet/unassociated.parquet (+ CSV)."),
+    config: Optional[Path] = typer.Argument(
+        None, help="Run config (YAML): runs the stage; with --picks its associate: section gives the parameters."
+    ),
+    picks: Optional[Path] = typer.Option(
+        None,
+        "--picks",
+        help="Picks: our Parquet, a REAL pick zip/folder, PhaseNet picks.csv, HypoDD .pha, Hypoinverse .arc, or CSV "
+        "(station_id/network+station, phase, time[, probability, amp_wa_mm]).",
+    ),
+    stations_file: Optional[Path] = typer.Option(
+        None,
+        "--stations",
+        help="Stations: StationXML, REAL station.dat, or a table (station_id, latitude, longitude, elevation_m).",
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Velocity model file (.nd, .crh, hypoDD.inp, layer table)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        "-o",
+        "--out",
+        help="Output directory for events.parquet/assignments.parquet/unassociated.parquet (+ CSV).",
+    ),
     max_residual_s: Optional[float] = typer.Option(None, help="Travel-time residual threshold (s) (config, else 1.0)."),
     min_stations: Optional[int] = typer.Option(None, help="Stations that must agree (config, else 4)."),
     min_picks: Optional[int] = typer.Option(None, help="P + S picks an event needs (config, else 10)."),
     min_p: Optional[int] = typer.Option(None, help="P picks an event needs (config, else 3)."),
     min_s: Optional[int] = typer.Option(None, help="S picks an event needs (config, else 3)."),
     min_p_and_s: Optional[int] = typer.Option(None, help="Stations with both a P and an S pick (config, else 3)."),
-    min_score: Optional[float] = typer.Option(None, help="Evidence an event needs: sum of pick probability x fit (config, else 8)."),
-    residual_per_s: Optional[float] = typer.Option(None, help="Residual threshold grows this much per s of travel time (config, else 0.03)."),
-    min_probability: Optional[float] = typer.Option(None, help="Picks below this probability are not used (config, else 0)."),
+    min_score: Optional[float] = typer.Option(
+        None, help="Evidence an event needs: sum of pick probability x fit (config, else 8)."
+    ),
+    residual_per_s: Optional[float] = typer.Option(
+        None, help="Residual threshold grows this much per s of travel time (config, else 0.03)."
+    ),
+    min_probability: Optional[float] = typer.Option(
+        None, help="Picks below this probability are not used (config, else 0)."
+    ),
     min_snr: Optional[float] = typer.Option(
-        None, help="Picks below this signal/noise (snr column) are not used (config, else 3)."),
+        None, help="Picks below this signal/noise (snr column) are not used (config, else 3)."
+    ),
     max_rms_s: Optional[float] = typer.Option(None, help="Residual-RMS limit of an event (s) (config, else none)."),
     max_nearest_km: Optional[float] = typer.Option(
-        None, help="Events farther than this from all their stations need the thresholds as given, "
-        "not the sparse-network caps (config, else 50)."),
+        None,
+        help="Events farther than this from all their stations need the thresholds as given, "
+        "not the sparse-network caps (config, else 50).",
+    ),
     min_snr_near: Optional[float] = typer.Option(
-        None, help="An event held by the sparse-network caps needs a pick of this SNR within --max-nearest-km "
-        "(config, else 5)."),
-    max_outside_km: Optional[float] = typer.Option(None, help="Events further than this outside the stations' box are rejected (config, else 10)."),
-    max_depth_km: Optional[float] = typer.Option(None, help="Deepest depth searched; events at it are rejected (config, else 30)."),
-    margin_km: Optional[float] = typer.Option(None, help="Search region: the stations' box plus this margin (config, else 20)."),
-    strict: bool = typer.Option(False, "--strict", help="Fail on picks of stations missing from --stations (default: drop them with a warning)."),
-    amp_unit: Optional[str] = typer.Option(None, "--amp-unit", help="Unit of a CSV amplitude column (amp/amplitude/phase_amp): wa_mm (Wood-Anderson mm) or raw."),
+        None,
+        help="An event held by the sparse-network caps needs a pick of this SNR within --max-nearest-km "
+        "(config, else 5).",
+    ),
+    max_outside_km: Optional[float] = typer.Option(
+        None, help="Events further than this outside the stations' box are rejected (config, else 10)."
+    ),
+    max_depth_km: Optional[float] = typer.Option(
+        None, help="Deepest depth searched; events at it are rejected (config, else 30)."
+    ),
+    margin_km: Optional[float] = typer.Option(
+        None, help="Search region: the stations' box plus this margin (config, else 20)."
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail on picks of stations missing from --stations (default: drop them with a warning)."
+    ),
+    amp_unit: Optional[str] = typer.Option(
+        None,
+        "--amp-unit",
+        help="Unit of a CSV amplitude column (amp/amplitude/phase_amp): wa_mm (Wood-Anderson mm) or raw.",
+    ),
     force: bool = _FORCE,
 ):
     """Associate picks into events (PALM-style): a run's picks, or external picks with --picks."""
-    overrides = dict(max_residual_s=max_residual_s, min_stations=min_stations, min_picks=min_picks, min_p=min_p,
-                     min_s=min_s, min_p_and_s=min_p_and_s, min_score=min_score, residual_per_s=residual_per_s,
-                     min_probability=min_probability, min_snr=min_snr, max_rms_s=max_rms_s,
-                     max_nearest_km=max_nearest_km, min_snr_near=min_snr_near,
-                     max_outside_km=max_outside_km, max_depth_km=max_depth_km, margin_km=margin_km,
-                     unknown_stations="error" if strict else None)
+    overrides = dict(
+        max_residual_s=max_residual_s,
+        min_stations=min_stations,
+        min_picks=min_picks,
+        min_p=min_p,
+        min_s=min_s,
+        min_p_and_s=min_p_and_s,
+        min_score=min_score,
+        residual_per_s=residual_per_s,
+        min_probability=min_probability,
+        min_snr=min_snr,
+        max_rms_s=max_rms_s,
+        max_nearest_km=max_nearest_km,
+        min_snr_near=min_snr_near,
+        max_outside_km=max_outside_km,
+        max_depth_km=max_depth_km,
+        margin_km=margin_km,
+        unknown_stations="error" if strict else None,
+    )
     if picks is None:
         if config is None:
             _fail("give a run CONFIG, or --picks/--stations/--model/-o for external picks")
         if any(v is not None for v in overrides.values()) or amp_unit is not None:
-            _fail("parameters on the command line go with --picks; for a run, set them in the config's associate: section")
+            _fail(
+                "parameters on the command line go with --picks; for a run, set them in the config's associate: section"
+            )
         _stage_verb("associate", config, None, None, force)
         return
     if stations_file is None or model is None or out is None:
@@ -419,8 +525,12 @@ def associate(
     )
 )
 def locate(
-    target: str = typer.Argument(..., help="Run config (YAML), or the word 'hypoinverse' followed by a Hypoinverse command file."),
-    command_file: Optional[Path] = typer.Argument(None, help="With 'hypoinverse': the hyp command file of the project."),
+    target: str = typer.Argument(
+        ..., help="Run config (YAML), or the word 'hypoinverse' followed by a Hypoinverse command file."
+    ),
+    command_file: Optional[Path] = typer.Argument(
+        None, help="With 'hypoinverse': the hyp command file of the project."
+    ),
     force: bool = _FORCE,
 ):
     if target == "hypoinverse":
@@ -459,7 +569,9 @@ def catalog(config: Path = typer.Argument(..., help="Run config (YAML)."), force
 
 @app.command()
 def compare(
-    catalog_file: Path = typer.Argument(..., help="Catalog: Parquet, CSV, QuakeML, hypoDD .reloc/.loc, REAL catalog_sel.txt, VELEST .cat."),
+    catalog_file: Path = typer.Argument(
+        ..., help="Catalog: Parquet, CSV, QuakeML, hypoDD .reloc/.loc, REAL catalog_sel.txt, VELEST .cat."
+    ),
     reference: Path = typer.Argument(..., help="Reference catalog (same formats)."),
     max_dt_s: float = typer.Option(1.5, help="Origin-time tolerance (s)."),
     max_dist_km: float = typer.Option(5.0, help="Epicentral tolerance (km)."),
@@ -485,14 +597,25 @@ def compare(
 )
 def bootstrap(
     config: Path = typer.Argument(..., help="Run config (YAML) of the region's continuous data."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Sample-set directory (default: train.samples_dir under the run directory)."),
-    station_days: Optional[List[str]] = typer.Option(None, "--station-days", help="Only these YYYY-MM-DD/NET.STA (repeatable); default: every station-day of the config."),
-    manual: Optional[Path] = typer.Option(None, "--manual", help="Manual picks for picker samples: any pick file (HypoDD .pha, Hypoinverse .arc, CSV, ...)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Sample-set directory (default: train.samples_dir under the run directory)."
+    ),
+    station_days: Optional[List[str]] = typer.Option(
+        None,
+        "--station-days",
+        help="Only these YYYY-MM-DD/NET.STA (repeatable); default: every station-day of the config.",
+    ),
+    manual: Optional[Path] = typer.Option(
+        None,
+        "--manual",
+        help="Manual picks for picker samples: any pick file (HypoDD .pha, Hypoinverse .arc, CSV, ...).",
+    ),
     teacher: Optional[str] = typer.Option(
-        None, "--teacher",
+        None,
+        "--teacher",
         help="Whose picks become the labels (overrides train.teacher): classic (STA/LTA + kurtosis, the default) or a "
-             "picker of the station-day runner: cerp (shipped weights), cerp:WEIGHTS_DIR, stalta, kurtosis, "
-             "seisbench:NAME:WEIGHTS ...",
+        "picker of the station-day runner: cerp (shipped weights), cerp:WEIGHTS_DIR, stalta, kurtosis, "
+        "seisbench:NAME:WEIGHTS ...",
     ),
 ):
     from .hpc.training import resolve_paths, run_bootstrap
@@ -504,7 +627,9 @@ def bootstrap(
         except ValidationError as exc:
             raise ConfigError(f"--teacher: {'; '.join(str(e.get('msg')) for e in exc.errors())}") from None
     out = out or resolve_paths(cfg)[0][0]
-    summary = run_bootstrap(config, out, station_days=station_days or None, manual=manual, log=typer.echo, teacher=teacher)
+    summary = run_bootstrap(
+        config, out, station_days=station_days or None, manual=manual, log=typer.echo, teacher=teacher
+    )
     typer.echo(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=2, default=str))
     typer.echo(f"sample set in {out}; next: quakescale train {config} --samples {out}")
 
@@ -518,16 +643,34 @@ def bootstrap(
 )
 def train(
     config: Path = typer.Argument(..., help="Run config (YAML); its train section sets the recipe."),
-    samples: List[Path] = typer.Option(None, "--samples", help="Sample-set directory (repeatable; default: train.samples_dir under the run directory)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Weights directory (default: train.weights_dir under the run directory)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for detector and picker (overrides train.epochs_*)."),
+    samples: List[Path] = typer.Option(
+        None, "--samples", help="Sample-set directory (repeatable; default: train.samples_dir under the run directory)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Weights directory (default: train.weights_dir under the run directory)."
+    ),
+    epochs: Optional[int] = typer.Option(
+        None, "--epochs", help="Epochs for detector and picker (overrides train.epochs_*)."
+    ),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (overrides train.device)."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop training after this wall time (checkpoints kept; rerun resumes)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="local | slurm | array (default: compute.backend). slurm: a task on the GPU pool of a dask-jobqueue "
-        "cluster; array: an sbatch job on the GPU partition (job id printed)."),
-    bootstrap: bool = typer.Option(False, "--bootstrap", help="Build the sample set first (quakescale bootstrap), on the CPU pool / as a CPU job the training waits "
-        "for (afterok)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="array: render the sbatch scripts into RUN/jobs/ without submitting."),
+    max_minutes: Optional[float] = typer.Option(
+        None, "--max-minutes", help="Stop training after this wall time (checkpoints kept; rerun resumes)."
+    ),
+    backend: Optional[str] = typer.Option(
+        None,
+        "--backend",
+        help="local | slurm | array (default: compute.backend). slurm: a task on the GPU pool of a dask-jobqueue "
+        "cluster; array: an sbatch job on the GPU partition (job id printed).",
+    ),
+    bootstrap: bool = typer.Option(
+        False,
+        "--bootstrap",
+        help="Build the sample set first (quakescale bootstrap), on the CPU pool / as a CPU job the training waits "
+        "for (afterok).",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="array: render the sbatch scripts into RUN/jobs/ without submitting."
+    ),
 ):
     from .hpc import training
 

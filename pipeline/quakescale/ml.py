@@ -44,7 +44,9 @@ def ml_from_amplitude(amp_wa_mm, r_km, correction: str = "hutton_boore_1987"):
     try:
         f = DISTANCE_CORRECTIONS[correction]
     except KeyError:
-        raise ValueError(f"unknown ML distance correction {correction!r}; known: {sorted(DISTANCE_CORRECTIONS)}") from None
+        raise ValueError(
+            f"unknown ML distance correction {correction!r}; known: {sorted(DISTANCE_CORRECTIONS)}"
+        ) from None
     return np.log10(np.asarray(amp_wa_mm, float)) + f(r_km)
 
 

@@ -124,7 +124,15 @@ class RunDir:
         host = socket.gethostname()
         recs = []
         for r in rows:
-            rec = {"stage": stage, "reason": "", "n_out": 0, "seconds": 0.0, "attempt": 1, "host": host, "finished": now}
+            rec = {
+                "stage": stage,
+                "reason": "",
+                "n_out": 0,
+                "seconds": 0.0,
+                "attempt": 1,
+                "host": host,
+                "finished": now,
+            }
             rec.update(r)
             recs.append(rec)
         df = pd.DataFrame.from_records(recs, columns=S.STATUS.names)

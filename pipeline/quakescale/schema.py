@@ -163,7 +163,10 @@ OPTIONAL = {"picks": ("amp_source", "amp_note", "amp_clipped")}
 #: older versions of a schema this QuakeScale still reads (their missing columns are optional)
 READS = {"picks": ("1", "2")}
 
-ALL = {s.metadata[b"quakescale.schema"].decode(): s for s in (PICKS, EVENTS, ASSIGNMENTS, DTCC, STATUS, TRUTH_EVENTS, TRUTH_PICKS, STATIONS)}
+ALL = {
+    s.metadata[b"quakescale.schema"].decode(): s
+    for s in (PICKS, EVENTS, ASSIGNMENTS, DTCC, STATUS, TRUTH_EVENTS, TRUTH_PICKS, STATIONS)
+}
 
 
 class SchemaError(QuakeScaleError, ValueError):
@@ -185,8 +188,10 @@ def conform(data, schema: pa.Schema, keep_extra: bool = True, where: str = "") -
             data = data.append_column(f.name, pa.nulls(data.num_rows, f.type))
     missing = [f.name for f in schema if f.name not in data.column_names]
     if missing:
-        raise SchemaError(f"{where or name} table: missing column(s) {missing} required by schema {name!r} "
-            f"v{schema.metadata[b'quakescale.schema_version'].decode()}")
+        raise SchemaError(
+            f"{where or name} table: missing column(s) {missing} required by schema {name!r} "
+            f"v{schema.metadata[b'quakescale.schema_version'].decode()}"
+        )
     cols, fields = [], []
     for f in schema:
         col = data.column(f.name)
@@ -196,7 +201,9 @@ def conform(data, schema: pa.Schema, keep_extra: bool = True, where: str = "") -
             else:
                 col = col.cast(f.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise SchemaError(f"{where or name} table: column {f.name!r} cannot be cast from {col.type} to {f.type}: {exc}") from exc
+            raise SchemaError(
+                f"{where or name} table: column {f.name!r} cannot be cast from {col.type} to {f.type}: {exc}"
+            ) from exc
         cols.append(col)
         fields.append(f)
     if keep_extra:
@@ -216,5 +223,7 @@ def check_version(table: pa.Table, schema: pa.Schema, where: str = "") -> None:
     got = md.get(b"quakescale.schema_version")
     want = schema.metadata[b"quakescale.schema_version"]
     if got is not None and got != want and got.decode() not in READS.get(schema_name(schema), ()):
-        raise SchemaError(f"{where}: schema {schema_name(schema)!r} version {got.decode()} found, this QuakeScale reads version "
-            f"{want.decode()}")
+        raise SchemaError(
+            f"{where}: schema {schema_name(schema)!r} version {got.decode()} found, this QuakeScale reads version "
+            f"{want.decode()}"
+        )

@@ -72,7 +72,12 @@ class LayeredModel:
         return v[np.clip(idx, 0, len(v) - 1)]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "top_km": list(self.top_km), "vp_kms": list(self.vp_kms), "vs_kms": list(self.vs_kms)}
+        return {
+            "name": self.name,
+            "top_km": list(self.top_km),
+            "vp_kms": list(self.vp_kms),
+            "vs_kms": list(self.vs_kms),
+        }
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
@@ -309,8 +314,9 @@ def _first_arrivals_many(model: LayeredModel, phase: str, dist_km: np.ndarray, d
         if head is None:
             continue
         pm, h_rec, eta, tan = head
-        h_src = np.clip(np.minimum(bottoms[:m], tops[m])[None, :] - np.maximum(tops[:m][None, :], zs[rows, None]), 0.0,
-                        None)
+        h_src = np.clip(
+            np.minimum(bottoms[:m], tops[m])[None, :] - np.maximum(tops[:m][None, :], zs[rows, None]), 0.0, None
+        )
         hh = h_rec[None, :] + h_src
         x_cross = (hh * tan[None, :]).sum(1)
         tau = (hh * eta[None, :]).sum(1)

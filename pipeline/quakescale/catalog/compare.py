@@ -68,8 +68,9 @@ def greedy_one_to_one(ci: np.ndarray, rj: np.ndarray, n_cat: int, n_ref: int) ->
     return np.sort(np.concatenate(accepted)) if accepted else np.zeros(0, int)
 
 
-def match_catalogs(cat: pd.DataFrame, ref: pd.DataFrame, max_dt_s: float = 1.5,
-                   max_dist_km: float | None = 5.0) -> pd.DataFrame:
+def match_catalogs(
+    cat: pd.DataFrame, ref: pd.DataFrame, max_dt_s: float = 1.5, max_dist_km: float | None = 5.0
+) -> pd.DataFrame:
     """One-to-one matches of ``cat`` events to ``ref`` events -- the package's one event matcher
     (:func:`event_errors`, :func:`quakescale.associate.match_events` call it).  ``max_dist_km``
     None: no epicentral limit.
@@ -122,8 +123,13 @@ def _stat(x: np.ndarray, q: float) -> float | None:
     return float(np.quantile(x, q)) if len(x) else None
 
 
-def compare_summary(cat: pd.DataFrame, ref: pd.DataFrame, matches: pd.DataFrame | None = None,
-                    max_dt_s: float = 1.5, max_dist_km: float = 5.0) -> dict:
+def compare_summary(
+    cat: pd.DataFrame,
+    ref: pd.DataFrame,
+    matches: pd.DataFrame | None = None,
+    max_dt_s: float = 1.5,
+    max_dist_km: float = 5.0,
+) -> dict:
     """Recall (matched / ref), precision (matched / cat) and error statistics of the matches.
 
     Medians and 90th percentiles are of absolute differences (``dh_km`` is a distance);
@@ -156,19 +162,32 @@ def compare_summary(cat: pd.DataFrame, ref: pd.DataFrame, matches: pd.DataFrame 
     return res
 
 
-def compare_files(path_a, path_b, max_dt_s: float = 1.5, max_dist_km: float = 5.0,
-                  format_a: str | None = None, format_b: str | None = None) -> dict:
+def compare_files(
+    path_a,
+    path_b,
+    max_dt_s: float = 1.5,
+    max_dist_km: float = 5.0,
+    format_a: str | None = None,
+    format_b: str | None = None,
+) -> dict:
     """Compare catalog ``path_a`` against reference ``path_b`` (formats auto-detected)."""
     a = read_catalog(path_a, format_a)
     b = read_catalog(path_b, format_b)
     res = compare_summary(a, b, max_dt_s=max_dt_s, max_dist_km=max_dist_km)
-    res.update({"catalog": str(path_a), "reference": str(path_b),
-                "catalog_format": a.attrs.get("format"), "reference_format": b.attrs.get("format")})
+    res.update(
+        {
+            "catalog": str(path_a),
+            "reference": str(path_b),
+            "catalog_format": a.attrs.get("format"),
+            "reference_format": b.attrs.get("format"),
+        }
+    )
     return res
 
 
 def format_summary(res: dict) -> str:
     """A short human-readable rendering of a :func:`compare_summary` dict (for the CLI)."""
+
     def f(v, spec=".3f"):
         return "-" if v is None else format(v, spec)
 
@@ -176,10 +195,14 @@ def format_summary(res: dict) -> str:
     if "catalog" in res:
         lines.append(f"catalog   {res['catalog']} ({res.get('catalog_format')}): {res['n_cat']} events")
         lines.append(f"reference {res['reference']} ({res.get('reference_format')}): {res['n_ref']} events")
-    lines.append(f"matched {res['n_matched']} (|dt| <= {res['max_dt_s']} s, dh <= {res['max_dist_km']} km): "
-                 f"recall {f(res['recall'])}, precision {f(res['precision'])}")
-    lines.append(f"median |dt| {f(res['median_dt_s'])} s, dh {f(res['median_dh_km'])} km, |dz| {f(res['median_dz_km'])} km; "
-                 f"p90 |dt| {f(res['p90_dt_s'])} s, dh {f(res['p90_dh_km'])} km, |dz| {f(res['p90_dz_km'])} km")
+    lines.append(
+        f"matched {res['n_matched']} (|dt| <= {res['max_dt_s']} s, dh <= {res['max_dist_km']} km): "
+        f"recall {f(res['recall'])}, precision {f(res['precision'])}"
+    )
+    lines.append(
+        f"median |dt| {f(res['median_dt_s'])} s, dh {f(res['median_dh_km'])} km, |dz| {f(res['median_dz_km'])} km; "
+        f"p90 |dt| {f(res['p90_dt_s'])} s, dh {f(res['p90_dh_km'])} km, |dz| {f(res['p90_dz_km'])} km"
+    )
     return "\n".join(lines)
 
 
@@ -225,17 +248,26 @@ def event_errors(events: pd.DataFrame, truth: pd.DataFrame, max_dt_s: float = 1.
         return dict(n_events=0, n_truth=int(len(truth)), recall=0.0, precision=None)
     m = match_catalogs(events, truth, max_dt_s=max_dt_s, max_dist_km=max_dist_km)
     n = len(m)
-    out = dict(n_events=int(len(events)), n_truth=int(len(truth)), n_matched=n,
-               recall=round(n / max(len(truth), 1), 4), precision=round(n / max(len(events), 1), 4))
+    out = dict(
+        n_events=int(len(events)),
+        n_truth=int(len(truth)),
+        n_matched=n,
+        recall=round(n / max(len(truth), 1), 4),
+        precision=round(n / max(len(events), 1), 4),
+    )
     if n:
         dh = m["dh_km"].to_numpy(float)
         dz = np.abs(m["dz_km"].to_numpy(float))
-        out.update(median_epicentral_error_km=round(float(np.median(dh)), 4),
-                   median_depth_error_km=round(float(np.median(dz)), 4),
-                   p90_epicentral_error_km=round(float(np.percentile(dh, 90)), 4))
+        out.update(
+            median_epicentral_error_km=round(float(np.median(dh)), 4),
+            median_depth_error_km=round(float(np.median(dz)), 4),
+            p90_epicentral_error_km=round(float(np.percentile(dh, 90)), 4),
+        )
         dm = m["dmag"].to_numpy(float)
         dm = dm[np.isfinite(dm)]
         if len(dm):
-            out.update(median_magnitude_error=round(float(np.median(dm)), 4),
-                       median_abs_magnitude_error=round(float(np.median(np.abs(dm))), 4))
+            out.update(
+                median_magnitude_error=round(float(np.median(dm)), 4),
+                median_abs_magnitude_error=round(float(np.median(np.abs(dm))), 4),
+            )
     return out

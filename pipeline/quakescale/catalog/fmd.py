@@ -64,8 +64,16 @@ def fmd_summary(mags, dm: float = 0.1, correction: float = 0.2, min_events: int 
     b, sigma and a are None when fewer than ``min_events`` magnitudes reach Mc."""
     m = _clean(mags)
     mc = mc_maxc(m, dm, correction)
-    out = {"n": int(len(m)), "dm": dm, "mc_correction": correction, "mc": None if np.isnan(mc) else mc,
-           "b": None, "b_err": None, "a": None, "n_above_mc": 0}
+    out = {
+        "n": int(len(m)),
+        "dm": dm,
+        "mc_correction": correction,
+        "mc": None if np.isnan(mc) else mc,
+        "b": None,
+        "b_err": None,
+        "a": None,
+        "n_above_mc": 0,
+    }
     if np.isnan(mc):
         return out
     b, sb, n = b_value_aki_utsu(m, mc, dm)

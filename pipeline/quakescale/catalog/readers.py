@@ -32,9 +32,30 @@ from ..errors import QuakeScaleError
 BASE_COLUMNS = ["event_id", "time", "latitude", "longitude", "depth_km", "magnitude"]
 
 RELOC_COLUMNS = [
-    "event_id", "latitude", "longitude", "depth_km", "x_m", "y_m", "z_m", "ex_m", "ey_m", "ez_m",
-    "yr", "mo", "dy", "hr", "mi", "sc", "magnitude", "n_ccp", "n_ccs", "n_ctp", "n_cts",
-    "rms_cc_s", "rms_ct_s", "cluster_id",
+    "event_id",
+    "latitude",
+    "longitude",
+    "depth_km",
+    "x_m",
+    "y_m",
+    "z_m",
+    "ex_m",
+    "ey_m",
+    "ez_m",
+    "yr",
+    "mo",
+    "dy",
+    "hr",
+    "mi",
+    "sc",
+    "magnitude",
+    "n_ccp",
+    "n_ccs",
+    "n_ctp",
+    "n_cts",
+    "rms_cc_s",
+    "rms_ct_s",
+    "cluster_id",
 ]
 LOC_COLUMNS = RELOC_COLUMNS[:17] + ["cluster_id"]
 
@@ -86,7 +107,7 @@ def _times(yr, mo, dy, hr, mi, sec) -> pd.Series:
     base = pd.to_datetime(
         pd.DataFrame({"year": np.asarray(yr, int), "month": np.asarray(mo, int), "day": np.asarray(dy, int)})
     )
-    off = (np.asarray(hr, float) * 3600.0 + np.asarray(mi, float) * 60.0 + np.asarray(sec, float))
+    off = np.asarray(hr, float) * 3600.0 + np.asarray(mi, float) * 60.0 + np.asarray(sec, float)
     ns = base.to_numpy().astype("datetime64[ns]").astype("int64") + np.round(off * 1e9).astype("int64")
     return pd.Series(pd.to_datetime(ns, unit="ns", utc=True)).astype("datetime64[ns, UTC]")
 
@@ -147,11 +168,34 @@ def read_real_catalog(path) -> pd.DataFrame:
         if len(f) < 16:
             raise CatalogFormatError(f"{path}:{ln}: REAL catalog line has {len(f)} fields, expected >= 16")
         hh, mm, ss = f[4].split(":")
-        rows.append([int(f[0]), int(f[1]), int(f[2]), int(f[3]), int(hh), int(mm), float(ss)] + [float(x) for x in f[5:16]])
-    cols = ["event_id", "yr", "mo", "dy", "hr", "mi", "sc", "t_s", "std_s", "latitude", "longitude", "depth_km",
-            "magnitude", "mag_std", "n_p", "n_s", "n_ps", ]
+        rows.append(
+            [int(f[0]), int(f[1]), int(f[2]), int(f[3]), int(hh), int(mm), float(ss)] + [float(x) for x in f[5:16]]
+        )
+    cols = [
+        "event_id",
+        "yr",
+        "mo",
+        "dy",
+        "hr",
+        "mi",
+        "sc",
+        "t_s",
+        "std_s",
+        "latitude",
+        "longitude",
+        "depth_km",
+        "magnitude",
+        "mag_std",
+        "n_p",
+        "n_s",
+        "n_ps",
+    ]
     a = pd.DataFrame(rows, columns=cols + ["gap_deg"]) if rows else pd.DataFrame(columns=cols + ["gap_deg"])
-    a["time"] = _times(a["yr"], a["mo"], a["dy"], a["hr"], a["mi"], a["sc"]) if len(a) else pd.Series([], dtype="datetime64[ns, UTC]")
+    a["time"] = (
+        _times(a["yr"], a["mo"], a["dy"], a["hr"], a["mi"], a["sc"])
+        if len(a)
+        else pd.Series([], dtype="datetime64[ns, UTC]")
+    )
     for c in ("n_p", "n_s", "n_ps"):
         a[c] = a[c].astype("int64")
     a = a.drop(columns=["yr", "mo", "dy", "hr", "mi", "sc"])
@@ -184,16 +228,29 @@ def read_velest_cat(path) -> pd.DataFrame:
         try:
             rows.append(
                 [
-                    (2000 + yy) if yy < 70 else (1900 + yy), int(f[0][2:4]), int(f[0][4:6]), hh, mm, float(rest[0]),
-                    _deg(rest[1]), _deg(rest[2]), float(rest[3]), float(rest[4]),
-                    float(rest[5]) if len(rest) > 5 else np.nan, float(rest[6]) if len(rest) > 6 else np.nan,
+                    (2000 + yy) if yy < 70 else (1900 + yy),
+                    int(f[0][2:4]),
+                    int(f[0][4:6]),
+                    hh,
+                    mm,
+                    float(rest[0]),
+                    _deg(rest[1]),
+                    _deg(rest[2]),
+                    float(rest[3]),
+                    float(rest[4]),
+                    float(rest[5]) if len(rest) > 5 else np.nan,
+                    float(rest[6]) if len(rest) > 6 else np.nan,
                 ]
             )
         except ValueError as exc:
             raise CatalogFormatError(f"{path}:{ln}: bad number in VELEST catalog line: {exc}") from exc
     cols = ["yr", "mo", "dy", "hr", "mi", "sc", "latitude", "longitude", "depth_km", "magnitude", "gap_deg", "rms_s"]
     a = pd.DataFrame(rows, columns=cols)
-    a["time"] = _times(a["yr"], a["mo"], a["dy"], a["hr"], a["mi"], a["sc"]) if len(a) else pd.Series([], dtype="datetime64[ns, UTC]")
+    a["time"] = (
+        _times(a["yr"], a["mo"], a["dy"], a["hr"], a["mi"], a["sc"])
+        if len(a)
+        else pd.Series([], dtype="datetime64[ns, UTC]")
+    )
     a.insert(0, "event_id", np.arange(1, len(a) + 1))
     return _finish(a.drop(columns=["yr", "mo", "dy", "hr", "mi", "sc"]), path, "velest")
 
@@ -202,14 +259,20 @@ def read_hypodd(path) -> pd.DataFrame:
     """HypoDD ``.reloc`` (24 columns) or ``.loc`` (18 columns); X/Y/Z/EX/EY/EZ in metres."""
     lines = _data_lines(path)
     if not lines:
-        return _finish(pd.DataFrame(columns=RELOC_COLUMNS + ["time"]).drop(columns=["yr", "mo", "dy", "hr", "mi", "sc"]), path, "hypodd")
+        return _finish(
+            pd.DataFrame(columns=RELOC_COLUMNS + ["time"]).drop(columns=["yr", "mo", "dy", "hr", "mi", "sc"]),
+            path,
+            "hypodd",
+        )
     n = len(lines[0][1])
     cols = {24: RELOC_COLUMNS, 18: LOC_COLUMNS}.get(n)
     if cols is None:
         raise CatalogFormatError(f"{path}:{lines[0][0]}: hypoDD line has {n} fields, expected 24 (.reloc) or 18 (.loc)")
     bad = [ln for ln, f in lines if len(f) != n]
     if bad:
-        raise CatalogFormatError(f"{path}:{bad[0]}: hypoDD line has a different number of fields than line {lines[0][0]} ({n})")
+        raise CatalogFormatError(
+            f"{path}:{bad[0]}: hypoDD line has a different number of fields than line {lines[0][0]} ({n})"
+        )
     a = pd.DataFrame(np.array([f for _, f in lines], dtype=float), columns=cols)
     a["time"] = _times(a["yr"], a["mo"], a["dy"], a["hr"], a["mi"], a["sc"])
     for c in ("event_id", "cluster_id", "n_ccp", "n_ccs", "n_ctp", "n_cts"):

@@ -79,8 +79,18 @@ def principal_axes(lat, lon):
     along = (np.column_stack([x, y]) - [cx, cy]) @ u
     across = (np.column_stack([x, y]) - [cx, cy]) @ perp
     clat, clon = proj.to_latlon(cx, cy)
-    return {"lat0": float(clat), "lon0": float(clon), "proj": proj, "cx": cx, "cy": cy, "u": u, "perp": perp,
-            "azimuth_deg": az, "along_km": along, "across_km": across}
+    return {
+        "lat0": float(clat),
+        "lon0": float(clon),
+        "proj": proj,
+        "cx": cx,
+        "cy": cy,
+        "u": u,
+        "perp": perp,
+        "azimuth_deg": az,
+        "along_km": along,
+        "across_km": across,
+    }
 
 
 def _flatten(d, prefix="") -> list[tuple[str, object]]:
@@ -127,16 +137,41 @@ def fig_map(ev: pd.DataFrame, stations: pd.DataFrame | None, pca: dict) -> Figur
     e = ev.iloc[order]
     mag = e["magnitude"].fillna(e["magnitude"].min() if e["magnitude"].notna().any() else 0).to_numpy(float)
     size = 4 + 6 * np.clip(mag - np.nanmin(mag), 0, 6) ** 1.6 if len(mag) else 4
-    sc = ax.scatter(e["longitude"], e["latitude"], c=e["depth_km"], s=size, cmap="viridis_r", edgecolors="k",
-                    linewidths=0.2, alpha=0.85, rasterized=len(e) > 2000, zorder=2)
+    sc = ax.scatter(
+        e["longitude"],
+        e["latitude"],
+        c=e["depth_km"],
+        s=size,
+        cmap="viridis_r",
+        edgecolors="k",
+        linewidths=0.2,
+        alpha=0.85,
+        rasterized=len(e) > 2000,
+        zorder=2,
+    )
     fig.colorbar(sc, ax=ax, label="depth (km)", shrink=0.8)
     if stations is not None and len(stations):
-        ax.scatter(stations["longitude"], stations["latitude"], marker="^", s=70, c="tab:red", edgecolors="k",
-                   linewidths=0.6, zorder=3, label="stations")
+        ax.scatter(
+            stations["longitude"],
+            stations["latitude"],
+            marker="^",
+            s=70,
+            c="tab:red",
+            edgecolors="k",
+            linewidths=0.6,
+            zorder=3,
+            label="stations",
+        )
         if len(stations) <= 60:
             for r in stations.itertuples(index=False):
-                ax.annotate(str(r.station_id).split(".")[-1], (r.longitude, r.latitude), xytext=(3, 3),
-                            textcoords="offset points", fontsize=7, zorder=4)
+                ax.annotate(
+                    str(r.station_id).split(".")[-1],
+                    (r.longitude, r.latitude),
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                    fontsize=7,
+                    zorder=4,
+                )
     # profile lines through the centre, spanning the seismicity
     proj = pca["proj"]
     half_a = 1.1 * max(float(np.max(np.abs(pca["along_km"]))) if len(ev) else 1.0, 1.0)
@@ -148,7 +183,9 @@ def fig_map(ev: pd.DataFrame, stations: pd.DataFrame | None, pca: dict) -> Figur
         ax.plot(lo, la, "k--", lw=1.3, zorder=3)
         box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8}
         ax.annotate(name, (lo[0], la[0]), fontsize=10, weight="bold", ha="center", va="center", bbox=box, zorder=5)
-        ax.annotate(name + "'", (lo[1], la[1]), fontsize=10, weight="bold", ha="center", va="center", bbox=box, zorder=5)
+        ax.annotate(
+            name + "'", (lo[1], la[1]), fontsize=10, weight="bold", ha="center", va="center", bbox=box, zorder=5
+        )
     ax.set_aspect(1.0 / np.cos(np.radians(pca["lat0"])))
     ax.set_xlabel("longitude (°)")
     ax.set_ylabel("latitude (°)")
@@ -168,8 +205,10 @@ def fig_sections(ev: pd.DataFrame, pca: dict) -> Figure:
     zmin = min(float(np.nanmin(dep)) - 0.5, 0.0)
     axes = []
     for k, (coord, name, az) in enumerate(
-        ((pca["along_km"], "A–A' (along trend)", pca["azimuth_deg"]),
-         (pca["across_km"], "B–B' (across trend)", (pca["azimuth_deg"] + 90.0) % 360.0))
+        (
+            (pca["along_km"], "A–A' (along trend)", pca["azimuth_deg"]),
+            (pca["across_km"], "B–B' (across trend)", (pca["azimuth_deg"] + 90.0) % 360.0),
+        )
     ):
         ax = fig.add_subplot(1, 2, k + 1, sharey=axes[0] if axes else None)
         sc = ax.scatter(coord, dep, c=t_h, s=6, cmap="plasma", alpha=0.8, rasterized=len(ev) > 2000)
@@ -191,11 +230,18 @@ def fig_fmd(mags: np.ndarray, fs: dict) -> Figure:
     ax.semilogy(c[non > 0], non[non > 0], "^", color="tab:blue", ms=5, mfc="none", label="non-cumulative")
     title = f"Frequency–magnitude distribution (N = {fs['n']})"
     if fs["mc"] is not None:
-        ax.axvline(fs["mc"], color="gray", ls="--", lw=1, label=f"Mc = {fs['mc']:.1f} (MAXC + {fs['mc_correction']:.1f})")
+        ax.axvline(
+            fs["mc"], color="gray", ls="--", lw=1, label=f"Mc = {fs['mc']:.1f} (MAXC + {fs['mc_correction']:.1f})"
+        )
     if fs["b"] is not None:
         mm = np.linspace(fs["mc"], c.max(), 20)
-        ax.semilogy(mm, 10 ** (fs["a"] - fs["b"] * mm), "k-", lw=1.2,
-                    label=f"b = {fs['b']:.2f} ± {fs['b_err']:.2f} (Aki-Utsu ML)")
+        ax.semilogy(
+            mm,
+            10 ** (fs["a"] - fs["b"] * mm),
+            "k-",
+            lw=1.2,
+            label=f"b = {fs['b']:.2f} ± {fs['b_err']:.2f} (Aki-Utsu ML)",
+        )
     ax.set_xlabel("magnitude")
     ax.set_ylabel("number of events")
     ax.set_title(title)
@@ -240,8 +286,14 @@ def fig_residuals(picks: pd.DataFrame) -> Figure:
     for ph, col in (("P", "tab:blue"), ("S", "tab:red")):
         x = r[ok & (picks["phase"].astype(str).str.upper().str.startswith(ph)).to_numpy()]
         if len(x):
-            ax.hist(np.clip(x, -lim, lim), bins=bins, histtype="stepfilled", alpha=0.45, color=col,
-                    label=f"{ph}: n={len(x)}, rms={np.sqrt(np.mean(x ** 2)):.3f} s, median={np.median(x):+.3f} s")
+            ax.hist(
+                np.clip(x, -lim, lim),
+                bins=bins,
+                histtype="stepfilled",
+                alpha=0.45,
+                color=col,
+                label=f"{ph}: n={len(x)}, rms={np.sqrt(np.mean(x**2)):.3f} s, median={np.median(x):+.3f} s",
+            )
     ax.set_xlabel("travel-time residual (s), observed − computed")
     ax.set_ylabel("picks")
     ax.set_title("Pick residuals of located events")
@@ -252,8 +304,11 @@ def fig_residuals(picks: pd.DataFrame) -> Figure:
 
 def fig_truth(m: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(11, 3.8))
-    specs = (("dh_km", "epicentral error (km)", False), ("dz_km", "depth error, cat − truth (km)", True),
-             ("dt_s", "origin-time error, cat − truth (s)", True))
+    specs = (
+        ("dh_km", "epicentral error (km)", False),
+        ("dz_km", "depth error, cat − truth (km)", True),
+        ("dt_s", "origin-time error, cat − truth (s)", True),
+    )
     for k, (col, label, signed) in enumerate(specs):
         ax = fig.add_subplot(1, 3, k + 1)
         x = m[col].to_numpy(float)
@@ -272,8 +327,14 @@ def fig_truth(m: pd.DataFrame) -> Figure:
 # --------------------------------------------------------------------------- report
 
 
-HEADINGS = {"map": "Map", "sections": "Depth cross-sections", "fmd": "Frequency–magnitude distribution",
-            "time": "Seismicity in time", "residuals": "Pick residuals", "truth": "Location errors against the truth"}
+HEADINGS = {
+    "map": "Map",
+    "sections": "Depth cross-sections",
+    "fmd": "Frequency–magnitude distribution",
+    "time": "Seismicity in time",
+    "residuals": "Pick residuals",
+    "truth": "Location errors against the truth",
+}
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1150px;\
@@ -316,16 +377,26 @@ def _overview_rows(ev: pd.DataFrame, picks: pd.DataFrame | None, fs: dict | None
             rows.append(("magnitude range", f"{ev['magnitude'].min():.2f} – {ev['magnitude'].max():.2f}"))
     if fs is not None:
         rows.append(("Mc (maximum curvature + 0.2)", fs["mc"]))
-        rows.append(("b-value (Aki-Utsu) ± Shi-Bolt", f"{fs['b']:.3f} ± {fs['b_err']:.3f}" if fs["b"] is not None else None))
+        rows.append(
+            ("b-value (Aki-Utsu) ± Shi-Bolt", f"{fs['b']:.3f} ± {fs['b_err']:.3f}" if fs["b"] is not None else None)
+        )
         rows.append(("events with M ≥ Mc", fs["n_above_mc"]))
     if pca is not None:
         rows.append(("main trend azimuth (°, PCA)", pca["azimuth_deg"]))
     return rows
 
 
-def make_report(run_dir, events: pd.DataFrame, picks: pd.DataFrame | None = None,
-                stations: pd.DataFrame | None = None, truth_events: pd.DataFrame | None = None,
-                out=None, title: str | None = None, max_dt_s: float = 1.5, max_dist_km: float = 5.0) -> Path:
+def make_report(
+    run_dir,
+    events: pd.DataFrame,
+    picks: pd.DataFrame | None = None,
+    stations: pd.DataFrame | None = None,
+    truth_events: pd.DataFrame | None = None,
+    out=None,
+    title: str | None = None,
+    max_dt_s: float = 1.5,
+    max_dist_km: float = 5.0,
+) -> Path:
     """Write the HTML run report and return its path (default ``run_dir/catalogs/report.html``).
 
     ``events`` needs ``time, latitude, longitude, depth_km`` (``magnitude`` optional);
@@ -347,33 +418,59 @@ def make_report(run_dir, events: pd.DataFrame, picks: pd.DataFrame | None = None
     fs = pca = None
     if len(ev):
         pca = principal_axes(ev["latitude"], ev["longitude"])
-        figures.append(("map", "Map of epicentres coloured by depth (symbol size grows with magnitude); red triangles: "
-                        "stations; dashed lines: the profiles A–A' (main trend, first principal axis of the epicentres) "
-                        "and B–B' (across it).", _png(fig_map(ev, stations, pca))))
-        figures.append(("sections", "Depth cross-sections along (A–A') and across (B–B') the main trend; all events "
-                        "projected, coloured by time.", _png(fig_sections(ev, pca))))
+        figures.append(
+            (
+                "map",
+                "Map of epicentres coloured by depth (symbol size grows with magnitude); red triangles: "
+                "stations; dashed lines: the profiles A–A' (main trend, first principal axis of the epicentres) "
+                "and B–B' (across it).",
+                _png(fig_map(ev, stations, pca)),
+            )
+        )
+        figures.append(
+            (
+                "sections",
+                "Depth cross-sections along (A–A') and across (B–B') the main trend; all events "
+                "projected, coloured by time.",
+                _png(fig_sections(ev, pca)),
+            )
+        )
         mags = ev["magnitude"].to_numpy(float)
         if np.isfinite(mags).sum() >= 2:
             fs = fmd_summary(mags)
-            figures.append(("fmd", "Frequency–magnitude distribution: circles cumulative, triangles non-cumulative; "
-                            "Mc by maximum curvature + 0.2; b by Aki-Utsu maximum likelihood with the Shi-Bolt error.",
-                            _png(fig_fmd(mags, fs))))
+            figures.append(
+                (
+                    "fmd",
+                    "Frequency–magnitude distribution: circles cumulative, triangles non-cumulative; "
+                    "Mc by maximum curvature + 0.2; b by Aki-Utsu maximum likelihood with the Shi-Bolt error.",
+                    _png(fig_fmd(mags, fs)),
+                )
+            )
         else:
             notes.append("No magnitudes: frequency–magnitude distribution not drawn.")
-        figures.append(("time", "Magnitude–time (top) and seismicity rate, events per hour (bottom).", _png(fig_time(ev))))
+        figures.append(
+            ("time", "Magnitude–time (top) and seismicity rate, events per hour (bottom).", _png(fig_time(ev)))
+        )
     else:
         notes.append("The catalog has no events: no figures.")
     if picks is not None and len(picks) and "residual_s" in picks and picks["residual_s"].notna().any():
-        figures.append(("residuals", "Travel-time residuals of the picks of located events, by phase.",
-                        _png(fig_residuals(picks))))
+        figures.append(
+            ("residuals", "Travel-time residuals of the picks of located events, by phase.", _png(fig_residuals(picks)))
+        )
     truth_rows = None
     if truth_events is not None and len(ev):
         m = match_catalogs(ev, truth_events, max_dt_s=max_dt_s, max_dist_km=max_dist_km)
         summ = compare_summary(ev, truth_events, m, max_dt_s=max_dt_s, max_dist_km=max_dist_km)
         truth_rows = [(k, v) for k, v in summ.items()]
         if len(m):
-            figures.append(("truth", f"Errors of the matched events against the truth (one-to-one, |dt| ≤ {max_dt_s} s, "
-                            f"epicentres ≤ {max_dist_km} km apart).", _png(fig_truth(m))))
+            figures.append(
+                (
+                    "truth",
+                    f"Errors of the matched events against the truth (one-to-one, |dt| ≤ {max_dt_s} s, "
+                    f"epicentres ≤ {max_dist_km} km apart).",
+                    _png(fig_truth(m)),
+                )
+            )
 
     summary_rows = None
     sj = run_dir / "summary.json"
@@ -386,13 +483,15 @@ def make_report(run_dir, events: pd.DataFrame, picks: pd.DataFrame | None = None
     title = title or f"QuakeScale run report: {run_dir.name}"
     now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
     parts = [
-        "<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style></head><body>",
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p class=\"meta\">Run directory {html.escape(str(run_dir))} · generated {now} by QuakeScale {__version__}</p>",
+        f'<p class="meta">Run directory {html.escape(str(run_dir))} · generated {now} by QuakeScale {__version__}</p>',
     ]
-    parts += [f"<p class=\"note\">{html.escape(n)}</p>" for n in notes]
-    parts.append("<div class=\"cols\"><div><h2>Catalog</h2>" + _table(_overview_rows(ev, picks, fs, pca)) + "</div>")
+    parts += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
+    parts.append('<div class="cols"><div><h2>Catalog</h2>' + _table(_overview_rows(ev, picks, fs, pca)) + "</div>")
     if truth_rows is not None:
         parts.append("<div><h2>Against the truth</h2>" + _table(truth_rows) + "</div>")
     parts.append("</div>")
@@ -400,7 +499,9 @@ def make_report(run_dir, events: pd.DataFrame, picks: pd.DataFrame | None = None
         parts.append("<h2>Run summary (summary.json)</h2>" + _table(summary_rows, head=("key", "value")))
     for fid, cap, b64 in figures:
         parts.append(f"<h2>{html.escape(HEADINGS.get(fid, fid))}</h2>")
-        parts.append(f"<figure id=\"fig-{fid}\"><img alt=\"{html.escape(fid)}\" src=\"data:image/png;base64,{b64}\">"
-                     f"<figcaption>{html.escape(cap)}</figcaption></figure>")
+        parts.append(
+            f'<figure id="fig-{fid}"><img alt="{html.escape(fid)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+        )
     parts.append("</body></html>")
     return write_text("\n".join(p for p in parts if p), out)

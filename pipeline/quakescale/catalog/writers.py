@@ -23,7 +23,6 @@ hypoDD, ``n_ccp, n_ccs, n_ctp, n_cts, rms_cc_s, rms_ct_s``).
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import logging
 from pathlib import Path
 from typing import Callable, Iterable
@@ -35,6 +34,7 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from .. import schema as S
+from ..errors import QuakeScaleError
 from ..geo import LocalProjection, azimuth_deg, epicentral_km
 from ..rundir import atomic_path
 
@@ -80,7 +80,15 @@ def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
         raise CatalogWriteError(f"events table: missing column(s) {miss}; have {list(events.columns)}")
     ev = events.copy()
     ev["time"] = _utc_ns(ev["time"], "events table")
-    defaults = {"magnitude": np.nan, "mag_type": "ML", "n_stations": 0, "n_p": 0, "n_s": 0, "rms_s": np.nan, "stage": ""}
+    defaults = {
+        "magnitude": np.nan,
+        "mag_type": "ML",
+        "n_stations": 0,
+        "n_p": 0,
+        "n_s": 0,
+        "rms_s": np.nan,
+        "stage": "",
+    }
     for c, v in defaults.items():
         if c not in ev.columns:
             ev[c] = v
@@ -89,7 +97,9 @@ def prepare_events(events: pd.DataFrame) -> pd.DataFrame:
         raise CatalogWriteError(f"events table: event_id {dup} appears more than once")
     bad = ev[["latitude", "longitude", "depth_km"]].isna().any(axis=1)
     if bad.any():
-        raise CatalogWriteError(f"events table: event_id {ev.loc[bad, 'event_id'].iloc[0]} has no latitude/longitude/depth_km")
+        raise CatalogWriteError(
+            f"events table: event_id {ev.loc[bad, 'event_id'].iloc[0]} has no latitude/longitude/depth_km"
+        )
     return ev.sort_values(["time", "event_id"], kind="stable").reset_index(drop=True)
 
 
@@ -115,8 +125,15 @@ def prepare_picks(picks: pd.DataFrame | None) -> pd.DataFrame:
         pk["network"] = sid.str.split(".").str[0]
     if "station" not in pk:
         pk["station"] = sid.str.split(".").str[-1]
-    for c, v in {"location": "", "channel": "", "probability": np.nan, "snr": np.nan, "amp_wa_mm": np.nan,
-                 "method": "", "model": ""}.items():
+    for c, v in {
+        "location": "",
+        "channel": "",
+        "probability": np.nan,
+        "snr": np.nan,
+        "amp_wa_mm": np.nan,
+        "method": "",
+        "model": "",
+    }.items():
         if c not in pk:
             pk[c] = v
     return pk.sort_values(["event_id", "time"], kind="stable").reset_index(drop=True)
@@ -179,8 +196,13 @@ def _col(ev: pd.DataFrame, name: str, default, scale: float = 1.0) -> np.ndarray
 def hypodd_reloc_text(ev: pd.DataFrame, manifest_ref: str) -> str:
     """HypoDD ``hypoDD.reloc`` text for an events table (see module docstring)."""
     n = len(ev)
-    lines = [_header("events catalog (hypoDD.reloc columns ID LAT LON DEPTH X Y Z EX EY EZ YR MO DY HR MI SC MAG "
-                     "NCCP NCCS NCTP NCTS RCC RCT CID; X..EZ in m)", manifest_ref)]
+    lines = [
+        _header(
+            "events catalog (hypoDD.reloc columns ID LAT LON DEPTH X Y Z EX EY EZ YR MO DY HR MI SC MAG "
+            "NCCP NCCS NCTP NCTS RCC RCT CID; X..EZ in m)",
+            manifest_ref,
+        )
+    ]
     if n == 0:
         return "".join(lines)
     lat = ev["latitude"].to_numpy(float)
@@ -209,12 +231,39 @@ def hypodd_reloc_text(ev: pd.DataFrame, manifest_ref: str) -> str:
     cid = _col(ev, "cluster_id", 0).astype(int)
     yr, mo, dy, hr, mi, sc = (np.asarray(a) for a in _split_time(ev["time"]))
     eid = ev["event_id"].to_numpy(np.int64)
-    fmt = ("{:9d} {:10.6f} {:11.6f} {:9.3f} {:10.1f} {:10.1f} {:10.1f} {:8.1f} {:8.1f} {:8.1f} "
-           "{:4d} {:2d} {:2d} {:2d} {:2d} {:6.3f} {:4.1f} {:5d} {:5d} {:5d} {:5d} {:6.3f} {:6.3f} {:3d}\n")
+    fmt = (
+        "{:9d} {:10.6f} {:11.6f} {:9.3f} {:10.1f} {:10.1f} {:10.1f} {:8.1f} {:8.1f} {:8.1f} "
+        "{:4d} {:2d} {:2d} {:2d} {:2d} {:6.3f} {:4.1f} {:5d} {:5d} {:5d} {:5d} {:6.3f} {:6.3f} {:3d}\n"
+    )
     for i in range(n):
-        lines.append(fmt.format(int(eid[i]), lat[i], lon[i], dep[i], x[i], y[i], z[i], ex[i], ey[i], ez[i],
-                                int(yr[i]), int(mo[i]), int(dy[i]), int(hr[i]), int(mi[i]), sc[i], mag[i],
-                                int(nccp[i]), int(nccs[i]), int(nctp[i]), int(ncts[i]), rcc[i], rct[i], int(cid[i])))
+        lines.append(
+            fmt.format(
+                int(eid[i]),
+                lat[i],
+                lon[i],
+                dep[i],
+                x[i],
+                y[i],
+                z[i],
+                ex[i],
+                ey[i],
+                ez[i],
+                int(yr[i]),
+                int(mo[i]),
+                int(dy[i]),
+                int(hr[i]),
+                int(mi[i]),
+                sc[i],
+                mag[i],
+                int(nccp[i]),
+                int(nccs[i]),
+                int(nctp[i]),
+                int(ncts[i]),
+                rcc[i],
+                rct[i],
+                int(cid[i]),
+            )
+        )
     return "".join(lines)
 
 
@@ -232,17 +281,33 @@ def build_obspy_catalog(ev: pd.DataFrame, pk: pd.DataFrame, stations: pd.DataFra
     """An ObsPy ``Catalog`` of the events, with their picks and arrivals."""
     from obspy import UTCDateTime
     from obspy.core.event import (
-        Arrival, Catalog, Comment, CreationInfo, Event, EventDescription, Magnitude, Origin, OriginQuality,
-        OriginUncertainty, Pick, QuantityError, ResourceIdentifier, WaveformStreamID,
+        Arrival,
+        Catalog,
+        Comment,
+        CreationInfo,
+        Event,
+        EventDescription,
+        Magnitude,
+        Origin,
+        OriginQuality,
+        OriginUncertainty,
+        Pick,
+        QuantityError,
+        ResourceIdentifier,
+        WaveformStreamID,
     )
 
     now = UTCDateTime()
-    ci = CreationInfo(agency_id="QuakeScale", author=f"QuakeScale {__version__}", creation_time=now,
-                      version=__version__)
+    ci = CreationInfo(
+        agency_id="QuakeScale", author=f"QuakeScale {__version__}", creation_time=now, version=__version__
+    )
     manifest_note = f"manifest: {manifest_ref}"
-    cat = Catalog(resource_id=ResourceIdentifier(f"{SMI}/catalog"), creation_info=ci,
-                  description=f"QuakeScale catalog ({manifest_note})",
-                  comments=[Comment(text=manifest_note, resource_id=ResourceIdentifier(f"{SMI}/catalog/comment/manifest"))])
+    cat = Catalog(
+        resource_id=ResourceIdentifier(f"{SMI}/catalog"),
+        creation_info=ci,
+        description=f"QuakeScale catalog ({manifest_note})",
+        comments=[Comment(text=manifest_note, resource_id=ResourceIdentifier(f"{SMI}/catalog/comment/manifest"))],
+    )
 
     sta = {}
     if stations is not None and len(stations):
@@ -266,26 +331,39 @@ def build_obspy_catalog(ev: pd.DataFrame, pk: pd.DataFrame, stations: pd.DataFra
             azimuthal_gap=float(r.gap_deg) if has["gap_deg"] and pd.notna(r.gap_deg) else None,
         )
         org = Origin(
-            resource_id=ResourceIdentifier(o_id), time=t, latitude=float(r.latitude), longitude=float(r.longitude),
-            depth=float(r.depth_km) * 1000.0, depth_type="from location", quality=q,
-            evaluation_mode="automatic", creation_info=CreationInfo(author=f"QuakeScale {__version__}",
-                                                                    creation_time=now),
+            resource_id=ResourceIdentifier(o_id),
+            time=t,
+            latitude=float(r.latitude),
+            longitude=float(r.longitude),
+            depth=float(r.depth_km) * 1000.0,
+            depth_type="from location",
+            quality=q,
+            evaluation_mode="automatic",
+            creation_info=CreationInfo(author=f"QuakeScale {__version__}", creation_time=now),
             comments=[Comment(text=f"stage: {r.stage}")] if str(r.stage) else [],
         )
         if has["erz_km"] and pd.notna(r.erz_km):
             org.depth_errors = QuantityError(uncertainty=float(r.erz_km) * 1000.0)
         if has["erh_km"] and pd.notna(r.erh_km):
-            org.origin_uncertainty = OriginUncertainty(horizontal_uncertainty=float(r.erh_km) * 1000.0,
-                                                       preferred_description="horizontal uncertainty")
-        e = Event(resource_id=ResourceIdentifier(f"{SMI}/event/{eid}"), event_type="earthquake",
-                  creation_info=CreationInfo(author=f"QuakeScale {__version__}", creation_time=now),
-                  descriptions=[EventDescription(text=f"QuakeScale event {eid}", type="earthquake name")])
+            org.origin_uncertainty = OriginUncertainty(
+                horizontal_uncertainty=float(r.erh_km) * 1000.0, preferred_description="horizontal uncertainty"
+            )
+        e = Event(
+            resource_id=ResourceIdentifier(f"{SMI}/event/{eid}"),
+            event_type="earthquake",
+            creation_info=CreationInfo(author=f"QuakeScale {__version__}", creation_time=now),
+            descriptions=[EventDescription(text=f"QuakeScale event {eid}", type="earthquake name")],
+        )
         e.origins.append(org)
         e.preferred_origin_id = org.resource_id
         if pd.notna(r.magnitude):
-            m = Magnitude(resource_id=ResourceIdentifier(f"{SMI}/magnitude/{eid}"), mag=float(r.magnitude),
-                          magnitude_type=str(r.mag_type or "ML"), origin_id=org.resource_id,
-                          station_count=int(r.n_stations) if pd.notna(r.n_stations) else None)
+            m = Magnitude(
+                resource_id=ResourceIdentifier(f"{SMI}/magnitude/{eid}"),
+                mag=float(r.magnitude),
+                magnitude_type=str(r.mag_type or "ML"),
+                origin_id=org.resource_id,
+                station_count=int(r.n_stations) if pd.notna(r.n_stations) else None,
+            )
             e.magnitudes.append(m)
             e.preferred_magnitude_id = m.resource_id
         g = groups.get(eid)
@@ -297,15 +375,21 @@ def build_obspy_catalog(ev: pd.DataFrame, pk: pd.DataFrame, stations: pd.DataFra
                 loc = "" if pd.isna(p.location) else str(p.location)
                 cha = "" if pd.isna(p.channel) else str(p.channel)
                 p_id = ResourceIdentifier(f"{SMI}/pick/{eid}/{j}")
-                e.picks.append(Pick(
-                    resource_id=p_id, time=UTCDateTime(ns=int(pd.Timestamp(p.time).value)),
-                    waveform_id=WaveformStreamID(network_code=net, station_code=stn, location_code=loc,
-                                                 channel_code=cha or None),
-                    phase_hint=str(p.phase), evaluation_mode="automatic",
-                    method_id=ResourceIdentifier(f"{SMI}/method/{p.method}") if str(p.method or "") else None,
-                ))
-                arr = Arrival(resource_id=ResourceIdentifier(f"{SMI}/arrival/{eid}/{j}"), pick_id=p_id,
-                              phase=str(p.phase))
+                e.picks.append(
+                    Pick(
+                        resource_id=p_id,
+                        time=UTCDateTime(ns=int(pd.Timestamp(p.time).value)),
+                        waveform_id=WaveformStreamID(
+                            network_code=net, station_code=stn, location_code=loc, channel_code=cha or None
+                        ),
+                        phase_hint=str(p.phase),
+                        evaluation_mode="automatic",
+                        method_id=ResourceIdentifier(f"{SMI}/method/{p.method}") if str(p.method or "") else None,
+                    )
+                )
+                arr = Arrival(
+                    resource_id=ResourceIdentifier(f"{SMI}/arrival/{eid}/{j}"), pick_id=p_id, phase=str(p.phase)
+                )
                 if has_res and pd.notna(p.residual_s):
                     arr.time_residual = float(p.residual_s)
                 ll = sta.get(str(p.station_id))
@@ -389,7 +473,7 @@ def read_manifest_ref(path) -> str | None:
         cat = read_events(str(path))
         for c in cat.comments:
             if c.text.startswith("manifest: "):
-                return c.text[len("manifest: "):]
+                return c.text[len("manifest: ") :]
         return None
     with open(path) as fh:
         first = fh.readline()

@@ -171,7 +171,6 @@ class WAMeter:
         src = "sensitivity" if "sensitivity" in sources else "response"
         return Amplitude(peak, src, "; ".join(dict.fromkeys(clipped + notes)), bool(clipped))
 
-
     def measure_many(self, windows_ns, chunk: int = 128) -> list[Amplitude]:
         """:meth:`measure` of many ``(t_start_ns, t_end_ns)`` windows at once (the same numbers):
         sample indices in integer nanoseconds instead of UTCDateTime arithmetic, the windows of a
@@ -331,7 +330,9 @@ def wa_amplitude(stream: Stream, inventory, t_start: UTCDateTime, t_end: UTCDate
         try:
             tr.remove_response(inventory=inventory, output="DISP", pre_filt=PRE_FILT_HZ, zero_mean=False, taper=False)
         except Exception as exc:  # no matching response for this channel/time
-            raise ValueError(f"amplitude: no instrument response for {tr.id} at {t_start} in the inventory: {exc}") from exc
+            raise ValueError(
+                f"amplitude: no instrument response for {tr.id} at {t_start} in the inventory: {exc}"
+            ) from exc
         tr.simulate(paz_simulate=WA_PAZ, simulate_sensitivity=True)
         w = tr.slice(t_start, t_end)
         if w.stats.npts:
@@ -340,7 +341,9 @@ def wa_amplitude(stream: Stream, inventory, t_start: UTCDateTime, t_end: UTCDate
     return float(peak)
 
 
-def amplitude_windows(p_times_ns: np.ndarray, s_times_ns: np.ndarray, pre_p_s: float = 1.0, post_s_s: float = 5.0, max_sp_s: float = 30.0) -> list[tuple[int, int]]:
+def amplitude_windows(
+    p_times_ns: np.ndarray, s_times_ns: np.ndarray, pre_p_s: float = 1.0, post_s_s: float = 5.0, max_sp_s: float = 30.0
+) -> list[tuple[int, int]]:
     """For each S pick, the amplitude window (ns): from ``pre_p_s`` before the latest P pick that
     precedes it by 0.3-``max_sp_s`` seconds (or before S when there is none) to ``post_s_s`` after S."""
     p = np.sort(np.asarray(p_times_ns, dtype=np.int64))
@@ -358,7 +361,9 @@ def ns_to_utc(t_ns: int) -> UTCDateTime:
     return UTCDateTime(ns=int(t_ns))
 
 
-def s_pick_amplitudes(stream: Stream, inventory, p_times_ns, s_times_ns, pre_p_s: float = 1.0, post_s_s: float = 5.0) -> np.ndarray:
+def s_pick_amplitudes(
+    stream: Stream, inventory, p_times_ns, s_times_ns, pre_p_s: float = 1.0, post_s_s: float = 5.0
+) -> np.ndarray:
     """WA amplitude (mm) for each S pick; NaN where it cannot be measured."""
     return np.array(
         [m.amp_mm for m in s_pick_measurements(stream, inventory, p_times_ns, s_times_ns, pre_p_s, post_s_s)],

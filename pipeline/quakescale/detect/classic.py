@@ -63,7 +63,16 @@ def _energy_ratio(e: np.ndarray, i: int, n: int) -> float:
     return float(b.mean() / max(a.mean(), 1e-30))
 
 
-def classic_picks(data: np.ndarray, valid: np.ndarray | None, method: str, params, fs: float = FS_HZ, max_sp_s: float = 30.0, min_s_ratio: float = 2.0, kurtosis_on: float = 8.0):
+def classic_picks(
+    data: np.ndarray,
+    valid: np.ndarray | None,
+    method: str,
+    params,
+    fs: float = FS_HZ,
+    max_sp_s: float = 30.0,
+    min_s_ratio: float = 2.0,
+    kurtosis_on: float = 8.0,
+):
     """P and S picks of one station-day array ``data`` (3, n: Z, N, E).
 
     Returns a list of ``(phase, sample_index_float, quality)``.
@@ -76,7 +85,7 @@ def classic_picks(data: np.ndarray, valid: np.ndarray | None, method: str, param
     nsta, nlta = max(int(params.sta_s * fs), 1), max(int(params.lta_s * fs), 2)
     if method == "stalta":
         cf = recursive_sta_lta(z, nsta, nlta)
-        cf[: nlta] = 0.0  # LTA warm-up
+        cf[:nlta] = 0.0  # LTA warm-up
         if valid is not None:
             cf[~valid] = 0.0
         trig = trigger_onset(cf, params.trigger_on, params.trigger_off)
@@ -107,7 +116,10 @@ def classic_picks(data: np.ndarray, valid: np.ndarray | None, method: str, param
     picks = [("P", float(i), q) for i, q in zip(p_idx, p_q)]
     # S after each P, before the next P: peak of the horizontal STA/LTA, onset by AIC before it
     env = np.sqrt(hor_e)
-    hcf = np.maximum(recursive_sta_lta(np.asarray(data[1], np.float64), nsta, nlta), recursive_sta_lta(np.asarray(data[2], np.float64), nsta, nlta))
+    hcf = np.maximum(
+        recursive_sta_lta(np.asarray(data[1], np.float64), nsta, nlta),
+        recursive_sta_lta(np.asarray(data[2], np.float64), nsta, nlta),
+    )
     nk_s = max(int(2 * params.sta_s * fs), 10)
     for j, p in enumerate(p_idx):
         a = p + int(0.8 * fs)

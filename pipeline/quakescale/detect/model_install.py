@@ -87,6 +87,8 @@ def _eqt_args(lstm_blocks: int, compatible: str) -> dict:
         "filter_args": ["bandpass"],
         "filter_kwargs": {"freqmin": 1.0, "freqmax": 45.0, "corners": 2, "zerophase": True},
     }
+
+
 SOURCES: dict[str, Source] = {
     "EQTransformer:original": Source(
         "EQTransformer",

@@ -67,7 +67,9 @@ def normalize_windows(x: np.ndarray | torch.Tensor, eps: float = 1e-10):
 class Detector(nn.Module):
     """8 x [Conv1d k=3 + ReLU + MaxPool 2] -> FC -> 1 logit (event vs noise) (pooled before the ReLU: same function)."""
 
-    def __init__(self, channels: tuple[int, ...] = (8, 8, 8, 16, 16, 16, 32, 32), hidden: int = 32, n_in: int = WINDOW_N):
+    def __init__(
+        self, channels: tuple[int, ...] = (8, 8, 8, 16, 16, 16, 32, 32), hidden: int = 32, n_in: int = WINDOW_N
+    ):
         super().__init__()
         if len(channels) != 8:
             raise ValueError(f"Detector needs 8 convolutional layers, got channels={channels}")
@@ -78,7 +80,9 @@ class Detector(nn.Module):
             layers += [nn.Conv1d(c_in, c, 3, padding=1), nn.MaxPool1d(2), nn.ReLU(inplace=True)]
             c_in, n = c, n // 2
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * n, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(c_in * n, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1)
+        )
         self.config = {"channels": list(channels), "hidden": hidden, "n_in": n_in}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, n) -> (B,)
@@ -88,18 +92,27 @@ class Detector(nn.Module):
 class Picker(nn.Module):
     """(Optional conv front end) -> 0.5 s steps (1 s context each) -> 2 BiGRU layers -> per-step class + offset."""
 
-    def __init__(self, conv: int = 0, frame_features: int = 64, hidden: int = 32, n_in: int = WINDOW_N, step_n: int = STEP_N):
+    def __init__(
+        self, conv: int = 0, frame_features: int = 64, hidden: int = 32, n_in: int = WINDOW_N, step_n: int = STEP_N
+    ):
         super().__init__()
         self.step_n = step_n
         if conv:
             self.front = nn.Sequential(
-                nn.Conv1d(3, conv, 7, padding=3), nn.ReLU(inplace=True),
-                nn.Conv1d(conv, conv, 7, padding=3), nn.ReLU(inplace=True),
+                nn.Conv1d(3, conv, 7, padding=3),
+                nn.ReLU(inplace=True),
+                nn.Conv1d(conv, conv, 7, padding=3),
+                nn.ReLU(inplace=True),
             )
         else:  # raw samples straight into the step frames (cheapest; the frame layer learns the filters)
             self.front = nn.Identity()
         c_front = conv or 3
-        self.frame = nn.Sequential(nn.Linear(c_front * 2 * step_n, frame_features), nn.ReLU(inplace=True), nn.Linear(frame_features, frame_features), nn.ReLU(inplace=True))
+        self.frame = nn.Sequential(
+            nn.Linear(c_front * 2 * step_n, frame_features),
+            nn.ReLU(inplace=True),
+            nn.Linear(frame_features, frame_features),
+            nn.ReLU(inplace=True),
+        )
         self.gru = nn.GRU(frame_features, hidden, num_layers=2, batch_first=True, bidirectional=True)
         self.cls = nn.Linear(2 * hidden, len(CLASSES))
         self.off = nn.Linear(2 * hidden, 2)
@@ -140,7 +153,9 @@ class CerpModel:
         return self
 
 
-def save_model(model: CerpModel, out_dir, name: str = "cerp", version: str = "0.0.0", extra: dict | None = None) -> Path:
+def save_model(
+    model: CerpModel, out_dir, name: str = "cerp", version: str = "0.0.0", extra: dict | None = None
+) -> Path:
     """Write ``cerp.pt`` (both state dicts + configs) and ``card.json`` with its sha256."""
     from ..rundir import atomic_path, write_json
 
@@ -166,7 +181,14 @@ def save_model(model: CerpModel, out_dir, name: str = "cerp", version: str = "0.
         picker_params=n_params(model.picker),
         detector_config=model.detector.config,
         picker_config=model.picker.config,
-        input={"sampling_rate_hz": FS_HZ, "window_n": WINDOW_N, "step_n": STEP_N, "band_hz": [1.0, 20.0], "channels": "Z,N,E", "normalize": "per-window std"},
+        input={
+            "sampling_rate_hz": FS_HZ,
+            "window_n": WINDOW_N,
+            "step_n": STEP_N,
+            "band_hz": [1.0, 20.0],
+            "channels": "Z,N,E",
+            "normalize": "per-window std",
+        },
     )
     write_json(card, out / "card.json")
     model.card = card
@@ -182,13 +204,17 @@ def resolve_weights(spec: str | Path) -> Path:
         card = WEIGHTS_DIR / f"{name}.json"
         if not card.exists():
             known = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json")) if WEIGHTS_DIR.exists() else []
-            raise FileNotFoundError(f"detect.model: unknown builtin weights {s!r} (no {card}); known: {['builtin:' + k for k in known]}")
+            raise FileNotFoundError(
+                f"detect.model: unknown builtin weights {s!r} (no {card}); known: {['builtin:' + k for k in known]}"
+            )
         return card
     d = Path(s)
     if d.is_file() and d.suffix == ".json":
         return d
     if not (d / "card.json").exists():
-        raise FileNotFoundError(f"detect.model: {d} is not a weights directory (no card.json); run `quakescale train` to make one")
+        raise FileNotFoundError(
+            f"detect.model: {d} is not a weights directory (no card.json); run `quakescale train` to make one"
+        )
     return d / "card.json"
 
 

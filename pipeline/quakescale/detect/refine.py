@@ -57,7 +57,14 @@ def aic_curves(x: np.ndarray) -> np.ndarray:
     return k * np.log(np.maximum(v1, 1e-30)) + (n2 - 1) * np.log(np.maximum(v2, 1e-30))
 
 
-def refine_indices(data: np.ndarray, valid: np.ndarray | None, idx: np.ndarray, phase: str, params: RefineParams = RefineParams(), fs: float = FS_HZ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def refine_indices(
+    data: np.ndarray,
+    valid: np.ndarray | None,
+    idx: np.ndarray,
+    phase: str,
+    params: RefineParams = RefineParams(),
+    fs: float = FS_HZ,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Refine pick sample indices ``idx`` (float, one phase) on ``data`` (3, n: Z, N, E).
 
     Returns ``(new_idx, accepted, contrast)``: the refined float indices (the input where not
@@ -112,7 +119,9 @@ def refine_indices(data: np.ndarray, valid: np.ndarray | None, idx: np.ndarray, 
     return out, acc, contrast
 
 
-def screen_and_refine(data: np.ndarray, valid: np.ndarray | None, picks: list, params, fs: float = FS_HZ) -> tuple[list, dict]:
+def screen_and_refine(
+    data: np.ndarray, valid: np.ndarray | None, picks: list, params, fs: float = FS_HZ
+) -> tuple[list, dict]:
     """The post-network pick policy of the CERP runner (``params``: a ``DetectSection``).
 
     For every merged pick the AIC onset and its contrast are measured (:func:`refine_indices`);

@@ -70,7 +70,11 @@ def tune_malloc() -> bool:
     try:
         libc = ctypes.CDLL("libc.so.6")
         M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-        ok = libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024 * 1024) and libc.mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024) and libc.mallopt(M_TOP_PAD, 64 * 1024 * 1024)
+        ok = (
+            libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024 * 1024)
+            and libc.mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024)
+            and libc.mallopt(M_TOP_PAD, 64 * 1024 * 1024)
+        )
         _MALLOC_TUNED = bool(ok)
     except (OSError, AttributeError):
         _MALLOC_TUNED = False
@@ -225,7 +229,10 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
                 if abs(sr - fs) < 1e-6:
                     x = raw[r0:r1]
                 else:  # other rates: resampled segment by segment (rare path, ObsPy)
-                    seg = Trace(raw[r0:r1].astype(np.float64), header={"sampling_rate": sr, "starttime": UTCDateTime(ns=start_ns)})
+                    seg = Trace(
+                        raw[r0:r1].astype(np.float64),
+                        header={"sampling_rate": sr, "starttime": UTCDateTime(ns=start_ns)},
+                    )
                     x = _to_100hz(seg, fs).data
                 i0 = int(round((start_ns - t0_ns) / 1e9 * fs))
                 a, b = max(i0, 0), min(i0 + len(x), n)
@@ -401,12 +408,24 @@ def pick_snr(prep: Prepared, phase: str, idx: float, fs: float = FS_HZ) -> float
     e = max(i - int(0.2 * fs), a)
     if e - a < 10 or b <= i:
         return float("nan")
-    seg = prep.data[0, a:b].astype(np.float64) if phase == "P" else np.hypot(prep.data[1, a:b].astype(np.float64), prep.data[2, a:b].astype(np.float64))
+    seg = (
+        prep.data[0, a:b].astype(np.float64)
+        if phase == "P"
+        else np.hypot(prep.data[1, a:b].astype(np.float64), prep.data[2, a:b].astype(np.float64))
+    )
     rms = float(np.sqrt(np.mean(seg[: e - a] ** 2)))
     return float(np.abs(seg[i - a :]).max() / rms) if rms > 0 else float("nan")
 
 
-def picks_table(prep: Prepared, picks: list[tuple[str, float, float]], method: str, model_label: str, stream: Stream | None = None, inventory=None, params=None) -> pd.DataFrame:
+def picks_table(
+    prep: Prepared,
+    picks: list[tuple[str, float, float]],
+    method: str,
+    model_label: str,
+    stream: Stream | None = None,
+    inventory=None,
+    params=None,
+) -> pd.DataFrame:
     """Turn [(phase, sample, probability)] into the PICKS table (amplitudes on S picks)."""
     p = as_params(params)
     if not picks:
@@ -473,7 +492,15 @@ def get_model(spec: str = "builtin:default", device: str = "auto") -> CerpModel:
     return _MODELS[key]
 
 
-def pick_stream(stream: Stream, inventory=None, params=None, model: CerpModel | None = None, t0=None, t1=None, info: dict | None = None) -> pd.DataFrame:
+def pick_stream(
+    stream: Stream,
+    inventory=None,
+    params=None,
+    model: CerpModel | None = None,
+    t0=None,
+    t1=None,
+    info: dict | None = None,
+) -> pd.DataFrame:
     """Picks of one station's 3-component ``stream`` (PICKS columns, times UTC ns).
 
     ``params``: a :class:`DetectSection` (or dict / Config); ``method`` chooses cerp / seisbench /
@@ -522,7 +549,9 @@ def _as_date(day) -> dt.date:
     return dt.date.fromisoformat(str(day)[:10])
 
 
-def run_station_day(cfg, station_id: str, day, model: CerpModel | None = None, inventory=None, info: dict | None = None) -> pd.DataFrame:
+def run_station_day(
+    cfg, station_id: str, day, model: CerpModel | None = None, inventory=None, info: dict | None = None
+) -> pd.DataFrame:
     """Read one station-day from ``cfg.archive.sds_root`` and return its picks (PICKS columns).
 
     Raises :class:`quakescale.archive.ArchiveError` for missing/unreadable data."""

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Iterator
 
 
-def token_lines(path, min_fields: int, error: type[Exception], expected: str, comment: str | None = None) -> Iterator[tuple[int, str, list[str]]]:
+def token_lines(
+    path, min_fields: int, error: type[Exception], expected: str, comment: str | None = None
+) -> Iterator[tuple[int, str, list[str]]]:
     """``(line_number, line, tokens)`` of every non-blank line of ``path`` (and not a ``comment``
     line); a line with fewer than ``min_fields`` tokens raises ``error`` naming the file, the line
     number, what was ``expected`` and what was found."""

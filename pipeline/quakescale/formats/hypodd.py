@@ -70,9 +70,11 @@ class HypoDDFormatError(QuakeScaleError, ValueError):
 
 
 def _ts(yr, mo, dy, hr, mn, sc) -> pd.Timestamp:
-    return pd.Timestamp(year=int(yr), month=int(mo), day=int(dy), tz="UTC") + pd.to_timedelta(
-        int(hr) * 3600 + int(mn) * 60, unit="s"
-    ) + pd.to_timedelta(round(float(sc) * 1e6), unit="us")
+    return (
+        pd.Timestamp(year=int(yr), month=int(mo), day=int(dy), tz="UTC")
+        + pd.to_timedelta(int(hr) * 3600 + int(mn) * 60, unit="s")
+        + pd.to_timedelta(round(float(sc) * 1e6), unit="us")
+    )
 
 
 # ----------------------------------------------------------------------------- phase file
@@ -102,20 +104,39 @@ def read_pha(path):
                 except ValueError as exc:
                     raise HypoDDFormatError(f"{path}:{n}: bad event line {s!r}: {exc}") from None
                 cur = eid
-                evs.append(dict(event_id=eid, time=_ts(yr, mo, dy, hr, mn, sc), latitude=lat, longitude=lon,
-                                depth_km=dep, magnitude=mag, eh_km=eh, ez_km=ez, rms_s=rms))
+                evs.append(
+                    dict(
+                        event_id=eid,
+                        time=_ts(yr, mo, dy, hr, mn, sc),
+                        latitude=lat,
+                        longitude=lon,
+                        depth_km=dep,
+                        magnitude=mag,
+                        eh_km=eh,
+                        ez_km=ez,
+                        rms_s=rms,
+                    )
+                )
             else:
                 if cur is None:
                     raise HypoDDFormatError(f"{path}:{n}: phase line before the first '#' event line")
                 if len(tok) < 4:
                     raise HypoDDFormatError(f"{path}:{n}: phase line needs 'STA tt weight PHA', got {s!r}")
                 try:
-                    phs.append(dict(event_id=cur, station=tok[0], travel_time_s=float(tok[1]),
-                                    weight=float(tok[2]), phase=tok[3].upper()))
+                    phs.append(
+                        dict(
+                            event_id=cur,
+                            station=tok[0],
+                            travel_time_s=float(tok[1]),
+                            weight=float(tok[2]),
+                            phase=tok[3].upper(),
+                        )
+                    )
                 except ValueError as exc:
                     raise HypoDDFormatError(f"{path}:{n}: bad phase line {s!r}: {exc}") from None
-    ev = pd.DataFrame(evs, columns=["event_id", "time", "latitude", "longitude", "depth_km", "magnitude",
-                                    "eh_km", "ez_km", "rms_s"])
+    ev = pd.DataFrame(
+        evs, columns=["event_id", "time", "latitude", "longitude", "depth_km", "magnitude", "eh_km", "ez_km", "rms_s"]
+    )
     ph = pd.DataFrame(phs, columns=["event_id", "station", "travel_time_s", "weight", "phase"])
     return ev, ph
 
@@ -155,8 +176,14 @@ def read_station_dat(path) -> pd.DataFrame:
         if len(tok) < 3:
             raise HypoDDFormatError(f"{path}:{n}: station line needs 'STA lat lon [elev]', got {line!r}")
         try:
-            rows.append(dict(station=tok[0], latitude=float(tok[1]), longitude=float(tok[2]),
-                             elevation_m=float(tok[3]) if len(tok) > 3 else 0.0))
+            rows.append(
+                dict(
+                    station=tok[0],
+                    latitude=float(tok[1]),
+                    longitude=float(tok[2]),
+                    elevation_m=float(tok[3]) if len(tok) > 3 else 0.0,
+                )
+            )
         except ValueError as exc:
             raise HypoDDFormatError(f"{path}:{n}: bad station line {line!r}: {exc}") from None
     df = pd.DataFrame(rows, columns=["station", "latitude", "longitude", "elevation_m"])
@@ -193,10 +220,37 @@ def read_event_dat(path) -> pd.DataFrame:
             raise HypoDDFormatError(f"{path}:{n}: bad event line {line!r}: {exc}") from None
         yr, mo, dy = date // 10000, (date % 10000) // 100, date % 100
         hr, mn, cs = tim // 1000000, (tim % 1000000) // 10000, tim % 10000
-        rows.append(dict(event_id=eid, time=_ts(yr, mo, dy, hr, mn, cs / 100.0), latitude=lat, longitude=lon,
-                         depth_km=dep, magnitude=mag, eh_km=eh, ez_km=ez, rms_s=rms, date=date, hhmmsscc=tim))
-    return pd.DataFrame(rows, columns=["event_id", "time", "latitude", "longitude", "depth_km", "magnitude",
-                                       "eh_km", "ez_km", "rms_s", "date", "hhmmsscc"])
+        rows.append(
+            dict(
+                event_id=eid,
+                time=_ts(yr, mo, dy, hr, mn, cs / 100.0),
+                latitude=lat,
+                longitude=lon,
+                depth_km=dep,
+                magnitude=mag,
+                eh_km=eh,
+                ez_km=ez,
+                rms_s=rms,
+                date=date,
+                hhmmsscc=tim,
+            )
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "event_id",
+            "time",
+            "latitude",
+            "longitude",
+            "depth_km",
+            "magnitude",
+            "eh_km",
+            "ez_km",
+            "rms_s",
+            "date",
+            "hhmmsscc",
+        ],
+    )
 
 
 def _date_time_ints(t) -> tuple[int, int]:
@@ -211,9 +265,11 @@ def write_event_dat(events: pd.DataFrame, path) -> Path:
         date, tim = _date_time_ints(r.time)
         mag = getattr(r, "magnitude", 0.0)
         mag = 0.0 if mag is None or not np.isfinite(mag) else mag
-        lines.append(f"{date:8d}  {tim:8d}  {r.latitude:8.4f}  {r.longitude:9.4f}  {r.depth_km:9.3f}  {mag:5.2f}  "
-                     f"{getattr(r, 'eh_km', 0.0):6.2f}  {getattr(r, 'ez_km', 0.0):6.2f}  {getattr(r, 'rms_s', 0.0):5.2f} "
-                     f"{int(r.event_id):10d}")
+        lines.append(
+            f"{date:8d}  {tim:8d}  {r.latitude:8.4f}  {r.longitude:9.4f}  {r.depth_km:9.3f}  {mag:5.2f}  "
+            f"{getattr(r, 'eh_km', 0.0):6.2f}  {getattr(r, 'ez_km', 0.0):6.2f}  {getattr(r, 'rms_s', 0.0):5.2f} "
+            f"{int(r.event_id):10d}"
+        )
     Path(path).write_text("\n".join(lines) + "\n")
     return Path(path)
 
@@ -273,8 +329,15 @@ class _DTBuilder:
             cols = [np.concatenate([p[k] for p in self.parts]) for k in range(7)]
         else:
             e = np.zeros(0, self.dtype)
-            cols = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32), e, e.copy(), e.copy(),
-                    np.zeros(0, bool)]
+            cols = [
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int32),
+                e,
+                e.copy(),
+                e.copy(),
+                np.zeros(0, bool),
+            ]
         names = list(self.codes)  # dicts keep insertion order: code k is the k-th name
         return DTColumns(cols[0], cols[1], cols[2], names, cols[3], cols[4], cols[5], cols[6], n_no_otc)
 
@@ -392,8 +455,17 @@ def _read_dt_lines(path: Path, cc: bool, dtype, hypodd: bool) -> DTColumns:
 def read_dtct(path) -> pd.DataFrame:
     """dt.ct -> event_id_1, event_id_2, station, t1_s, t2_s, weight, phase (file order kept)."""
     d = read_dt_columns(path, cc=False)
-    return pd.DataFrame({"event_id_1": d.id1, "event_id_2": d.id2, "station": np.array(d.sta_names, object)[d.sta_code],
-                         "t1_s": d.t1, "t2_s": d.t2, "weight": d.qual, "phase": np.where(d.is_p, "P", "S")})
+    return pd.DataFrame(
+        {
+            "event_id_1": d.id1,
+            "event_id_2": d.id2,
+            "station": np.array(d.sta_names, object)[d.sta_code],
+            "t1_s": d.t1,
+            "t2_s": d.t2,
+            "weight": d.qual,
+            "phase": np.where(d.is_p, "P", "S"),
+        }
+    )
 
 
 def write_dtct(dt: pd.DataFrame, path) -> Path:
@@ -414,8 +486,17 @@ def write_dtct(dt: pd.DataFrame, path) -> Path:
 def read_dtcc(path) -> pd.DataFrame:
     """dt.cc -> event_id_1, event_id_2, station, dt_s, cc, phase, otc_s (file order kept)."""
     d = read_dt_columns(path, cc=True)
-    return pd.DataFrame({"event_id_1": d.id1, "event_id_2": d.id2, "station": np.array(d.sta_names, object)[d.sta_code],
-                         "dt_s": d.t1, "cc": d.qual, "phase": np.where(d.is_p, "P", "S"), "otc_s": d.t2})
+    return pd.DataFrame(
+        {
+            "event_id_1": d.id1,
+            "event_id_2": d.id2,
+            "station": np.array(d.sta_names, object)[d.sta_code],
+            "dt_s": d.t1,
+            "cc": d.qual,
+            "phase": np.where(d.is_p, "P", "S"),
+            "otc_s": d.t2,
+        }
+    )
 
 
 def write_dtcc(dtcc: pd.DataFrame, path) -> Path:
@@ -511,9 +592,12 @@ class HypoDDInp:
     def model(self):
         r = np.asarray(self.layer_ratios(), float)
         vp = np.asarray(self.vp_kms, float)
-        return LayeredModel(name=f"{self.path.name}", top_km=[float(t) for t in self.top_km],
-                            vp_kms=[float(v) for v in vp],
-                            vs_kms=[float(v) for v in vp / r])
+        return LayeredModel(
+            name=f"{self.path.name}",
+            top_km=[float(t) for t in self.top_km],
+            vp_kms=[float(v) for v in vp],
+            vs_kms=[float(v) for v in vp / r],
+        )
 
 
 def _data_lines(path: Path, skip_first: bool = False) -> list[tuple[int, str]]:
@@ -541,8 +625,10 @@ def _fields(path: Path, n: int, line: str, names: str, types: str, at_least: int
             out.append(int(t) if kind == "i" else float(t.replace("d", "e").replace("D", "e")))
         except ValueError:
             what = "an integer" if kind == "i" else "a number"
-            raise HypoDDFormatError(f"{path}:{n}: field {labels[k] if k < len(labels) else k + 1} must be {what}, "
-                                    f"got {t!r} in {line.strip()!r}") from None
+            raise HypoDDFormatError(
+                f"{path}:{n}: field {labels[k] if k < len(labels) else k + 1} must be {what}, "
+                f"got {t!r} in {line.strip()!r}"
+            ) from None
     return out
 
 
@@ -572,8 +658,17 @@ def _read_inp2(path: Path) -> HypoDDInp:
         return lines[line_no - 1]
 
     names = [get(k, "the file names")[1].strip() for k in range(1, 10)]
-    (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta, inp.fn_loc, inp.fn_reloc, inp.fn_stares, inp.fn_res,
-     inp.fn_srcpar) = names
+    (
+        inp.fn_cc,
+        inp.fn_ct,
+        inp.fn_eve,
+        inp.fn_sta,
+        inp.fn_loc,
+        inp.fn_reloc,
+        inp.fn_stares,
+        inp.fn_res,
+        inp.fn_srcpar,
+    ) = names
     if inp.fn_reloc.endswith("-"):
         inp.fn_reloc, inp.iwrite = inp.fn_reloc[:-1], 0
     n, ln = get(10, "IDAT IPHA DIST")
@@ -582,7 +677,8 @@ def _read_inp2(path: Path) -> HypoDDInp:
         inp.maxdist_km = 50000.0
     n, ln = get(11, "OBSCC OBSCT MINDIST MAXDIST MAXGAP")
     inp.minobs_cc, inp.minobs_ct, inp.minds_km, inp.maxds_km, inp.maxgap_deg = _fields(
-        path, n, ln, "OBSCC OBSCT MINDIST MAXDIST MAXGAP", "iifff")
+        path, n, ln, "OBSCC OBSCT MINDIST MAXDIST MAXGAP", "iifff"
+    )
     n, ln = get(12, "ISTART ISOLV IAQ NSET")
     inp.istart, inp.isolv, inp.iaq, nset = _fields(path, n, ln, "ISTART ISOLV IAQ NSET", "iiii")
     if not 1 <= nset <= 10:
@@ -631,7 +727,7 @@ def _read_inp2(path: Path) -> HypoDDInp:
     if l0 + 4 <= len(lines):
         n, ln = lines[l0 + 3]
         inp.cid = _fields(path, n, ln, "CID", "i")[0]
-        inp.ids = _ids(path, lines[l0 + 4:])
+        inp.ids = _ids(path, lines[l0 + 4 :])
     return inp
 
 
@@ -650,8 +746,17 @@ def read_hypodd_inp(path) -> HypoDDInp:
         raise HypoDDFormatError(f"{path}: too few data lines ({len(lines)}) for a hypoDD.inp")
     inp = HypoDDInp(path=path)
     names = [ln.strip() for _, ln in lines[:9]]
-    (inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta, inp.fn_loc, inp.fn_reloc, inp.fn_stares, inp.fn_res,
-     inp.fn_srcpar) = names
+    (
+        inp.fn_cc,
+        inp.fn_ct,
+        inp.fn_eve,
+        inp.fn_sta,
+        inp.fn_loc,
+        inp.fn_reloc,
+        inp.fn_stares,
+        inp.fn_res,
+        inp.fn_srcpar,
+    ) = names
     rest = [(n, ln) for n, ln in lines[9:] if ln.strip()]
 
     def nums(i, k, what):
@@ -692,26 +797,73 @@ def read_hypodd_inp(path) -> HypoDDInp:
 
 
 def write_hypodd_inp(inp: HypoDDInp, path) -> Path:
-    L = ["* hypoDD.inp written by QuakeScale", inp.fn_cc, inp.fn_ct, inp.fn_eve, inp.fn_sta, inp.fn_loc,
-         inp.fn_reloc, inp.fn_stares, inp.fn_res, inp.fn_srcpar,
-         "* IDAT IPHA DIST", f"  {inp.idat} {inp.ipha} {inp.maxdist_km:g}",
-         "* OBSCC OBSCT", f"  {inp.minobs_cc} {inp.minobs_ct}",
-         "* ISTART ISOLV NSET", f"  {inp.istart} {inp.isolv} {len(inp.sets)}",
-         "* NITER WTCCP WTCCS WRCC WDCC WTCTP WTCTS WRCT WDCT DAMP"]
+    L = [
+        "* hypoDD.inp written by QuakeScale",
+        inp.fn_cc,
+        inp.fn_ct,
+        inp.fn_eve,
+        inp.fn_sta,
+        inp.fn_loc,
+        inp.fn_reloc,
+        inp.fn_stares,
+        inp.fn_res,
+        inp.fn_srcpar,
+        "* IDAT IPHA DIST",
+        f"  {inp.idat} {inp.ipha} {inp.maxdist_km:g}",
+        "* OBSCC OBSCT",
+        f"  {inp.minobs_cc} {inp.minobs_ct}",
+        "* ISTART ISOLV NSET",
+        f"  {inp.istart} {inp.isolv} {len(inp.sets)}",
+        "* NITER WTCCP WTCCS WRCC WDCC WTCTP WTCTS WRCT WDCT DAMP",
+    ]
     for s in inp.sets:
-        L.append(f"  {s.niter} {s.wt_ccp:g} {s.wt_ccs:g} {s.maxres_cc:g} {s.maxdist_cc_km:g} {s.wt_ctp:g} "
-                 f"{s.wt_cts:g} {s.maxres_ct:g} {s.maxdist_ct_km:g} {s.damp:g}")
-    L += ["* NLAY RATIO", f"  {len(inp.top_km)} {inp.vpvs:g}", "* TOP", " ".join(f"{t:g}" for t in inp.top_km),
-          "* VEL", " ".join(f"{v:g}" for v in inp.vp_kms), "* CID", f"  {inp.cid}", "* ID",
-          " ".join(str(i) for i in inp.ids)]
+        L.append(
+            f"  {s.niter} {s.wt_ccp:g} {s.wt_ccs:g} {s.maxres_cc:g} {s.maxdist_cc_km:g} {s.wt_ctp:g} "
+            f"{s.wt_cts:g} {s.maxres_ct:g} {s.maxdist_ct_km:g} {s.damp:g}"
+        )
+    L += [
+        "* NLAY RATIO",
+        f"  {len(inp.top_km)} {inp.vpvs:g}",
+        "* TOP",
+        " ".join(f"{t:g}" for t in inp.top_km),
+        "* VEL",
+        " ".join(f"{v:g}" for v in inp.vp_kms),
+        "* CID",
+        f"  {inp.cid}",
+        "* ID",
+        " ".join(str(i) for i in inp.ids),
+    ]
     Path(path).write_text("\n".join(L) + "\n")
     return Path(path)
 
 
 # ----------------------------------------------------------------------------- outputs
-RELOC_COLUMNS = ["event_id", "latitude", "longitude", "depth_km", "x_m", "y_m", "z_m", "ex_m", "ey_m", "ez_m",
-                 "year", "month", "day", "hour", "minute", "second", "magnitude", "n_cc_p", "n_cc_s", "n_ct_p",
-                 "n_ct_s", "rms_cc_s", "rms_ct_s", "cluster"]
+RELOC_COLUMNS = [
+    "event_id",
+    "latitude",
+    "longitude",
+    "depth_km",
+    "x_m",
+    "y_m",
+    "z_m",
+    "ex_m",
+    "ey_m",
+    "ez_m",
+    "year",
+    "month",
+    "day",
+    "hour",
+    "minute",
+    "second",
+    "magnitude",
+    "n_cc_p",
+    "n_cc_s",
+    "n_ct_p",
+    "n_ct_s",
+    "rms_cc_s",
+    "rms_ct_s",
+    "cluster",
+]
 LOC_COLUMNS = RELOC_COLUMNS[:17] + ["cluster"]
 
 
@@ -732,8 +884,9 @@ def _read_table(path, columns) -> pd.DataFrame:
             df[c] = df[c].astype(np.int64)
     if len(df):
         base = pd.to_datetime(dict(year=df.year, month=df.month, day=df.day), utc=True)
-        df["time"] = base + pd.to_timedelta(df.hour * 3600 + df.minute * 60, unit="s") + pd.to_timedelta(
-            df.second, unit="s")
+        df["time"] = (
+            base + pd.to_timedelta(df.hour * 3600 + df.minute * 60, unit="s") + pd.to_timedelta(df.second, unit="s")
+        )
     else:
         df["time"] = pd.Series([], dtype="datetime64[ns, UTC]")
     return df
@@ -761,9 +914,11 @@ def _time_parts(t):
 def _loc_columns(r, sec_w: int, sec_d: int) -> str:
     """The columns .reloc and .loc share: id, lat, lon, depth, x, y, z, ex, ey, ez, date, time, mag."""
     yr, mo, dy, hr, mn, sc = _time_parts(r.time)
-    return (f"{int(r.event_id):9d} {_f(r.latitude, 10, 6)} {_f(r.longitude, 11, 6)} {_f(r.depth_km, 9, 3)} "
-            f"{_f(r.x_m, 10, 1)} {_f(r.y_m, 10, 1)} {_f(r.z_m, 10, 1)} {_f(r.ex_m, 8, 1)} {_f(r.ey_m, 8, 1)} "
-            f"{_f(r.ez_m, 8, 1)} {yr:4d} {mo:2d} {dy:2d} {hr:2d} {mn:2d} {_f(sc, sec_w, sec_d)} {_f(r.magnitude, 5, 2)}")
+    return (
+        f"{int(r.event_id):9d} {_f(r.latitude, 10, 6)} {_f(r.longitude, 11, 6)} {_f(r.depth_km, 9, 3)} "
+        f"{_f(r.x_m, 10, 1)} {_f(r.y_m, 10, 1)} {_f(r.z_m, 10, 1)} {_f(r.ex_m, 8, 1)} {_f(r.ey_m, 8, 1)} "
+        f"{_f(r.ez_m, 8, 1)} {yr:4d} {mo:2d} {dy:2d} {hr:2d} {mn:2d} {_f(sc, sec_w, sec_d)} {_f(r.magnitude, 5, 2)}"
+    )
 
 
 def write_reloc(df: pd.DataFrame, path) -> Path:
@@ -787,8 +942,8 @@ def write_loc(df: pd.DataFrame, path) -> Path:
 
 def _fits(v: np.ndarray, w: int, d: int) -> np.ndarray:
     """Whether each value prints within Fortran's ``f{w}.{d}`` (else the field is stars); NaN prints."""
-    pos = 10.0 ** (w - d - 1) - 10.0 ** -d  # one unit of the last digit short of the widest value,
-    neg = 10.0 ** (w - d - 2) - 10.0 ** -d  # so that rounding cannot widen it (a minus sign takes a digit)
+    pos = 10.0 ** (w - d - 1) - 10.0**-d  # one unit of the last digit short of the widest value,
+    neg = 10.0 ** (w - d - 2) - 10.0**-d  # so that rounding cannot widen it (a minus sign takes a digit)
     return np.isnan(v) | ((v < pos) & (v > -neg))
 
 
@@ -803,16 +958,27 @@ def write_res(res: pd.DataFrame, path) -> Path:
     for c, w, d in fcols:
         ok &= _fits(vals[c], w, d)
     sta = res["station"].astype(str).str.slice(0, 7).tolist()
-    rows = zip(sta, vals["dt_s"].tolist(), res["event_id_1"].astype(np.int64).tolist(), res["event_id_2"].astype(np.int64).tolist(),
-               res["idx"].astype(np.int64).tolist(), vals["qual"].tolist(), vals["res_ms"].tolist(), vals["wt"].tolist(), vals["offs_m"].tolist())
+    rows = zip(
+        sta,
+        vals["dt_s"].tolist(),
+        res["event_id_1"].astype(np.int64).tolist(),
+        res["event_id_2"].astype(np.int64).tolist(),
+        res["idx"].astype(np.int64).tolist(),
+        vals["qual"].tolist(),
+        vals["res_ms"].tolist(),
+        vals["wt"].tolist(),
+        vals["offs_m"].tolist(),
+    )
     fmt = "%-7s %12.7f %9d %9d %1d %9.4f %12.6f %11.6f %8.1f"
     out = [head]
     for good, r in zip(ok.tolist(), rows):
         if good:
             out.append(fmt % r)
         else:
-            out.append(f"{r[0]:<7s} {_f(r[1], 12, 7)} {r[2]:9d} {r[3]:9d} {r[4]:1d} {_f(r[5], 9, 4)} {_f(r[6], 12, 6)} "
-                f"{_f(r[7], 11, 6)} {_f(r[8], 8, 1)}")
+            out.append(
+                f"{r[0]:<7s} {_f(r[1], 12, 7)} {r[2]:9d} {r[3]:9d} {r[4]:1d} {_f(r[5], 9, 4)} {_f(r[6], 12, 6)} "
+                f"{_f(r[7], 11, 6)} {_f(r[8], 8, 1)}"
+            )
     Path(path).write_text("\n".join(out) + "\n")
     return Path(path)
 
@@ -821,8 +987,10 @@ def write_sta(sta: pd.DataFrame, path) -> Path:
     """hypoDD.sta: ``a7,1x,f9.4,1x,f9.4,1x,f9.4,1x,f9.4,4(1x,i7),1x,f9.4,1x,f9.4,1x,i3``."""
     out = []
     for r in sta.itertuples(index=False):
-        out.append(f"{r.station[:7]:<7s} {_f(r.latitude, 9, 4)} {_f(r.longitude, 9, 4)} {_f(r.dist_km, 9, 4)} "
-                   f"{_f(r.az_deg, 9, 4)} {int(r.n_cc_p):7d} {int(r.n_cc_s):7d} {int(r.n_ct_p):7d} {int(r.n_ct_s):7d} "
-                   f"{_f(r.rms_cc_s, 9, 4)} {_f(r.rms_ct_s, 9, 4)} {int(r.cluster):3d}")
+        out.append(
+            f"{r.station[:7]:<7s} {_f(r.latitude, 9, 4)} {_f(r.longitude, 9, 4)} {_f(r.dist_km, 9, 4)} "
+            f"{_f(r.az_deg, 9, 4)} {int(r.n_cc_p):7d} {int(r.n_cc_s):7d} {int(r.n_ct_p):7d} {int(r.n_ct_s):7d} "
+            f"{_f(r.rms_cc_s, 9, 4)} {_f(r.rms_ct_s, 9, 4)} {int(r.cluster):3d}"
+        )
     Path(path).write_text("\n".join(out) + ("\n" if out else ""))
     return Path(path)

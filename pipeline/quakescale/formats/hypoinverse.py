@@ -535,11 +535,32 @@ def format_summary_h71(ev, fmt: int, mags=(1, 3, 5), blank_mags: bool = True) ->
 # The P and the S reading of a Y2000 station line: (start, end) columns of each field (0-based, end
 # exclusive).  Only S carries the amplitude fields; an amplitude-only line is read with the S columns.
 _READING_COLUMNS = {
-    "P": dict(phase=(14, 15), seconds=(29, 34), onset=(13, 14), first_motion=(15, 16), weight_code=(16, 17),
-              residual_s=(34, 38), weight_used=(38, 41), delay_s=(66, 70), importance=(100, 104)),
-    "S": dict(phase=(47, 48), seconds=(41, 46), onset=(46, 47), first_motion=(48, 49), weight_code=(49, 50),
-              residual_s=(50, 54), weight_used=(63, 66), delay_s=(70, 74), importance=(104, 108),
-              amplitude=(54, 61), amp_units=(61, 63), period_s=(83, 86), amp_mag=(97, 100)),
+    "P": dict(
+        phase=(14, 15),
+        seconds=(29, 34),
+        onset=(13, 14),
+        first_motion=(15, 16),
+        weight_code=(16, 17),
+        residual_s=(34, 38),
+        weight_used=(38, 41),
+        delay_s=(66, 70),
+        importance=(100, 104),
+    ),
+    "S": dict(
+        phase=(47, 48),
+        seconds=(41, 46),
+        onset=(46, 47),
+        first_motion=(48, 49),
+        weight_code=(49, 50),
+        residual_s=(50, 54),
+        weight_used=(63, 66),
+        delay_s=(70, 74),
+        importance=(104, 108),
+        amplitude=(54, 61),
+        amp_units=(61, 63),
+        period_s=(83, 86),
+        amp_mag=(97, 100),
+    ),
 }
 
 
@@ -547,8 +568,12 @@ def _amplitude_fields(line: str, c: dict) -> dict:
     """amplitude, amp_units, period_s, amp_mag of a reading (NaN / blank where ``c`` has no such columns)."""
     if "amplitude" not in c:
         return dict(amplitude=math.nan, amp_units="", period_s=math.nan, amp_mag=math.nan)
-    return dict(amplitude=_num(_get(line, *c["amplitude"]), 2), amp_units=_get(line, *c["amp_units"]).strip(),
-                period_s=_num(_get(line, *c["period_s"]), 2), amp_mag=_num(_get(line, *c["amp_mag"]), 2))
+    return dict(
+        amplitude=_num(_get(line, *c["amplitude"]), 2),
+        amp_units=_get(line, *c["amp_units"]).strip(),
+        period_s=_num(_get(line, *c["period_s"]), 2),
+        amp_mag=_num(_get(line, *c["amp_mag"]), 2),
+    )
 
 
 def _parse_phase_line(line: str, where: str) -> list[dict]:
@@ -630,8 +655,9 @@ def _format_phase_line(r, p=None, s=None, base: pd.Timestamp | None = None) -> s
     if sta is None:
         sid = str(g(first, "station_id"))
         net, sta = sid.split(".", 1) if "." in sid else ("", sid)
-    times = [utc_timestamp(g(x, "time")).round("10ms") for x in (p, s, amp_row)
-             if x is not None and g(x, "time") is not None]
+    times = [
+        utc_timestamp(g(x, "time")).round("10ms") for x in (p, s, amp_row) if x is not None and g(x, "time") is not None
+    ]
     if base is None:
         base = min(times).floor("min") if times else pd.Timestamp("2000-01-01", tz="UTC")
     elif times and min(times) < base:
@@ -843,12 +869,34 @@ def write_arc(events: pd.DataFrame, phases: pd.DataFrame, path, shadows: bool = 
 # H71 summary formats 2 (Hypo71-2000) and 3/4 (readable, csv): (start, end) columns of the numbers,
 # the start column of each one-character remark, and the event id's columns
 _H71_COLUMNS = {
-    2: (dict(depth_km=(38, 45), magnitude=(47, 52), n_phases=(52, 55), gap_deg=(55, 59), dmin_km=(59, 64),
-             rms_s=(64, 69), erh_km=(69, 74), erz_km=(74, 79)),
-        dict(analyst_remark=79, quality=80, program_remark=82), (83, 93)),
-    3: (dict(depth_km=(42, 48), magnitude=(49, 54), n_phases=(61, 64), gap_deg=(65, 68), dmin_km=(69, 74),
-             rms_s=(75, 80), erh_km=(81, 86), erz_km=(87, 92)),
-        dict(quality=93, program_remark=94, analyst_remark=96), (98, 108)),
+    2: (
+        dict(
+            depth_km=(38, 45),
+            magnitude=(47, 52),
+            n_phases=(52, 55),
+            gap_deg=(55, 59),
+            dmin_km=(59, 64),
+            rms_s=(64, 69),
+            erh_km=(69, 74),
+            erz_km=(74, 79),
+        ),
+        dict(analyst_remark=79, quality=80, program_remark=82),
+        (83, 93),
+    ),
+    3: (
+        dict(
+            depth_km=(42, 48),
+            magnitude=(49, 54),
+            n_phases=(61, 64),
+            gap_deg=(65, 68),
+            dmin_km=(69, 74),
+            rms_s=(75, 80),
+            erh_km=(81, 86),
+            erz_km=(87, 92),
+        ),
+        dict(quality=93, program_remark=94, analyst_remark=96),
+        (98, 108),
+    ),
 }
 
 
@@ -1055,13 +1103,12 @@ SUPPORTED_COMMANDS = {
     "200": "Y2000 formats (always on)",
     "H71": "summary output format (1 Hypoinverse, 2 Hypo71, 3 readable, 4 csv), terminator format (1, 2, 3 = trial "
     "from the header), station format (only the Hypoinverse #2 station format is read)",
-    "STA": "station file (HINV #2 format; station weight code in column 15, P delays of sets 1 and 2 in columns "
-           "50-60)",
+    "STA": "station file (HINV #2 format; station weight code in column 15, P delays of sets 1 and 2 in columns 50-60)",
     "CRH": "layered model (stations at the model top: elevations not used)",
     "SAL": "independent S model for a P model",
     "POS": "Vp/Vs for S models scaled from P (S delay = POS x P delay)",
     "DEL": "station delays: DEL n for model n, DEL 0 one file for all models (model-set selection: P delays of the "
-           "P model, S delays of its SAL model)",
+    "P model, S delays of its SAL model)",
     "DIS": "distance weighting: ITRDIS, DISCUT, DISW1, DISW2 (fixed taper DISCUT*DISW1..DISCUT*DISW2)",
     "RMS": "residual weighting: ITRRES, RMSCUT, RMSW1, RMSW2 (fixed taper RMSCUT*RMSW1..RMSCUT*RMSW2)",
     "ERR": "reading error (s)",
@@ -1397,8 +1444,9 @@ def read_delays_all_models(path, where: str = "") -> dict:
             try:
                 val = _num(rest[k : k + 4], 2)
             except HypoinverseFormatError:
-                raise HypoinverseFormatError(f"{path}:{n}: delay of model {k // 4 + 1} (columns {12 + k}-{15 + k}) "
-                                             f"is not a number: {line!r}") from None
+                raise HypoinverseFormatError(
+                    f"{path}:{n}: delay of model {k // 4 + 1} (columns {12 + k}-{15 + k}) is not a number: {line!r}"
+                ) from None
             out.setdefault(k // 4 + 1, {})[key] = 0.0 if math.isnan(val) else val
     return out
 

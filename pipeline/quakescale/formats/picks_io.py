@@ -48,8 +48,20 @@ __all__ = [
     "picks_frame",
 ]
 
-PICK_COLUMNS = ["station_id", "network", "station", "location", "channel", "phase", "time",
-                "probability", "snr", "amp_wa_mm", "method", "model"]
+PICK_COLUMNS = [
+    "station_id",
+    "network",
+    "station",
+    "location",
+    "channel",
+    "phase",
+    "time",
+    "probability",
+    "snr",
+    "amp_wa_mm",
+    "method",
+    "model",
+]
 STATION_COLUMNS = ["station_id", "network", "station", "latitude", "longitude", "elevation_m", "kind"]
 
 _REAL_NAME = re.compile(r"(?:^|/)([A-Za-z0-9]+)\.([A-Za-z0-9_\-]+)\.([PS])\.txt$")
@@ -146,12 +158,22 @@ def read_real_picks(path, day=None) -> pd.DataFrame:
         t = arr[:, 0]
         w = arr[:, 1] if arr.shape[1] > 1 else np.full(len(t), np.nan)
         a = arr[:, 2] if arr.shape[1] > 2 else np.full(len(t), np.nan)
-        frames.append(pd.DataFrame({
-            "station_id": f"{net}.{sta}", "network": net, "station": sta, "phase": ph,
-            "time": day + pd.to_timedelta(np.round(t * 1e9).astype(np.int64), unit="ns"),
-            "snr": w.astype(np.float32), "amp_wa_mm": a if ph == "S" else np.nan, "amp_raw": a,
-            "method": "stalta", "model": "REAL-demo-stalta",
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "station_id": f"{net}.{sta}",
+                    "network": net,
+                    "station": sta,
+                    "phase": ph,
+                    "time": day + pd.to_timedelta(np.round(t * 1e9).astype(np.int64), unit="ns"),
+                    "snr": w.astype(np.float32),
+                    "amp_wa_mm": a if ph == "S" else np.nan,
+                    "amp_raw": a,
+                    "method": "stalta",
+                    "model": "REAL-demo-stalta",
+                }
+            )
+        )
     if not frames:
         raise PickFormatError(f"{path}: no '<NET>.<STA>.<P|S>.txt' pick files found")
     df = pd.concat(frames, ignore_index=True).sort_values("time", kind="stable")
@@ -181,8 +203,17 @@ def read_stationxml(path) -> pd.DataFrame:
     rows = []
     for net in inv:
         for sta in net:
-            rows.append((f"{net.code}.{sta.code}", net.code, sta.code, float(sta.latitude),
-                         float(sta.longitude), float(sta.elevation), "permanent"))
+            rows.append(
+                (
+                    f"{net.code}.{sta.code}",
+                    net.code,
+                    sta.code,
+                    float(sta.latitude),
+                    float(sta.longitude),
+                    float(sta.elevation),
+                    "permanent",
+                )
+            )
     if not rows:
         raise PickFormatError(f"{path}: StationXML without stations")
     return pd.DataFrame(rows, columns=STATION_COLUMNS).drop_duplicates("station_id").reset_index(drop=True)
@@ -273,7 +304,8 @@ def read_csv_picks(path, sep=None, time_unit: str | None = None, amp_unit: str |
             if amp_unit is None:
                 raise PickFormatError(
                     f"{path}: amplitude column {amp_col!r} without a unit: say amp_unit='wa_mm' (Wood-Anderson mm, "
-                    "used for magnitudes) or 'raw' (kept as amp_raw) -- CLI --amp-unit; or rename it amp_wa_mm")
+                    "used for magnitudes) or 'raw' (kept as amp_raw) -- CLI --amp-unit; or rename it amp_wa_mm"
+                )
             vals = pd.to_numeric(df[amp_col], errors="coerce")
             if amp_unit == "wa_mm":
                 out["amp_wa_mm"] = vals
@@ -285,8 +317,9 @@ def read_csv_picks(path, sep=None, time_unit: str | None = None, amp_unit: str |
     parts = sid.str.split(".", expand=True)
     if parts.shape[1] < 2 or parts[1].isna().any():
         bad = int(np.flatnonzero(parts[1].isna())[0]) if parts.shape[1] >= 2 else 0
-        raise PickFormatError(f"{path}:{bad + 2}: station ids must be NET.STA (got {sid.iloc[bad]!r}) "
-                              "or give a 'network' column")
+        raise PickFormatError(
+            f"{path}:{bad + 2}: station ids must be NET.STA (got {sid.iloc[bad]!r}) or give a 'network' column"
+        )
     out["station_id"] = parts[0] + "." + parts[1]
     out["network"], out["station"] = parts[0], parts[1]
     out["location"] = parts[2].fillna("") if parts.shape[1] > 2 else ""
@@ -304,7 +337,9 @@ def read_csv_picks(path, sep=None, time_unit: str | None = None, amp_unit: str |
     ph = out["phase"].astype(str).str.upper().str[0]
     bad = ~ph.isin(["P", "S"])
     if bad.any():
-        raise PickFormatError(f"{path}: phase must be P or S; row {int(np.flatnonzero(bad)[0]) + 2} has {out['phase'][bad].iloc[0]!r}")
+        raise PickFormatError(
+            f"{path}: phase must be P or S; row {int(np.flatnonzero(bad)[0]) + 2} has {out['phase'][bad].iloc[0]!r}"
+        )
     out["phase"] = ph
     if "probability" in out:
         out["probability"] = pd.to_numeric(out["probability"], errors="coerce")
@@ -361,11 +396,22 @@ def read_phasenet_picks(path, sampling_rate_hz: float = 100.0) -> pd.DataFrame:
                 amp = np.full(len(idx), np.nan)
             if len(idx) == 0:
                 continue
-            frames.append(pd.DataFrame({
-                "station_id": f"{net}.{sta}", "network": net, "station": sta, "phase": ph.upper(),
-                "time": t0 + pd.to_timedelta(np.round(idx / sampling_rate_hz * 1e9).astype(np.int64), unit="ns"),
-                "probability": prob.astype(np.float32), "amp_raw": amp, "method": "external", "model": "phasenet",
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "station_id": f"{net}.{sta}",
+                        "network": net,
+                        "station": sta,
+                        "phase": ph.upper(),
+                        "time": t0
+                        + pd.to_timedelta(np.round(idx / sampling_rate_hz * 1e9).astype(np.int64), unit="ns"),
+                        "probability": prob.astype(np.float32),
+                        "amp_raw": amp,
+                        "method": "external",
+                        "model": "phasenet",
+                    }
+                )
+            )
     if not frames:
         raise PickFormatError(f"{path}: PhaseNet table without picks")
     out = pd.concat(frames, ignore_index=True).sort_values("time", kind="stable")
@@ -396,8 +442,14 @@ def read_hypodd_phase_picks(path, stations: pd.DataFrame | None, unknown_codes: 
     ph, sid = ph[known], [s for s in sid if s is not None]
     origin = ev.set_index("event_id")["time"]
     travel = pd.to_timedelta(ph["travel_time_s"].to_numpy(), unit="s")
-    df = pd.DataFrame({"station_id": sid, "phase": ph["phase"].str[0].to_numpy(), "event_id": ph["event_id"].to_numpy(),
-                       "time": origin.loc[ph["event_id"]].reset_index(drop=True) + pd.Series(travel)})
+    df = pd.DataFrame(
+        {
+            "station_id": sid,
+            "phase": ph["phase"].str[0].to_numpy(),
+            "event_id": ph["event_id"].to_numpy(),
+            "time": origin.loc[ph["event_id"]].reset_index(drop=True) + pd.Series(travel),
+        }
+    )
     df["method"], df["model"] = "manual", path.name
     return picks_frame(df)
 
@@ -412,8 +464,9 @@ def read_hypoinverse_phase_picks(path) -> pd.DataFrame:
     return picks_frame(df)
 
 
-def read_picks(path, amp_unit: str | None = None, stations: pd.DataFrame | None = None,
-               unknown_codes: str = "error") -> pd.DataFrame:
+def read_picks(
+    path, amp_unit: str | None = None, stations: pd.DataFrame | None = None, unknown_codes: str = "error"
+) -> pd.DataFrame:
     """The one reader of pick files (``quakescale associate-external``, the bootstrap's manual
     picks), the format decided by the name, then the header line:
 
@@ -454,10 +507,36 @@ def read_real_catalog(path) -> pd.DataFrame:
         try:
             day = pd.Timestamp(f"{int(tok[1]):04d}-{int(tok[2]):02d}-{int(tok[3]):02d}", tz="UTC")
             t = day + pd.to_timedelta(round(float(tok[5]) * 1e9), unit="ns")
-            rows.append((int(tok[0]), t, float(tok[7]), float(tok[8]), float(tok[9]), float(tok[10]),
-                         int(tok[12]), int(tok[13]), int(tok[14]), float(tok[6]),
-                         float(tok[15]) if len(tok) > 15 else np.nan))
+            rows.append(
+                (
+                    int(tok[0]),
+                    t,
+                    float(tok[7]),
+                    float(tok[8]),
+                    float(tok[9]),
+                    float(tok[10]),
+                    int(tok[12]),
+                    int(tok[13]),
+                    int(tok[14]),
+                    float(tok[6]),
+                    float(tok[15]) if len(tok) > 15 else np.nan,
+                )
+            )
         except ValueError as exc:
             raise PickFormatError(f"{path}:{n}: {exc} in {line!r}") from exc
-    return pd.DataFrame(rows, columns=["event_id", "time", "latitude", "longitude", "depth_km", "magnitude",
-                                       "n_p", "n_s", "n_picks", "std_s", "gap_deg"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "event_id",
+            "time",
+            "latitude",
+            "longitude",
+            "depth_km",
+            "magnitude",
+            "n_p",
+            "n_s",
+            "n_picks",
+            "std_s",
+            "gap_deg",
+        ],
+    )

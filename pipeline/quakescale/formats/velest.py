@@ -30,8 +30,6 @@ class VelestFormatError(QuakeScaleError, ValueError):
     pass
 
 
-
-
 def read_velest_mod(path, vpvs: float = 1.73) -> LayeredModel:
     path = Path(path)
     if not path.exists():
@@ -98,7 +96,9 @@ def read_velest_sta(path) -> pd.DataFrame:
             scor = float(line[41:46]) if line[41:46].strip() else 0.0
         except (ValueError, IndexError) as exc:
             raise VelestFormatError(f"{path}:{n}: cannot parse station line {line!r}: {exc}") from None
-        rows.append(dict(station=line[:4].strip(), latitude=lat, longitude=lon, elevation_m=elev, p_cor_s=pcor, s_cor_s=scor))
+        rows.append(
+            dict(station=line[:4].strip(), latitude=lat, longitude=lon, elevation_m=elev, p_cor_s=pcor, s_cor_s=scor)
+        )
     return pd.DataFrame(rows)
 
 
@@ -109,10 +109,22 @@ def read_velest_cat(path, century: int = 2000) -> pd.DataFrame:
     for _n, _line, tok in token_lines(path, 10, VelestFormatError, "'yymmdd hh mm ss lat lon dep mag gap rms'"):
         ymd = tok[0].zfill(6)
         t = pd.Timestamp(
-            year=century + int(ymd[:2]), month=int(ymd[2:4]), day=int(ymd[4:6]), hour=int(tok[1]), minute=int(tok[2]), tz="UTC"
+            year=century + int(ymd[:2]),
+            month=int(ymd[2:4]),
+            day=int(ymd[4:6]),
+            hour=int(tok[1]),
+            minute=int(tok[2]),
+            tz="UTC",
         ) + pd.to_timedelta(float(tok[3]), unit="s")
         rows.append(
-            dict(time=t, latitude=float(tok[4]), longitude=float(tok[5]), depth_km=float(tok[6]), magnitude=float(tok[7]),
-                 gap_deg=float(tok[8]), rms_s=float(tok[9]))
+            dict(
+                time=t,
+                latitude=float(tok[4]),
+                longitude=float(tok[5]),
+                depth_km=float(tok[6]),
+                magnitude=float(tok[7]),
+                gap_deg=float(tok[8]),
+                rms_s=float(tok[9]),
+            )
         )
     return pd.DataFrame(rows)

@@ -55,8 +55,10 @@ def read_layer_table(path, vpvs: float = 1.73) -> LayeredModel:
                 if hit:
                     idx[key] = hit[0]
             if "top" not in idx or "vp" not in idx:
-                raise ModelFormatError(f"{path}:{n}: header {line!r} must name a top/depth column (top_km) and a "
-                                       "Vp column (vp_km_s); Vs (vs_km_s) optional")
+                raise ModelFormatError(
+                    f"{path}:{n}: header {line!r} must name a top/depth column (top_km) and a "
+                    "Vp column (vp_km_s); Vs (vs_km_s) optional"
+                )
             cols = (idx["top"], idx["vp"], idx.get("vs"))
             continue
         if cols is not None:
@@ -114,7 +116,11 @@ def read_taup_nd(path, max_depth_km: float | None = None, gradient_step_km: floa
             vp.append(va)
             vs.append(vb)
     last = pts[-1]
-    if not tops or (max_depth_km is None or last[0] < max_depth_km) and (abs(last[1] - vp[-1]) > 1e-9 or abs(last[2] - vs[-1]) > 1e-9):
+    if (
+        not tops
+        or (max_depth_km is None or last[0] < max_depth_km)
+        and (abs(last[1] - vp[-1]) > 1e-9 or abs(last[2] - vs[-1]) > 1e-9)
+    ):
         tops.append(last[0])
         vp.append(last[1])
         vs.append(last[2])

@@ -66,6 +66,7 @@ class SubmitError(QuakeScaleError, RuntimeError):
 
 # -- arrays ----------------------------------------------------------------------------------
 
+
 def array_parts(n: int, max_array_size: int = 1000) -> list[tuple[int, int]]:
     """Split ``n`` chunks into ``(offset, count)`` arrays whose indices stay below ``max_array_size``."""
     if max_array_size < 1:
@@ -85,6 +86,7 @@ def slurm_max_array_size(scontrol: str = "scontrol") -> int:
 
 
 # -- rendering -------------------------------------------------------------------------------
+
 
 @dataclass
 class JobSpec:
@@ -112,15 +114,30 @@ def job_name(run_name: str, stage: str) -> str:
     return f"qs-{_NAME_SAFE.sub('_', run_name)[:40]}-{stage}"
 
 
-def stage_job(compute, run_name: str, stage: str, pool_name: str, argv: Sequence[str], run_dir: Path, script: Path,
-              after: Sequence[str] = (), write: bool = True) -> JobSpec:
+def stage_job(
+    compute,
+    run_name: str,
+    stage: str,
+    pool_name: str,
+    argv: Sequence[str],
+    run_dir: Path,
+    script: Path,
+    after: Sequence[str] = (),
+    write: bool = True,
+) -> JobSpec:
     """One (non-array) job of ``stage`` on ``pool_name`` (``gpu`` | ``cpu``) running ``argv``:
     ``stage.sbatch.tmpl`` with the pool's directives and the prologue, log in ``RUN/logs/``;
     written to ``script`` (or only rendered, to validate, when not ``write``)."""
     pool = compute.gpu_pool if pool_name == "gpu" else compute.cpu_pool
     js = SlurmJobScript.for_pool(
-        pool, name=job_name(run_name, stage), command=list(argv), prologue=prologue_lines(compute.prologue), chdir=run_dir,
-        output=Path(run_dir) / "logs" / f"{stage}-%j.out", template="stage.sbatch.tmpl", pool_field=f"compute.{pool_name}_pool",
+        pool,
+        name=job_name(run_name, stage),
+        command=list(argv),
+        prologue=prologue_lines(compute.prologue),
+        chdir=run_dir,
+        output=Path(run_dir) / "logs" / f"{stage}-%j.out",
+        template="stage.sbatch.tmpl",
+        pool_field=f"compute.{pool_name}_pool",
         env={"QUAKESCALE_RUN_DIR": str(run_dir), "QUAKESCALE_STAGE": stage},
     )
     if write:
@@ -192,9 +209,16 @@ def render_jobs(
                 array = f"0-{count - 1}%{throttle}"
                 script = jobs_dir / (f"{step:02d}-{stage}.p{p:03d}.sbatch")
                 js = SlurmJobScript.for_pool(
-                    pool, name=name, command=argv, prologue=prologue, chdir=run_dir,
-                    output=logs_dir / f"{stage}-%A_%a.out", array=array, template="array.sbatch.tmpl",
-                    extra={"chunk_offset": int(offset)}, pool_field=pool_field,
+                    pool,
+                    name=name,
+                    command=argv,
+                    prologue=prologue,
+                    chdir=run_dir,
+                    output=logs_dir / f"{stage}-%A_%a.out",
+                    array=array,
+                    template="array.sbatch.tmpl",
+                    extra={"chunk_offset": int(offset)},
+                    pool_field=pool_field,
                     env={"QUAKESCALE_RUN_DIR": str(run_dir), "QUAKESCALE_STAGE": stage},
                 )
                 if write:
@@ -204,7 +228,19 @@ def render_jobs(
                 specs.append(JobSpec(stage, script, pool_name, list(previous), p, array, int(offset), count))
         else:
             step += 1
-            specs.append(stage_job(compute, cfg.run.name, stage, pool_name, argv, run_dir, jobs_dir / f"{step:02d}-{stage}.sbatch", previous, write))
+            specs.append(
+                stage_job(
+                    compute,
+                    cfg.run.name,
+                    stage,
+                    pool_name,
+                    argv,
+                    run_dir,
+                    jobs_dir / f"{step:02d}-{stage}.sbatch",
+                    previous,
+                    write,
+                )
+            )
         previous = [stage]
     if write:
         write_json({"jobs": [s.to_dict() for s in specs], "units": dict(units)}, jobs_dir / "jobs.json")
@@ -212,6 +248,7 @@ def render_jobs(
 
 
 # -- submission ------------------------------------------------------------------------------
+
 
 def _parse_job_id(out: str, script) -> str:
     first = out.strip().splitlines()[0] if out.strip() else ""
@@ -221,8 +258,14 @@ def _parse_job_id(out: str, script) -> str:
     return m.group(1)
 
 
-def submit(specs: Sequence[JobSpec], *, sbatch: str = "sbatch", extra_args: Sequence[str] = (),
-           run_dir=None, timeout_s: float = 120.0) -> dict[str, list[str]]:
+def submit(
+    specs: Sequence[JobSpec],
+    *,
+    sbatch: str = "sbatch",
+    extra_args: Sequence[str] = (),
+    run_dir=None,
+    timeout_s: float = 120.0,
+) -> dict[str, list[str]]:
     """Submit rendered jobs in order with ``sbatch --parsable``; a job that waits for stages gets
     ``--dependency=afterok:ID:ID...`` (every job of those stages) and ``--kill-on-invalid-dep=yes``
     (a failed upstream cancels it instead of leaving it pending forever).  Returns stage -> job ids
@@ -243,7 +286,9 @@ def submit(specs: Sequence[JobSpec], *, sbatch: str = "sbatch", extra_args: Sequ
             raise SubmitError(f"could not run {sbatch} for {spec.script}: {exc}") from None
         if r.returncode != 0:
             _cancel_all(ids)
-            raise SubmitError(f"sbatch refused {spec.script} (exit {r.returncode}): {r.stderr.strip() or r.stdout.strip()}")
+            raise SubmitError(
+                f"sbatch refused {spec.script} (exit {r.returncode}): {r.stderr.strip() or r.stdout.strip()}"
+            )
         spec.job_id = _parse_job_id(r.stdout, spec.script)
         ids.setdefault(spec.stage, []).append(spec.job_id)
     if run_dir is not None:
@@ -257,13 +302,23 @@ def _cancel_all(ids: Mapping[str, list[str]]) -> None:
         subprocess.run(["scancel", *flat], capture_output=True, timeout=60)
 
 
-def submit_run(cfg, units: Mapping[str, int], *, run_dir=None, config_path=None, max_array_size: int | None = None,
-               sbatch: str = "sbatch", **render_kw) -> dict[str, list[str]]:
+def submit_run(
+    cfg,
+    units: Mapping[str, int],
+    *,
+    run_dir=None,
+    config_path=None,
+    max_array_size: int | None = None,
+    sbatch: str = "sbatch",
+    **render_kw,
+) -> dict[str, list[str]]:
     """``quakescale submit``: render into RUN/jobs/, submit chained, return stage -> job ids."""
     run_dir = Path(run_dir if run_dir is not None else cfg.run.out_dir).resolve()
     if max_array_size is None:
         max_array_size = slurm_max_array_size()
-    specs = render_jobs(cfg, units, run_dir=run_dir, config_path=config_path, max_array_size=max_array_size, **render_kw)
+    specs = render_jobs(
+        cfg, units, run_dir=run_dir, config_path=config_path, max_array_size=max_array_size, **render_kw
+    )
     return submit(specs, sbatch=sbatch, run_dir=run_dir)
 
 
@@ -323,10 +378,16 @@ def squeue(user: str | None = None, *, squeue_cmd: str = "squeue", timeout_s: fl
     """This user's jobs as :class:`SqueueRow` (pending arrays compressed, one row per running task)."""
     user = user or getpass.getuser()
     try:
-        r = subprocess.run([squeue_cmd, "--noheader", f"--user={user}", f"--format={SQUEUE_FORMAT}"],
-                           capture_output=True, text=True, timeout=timeout_s)
+        r = subprocess.run(
+            [squeue_cmd, "--noheader", f"--user={user}", f"--format={SQUEUE_FORMAT}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except FileNotFoundError:
-        raise RuntimeError(f"{squeue_cmd} not found: queue states need a SLURM login node (done/failed come from the run directory)") from None
+        raise RuntimeError(
+            f"{squeue_cmd} not found: queue states need a SLURM login node (done/failed come from the run directory)"
+        ) from None
     if r.returncode != 0:
         raise RuntimeError(f"squeue failed (exit {r.returncode}): {r.stderr.strip()}")
     return parse_squeue(r.stdout)
@@ -346,8 +407,12 @@ def _queue_counts(rows: Sequence[SqueueRow], stage_of_job: Mapping[str, str]) ->
     return out
 
 
-def stage_status(run_dir, expected: Mapping[str, int | None] | None = None, squeue_rows: Sequence[SqueueRow] | None = None,
-                 stages: Sequence[str] = JOB_STAGES):
+def stage_status(
+    run_dir,
+    expected: Mapping[str, int | None] | None = None,
+    squeue_rows: Sequence[SqueueRow] | None = None,
+    stages: Sequence[str] = JOB_STAGES,
+):
     """Per stage: units expected, done (ok/no_data/skipped), failed, pending (expected - done -
     failed), and array tasks/jobs queued and running in SLURM (``squeue_rows`` mapped to stages
     through ``RUN/jobs/submitted.json``).  Returns a pandas DataFrame, one row per stage."""
@@ -367,17 +432,28 @@ def stage_status(run_dir, expected: Mapping[str, int | None] | None = None, sque
         failed = int((df["state"] == "failed").sum()) if len(df) else 0
         n = expected.get(st)
         pending = max(0, int(n) - done - failed) if n is not None else None
-        recs.append({"stage": st, "units": n, "done": done, "failed": failed, "pending": pending,
-                     "queued": q.get(st, {}).get("queued", 0), "running": q.get(st, {}).get("running", 0),
-                     "jobs": ",".join(j for j, s in stage_of_job.items() if s == st)})
+        recs.append(
+            {
+                "stage": st,
+                "units": n,
+                "done": done,
+                "failed": failed,
+                "pending": pending,
+                "queued": q.get(st, {}).get("queued", 0),
+                "running": q.get(st, {}).get("running", 0),
+                "jobs": ",".join(j for j, s in stage_of_job.items() if s == st),
+            }
+        )
     return pd.DataFrame.from_records(recs)
 
 
 def format_stage_status(df) -> str:
     """The table of :func:`stage_status` as aligned text for ``quakescale status``."""
     cols = ["stage", "units", "done", "failed", "pending", "queued", "running", "jobs"]
-    rows = [[("-" if (v is None or v != v) else str(int(v)) if isinstance(v, float) else str(v)) for v in rec]
-            for rec in df[cols].itertuples(index=False)]
+    rows = [
+        [("-" if (v is None or v != v) else str(int(v)) if isinstance(v, float) else str(v)) for v in rec]
+        for rec in df[cols].itertuples(index=False)
+    ]
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]

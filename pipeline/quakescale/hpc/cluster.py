@@ -104,7 +104,9 @@ def _pool(compute, pool: str):
     return compute.gpu_pool if pool == "gpu" else compute.cpu_pool
 
 
-def slurm_cluster_kwargs(compute, pool: str = "cpu", *, run_dir=None, binds: Iterable = (), name: str = "quakescale") -> dict:
+def slurm_cluster_kwargs(
+    compute, pool: str = "cpu", *, run_dir=None, binds: Iterable = (), name: str = "quakescale"
+) -> dict:
     """Keyword arguments of ``dask_jobqueue.SLURMCluster`` for one pool of ``compute``."""
     p = _pool(compute, pool)
     field = f"compute.{pool}_pool"
@@ -141,8 +143,16 @@ def slurm_cluster_kwargs(compute, pool: str = "cpu", *, run_dir=None, binds: Ite
     )
 
 
-def make_cluster(compute, pool: str = "cpu", *, run_dir=None, binds: Iterable | None = None, name: str | None = None,
-                 adapt: bool = True, **overrides):
+def make_cluster(
+    compute,
+    pool: str = "cpu",
+    *,
+    run_dir=None,
+    binds: Iterable | None = None,
+    name: str | None = None,
+    adapt: bool = True,
+    **overrides,
+):
     """A Dask cluster for ``compute.backend``: LocalCluster (local) or SLURMCluster (slurm).
 
     ``compute``: ``cfg.compute``, or the whole ``cfg`` (then the container binds default to
@@ -178,5 +188,7 @@ def make_cluster(compute, pool: str = "cpu", *, run_dir=None, binds: Iterable | 
             p = _pool(compute, pool)
             cluster.adapt(minimum_jobs=p.min_jobs, maximum_jobs=max(p.max_jobs, p.min_jobs))
         return cluster
-    raise ValueError(f"compute.backend {compute.backend!r} has no Dask cluster (array mode submits sbatch job arrays: "
-        "quakescale submit)")
+    raise ValueError(
+        f"compute.backend {compute.backend!r} has no Dask cluster (array mode submits sbatch job arrays: "
+        "quakescale submit)"
+    )

@@ -52,14 +52,23 @@ def bind_list(binds: Iterable, field: str = "compute.binds") -> list[str]:
     for i, b in enumerate(binds):
         s = str(b)
         if not s or "," in s or "\n" in s or "\x00" in s:
-            raise ContainerError(f"{field}[{i}]: bind {s!r} is empty or contains a comma/newline (apptainer splits --bind on commas)")
+            raise ContainerError(
+                f"{field}[{i}]: bind {s!r} is empty or contains a comma/newline (apptainer splits --bind on commas)"
+            )
         if s not in out:
             out.append(s)
     return out
 
 
-def apptainer_exec(image, command: Sequence[str], *, gpu: bool = False, binds: Iterable = (),
-                   apptainer: str = "apptainer", extra_args: Sequence[str] = ()) -> list[str]:
+def apptainer_exec(
+    image,
+    command: Sequence[str],
+    *,
+    gpu: bool = False,
+    binds: Iterable = (),
+    apptainer: str = "apptainer",
+    extra_args: Sequence[str] = (),
+) -> list[str]:
     """``[apptainer, exec, (--nv), (--bind, "a,b"), *extra_args, IMAGE, *command]``."""
     if not command:
         raise ContainerError("apptainer exec needs a command")
@@ -91,8 +100,10 @@ def bind_path(p, field: str) -> str:
     raises :class:`ContainerError` naming ``field`` (the config field or role it came from)."""
     s = str(Path(p))
     if "," in s or ":" in s:
-        raise ContainerError(f"{field}: path {s!r} contains ',' or ':' and cannot be bound into the container; move it or bind a "
-            "parent through compute.binds")
+        raise ContainerError(
+            f"{field}: path {s!r} contains ',' or ':' and cannot be bound into the container; move it or bind a "
+            "parent through compute.binds"
+        )
     return s
 
 

@@ -14,7 +14,9 @@ from ..relocate.hypodd21 import project_summary, run_project
 from ..rundir import write_table
 
 
-def associate_external(picks_path, stations_path, model_path, out_dir, section=None, amp_unit: str | None = None) -> str:
+def associate_external(
+    picks_path, stations_path, model_path, out_dir, section=None, amp_unit: str | None = None
+) -> str:
     """Associate a pick file (any format :func:`quakescale.formats.picks_io.read_picks` reads: our
     Parquet, REAL pick folder/zip, PhaseNet ``picks.csv``, HypoDD ``.pha``, Hypoinverse ``.arc``,
     a CSV) with stations (StationXML, REAL station.dat or a table) and a velocity model file;
@@ -23,8 +25,9 @@ def associate_external(picks_path, stations_path, model_path, out_dir, section=N
     None); ``amp_unit``: the unit of an amplitude column of a CSV (``wa_mm`` or ``raw``)."""
     section = section or AssociateSection()
     stations = picks_io.read_stations(stations_path)
-    picks = picks_io.read_picks(picks_path, amp_unit=amp_unit, stations=stations,
-                                unknown_codes=section.unknown_stations)
+    picks = picks_io.read_picks(
+        picks_path, amp_unit=amp_unit, stations=stations, unknown_codes=section.unknown_stations
+    )
     model = resolve_model(str(model_path))
     assoc = Associator.from_section(stations, model, section)
     picks = picks.sort_values("time", kind="stable").reset_index(drop=True)

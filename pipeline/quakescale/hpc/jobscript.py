@@ -71,7 +71,9 @@ def load_template(name: str) -> str:
     path = templates_dir() / name
     if path not in _TEMPLATE_CACHE:
         if not path.is_file():
-            raise JobScriptError(f"job-script template not found: {path} (set QUAKESCALE_JOBS_DIR to the directory holding {name})")
+            raise JobScriptError(
+                f"job-script template not found: {path} (set QUAKESCALE_JOBS_DIR to the directory holding {name})"
+            )
         _TEMPLATE_CACHE[path] = path.read_text()
     return _TEMPLATE_CACHE[path]
 
@@ -99,7 +101,9 @@ def check_value(value, field: str) -> str:
     """``value`` as a string, refusing control characters (newlines would start shell lines)."""
     s = str(value)
     if _CONTROL.search(s):
-        raise JobScriptError(f"{field}: value {s!r} contains a control character (newline, tab, ...); not allowed in a job script")
+        raise JobScriptError(
+            f"{field}: value {s!r} contains a control character (newline, tab, ...); not allowed in a job script"
+        )
     return s
 
 
@@ -122,8 +126,22 @@ def check_walltime(value: str, field: str = "walltime") -> str:
     return s
 
 
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1e3,
+    "kb": 1e3,
+    "m": 1e6,
+    "mb": 1e6,
+    "g": 1e9,
+    "gb": 1e9,
+    "t": 1e12,
+    "tb": 1e12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def memory_mb(value: str, field: str = "memory") -> int:
@@ -136,6 +154,7 @@ def memory_mb(value: str, field: str = "memory") -> int:
 
 
 # -- pieces shared by the array mode and the Dask mode ---------------------------------------
+
 
 def prologue_lines(prologue: Iterable[str], field: str = "compute.prologue") -> list[str]:
     """The user's prologue lines (``module load cuda``), one shell line each, verbatim."""
@@ -169,7 +188,7 @@ def _extra_directive(d: str, field: str) -> str:
     """A user directive ``--key=value`` / ``--flag`` / ``-k value``: the key checked, the value quoted."""
     s = check_value(d, field).strip()
     if s.startswith("#SBATCH"):
-        s = s[len("#SBATCH"):].strip()
+        s = s[len("#SBATCH") :].strip()
     m = re.match(r"^(--[A-Za-z][A-Za-z0-9\-]*)(?:=(.*))?$", s) or re.match(r"^(-[A-Za-z])(?:\s+(.*))?$", s)
     if not m:
         raise JobScriptError(f"{field}: {d!r} is not an sbatch option (--key=value, --flag or -k value)")
@@ -197,6 +216,7 @@ def pool_directives(pool, field: str = "pool") -> list[str]:
 
 
 # -- the generic job script and its SLURM flavour --------------------------------------------
+
 
 @dataclass
 class JobScript:
@@ -290,5 +310,12 @@ class SlurmJobScript(JobScript):
         if array is not None:
             d.append(f"--array={check_value(array, 'array')}")
         d += pool_directives(pool, pool_field)
-        return cls(name=name, command=list(command), directives=d, prologue=list(prologue),
-                   env=dict(env or {}), template=template, extra=dict(extra or {}))
+        return cls(
+            name=name,
+            command=list(command),
+            directives=d,
+            prologue=list(prologue),
+            env=dict(env or {}),
+            template=template,
+            extra=dict(extra or {}),
+        )

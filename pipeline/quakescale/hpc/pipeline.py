@@ -44,14 +44,26 @@ def _git_commit() -> str | None:
 
 
 def _versions() -> dict:
-    v = dict(quakescale=__version__, python=sys.version.split()[0], numpy=numpy.__version__, obspy=obspy.__version__,
-             pandas=pandas.__version__, pyarrow=pyarrow.__version__, dask=dask.__version__, distributed=distributed.__version__)
+    v = dict(
+        quakescale=__version__,
+        python=sys.version.split()[0],
+        numpy=numpy.__version__,
+        obspy=obspy.__version__,
+        pandas=pandas.__version__,
+        pyarrow=pyarrow.__version__,
+        dask=dask.__version__,
+        distributed=distributed.__version__,
+    )
     try:  # torch is imported here only: the driver of a run never needs it otherwise (a broken CUDA stays a note)
         import torch
 
         v["torch"] = torch.__version__
         v["cuda"] = torch.version.cuda
-        v["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        v["gpus"] = (
+            [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if torch.cuda.is_available()
+            else []
+        )
     except Exception:
         pass
     return v
@@ -85,7 +97,21 @@ def _map_chunks(cfg: Config, rd: RunDir, stage: str, parts: list[list[str]], for
             echo(f"  {stage}: chunk {i}/{len(parts)}")
         return rows
     resources = STAGE[stage].resources(cfg.compute)
-    futs = {client.submit(run_task, str(rd.root), stage, p, force, True, key=f"{stage}-{i}-{abs(hash(tuple(p)))}", retries=2, pure=False, resources=resources): p for i, p in enumerate(parts)}
+    futs = {
+        client.submit(
+            run_task,
+            str(rd.root),
+            stage,
+            p,
+            force,
+            True,
+            key=f"{stage}-{i}-{abs(hash(tuple(p)))}",
+            retries=2,
+            pure=False,
+            resources=resources,
+        ): p
+        for i, p in enumerate(parts)
+    }
     t0 = time.time()
     done_units = 0
     for i, f in enumerate(as_completed(list(futs)), 1):
@@ -116,7 +142,9 @@ def stale(rd: RunDir, stage: str) -> bool:
     return False
 
 
-def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client=None, retry_failed: bool = False) -> dict:
+def run_pipeline(
+    cfg: Config, stages=None, force=frozenset(), echo=print, client=None, retry_failed: bool = False
+) -> dict:
     """Run the stages in order.  A stage runs its pending units (all of them with ``force``);
     once a stage produced new output, every later stage is redone, so the catalog always
     follows its inputs.  Failed units are retried only with ``retry_failed``."""
@@ -148,7 +176,9 @@ def run_pipeline(cfg: Config, stages=None, force=frozenset(), echo=print, client
                 if n_failed:
                     echo(f"{stage}: {n_failed} unit(s) failed (reasons: quakescale status; retry: --retry-failed)")
             else:
-                if f or "all" not in rd.done_units(stage, ("ok", "no_data", "skipped") + (() if retry_failed else ("failed",))):
+                if f or "all" not in rd.done_units(
+                    stage, ("ok", "no_data", "skipped") + (() if retry_failed else ("failed",))
+                ):
                     rows = run_task(rd.root, stage, ["all"], force=True)
                     did_work = True
                     if stage != "plan":  # a new plan adds units; it does not invalidate done ones

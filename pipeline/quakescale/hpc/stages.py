@@ -52,7 +52,10 @@ def prepare_run(cfg: Config) -> RunDir:
         if old.digest() != cfg.digest():
             rd.config_changed = True
             # a changed config is recorded; finished units stay valid only for unchanged stages
-            write_json({"previous_config_digest": old.digest(), "new_config_digest": cfg.digest(), "time": time.time()}, rd.root / "logs" / f"config-change-{int(time.time())}.json")
+            write_json(
+                {"previous_config_digest": old.digest(), "new_config_digest": cfg.digest(), "time": time.time()},
+                rd.root / "logs" / f"config-change-{int(time.time())}.json",
+            )
     save_config(cfg, rd.config)
     return rd
 
@@ -163,7 +166,9 @@ def chunk_bounds(chunk: int, chunk_size: int, n_units: int) -> tuple[int, int]:
     """``(start, stop)`` of chunk ``chunk`` in the unit list; a clear error when out of range."""
     n = n_chunks(n_units, chunk_size)
     if not 0 <= chunk < n:
-        raise IndexError(f"chunk {chunk} out of range: {n_units} units in chunks of {chunk_size} give chunks 0..{n - 1}")
+        raise IndexError(
+            f"chunk {chunk} out of range: {n_units} units in chunks of {chunk_size} give chunks 0..{n - 1}"
+        )
     start = chunk * chunk_size
     return start, min(start + chunk_size, n_units)
 
@@ -239,8 +244,12 @@ def run_task(run_dir, stage: str, units: list[str], force: bool = False, retry_f
         except Exception as exc:  # one bad unit is recorded and skipped; the run goes on
             state, n_out = "failed", 0
             reason = f"{type(exc).__name__}: {exc}"
-            (rd.sub("logs") / f"{stage}-failures.log").open("a").write(f"--- {u} on {socket.gethostname()}\n{traceback.format_exc()}\n")
-        rows.append(dict(unit=u, state=state, n_out=int(n_out), reason=reason[:2000], seconds=round(time.time() - t0, 3)))
+            (rd.sub("logs") / f"{stage}-failures.log").open("a").write(
+                f"--- {u} on {socket.gethostname()}\n{traceback.format_exc()}\n"
+            )
+        rows.append(
+            dict(unit=u, state=state, n_out=int(n_out), reason=reason[:2000], seconds=round(time.time() - t0, 3))
+        )
     if rows:
         rd.write_status(stage, rows)
     return rows
@@ -263,7 +272,10 @@ def _cached(key, make):
 
 
 def stations_df(cfg: Config) -> pd.DataFrame:
-    return _cached(("stations", str(cfg.archive.inventory), tuple(cfg.archive.stations)), lambda: stations_table(load_inventory(cfg.archive.inventory), cfg.archive.stations or None))
+    return _cached(
+        ("stations", str(cfg.archive.inventory), tuple(cfg.archive.stations)),
+        lambda: stations_table(load_inventory(cfg.archive.inventory), cfg.archive.stations or None),
+    )
 
 
 def velocity_model(cfg: Config):
@@ -278,7 +290,9 @@ def _detect_task(cfg, rd, unit):
     sd = StationDay.from_unit(unit)
     model = None
     if cfg.detect.method == "cerp":
-        model = _cached(("cerp", cfg.detect.model, cfg.detect.device), lambda: get_model(cfg.detect.model, cfg.detect.device))
+        model = _cached(
+            ("cerp", cfg.detect.model, cfg.detect.device), lambda: get_model(cfg.detect.model, cfg.detect.device)
+        )
     inv = _cached(("inv", str(cfg.archive.inventory)), lambda: load_inventory(str(cfg.archive.inventory)))
     try:
         df = run_station_day(cfg, sd.station_id, sd.day, model=model, inventory=inv)
@@ -424,7 +438,15 @@ def _relocate_task(cfg, rd, unit):
         prm, note = prm.model_copy(update={"max_station_km": km}), f"; max_station_km auto {km:g} km"
     try:
         out = relocate_with_backend(
-            ev, picks, sta, velocity_model(cfg), dtcc, prm, work_dir=rd.root / "relocate-hypodd", backend=prm.backend, exe=prm.hypodd_exe
+            ev,
+            picks,
+            sta,
+            velocity_model(cfg),
+            dtcc,
+            prm,
+            work_dir=rd.root / "relocate-hypodd",
+            backend=prm.backend,
+            exe=prm.hypodd_exe,
         )
     except DDError as exc:
         if "nothing to relocate" not in str(exc):
@@ -436,7 +458,11 @@ def _relocate_task(cfg, rd, unit):
     if log:
         (rd.sub("logs") / "relocate.log").write_text("\n".join(map(str, log)) + "\n")
     write_table(out, rd.root / "relocated" / "relocated.parquet")
-    return "ok", len(out), f"{len(out)} of {len(ev)} events relocated ({0 if dtcc is None else len(dtcc)} cc times{note})"
+    return (
+        "ok",
+        len(out),
+        f"{len(out)} of {len(ev)} events relocated ({0 if dtcc is None else len(dtcc)} cc times{note})",
+    )
 
 
 # ----------------------------------------------------------------------------- catalog

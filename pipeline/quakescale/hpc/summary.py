@@ -32,12 +32,19 @@ def stage_summary(rd: RunDir) -> dict:
 
 
 def build_summary(cfg: Config, rd: RunDir, extra: dict | None = None) -> dict:
-    summary = dict(run=cfg.run.name, written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), stages=stage_summary(rd))
+    summary = dict(
+        run=cfg.run.name, written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), stages=stage_summary(rd)
+    )
     if rd.plan.exists():
         plan = pd.read_parquet(rd.plan)
-        problems = [dict(unit=r.unit, state=r.state, reason=r.reason) for r in plan[~plan.state.isin(["ok"])].itertuples()]
-        summary["plan"] = dict(station_days=int(len(plan)), states={k: int(v) for k, v in plan.state.value_counts().items()},
-                               problems=problems[:50])
+        problems = [
+            dict(unit=r.unit, state=r.state, reason=r.reason) for r in plan[~plan.state.isin(["ok"])].itertuples()
+        ]
+        summary["plan"] = dict(
+            station_days=int(len(plan)),
+            states={k: int(v) for k, v in plan.state.value_counts().items()},
+            problems=problems[:50],
+        )
     truth_dir = cfg.archive.truth
     if truth_dir and Path(truth_dir).exists():
         vs = {}
@@ -47,8 +54,11 @@ def build_summary(cfg: Config, rd: RunDir, extra: dict | None = None) -> dict:
         pk = gather_picks(rd)
         if pk is not None:
             vs["picks"] = pick_errors(pk, tp)
-        outputs = (("associate", rd.root / "events" / "associated.parquet"), ("locate", rd.root / "events" / "located.parquet"),
-                   ("relocate", rd.root / "relocated" / "relocated.parquet"))
+        outputs = (
+            ("associate", rd.root / "events" / "associated.parquet"),
+            ("locate", rd.root / "events" / "located.parquet"),
+            ("relocate", rd.root / "relocated" / "relocated.parquet"),
+        )
         for stage, path in outputs:
             if path.exists():
                 df = pd.read_parquet(path)

@@ -137,8 +137,13 @@ def project_delays(cmd: hinv.HypCommands, stations: pd.DataFrame, for_location: 
         sets[mid] = {sid: v for (site, net), v in d.items() if (sid := _sid(site, net)) in known}
         unknown = [_sid(s, n) for (s, n) in d if _sid(s, n) not in known]
         if unknown:
-            log.info("%s: delays of model %d: %d station(s) not in the station file ignored (%s)", cmd.path, mid,
-                     len(unknown), ", ".join(unknown[:5]))
+            log.info(
+                "%s: delays of model %d: %d station(s) not in the station file ignored (%s)",
+                cmd.path,
+                mid,
+                len(unknown),
+                ", ".join(unknown[:5]),
+            )
     p_id, s_id = cmd.p_s_model_ids()
     rows = []
     pset = sets.get(p_id, {})
@@ -775,7 +780,9 @@ def locate_hypoinverse_project(
     ch_in = out_ph.get("channel", pd.Series("", index=out_ph.index)).fillna("").astype(str)
     keep = [c in chans.get(sid, []) for sid, c in zip(out_ph["station_id"], ch_in)]
     out_ph["channel"] = np.where(keep, ch_in, out_ph["station_id"].map(first["channel"]).fillna(""))
-    out_ph["component"] = np.where(keep, out_ph.get("component", ""), out_ph["station_id"].map(first["component"]).fillna(""))
+    out_ph["component"] = np.where(
+        keep, out_ph.get("component", ""), out_ph["station_id"].map(first["component"]).fillna("")
+    )
     dl = {(r.station_id, r.phase): r.delay_s for r in delays.itertuples()} if len(delays) else {}
     shown = project_delays(cmd, stations, for_location=False)
     dl_shown = {(r.station_id, r.phase): r.delay_s for r in shown.itertuples()} if len(shown) else {}

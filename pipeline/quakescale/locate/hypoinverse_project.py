@@ -45,8 +45,12 @@ from .hypoinverse_backend import EXE_NAMES, HypoinverseNotFound, find_hypoinvers
 from .locator import LocateParams, locate_events
 
 __all__ = [
-    "export_hypoinverse_project", "read_hypoinverse_results", "locate_with_backend", "hypoinverse_codes",
-    "weight_codes", "HypoinverseNotFound",
+    "export_hypoinverse_project",
+    "read_hypoinverse_results",
+    "locate_with_backend",
+    "hypoinverse_codes",
+    "weight_codes",
+    "HypoinverseNotFound",
 ]
 
 log = logging.getLogger("quakescale.locate")
@@ -136,19 +140,25 @@ def _model_lines(model: LayeredModel, out_dir: Path) -> tuple[list[str], list[st
         if what == "Vs" and constant_ratio:
             continue  # S comes from POS, exactly
         if np.abs(np.round(v, 2) - v).max() > 5e-4:
-            notes.append(f"{what} rounded to 0.01 in the CRH file (largest change {np.abs(np.round(v, 2) - v).max():.4f})")
+            notes.append(
+                f"{what} rounded to 0.01 in the CRH file (largest change {np.abs(np.round(v, 2) - v).max():.4f})"
+            )
     if len(top) > 12:
         notes.append(f"{len(top)} layers; Hypoinverse CRH models allow at most 12")
     lines = [f"CRH 1 '{P_MODEL_FILE}'"]
     if constant_ratio:
-        lines += [f"POS {ratio[0]:.6f}", f"*CRH 2 '{S_MODEL_FILE}'   / Vs = Vp / POS exactly; the S file is for reference"]
+        lines += [
+            f"POS {ratio[0]:.6f}",
+            f"*CRH 2 '{S_MODEL_FILE}'   / Vs = Vp / POS exactly; the S file is for reference",
+        ]
     else:
         lines += [f"CRH 2 '{S_MODEL_FILE}'", "SAL 1 2", f"POS {float(np.median(ratio)):.6f}"]
     return lines, notes
 
 
-def export_hypoinverse_project(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, model: LayeredModel,
-                               params=None, out_dir=".") -> Path:
+def export_hypoinverse_project(
+    events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, model: LayeredModel, params=None, out_dir="."
+) -> Path:
     """Write a Hypoinverse project for ``events`` (event_id, time, latitude, longitude[, depth_km]:
     initial locations; NaN epicentres are left blank so Hypoinverse starts near the first
     station), their ``picks`` (event_id, station_id, phase P/S, time[, weight_code | weight]) and
@@ -157,25 +167,35 @@ def export_hypoinverse_project(events: pd.DataFrame, picks: pd.DataFrame, statio
     p = _params(params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for df, cols, what in ((events, ("event_id", "time", "latitude", "longitude"), "events"),
-                           (picks, ("event_id", "station_id", "phase", "time"), "picks"),
-                           (stations, ("station_id", "latitude", "longitude"), "stations")):
+    for df, cols, what in (
+        (events, ("event_id", "time", "latitude", "longitude"), "events"),
+        (picks, ("event_id", "station_id", "phase", "time"), "picks"),
+        (stations, ("station_id", "latitude", "longitude"), "stations"),
+    ):
         missing = [c for c in cols if c not in df.columns]
         if missing:
-            raise ValueError(f"export_hypoinverse_project: {what} table lacks column(s) {missing}; has {list(df.columns)}")
+            raise ValueError(
+                f"export_hypoinverse_project: {what} table lacks column(s) {missing}; has {list(df.columns)}"
+            )
     ev = events.reset_index(drop=True)
     if ev["event_id"].duplicated().any():
-        raise ValueError("export_hypoinverse_project: duplicate event_id(s) "
-            f"{ev.loc[ev.event_id.duplicated(), 'event_id'].tolist()[:5]}")
+        raise ValueError(
+            "export_hypoinverse_project: duplicate event_id(s) "
+            f"{ev.loc[ev.event_id.duplicated(), 'event_id'].tolist()[:5]}"
+        )
     ph = picks[picks["event_id"].isin(ev["event_id"])].reset_index(drop=True)
     phase = ph["phase"].astype(str).str.upper().str[:1]
     bad = ~phase.isin(["P", "S"])
     if bad.any():
-        raise ValueError(f"export_hypoinverse_project: picks with phase other than P/S: {sorted(set(ph['phase'][bad]))[:5]}")
+        raise ValueError(
+            f"export_hypoinverse_project: picks with phase other than P/S: {sorted(set(ph['phase'][bad]))[:5]}"
+        )
     sta = stations.drop_duplicates("station_id").reset_index(drop=True)
     unknown = sorted(set(ph["station_id"].astype(str)) - set(sta["station_id"].astype(str)))
     if unknown:
-        raise ValueError(f"export_hypoinverse_project: picks refer to station(s) not in the station table: {unknown[:10]}")
+        raise ValueError(
+            f"export_hypoinverse_project: picks refer to station(s) not in the station table: {unknown[:10]}"
+        )
 
     # ids and codes
     eid = ev["event_id"].astype(np.int64).to_numpy()
@@ -192,26 +212,41 @@ def export_hypoinverse_project(events: pd.DataFrame, picks: pd.DataFrame, statio
 
     # station file: one line per station, blank component/channel (phase lines carry none either)
     st = sta.merge(codes, on="station_id")
-    st_out = pd.DataFrame({
-        "station_id": st["station_id"], "network": st["hinv_net"], "station": st["hinv_site"],
-        "latitude": st["latitude"].astype(float), "longitude": st["longitude"].astype(float),
-        "elevation_m": st["elevation_m"].fillna(0.0).astype(float) if "elevation_m" in st else 0.0,
-    })
+    st_out = pd.DataFrame(
+        {
+            "station_id": st["station_id"],
+            "network": st["hinv_net"],
+            "station": st["hinv_site"],
+            "latitude": st["latitude"].astype(float),
+            "longitude": st["longitude"].astype(float),
+            "elevation_m": st["elevation_m"].fillna(0.0).astype(float) if "elevation_m" in st else 0.0,
+        }
+    )
     hinv.write_sta(st_out, out / STATION_FILE, channels=[""])
 
     # phase archive with the initial locations
-    ev_out = pd.DataFrame({
-        "event_id": hid, "time": pd.to_datetime(ev["time"], utc=True),
-        "latitude": ev["latitude"].astype(float), "longitude": ev["longitude"].astype(float),
-        "depth_km": ev["depth_km"].astype(float) if "depth_km" in ev else np.nan,
-    })
+    ev_out = pd.DataFrame(
+        {
+            "event_id": hid,
+            "time": pd.to_datetime(ev["time"], utc=True),
+            "latitude": ev["latitude"].astype(float),
+            "longitude": ev["longitude"].astype(float),
+            "depth_km": ev["depth_km"].astype(float) if "depth_km" in ev else np.nan,
+        }
+    )
     sid = ph["station_id"].astype(str)
-    ph_out = pd.DataFrame({
-        "event_id": ph["event_id"].astype(np.int64).map(id_map).to_numpy(),
-        "station": sid.map(cmap["hinv_site"]).to_numpy(), "network": sid.map(cmap["hinv_net"]).to_numpy(),
-        "component": "", "channel": "", "phase": phase.to_numpy(),
-        "time": pd.to_datetime(ph["time"], utc=True), "weight_code": weight_codes(ph, p.quality_weights),
-    })
+    ph_out = pd.DataFrame(
+        {
+            "event_id": ph["event_id"].astype(np.int64).map(id_map).to_numpy(),
+            "station": sid.map(cmap["hinv_site"]).to_numpy(),
+            "network": sid.map(cmap["hinv_net"]).to_numpy(),
+            "component": "",
+            "channel": "",
+            "phase": phase.to_numpy(),
+            "time": pd.to_datetime(ph["time"], utc=True),
+            "weight_code": weight_codes(ph, p.quality_weights),
+        }
+    )
     hinv.write_arc(ev_out, ph_out, out / PHASE_FILE, shadows=False)
 
     # models and commands
@@ -260,7 +295,11 @@ def export_hypoinverse_project(events: pd.DataFrame, picks: pd.DataFrame, statio
     for n in notes:
         log.warning("hypoinverse export %s: %s", out, n)
     if unmapped:
-        log.warning("hypoinverse export %s: config values Hypoinverse cannot take (its own behaviour applies): %s", out, ", ".join(unmapped))
+        log.warning(
+            "hypoinverse export %s: config values Hypoinverse cannot take (its own behaviour applies): %s",
+            out,
+            ", ".join(unmapped),
+        )
     return cmd_path
 
 
@@ -309,13 +348,17 @@ def read_hypoinverse_results(command_file) -> tuple[pd.DataFrame, pd.DataFrame]:
     min_phases = int(cmd.min_phases) if cmd.min_phases is not None else 4
     n_phases = pd.to_numeric(ev["n_phases"], errors="coerce")
     n_s = pd.to_numeric(ev["n_s"], errors="coerce").fillna(0)
-    out = pd.DataFrame({
-        "event_id": ev["event_id"].to_numpy(np.int64),
-        "time": pd.to_datetime(ev["time"], utc=True),
-        "latitude": ev["latitude"].astype(float), "longitude": ev["longitude"].astype(float),
-        "depth_km": ev["depth_km"].astype(float),
-        "magnitude": ev["magnitude"].astype(float), "mag_type": ev["mag_type"],
-    })
+    out = pd.DataFrame(
+        {
+            "event_id": ev["event_id"].to_numpy(np.int64),
+            "time": pd.to_datetime(ev["time"], utc=True),
+            "latitude": ev["latitude"].astype(float),
+            "longitude": ev["longitude"].astype(float),
+            "depth_km": ev["depth_km"].astype(float),
+            "magnitude": ev["magnitude"].astype(float),
+            "mag_type": ev["mag_type"],
+        }
+    )
     if len(ph):
         used = ph[pd.to_numeric(ph["weight_used"], errors="coerce").fillna(0) > 0]
         n_sta = used.groupby("event_id")["station_id"].nunique()
@@ -325,8 +368,19 @@ def read_hypoinverse_results(command_file) -> tuple[pd.DataFrame, pd.DataFrame]:
     out["n_p"] = (n_phases.fillna(0) - n_s).clip(lower=0).astype(np.int32).to_numpy()
     out["n_s"] = n_s.astype(np.int32).to_numpy()
     out["rms_s"] = ev["rms_s"].astype(float).to_numpy()
-    for c in ("gap_deg", "dmin_km", "erh_km", "erz_km", "err1_az_deg", "err1_dip_deg", "err1_km", "err2_az_deg",
-              "err2_dip_deg", "err2_km", "err3_km"):
+    for c in (
+        "gap_deg",
+        "dmin_km",
+        "erh_km",
+        "erz_km",
+        "err1_az_deg",
+        "err1_dip_deg",
+        "err1_km",
+        "err2_az_deg",
+        "err2_dip_deg",
+        "err2_km",
+        "err3_km",
+    ):
         out[c] = pd.to_numeric(ev[c], errors="coerce").to_numpy(float)
     out["depth_fixed"] = (ev["program_remark"].fillna("") == "-").to_numpy()
     out["located"] = (np.isfinite(out["rms_s"]) & (n_phases.fillna(0).to_numpy() >= min_phases)).to_numpy()
@@ -337,24 +391,49 @@ def read_hypoinverse_results(command_file) -> tuple[pd.DataFrame, pd.DataFrame]:
         t = pd.to_datetime(ph["time"], utc=True)
         res = pd.to_numeric(ph["residual_s"], errors="coerce")
         tt = (t - pd.to_datetime(ph["event_id"].map(ot), utc=True)).dt.total_seconds() - res.fillna(0.0)
-        resid = pd.DataFrame({
-            "event_id": ph["event_id"].astype(np.int64).to_numpy(), "station_id": ph["station_id"].to_numpy(),
-            "phase": ph["phase"].to_numpy(), "time": t.to_numpy(), "residual_s": res.to_numpy(float),
-            "weight": pd.to_numeric(ph["weight_used"], errors="coerce").to_numpy(float),
-            "travel_time_s": tt.to_numpy(float), "distance_km": pd.to_numeric(ph["distance_km"], errors="coerce").to_numpy(float),
-            "azimuth_deg": pd.to_numeric(ph["azimuth_deg"], errors="coerce").to_numpy(float),
-        })
+        resid = pd.DataFrame(
+            {
+                "event_id": ph["event_id"].astype(np.int64).to_numpy(),
+                "station_id": ph["station_id"].to_numpy(),
+                "phase": ph["phase"].to_numpy(),
+                "time": t.to_numpy(),
+                "residual_s": res.to_numpy(float),
+                "weight": pd.to_numeric(ph["weight_used"], errors="coerce").to_numpy(float),
+                "travel_time_s": tt.to_numpy(float),
+                "distance_km": pd.to_numeric(ph["distance_km"], errors="coerce").to_numpy(float),
+                "azimuth_deg": pd.to_numeric(ph["azimuth_deg"], errors="coerce").to_numpy(float),
+            }
+        )
         resid["time"] = pd.to_datetime(resid["time"], utc=True)
     else:
-        resid = pd.DataFrame(columns=["event_id", "station_id", "phase", "time", "residual_s", "weight", "travel_time_s",
-                                      "distance_km", "azimuth_deg"])
+        resid = pd.DataFrame(
+            columns=[
+                "event_id",
+                "station_id",
+                "phase",
+                "time",
+                "residual_s",
+                "weight",
+                "travel_time_s",
+                "distance_km",
+                "azimuth_deg",
+            ]
+        )
     return out, resid
 
 
 # ---------------------------------------------------------------------------------- the stage's call
-def locate_with_backend(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, model: LayeredModel,
-                        params=None, work_dir=None, backend: str = "builtin", exe: str | None = None,
-                        timeout_s: float = 3600.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def locate_with_backend(
+    events: pd.DataFrame,
+    picks: pd.DataFrame,
+    stations: pd.DataFrame,
+    model: LayeredModel,
+    params=None,
+    work_dir=None,
+    backend: str = "builtin",
+    exe: str | None = None,
+    timeout_s: float = 3600.0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Locate ``events`` with the configured backend; returns ``(located, residuals)``.
 
     ``builtin``: :func:`locate_events` in memory.  ``hypoinverse``: the project is exported into

@@ -580,6 +580,10 @@ def _gap(az: np.ndarray) -> np.ndarray:
     diffs = np.diff(s2, axis=1)
     last = np.nanmax(np.where(np.isfinite(s2), s2, -np.inf), axis=1)
     wrap = first[:, 0] + 360.0 - last
-    inner = np.nanmax(np.where(np.isfinite(diffs), diffs, -np.inf), axis=1) if az.shape[1] > 1 else np.full(len(az), -np.inf)
+    inner = (
+        np.nanmax(np.where(np.isfinite(diffs), diffs, -np.inf), axis=1)
+        if az.shape[1] > 1
+        else np.full(len(az), -np.inf)
+    )
     g = np.maximum(inner, wrap)
     return np.where(n >= 2, g, 360.0)

@@ -25,10 +25,10 @@ binning correction ``Mc - dM/2``), its uncertainty after Shi & Bolt (1982), and 
 
 from __future__ import annotations
 
-from ..errors import QuakeScaleError
 import numpy as np
 import pandas as pd
 
+from ..errors import QuakeScaleError
 from ..geo import epicentral_km
 from ..ml import DISTANCE_CORRECTIONS, ml_from_amplitude
 
@@ -54,9 +54,11 @@ def _amplitude_column(picks: pd.DataFrame) -> str:
 
 
 def _absurd_message(c: str, n: int, largest: float, max_amp_mm: float) -> str:
-    return (f"picks.{c}: {n} amplitude(s) exceed {max_amp_mm:g} mm after conversion to mm "
-            f"(largest {largest:.4g} mm); a Wood-Anderson trace cannot be that large -- are these counts, nm "
-            f"or m labelled as {c}?")
+    return (
+        f"picks.{c}: {n} amplitude(s) exceed {max_amp_mm:g} mm after conversion to mm "
+        f"(largest {largest:.4g} mm); a Wood-Anderson trace cannot be that large -- are these counts, nm "
+        f"or m labelled as {c}?"
+    )
 
 
 def _amplitudes_mm(picks: pd.DataFrame, max_amp_mm: float, strict: bool = True) -> pd.Series:
@@ -110,7 +112,11 @@ def event_magnitudes(
     picks = picks[picks["event_id"].isin(events["event_id"])]
     if "phase" in picks.columns:
         # prefer S amplitudes where a station has them
-        has_s = picks.assign(_s=picks["phase"].astype(str).str.upper().str.startswith("S")).groupby(["event_id", "station_id"])["_s"].transform("any")
+        has_s = (
+            picks.assign(_s=picks["phase"].astype(str).str.upper().str.startswith("S"))
+            .groupby(["event_id", "station_id"])["_s"]
+            .transform("any")
+        )
         picks = picks[~has_s | picks["phase"].astype(str).str.upper().str.startswith("S")]
     sta = stations.drop_duplicates("station_id").set_index("station_id")
     unknown = sorted(set(picks["station_id"]) - set(sta.index))
@@ -203,7 +209,9 @@ def event_magnitudes(
     return out, station_mags
 
 
-def fmd(magnitudes, bin_width: float = 0.1, mc_correction: float = 0.2, mc: float | None = None, min_events: int = 20) -> dict:
+def fmd(
+    magnitudes, bin_width: float = 0.1, mc_correction: float = 0.2, mc: float | None = None, min_events: int = 20
+) -> dict:
     """Frequency-magnitude distribution.
 
     Returns ``dict(mc, mc_maxc, mc_correction, b, b_err, a, n, bin_width, method)``: ``mc_maxc``
@@ -232,7 +240,13 @@ def fmd(magnitudes, bin_width: float = 0.1, mc_correction: float = 0.2, mc: floa
     b_err = 2.3 * b**2 * np.sqrt(((sel - mean) ** 2).sum() / (n * (n - 1)))
     a = np.log10(n) + b * mc_used
     return dict(
-        mc=float(mc_used), mc_maxc=mc_maxc, mc_correction=float(mc_correction if mc is None else mc_used - mc_maxc),
-        b=float(b), b_err=float(b_err), a=float(a), n=int(n), bin_width=float(bin_width),
+        mc=float(mc_used),
+        mc_maxc=mc_maxc,
+        mc_correction=float(mc_correction if mc is None else mc_used - mc_maxc),
+        b=float(b),
+        b_err=float(b_err),
+        a=float(a),
+        n=int(n),
+        bin_width=float(bin_width),
         method="Mc: maximum curvature + correction; b: Aki-Utsu maximum likelihood; b_err: Shi & Bolt 1982",
     )

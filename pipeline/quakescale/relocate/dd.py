@@ -46,8 +46,17 @@ from ..geo import LocalProjection, azimuth_deg, epicentral_km
 from ..velocity import LayeredModel, TravelTimeTable
 from .pairs import PAIR_FIELDS, catalog_pairs, resolve_max_station_km
 
-__all__ = ["DDError", "DDSolverError", "DDData", "DDResult", "RelocateParams", "relocate_dd", "relocate",
-           "default_iteration_sets", "find_clusters"]
+__all__ = [
+    "DDError",
+    "DDSolverError",
+    "DDData",
+    "DDResult",
+    "RelocateParams",
+    "relocate_dd",
+    "relocate",
+    "default_iteration_sets",
+    "find_clusters",
+]
 
 log = logging.getLogger("quakescale.relocate")
 
@@ -75,10 +84,19 @@ class DDData:
     def from_tables(cls, dtct: pd.DataFrame | None = None, dtcc: pd.DataFrame | None = None) -> "DDData":
         parts = []
         if dtct is not None and len(dtct):
-            d = pd.DataFrame({"event_id_1": dtct["event_id_1"].astype(np.int64), "event_id_2": dtct["event_id_2"].astype(np.int64),
-                              "station": dtct["station"].astype(str), "phase": dtct["phase"].str.upper().str[0],
-                              "dt_s": (dtct["t1_s"].astype(float) - dtct["t2_s"].astype(float)) if "dt_s" not in dtct else dtct["dt_s"].astype(float),
-                              "qual": dtct["weight"].astype(float), "kind": "ct"})
+            d = pd.DataFrame(
+                {
+                    "event_id_1": dtct["event_id_1"].astype(np.int64),
+                    "event_id_2": dtct["event_id_2"].astype(np.int64),
+                    "station": dtct["station"].astype(str),
+                    "phase": dtct["phase"].str.upper().str[0],
+                    "dt_s": (dtct["t1_s"].astype(float) - dtct["t2_s"].astype(float))
+                    if "dt_s" not in dtct
+                    else dtct["dt_s"].astype(float),
+                    "qual": dtct["weight"].astype(float),
+                    "kind": "ct",
+                }
+            )
             parts.append(d)
         if dtcc is not None and len(dtcc):
             sta = dtcc["station"] if "station" in dtcc else dtcc["station_id"]
@@ -86,9 +104,17 @@ class DDData:
             if "otc_s" in dtcc:
                 dt = dt - dtcc["otc_s"].astype(float)
             qual = dtcc["cc"].astype(float) ** 2 if "weight" not in dtcc else dtcc["weight"].astype(float)
-            d = pd.DataFrame({"event_id_1": dtcc["event_id_1"].astype(np.int64), "event_id_2": dtcc["event_id_2"].astype(np.int64),
-                              "station": sta.astype(str), "phase": dtcc["phase"].str.upper().str[0], "dt_s": dt,
-                              "qual": qual, "kind": "cc"})
+            d = pd.DataFrame(
+                {
+                    "event_id_1": dtcc["event_id_1"].astype(np.int64),
+                    "event_id_2": dtcc["event_id_2"].astype(np.int64),
+                    "station": sta.astype(str),
+                    "phase": dtcc["phase"].str.upper().str[0],
+                    "dt_s": dt,
+                    "qual": qual,
+                    "kind": "cc",
+                }
+            )
             parts.append(d)
         if not parts:
             return cls(pd.DataFrame(columns=["event_id_1", "event_id_2", "station", "phase", "dt_s", "qual", "kind"]))
@@ -110,8 +136,9 @@ class DDResult:
     seconds: float = 0.0
 
 
-def default_iteration_sets(iterations, damping, with_cc: bool, max_sep_km: float,
-                           max_pair_cc_km: float) -> list[IterationSet]:
+def default_iteration_sets(
+    iterations, damping, with_cc: bool, max_sep_km: float, max_pair_cc_km: float
+) -> list[IterationSet]:
     """Two-stage scheme of the HypoDD examples: first catalog-led without re-weighting, then
     re-weighted (residuals > 6 MAD and pairs beyond the separation limits get zero weight);
     with cc data the second stage is led by cc.  The config's values: :meth:`RelocateParams.iteration_sets`."""
@@ -137,8 +164,16 @@ def _median(a):
     return float(np.median(a)) if len(a) else 0.0
 
 
-def find_clusters(e1: np.ndarray, e2: np.ndarray, kind_cc: np.ndarray, n_events: int, minobs_ct: int, minobs_cc: int,
-                  use_ct: bool, use_cc: bool) -> np.ndarray:
+def find_clusters(
+    e1: np.ndarray,
+    e2: np.ndarray,
+    kind_cc: np.ndarray,
+    n_events: int,
+    minobs_ct: int,
+    minobs_cc: int,
+    use_ct: bool,
+    use_cc: bool,
+) -> np.ndarray:
     """Cluster label per event (0 = largest cluster, -1 = isolated) from pair link counts."""
     key = e1.astype(np.int64) * n_events + e2.astype(np.int64)
     sw = e1 > e2
@@ -183,13 +218,19 @@ class _Cluster:
         self.z = (self.ev["depth_km"].to_numpy(float) - self.dep0) * 1000.0
         self.x0, self.y0, self.z0 = self.x.copy(), self.y.copy(), self.z.copy()
         self.t = np.zeros(len(self.ev))  # ms, origin-time shift (origin = catalog + t)
-        self.ex = np.zeros(len(self.ev)); self.ey = np.zeros(len(self.ev)); self.ez = np.zeros(len(self.ev))
+        self.ex = np.zeros(len(self.ev))
+        self.ey = np.zeros(len(self.ev))
+        self.ez = np.zeros(len(self.ev))
         self.et = np.zeros(len(self.ev))
         self.ids = self.ev["event_id"].to_numpy(np.int64)
         self.st = st.reset_index(drop=True)
         sx, sy = self.proj.to_xy(self.st["latitude"].to_numpy(), self.st["longitude"].to_numpy())
         self.sx, self.sy = sx, sy  # km
-        self.selev = (self.st["elevation_m"].to_numpy(float) / 1000.0) if (use_elev and "elevation_m" in self.st) else np.zeros(len(self.st))
+        self.selev = (
+            (self.st["elevation_m"].to_numpy(float) / 1000.0)
+            if (use_elev and "elevation_m" in self.st)
+            else np.zeros(len(self.st))
+        )
         eidx = pd.Index(self.ids)
         self.ic1 = eidx.get_indexer(dd["event_id_1"]).astype(np.int64)
         self.ic2 = eidx.get_indexer(dd["event_id_2"]).astype(np.int64)
@@ -216,14 +257,21 @@ class _Cluster:
         self.res = np.zeros(len(dd))
         self.wt = np.zeros(len(dd))
         self.update_offsets()
-        max_dist = float(np.hypot(self.sx[:, None] - self.x[None, :] / 1000, self.sy[:, None] - self.y[None, :] / 1000).max()) if len(self.st) else 10.0
+        max_dist = (
+            float(np.hypot(self.sx[:, None] - self.x[None, :] / 1000, self.sy[:, None] - self.y[None, :] / 1000).max())
+            if len(self.st)
+            else 10.0
+        )
         zmax = max(40.0, float(self.ev["depth_km"].max()) + 15.0)
         self.tt = TravelTimeTable(model, max_dist_km=max_dist + 20.0, max_depth_km=zmax)
 
     # -------------------------------------------------------------- helpers
     def update_offsets(self):
-        self.offs = np.sqrt((self.x[self.ic1] - self.x[self.ic2]) ** 2 + (self.y[self.ic1] - self.y[self.ic2]) ** 2
-                            + (self.z[self.ic1] - self.z[self.ic2]) ** 2)
+        self.offs = np.sqrt(
+            (self.x[self.ic1] - self.x[self.ic2]) ** 2
+            + (self.y[self.ic1] - self.y[self.ic2]) ** 2
+            + (self.z[self.ic1] - self.z[self.ic2]) ** 2
+        )
 
     def depth_km(self):
         return self.dep0 + self.z / 1000.0
@@ -280,7 +328,22 @@ class _Cluster:
         self._keys = None
         self._kcache = None
         self._seg = None
-        for name in ("ic1", "ic2", "ista", "isS", "iscc", "idx", "dt", "qual", "res", "wt", "offs", "kr1", "kr2", "row_id"):
+        for name in (
+            "ic1",
+            "ic2",
+            "ista",
+            "isS",
+            "iscc",
+            "idx",
+            "dt",
+            "qual",
+            "res",
+            "wt",
+            "offs",
+            "kr1",
+            "kr2",
+            "row_id",
+        ):
             if hasattr(self, name):
                 setattr(self, name, getattr(self, name)[keep])
         # events without data
@@ -308,8 +371,11 @@ class _Cluster:
 def _weighting(c: _Cluster, s: IterationSet, bad: set, use_ct: bool, use_cc: bool) -> bool:
     """A priori weights and re-weighting (hypoDD weighting.f).  Returns True when data must be
     skipped (weights below MINWGHT)."""
-    apriori = np.select([c.idx == IDX_CCP, c.idx == IDX_CCS, c.idx == IDX_CTP, c.idx == IDX_CTS],
-                        [s.wt_ccp, s.wt_ccs, s.wt_ctp, s.wt_cts], 0.0)
+    apriori = np.select(
+        [c.idx == IDX_CCP, c.idx == IDX_CCS, c.idx == IDX_CTP, c.idx == IDX_CTS],
+        [s.wt_ccp, s.wt_ccs, s.wt_ctp, s.wt_cts],
+        0.0,
+    )
     wt = apriori * c.qual
     ineg = False
     if bad:
@@ -320,6 +386,7 @@ def _weighting(c: _Cluster, s: IterationSet, bad: set, use_ct: bool, use_cc: boo
     rw_cc = use_cc and (s.maxres_cc > 0 or s.maxdist_cc_km > 0)
     rw_ct = use_ct and (s.maxres_ct > 0 or s.maxdist_ct_km > 0)
     if rw_cc or rw_ct:
+
         def mad_cut(mask, maxres):
             if maxres >= 1:
                 r = c.res[mask]
@@ -420,7 +487,9 @@ def _solve(c: _Cluster, damp: float, solver: str, it: int, tol: float = 1e-6):
     ncol = 4 * n_ev
     if solver == "svd":
         if ncol > 6000:
-            raise DDSolverError(f"SVD solver: {n_ev} events ({ncol} unknowns) is too large for the dense SVD mode; use solver='lsqr'")
+            raise DDSolverError(
+                f"SVD solver: {n_ev} events ({ncol} unknowns) is too large for the dense SVD mode; use solver='lsqr'"
+            )
         cols = np.empty((nd, 8), np.int64)
         for k in range(4):
             cols[:, k] = 4 * c.ic1 + k
@@ -449,24 +518,28 @@ def _solve(c: _Cluster, damp: float, solver: str, it: int, tol: float = 1e-6):
             leverage = (Vt[good] ** 2).sum(0)  # 1 for a determined unknown, < 1 for one in the null space
             weak = np.argsort(leverage)[:8]
             evs = sorted({int(c.ids[j // 4]) for j in weak if leverage[j] < 0.999})
-            raise DDSolverError(f"iteration {it}: the DD system is singular (rank {rank} < {ncol} unknowns for {n_ev} events, "
-                                f"{nd} data); least constrained events: {evs}. Remove weakly linked events or use "
-                                "solver='lsqr' with damping")
+            raise DDSolverError(
+                f"iteration {it}: the DD system is singular (rank {rank} < {ncol} unknowns for {n_ev} events, "
+                f"{nd} data); least constrained events: {evs}. Remove weakly linked events or use "
+                "solver='lsqr' with damping"
+            )
         x = Vt.T @ ((U.T @ bb) / S)
-        var = (Vt.T ** 2) @ (1.0 / S ** 2)
+        var = (Vt.T**2) @ (1.0 / S**2)
         cond = float(smax / S.min())
         istop = 0
     else:
         Rm, rhs, perp2, cols = _compressed_system(c, w)
         nseg = len(cols)
         # column scaling as hypoDD (rms of each column of the weighted system = that of R)
-        norm = np.sqrt(np.bincount(cols.ravel(), weights=(Rm ** 2).sum(1).ravel(), minlength=ncol) / nd)
+        norm = np.sqrt(np.bincount(cols.ravel(), weights=(Rm**2).sum(1).ravel(), minlength=ncol) / nd)
         norm[norm == 0] = 1.0
         iu, ju = np.triu_indices(8)
         data = (Rm[:, iu, ju] / norm[cols[:, ju]]).ravel()
         del Rm
         indices = cols[:, ju].ravel()
-        indptr = np.r_[0, np.cumsum(np.tile(8 - np.arange(8), nseg)), 36 * nseg].astype(np.int64 if 36 * nseg >= 2**31 else np.int32)
+        indptr = np.r_[0, np.cumsum(np.tile(8 - np.arange(8), nseg)), 36 * nseg].astype(
+            np.int64 if 36 * nseg >= 2**31 else np.int32
+        )
         A = sp.csr_matrix((data, indices.astype(indptr.dtype, copy=False), indptr), shape=(8 * nseg + 1, ncol))
         b = np.r_[rhs.ravel(), np.sqrt(perp2)]
         out = lsqr(A, b, damp=damp, atol=tol, btol=tol, conlim=1e5, iter_lim=100 * ncol, calc_var=True)
@@ -477,8 +550,10 @@ def _solve(c: _Cluster, damp: float, solver: str, it: int, tol: float = 1e-6):
     se = np.sqrt(np.abs(var)) / norm
     if not np.all(np.isfinite(x)):
         bad = np.flatnonzero(~np.isfinite(x.reshape(-1, 4)).all(1))
-        raise DDSolverError(f"iteration {it}: solver ({solver}) returned non-finite shifts for events "
-                            f"{[int(v) for v in c.ids[bad][:10]]}; the system is singular or badly scaled")
+        raise DDSolverError(
+            f"iteration {it}: solver ({solver}) returned non-finite shifts for events "
+            f"{[int(v) for v in c.ids[bad][:10]]}; the system is singular or badly scaled"
+        )
     # linearised post-fit residuals (as hypoDD keeps them): dt_cal changes by G x
     xr = x.reshape(-1, 4)
     u = np.einsum("ij,ij->i", c.P3, xr[c.Pev, :3]) + xr[c.Pev, 3]  # per (event, station, phase)
@@ -486,12 +561,12 @@ def _solve(c: _Cluster, damp: float, solver: str, it: int, tol: float = 1e-6):
     pred[w == 0] = 0.0
     res_after = c.res - pred / 1000.0
     wres = res_after * w
-    resvar = float(np.sum(wres ** 2) / max(nd - 1, 1)) * 1e6  # ms^2
+    resvar = float(np.sum(wres**2) / max(nd - 1, 1)) * 1e6  # ms^2
     return x.reshape(-1, 4), se.reshape(-1, 4), res_after, istop, cond, resvar
 
 
 def _rms(v):
-    return float(np.sqrt(np.mean(v ** 2))) if len(v) else 0.0
+    return float(np.sqrt(np.mean(v**2))) if len(v) else 0.0
 
 
 def _relocate_cluster(ev, st, dd, model, sets, solver, use_ct, use_cc, cl_no, logs, use_elev=False, lsqr_tol=1e-6):
@@ -501,7 +576,9 @@ def _relocate_cluster(ev, st, dd, model, sets, solver, use_ct, use_cc, cl_no, lo
     bad: set = set()
     it = 1
     jiter = 0
-    logs.append(f"cluster {cl_no}: {len(c.ids)} events, {len(c.dt)} dtimes, centroid {c.lat0:.6f} {c.lon0:.6f} {c.dep0:.6f}")
+    logs.append(
+        f"cluster {cl_no}: {len(c.ids)} events, {len(c.dt)} dtimes, centroid {c.lat0:.6f} {c.lon0:.6f} {c.dep0:.6f}"
+    )
     loc0 = c.ev.copy()
     loc0["x_m"], loc0["y_m"], loc0["z_m"] = c.x0, c.y0, c.z0
     while True:
@@ -517,17 +594,20 @@ def _relocate_cluster(ev, st, dd, model, sets, solver, use_ct, use_cc, cl_no, lo
                 return None
         c.lsqr_itn = 0
         x, se, res_after, istop, cond, resvar = _solve(c, s.damp, solver, it, lsqr_tol)
-        rms_ct = _rms(res_after[~c.iscc]); rms_cc = _rms(res_after[c.iscc])
+        rms_ct = _rms(res_after[~c.iscc])
+        rms_cc = _rms(res_after[c.iscc])
         newdep = c.depth_km() + x[:, 2] / 1000.0
         aq = np.flatnonzero(newdep < 0)
         bad = set(int(v) for v in c.ids[aq])
         factor = 2.7955
-        logs.append(f"iter {it - jiter:3d} ({it:3d}): ev {len(c.ids):6d} ct {int((~c.iscc).sum()):8d} cc "
+        logs.append(
+            f"iter {it - jiter:3d} ({it:3d}): ev {len(c.ids):6d} ct {int((~c.iscc).sum()):8d} cc "
             f"{int(c.iscc.sum()):8d} "
-                    f"rms_ct {rms_ct * 1000:7.1f} ms rms_cc {rms_cc * 1000:7.1f} ms damp {s.damp:g} istop {istop} itn "
-                    f"{c.lsqr_itn} cnd {cond:8.1f} "
-                    f"mean |dx,dy,dz| {np.mean(np.abs(x[:, 0])):7.1f} {np.mean(np.abs(x[:, 1])):7.1f} "
-                    f"{np.mean(np.abs(x[:, 2])):7.1f} m aq {len(aq)}")
+            f"rms_ct {rms_ct * 1000:7.1f} ms rms_cc {rms_cc * 1000:7.1f} ms damp {s.damp:g} istop {istop} itn "
+            f"{c.lsqr_itn} cnd {cond:8.1f} "
+            f"mean |dx,dy,dz| {np.mean(np.abs(x[:, 0])):7.1f} {np.mean(np.abs(x[:, 1])):7.1f} "
+            f"{np.mean(np.abs(x[:, 2])):7.1f} m aq {len(aq)}"
+        )
         if aq.size:
             if len(c.ids) - len(aq) <= 1:
                 logs.append(f"cluster {cl_no}: number of non-airquakes < 2; cluster skipped")
@@ -536,7 +616,10 @@ def _relocate_cluster(ev, st, dd, model, sets, solver, use_ct, use_cc, cl_no, lo
             maxiter += 1
             jiter += 1
         else:
-            c.x += x[:, 0]; c.y += x[:, 1]; c.z += x[:, 2]; c.t += x[:, 3]
+            c.x += x[:, 0]
+            c.y += x[:, 1]
+            c.z += x[:, 2]
+            c.t += x[:, 3]
             sq = np.sqrt(resvar)
             c.ex, c.ey, c.ez, c.et = (se[:, j] * sq * factor for j in range(4))
             c.res = res_after
@@ -555,41 +638,102 @@ def _relocate_cluster(ev, st, dd, model, sets, solver, use_ct, use_cc, cl_no, lo
         return np.bincount(c.ic1[mask], minlength=n) + np.bincount(c.ic2[mask], minlength=n)
 
     def rms_ev(mask):
-        num = np.bincount(c.ic1[mask], weights=c.res[mask] ** 2, minlength=n) + np.bincount(c.ic2[mask], weights=c.res[mask] ** 2, minlength=n)
+        num = np.bincount(c.ic1[mask], weights=c.res[mask] ** 2, minlength=n) + np.bincount(
+            c.ic2[mask], weights=c.res[mask] ** 2, minlength=n
+        )
         den = cnt(mask)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, np.sqrt(num / np.maximum(den, 1)), -9.0)
 
-    out = pd.DataFrame({
-        "event_id": c.ids, "latitude": lat, "longitude": lon, "depth_km": c.depth_km(),
-        "x_m": c.x, "y_m": c.y, "z_m": c.z, "ex_m": c.ex, "ey_m": c.ey, "ez_m": c.ez, "et_ms": c.et,
-        "time": (pd.to_datetime(c.ev["time"], utc=True) + pd.to_timedelta(np.round(c.t * 1e6).astype(np.int64), unit="ns")).to_numpy()
-        if "time" in c.ev else pd.NaT,
-        "magnitude": c.ev["magnitude"].to_numpy(float) if "magnitude" in c.ev else 0.0,
-        "n_cc_p": cnt(c.idx == IDX_CCP), "n_cc_s": cnt(c.idx == IDX_CCS), "n_ct_p": cnt(c.idx == IDX_CTP), "n_ct_s": cnt(c.idx == IDX_CTS),
-        "rms_cc_s": rms_ev(c.iscc), "rms_ct_s": rms_ev(~c.iscc), "cluster": cl_no,
-        "dx_m": c.x - c.x0, "dy_m": c.y - c.y0, "dz_m": c.z - c.z0, "dt_ms": c.t,
-    })
+    out = pd.DataFrame(
+        {
+            "event_id": c.ids,
+            "latitude": lat,
+            "longitude": lon,
+            "depth_km": c.depth_km(),
+            "x_m": c.x,
+            "y_m": c.y,
+            "z_m": c.z,
+            "ex_m": c.ex,
+            "ey_m": c.ey,
+            "ez_m": c.ez,
+            "et_ms": c.et,
+            "time": (
+                pd.to_datetime(c.ev["time"], utc=True)
+                + pd.to_timedelta(np.round(c.t * 1e6).astype(np.int64), unit="ns")
+            ).to_numpy()
+            if "time" in c.ev
+            else pd.NaT,
+            "magnitude": c.ev["magnitude"].to_numpy(float) if "magnitude" in c.ev else 0.0,
+            "n_cc_p": cnt(c.idx == IDX_CCP),
+            "n_cc_s": cnt(c.idx == IDX_CCS),
+            "n_ct_p": cnt(c.idx == IDX_CTP),
+            "n_ct_s": cnt(c.idx == IDX_CTS),
+            "rms_cc_s": rms_ev(c.iscc),
+            "rms_ct_s": rms_ev(~c.iscc),
+            "cluster": cl_no,
+            "dx_m": c.x - c.x0,
+            "dy_m": c.y - c.y0,
+            "dz_m": c.z - c.z0,
+            "dt_ms": c.t,
+        }
+    )
     pairs = np.unique(np.r_[c.ic1 * n + c.ic2, c.ic2 * n + c.ic1])
     out["n_links"] = np.bincount(pairs // n, minlength=n)
-    res = pd.DataFrame({"station": c.st["station"].to_numpy()[c.ista], "dt_s": c.dt, "event_id_1": c.ids[c.ic1], "event_id_2": c.ids[c.ic2], "idx": c.idx,
-                        "qual": c.qual, "res_ms": c.res * 1000.0, "wt": c.wt, "offs_m": c.offs, "cluster": cl_no})
+    res = pd.DataFrame(
+        {
+            "station": c.st["station"].to_numpy()[c.ista],
+            "dt_s": c.dt,
+            "event_id_1": c.ids[c.ic1],
+            "event_id_2": c.ids[c.ic2],
+            "idx": c.idx,
+            "qual": c.qual,
+            "res_ms": c.res * 1000.0,
+            "wt": c.wt,
+            "offs_m": c.offs,
+            "cluster": cl_no,
+        }
+    )
     res = res.iloc[np.argsort(c.row_id, kind="stable")].reset_index(drop=True)  # input order
     ns = len(c.st)
     sta_rows = []
     for j in range(ns):
         m = c.ista == j
-        sta_rows.append(dict(station=c.st["station"].iloc[j], latitude=c.st["latitude"].iloc[j], longitude=c.st["longitude"].iloc[j],
-                             dist_km=float(np.hypot(c.sx[j], c.sy[j])), az_deg=float(azimuth_deg(c.lat0, c.lon0, c.st["latitude"].iloc[j], c.st["longitude"].iloc[j])),
-                             n_cc_p=int((m & (c.idx == IDX_CCP)).sum()), n_cc_s=int((m & (c.idx == IDX_CCS)).sum()),
-                             n_ct_p=int((m & (c.idx == IDX_CTP)).sum()), n_ct_s=int((m & (c.idx == IDX_CTS)).sum()),
-                             rms_cc_s=_rms(c.res[m & c.iscc]), rms_ct_s=_rms(c.res[m & ~c.iscc]), cluster=cl_no))
+        sta_rows.append(
+            dict(
+                station=c.st["station"].iloc[j],
+                latitude=c.st["latitude"].iloc[j],
+                longitude=c.st["longitude"].iloc[j],
+                dist_km=float(np.hypot(c.sx[j], c.sy[j])),
+                az_deg=float(azimuth_deg(c.lat0, c.lon0, c.st["latitude"].iloc[j], c.st["longitude"].iloc[j])),
+                n_cc_p=int((m & (c.idx == IDX_CCP)).sum()),
+                n_cc_s=int((m & (c.idx == IDX_CCS)).sum()),
+                n_ct_p=int((m & (c.idx == IDX_CTP)).sum()),
+                n_ct_s=int((m & (c.idx == IDX_CTS)).sum()),
+                rms_cc_s=_rms(c.res[m & c.iscc]),
+                rms_ct_s=_rms(c.res[m & ~c.iscc]),
+                cluster=cl_no,
+            )
+        )
     return out, loc0, res, pd.DataFrame(sta_rows), it
 
 
-def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, model: LayeredModel, sets: list[IterationSet],
-                solver: str = "lsqr", idat: int = 3, ipha: int = 3, maxdist_km: float = 500.0, minobs_ct: int = 8,
-                minobs_cc: int = 0, cluster: int = 0, use_elevation: bool = False, lsqr_tol: float = 1e-6) -> DDResult:
+def relocate_dd(
+    events: pd.DataFrame,
+    stations: pd.DataFrame,
+    data: DDData,
+    model: LayeredModel,
+    sets: list[IterationSet],
+    solver: str = "lsqr",
+    idat: int = 3,
+    ipha: int = 3,
+    maxdist_km: float = 500.0,
+    minobs_ct: int = 8,
+    minobs_cc: int = 0,
+    cluster: int = 0,
+    use_elevation: bool = False,
+    lsqr_tol: float = 1e-6,
+) -> DDResult:
     """Double-difference relocation of ``events`` (event_id, latitude, longitude, depth_km,
     [time, magnitude]) with the differential times in ``data``; ``stations`` has station,
     latitude, longitude, [elevation_m].  ``idat``/``ipha``/``maxdist_km``/``minobs_*``/
@@ -609,7 +753,9 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
     logs: list[str] = []
     ev = events.reset_index(drop=True)
     if ev["event_id"].duplicated().any():
-        raise DDError(f"events table: duplicated event_id(s) {sorted(set(ev['event_id'][ev['event_id'].duplicated()]))[:10]}")
+        raise DDError(
+            f"events table: duplicated event_id(s) {sorted(set(ev['event_id'][ev['event_id'].duplicated()]))[:10]}"
+        )
     use_ct = idat in (2, 3)
     use_cc = idat in (1, 3)
     d = data.table
@@ -625,10 +771,12 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
     ids = set(ev["event_id"])
     d = d[d["event_id_1"].isin(ids) & d["event_id_2"].isin(ids) & d["station"].isin(set(st["station"]))]
     d = d[d["event_id_1"] != d["event_id_2"]].reset_index(drop=True)
-    logs.append(f"stations within {maxdist_km:g} km: {len(st)} of {len(stations)}; dtimes ct P "
+    logs.append(
+        f"stations within {maxdist_km:g} km: {len(st)} of {len(stations)}; dtimes ct P "
         f"{int(((d.kind == 'ct') & (d.phase == 'P')).sum())} "
-                f"S {int(((d.kind == 'ct') & (d.phase == 'S')).sum())} cc P {int(((d.kind == 'cc') & (d.phase == 'P')).sum())} "
-                f"S {int(((d.kind == 'cc') & (d.phase == 'S')).sum())}")
+        f"S {int(((d.kind == 'ct') & (d.phase == 'S')).sum())} cc P {int(((d.kind == 'cc') & (d.phase == 'P')).sum())} "
+        f"S {int(((d.kind == 'cc') & (d.phase == 'S')).sum())}"
+    )
     used = set(d["event_id_1"]) | set(d["event_id_2"])
     ev = ev[ev["event_id"].isin(used)].reset_index(drop=True)
     logs.append(f"events after dtime match: {len(ev)}")
@@ -643,8 +791,10 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
         lab = np.zeros(len(ev), np.int64)
     ncl = int(lab.max()) + 1 if (lab >= 0).any() else 0
     clusters = [list(ev["event_id"][lab == k]) for k in range(ncl)]
-    logs.append(f"clusters: {ncl} ({', '.join(str(len(c)) for c in clusters[:10])}{'...' if ncl > 10 else ''}); isolated "
-        f"events {int((lab < 0).sum())}")
+    logs.append(
+        f"clusters: {ncl} ({', '.join(str(len(c)) for c in clusters[:10])}{'...' if ncl > 10 else ''}); isolated "
+        f"events {int((lab < 0).sum())}"
+    )
     todo = range(1, ncl + 1) if cluster == 0 else [cluster]
     if cluster and (cluster < 1 or cluster > ncl):
         raise DDError(f"cluster {cluster} requested, but there are {ncl} cluster(s)")
@@ -658,7 +808,12 @@ def relocate_dd(events: pd.DataFrame, stations: pd.DataFrame, data: DDData, mode
         if r is None:
             continue
         o, l0, rs, ss, n_it = r
-        outs.append(o); locs.append(l0.assign(cluster=k)); ress.append(rs); stas.append(ss); iters[k] = n_it
+        outs.append(o)
+        locs.append(l0.assign(cluster=k))
+        ress.append(rs)
+        stas.append(ss)
+        iters[k] = n_it
+
     def cat(lst):
         return pd.concat(lst, ignore_index=True) if lst else pd.DataFrame()
 
@@ -703,17 +858,31 @@ class RelocateParams:
             base.update(min_cc=s.cc.min_cc, max_pair_cc_km=s.cc.max_pair_km)
         unknown = set(overrides) - {f for f in cls.__dataclass_fields__}
         if unknown:
-            raise DDError(f"relocate: unknown parameter(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+            raise DDError(
+                f"relocate: unknown parameter(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+            )
         return replace(cls(**base), **overrides)
 
     def iteration_sets(self, with_cc: bool) -> list[IterationSet]:
         """:func:`default_iteration_sets` of these settings."""
-        return default_iteration_sets(self.iterations, self.damping, with_cc=with_cc, max_sep_km=self.max_sep_km,
-                                      max_pair_cc_km=self.max_pair_cc_km)
+        return default_iteration_sets(
+            self.iterations,
+            self.damping,
+            with_cc=with_cc,
+            max_sep_km=self.max_sep_km,
+            max_pair_cc_km=self.max_pair_cc_km,
+        )
 
 
-def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, model: LayeredModel,
-             dtcc: pd.DataFrame | None = None, params=None, **kw) -> pd.DataFrame:
+def relocate(
+    events: pd.DataFrame,
+    picks: pd.DataFrame,
+    stations: pd.DataFrame,
+    model: LayeredModel,
+    dtcc: pd.DataFrame | None = None,
+    params=None,
+    **kw,
+) -> pd.DataFrame:
     """Relocate pipeline events.
 
     events: event_id, time, latitude, longitude, depth_km; picks: event_id, station_id, phase,
@@ -741,10 +910,22 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
     if "elevation_m" not in st:
         st = st.assign(elevation_m=0.0)
     with_cc = cc is not None and len(cc) > 0
-    res = relocate_dd(events, st, data, model, p.iteration_sets(with_cc), solver=p.solver, idat=3 if with_cc else 2,
-                      ipha=3, maxdist_km=max_station_km + 50.0, minobs_ct=p.min_links,
-                      minobs_cc=p.min_links if with_cc else 0, cluster=0, use_elevation=p.use_elevation,
-                      lsqr_tol=p.lsqr_tol)
+    res = relocate_dd(
+        events,
+        st,
+        data,
+        model,
+        p.iteration_sets(with_cc),
+        solver=p.solver,
+        idat=3 if with_cc else 2,
+        ipha=3,
+        maxdist_km=max_station_km + 50.0,
+        minobs_ct=p.min_links,
+        minobs_cc=p.min_links if with_cc else 0,
+        cluster=0,
+        use_elevation=p.use_elevation,
+        lsqr_tol=p.lsqr_tol,
+    )
     if res.events.empty:
         return events.iloc[0:0].assign(stage="relocate")
     r = res.events.set_index("event_id")
@@ -754,8 +935,22 @@ def relocate(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, 
         out[col] = idx.map(r[col]).to_numpy()
     if "time" in out:
         out["time"] = pd.to_datetime(idx.map(r["time"]), utc=True).to_numpy()
-    for col in ("dx_m", "dy_m", "dz_m", "ex_m", "ey_m", "ez_m", "cluster", "n_links", "n_ct_p", "n_ct_s", "n_cc_p", "n_cc_s",
-                "rms_ct_s", "rms_cc_s"):
+    for col in (
+        "dx_m",
+        "dy_m",
+        "dz_m",
+        "ex_m",
+        "ey_m",
+        "ez_m",
+        "cluster",
+        "n_links",
+        "n_ct_p",
+        "n_ct_s",
+        "n_cc_p",
+        "n_cc_s",
+        "rms_ct_s",
+        "rms_cc_s",
+    ):
         out[col] = idx.map(r[col]).to_numpy()
     out["stage"] = "relocate"
     out.attrs["relocate_log"] = res.log

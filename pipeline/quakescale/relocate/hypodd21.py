@@ -138,8 +138,9 @@ class SDC:
     def __init__(self, orlat: float, orlon: float, rota: float = 0.0):
         rad = 0.017453292
         self.rad = rad
-        self.olat, self.olon = float(np.float32(np.float32(orlat) * np.float32(60.0))), float(
-            np.float32(np.float32(orlon) * np.float32(60.0))
+        self.olat, self.olon = (
+            float(np.float32(np.float32(orlat) * np.float32(60.0))),
+            float(np.float32(np.float32(orlon) * np.float32(60.0))),
         )
         rearth, ellip = 6378.135, 298.26
         phi = self.olat * rad / 60.0
@@ -509,8 +510,16 @@ def _read_dt(path: Path, cc: bool) -> _DT:
     d = read_dt_columns(path, cc, dtype=np.float32, hypodd=True)
     codes: dict = {}  # a7: tokens that agree in their first 7 characters are one station, first-seen order
     remap = np.fromiter((codes.setdefault(x[:7], len(codes)) for x in d.sta_names), np.int32, len(d.sta_names))
-    return _DT(d.id1, d.id2, remap[d.sta_code], list(codes), (d.t1 - d.t2).astype(float), d.qual.astype(float), d.is_p,
-               d.n_no_otc)
+    return _DT(
+        d.id1,
+        d.id2,
+        remap[d.sta_code],
+        list(codes),
+        (d.t1 - d.t2).astype(float),
+        d.qual.astype(float),
+        d.is_p,
+        d.n_no_otc,
+    )
 
 
 # ----------------------------------------------------------------------------- the project run
@@ -890,8 +899,7 @@ class _Project:
         log()
         if nc == 0:
             raise HypoDD21Error(
-                f"{inp.path}: no cluster: no event pair has OBSCC+OBSCT = {minobs_cc + minobs_ct} "
-                "or more observations"
+                f"{inp.path}: no cluster: no event pair has OBSCC+OBSCT = {minobs_cc + minobs_ct} or more observations"
             )
         return clusters
 
@@ -1009,10 +1017,7 @@ class _Project:
     def run(self) -> ProjectResult:
         inp, log = self.inp, self.log
         t_start = _time.perf_counter()
-        log(
-            f"{'starting hypoDD (v2.1beta - 06/15/2016)...':45s}{_fortran_now():25s}"
-            "  [QuakeScale port of HypoDD 2.1b]"
-        )
+        log(f"{'starting hypoDD (v2.1beta - 06/15/2016)...':45s}{_fortran_now():25s}  [QuakeScale port of HypoDD 2.1b]")
         self._log_input()
         ev, st, dt = self.getdata(inp.ids)
         no_clust = (
@@ -1574,6 +1579,7 @@ class _Project:
 
         def rows(a, b):
             return vals[a:b] if vals is not None else self._G_rows(dt, nsrc, PS, ns, a, b)
+
         if svd:
             wvals = vals * wt[:, None]
             nndt = ndt + 4 + len(fixrows)

@@ -37,8 +37,10 @@ def find_hypodd(exe: str | None = None) -> str | None:
 def _require(exe: str) -> str:
     path = find_hypodd(exe)
     if path is None:
-        raise HypoDDNotFound(f"executable {exe!r} not found on PATH; install HypoDD (Waldhauser) or use the builtin "
-                             "solver (relocate.backend: builtin)")
+        raise HypoDDNotFound(
+            f"executable {exe!r} not found on PATH; install HypoDD (Waldhauser) or use the builtin "
+            "solver (relocate.backend: builtin)"
+        )
     return path
 
 
@@ -48,7 +50,9 @@ def _stage(inp: H.HypoDDInp, work: Path) -> None:
             continue
         src = inp.resolve(name)
         if src is None or not src.exists():
-            if name in (inp.fn_cc, inp.fn_ct) and ((name == inp.fn_cc and inp.idat == 2) or (name == inp.fn_ct and inp.idat == 1)):
+            if name in (inp.fn_cc, inp.fn_ct) and (
+                (name == inp.fn_cc and inp.idat == 2) or (name == inp.fn_ct and inp.idat == 1)
+            ):
                 continue
             raise FileNotFoundError(f"{inp.path}: file {name!r} not found ({src})")
         dst = work / name
@@ -69,7 +73,9 @@ def run_hypodd(inp_path, out_dir, exe: str = "hypoDD", timeout_s: float | None =
         proc = subprocess.run([exe_path, "hypoDD.inp"], cwd=work, capture_output=True, text=True, timeout=timeout_s)
         (out_dir / "hypoDD.stdout").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
-            raise RuntimeError(f"{exe_path} failed (exit {proc.returncode}) on {inp_path}; see {out_dir / 'hypoDD.stdout'}")
+            raise RuntimeError(
+                f"{exe_path} failed (exit {proc.returncode}) on {inp_path}; see {out_dir / 'hypoDD.stdout'}"
+            )
         for name in (inp.fn_loc, inp.fn_reloc, inp.fn_res, inp.fn_stares, inp.fn_srcpar, "hypoDD.log"):
             if name and (work / name).exists():
                 shutil.copy(work / name, out_dir / Path(name).name)
@@ -133,13 +139,26 @@ def run_hypodd_project(inp_path, out_dir=None, solver: str | None = None) -> DDR
         dtcc = H.read_dtcc(f)
         dtcc = dtcc.assign(weight=dtcc["cc"])  # hypoDD uses the dt.cc weight column as given
     data = DDData.from_tables(dtct, dtcc)
-    res = relocate_dd(ev, st, data, inp.model(), inp.sets, solver=solver or ("svd" if inp.isolv == 1 else "lsqr"),
-                      idat=inp.idat, ipha=inp.ipha, maxdist_km=inp.maxdist_km, minobs_ct=inp.minobs_ct,
-                      minobs_cc=inp.minobs_cc, cluster=inp.cid)
+    res = relocate_dd(
+        ev,
+        st,
+        data,
+        inp.model(),
+        inp.sets,
+        solver=solver or ("svd" if inp.isolv == 1 else "lsqr"),
+        idat=inp.idat,
+        ipha=inp.ipha,
+        maxdist_km=inp.maxdist_km,
+        minobs_ct=inp.minobs_ct,
+        minobs_cc=inp.minobs_cc,
+        cluster=inp.cid,
+    )
     if not res.initial.empty:
-        loc = res.initial.assign(ex_m=lambda d: d["eh_km"] * 1000 if "eh_km" in d else 0.0,
-                                 ey_m=lambda d: d["eh_km"] * 1000 if "eh_km" in d else 0.0,
-                                 ez_m=lambda d: d["ez_km"] * 1000 if "ez_km" in d else 0.0)
+        loc = res.initial.assign(
+            ex_m=lambda d: d["eh_km"] * 1000 if "eh_km" in d else 0.0,
+            ey_m=lambda d: d["eh_km"] * 1000 if "eh_km" in d else 0.0,
+            ez_m=lambda d: d["ez_km"] * 1000 if "ez_km" in d else 0.0,
+        )
         H.write_loc(loc, out_dir / (inp.fn_loc or "hypoDD.loc"))
     if not res.events.empty:
         H.write_reloc(res.events, out_dir / (inp.fn_reloc or "hypoDD.reloc"))

@@ -43,6 +43,7 @@ CODES_FILE = "station_codes.csv"
 IDS_FILE = "event_ids.csv"
 MAX_EVENT_ID = 999_999_999
 
+
 def hypodd_codes(station_ids) -> pd.DataFrame:
     """``station_id -> code`` of at most 7 characters, unique: STA when it fits and is unique,
     else NETSTA when it fits, else ``Q`` + a base-36 number."""
@@ -81,8 +82,15 @@ def _event_ids(ev: pd.DataFrame, out: Path) -> pd.Series:
     return pd.Series(did, index=eid)
 
 
-def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, model: LayeredModel,
-                          dtcc: pd.DataFrame | None = None, params=None, out_dir=".") -> Path:
+def export_hypodd_project(
+    events: pd.DataFrame,
+    picks: pd.DataFrame,
+    stations: pd.DataFrame,
+    model: LayeredModel,
+    dtcc: pd.DataFrame | None = None,
+    params=None,
+    out_dir=".",
+) -> Path:
     """Write a HypoDD 1.x project into ``out_dir`` and return the path of its ``hypoDD.inp``.
 
     ``events``: event_id, time, latitude, longitude, depth_km[, magnitude, erh_km, erz_km, rms_s]
@@ -95,19 +103,25 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
     p = RelocateParams.from_config(params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for df, cols, what in ((events, ("event_id", "time", "latitude", "longitude", "depth_km"), "events"),
-                           (picks, ("event_id", "station_id", "phase", "time"), "picks"),
-                           (stations, ("station_id", "latitude", "longitude"), "stations")):
+    for df, cols, what in (
+        (events, ("event_id", "time", "latitude", "longitude", "depth_km"), "events"),
+        (picks, ("event_id", "station_id", "phase", "time"), "picks"),
+        (stations, ("station_id", "latitude", "longitude"), "stations"),
+    ):
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise DDError(f"export_hypodd_project: {what} table lacks column(s) {missing}; has {list(df.columns)}")
     ev = events.reset_index(drop=True)
     if ev["event_id"].duplicated().any():
-        raise DDError(f"export_hypodd_project: duplicate event_id(s) {ev.loc[ev.event_id.duplicated(), 'event_id'].tolist()[:5]}")
+        raise DDError(
+            f"export_hypodd_project: duplicate event_id(s) {ev.loc[ev.event_id.duplicated(), 'event_id'].tolist()[:5]}"
+        )
     nan = ev[["latitude", "longitude", "depth_km"]].isna().any(axis=1)
     if nan.any():
-        raise DDError("export_hypodd_project: event(s) without a location (lat/lon/depth NaN): "
-            f"{ev.loc[nan, 'event_id'].tolist()[:10]}")
+        raise DDError(
+            "export_hypodd_project: event(s) without a location (lat/lon/depth NaN): "
+            f"{ev.loc[nan, 'event_id'].tolist()[:10]}"
+        )
     sta = stations.drop_duplicates("station_id").reset_index(drop=True)
     id_map = _event_ids(ev, out)
 
@@ -116,7 +130,9 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
     dtct = catalog_pairs(ev, picks, sta, p, max_station_km=max_station_km)
     cc = None
     if dtcc is not None and len(dtcc):
-        cc = dtcc[(dtcc["cc"] >= p.min_cc) & dtcc["event_id_1"].isin(id_map.index) & dtcc["event_id_2"].isin(id_map.index)]
+        cc = dtcc[
+            (dtcc["cc"] >= p.min_cc) & dtcc["event_id_1"].isin(id_map.index) & dtcc["event_id_2"].isin(id_map.index)
+        ]
         scol = "station_id" if "station_id" in cc else "station"
         cc = cc[cc[scol].astype(str).isin(set(sta["station_id"].astype(str)))]
         if not len(cc):
@@ -132,26 +148,48 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
     cmap = codes.set_index("station_id")["code"]
 
     # files
-    H.write_station_dat(pd.DataFrame({"station": st["station_id"].astype(str).map(cmap), "latitude": st["latitude"].astype(float),
-                                      "longitude": st["longitude"].astype(float)}), out / "station.dat")
-    ev_out = pd.DataFrame({
-        "event_id": ev["event_id"].astype(np.int64).map(id_map).to_numpy(), "time": pd.to_datetime(ev["time"], utc=True),
-        "latitude": ev["latitude"].astype(float), "longitude": ev["longitude"].astype(float), "depth_km": ev["depth_km"].astype(float),
-        "magnitude": ev["magnitude"].astype(float).fillna(0.0) if "magnitude" in ev else 0.0,
-        "eh_km": ev["erh_km"].astype(float).fillna(0.0) if "erh_km" in ev else 0.0,
-        "ez_km": ev["erz_km"].astype(float).fillna(0.0) if "erz_km" in ev else 0.0,
-        "rms_s": ev["rms_s"].astype(float).fillna(0.0) if "rms_s" in ev else 0.0,
-    })
+    H.write_station_dat(
+        pd.DataFrame(
+            {
+                "station": st["station_id"].astype(str).map(cmap),
+                "latitude": st["latitude"].astype(float),
+                "longitude": st["longitude"].astype(float),
+            }
+        ),
+        out / "station.dat",
+    )
+    ev_out = pd.DataFrame(
+        {
+            "event_id": ev["event_id"].astype(np.int64).map(id_map).to_numpy(),
+            "time": pd.to_datetime(ev["time"], utc=True),
+            "latitude": ev["latitude"].astype(float),
+            "longitude": ev["longitude"].astype(float),
+            "depth_km": ev["depth_km"].astype(float),
+            "magnitude": ev["magnitude"].astype(float).fillna(0.0) if "magnitude" in ev else 0.0,
+            "eh_km": ev["erh_km"].astype(float).fillna(0.0) if "erh_km" in ev else 0.0,
+            "ez_km": ev["erz_km"].astype(float).fillna(0.0) if "erz_km" in ev else 0.0,
+            "rms_s": ev["rms_s"].astype(float).fillna(0.0) if "rms_s" in ev else 0.0,
+        }
+    )
     H.write_event_dat(ev_out, out / "event.dat")
-    dt_out = dtct.assign(event_id_1=dtct["event_id_1"].map(id_map).to_numpy(), event_id_2=dtct["event_id_2"].map(id_map).to_numpy(),
-                         station=dtct["station"].astype(str).map(cmap).to_numpy())
+    dt_out = dtct.assign(
+        event_id_1=dtct["event_id_1"].map(id_map).to_numpy(),
+        event_id_2=dtct["event_id_2"].map(id_map).to_numpy(),
+        station=dtct["station"].astype(str).map(cmap).to_numpy(),
+    )
     H.write_dtct(dt_out, out / "dt.ct")
     if with_cc:
         w = cc["weight"].astype(float) if "weight" in cc else cc["cc"].astype(float) ** 2
-        cc_out = pd.DataFrame({"event_id_1": cc["event_id_1"].astype(np.int64).map(id_map).to_numpy(),
-                               "event_id_2": cc["event_id_2"].astype(np.int64).map(id_map).to_numpy(),
-                               "station": cc[scol].astype(str).map(cmap).to_numpy(), "dt_s": cc["dt_s"].astype(float).to_numpy(),
-                               "cc": w.to_numpy(), "phase": cc["phase"].astype(str).str.upper().str[0].to_numpy()})
+        cc_out = pd.DataFrame(
+            {
+                "event_id_1": cc["event_id_1"].astype(np.int64).map(id_map).to_numpy(),
+                "event_id_2": cc["event_id_2"].astype(np.int64).map(id_map).to_numpy(),
+                "station": cc[scol].astype(str).map(cmap).to_numpy(),
+                "dt_s": cc["dt_s"].astype(float).to_numpy(),
+                "cc": w.to_numpy(),
+                "phase": cc["phase"].astype(str).str.upper().str[0].to_numpy(),
+            }
+        )
         if "otc_s" in cc:
             cc_out["otc_s"] = cc["otc_s"].astype(float).to_numpy()
         H.write_dtcc(cc_out, out / "dt.cc")
@@ -163,15 +201,32 @@ def export_hypodd_project(events: pd.DataFrame, picks: pd.DataFrame, stations: p
     ratio = vp / np.asarray(model.vs_kms, float)
     vpvs = float(ratio[0]) if np.ptp(ratio) < 1e-6 else float(np.median(ratio))
     if np.ptp(ratio) >= 1e-6:
-        log.warning("hypoDD export %s: Vp/Vs varies by layer (%.3f-%.3f); HypoDD 1.x takes one ratio, %.4f written",
-                    out, ratio.min(), ratio.max(), vpvs)
+        log.warning(
+            "hypoDD export %s: Vp/Vs varies by layer (%.3f-%.3f); HypoDD 1.x takes one ratio, %.4f written",
+            out,
+            ratio.min(),
+            ratio.max(),
+            vpvs,
+        )
     if len(vp) > 12:
         log.warning("hypoDD export %s: %d layers; HypoDD 1.x allows at most 12", out, len(vp))
     inp = H.HypoDDInp(
-        path=out / "hypoDD.inp", fn_cc="dt.cc" if with_cc else "", fn_ct="dt.ct", idat=3 if with_cc else 2, ipha=3,
-        maxdist_km=float(max_station_km) + 50.0, minobs_cc=int(p.min_links) if with_cc else 0,
-        minobs_ct=int(p.min_links), istart=2, isolv=1 if p.solver == "svd" else 2, sets=p.iteration_sets(with_cc), vpvs=vpvs,
-        top_km=[float(t) for t in model.top_km], vp_kms=[float(v) for v in vp], cid=0, ids=[],
+        path=out / "hypoDD.inp",
+        fn_cc="dt.cc" if with_cc else "",
+        fn_ct="dt.ct",
+        idat=3 if with_cc else 2,
+        ipha=3,
+        maxdist_km=float(max_station_km) + 50.0,
+        minobs_cc=int(p.min_links) if with_cc else 0,
+        minobs_ct=int(p.min_links),
+        istart=2,
+        isolv=1 if p.solver == "svd" else 2,
+        sets=p.iteration_sets(with_cc),
+        vpvs=vpvs,
+        top_km=[float(t) for t in model.top_km],
+        vp_kms=[float(v) for v in vp],
+        cid=0,
+        ids=[],
     )
     return H.write_hypodd_inp(inp, out / "hypoDD.inp")
 
@@ -227,7 +282,9 @@ def read_hypodd_results(project_dir, events: pd.DataFrame, reloc_path=None) -> p
         out["dz_m"] = (dep - out["depth_km"].to_numpy(float)) * 1000.0
         out["latitude"], out["longitude"], out["depth_km"] = lat, lon, dep
         if "time" in out:
-            out["time"] = pd.to_datetime(out["time"], utc=True) + pd.to_timedelta(np.round(idx.map(r["shift_s"]).to_numpy(float) * 1e9).astype(np.int64), unit="ns")
+            out["time"] = pd.to_datetime(out["time"], utc=True) + pd.to_timedelta(
+                np.round(idx.map(r["shift_s"]).to_numpy(float) * 1e9).astype(np.int64), unit="ns"
+            )
     else:
         for c in ("dx_m", "dy_m", "dz_m"):
             out[c] = np.zeros(0)
@@ -235,8 +292,12 @@ def read_hypodd_results(project_dir, events: pd.DataFrame, reloc_path=None) -> p
         out[col] = idx.map(r[col]).to_numpy()
     if res is not None and len(res):
         u = res[res["wt"] > 0][["event_id_1", "event_id_2"]].drop_duplicates()
-        both = pd.concat([u.rename(columns={"event_id_1": "a", "event_id_2": "b"}),
-                          u.rename(columns={"event_id_1": "b", "event_id_2": "a"})]).drop_duplicates()
+        both = pd.concat(
+            [
+                u.rename(columns={"event_id_1": "a", "event_id_2": "b"}),
+                u.rename(columns={"event_id_1": "b", "event_id_2": "a"}),
+            ]
+        ).drop_duplicates()
         out["n_links"] = idx.map(both.groupby("a").size()).fillna(0).astype(np.int64).to_numpy()
     else:
         out["n_links"] = -1
@@ -244,9 +305,18 @@ def read_hypodd_results(project_dir, events: pd.DataFrame, reloc_path=None) -> p
     return out
 
 
-def relocate_with_backend(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, model: LayeredModel,
-                          dtcc: pd.DataFrame | None = None, params=None, work_dir=None, backend: str = "builtin",
-                          exe: str | None = None, timeout_s: float | None = None) -> pd.DataFrame:
+def relocate_with_backend(
+    events: pd.DataFrame,
+    picks: pd.DataFrame,
+    stations: pd.DataFrame,
+    model: LayeredModel,
+    dtcc: pd.DataFrame | None = None,
+    params=None,
+    work_dir=None,
+    backend: str = "builtin",
+    exe: str | None = None,
+    timeout_s: float | None = None,
+) -> pd.DataFrame:
     """Relocate ``events`` with the configured backend; returns the relocated events (the columns
     :func:`dd.relocate` returns; ``out.attrs['relocate_log']`` holds the log lines).
 
@@ -259,9 +329,11 @@ def relocate_with_backend(events: pd.DataFrame, picks: pd.DataFrame, stations: p
         raise ValueError(f"relocate.backend must be 'builtin' or 'hypodd', got {backend!r}")
     name = exe or "hypoDD"
     if find_hypodd(name) is None:
-        raise HypoDDNotFound(f"relocate.backend is 'hypodd' but the executable {name!r} (config relocate.hypodd_exe) is not on "
-                             "PATH; install HypoDD (Waldhauser), set relocate.hypodd_exe to its name or path, or use "
-                             "relocate.backend: builtin")
+        raise HypoDDNotFound(
+            f"relocate.backend is 'hypodd' but the executable {name!r} (config relocate.hypodd_exe) is not on "
+            "PATH; install HypoDD (Waldhauser), set relocate.hypodd_exe to its name or path, or use "
+            "relocate.backend: builtin"
+        )
     if work_dir is None:
         raise ValueError("relocate_with_backend: backend 'hypodd' needs a work_dir for the project files")
     work = Path(work_dir)

@@ -28,8 +28,17 @@ from scipy.spatial import cKDTree
 from ..config import RelocateSection
 from ..locate.locator import auto_distance_taper
 
-__all__ = ["nr_indexx", "ph2dt", "ph2dt_fast", "Ph2dtStats", "catalog_pairs", "phases_from_picks",
-           "auto_max_station_km", "resolve_max_station_km", "PAIR_FIELDS"]
+__all__ = [
+    "nr_indexx",
+    "ph2dt",
+    "ph2dt_fast",
+    "Ph2dtStats",
+    "catalog_pairs",
+    "phases_from_picks",
+    "auto_max_station_km",
+    "resolve_max_station_km",
+    "PAIR_FIELDS",
+]
 
 KMPERDEG = np.float32(111.1949266)
 PI = np.float32(3.141593)
@@ -185,7 +194,9 @@ def ph2dt(
         if len(cand):
             dlat = (lat[i] - lat[cand]).astype(f32)
             dlon = (lon[i] - lon[cand]).astype(f32)
-            aoff = np.sqrt((dlat * KMPERDEG) ** 2 + (dlon * (coslat[i] * KMPERDEG)) ** 2 + (dep[i] - dep[cand]) ** 2).astype(f32)
+            aoff = np.sqrt(
+                (dlat * KMPERDEG) ** 2 + (dlon * (coslat[i] * KMPERDEG)) ** 2 + (dep[i] - dep[cand]) ** 2
+            ).astype(f32)
             within = aoff <= f32(maxsep_km)
             cand, aoff = cand[within], aoff[within]
             # Fortran sorts all events (self = 99999 last); restricted to candidates the order of
@@ -211,7 +222,7 @@ def ph2dt(
             a_lab, a_t1, a_t2, a_w, a_d, a_ph = [], [], [], [], [], []
             iimp = 0
             oi, ok_idx = obs[i], obs_idx[k]
-            for (s, p, t1, w1) in oi:
+            for s, p, t1, w1 in oi:
                 l = ok_idx.get((s, p))
                 if l is None:
                     continue
@@ -234,7 +245,11 @@ def ph2dt(
                     stats.outliers += 1
                     stats.outlier_lines.append((s, int(cusp[i]), int(cusp[k]), float(off), float(t1), float(t2)))
                     continue
-                a_lab.append(s); a_t1.append(t1); a_t2.append(t2); a_w.append(wtr); a_ph.append(p)
+                a_lab.append(s)
+                a_t1.append(t1)
+                a_t2.append(t2)
+                a_w.append(wtr)
+                a_ph.append(p)
                 if w1 < 0 or w2 < 0:
                     a_d.append(f32(0.0))
                     iimp += 1
@@ -247,8 +262,13 @@ def ph2dt(
             if iobs >= minobs:
                 order = nr_indexx(a_d) if (exact and iobs > 1) else np.argsort(np.asarray(a_d), kind="stable")
                 for kk in order[:itmp]:
-                    rows_e1.append(cusp[i]); rows_e2.append(cusp[k]); rows_sta.append(a_lab[kk])
-                    rows_t1.append(a_t1[kk]); rows_t2.append(a_t2[kk]); rows_w.append(a_w[kk]); rows_ph.append(a_ph[kk])
+                    rows_e1.append(cusp[i])
+                    rows_e2.append(cusp[k])
+                    rows_sta.append(a_lab[kk])
+                    rows_t1.append(a_t1[kk])
+                    rows_t2.append(a_t2[kk])
+                    rows_w.append(a_w[kk])
+                    rows_ph.append(a_ph[kk])
                     if a_ph[kk] == "P":
                         stats.p_selected += 1
                     else:
@@ -261,18 +281,34 @@ def ph2dt(
                 take[(i, k)] = "9"
         if inb < maxngh:
             stats.weakly_linked += 1
-    dt = pd.DataFrame({
-        "event_id_1": np.asarray(rows_e1, np.int64), "event_id_2": np.asarray(rows_e2, np.int64),
-        "station": rows_sta, "t1_s": np.asarray(rows_t1, np.float32).astype(float),
-        "t2_s": np.asarray(rows_t2, np.float32).astype(float), "weight": np.asarray(rows_w, np.float32).astype(float),
-        "phase": rows_ph,
-    })
+    dt = pd.DataFrame(
+        {
+            "event_id_1": np.asarray(rows_e1, np.int64),
+            "event_id_2": np.asarray(rows_e2, np.int64),
+            "station": rows_sta,
+            "t1_s": np.asarray(rows_t1, np.float32).astype(float),
+            "t2_s": np.asarray(rows_t2, np.float32).astype(float),
+            "weight": np.asarray(rows_w, np.float32).astype(float),
+            "phase": rows_ph,
+        }
+    )
     return dt, ev, stats
 
 
-def ph2dt_fast(events: pd.DataFrame, phases: pd.DataFrame, stations: pd.DataFrame, minwght: float = 0.0,
-               maxdist_km: float = 200.0, maxsep_km: float = 10.0, maxngh: int = 10, minlnk: int = 8, minobs: int = 8,
-               maxobs: int = 20, k_candidates: int | None = None, chunk: int = 100_000):
+def ph2dt_fast(
+    events: pd.DataFrame,
+    phases: pd.DataFrame,
+    stations: pd.DataFrame,
+    minwght: float = 0.0,
+    maxdist_km: float = 200.0,
+    maxsep_km: float = 10.0,
+    maxngh: int = 10,
+    minlnk: int = 8,
+    minobs: int = 8,
+    maxobs: int = 20,
+    k_candidates: int | None = None,
+    chunk: int = 100_000,
+):
     """ph2dt's selection rules, vectorised for large catalogues (the pipeline path).
 
     Same neighbour walk (nearest first, MAXNGH strong neighbours, pairs written once), same
@@ -317,8 +353,11 @@ def ph2dt_fast(events: pd.DataFrame, phases: pd.DataFrame, stations: pd.DataFram
     f32 = np.float32
     lat32, lon32, dep32 = lat.astype(f32), lon.astype(f32), dep.astype(f32)
     cl = np.cos(lat32 * PI / f32(180.0)).astype(f32)
-    D = np.sqrt(((lat32[I] - lat32[K]) * KMPERDEG) ** 2 + ((lon32[I] - lon32[K]) * (cl[I] * KMPERDEG)) ** 2
-                + (dep32[I] - dep32[K]) ** 2).astype(f32)
+    D = np.sqrt(
+        ((lat32[I] - lat32[K]) * KMPERDEG) ** 2
+        + ((lon32[I] - lon32[K]) * (cl[I] * KMPERDEG)) ** 2
+        + (dep32[I] - dep32[K]) ** 2
+    ).astype(f32)
     inside = D <= f32(maxsep_km)
     I, K, D = I[inside], K[inside], D[inside]
     # evaluate each unordered pair once
@@ -340,8 +379,11 @@ def ph2dt_fast(events: pd.DataFrame, phases: pd.DataFrame, stations: pd.DataFram
         sd = _delaz_km(slat[None, :], slon[None, :], blat[:, None], blon[:, None])  # (m, nsta)
         sd2 = np.repeat(sd, 2, axis=1)
         valid &= sd2 <= maxdist_km
-        sep = np.sqrt(((lat32[A] - lat32[B]) * KMPERDEG) ** 2 + ((lon32[A] - lon32[B]) * (cl[A] * KMPERDEG)) ** 2
-                      + (dep32[A] - dep32[B]) ** 2).astype(np.float32)
+        sep = np.sqrt(
+            ((lat32[A] - lat32[B]) * KMPERDEG) ** 2
+            + ((lon32[A] - lon32[B]) * (cl[A] * KMPERDEG)) ** 2
+            + (dep32[A] - dep32[B]) ** 2
+        ).astype(np.float32)
         with np.errstate(invalid="ignore"):
             valid &= ~(np.abs(t1 - t2) > sep[:, None] / vel[None, :] + np.float32(0.5))
         count[c0:c1] = valid.sum(1)
@@ -408,10 +450,17 @@ def ph2dt_fast(events: pd.DataFrame, phases: pd.DataFrame, stations: pd.DataFram
     take = np.arange(nslot)[None, :] < nkeep[:, None]
     row = np.repeat(np.arange(nw), nkeep)
     sl = order[take]
-    return pd.DataFrame({
-        "event_id_1": ids[wi][row], "event_id_2": ids[wk][row], "station": slot_sta[sl],
-        "t1_s": T1[row, sl].astype(float), "t2_s": T2[row, sl].astype(float), "weight": W[row, sl].astype(float),
-        "phase": slot_ph[sl]}).astype({"event_id_1": np.int64, "event_id_2": np.int64})
+    return pd.DataFrame(
+        {
+            "event_id_1": ids[wi][row],
+            "event_id_2": ids[wk][row],
+            "station": slot_sta[sl],
+            "t1_s": T1[row, sl].astype(float),
+            "t2_s": T2[row, sl].astype(float),
+            "weight": W[row, sl].astype(float),
+            "phase": slot_ph[sl],
+        }
+    ).astype({"event_id_1": np.int64, "event_id_2": np.int64})
 
 
 def phases_from_picks(events: pd.DataFrame, picks: pd.DataFrame) -> pd.DataFrame:
@@ -421,9 +470,15 @@ def phases_from_picks(events: pd.DataFrame, picks: pd.DataFrame) -> pd.DataFrame
     p = picks[picks["event_id"].isin(ot.index)].copy()
     tt = (pd.to_datetime(p["time"], utc=True) - pd.to_datetime(p["event_id"].map(ot), utc=True)).dt.total_seconds()
     w = p["weight"].astype(float) if "weight" in p else pd.Series(1.0, index=p.index)
-    return pd.DataFrame({"event_id": p["event_id"].astype(np.int64).to_numpy(), "station": p["station_id"].to_numpy(),
-                         "travel_time_s": tt.to_numpy(), "weight": w.to_numpy(),
-                         "phase": p["phase"].str.upper().str[0].to_numpy()})
+    return pd.DataFrame(
+        {
+            "event_id": p["event_id"].astype(np.int64).to_numpy(),
+            "station": p["station_id"].to_numpy(),
+            "travel_time_s": tt.to_numpy(),
+            "weight": w.to_numpy(),
+            "phase": p["phase"].str.upper().str[0].to_numpy(),
+        }
+    )
 
 
 SEED_MAX_STATION_KM = 150.0  # ph2dt MAXDIST of the seed (a dense local network)
@@ -448,8 +503,9 @@ def resolve_max_station_km(value, stations: pd.DataFrame) -> float:
 PAIR_FIELDS = ("max_station_km", "max_sep_km", "min_obs", "max_obs", "max_neighbors", "min_links")
 
 
-def catalog_pairs(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, params=None,
-                  min_weight: float = 0.0, **overrides) -> pd.DataFrame:
+def catalog_pairs(
+    events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFrame, params=None, min_weight: float = 0.0, **overrides
+) -> pd.DataFrame:
     """Catalog differential times for pipeline tables (dt.ct as a table with ``station`` =
     NET.STA).
 
@@ -468,5 +524,15 @@ def catalog_pairs(events: pd.DataFrame, picks: pd.DataFrame, stations: pd.DataFr
     max_station_km = resolve_max_station_km(p["max_station_km"], stations)
     ph = phases_from_picks(events, picks)
     st = stations.rename(columns={"station_id": "station"})[["station", "latitude", "longitude"]]
-    return ph2dt_fast(events, ph, st, minwght=min_weight, maxdist_km=max_station_km, maxsep_km=p["max_sep_km"],
-                      maxngh=p["max_neighbors"], minlnk=p["min_links"], minobs=p["min_obs"], maxobs=p["max_obs"])
+    return ph2dt_fast(
+        events,
+        ph,
+        st,
+        minwght=min_weight,
+        maxdist_km=max_station_km,
+        maxsep_km=p["max_sep_km"],
+        maxngh=p["max_neighbors"],
+        minlnk=p["min_links"],
+        minobs=p["min_obs"],
+        maxobs=p["max_obs"],
+    )

@@ -67,8 +67,20 @@ class XCorrParams:
 
     @classmethod
     def from_config(cls, cc) -> "XCorrParams":
-        kw = {k: getattr(cc, k) for k in ("max_pair_km", "max_station_km", "p_window_s", "s_window_s", "freqmin_hz",
-                                          "freqmax_hz", "max_lag_s", "min_cc") if hasattr(cc, k)}
+        kw = {
+            k: getattr(cc, k)
+            for k in (
+                "max_pair_km",
+                "max_station_km",
+                "p_window_s",
+                "s_window_s",
+                "freqmin_hz",
+                "freqmax_hz",
+                "max_lag_s",
+                "min_cc",
+            )
+            if hasattr(cc, k)
+        }
         return cls(**kw)
 
 
@@ -79,8 +91,17 @@ def _torch_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def correlate_windows(a: np.ndarray, b: np.ndarray, max_lag: int, absolute: bool = False, interp: str = "parabolic",
-                      backend: str = "numpy", chunk: int = 1024, ia: np.ndarray | None = None, ib: np.ndarray | None = None):
+def correlate_windows(
+    a: np.ndarray,
+    b: np.ndarray,
+    max_lag: int,
+    absolute: bool = False,
+    interp: str = "parabolic",
+    backend: str = "numpy",
+    chunk: int = 1024,
+    ia: np.ndarray | None = None,
+    ib: np.ndarray | None = None,
+):
     """Normalised cross-correlation of window pairs.
 
     ``a``, ``b``: ``(n, L)`` or ``(n, C, L)`` arrays (same L); with ``ia``/``ib`` given, ``a`` and
@@ -146,14 +167,14 @@ def correlate_windows(a: np.ndarray, b: np.ndarray, max_lag: int, absolute: bool
                 tjb = torch.from_numpy(jb).to(dev)
                 cc = torch.fft.irfft(Fa[tja] * Fb[tjb], n=nfft)[..., idx]  # (m, C, 2M+1)
                 den = (tna[tja] * tnb[tjb]).clamp_min(1e-30)
-                curves[s0 - b0:s1 - b0] = (cc / den[..., None]).mean(1).cpu().numpy()
+                curves[s0 - b0 : s1 - b0] = (cc / den[..., None]).mean(1).cpu().numpy()
             else:
                 X = Fa[ja]
                 X *= Fb[jb]
                 y = sfft.irfft(X, n=nfft, axis=-1, workers=-1)
-                cc = np.concatenate([y[..., nfft - max_lag:], y[..., :max_lag + 1]], axis=-1)
+                cc = np.concatenate([y[..., nfft - max_lag :], y[..., : max_lag + 1]], axis=-1)
                 cc /= np.maximum(na[ja] * nb[jb], 1e-30)[..., None]
-                curves[s0 - b0:s1 - b0] = cc[:, 0] if C == 1 else cc.mean(1)
+                curves[s0 - b0 : s1 - b0] = cc[:, 0] if C == 1 else cc.mean(1)
         val = np.abs(curves) if absolute else curves
         k = np.argmax(val, axis=1)
         rows = np.arange(len(k))
@@ -177,7 +198,9 @@ def correlate_windows(a: np.ndarray, b: np.ndarray, max_lag: int, absolute: bool
     return lagout, best
 
 
-def bandpass_windows(x: np.ndarray, fs: float, freqmin: float, freqmax: float, order: int = 4, taper: float = 0.01) -> np.ndarray:
+def bandpass_windows(
+    x: np.ndarray, fs: float, freqmin: float, freqmax: float, order: int = 4, taper: float = 0.01
+) -> np.ndarray:
     """Demean, detrend, Hann-taper and zero-phase Butterworth band-pass along the last axis."""
     x = signal.detrend(np.asarray(x, np.float64), axis=-1, type="linear")
     n = x.shape[-1]
@@ -185,7 +208,7 @@ def bandpass_windows(x: np.ndarray, fs: float, freqmin: float, freqmax: float, o
     w = np.ones(n)
     ramp = 0.5 * (1 - np.cos(np.pi * np.arange(m) / m))
     w[:m] = ramp
-    w[n - m:] = ramp[::-1]
+    w[n - m :] = ramp[::-1]
     x = x * w
     nyq = 0.5 * fs
     hi = min(freqmax, 0.95 * nyq)
@@ -216,7 +239,7 @@ def _cut(trs, t0_ns: int, n: int):
         st_ns = int(np.int64(tr.stats.starttime.ns))
         i0 = int(round((t0_ns - st_ns) * 1e-9 * fs))
         if i0 >= 0 and i0 + n <= tr.stats.npts:
-            return tr.data[i0:i0 + n], st_ns + int(round(i0 / fs * 1e9))
+            return tr.data[i0 : i0 + n], st_ns + int(round(i0 / fs * 1e9))
     return None
 
 
@@ -231,8 +254,15 @@ def event_pairs(events: pd.DataFrame, max_pair_km: float) -> np.ndarray:
     return np.sort(pr, axis=1) if len(pr) else np.zeros((0, 2), np.int64)
 
 
-def station_dtcc(stream, picks: pd.DataFrame, events: pd.DataFrame, station_id: str, station_latlon: tuple[float, float] | None = None,
-                 params: XCorrParams | None = None, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+def station_dtcc(
+    stream,
+    picks: pd.DataFrame,
+    events: pd.DataFrame,
+    station_id: str,
+    station_latlon: tuple[float, float] | None = None,
+    params: XCorrParams | None = None,
+    pairs: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """DTCC table for one station.
 
     stream: ObsPy Stream with this station's traces (any number of segments); picks: event_id,
@@ -243,12 +273,16 @@ def station_dtcc(stream, picks: pd.DataFrame, events: pd.DataFrame, station_id: 
     """
     prm = params or XCorrParams()
     cols = [f.name for f in DTCC]
-    empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, ["int64", "int64", "object", "object", "float64", "float64"])})
+    empty = pd.DataFrame(
+        {c: pd.Series(dtype=t) for c, t in zip(cols, ["int64", "int64", "object", "object", "float64", "float64"])}
+    )
     if "station_id" in picks:
         picks = picks[picks["station_id"] == station_id]
     ev = events.reset_index(drop=True)
     if station_latlon is not None:
-        d = epicentral_km(station_latlon[0], station_latlon[1], ev["latitude"].to_numpy(float), ev["longitude"].to_numpy(float))
+        d = epicentral_km(
+            station_latlon[0], station_latlon[1], ev["latitude"].to_numpy(float), ev["longitude"].to_numpy(float)
+        )
         ev = ev[d <= prm.max_station_km].reset_index(drop=True)
     if len(ev) < 2 or len(picks) == 0 or len(stream) == 0:
         return empty
@@ -257,14 +291,20 @@ def station_dtcc(stream, picks: pd.DataFrame, events: pd.DataFrame, station_id: 
         pr = event_pairs(ev, prm.max_pair_km)
     else:
         ok = pairs["event_id_1"].isin(pos) & pairs["event_id_2"].isin(pos)
-        pr = np.c_[pairs["event_id_1"][ok].map(pos).to_numpy(), pairs["event_id_2"][ok].map(pos).to_numpy()].astype(np.int64)
+        pr = np.c_[pairs["event_id_1"][ok].map(pos).to_numpy(), pairs["event_id_2"][ok].map(pos).to_numpy()].astype(
+            np.int64
+        )
     if len(pr) == 0:
         return empty
-    otime = pd.to_datetime(ev["time"], utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    otime = (
+        pd.to_datetime(ev["time"], utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    )
     fs = float(stream[0].stats.sampling_rate)
     out = []
-    for phase, (wb, wa), comps, mlag in (("P", prm.p_window_s, prm.p_components, prm.p_max_lag_s),
-                                         ("S", prm.s_window_s, prm.s_components, prm.s_max_lag_s)):
+    for phase, (wb, wa), comps, mlag in (
+        ("P", prm.p_window_s, prm.p_components, prm.p_max_lag_s),
+        ("S", prm.s_window_s, prm.s_components, prm.s_max_lag_s),
+    ):
         pk = picks[picks["phase"].str.upper().str[0] == phase]
         if pk.empty:
             continue
@@ -296,7 +336,7 @@ def station_dtcc(stream, picks: pd.DataFrame, events: pd.DataFrame, station_id: 
                 continue
             x = np.stack([s[0] for s in segs]).astype(np.float64)
             x = bandpass_windows(x, fs, prm.freqmin_hz, prm.freqmax_hz)
-            w = x[:, pad:pad + L]
+            w = x[:, pad : pad + L]
             bank[i] = w
             have[i] = True
             wstart[i] = segs[0][1] + int(round(pad / fs * 1e9))
@@ -312,18 +352,32 @@ def station_dtcc(stream, picks: pd.DataFrame, events: pd.DataFrame, station_id: 
         p = pr[sel]
         if len(p) == 0:
             continue
-        lag, cc = correlate_windows(bank, bank, max_lag, absolute=prm.absolute, interp=prm.interp, backend=prm.backend,
-                                    ia=p[:, 0], ib=p[:, 1])
+        lag, cc = correlate_windows(
+            bank, bank, max_lag, absolute=prm.absolute, interp=prm.interp, backend=prm.backend, ia=p[:, 0], ib=p[:, 1]
+        )
         dt = lag / fs + ((wstart[p[:, 0]] - otime[p[:, 0]]) - (wstart[p[:, 1]] - otime[p[:, 1]])) * 1e-9
         keep = cc >= prm.min_cc
         if prm.max_dt_s is not None:
             keep &= np.abs(dt) <= prm.max_dt_s
-        out.append(pd.DataFrame({"event_id_1": ev["event_id"].to_numpy()[p[keep, 0]].astype(np.int64),
-                                 "event_id_2": ev["event_id"].to_numpy()[p[keep, 1]].astype(np.int64),
-                                 "station_id": station_id, "phase": phase, "dt_s": dt[keep], "cc": cc[keep]}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "event_id_1": ev["event_id"].to_numpy()[p[keep, 0]].astype(np.int64),
+                    "event_id_2": ev["event_id"].to_numpy()[p[keep, 1]].astype(np.int64),
+                    "station_id": station_id,
+                    "phase": phase,
+                    "dt_s": dt[keep],
+                    "cc": cc[keep],
+                }
+            )
+        )
     if not out:
         return empty
-    return pd.concat(out, ignore_index=True).sort_values(["event_id_1", "event_id_2", "phase"], kind="stable").reset_index(drop=True)
+    return (
+        pd.concat(out, ignore_index=True)
+        .sort_values(["event_id_1", "event_id_2", "phase"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def dtcc_to_hypodd(dtcc: pd.DataFrame, path) -> None:

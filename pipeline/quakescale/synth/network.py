@@ -59,7 +59,9 @@ SHORT_PERIOD = Instrument(
 INSTRUMENTS = {"campaign": SHORT_PERIOD, "permanent": BROADBAND}
 
 
-def make_network(n_stations: int, rng: np.random.Generator, lat0: float = CENTER_LAT, lon0: float = CENTER_LON) -> pd.DataFrame:
+def make_network(
+    n_stations: int, rng: np.random.Generator, lat0: float = CENTER_LAT, lon0: float = CENTER_LON
+) -> pd.DataFrame:
     """Station table: station_id, network, station, latitude, longitude, elevation_m, kind,
     band, x_km, y_km, p_delay_s, s_delay_s (station statics standing in for 3-D structure)."""
     if n_stations < 4:

@@ -36,7 +36,7 @@ from ..schema import STATIONS, TRUTH_EVENTS, TRUTH_PICKS
 from ..velocity import TravelTimeTable, default_model
 from .network import CENTER_LAT, CENTER_LON, INSTRUMENTS, make_network
 from .sequence import SequenceParams, make_sequence
-from .waveforms import FS, make_noise, synth_arrival_pair, day_noise_factor
+from .waveforms import FS, day_noise_factor, make_noise, synth_arrival_pair
 from .writers import make_inventory, response_function, sds_path, write_station_day
 
 
@@ -103,7 +103,12 @@ def make_world(
     tp = tp + stations.p_delay_s.to_numpy()[None, :]
     ts = ts + stations.s_delay_s.to_numpy()[None, :]
     hypo = np.sqrt(epi**2 + (dep + el) ** 2)
-    baz = azimuth_deg(stations.latitude.to_numpy()[None, :], stations.longitude.to_numpy()[None, :], ev.latitude.to_numpy()[:, None], ev.longitude.to_numpy()[:, None])
+    baz = azimuth_deg(
+        stations.latitude.to_numpy()[None, :],
+        stations.longitude.to_numpy()[None, :],
+        ev.latitude.to_numpy()[:, None],
+        ev.longitude.to_numpy()[:, None],
+    )
     v0 = model.vp_kms[0]
     inc = np.degrees(np.arcsin(np.clip(pp * v0, 0, 1)))
 
@@ -161,7 +166,18 @@ def make_world(
                     data[:, a:b] += w[:, a - i0 : b - i0]
                 nf_p = noise_rms * float(day_noise_factor(np.array([t_p]))[0])
                 nf_s = noise_rms * float(day_noise_factor(np.array([t_s]))[0])
-                info_rows.append((int(row.event_id), si, d, t_p, t_s, info["amp_wa_mm"], info["peak_p_counts"] / nf_p, info["peak_s_counts"] / nf_s))
+                info_rows.append(
+                    (
+                        int(row.event_id),
+                        si,
+                        d,
+                        t_p,
+                        t_s,
+                        info["amp_wa_mm"],
+                        info["peak_p_counts"] / nf_p,
+                        info["peak_s_counts"] / nf_s,
+                    )
+                )
             g = gaps.get((si, d), [])
             write_station_day(out / "sds", st.network, st.station, st.band, day, data, FS, gaps=g)
             files += 3
@@ -184,9 +200,16 @@ def make_world(
         st = stations.iloc[r.si]
         e = int(np.flatnonzero(ev.event_id.to_numpy() == r.event_id)[0])
         day = day0 + r.d * 86400
-        for ph, t_arr, snr, amp, trav in (("P", r.t_p, r.snr_p, np.nan, tp[e, r.si]), ("S", r.t_s, r.snr_s, r.amp_wa_mm, ts[e, r.si])):
+        for ph, t_arr, snr, amp, trav in (
+            ("P", r.t_p, r.snr_p, np.nan, tp[e, r.si]),
+            ("S", r.t_s, r.snr_s, r.amp_wa_mm, ts[e, r.si]),
+        ):
             isamp = int(round(t_arr * FS))
-            recorded = not any(a <= isamp < b for a, b in gaps.get((r.si, r.d), [])) and (r.si, r.d) != corrupt_sd and t_arr < block_s
+            recorded = (
+                not any(a <= isamp < b for a, b in gaps.get((r.si, r.d), []))
+                and (r.si, r.d) != corrupt_sd
+                and t_arr < block_s
+            )
             recs.append(
                 dict(
                     event_id=r.event_id,
@@ -226,7 +249,11 @@ def make_world(
         sequence=asdict(sequence),
         noise_scale=noise_scale,
         noise_fn=getattr(noise_fn, "__qualname__", str(noise_fn)),
-        gaps=[dict(station_id=stations.station_id[s], day=str((day0 + d * 86400).date), start_s=a / FS, end_s=b / FS) for (s, d), g in gaps.items() for a, b in g],
+        gaps=[
+            dict(station_id=stations.station_id[s], day=str((day0 + d * 86400).date), start_s=a / FS, end_s=b / FS)
+            for (s, d), g in gaps.items()
+            for a, b in g
+        ],
         corrupt_file=corrupt_file,
         files=files,
         seconds=round(time.time() - t_begin, 2),
@@ -243,5 +270,7 @@ def write_world_config(world: Path, start: str, end: str, seed: int = 0, out_dir
     cfg["velocity"]["model"] = "velocity.txt"
     # synthetic worlds are picked by the shipped CERP weights, trained on worlds like them
     cfg["detect"].update(method="cerp", model="builtin:default", seisbench_p_threshold=None, seisbench_s_threshold=None)
-    text = "# QuakeScale run config for a synthetic world (written by `quakescale synth`).\n" + yaml.safe_dump(cfg, sort_keys=False)
+    text = "# QuakeScale run config for a synthetic world (written by `quakescale synth`).\n" + yaml.safe_dump(
+        cfg, sort_keys=False
+    )
     return write_text(text, Path(world) / "config.yaml")

@@ -14,7 +14,9 @@ from .network import INSTRUMENTS, Instrument
 
 def sds_path(root, net: str, sta: str, loc: str, cha: str, day: UTCDateTime) -> Path:
     """SDS layout: ROOT/YEAR/NET/STA/CHA.D/NET.STA.LOC.CHA.D.YEAR.DOY"""
-    return Path(root) / f"{day.year}" / net / sta / f"{cha}.D" / f"{net}.{sta}.{loc}.{cha}.D.{day.year}.{day.julday:03d}"
+    return (
+        Path(root) / f"{day.year}" / net / sta / f"{cha}.D" / f"{net}.{sta}.{loc}.{cha}.D.{day.year}.{day.julday:03d}"
+    )
 
 
 def instrument_response(inst: Instrument) -> Response:
@@ -51,7 +53,9 @@ def make_inventory(stations, start: UTCDateTime, sampling_rate: float = 100.0) -
     nets: dict[str, Network] = {}
     for row in stations.itertuples():
         inst = INSTRUMENTS[row.kind]
-        net = nets.setdefault(row.network, Network(code=row.network, stations=[], description=f"QuakeScale synthetic {row.kind} network"))
+        net = nets.setdefault(
+            row.network, Network(code=row.network, stations=[], description=f"QuakeScale synthetic {row.kind} network")
+        )
         chans = []
         for comp, az, dip in (("Z", 0.0, -90.0), ("N", 0.0, 0.0), ("E", 90.0, 0.0)):
             chans.append(
@@ -84,7 +88,9 @@ def make_inventory(stations, start: UTCDateTime, sampling_rate: float = 100.0) -
     return Inventory(networks=list(nets.values()), source="QuakeScale synth")
 
 
-def write_station_day(root, net: str, sta: str, band: str, day: UTCDateTime, data: np.ndarray, fs: float, gaps=(), loc: str = "") -> list[Path]:
+def write_station_day(
+    root, net: str, sta: str, band: str, day: UTCDateTime, data: np.ndarray, fs: float, gaps=(), loc: str = ""
+) -> list[Path]:
     """Write (3, n) counts (Z, N, E) starting at ``day`` as Steim2 MiniSEED.
 
     ``gaps``: (start_sample, end_sample) ranges with no data (the traces are split there)."""

@@ -120,8 +120,17 @@ def station_day_list(cfg, station_days=None) -> list[tuple[dt.date, str]]:
     return sorted(set(out))
 
 
-def build_sample_set(cfg, out_dir, params: BootstrapParams | None = None, *, station_days=None,
-                     cache_mb: float = 1500.0, summary_png: bool = True, log=print, **overrides) -> dict:
+def build_sample_set(
+    cfg,
+    out_dir,
+    params: BootstrapParams | None = None,
+    *,
+    station_days=None,
+    cache_mb: float = 1500.0,
+    summary_png: bool = True,
+    log=print,
+    **overrides,
+) -> dict:
     """Build a bootstrap sample set from the station-days of a run config (no truth used).
 
     ``cfg``: a :class:`quakescale.config.Config` (archive, velocity, detect = classic picker
@@ -188,8 +197,10 @@ def build_sample_set(cfg, out_dir, params: BootstrapParams | None = None, *, sta
         del waves
 
     if not rows:
-        raise ValueError(f"bootstrap: no samples could be cut (events {len(events)}, station-days {len(sds)}, "
-                         f"skipped {len(skipped)})")
+        raise ValueError(
+            f"bootstrap: no samples could be cut (events {len(events)}, station-days {len(sds)}, "
+            f"skipped {len(skipped)})"
+        )
     # --- 4. one waveforms.npy from the blocks (streamed), the index, the card and the summary
     write_waveforms(out, block_files, len(rows))
     shutil.rmtree(blocks)
@@ -199,8 +210,10 @@ def build_sample_set(cfg, out_dir, params: BootstrapParams | None = None, *, sta
     write_table(index, out / "index.parquet")
     tdet = teacher_detect_section(cfg.detect, params.teacher)
     card_params = params.card(cfg, "classic" if tdet is None else f"{tdet.method}:{tdet.model}", associator)
-    write_json({"kind": "bootstrap", "store_n": STORE_N, "p_at_n": P_AT_N, "fs_hz": FS, "params": card_params},
-               out / "card.json")
+    write_json(
+        {"kind": "bootstrap", "store_n": STORE_N, "p_at_n": P_AT_N, "fs_hz": FS, "params": card_params},
+        out / "card.json",
+    )
     ev_rows = index[index.kind == "event"]
     summary = {
         "out_dir": str(out),

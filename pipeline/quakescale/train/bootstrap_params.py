@@ -112,7 +112,8 @@ class BootstrapParams:
             raise ConfigError(f"bootstrap: stalta_only_p must be 'ignore' or 'label', not {self.stalta_only_p!r}")
         if self.unlabelled_arrivals not in ("mask", "drop"):
             raise ConfigError(
-                f"bootstrap: unlabelled_arrivals must be 'mask' or 'drop', not {self.unlabelled_arrivals!r}")
+                f"bootstrap: unlabelled_arrivals must be 'mask' or 'drop', not {self.unlabelled_arrivals!r}"
+            )
         teacher = "classic" if self.teacher is None else str(self.teacher).strip()
         object.__setattr__(self, "teacher", teacher)
         object.__setattr__(self, "guided_phases", tuple(self.guided_phases))
@@ -127,9 +128,15 @@ class BootstrapParams:
         ``train.self_training`` with ``train.init_model`` (``builtin:default`` when null) and
         ``run.seed``; the rest at their defaults.  ``overrides``: field values that win."""
         t = cfg.train
-        args = dict(snr_min=t.snr_min, snr_max=t.snr_max, noise_per_event=t.noise_per_event, teacher=t.teacher,
-                    teacher_model=(t.init_model or "builtin:default") if t.self_training else None,
-                    manual_picks=t.manual_picks, seed=cfg.run.seed)
+        args = dict(
+            snr_min=t.snr_min,
+            snr_max=t.snr_max,
+            noise_per_event=t.noise_per_event,
+            teacher=t.teacher,
+            teacher_model=(t.init_model or "builtin:default") if t.self_training else None,
+            manual_picks=t.manual_picks,
+            seed=cfg.run.seed,
+        )
         args.update(overrides)
         return cls(**args)
 
@@ -146,11 +153,20 @@ class BootstrapParams:
         pickers' ``detect:`` parameters, the acceptance of the associator used (its
         ``max_residual_s`` is the seed's 2 s, not ``associate.max_residual_s``) and the velocity model."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "manual_picks"}
-        out.update(guided_phases=list(self.guided_phases), model_label_phases=list(self.model_label_phases),
-                   teacher=teacher_label)
+        out.update(
+            guided_phases=list(self.guided_phases),
+            model_label_phases=list(self.model_label_phases),
+            teacher=teacher_label,
+        )
         det = cfg.detect
-        out.update(sta_s=det.sta_s, lta_s=det.lta_s, trigger_on=det.trigger_on, trigger_off=det.trigger_off,
-                   max_residual_s=associator.max_residual_s, min_stations=associator.min_stations,
-                   velocity_model=str(cfg.velocity.model),
-                   manual_picks=str(self.manual_picks) if self.manual_picks is not None else None)
+        out.update(
+            sta_s=det.sta_s,
+            lta_s=det.lta_s,
+            trigger_on=det.trigger_on,
+            trigger_off=det.trigger_off,
+            max_residual_s=associator.max_residual_s,
+            min_stations=associator.min_stations,
+            velocity_model=str(cfg.velocity.model),
+            manual_picks=str(self.manual_picks) if self.manual_picks is not None else None,
+        )
         return out

@@ -71,8 +71,15 @@ def merge_classic(picks_a: list, picks_b: list, merge_s: float = 0.6, fs: float 
                     j = k
             if j >= 0:
                 used_b[j] = True
-                merged.append(dict(phase=ph, idx=float(p[1]), quality=float(max(p[2], b[j][2])), agree=True,
-                                   method="stalta+kurtosis"))
+                merged.append(
+                    dict(
+                        phase=ph,
+                        idx=float(p[1]),
+                        quality=float(max(p[2], b[j][2])),
+                        agree=True,
+                        method="stalta+kurtosis",
+                    )
+                )
             else:
                 merged.append(dict(phase=ph, idx=float(p[1]), quality=float(p[2]), agree=False, method="stalta"))
         for k, p in enumerate(b):
@@ -128,8 +135,9 @@ def phase_check(merged: list[dict], data: np.ndarray, threshold: float = -0.6) -
     return pair_s_with_p(keep)
 
 
-def refine_kurtosis_p(merged: list[dict], data: np.ndarray, fs: float = FS, before_s: float = 0.5,
-                      after_s: float = 2.0) -> list[dict]:
+def refine_kurtosis_p(
+    merged: list[dict], data: np.ndarray, fs: float = FS, before_s: float = 0.5, after_s: float = 2.0
+) -> list[dict]:
     """Re-time P picks only the kurtosis picker found (its onset runs early) by the AIC minimum
     of Z in ``before_s`` before to ``after_s`` after the pick, as the STA/LTA picker does."""
     n = data.shape[1]
@@ -162,8 +170,10 @@ def teacher_detect_section(det, teacher: str | None):
         return type(det)(**{**det.model_dump(), **upd})
     except ValidationError as exc:
         why = "; ".join(str(e.get("msg", e)) for e in exc.errors())
-        raise ConfigError(f"train.teacher {spec!r}: not a picker the station-day runner can run ({why}); "
-                          "use classic, cerp[:WEIGHTS], stalta, kurtosis or another detect.method[:MODEL]") from None
+        raise ConfigError(
+            f"train.teacher {spec!r}: not a picker the station-day runner can run ({why}); "
+            "use classic, cerp[:WEIGHTS], stalta, kurtosis or another detect.method[:MODEL]"
+        ) from None
 
 
 def teacher_merged(stream, prep, tdet, model=None) -> list[dict]:
@@ -248,8 +258,11 @@ def _classic_merged(prep, params: BootstrapParams, det, start_model) -> tuple[li
         merged = phase_check(merged, prep.data, params.zh_threshold)
     if params.require_agree:
         keep_p = {i for i, r in enumerate(merged) if r["phase"] == "P" and r["agree"]}
-        merged = [r for i, r in enumerate(merged)
-                  if (r["phase"] == "P" and i in keep_p) or (r["phase"] == "S" and r["pair"] in keep_p)]
+        merged = [
+            r
+            for i, r in enumerate(merged)
+            if (r["phase"] == "P" and i in keep_p) or (r["phase"] == "S" and r["pair"] in keep_p)
+        ]
     if start_model is not None:
         # self-training: the starting model's picks join the classic ones (association still
         # decides what becomes a label); they also keep negatives away
@@ -279,8 +292,13 @@ def pick_station_days(cfg, station_days, params: BootstrapParams, cache: PrepCac
         if tdet is not None:  # another picker's picks are the evidence (association still decides the labels)
             merged = teacher_merged(stream, prep, tdet, teacher_net)
             del stream
-            raw.append((sid, prep.time_ns(np.array([r["idx"] for r in merged], np.float64)),
-                        np.array([r["phase"] for r in merged], dtype=object)))
+            raw.append(
+                (
+                    sid,
+                    prep.time_ns(np.array([r["idx"] for r in merged], np.float64)),
+                    np.array([r["phase"] for r in merged], dtype=object),
+                )
+            )
         else:
             del stream  # the classic pickers work on the preprocessed data
             merged, raw_t, raw_ph = _classic_merged(prep, params, det, start_model)
@@ -296,13 +314,17 @@ def pick_station_days(cfg, station_days, params: BootstrapParams, cache: PrepCac
         del prep
     what = "classic" if tdet is None else "teacher"
     if not frames:
-        raise ValueError(f"bootstrap: no {what} picks in {len(station_days)} station-day(s) under "
-                         f"{cfg.archive.sds_root} (skipped: {skipped[:3]})")
+        raise ValueError(
+            f"bootstrap: no {what} picks in {len(station_days)} station-day(s) under "
+            f"{cfg.archive.sds_root} (skipped: {skipped[:3]})"
+        )
     picks = pd.concat(frames, ignore_index=True).sort_values(["time", "station_id"], kind="stable")
     picks = picks.reset_index(drop=True)
     picks["pick_index"] = np.arange(len(picks), dtype=np.int64)
-    log(f"bootstrap: {len(picks)} {'classic' if tdet is None else label} picks ({int((picks.phase == 'P').sum())} P) "
-        f"on {len(station_days) - len(skipped)} station-days")
+    log(
+        f"bootstrap: {len(picks)} {'classic' if tdet is None else label} picks ({int((picks.phase == 'P').sum())} P) "
+        f"on {len(station_days) - len(skipped)} station-days"
+    )
     return TeacherPicks(picks, raw, skipped, label)
 
 
@@ -311,12 +333,14 @@ def bootstrap_associator(cfg, stations: pd.DataFrame, model) -> Associator:
     """The associator of bootstrap picks: the config's ``associate:`` section
     (:meth:`~quakescale.associate.Associator.from_config`) with :data:`ASSOCIATION_OVERRIDES`,
     events at most :data:`MAX_DEPTH_KM` (and ``velocity.max_depth_km``) deep."""
-    return Associator.from_config(cfg, stations, model, **ASSOCIATION_OVERRIDES,
-                                  max_depth_km=min(cfg.velocity.max_depth_km, MAX_DEPTH_KM))
+    return Associator.from_config(
+        cfg, stations, model, **ASSOCIATION_OVERRIDES, max_depth_km=min(cfg.velocity.max_depth_km, MAX_DEPTH_KM)
+    )
 
 
-def associate_picks(cfg, picks: pd.DataFrame, associator: Associator, params: BootstrapParams,
-                    log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+def associate_picks(
+    cfg, picks: pd.DataFrame, associator: Associator, params: BootstrapParams, log=print
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Step 2: events and assignments of the teacher's picks in the config's time partitions.
     With self-training an event needs ``params.min_classic_picks`` classic picks."""
     a = cfg.associate
@@ -326,8 +350,10 @@ def associate_picks(cfg, picks: pd.DataFrame, associator: Associator, params: Bo
         is_classic = (picks["classic"] != "model").to_numpy()
         n_classic = pd.Series(is_classic[asg["pick_index"].to_numpy()]).groupby(asg["event_id"].to_numpy()).sum()
         good = n_classic.index[n_classic >= params.min_classic_picks]
-        log(f"bootstrap: {len(events) - len(good)} of {len(events)} events dropped "
-            f"(< {params.min_classic_picks} classic picks)")
+        log(
+            f"bootstrap: {len(events) - len(good)} of {len(events)} events dropped "
+            f"(< {params.min_classic_picks} classic picks)"
+        )
         events = events[events["event_id"].isin(good)].reset_index(drop=True)
         asg = asg[asg["event_id"].isin(good)].reset_index(drop=True)
     log(f"bootstrap: {len(events)} associated events, {len(asg)} associated picks")

@@ -54,13 +54,18 @@ def manual_picks_table(path, stations: pd.DataFrame | None = None) -> pd.DataFra
     return df.sort_values("time", kind="stable").reset_index(drop=True)
 
 
-def predicted_arrivals(events: pd.DataFrame, stations: pd.DataFrame, model,
-                       max_depth_km: float) -> dict[str, np.ndarray]:
+def predicted_arrivals(
+    events: pd.DataFrame, stations: pd.DataFrame, model, max_depth_km: float
+) -> dict[str, np.ndarray]:
     """Predicted P and S times (ns) of every associated event at every station: {sid: (n_ev, 2)}."""
     if not len(events):
         return {s: np.zeros((0, 2), np.int64) for s in stations.station_id}
-    epi = epicentral_km(events["latitude"].to_numpy()[:, None], events["longitude"].to_numpy()[:, None],
-                        stations["latitude"].to_numpy()[None, :], stations["longitude"].to_numpy()[None, :])
+    epi = epicentral_km(
+        events["latitude"].to_numpy()[:, None],
+        events["longitude"].to_numpy()[:, None],
+        stations["latitude"].to_numpy()[None, :],
+        stations["longitude"].to_numpy()[None, :],
+    )
     dep = np.clip(np.broadcast_to(events["depth_km"].to_numpy()[:, None], epi.shape), 0.0, max_depth_km)
     tt = TravelTimeTable(model, max_dist_km=float(epi.max()) + 5.0, max_depth_km=max_depth_km + 1.0)
     tp, _, _ = tt.time("P", epi, dep)
@@ -68,19 +73,29 @@ def predicted_arrivals(events: pd.DataFrame, stations: pd.DataFrame, model,
     origin = events["time"].astype("int64").to_numpy()
     out = {}
     for j, sid in enumerate(stations.station_id):
-        out[sid] = np.stack([origin + (tp[:, j] * 1e9).astype(np.int64), origin + (ts[:, j] * 1e9).astype(np.int64)],
-                            axis=1)
+        out[sid] = np.stack(
+            [origin + (tp[:, j] * 1e9).astype(np.int64), origin + (ts[:, j] * 1e9).astype(np.int64)], axis=1
+        )
     return out
 
 
-def guided_labels(prep, pred: np.ndarray, p_lab: np.ndarray, s_lab: np.ndarray, tol_s: float, window_s: float,
-                  min_contrast: float, phases=("S",)):
+def guided_labels(
+    prep,
+    pred: np.ndarray,
+    p_lab: np.ndarray,
+    s_lab: np.ndarray,
+    tol_s: float,
+    window_s: float,
+    min_contrast: float,
+    phases=("S",),
+):
     """Labels for predicted arrivals (``pred`` (n_ev, 2) P/S sample indices) that have no label
     within ``tol_s``: the AIC onset (:func:`quakescale.detect.refine.refine_indices`) within
     ``window_s`` of the prediction where its onset contrast reaches ``min_contrast``.  Returns
     the sorted label arrays with the new picks and the number added per phase."""
-    prm = RefineParams(before_s=window_s, after_s=window_s, max_shift_s=window_s, edge_s=0.1, contrast_s=0.5,
-                       min_contrast=min_contrast)
+    prm = RefineParams(
+        before_s=window_s, after_s=window_s, max_shift_s=window_s, edge_s=0.1, contrast_s=0.5, min_contrast=min_contrast
+    )
     out, added = [], []
     for c, lab, ph in ((0, p_lab, "P"), (1, s_lab, "S")):
         if ph not in phases:
@@ -107,12 +122,43 @@ def inside(labels: np.ndarray, start: int) -> np.ndarray:
     return labels[(labels >= start) & (labels < start + STORE_N)] - start
 
 
-def _row(kind, source, station_id, event_id, start_ns, p_idx, s_idx, p_ign, s_ign, snr_p, snr_s, epi_distance_km,
-         azimuth, p_travel_s, s_travel_s, day) -> dict:
+def _row(
+    kind,
+    source,
+    station_id,
+    event_id,
+    start_ns,
+    p_idx,
+    s_idx,
+    p_ign,
+    s_ign,
+    snr_p,
+    snr_s,
+    epi_distance_km,
+    azimuth,
+    p_travel_s,
+    s_travel_s,
+    day,
+) -> dict:
     """One row of ``index.parquet`` (its columns in order)."""
-    return dict(kind=kind, source=source, station_id=station_id, event_id=event_id, start_ns=start_ns, p_idx=p_idx,
-                s_idx=s_idx, p_ign=p_ign, s_ign=s_ign, snr_p=snr_p, snr_s=snr_s, epi_distance_km=epi_distance_km,
-                azimuth_deg=azimuth, p_travel_s=p_travel_s, s_travel_s=s_travel_s, day=day)
+    return dict(
+        kind=kind,
+        source=source,
+        station_id=station_id,
+        event_id=event_id,
+        start_ns=start_ns,
+        p_idx=p_idx,
+        s_idx=s_idx,
+        p_ign=p_ign,
+        s_ign=s_ign,
+        snr_p=snr_p,
+        snr_s=snr_s,
+        epi_distance_km=epi_distance_km,
+        azimuth_deg=azimuth,
+        p_travel_s=p_travel_s,
+        s_travel_s=s_travel_s,
+        day=day,
+    )
 
 
 @dataclass
@@ -148,8 +194,18 @@ class SampleCutter:
     excluded (``excluded``), the windows holding unlabelled arrivals (``n_masked``), the weak
     positives (``n_weak``) and the association-guided labels per phase (``n_guided``)."""
 
-    def __init__(self, cfg, params: BootstrapParams, picks: pd.DataFrame, raw: list, events: pd.DataFrame,
-                 assignments: pd.DataFrame, stations: pd.DataFrame, predicted: dict, manual: pd.DataFrame | None):
+    def __init__(
+        self,
+        cfg,
+        params: BootstrapParams,
+        picks: pd.DataFrame,
+        raw: list,
+        events: pd.DataFrame,
+        assignments: pd.DataFrame,
+        stations: pd.DataFrame,
+        predicted: dict,
+        manual: pd.DataFrame | None,
+    ):
         self.det = cfg.detect
         self.params = params
         self.rng = np.random.default_rng(params.seed)
@@ -203,9 +259,11 @@ class SampleCutter:
             # a model pick is a label only where it fits its event closely; elsewhere it is
             # left unlabelled (the loss ignores it, see _unlabelled)
             pick = g["pick_index"].to_numpy()
-            fits = ((np.abs(g["residual_s"].to_numpy()) <= p.model_max_residual_s)
-                    & g["phase"].isin(p.model_label_phases).to_numpy()
-                    & (self.pick_prob[pick] >= p.model_min_probability))
+            fits = (
+                (np.abs(g["residual_s"].to_numpy()) <= p.model_max_residual_s)
+                & g["phase"].isin(p.model_label_phases).to_numpy()
+                & (self.pick_prob[pick] >= p.model_min_probability)
+            )
             g = g[(self.pick_method[pick] != "model") | fits]
         p_assigned, s_assigned = g[g["phase"] == "P"], g[g["phase"] == "S"]
         p_labels = np.sort(_to_idx(p_assigned["t_ns"].to_numpy(), prep.t0_ns))
@@ -224,18 +282,28 @@ class SampleCutter:
             # association-guided picks: an arrival predicted for an associated event with no
             # classic pick near it is searched for on the waveform (AIC onset within
             # guided_window_s of the prediction, Z for P, N+E for S) and labelled when sharp
-            p_labels, s_labels, got_p, got_s = guided_labels(prep, here, p_labels, s_labels, p.label_tol_s,
-                                                             p.guided_window_s, p.guided_contrast, p.guided_phases)
+            p_labels, s_labels, got_p, got_s = guided_labels(
+                prep, here, p_labels, s_labels, p.label_tol_s, p.guided_window_s, p.guided_contrast, p.guided_phases
+            )
             self.n_guided["P"] += got_p
             self.n_guided["S"] += got_s
         raw_triggers = None
         if p.mask_raw_triggers:
-            raw_triggers = [np.sort(_to_idx(np.concatenate([t[ph == phase] for s, t, ph in self.raw if s == sid]
-                                                           or [np.zeros(0, np.int64)]), prep.t0_ns))
-                            for phase in ("P", "S")]
+            raw_triggers = [
+                np.sort(
+                    _to_idx(
+                        np.concatenate(
+                            [t[ph == phase] for s, t, ph in self.raw if s == sid] or [np.zeros(0, np.int64)]
+                        ),
+                        prep.t0_ns,
+                    )
+                )
+                for phase in ("P", "S")
+            ]
         gaps = np.concatenate([[0], np.cumsum(~prep.valid)])
-        return _StationDay(day, sid, prep, gaps, p_assigned, s_assigned, p_labels, s_labels, here, event_ids,
-                           raw_triggers)
+        return _StationDay(
+            day, sid, prep, gaps, p_assigned, s_assigned, p_labels, s_labels, here, event_ids, raw_triggers
+        )
 
     def _positive(self, sd: _StationDay, anchor: int):
         """(start, waveform, P SNR) of a positive sample with its P at ``anchor``; None, counted
@@ -294,9 +362,26 @@ class SampleCutter:
             dist, azi = self._geometry(r.event_id, sd.station_id)
             s_travel = ((s_pick["t_ns"].iloc[0] - origin) / 1e9) if len(s_pick) else float("nan")
             waves.append(to_float16(w))
-            rows.append(_row("event", "bootstrap", sd.station_id, int(r.event_id), int(sd.prep.time_ns(start)),
-                             inside(sd.p_labels, start).tolist(), inside(sd.s_labels, start).tolist(), p_ign, s_ign,
-                             snr_p, snr_s, dist, azi, (r.t_ns - origin) / 1e9, s_travel, sd.day.isoformat()))
+            rows.append(
+                _row(
+                    "event",
+                    "bootstrap",
+                    sd.station_id,
+                    int(r.event_id),
+                    int(sd.prep.time_ns(start)),
+                    inside(sd.p_labels, start).tolist(),
+                    inside(sd.s_labels, start).tolist(),
+                    p_ign,
+                    s_ign,
+                    snr_p,
+                    snr_s,
+                    dist,
+                    azi,
+                    (r.t_ns - origin) / 1e9,
+                    s_travel,
+                    sd.day.isoformat(),
+                )
+            )
 
     def _weak_positives(self, sd: _StationDay, rows: list, waves: list) -> None:
         """Events associated elsewhere that no picker found here: a positive for the detector
@@ -326,9 +411,26 @@ class SampleCutter:
             dist, azi = self._geometry(eid, sd.station_id)
             waves.append(to_float16(w))
             p_travel = (sd.predicted[j, 0] - sd.to_idx(self.event_time[eid])) / FS
-            rows.append(_row("event", "weak", sd.station_id, int(eid), int(sd.prep.time_ns(start)),
-                             inside(sd.p_labels, start).tolist(), inside(sd.s_labels, start).tolist(), p_ign, s_ign,
-                             snr_p, snr_s, dist, azi, p_travel, np.nan, sd.day.isoformat()))
+            rows.append(
+                _row(
+                    "event",
+                    "weak",
+                    sd.station_id,
+                    int(eid),
+                    int(sd.prep.time_ns(start)),
+                    inside(sd.p_labels, start).tolist(),
+                    inside(sd.s_labels, start).tolist(),
+                    p_ign,
+                    s_ign,
+                    snr_p,
+                    snr_s,
+                    dist,
+                    azi,
+                    p_travel,
+                    np.nan,
+                    sd.day.isoformat(),
+                )
+            )
             self.n_weak += 1
 
     def _manual_positives(self, sd: _StationDay, rows: list, waves: list) -> None:
@@ -346,10 +448,26 @@ class SampleCutter:
             start, w, snr_p = got
             s_in = inside(s_man, start)
             waves.append(to_float16(w))
-            rows.append(_row("event", "manual", sd.station_id, int(r.event_id), int(sd.prep.time_ns(start)),
-                             inside(p_man, start).tolist(), s_in.tolist(), [], [], snr_p,
-                             sample_snr(w, int(s_in[0]), "S") if len(s_in) else float("nan"),
-                             np.nan, np.nan, np.nan, np.nan, sd.day.isoformat()))
+            rows.append(
+                _row(
+                    "event",
+                    "manual",
+                    sd.station_id,
+                    int(r.event_id),
+                    int(sd.prep.time_ns(start)),
+                    inside(p_man, start).tolist(),
+                    s_in.tolist(),
+                    [],
+                    [],
+                    snr_p,
+                    sample_snr(w, int(s_in[0]), "S") if len(s_in) else float("nan"),
+                    np.nan,
+                    np.nan,
+                    np.nan,
+                    np.nan,
+                    sd.day.isoformat(),
+                )
+            )
 
     def _exclusions(self, sd: _StationDay) -> tuple[np.ndarray, np.ndarray]:
         """Start and end sample indices of what a negative must not touch: every raw and manual
@@ -399,9 +517,26 @@ class SampleCutter:
                 continue
             w = sd.prep.data[:, start : start + STORE_N]
             waves.append(to_float16(w))
-            rows.append(_row("noise", "bootstrap", sd.station_id, -1, int(sd.prep.time_ns(start)), [], [], [], [],
-                             sample_snr(w, STORE_N // 2, "P"), np.nan, np.nan, np.nan, np.nan, np.nan,
-                             sd.day.isoformat()))
+            rows.append(
+                _row(
+                    "noise",
+                    "bootstrap",
+                    sd.station_id,
+                    -1,
+                    int(sd.prep.time_ns(start)),
+                    [],
+                    [],
+                    [],
+                    [],
+                    sample_snr(w, STORE_N // 2, "P"),
+                    np.nan,
+                    np.nan,
+                    np.nan,
+                    np.nan,
+                    np.nan,
+                    sd.day.isoformat(),
+                )
+            )
             want -= 1
         self.excluded["noise_not_found"] += want
 

@@ -30,7 +30,9 @@ def plot_training_curves(metrics_csv, out_png) -> Path:
     mt = pd.read_csv(metrics_csv)
     need = {"model", "epoch", "train_acc", "val_acc"}
     if not need <= set(mt.columns):
-        raise ValueError(f"{metrics_csv}: not a trainer metrics file (needs columns {sorted(need)}, has {list(mt.columns)})")
+        raise ValueError(
+            f"{metrics_csv}: not a trainer metrics file (needs columns {sorted(need)}, has {list(mt.columns)})"
+        )
     fig, ax = plt.subplots(1, 3, figsize=(14, 4))
     for k, nm in enumerate(("detector", "picker")):
         d = mt[mt.model == nm]
@@ -98,7 +100,14 @@ def plot_dataset_summary(index: pd.DataFrame | str | Path, out_png) -> Path:
     a.set_title("(c) travel time vs epicentral distance")
     a.set_xlabel("epicentral distance (km)")
     a.set_ylabel("travel time (s)")
-    hist(ax[1, 0], ev.get("azimuth_deg", []), "(d) azimuth (event to station)", "azimuth (deg)", bins=np.arange(0, 361, 15), color="C2")
+    hist(
+        ax[1, 0],
+        ev.get("azimuth_deg", []),
+        "(d) azimuth (event to station)",
+        "azimuth (deg)",
+        bins=np.arange(0, 361, 15),
+        color="C2",
+    )
     hist(ax[1, 1], ev.get("epi_distance_km", []), "(e) epicentral distance", "km", bins=30, color="C3")
     hist(ax[1, 2], ev.get("snr_s", []), "(f) picker samples: S SNR", "SNR", bins=bins, color="C1")
     ax[1, 2].set_xscale("log")

@@ -45,7 +45,17 @@ def _day_list(picks: pd.DataFrame) -> list[dt.date]:
     return sorted({t.date() for t in picks["time"]})
 
 
-def samples_from_world(world_dir, out_dir, min_snr_p: float = 2.0, min_label_snr: float = 1.5, noise_per_event: float = 1.0, max_events: int | None = None, seed: int = 0, params=None, channels=("HH?", "EH?")) -> Path:
+def samples_from_world(
+    world_dir,
+    out_dir,
+    min_snr_p: float = 2.0,
+    min_label_snr: float = 1.5,
+    noise_per_event: float = 1.0,
+    max_events: int | None = None,
+    seed: int = 0,
+    params=None,
+    channels=("HH?", "EH?"),
+) -> Path:
     """Cut event and noise samples from a synthetic world (SDS + truth/picks.parquet)."""
     from ..detect.runner import preprocess  # torch: only where samples are cut
 
@@ -85,8 +95,18 @@ def samples_from_world(world_dir, out_dir, min_snr_p: float = 2.0, min_label_snr
                 if a < 0 or a + STORE_N > n or cv[a + STORE_N] - cv[a] > 0:
                     continue
                 chunks.append(to_float16(prep.data[:, a : a + STORE_N]))
-                rows.append(dict(kind="event", station_id=sid, event_id=int(r["event_id"]), snr_p=float(r["snr"]), start_ns=int(prep.time_ns(a)),
-                                 p_idx=(p_all[(p_all >= a) & (p_all < a + STORE_N)] - a).tolist(), s_idx=(s_all[(s_all >= a) & (s_all < a + STORE_N)] - a).tolist(), source=str(world)))
+                rows.append(
+                    dict(
+                        kind="event",
+                        station_id=sid,
+                        event_id=int(r["event_id"]),
+                        snr_p=float(r["snr"]),
+                        start_ns=int(prep.time_ns(a)),
+                        p_idx=(p_all[(p_all >= a) & (p_all < a + STORE_N)] - a).tolist(),
+                        s_idx=(s_all[(s_all >= a) & (s_all < a + STORE_N)] - a).tolist(),
+                        source=str(world),
+                    )
+                )
                 n_ev += 1
             n_noise, tries = int(round(noise_per_event * max(n_ev, 1))), 0
             while n_noise > 0 and tries < 50 * n_noise + 100:
@@ -98,7 +118,18 @@ def samples_from_world(world_dir, out_dir, min_snr_p: float = 2.0, min_label_snr
                 if j < len(arr_all) and arr_all[j] < a + STORE_N:
                     continue
                 chunks.append(to_float16(prep.data[:, a : a + STORE_N]))
-                rows.append(dict(kind="noise", station_id=sid, event_id=-1, snr_p=0.0, start_ns=int(prep.time_ns(a)), p_idx=[], s_idx=[], source=str(world)))
+                rows.append(
+                    dict(
+                        kind="noise",
+                        station_id=sid,
+                        event_id=-1,
+                        snr_p=0.0,
+                        start_ns=int(prep.time_ns(a)),
+                        p_idx=[],
+                        s_idx=[],
+                        source=str(world),
+                    )
+                )
                 n_noise -= 1
             del prep, st
     if not rows:
@@ -111,8 +142,19 @@ def samples_from_world(world_dir, out_dir, min_snr_p: float = 2.0, min_label_snr
     idx_df = pd.DataFrame(rows)
     idx_df.insert(0, "sample", np.arange(len(idx_df), dtype=np.int64))
     write_table(idx_df, out / "index.parquet")
-    write_json({"world": str(world), "n_event": int((idx_df.kind == "event").sum()), "n_noise": int((idx_df.kind == "noise").sum()),
-                "store_n": STORE_N, "p_at_n": P_AT_N, "min_snr_p": min_snr_p, "min_label_snr": min_label_snr, "seed": seed}, out / "card.json")
+    write_json(
+        {
+            "world": str(world),
+            "n_event": int((idx_df.kind == "event").sum()),
+            "n_noise": int((idx_df.kind == "noise").sum()),
+            "store_n": STORE_N,
+            "p_at_n": P_AT_N,
+            "min_snr_p": min_snr_p,
+            "min_label_snr": min_label_snr,
+            "seed": seed,
+        },
+        out / "card.json",
+    )
     return out
 
 
@@ -126,7 +168,9 @@ class SampleSet:
         xs, idxs = [], []
         for d in dirs:
             if not (d / "waveforms.npy").exists() or not (d / "index.parquet").exists():
-                raise FileNotFoundError(f"sample set {d}: needs waveforms.npy and index.parquet (make it with samples_from_world)")
+                raise FileNotFoundError(
+                    f"sample set {d}: needs waveforms.npy and index.parquet (make it with samples_from_world)"
+                )
             xs.append(np.load(d / "waveforms.npy", mmap_mode="r"))
             idxs.append(pd.read_parquet(d / "index.parquet"))
         self.parts = xs

@@ -54,7 +54,9 @@ def split_indices(n: int, seed: int = 0, fractions=(0.7, 0.2, 0.1)):
     return np.sort(perm[:a]), np.sort(perm[a:b]), np.sort(perm[b:])
 
 
-def step_targets(p: np.ndarray, s: np.ndarray, n_steps: int = N_STEPS, step_n: int = STEP_N, ignore=(), ignore_n: int = 150):
+def step_targets(
+    p: np.ndarray, s: np.ndarray, n_steps: int = N_STEPS, step_n: int = STEP_N, ignore=(), ignore_n: int = 150
+):
     """Class per step (0 noise, 1 P, 2 S), offsets (B, T, 2) and their mask (arrival step ± 1),
     and a per-step loss weight (B, T): 0 within ``ignore_n`` samples of an unlabelled arrival
     (arrays of ``ignore``, -1 padded) unless the step carries a label, else 1."""
@@ -92,12 +94,20 @@ def _batches(idx: np.ndarray, bs: int, rng: np.random.Generator | None):
 
 
 def _make_batch(ds: SampleSet, rows, aug, rng):
-    batch = {"x": ds.load(rows), "p": ds.p[rows].copy(), "s": ds.s[rows].copy(), "p_ign": ds.p_ign[rows].copy(), "s_ign": ds.s_ign[rows].copy(),
-             "event": ds.is_event[rows]}
+    batch = {
+        "x": ds.load(rows),
+        "p": ds.p[rows].copy(),
+        "s": ds.s[rows].copy(),
+        "p_ign": ds.p_ign[rows].copy(),
+        "s_ign": ds.s_ign[rows].copy(),
+        "event": ds.is_event[rows],
+    }
     return aug(batch, rng)
 
 
-def pick_errors(probs: np.ndarray, offsets: np.ndarray, p: np.ndarray, s: np.ndarray, threshold: float = 0.5, tol_s: float = 1.0):
+def pick_errors(
+    probs: np.ndarray, offsets: np.ndarray, p: np.ndarray, s: np.ndarray, threshold: float = 0.5, tol_s: float = 1.0
+):
     """Errors (s) of decoded picks vs labels; returns dict of arrays for P and S + recall counts."""
     res = {"P": [], "S": [], "nP": 0, "nS": 0, "false": 0}
     for j in range(len(probs)):
@@ -130,10 +140,26 @@ def _pick_summary(res) -> dict:
     return out
 
 
-def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 20, lr: float = 1e-3, batch_size: int = 512, seed: int = 0,
-          device: str = "auto", name: str = "cerp", version: str = "0.0.0", max_minutes: float | None = None, model: CerpModel | None = None,
-          recipe: dict | None = None, picker_noise_fraction: float = 0.3, detector_time_share: float = 0.4, teacher_mask: float | None = None,
-          teacher_mask_phases=("P",), log=print) -> CerpModel:
+def train(
+    sample_dirs,
+    out_dir,
+    epochs_detector: int = 10,
+    epochs_picker: int = 20,
+    lr: float = 1e-3,
+    batch_size: int = 512,
+    seed: int = 0,
+    device: str = "auto",
+    name: str = "cerp",
+    version: str = "0.0.0",
+    max_minutes: float | None = None,
+    model: CerpModel | None = None,
+    recipe: dict | None = None,
+    picker_noise_fraction: float = 0.3,
+    detector_time_share: float = 0.4,
+    teacher_mask: float | None = None,
+    teacher_mask_phases=("P",),
+    log=print,
+) -> CerpModel:
     """Train detector then picker; write metrics.csv, checkpoints/, cerp.pt + card.json to ``out_dir``.
 
     ``teacher_mask`` (fine-tuning on incompletely labelled windows, e.g. bootstrap sets): in
@@ -161,7 +187,21 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
     aug_train = Compose([RandomCrop(WINDOW_N, 1500), WhiteNoise(0.4)])
     aug_eval = Compose([RandomCrop(WINDOW_N, 1500)])
     metrics_path = out / "metrics.csv"
-    fields = ["model", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_p_err_std_s", "val_s_err_std_s", "val_p_err_med_abs_s", "val_s_err_med_abs_s", "val_p_recall", "val_s_recall", "seconds"]
+    fields = [
+        "model",
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "val_p_err_std_s",
+        "val_s_err_std_s",
+        "val_p_err_med_abs_s",
+        "val_s_err_med_abs_s",
+        "val_p_recall",
+        "val_s_recall",
+        "seconds",
+    ]
     fh = open(metrics_path, "w", newline="")
     wr = csv.DictWriter(fh, fieldnames=fields)
     wr.writeheader()
@@ -202,7 +242,11 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
             if teacher is not None:
                 with torch.no_grad():
                     tp = torch.softmax(teacher(x)[0], -1)
-                doubt = (tp[..., teacher_cls].max(-1).values >= teacher_mask) & (cls_t == 0) & torch.from_numpy(b["event"]).to(dev)[:, None]
+                doubt = (
+                    (tp[..., teacher_cls].max(-1).values >= teacher_mask)
+                    & (cls_t == 0)
+                    & torch.from_numpy(b["event"]).to(dev)[:, None]
+                )
                 w_t = w_t * (~doubt).float()
             with torch.set_grad_enabled(train_mode):
                 logits, o = m.picker(x)
@@ -218,7 +262,9 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
             correct += int((logits.argmax(-1) == cls_t).sum())
             n += cls.size
             if collect:
-                r = pick_errors(torch.softmax(logits, -1).detach().cpu().numpy(), o.detach().cpu().numpy(), b["p"], b["s"])
+                r = pick_errors(
+                    torch.softmax(logits, -1).detach().cpu().numpy(), o.detach().cpu().numpy(), b["p"], b["s"]
+                )
                 for k in res:
                     res[k] = res[k] + r[k]
         return tot / max(len(idx), 1), correct / max(n, 1), res
@@ -232,10 +278,22 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
         t = time.time()
         tl, ta = det_pass(tr_idx, True, rng, aug_train)
         vl, va = det_pass(va_idx, False, np.random.default_rng(seed + 1), aug_eval)
-        wr.writerow({"model": "detector", "epoch": ep, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va, "seconds": time.time() - t})
+        wr.writerow(
+            {
+                "model": "detector",
+                "epoch": ep,
+                "train_loss": tl,
+                "train_acc": ta,
+                "val_loss": vl,
+                "val_acc": va,
+                "seconds": time.time() - t,
+            }
+        )
         fh.flush()
-        log(f"detector epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} "
-            f"({time.time() - t:.1f} s)")
+        log(
+            f"detector epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} "
+            f"({time.time() - t:.1f} s)"
+        )
         torch.save({"detector": m.detector.state_dict(), "epoch": ep}, out / "checkpoints" / "detector_last.pt")
         if vl < best_d[0]:
             best_d = (vl, {k: v.detach().clone() for k, v in m.detector.state_dict().items()}, ep)
@@ -247,11 +305,24 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
         tl, ta, _ = pick_pass(ptr_idx, True, rng, aug_train)
         vl, va, res = pick_pass(pva_idx, False, np.random.default_rng(seed + 1), aug_eval, collect=True)
         sm = _pick_summary(res)
-        wr.writerow({"model": "picker", "epoch": ep, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va, **{f"val_{k}": v for k, v in sm.items() if f"val_{k}" in fields}, "seconds": time.time() - t})
+        wr.writerow(
+            {
+                "model": "picker",
+                "epoch": ep,
+                "train_loss": tl,
+                "train_acc": ta,
+                "val_loss": vl,
+                "val_acc": va,
+                **{f"val_{k}": v for k, v in sm.items() if f"val_{k}" in fields},
+                "seconds": time.time() - t,
+            }
+        )
         fh.flush()
-        log(f"picker epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} P err "
+        log(
+            f"picker epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} P err "
             f"{sm['p_err_std_s']:.3f} s S err {sm['s_err_std_s']:.3f} s recall "
-            f"{sm['p_recall']:.3f}/{sm['s_recall']:.3f} ({time.time() - t:.1f} s)")
+            f"{sm['p_recall']:.3f}/{sm['s_recall']:.3f} ({time.time() - t:.1f} s)"
+        )
         torch.save({"picker": m.picker.state_dict(), "epoch": ep}, out / "checkpoints" / "picker_last.pt")
         if vl < best_p[0]:
             best_p = (vl, {k: v.detach().clone() for k, v in m.picker.state_dict().items()}, ep)
@@ -267,14 +338,34 @@ def train(sample_dirs, out_dir, epochs_detector: int = 10, epochs_picker: int = 
     with torch.no_grad():
         _, dacc = det_pass(te_idx, False, np.random.default_rng(seed + 2), aug_eval)
         _, pacc, res = pick_pass(pte_idx, False, np.random.default_rng(seed + 2), aug_eval, collect=True)
-    final = {"test_detector_acc": dacc, "test_picker_step_acc": pacc, **{f"test_{k}": v for k, v in _pick_summary(res).items()}}
+    final = {
+        "test_detector_acc": dacc,
+        "test_picker_step_acc": pacc,
+        **{f"test_{k}": v for k, v in _pick_summary(res).items()},
+    }
     m.card = {
         "trained": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "training_seconds": round(time.time() - t_start, 1),
         "samples": [str(d) for d in ([sample_dirs] if isinstance(sample_dirs, (str, Path)) else sample_dirs)],
-        "n_samples": {"train": len(tr_idx), "validation": len(va_idx), "test": len(te_idx), "event": int(ds.is_event.sum()), "noise": int((~ds.is_event).sum())},
-        "recipe": {"optimizer": "Adam", "lr": lr, "batch_size": batch_size, "split": "7:2:1", "seed": seed, "epochs_detector": epochs_detector, "epochs_picker": epochs_picker,
-                   "augmentation": "RandomCrop(P 1-16 s), WhiteNoise(0-40 %)", "picker_noise_fraction": picker_noise_fraction, **(recipe or {})},
+        "n_samples": {
+            "train": len(tr_idx),
+            "validation": len(va_idx),
+            "test": len(te_idx),
+            "event": int(ds.is_event.sum()),
+            "noise": int((~ds.is_event).sum()),
+        },
+        "recipe": {
+            "optimizer": "Adam",
+            "lr": lr,
+            "batch_size": batch_size,
+            "split": "7:2:1",
+            "seed": seed,
+            "epochs_detector": epochs_detector,
+            "epochs_picker": epochs_picker,
+            "augmentation": "RandomCrop(P 1-16 s), WhiteNoise(0-40 %)",
+            "picker_noise_fraction": picker_noise_fraction,
+            **(recipe or {}),
+        },
         "metrics": final,
         "best_epochs": {"detector": best_d[2], "picker": best_p[2]},
     }
@@ -357,18 +448,39 @@ def train_from_sample_set(
         log(f"train: resuming {out} after detector epoch {done_d}, picker epoch {done_p}")
     init_label = model.label if init_model else "scratch"
     mask = teacher_mask if init_model else None
-    recipe = {"init_model": init_label, "bootstrap": True, "teacher_mask": mask,
-              "resumed_after": {"detector": done_d, "picker": done_p}, "epochs_detector": ep_d, "epochs_picker": ep_p}
-    train(dirs, out, epochs_detector=0 if done_p else max(ep_d - done_d, 0), epochs_picker=max(ep_p - done_p, 0), lr=lr,
-          batch_size=batch_size, seed=seed, device=device, name=name, version=version, max_minutes=max_minutes,
-          model=model, teacher_mask=mask, recipe=recipe, log=log)
+    recipe = {
+        "init_model": init_label,
+        "bootstrap": True,
+        "teacher_mask": mask,
+        "resumed_after": {"detector": done_d, "picker": done_p},
+        "epochs_detector": ep_d,
+        "epochs_picker": ep_p,
+    }
+    train(
+        dirs,
+        out,
+        epochs_detector=0 if done_p else max(ep_d - done_d, 0),
+        epochs_picker=max(ep_p - done_p, 0),
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        name=name,
+        version=version,
+        max_minutes=max_minutes,
+        model=model,
+        teacher_mask=mask,
+        recipe=recipe,
+        log=log,
+    )
     if len(prev):
         new = _metrics_rows(metrics)
         if len(new):
             off = new["model"].map({"detector": done_d, "picker": done_p}).fillna(0).astype(int)
             new["epoch"] = new["epoch"] + off
-        kept = (((prev["model"] == "detector") & (prev["epoch"] <= done_d))
-                | ((prev["model"] == "picker") & (prev["epoch"] <= done_p)))
+        kept = ((prev["model"] == "detector") & (prev["epoch"] <= done_d)) | (
+            (prev["model"] == "picker") & (prev["epoch"] <= done_p)
+        )
         prev = prev[kept]
         pd.concat([prev, new], ignore_index=True).to_csv(metrics, index=False)
     plot_training_curves(metrics, out / "training_curves.png")
