@@ -28,36 +28,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..errors import QuakeScaleError
+from ..formats import hypodd
 
 BASE_COLUMNS = ["event_id", "time", "latitude", "longitude", "depth_km", "magnitude"]
 
-RELOC_COLUMNS = [
-    "event_id",
-    "latitude",
-    "longitude",
-    "depth_km",
-    "x_m",
-    "y_m",
-    "z_m",
-    "ex_m",
-    "ey_m",
-    "ez_m",
-    "yr",
-    "mo",
-    "dy",
-    "hr",
-    "mi",
-    "sc",
-    "magnitude",
-    "n_ccp",
-    "n_ccs",
-    "n_ctp",
-    "n_cts",
-    "rms_cc_s",
-    "rms_ct_s",
-    "cluster_id",
-]
-LOC_COLUMNS = RELOC_COLUMNS[:17] + ["cluster_id"]
+# hypoDD.reloc / .loc: read by formats.hypodd (the one reader of 2.1b's layout), named here as a catalog
+_HYPODD_NAMES = {"cluster": "cluster_id", "n_cc_p": "n_ccp", "n_cc_s": "n_ccs", "n_ct_p": "n_ctp", "n_ct_s": "n_cts"}
+_HYPODD_DATE = ["year", "month", "day", "hour", "minute", "second"]
 
 
 class CatalogFormatError(QuakeScaleError, ValueError):
@@ -256,29 +233,23 @@ def read_velest_cat(path) -> pd.DataFrame:
 
 
 def read_hypodd(path) -> pd.DataFrame:
-    """HypoDD ``.reloc`` (24 columns) or ``.loc`` (18 columns); X/Y/Z/EX/EY/EZ in metres."""
+    """HypoDD ``.reloc`` (24 columns) or ``.loc`` (18 columns); X/Y/Z/EX/EY/EZ in metres.  The
+    layout is read by :func:`quakescale.formats.hypodd.read_reloc` / ``read_loc``."""
     lines = _data_lines(path)
     if not lines:
-        return _finish(
-            pd.DataFrame(columns=RELOC_COLUMNS + ["time"]).drop(columns=["yr", "mo", "dy", "hr", "mi", "sc"]),
-            path,
-            "hypodd",
-        )
+        empty = pd.DataFrame(columns=[c for c in hypodd.RELOC_COLUMNS if c not in _HYPODD_DATE] + ["time"])
+        return _finish(empty.rename(columns=_HYPODD_NAMES), path, "hypodd")
     n = len(lines[0][1])
-    cols = {24: RELOC_COLUMNS, 18: LOC_COLUMNS}.get(n)
-    if cols is None:
+    if n not in (24, 18):
         raise CatalogFormatError(f"{path}:{lines[0][0]}: hypoDD line has {n} fields, expected 24 (.reloc) or 18 (.loc)")
     bad = [ln for ln, f in lines if len(f) != n]
     if bad:
         raise CatalogFormatError(
             f"{path}:{bad[0]}: hypoDD line has a different number of fields than line {lines[0][0]} ({n})"
         )
-    a = pd.DataFrame(np.array([f for _, f in lines], dtype=float), columns=cols)
-    a["time"] = _times(a["yr"], a["mo"], a["dy"], a["hr"], a["mi"], a["sc"])
-    for c in ("event_id", "cluster_id", "n_ccp", "n_ccs", "n_ctp", "n_cts"):
-        if c in a:
-            a[c] = a[c].astype("int64")
-    a = a.drop(columns=["yr", "mo", "dy", "hr", "mi", "sc"])
+    a = hypodd.read_reloc(path) if n == 24 else hypodd.read_loc(path)
+    a["time"] = _times(*(a[c] for c in _HYPODD_DATE))
+    a = a.drop(columns=_HYPODD_DATE).rename(columns=_HYPODD_NAMES)
     return _finish(a, path, "hypodd_reloc" if n == 24 else "hypodd_loc")
 
 

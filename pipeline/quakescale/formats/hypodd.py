@@ -870,7 +870,8 @@ LOC_COLUMNS = RELOC_COLUMNS[:17] + ["cluster"]
 def _read_table(path, columns) -> pd.DataFrame:
     path = Path(path)
     rows = []
-    for _n, _line, tok in token_lines(path, len(columns), HypoDDFormatError, " ".join(columns)):
+    # "#" lines: our catalog header (2.1b never writes one: its lines start with the event id)
+    for _n, _line, tok in token_lines(path, len(columns), HypoDDFormatError, " ".join(columns), comment="#"):
         vals = []
         for t in tok[: len(columns)]:
             try:
