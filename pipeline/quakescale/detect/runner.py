@@ -260,31 +260,21 @@ def window_starts(n: int, window_n: int = WINDOW_N, stride_n: int = 1500) -> np.
 
 
 def decode_steps(probs: np.ndarray, offsets: np.ndarray, threshold: float) -> list[tuple[str, float, float]]:
-    """Per-step (T, 3) probabilities + (T, 2) offsets of one window -> [(phase, sample, prob)].
-
-    Each run of steps above ``threshold`` is one pick; its time is the probability-weighted mean of
-    the runs' step times ``(step + offset) * STEP_N`` (offsets are relative to each step)."""
-    out = []
-    for c, ph in ((1, "P"), (2, "S")):
-        above = probs[:, c] >= threshold
-        if not above.any():
-            continue
-        idx = np.flatnonzero(above)
-        runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
-        for r in runs:
-            w = probs[r, c]
-            t = (r + offsets[r, c - 1]) * STEP_N
-            out.append((ph, float((w * t).sum() / w.sum()), float(w.max())))
-    return out
+    """Per-step (T, 3) probabilities + (T, 2) offsets of one window -> [(phase, sample, prob)]:
+    :func:`decode_batch` of that one window (P runs then S runs, in time)."""
+    return decode_batch(probs[None], offsets[None], threshold, np.zeros(1, np.int64))
 
 
 def decode_batch(
     probs: np.ndarray, offsets: np.ndarray, threshold: float, starts: np.ndarray
 ) -> list[tuple[str, float, float]]:
-    """:func:`decode_steps` of many windows at once: ``probs`` (B, T, 3), ``offsets`` (B, T, 2), window
-    ``starts`` (B,) in samples -> [(phase, start + sample, prob)] in the same order (window by
-    window, P runs then S runs, in time).  Runs are found on the flattened (B, T + 1) mask (a
-    False step between windows), the weighted means and maxima by ``reduceat``."""
+    """Picks of many windows: ``probs`` (B, T, 3), ``offsets`` (B, T, 2), window ``starts`` (B,) in
+    samples -> [(phase, start + sample, prob)], window by window, P runs then S runs, in time.
+
+    Each run of steps above ``threshold`` is one pick; its time is the probability-weighted mean of
+    the run's step times ``(step + offset) * STEP_N`` (offsets are relative to each step), its
+    probability the run's maximum.  Runs are found on the flattened (B, T + 1) mask (a False step
+    between windows), the weighted means and maxima by ``reduceat``."""
     b, t = probs.shape[:2]
     recs = []
     for c, ph in ((1, 0), (2, 1)):
