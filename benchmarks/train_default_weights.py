@@ -41,6 +41,12 @@ def main(argv=None):
         help="optional wall-clock cap (the shipped weights used fixed epochs)",
     )
     ap.add_argument("--version", default="1.0.0")
+    ap.add_argument(
+        "--coloured-noise",
+        action="store_true",
+        help="detector also trained on noise of random spectrum/level/envelope (train.augment.ColouredNoise); "
+        "not in the shipped weights: see their model card",
+    )
     a = ap.parse_args(argv)
     from quakescale.synth.world import make_world
     from quakescale.train.samples import samples_from_world
@@ -71,6 +77,7 @@ def main(argv=None):
         name="cerp-default",
         version=a.version,
         max_minutes=a.max_minutes,
+        coloured_noise=a.coloured_noise,
         recipe={
             "worlds": "make_world(n_stations=12, days=1, n_events=150, seed=S, hours_per_day=6.0) for S in "
             f"{list(SEEDS)}",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from quakescale.detect.models import STEP_N, load_model
-from quakescale.train.augment import Compose, RandomCrop, WhiteNoise
+from quakescale.train.augment import ColouredNoise, Compose, RandomCrop, WhiteNoise
 from quakescale.train.samples import P_AT_N, STORE_N, SampleSet, samples_from_world
 from quakescale.train.trainer import split_indices, step_targets, train
 
@@ -50,6 +50,33 @@ def test_augmentations_move_labels_with_the_window():
         assert b["p_ign"][i, 0] == b["p"][i, 0] + 700  # unlabelled arrivals move with the window
     n = WhiteNoise(0.4)({"x": np.ones((64, 3, 100), np.float32) * np.arange(100), "event": np.ones(64, bool)}, rng)["x"]
     assert 0 < np.std(n - np.arange(100)) < 0.4 * np.std(np.arange(100))
+
+
+def test_coloured_noise_varies_the_spectrum_and_keeps_events_visible():
+    """Noise windows become mostly noise of varied colour (the low/high band power ratio spreads over
+    orders of magnitude); event windows keep peak/background >= min_event_snr (their label stays
+    true); the same generator seed gives the same batch; labels are untouched."""
+    rng = np.random.default_rng(1)
+    b, n = 256, 3000
+    x = rng.standard_normal((b, 3, n)).astype(np.float32)
+    ev = np.arange(b) % 2 == 0
+    x[ev, :, 1500:1600] += 40.0 * np.sin(np.arange(100) / 3.0).astype(np.float32)  # a strong burst: SNR ~ 25
+    p = np.where(ev[:, None], 1500, -1) * np.ones((b, 2), int)
+    cn = ColouredNoise(p_noise=1.0, p_event=1.0)
+    out = cn({"x": x, "p": p, "event": ev}, np.random.default_rng(5))
+    again = cn({"x": x, "p": p, "event": ev}, np.random.default_rng(5))
+    assert np.array_equal(out["x"], again["x"]) and out["p"] is p and np.isfinite(out["x"]).all()
+    spec = np.abs(np.fft.rfft(out["x"][~ev].astype(np.float64), axis=-1)) ** 2
+    f = np.fft.rfftfreq(n, 0.01)
+    ratio = spec[..., (f > 1) & (f < 4)].mean(axis=(1, 2)) / spec[..., (f > 10) & (f < 20)].mean(axis=(1, 2))
+    white = np.abs(np.fft.rfft(x[~ev].astype(np.float64), axis=-1)) ** 2
+    white_ratio = white[..., (f > 1) & (f < 4)].mean(axis=(1, 2)) / white[..., (f > 10) & (f < 20)].mean(axis=(1, 2))
+    assert np.ptp(np.log10(white_ratio)) < 0.3 and np.ptp(np.log10(ratio)) > 1.5
+    assert np.median(out["x"][~ev].std(axis=(1, 2)) / x[~ev].std(axis=(1, 2))) > 1.5  # mostly the new noise
+    rms1 = np.sqrt((out["x"][ev].reshape(-1, 3, 30, 100) ** 2).mean(axis=(1, 3)))
+    snr = rms1.max(axis=1) / np.percentile(rms1, 20, axis=1)
+    assert snr.min() >= 0.9 * cn.min_event_snr
+    assert (out["x"][ev] != x[ev]).any(axis=(1, 2)).mean() > 0.5  # most event windows did get noise
 
 
 def test_split_and_step_targets():

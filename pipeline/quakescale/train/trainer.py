@@ -38,7 +38,7 @@ from ..detect.models import (
     save_model,
 )
 from ..detect.runner import decode_steps
-from .augment import Compose, RandomCrop, WhiteNoise
+from .augment import ColouredNoise, Compose, RandomCrop, WhiteNoise
 from .figures import plot_training_curves
 from .samples import SampleSet
 
@@ -158,6 +158,7 @@ def train(
     detector_time_share: float = 0.4,
     teacher_mask: float | None = None,
     teacher_mask_phases=("P",),
+    coloured_noise: bool = False,
     log=print,
 ) -> CerpModel:
     """Train detector then picker; write metrics.csv, checkpoints/, cerp.pt + card.json to ``out_dir``.
@@ -168,7 +169,12 @@ def train(
     the labels missed (a small event nobody associated) is not taught as noise.  Pick-free
     noise windows are unaffected.  P only by default: masking S too keeps the starting model's
     false S picks in codas (measured: S precision 0.73 -> 0.64 on region B of
-    ``benchmarks/bench_retrain.py``)."""
+    ``benchmarks/bench_retrain.py``).
+
+    ``coloured_noise``: the detector's windows (training and validation) also get
+    :class:`~quakescale.train.augment.ColouredNoise` (noise of random spectrum, level and
+    envelope): for weights trained on synthetic worlds and used on real data.  The picker's
+    augmentation is the seed's either way."""
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -186,6 +192,10 @@ def train(
         teacher_cls = [{"P": 1, "S": 2}[ph] for ph in teacher_mask_phases]
     aug_train = Compose([RandomCrop(WINDOW_N, 1500), WhiteNoise(0.4)])
     aug_eval = Compose([RandomCrop(WINDOW_N, 1500)])
+    det_train, det_eval = aug_train, aug_eval
+    if coloured_noise:
+        det_train = Compose([RandomCrop(WINDOW_N, 1500), WhiteNoise(0.4), ColouredNoise()])
+        det_eval = Compose([RandomCrop(WINDOW_N, 1500), ColouredNoise()])
     metrics_path = out / "metrics.csv"
     fields = [
         "model",
@@ -276,8 +286,8 @@ def train(
     best_d, best_p = (np.inf, None, 0), (np.inf, None, 0)  # (val loss, state, epoch): the best epoch is kept
     for ep in range(1, epochs_detector + 1):
         t = time.time()
-        tl, ta = det_pass(tr_idx, True, rng, aug_train)
-        vl, va = det_pass(va_idx, False, np.random.default_rng(seed + 1), aug_eval)
+        tl, ta = det_pass(tr_idx, True, rng, det_train)
+        vl, va = det_pass(va_idx, False, np.random.default_rng(seed + 1), det_eval)
         wr.writerow(
             {
                 "model": "detector",
@@ -362,7 +372,8 @@ def train(
             "seed": seed,
             "epochs_detector": epochs_detector,
             "epochs_picker": epochs_picker,
-            "augmentation": "RandomCrop(P 1-16 s), WhiteNoise(0-40 %)",
+            "augmentation": "RandomCrop(P 1-16 s), WhiteNoise(0-40 %)"
+            + (" + detector: ColouredNoise" if coloured_noise else ""),
             "picker_noise_fraction": picker_noise_fraction,
             **(recipe or {}),
         },
