@@ -37,7 +37,7 @@ def synthetic_world(path: Path) -> Path:
 def real_noise_day(
     world: Path | None, out: Path, gapped: bool = False, seed: int = 5, day: str = "2019-12-25"
 ) -> Path | None:
-    """An SDS root holding one real-noise 24 h day: as XL.L01 (EH?) on the synthetic ``world``'s
+    """An SDS root holding one real 24 h aftershock-sequence day: as XL.L01 (EH?) on the synthetic ``world``'s
     first day (its StationXML has full responses), or, with ``world=None``, as the real
     CM.URMC.00.HH? on ``day`` (use the Mesetas StationXML).  None when the shared Mesetas data
     are absent."""
