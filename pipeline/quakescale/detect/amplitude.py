@@ -38,7 +38,9 @@ PRE_FILT_HZ = (0.7, 1.2, 35.0, 45.0)
 CLIP_COUNTS = 0.95 * 2**23  # 24-bit digitisers saturate at +-2**23 counts
 FLAT_TOP_N = 3  # this many equal samples at the window's extreme: a flat (clipped) top
 FLAT_TOP_MIN_COUNTS = 1.0e4  # ... when the extreme is at least this large (not a quiet quantised trace)
-NFFT_BLOCK = 2**16  # longest FFT of measure_many's overlap-save blocks (655 s at 100 Hz, 6 % overlap)
+# longest FFT of measure_many's overlap-save blocks (655 s at 100 Hz, 6 % overlap); measured on a busy real
+# day: 2**15 / 2**16 / 2**17 within 5 % of each other, 2**16 the quickest
+NFFT_BLOCK = 2**16
 ROW_SAMPLES = 2**20  # measure_many transforms pieces of one FFT length this many samples at a time
 AMP_SOURCES = ("response", "sensitivity", "none")
 _UNIT_POWER = {"M": 0, "NM": 0, "M/S": 1, "NM/S": 1, "M/S**2": 2, "M/S2": 2, "M/SEC": 1, "M/SEC**2": 2, "NM/S**2": 2}
