@@ -63,6 +63,30 @@ def test_model_sizes_and_shapes():
     assert M.n_params(m.detector) < 100_000 and M.n_params(m.picker) < 200_000
 
 
+@pytest.mark.parametrize("n_in", [M.WINDOW_N, 2999])
+def test_detector_fused_conv_pool_equals_the_layers(n_in):
+    """Detector.forward (convolution and pool fused into one stride-2 convolution) gives the same
+    logits as the plain layer stack head(features(x)) -- conv, pool, ReLU -- for the shipped and
+    random weights, on a 30 s window and an odd length (floors of odd layer lengths); and its
+    gradient trains the same parameters."""
+    torch.manual_seed(3)
+    x = M.normalize_windows(torch.randn(16, 3, n_in))
+    x[3] = 0.0  # a dead window: ties everywhere
+    nets = [M.Detector(n_in=n_in)]
+    if n_in == M.WINDOW_N:
+        nets.append(M.load_model("builtin:default", device="cpu").detector)
+    for det in nets:
+        det.eval()
+        with torch.no_grad():
+            ref = det.head(det.features(x)).squeeze(-1)
+            got = det(x)
+        assert got.shape == (16,)
+        assert torch.allclose(got, ref, rtol=0, atol=1e-6), (got - ref).abs().max()
+    det = nets[0].train()
+    det(x).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in det.parameters())
+
+
 def test_weights_roundtrip_and_tamper(tmp_path):
     m = M.new_model(3)
     M.save_model(m, tmp_path / "w", name="unit", version="9.9.9")

@@ -328,9 +328,10 @@ def window_tensor(data: np.ndarray, win_n: int, device: torch.device) -> torch.T
     return t.unfold(1, win_n, 1).permute(1, 0, 2)
 
 
-# windows per detector batch on a CPU (at most detect.batch_size): a whole day's 5,760 windows, 2 threads, quiet
-# machine: 32 -> 0.65-0.77 s, 64 -> 0.59-0.63 s, 128 -> 0.68-0.71 s, 256 -> 1.50-1.60 s (a 64-window batch's
-# layer outputs stay in cache); the picker's GRU keeps detect.batch_size
+# windows per detector batch on a CPU (at most detect.batch_size): the detector step of a whole day's 5,760
+# windows (gather, normalise, fused conv+pool network), 2 threads, quiet machine, median of 5: 32 -> 0.55 s,
+# 64 -> 0.41 s, 128 -> 0.44 s, 256 -> 0.40 s (before the fused network: 64 -> 0.59-0.63 s, 256 -> 1.50-1.60 s);
+# the picker's GRU keeps detect.batch_size
 CPU_DETECTOR_BATCH = 64
 
 
