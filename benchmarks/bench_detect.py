@@ -210,8 +210,13 @@ def main(argv=None):
         f"memory over {n_days} consecutive station-days: RSS {res['rss_first_mb']:.0f} MB (first) -> "
         f"{res['rss_last_mb']:.0f} MB (last); this process's peak {res['peak_rss_mb']:.0f} MB"
     )
-    per_year = {k: v["detect_pick_s"]["median"] * 365 / 3600 for k, v in res["days"].items()}
-    res["cpu_hours_per_station_year"] = per_year
+    per_year = {f"CERP {k}": v["detect_pick_s"]["median"] * 365 / 3600 for k, v in res["days"].items()}
+    per_year.update(
+        {f"SeisBench {k} {days[1][0]}": v["median"] * 365 / 3600 for k, v in res.get("seisbench", {}).items()}
+    )
+    res["cpu_hours_per_station_year"] = per_year  # wall hours of one process with --threads threads
+    for k, v in per_year.items():
+        print(f"  {k}: {v:.2f} h per station-year ({a.threads} threads)")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
