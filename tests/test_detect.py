@@ -87,6 +87,36 @@ def test_detector_fused_conv_pool_equals_the_layers(n_in):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in det.parameters())
 
 
+def test_pick_snrs_equal_pick_snr_pick_by_pick():
+    """The gathered SNRs of a day's picks are pick_snr's numbers, bit for bit: P on Z, S on the
+    horizontal envelope, picks at the trace's ends (short noise windows, NaN), over silence (NaN)."""
+    from quakescale.detect import runner as R
+
+    rng = np.random.default_rng(4)
+    data = rng.standard_normal((3, 60_000)).astype(np.float32)
+    data[:, 20_000:21_000] = 0.0  # 10 s of silence
+    for at in (5_000, 30_000, 45_000):
+        data[:, at : at + 300] *= 30.0
+    prep = R.Prepared(0, data, np.ones(60_000, bool), "XX", "STA", "", "HH?")
+    idx = np.r_[rng.uniform(0, 60_000, 3000), [0.4, 3.0, 11.0, 499.6, 59_801.0, 59_999.0, 20_600.0, 5_000.0]]
+    ph = np.where(rng.random(len(idx)) < 0.5, "P", "S")
+    want = np.array([R.pick_snr(prep, a, b) for a, b in zip(ph, idx)])
+    got = R.pick_snrs(prep, ph, idx, chunk=512)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.isnan(got).sum() >= 3 and np.nanmax(got) > 20
+
+
+def test_amplitude_notes_list_channels_in_one_order():
+    """Whatever order the traces come in (ObsPy's merge of a gapped day varies it between calls),
+    the horizontals are measured, and named in notes, in one order: outputs are reproducible."""
+    from quakescale.detect.amplitude import _horizontals
+
+    st = Stream([Trace(np.zeros(10), header={"station": "S", "channel": c}) for c in ("HHN", "HHZ", "HHE", "HH1")])
+    assert [tr.stats.channel for tr in _horizontals(st)] == ["HH1", "HHE", "HHN"]
+    st.traces.reverse()
+    assert [tr.stats.channel for tr in _horizontals(st)] == ["HH1", "HHE", "HHN"]
+
+
 def test_weights_roundtrip_and_tamper(tmp_path):
     m = M.new_model(3)
     M.save_model(m, tmp_path / "w", name="unit", version="9.9.9")

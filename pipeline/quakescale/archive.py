@@ -636,6 +636,7 @@ def read_station_day(sds_root, station_id: str, day, channels: list[str] | None 
             f"{sd.unit}: cannot merge traces ({exc}); sampling rates {sorted({tr.stats.sampling_rate for tr in st})}"
         ) from exc
     st.trim(day0 - pad_s, day0 + 86400 + pad_s, nearest_sample=False)
+    st.sort()  # merge's trace order varies between calls on gapped data: one order, reproducible outputs
     if len(st) < 3:
         raise ArchiveError(f"{sd.unit}: after merging only {len(st)} channel(s) remain")
     return st

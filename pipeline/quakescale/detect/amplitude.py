@@ -88,7 +88,10 @@ def clipped_counts(x: np.ndarray, clip_counts: float = CLIP_COUNTS) -> str:
 
 
 def _horizontals(stream: Stream) -> Stream:
-    return Stream([tr for tr in stream if tr.stats.channel[-1:] in ("N", "E", "1", "2")])
+    """The horizontal traces in a fixed order (by id, then start): the notes of a measurement list
+    channels in the same order on every run, whatever order the archive read gave."""
+    hor = [tr for tr in stream if tr.stats.channel[-1:] in ("N", "E", "1", "2")]
+    return Stream(sorted(hor, key=lambda tr: (tr.id, tr.stats.starttime.ns)))
 
 
 def _cosine_prefilter(f: np.ndarray, band=PRE_FILT_HZ) -> np.ndarray:
