@@ -16,11 +16,10 @@ For each model, in one process:
    reference pick ("event windows") and among "quiet windows" (no reference pick from 60 s
    before the window to 5 s after it: no arrival and little coda) -- a detector trained on
    synthetic noise alone passes nearly all real noise;
-2. the whole CERP path (``pick_stream``: detector, picker, screening, refinement) per station:
-   picks made, the share of them within 0.5 s of a reference pick of the same phase (PhaseNet or
-   EQTransformer on Mesetas; the analyst's on Ridgecrest), the reference picks recovered, and
-   the seconds spent;
-3. Ridgecrest's 12 analyst arrivals found within 0.2 s.
+2. the whole CERP path (``pick_stream``: detector, picker, screening, refinement) per station,
+   scored per phase with ``bench_pickers.agreement`` (recall of the reference picks, share of
+   ours within 0.5 s of one) against PhaseNet's picks on Mesetas and the analyst's on
+   Ridgecrest (there within 0.2 s: the 12 arrivals found), and the seconds spent.
 
 The reference pickers disagree with each other and miss small events, so "matched" is a lower
 bound of precision; quiet-window pass rates are the cleaner noise figure.
@@ -35,81 +34,72 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from shared_data import DATA, RIDGECREST  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pickers import MESETAS, TOL_S, agreement, dedupe  # noqa: E402
+from shared_data import RIDGECREST  # noqa: E402
 
-MESETAS = DATA / "mesetas2019_dev"
 QUIET_BEFORE_S, QUIET_AFTER_S = 60.0, 5.0
-MATCH_S = 0.5
+REFS = ("phasenet_picks.csv", "eqtransformer_picks.csv")
 
 
-def _ns(times) -> np.ndarray:
-    import pandas as pd
+def _refs(name: str) -> pd.DataFrame:
+    r = pd.read_csv(MESETAS / "reference" / name)
+    r["t"] = pd.to_datetime(r["time"], utc=True).astype("datetime64[ns, UTC]").astype("int64") / 1e9
+    return dedupe(r)
 
-    return pd.to_datetime(pd.Series(times), utc=True).dt.as_unit("ns").astype("int64").to_numpy()
 
-
-def mesetas_sets() -> list[tuple[str, object, dict]]:
-    """[(station id, 3-component Stream, {phase: reference times ns})] of the Mesetas stations."""
-    import pandas as pd
+def mesetas_sets() -> tuple[list, pd.DataFrame, pd.DataFrame]:
+    """([(station id, 3-component Stream)], the PhaseNet and EQTransformer picks together (window
+    labels), PhaseNet's alone (pick scores)); columns station_id, phase, t (s), probability."""
     from obspy import Stream, read
 
-    refs = pd.concat(
-        [pd.read_csv(MESETAS / "reference" / f) for f in ("phasenet_picks.csv", "eqtransformer_picks.csv")]
-    )
+    pn, eqt = _refs(REFS[0]), _refs(REFS[1])
+    both = pd.concat([pn, eqt], ignore_index=True)
     out = []
-    for sid in sorted(refs.station_id.unique()):
+    for sid in sorted(both.station_id.unique()):
         net, sta = sid.split(".")
         st = Stream()
         for f in sorted((MESETAS / "waveforms").glob(f"{net}.{sta}.*.mseed")):
             st += read(str(f))
-        if len(st) < 3:
-            continue
-        r = refs[refs.station_id == sid]
-        out.append((sid, st, {ph: np.sort(_ns(r[r.phase == ph].time)) for ph in ("P", "S")}))
-    return out
+        if len(st) >= 3:
+            out.append((sid, st))
+    return out, both, pn
 
 
-def ridgecrest_sets() -> list[tuple[str, object, dict]]:
+def ridgecrest_sets() -> tuple[list, pd.DataFrame]:
+    """([(station id, Stream)], the analyst's picks of hypoDD.pha) for the 2019-07-04 data."""
     from obspy import Stream, UTCDateTime, read
 
-    picks: dict = {}
-    origin = None
+    rows, origin = [], None
     for line in (RIDGECREST / "hypoDD.pha").read_text().splitlines():
         f = line.split()
         if f[0] == "#":
             origin = UTCDateTime(int(f[1]), int(f[2]), int(f[3]), int(f[4]), int(f[5])) + float(f[6])
         elif origin is not None:
-            picks.setdefault(f[0], {"P": [], "S": []})[f[3]].append((origin + float(f[1])).ns)
+            rows.append(
+                {"station_id": f"PB.{f[0]}", "phase": f[3], "t": origin.timestamp + float(f[1]), "probability": 1.0}
+            )
+    ref = pd.DataFrame(rows)
     out = []
-    for sta, ph in sorted(picks.items()):
+    for sid in sorted(ref.station_id.unique()):
         st = Stream()
         for c in "ZNE":
-            st += read(str(RIDGECREST / "waveforms" / "20190704" / f"PB.{sta}.EH{c}"))
-        out.append((f"PB.{sta}", st, {k: np.sort(np.array(v, np.int64)) for k, v in ph.items()}))
-    return out
+            st += read(str(RIDGECREST / "waveforms" / "20190704" / f"{sid}.EH{c}"))
+        out.append((sid, st))
+    return out, ref
 
 
-def window_labels(starts_ns: np.ndarray, win_s: float, ref: dict) -> tuple[np.ndarray, np.ndarray]:
-    allp = np.sort(np.concatenate([ref["P"], ref["S"]]))
-    a, b = starts_ns, starts_ns + int(win_s * 1e9)
-    has = np.searchsorted(allp, b, "left") > np.searchsorted(allp, a, "left")
-    near = np.searchsorted(allp, b + int(QUIET_AFTER_S * 1e9), "left") > np.searchsorted(
-        allp, a - int(QUIET_BEFORE_S * 1e9), "left"
-    )
-    return has, ~near
+def window_labels(starts_s: np.ndarray, win_s: float, ref_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(holds a reference pick, quiet: none from QUIET_BEFORE_S before to QUIET_AFTER_S after)."""
+    t = np.sort(ref_t)
+    n_in = np.searchsorted(t, starts_s + win_s) - np.searchsorted(t, starts_s)
+    n_near = np.searchsorted(t, starts_s + win_s + QUIET_AFTER_S) - np.searchsorted(t, starts_s - QUIET_BEFORE_S)
+    return n_in > 0, n_near == 0
 
 
-def matched(t: np.ndarray, ref: np.ndarray, tol_s: float = MATCH_S) -> np.ndarray:
-    if not len(ref):
-        return np.zeros(len(t), bool)
-    i = np.clip(np.searchsorted(ref, t), 1, len(ref)) if len(ref) > 1 else np.zeros(len(t), int)
-    d = np.minimum(np.abs(t - ref[np.maximum(i - 1, 0)]), np.abs(t - ref[np.minimum(i, len(ref) - 1)]))
-    return d <= tol_s * 1e9
-
-
-def evaluate(model, sets) -> dict:
+def evaluate(model, stations, label_ref: pd.DataFrame, score_ref: pd.DataFrame, tol: float = TOL_S) -> dict:
     import torch
 
     from quakescale.config import DetectSection
@@ -117,13 +107,11 @@ def evaluate(model, sets) -> dict:
     from quakescale.detect.runner import pick_stream, preprocess, window_starts, window_tensor
 
     p = DetectSection()
-    ev_pass, quiet_pass, n_ev, n_quiet = 0, 0, 0, 0
-    n_picks, n_match, n_ref, n_rec, secs = 0, 0, 0, 0, 0.0
-    per = {}
-    for sid, st, ref in sets:
+    passed_ev, passed_quiet, ours, secs = [], [], [], 0.0
+    for sid, st in stations:
         prep = preprocess(st.copy(), p)
         starts = window_starts(prep.data.shape[1])
-        starts = starts[prep.valid[starts].astype(bool)]
+        starts = starts[prep.valid[starts]]
         with torch.inference_mode():
             w = window_tensor(prep.data, 3000, model.device)
             prob = np.concatenate(
@@ -132,65 +120,26 @@ def evaluate(model, sets) -> dict:
                     for i in range(0, len(starts), 64)
                 ]
             )
-        has, quiet = window_labels(prep.t0_ns + starts.astype(np.int64) * 10_000_000, 30.0, ref)
+        ref_t = label_ref[label_ref.station_id == sid].t.to_numpy()
+        has, quiet = window_labels(prep.t0_ns / 1e9 + starts / 100.0, 30.0, ref_t)
         passed = prob >= p.detect_threshold
+        passed_ev.append(passed[has])
+        passed_quiet.append(passed[quiet])
         t = time.perf_counter()
         df = pick_stream(st.copy(), None, p, model)
-        dt = time.perf_counter() - t
-        tp = df.time.astype("int64").to_numpy() if len(df) else np.zeros(0, np.int64)
-        m = np.zeros(len(df), bool)
-        rec = 0
-        for ph in ("P", "S"):
-            sel = (df.phase == ph).to_numpy() if len(df) else np.zeros(0, bool)
-            m[sel] = matched(tp[sel], ref[ph])
-            rec += int(matched(ref[ph], np.sort(tp[sel])).sum())
-        nr = len(ref["P"]) + len(ref["S"])
-        per[sid] = {
-            "event_windows": int(has.sum()),
-            "event_pass": float(passed[has].mean()) if has.any() else None,
-            "quiet_windows": int(quiet.sum()),
-            "quiet_pass": float(passed[quiet].mean()) if quiet.any() else None,
-            "picks": len(df),
-            "matched": int(m.sum()),
-            "ref_picks": nr,
-            "ref_recovered": rec,
-            "seconds": dt,
-        }
-        ev_pass += int(passed[has].sum())
-        quiet_pass += int(passed[quiet].sum())
-        n_ev += int(has.sum())
-        n_quiet += int(quiet.sum())
-        n_picks, n_match, n_ref, n_rec, secs = (
-            n_picks + len(df),
-            n_match + int(m.sum()),
-            n_ref + nr,
-            n_rec + rec,
-            secs + dt,
-        )
+        secs += time.perf_counter() - t
+        ours.append(pd.DataFrame({"station_id": sid, "phase": df.phase, "t": df.time.astype("int64") / 1e9}))
+    ev, qu = np.concatenate(passed_ev), np.concatenate(passed_quiet)
+    ours = pd.concat(ours, ignore_index=True)
     return {
-        "event_pass": ev_pass / max(n_ev, 1),
-        "quiet_pass": quiet_pass / max(n_quiet, 1),
-        "event_windows": n_ev,
-        "quiet_windows": n_quiet,
-        "picks": n_picks,
-        "matched_share": n_match / max(n_picks, 1),
-        "ref_recall": n_rec / max(n_ref, 1),
+        "event_windows": int(len(ev)),
+        "event_pass": float(ev.mean()) if len(ev) else None,
+        "quiet_windows": int(len(qu)),
+        "quiet_pass": float(qu.mean()) if len(qu) else None,
+        "picks": int(len(ours)),
+        "agreement": agreement(ours, score_ref, tol),
         "seconds": secs,
-        "stations": per,
     }
-
-
-def ridgecrest_arrivals(model, sets, tol_s: float = 0.2) -> int:
-    from quakescale.config import DetectSection
-    from quakescale.detect.runner import pick_stream
-
-    found = 0
-    for _sid, st, ref in sets:
-        df = pick_stream(st.copy(), None, DetectSection(), model)
-        for ph in ("P", "S"):
-            t = np.sort(df[df.phase == ph].time.astype("int64").to_numpy())
-            found += int(matched(ref[ph], t, tol_s).sum())
-    return found
 
 
 def main(argv=None):
@@ -207,29 +156,28 @@ def main(argv=None):
     if not (MESETAS / "waveforms").is_dir():
         print(f"no Mesetas data under {MESETAS}: nothing to measure")
         return {}
-    sets = {"mesetas": mesetas_sets()}
+    data = {}
+    stations, both, pn = mesetas_sets()
+    data["mesetas"] = (stations, both, pn, TOL_S)
     if (RIDGECREST / "waveforms" / "20190704").is_dir():
-        sets["ridgecrest"] = ridgecrest_sets()
+        stations, ref = ridgecrest_sets()
+        data["ridgecrest"] = (stations, ref, ref, 0.2)
     res = {}
     print(
-        f"{'model':<28} {'data':<11} {'event pass':>10} {'quiet pass':>10} {'picks':>6} {'matched':>8} "
-        f"{'ref recall':>10} {'s':>6}"
+        f"{'model':<22} {'data':<11} {'event pass':>10} {'quiet pass':>10} {'picks':>6} "
+        f"{'P recall/near':>14} {'S recall/near':>14} {'s':>6}"
     )
     for spec in a.models:
         model = load_model(spec, device="cpu")
         res[spec] = {"label": model.label}
-        for name, ss in sets.items():
-            r = evaluate(model, ss)
+        for name, (stations, label_ref, score_ref, tol) in data.items():
+            r = evaluate(model, stations, label_ref, score_ref, tol)
             res[spec][name] = r
+            ag = r["agreement"]
             print(
-                f"{model.label[:28]:<28} {name:<11} {r['event_pass']:10.3f} {r['quiet_pass']:10.3f} {r['picks']:6d} "
-                f"{r['matched_share']:8.3f} {r['ref_recall']:10.3f} {r['seconds']:6.2f}"
-            )
-        if "ridgecrest" in sets:
-            res[spec]["ridgecrest_arrivals_within_0.2s"] = ridgecrest_arrivals(model, sets["ridgecrest"])
-            print(
-                f"{'':<28} Ridgecrest analyst arrivals found within 0.2 s: "
-                f"{res[spec]['ridgecrest_arrivals_within_0.2s']} of 12"
+                f"{model.label[:22]:<22} {name:<11} {r['event_pass']:10.3f} {r['quiet_pass']:10.3f} {r['picks']:6d} "
+                + " ".join(f"{ag[ph]['recall']!s:>6}/{ag[ph]['ours_near_ref']!s:<7}" for ph in ("P", "S"))
+                + f" {r['seconds']:6.2f}"
             )
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
