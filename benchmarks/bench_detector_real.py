@@ -37,17 +37,11 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pickers import MESETAS, TOL_S, agreement, dedupe  # noqa: E402
+from bench_pickers import MESETAS, TOL_S, agreement, load_ref  # noqa: E402
 from shared_data import RIDGECREST  # noqa: E402
 
 QUIET_BEFORE_S, QUIET_AFTER_S = 60.0, 5.0
 REFS = ("phasenet_picks.csv", "eqtransformer_picks.csv")
-
-
-def _refs(name: str) -> pd.DataFrame:
-    r = pd.read_csv(MESETAS / "reference" / name)
-    r["t"] = pd.to_datetime(r["time"], utc=True).astype("datetime64[ns, UTC]").astype("int64") / 1e9
-    return dedupe(r)
 
 
 def mesetas_sets() -> tuple[list, pd.DataFrame, pd.DataFrame]:
@@ -55,7 +49,8 @@ def mesetas_sets() -> tuple[list, pd.DataFrame, pd.DataFrame]:
     labels), PhaseNet's alone (pick scores)); columns station_id, phase, t (s), probability."""
     from obspy import Stream, read
 
-    pn, eqt = _refs(REFS[0]), _refs(REFS[1])
+    sids = sorted({".".join(f.name.split(".")[:2]) for f in (MESETAS / "waveforms").glob("*.mseed")})
+    pn, eqt = (load_ref(name, -np.inf, np.inf, sids) for name in REFS)
     both = pd.concat([pn, eqt], ignore_index=True)
     out = []
     for sid in sorted(both.station_id.unique()):
