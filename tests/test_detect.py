@@ -65,10 +65,10 @@ def test_model_sizes_and_shapes():
 
 @pytest.mark.parametrize("n_in", [M.WINDOW_N, 2999])
 def test_detector_fused_conv_pool_equals_the_layers(n_in):
-    """Detector.forward (convolution and pool fused into one stride-2 convolution) gives the same
-    logits as the plain layer stack head(features(x)) -- conv, pool, ReLU -- for the shipped and
-    random weights, on a 30 s window and an odd length (floors of odd layer lengths); and its
-    gradient trains the same parameters."""
+    """Detector.forward (convolution and pool fused into one stride-2 convolution, channels-last)
+    gives the logits of the plain layer stack head(features(x)) -- conv, pool, ReLU -- to float
+    rounding, for the shipped and random weights, on a 30 s window and an odd length (floors of
+    odd layer lengths); and its gradient trains the same parameters."""
     torch.manual_seed(3)
     x = M.normalize_windows(torch.randn(16, 3, n_in))
     x[3] = 0.0  # a dead window: ties everywhere
@@ -81,7 +81,7 @@ def test_detector_fused_conv_pool_equals_the_layers(n_in):
             ref = det.head(det.features(x)).squeeze(-1)
             got = det(x)
         assert got.shape == (16,)
-        assert torch.allclose(got, ref, rtol=0, atol=1e-6), (got - ref).abs().max()
+        assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5), (got - ref).abs().max()
     det = nets[0].train()
     det(x).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in det.parameters())
@@ -531,3 +531,39 @@ def test_wa_blocks_cover_spans_and_few_windows_stay_cheap(small_world, monkeypat
     got = A.WAMeter(st, inv).measure_many(wins)
     assert all(np.isfinite(g.amp_mm) for g in got)
     assert len(done) == 2 * len(wins) and max(done) == 2**13  # one 8192-sample FFT per window and horizontal
+
+
+def test_cpu_pool_gives_the_same_table_at_any_width(small_world, monkeypatch):
+    """The CPU steps on the pool (components, horizontals, P/S refinement, SNRs next to the
+    amplitudes) give the table of the serial run, bit for bit, on a day with gaps; a call from a
+    pool thread runs inline (no deadlock), and a forked child builds its own pool."""
+    import multiprocessing as mp
+
+    from quakescale.archive import load_inventory, read_station_day
+    from quakescale.detect import threads
+
+    cfg = load_config(small_world / "config.yaml")
+    model = M.load_model(cfg.detect.model, device="cpu")
+    sid = sorted(pd.read_parquet(small_world / "truth" / "picks.parquet").station_id.unique())[0]
+    day = read_station_day(cfg.archive.sds_root, sid, cfg.archive.start, channels=list(cfg.archive.channels))
+    inv = load_inventory(cfg.archive.inventory)
+    for tr in day:  # two gaps in every channel
+        mask = np.zeros(tr.stats.npts, bool)
+        mask[20_000:20_500] = mask[150_000:190_000] = True
+        tr.data = np.ma.masked_array(tr.data, mask=mask)
+    n0 = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = {}
+        for w in (1, 2):
+            monkeypatch.setattr(threads, "width", (lambda: 1) if w == 1 else (lambda: 2))
+            runs[w] = pick_stream(day.copy(), inv, cfg.detect, model)
+        assert len(runs[1]) > 10 and runs[1]["amp_wa_mm"].notna().any()
+        pd.testing.assert_frame_equal(runs[1], runs[2])
+        assert threads._pool() is not None  # width 2: the pool exists
+        inner = threads.submit(threads.tmap, lambda x: x * 2, [1, 2, 3])  # nested: runs inline
+        assert inner.result(timeout=30) == [2, 4, 6]
+        with mp.get_context("fork").Pool(1) as pool:  # the parent's pool threads do not exist in the child
+            assert pool.apply_async(threads.tmap, (abs, [-1, -2, -3])).get(timeout=60) == [1, 2, 3]
+    finally:
+        torch.set_num_threads(n0)

@@ -34,6 +34,7 @@ import numpy as np
 from obspy import Stream, UTCDateTime
 
 from ..ml import WA_PAZ, wa_response_disp
+from .threads import tmap
 
 PAD_S = 20.0
 PRE_FILT_HZ = (0.7, 1.2, 35.0, 45.0)
@@ -205,7 +206,7 @@ class WAMeter:
         k = len(w)
         if self.inv is None or not len(self.hor) or not k:
             return [self.measure(ns_to_utc(a), ns_to_utc(b)) for a, b in w]
-        per_tr = [self._trace_many(tr, w) for tr in self.hor]
+        per_tr = tmap(lambda tr: self._trace_many(tr, w), self.hor)  # the horizontals on the CPU pool
         out = []
         for j in range(k):
             peak = float("nan")

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .threads import tmap
+
 FS_HZ = 100.0
 
 
@@ -147,10 +149,13 @@ def screen_and_refine(
     prob = np.array([p[2] for p in picks], np.float64)
     minp = np.where(ph == "P", params.min_prob_p, params.min_prob_s)
     new_idx, accepted, contrast = idx.copy(), np.zeros(len(picks), bool), np.full(len(picks), np.nan)
-    for phase in ("P", "S"):
+
+    def refine(phase: str) -> None:  # P and S on the CPU pool; each writes its own picks' entries
         s = np.flatnonzero(ph == phase)
         if len(s):
             new_idx[s], accepted[s], contrast[s] = refine_indices(data, valid, idx[s], phase, rp, fs)
+
+    tmap(refine, ("P", "S"))
     sharp = contrast >= params.keep_sharp_onset_contrast  # NaN (gap, data edge): False
     keep = (prob >= minp) | sharp
     counts["n_below_min_prob"] = int((~keep).sum())

@@ -22,6 +22,10 @@
    (:mod:`quakescale.detect.amplitude`) from 1 s before P to 5 s after S, with its source
    (response / sensitivity / none), note and clipping flag; a missing amplitude never drops a pick.
 
+The numpy/scipy steps (components in 1, horizontals and SNRs in 3, P and S refinement) run on a
+small thread pool as wide as torch's thread count (:mod:`quakescale.detect.threads`; one thread
+in a Dask worker): the same table at any width.
+
 ``run_station_day(cfg, station_id, day, model=None)`` reads the day from the SDS archive and
 returns the table; the detect stage (``quakescale.hpc.stages.run_task``) writes it to
 ``picks/day=DAY/NET.STA.parquet`` atomically with a status row (ok / no_data / skipped for bad data /
@@ -47,6 +51,7 @@ from ..config import DetectSection
 from . import amplitude as amp
 from .models import FS_HZ, STEP_N, WINDOW_N, CerpModel, load_model, normalize_windows
 from .refine import screen_and_refine
+from .threads import submit, tmap
 
 MERGE_S = 1.0  # picks of one phase closer than this from overlapping windows are one pick
 MAX_GAP_FRACTION = 0.1
@@ -138,8 +143,11 @@ def contiguous_runs(tr) -> list[tuple[int, int]]:
     d = tr.data
     if not np.ma.isMaskedArray(d) or not np.ma.getmask(d).any():
         return [(0, len(d))] if len(d) else []
-    edges = np.diff(np.concatenate(([0], (~np.ma.getmaskarray(d)).view(np.int8), [0])))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+    m = np.ma.getmaskarray(d)
+    change = np.flatnonzero(m[1:] != m[:-1]) + 1  # bool compares: no int copies of a day's mask
+    bounds = np.concatenate(([0], change, [len(m)]))
+    first = 0 if not m[0] else 1  # runs of data alternate with gaps
+    return [(int(a), int(b)) for a, b in zip(bounds[first:-1:2], bounds[first + 1 :: 2])]
 
 
 CHUNK_N = 1 << 20  # samples per pass of the segment filter: working memory stays a few MB
@@ -197,7 +205,8 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
 
     Gaps (masked samples of a merged trace) are handled as index ranges of the one trace: each
     contiguous run of data is detrended, tapered and filtered on its own (no split into many
-    traces); runs shorter than 2 s are dropped; samples in no run are zero and marked invalid."""
+    traces); runs shorter than 2 s are dropped; samples in no run are zero and marked invalid.
+    The three components are filtered on the CPU pool (:mod:`quakescale.detect.threads`)."""
     p = as_params(params)
     fs = float(p.sampling_rate_hz)
     if not len(stream):
@@ -218,8 +227,9 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
     data = np.zeros((3, n), np.float32)
     cvalid = np.zeros((3, n), bool)
     sos = _sos(p.freqmin_hz, p.freqmax_hz, fs)
-    for c, trs in enumerate(comps):
-        for tr in trs:
+
+    def component(c: int) -> None:  # fills row c only: the components run on the CPU pool
+        for tr in comps[c]:
             sr = float(tr.stats.sampling_rate)
             raw = np.ma.getdata(tr.data)
             for r0, r1 in contiguous_runs(tr):
@@ -244,6 +254,8 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
                 else:
                     data[c, a:b] = detrend_taper_filter(x, sos, taper_n)[a - i0 : b - i0]
                 cvalid[c, a:b] = True
+
+    tmap(component, range(3))
     valid = cvalid.all(axis=0)
     data[:, ~valid] = 0.0
     return Prepared(t0_ns, data, valid, first.network, first.station, first.location, first.channel[:-1] + "?")
@@ -329,10 +341,10 @@ def window_tensor(data: np.ndarray, win_n: int, device: torch.device) -> torch.T
 
 
 # windows per detector batch on a CPU (at most detect.batch_size): the detector step of a whole day's 5,760
-# windows (gather, normalise, fused conv+pool network), 2 threads, quiet machine, median of 5: 32 -> 0.55 s,
-# 64 -> 0.41 s, 128 -> 0.44 s, 256 -> 0.40 s (before the fused network: 64 -> 0.59-0.63 s, 256 -> 1.50-1.60 s);
-# the picker's GRU keeps detect.batch_size
-CPU_DETECTOR_BATCH = 64
+# windows (gather, normalise, fused channels-last network), 2 threads, median of 5 in one process:
+# 64 -> 0.46 s, 128 -> 0.40 s, 256 -> 0.31 s, 512 -> 0.88 s (channels-first, as before: 64 -> 0.55 s,
+# 128 -> 0.51 s, 256 -> 0.88 s); the picker's GRU keeps detect.batch_size
+CPU_DETECTOR_BATCH = 256
 
 
 @torch.inference_mode()
@@ -452,6 +464,7 @@ def picks_table(
     ph = np.array([x[0] for x in picks])
     idx = np.array([x[1] for x in picks], np.float64)
     t_ns = prep.time_ns(idx)
+    snr = submit(pick_snrs, prep, ph, idx)  # on the CPU pool while the amplitudes are measured here
     amp_cols = amplitude_columns(ph, t_ns, stream, inventory, p)
     df = pd.DataFrame(
         {
@@ -463,7 +476,7 @@ def picks_table(
             "phase": ph,
             "time": pd.to_datetime(t_ns, unit="ns", utc=True),
             "probability": np.array([x[2] for x in picks], np.float32),
-            "snr": pick_snrs(prep, ph, idx).astype(np.float32),
+            "snr": snr.result().astype(np.float32),
             **amp_cols,
             "method": method,
             "model": model_label,
