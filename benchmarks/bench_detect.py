@@ -18,10 +18,12 @@ For each day, warm, in one process: ``--repeats`` alternated rounds of floor the
 ``run_station_day`` (read + preprocess + detector + picker + refinement + SNR/amplitudes) + the
 Parquet write; median and spread (min-max); the full run split into its steps.  SeisBench's
 PhaseNet ``annotate`` (random weights: the same arithmetic as trained ones) runs on every day, and
-EQTransformer's on the real gap-free day, in the same process when seisbench is installed.  Then the peak RSS of a
-fresh one-station-day worker process, and ``--days`` consecutive station-days in one process (RSS
-must stay flat).  ``--device cuda`` runs the networks on the GPU (batches of >= 4096 windows,
-pinned station-day copy, one transfer of detector output).
+EQTransformer's on the real gap-free day, in the same process when seisbench is installed.  Then the
+peak RSS of a fresh one-station-day worker process; 8 consecutive station-days as a detect task
+runs them, with and without reading the next one ahead on a thread (``detect.read_ahead``: the
+read overlaps the networks), alternated; and ``--days`` consecutive station-days in one process
+(RSS must stay flat).  ``--device cuda`` runs the networks on the GPU (batches of >= 4096
+windows, pinned station-day copy, one transfer of detector output).
 """
 
 from __future__ import annotations
@@ -110,6 +112,29 @@ def seisbench_times(cfg, sid, repeats: int, device: str, names=("PhaseNet", "EQT
     return out
 
 
+def read_ahead_loop(cfg, sids, model, rounds: int) -> dict:
+    """Seconds per station-day over a task's consecutive station-days (the 4 synthetic stations'
+    day, twice), with and without reading the next one ahead (``detect.read_ahead``), alternated."""
+    from quakescale.archive import ReadAhead
+    from quakescale.detect.runner import PAD_DAY_S, run_station_day
+
+    order = [(s, cfg.archive.start) for s in sids * 2]
+    ts: dict = {0: [], 1: []}
+    for _ in range(rounds):
+        for ahead in (0, 1):
+            t = time.perf_counter()
+            with ReadAhead(cfg.archive.sds_root, order, list(cfg.archive.channels), PAD_DAY_S, ahead) as r:
+                for s, d in order:
+                    run_station_day(cfg, s, d, model=model, reader=r)
+            ts[ahead].append((time.perf_counter() - t) / len(order))
+    out = {"off": spread(ts[0]), "on": spread(ts[1])}
+    print(
+        f"{len(order)} consecutive station-days: {out['off']['median']:.2f} s each without reading ahead, "
+        f"{out['on']['median']:.2f} s with (read_ahead 1)"
+    )
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="3 repeats, 8 days of memory loop, SeisBench once")
@@ -130,9 +155,10 @@ def main(argv=None):
 
     torch.set_num_threads(a.threads)
     from quakescale import schema as S
+    from quakescale.archive import ReadAhead
     from quakescale.config import load_config
     from quakescale.detect.models import load_model
-    from quakescale.detect.runner import run_station_day, tune_malloc
+    from quakescale.detect.runner import PAD_DAY_S, run_station_day, tune_malloc
     from quakescale.rundir import write_table
 
     world = synthetic_world(Path(a.world))
@@ -203,11 +229,14 @@ def main(argv=None):
     print(f"fresh worker, one station-day: peak RSS {res['worker_peak_rss_mb']:.0f} MB")
     n_days = a.days if a.days is not None else (8 if a.quick else 200)
     sids = ["XL.L01", "XL.L02", "YN.Y01", "YN.Y02"]
+    res["read_ahead"] = read_ahead_loop(base, sids, model, 3 if a.quick else reps)
     rss = []
     t = time.perf_counter()
-    for i in range(n_days):
-        run_station_day(base, sids[i % len(sids)], base.archive.start, model=model)
-        rss.append(rss_mb())
+    order = [(sids[i % len(sids)], base.archive.start) for i in range(n_days)]
+    with ReadAhead(base.archive.sds_root, order, channels, PAD_DAY_S, base.detect.read_ahead) as reader:
+        for sid_i, day in order:  # as a detect task runs its station-days
+            run_station_day(base, sid_i, day, model=model, reader=reader)
+            rss.append(rss_mb())
     k = max(1, n_days // 10)
     res.update(
         memory_station_days=n_days,

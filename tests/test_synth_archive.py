@@ -158,3 +158,39 @@ def test_sensitivity_only_inventory_keeps_amplitudes(small_world):
         assert abs(sens.amp_mm / full.amp_mm - 1) < 0.05, (full, sens)
         none = WAMeter(st, bare.select(station="NOPE")).measure(tp - 1, ts + 5)
         assert np.isnan(none.amp_mm) and none.source == "none" and "no response" in none.note
+
+
+def test_read_ahead_reads_the_next_station_day_on_one_thread(small_world, monkeypatch):
+    """ReadAhead gives each station-day's stream as read_station_day does (or its ArchiveError,
+    at that station-day), reads the next one on its thread while one is processed, keeps no
+    skipped ones, and serves a station-day outside its order."""
+    import threading
+    from pathlib import Path
+
+    from quakescale import archive
+    from quakescale.config import load_config
+
+    cfg = load_config(small_world / "config.yaml")
+    world = json.loads((small_world / "world.json").read_text())
+    bad = ".".join(Path(world["corrupt_file"]).name.split(".")[:2])
+    day, root, ch = cfg.archive.start, cfg.archive.sds_root, list(cfg.archive.channels)
+    order = [("XL.L01", day), (bad, day), ("XL.L02", day), ("YN.Y01", day), ("YN.Y02", day)]
+    threads, real = [], archive.read_station_day
+
+    def spy(*a, **k):
+        threads.append(threading.current_thread().name)
+        return real(*a, **k)
+
+    monkeypatch.setattr(archive, "read_station_day", spy)
+    with archive.ReadAhead(root, order, ch, pad_s=30.0, ahead=1) as ra:
+        st = ra.get("XL.L01", day)
+        assert list(ra._futures) == [1]  # the next one is being read
+        ref = real(root, "XL.L01", day, channels=ch, pad_s=30.0)
+        assert [tr.id for tr in st] == [tr.id for tr in ref]
+        assert all(np.array_equal(a.data, b.data) and a.stats.starttime == b.stats.starttime for a, b in zip(st, ref))
+        with pytest.raises(ArchiveError, match=bad):
+            ra.get(bad, day)
+        assert len(ra.get("YN.Y01", day)) == 3  # XL.L02 skipped: not kept
+        assert list(ra._futures) == [4]
+        assert len(ra.get("XL.L03", day)) == 3  # outside the order: read there and then
+    assert len(threads) >= 5 and all(t.startswith("quakescale-read") for t in threads), threads

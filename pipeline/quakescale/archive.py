@@ -642,6 +642,67 @@ def read_station_day(sds_root, station_id: str, day, channels: list[str] | None 
     return st
 
 
+class ReadAhead:
+    """The station-days of a task, each read (:func:`read_station_day`) on a background thread
+    while the one before it is processed: the archive's I/O and the MiniSEED decoding overlap
+    the networks (on a GPU node the host side is most of a station-day's time; on a cluster's
+    shared file system, so is waiting for it).
+
+    ``get(station_id, day)`` returns that station-day's stream, or raises its
+    :class:`ArchiveError`, exactly as ``read_station_day`` would, and starts reading the next
+    ``ahead`` station-days of ``order``; a station-day not in ``order`` is read there and then.
+    At most ``ahead`` streams wait in memory.  Use as a context manager (or ``close()``)."""
+
+    def __init__(self, sds_root, order, channels: list[str] | None = None, pad_s: float = 0.0, ahead: int = 1):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._args = (sds_root, channels, pad_s)
+        self._order = [(str(sid), _as_day(day)) for sid, day in order]
+        self._index = {key: i for i, key in enumerate(self._order)}
+        self._ahead = max(0, int(ahead))
+        self._futures: dict = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="quakescale-read") if self._ahead else None
+
+    def _read(self, i: int) -> Stream:
+        root, channels, pad_s = self._args
+        return read_station_day(root, self._order[i][0], self._order[i][1], channels=channels, pad_s=pad_s)
+
+    def get(self, station_id: str, day) -> Stream:
+        root, channels, pad_s = self._args
+        i = self._index.get((str(station_id), _as_day(day)))
+        if self._pool is None:
+            return read_station_day(root, station_id, _as_day(day), channels=channels, pad_s=pad_s)
+        # every read on the one reader thread: ObsPy's libmseed wrapper hooks its log callbacks
+        # globally per call, so two reads at once could call back into a finished one
+        if i is None:
+            fut = self._pool.submit(read_station_day, root, station_id, _as_day(day), channels, pad_s)
+        else:
+            fut = self._futures.pop(i, None) or self._pool.submit(self._read, i)
+            for j in [j for j in self._futures if j < i]:  # skipped station-days: not kept in memory
+                self._futures.pop(j).cancel()
+            for j in range(i + 1, min(i + 1 + self._ahead, len(self._order))):
+                if j not in self._futures:
+                    self._futures[j] = self._pool.submit(self._read, j)
+        return fut.result()
+
+    def close(self) -> None:
+        for fut in self._futures.values():
+            fut.cancel()
+        self._futures.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _as_day(day) -> dt.date:
+    return day if isinstance(day, dt.date) else dt.date.fromisoformat(str(day)[:10])
+
+
 def station_windows(
     sds_root, station_id: str, times, pre_s: float, post_s: float, channels: list[str] | None = None
 ) -> Stream:

@@ -588,16 +588,31 @@ def _as_date(day) -> dt.date:
 
 
 def run_station_day(
-    cfg, station_id: str, day, model: CerpModel | None = None, inventory=None, info: dict | None = None
+    cfg,
+    station_id: str,
+    day,
+    model: CerpModel | None = None,
+    inventory=None,
+    info: dict | None = None,
+    reader=None,
 ) -> pd.DataFrame:
     """Read one station-day from ``cfg.archive.sds_root`` and return its picks (PICKS columns).
 
-    Raises :class:`quakescale.archive.ArchiveError` for missing/unreadable data."""
+    ``reader``: a :class:`quakescale.archive.ReadAhead` over the task's station-days (read with
+    ``pad_s=PAD_DAY_S``), which has read this one while the one before it was picked; ``info``'s
+    ``t_read_s`` is then the wait for it.  Raises :class:`quakescale.archive.ArchiveError` for
+    missing/unreadable data."""
     from ..archive import read_station_day
 
+    tune_malloc()  # before any thread allocates (a thread keeps the malloc arena it first gets)
     day = _as_date(day)
     t = time.perf_counter()
-    st = read_station_day(cfg.archive.sds_root, station_id, day, channels=list(cfg.archive.channels), pad_s=PAD_DAY_S)
+    if reader is not None:
+        st = reader.get(station_id, day)
+    else:
+        st = read_station_day(
+            cfg.archive.sds_root, station_id, day, channels=list(cfg.archive.channels), pad_s=PAD_DAY_S
+        )
     if info is not None:
         info["t_read_s"] = time.perf_counter() - t
     inv = inventory if inventory is not None else _inventory(str(cfg.archive.inventory))

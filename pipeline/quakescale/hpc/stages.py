@@ -14,6 +14,7 @@ chunk size) and cut unit lists with :func:`chunk_units`.  A unit that already ha
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import traceback
@@ -25,7 +26,15 @@ import numpy as np
 import pandas as pd
 
 from .. import schema as S
-from ..archive import ArchiveError, StationDay, load_inventory, plan_station_days, station_windows, stations_table
+from ..archive import (
+    ArchiveError,
+    ReadAhead,
+    StationDay,
+    load_inventory,
+    plan_station_days,
+    station_windows,
+    stations_table,
+)
 from ..associate import Associator, associate_partitioned
 from ..catalog.report import make_report
 from ..catalog.writers import write_catalogs
@@ -234,13 +243,34 @@ def run_task(run_dir, stage: str, units: list[str], force: bool = False, retry_f
     cfg = run_config(run_dir)
     get_stage(stage)
     done = set() if force else rd.done_units(stage, settled_states(retry_failed))
+    todo = [u for u in units if u not in done]
+    with _task_context(cfg, stage, todo) as ctx:
+        rows = _run_units(cfg, rd, stage, todo, ctx)
+    if rows:
+        rd.write_status(stage, rows)
+    return rows
+
+
+@contextlib.contextmanager
+def _task_context(cfg: Config, stage: str, units: list[str]):
+    """What a stage's units share within one task: for detect, the :class:`ReadAhead` that reads
+    the next station-day while one is picked (``detect.read_ahead``)."""
+    if stage != "detect" or len(units) < 2 or cfg.detect.read_ahead < 1:
+        yield {}
+        return
+    from ..detect.runner import PAD_DAY_S
+
+    order = [(sd.station_id, sd.day) for sd in map(StationDay.from_unit, units)]
+    with ReadAhead(cfg.archive.sds_root, order, list(cfg.archive.channels), PAD_DAY_S, cfg.detect.read_ahead) as reader:
+        yield {"reader": reader}
+
+
+def _run_units(cfg: Config, rd: RunDir, stage: str, units: list[str], ctx: dict) -> list[dict]:
     rows = []
     for u in units:
-        if u in done:
-            continue
         t0 = time.time()
         try:
-            state, n_out, reason = _TASKS[stage](cfg, rd, u)
+            state, n_out, reason = _TASKS[stage](cfg, rd, u, **ctx)
         except Exception as exc:  # one bad unit is recorded and skipped; the run goes on
             state, n_out = "failed", 0
             reason = f"{type(exc).__name__}: {exc}"
@@ -250,8 +280,6 @@ def run_task(run_dir, stage: str, units: list[str], force: bool = False, retry_f
         rows.append(
             dict(unit=u, state=state, n_out=int(n_out), reason=reason[:2000], seconds=round(time.time() - t0, 3))
         )
-    if rows:
-        rd.write_status(stage, rows)
     return rows
 
 
@@ -284,7 +312,7 @@ def velocity_model(cfg: Config):
 
 # ----------------------------------------------------------------------------- detect
 @task("detect")
-def _detect_task(cfg, rd, unit):
+def _detect_task(cfg, rd, unit, reader=None):
     from ..detect.runner import get_model, run_station_day  # torch: only in the processes that detect
 
     sd = StationDay.from_unit(unit)
@@ -295,7 +323,7 @@ def _detect_task(cfg, rd, unit):
         )
     inv = _cached(("inv", str(cfg.archive.inventory)), lambda: load_inventory(str(cfg.archive.inventory)))
     try:
-        df = run_station_day(cfg, sd.station_id, sd.day, model=model, inventory=inv)
+        df = run_station_day(cfg, sd.station_id, sd.day, model=model, inventory=inv, reader=reader)
     except ArchiveError as exc:  # bad or missing data: recorded with the reason, not a failure
         msg = str(exc)
         return ("no_data" if ": no " in msg else "skipped"), 0, msg
