@@ -159,6 +159,7 @@ def main(argv=None):
     from quakescale.config import load_config
     from quakescale.detect.models import load_model
     from quakescale.detect.runner import PAD_DAY_S, run_station_day, tune_malloc
+    from quakescale.hpc.stages import read_ahead
     from quakescale.rundir import write_table
 
     world = synthetic_world(Path(a.world))
@@ -233,7 +234,7 @@ def main(argv=None):
     rss = []
     t = time.perf_counter()
     order = [(sids[i % len(sids)], base.archive.start) for i in range(n_days)]
-    with ReadAhead(base.archive.sds_root, order, channels, PAD_DAY_S, base.detect.read_ahead) as reader:
+    with ReadAhead(base.archive.sds_root, order, channels, PAD_DAY_S, read_ahead(base)) as reader:
         for sid_i, day in order:  # as a detect task runs its station-days
             run_station_day(base, sid_i, day, model=model, reader=reader)
             rss.append(rss_mb())

@@ -358,13 +358,16 @@ def test_small_world_amplitudes_vs_truth(world_eval):
     assert len(ratios) > 10 and abs(np.median(ratios)) < 0.1
 
 
-def test_detect_stage_writes_atomically_and_records_failures(small_world, tmp_path):
+@pytest.mark.parametrize("read_ahead", [0, 1])
+def test_detect_stage_writes_atomically_and_records_failures(small_world, tmp_path, read_ahead):
     """The detect stage's unit runner (``run_task``): picks written atomically, a corrupt file
-    ``skipped`` with its reason, a station without data ``no_data``, nothing ``failed``."""
+    ``skipped`` with its reason, a station without data ``no_data``, nothing ``failed``; the same
+    with the next station-day read ahead on a thread."""
     from quakescale.hpc.stages import prepare_run, run_task
 
     cfg = load_config(small_world / "config.yaml")
     cfg.run.out_dir = tmp_path / "run"
+    cfg.detect.read_ahead = read_ahead
     world = json.loads((small_world / "world.json").read_text())
     bad_sid = ".".join(Path(world["corrupt_file"]).name.split(".")[:2])
     rd = prepare_run(cfg)

@@ -194,3 +194,9 @@ def test_read_ahead_reads_the_next_station_day_on_one_thread(small_world, monkey
         assert list(ra._futures) == [4]
         assert len(ra.get("XL.L03", day)) == 3  # outside the order: read there and then
     assert len(threads) >= 5 and all(t.startswith("quakescale-read") for t in threads), threads
+    from quakescale.hpc.stages import read_ahead
+
+    cfg.detect.device = "cpu"
+    assert cfg.detect.read_ahead is None and read_ahead(cfg) == 0  # default: only with the networks on a GPU
+    cfg.detect.read_ahead = 2
+    assert read_ahead(cfg) == 2

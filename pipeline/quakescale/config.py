@@ -98,7 +98,9 @@ class DetectSection(_Section):
     onset_check_max_prob: float = Field(0.98, ge=0, le=1)  # ... unless its probability reaches this
     batch_size: int = Field(256, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    read_ahead: int = Field(1, ge=0)  # station-days of a task read on a thread while one is picked (0: off)
+    # station-days of a task read on a thread while one is picked; null: 1 when the networks run on a GPU
+    # (the host side is then most of a station-day), else 0 (no gain on CPU cores; one more raw day in memory)
+    read_ahead: int | None = Field(None, ge=0)
     amp_pre_p_s: float = 1.0
     amp_post_s_s: float = 5.0
     # classic pickers (method stalta / kurtosis, and bootstrap)
@@ -510,7 +512,8 @@ detect:
   onset_check_max_prob: 0.98   # ... unless its probability reaches this
   batch_size: 256
   device: auto                 # auto | cpu | cuda
-  read_ahead: 1                # station-days of a task read on a thread while one is picked (0: off)
+  read_ahead: null             # station-days of a task read ahead on a thread while one is picked;
+                               # null: 1 on a GPU, 0 on CPU (no gain there; costs one raw day of memory)
   amp_pre_p_s: 1.0             # amplitude window: 1 s before P ...
   amp_post_s_s: 5.0            # ... to 5 s after S (Wood-Anderson, mm)
   sta_s: 0.5                   # classic pickers (and `quakescale bootstrap`)
