@@ -367,7 +367,7 @@ def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dic
         raise ValueError(f"detect.window_s {p.window_s} does not match the model's {WINDOW_N / FS_HZ} s window")
     t_start = time.perf_counter()
     starts = window_starts(prep.data.shape[1], win_n, stride_n)
-    if len(starts):  # samples in gaps per window, from one int32 running count
+    if len(starts) and not prep.valid.all():  # samples in gaps per window, from one int32 running count
         cs = np.cumsum(~prep.valid, dtype=np.int32)
         n_gap = cs[starts + win_n - 1] - np.where(starts > 0, cs[np.maximum(starts - 1, 0)], 0)
         del cs
