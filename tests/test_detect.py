@@ -385,6 +385,8 @@ def test_detect_stage_writes_atomically_and_records_failures(small_world, tmp_pa
     assert not list(f.parent.glob(".*.tmp"))
     assert set(rd.read_status("detect").state) == {"ok", "skipped", "no_data"}
     assert run_task(rd.root, "detect", [f"{day}/XL.L01"], retry_failed=False) == []  # done: resumed, not redone
+    rows = run_task(rd.root, "detect", ["not-a-unit", f"{day}/XL.NOPE2"])  # a bad name fails alone
+    assert [r["state"] for r in rows] == ["failed", "no_data"] and "not-a-unit" in rows[0]["reason"]
 
 
 def test_wa_meter_matches_obspy_and_truth(small_world):
@@ -541,6 +543,7 @@ def test_cpu_pool_gives_the_same_table_at_any_width(small_world, monkeypatch):
     amplitudes) give the table of the serial run, bit for bit, on a day with gaps; a call from a
     pool thread runs inline (no deadlock), and a forked child builds its own pool."""
     import multiprocessing as mp
+    import threading
 
     from quakescale.archive import load_inventory, read_station_day
     from quakescale.detect import threads
@@ -564,9 +567,45 @@ def test_cpu_pool_gives_the_same_table_at_any_width(small_world, monkeypatch):
         assert len(runs[1]) > 10 and runs[1]["amp_wa_mm"].notna().any()
         pd.testing.assert_frame_equal(runs[1], runs[2])
         assert threads._pool() is not None  # width 2: the pool exists
-        inner = threads.submit(threads.tmap, lambda x: x * 2, [1, 2, 3])  # nested: runs inline
-        assert inner.result(timeout=30) == [2, 4, 6]
+        both = threading.Barrier(2)
+
+        def outer(k):  # every pool thread busy: a nested tmap must run inline, or it waits forever
+            both.wait(timeout=30)
+            return threads.tmap(lambda x: x + k, [1, 2, 3])
+
+        outers = [threads.submit(outer, k) for k in (10, 20)]
+        assert [f.result(timeout=60) for f in outers] == [[11, 12, 13], [21, 22, 23]]
         with mp.get_context("fork").Pool(1) as pool:  # the parent's pool threads do not exist in the child
             assert pool.apply_async(threads.tmap, (abs, [-1, -2, -3])).get(timeout=60) == [1, 2, 3]
     finally:
         torch.set_num_threads(n0)
+
+
+def test_instrument_responses_from_two_threads_equal_one_at_a_time(small_world):
+    """The horizontals' responses are evaluated on the CPU pool; ObsPy's evalresp keeps its state
+    in C globals, so concurrent calls must be serialised (without the lock 5-14 of 600 calls came
+    back wrong by up to 2.5e8)."""
+    import threading
+
+    from quakescale.archive import load_inventory
+    from quakescale.detect.amplitude import _instrument_disp
+
+    inv = load_inventory(load_config(small_world / "config.yaml").archive.inventory)
+    ids = [(f"{n.code}.{s.code}.{c.location_code}.{c.code}", c.start_date + 10) for n in inv for s in n for c in s][:6]
+    f = np.fft.rfftfreq(2**14, 0.01)
+    ref = {i: _instrument_disp(inv, i, t, f)[0] for i, t in ids}
+    assert all(r is not None for r in ref.values())
+    bad = []
+
+    def worker(k):
+        for r in range(400):
+            i, t = ids[(k + r) % len(ids)]
+            if not np.array_equal(_instrument_disp(inv, i, t, f)[0], ref[i]):
+                bad.append(i)
+
+    ths = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    assert not bad, f"{len(bad)} of 800 concurrent responses differ"

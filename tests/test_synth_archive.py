@@ -193,6 +193,13 @@ def test_read_ahead_reads_the_next_station_day_on_one_thread(small_world, monkey
         assert len(ra.get("YN.Y01", day)) == 3  # XL.L02 skipped: not kept
         assert list(ra._futures) == [4]
         assert len(ra.get("XL.L03", day)) == 3  # outside the order: read there and then
+    n = len(threads)
+    order = [("XL.L01", day), ("XL.L02", day), ("XL.L01", day), ("YN.Y01", day)]
+    with archive.ReadAhead(root, order, ch, pad_s=30.0, ahead=1) as ra:  # a station-day twice
+        for i, (sid, d) in enumerate(order):
+            assert len(ra.get(sid, d)) == 3
+            assert list(ra._futures) == ([i + 1] if i + 1 < len(order) else [])
+    assert len(threads) - n == len(order)  # each read once, all ahead of their turn but the first
     assert len(threads) >= 5 and all(t.startswith("quakescale-read") for t in threads), threads
     from quakescale.hpc.stages import read_ahead
 

@@ -8,6 +8,7 @@ readability) without decoding the samples; :func:`read_station_day` returns the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import io
@@ -600,6 +601,28 @@ def _batch_coverage(items: list, reclen: int, big: bool, out: list) -> None:
 
 
 # ----------------------------------------------------------------------------- reading
+_MSEED_QUIET = False
+
+
+@contextlib.contextmanager
+def _quiet_mseed_read():
+    """Silence ObsPy's MiniSEED reader's warnings (undecodable codes of a corrupt record, libmseed
+    notes) during a read: on the main thread with ``catch_warnings`` as before; on another
+    thread (:class:`ReadAhead`) by one module filter installed once, since ``catch_warnings``
+    swaps the process's filter list and is not thread-safe (in review, a reader thread's
+    ``catch_warnings`` dropped the main thread's warnings and left a stray filter behind)."""
+    global _MSEED_QUIET
+    if threading.current_thread() is threading.main_thread():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+        return
+    if not _MSEED_QUIET:
+        warnings.filterwarnings("ignore", module=r"obspy\.io\.mseed\.")
+        _MSEED_QUIET = True
+    yield
+
+
 def read_station_day(sds_root, station_id: str, day, channels: list[str] | None = None, pad_s: float = 0.0) -> Stream:
     """Merged Z/N/E stream of one station-day (gaps stay masked).  ``pad_s`` also reads the
     neighbouring days' edges so windows across midnight are complete."""
@@ -616,8 +639,7 @@ def read_station_day(sds_root, station_id: str, day, channels: list[str] | None 
     day0 = UTCDateTime(day.isoformat())
     for comp, f in sorted(files.items(), key=lambda kv: _comp_key(kv[0])):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _quiet_mseed_read():
                 st += read(str(f), format="MSEED")
         except Exception as exc:
             raise ArchiveError(f"{sd.unit}: unreadable MiniSEED file {f}: {type(exc).__name__}: {exc}") from exc
@@ -650,15 +672,20 @@ class ReadAhead:
 
     ``get(station_id, day)`` returns that station-day's stream, or raises its
     :class:`ArchiveError`, exactly as ``read_station_day`` would, and starts reading the next
-    ``ahead`` station-days of ``order``; a station-day not in ``order`` is read there and then.
-    At most ``ahead`` streams wait in memory.  Use as a context manager (or ``close()``)."""
+    ``ahead`` station-days of ``order`` (taken in that order: a station-day may come more than
+    once); a station-day not in ``order`` (or whose turns have passed) is read there and then.
+    At most ``ahead`` streams wait in memory.  Use as a context manager (or ``close()``, which
+    waits for a read under way)."""
 
     def __init__(self, sds_root, order, channels: list[str] | None = None, pad_s: float = 0.0, ahead: int = 1):
         from concurrent.futures import ThreadPoolExecutor
 
         self._args = (sds_root, channels, pad_s)
         self._order = [(str(sid), _as_day(day)) for sid, day in order]
-        self._index = {key: i for i, key in enumerate(self._order)}
+        self._positions: dict[tuple, list[int]] = {}  # a station-day may come more than once
+        for i, key in enumerate(self._order):
+            self._positions.setdefault(key, []).append(i)
+        self._next = 0  # the position after the last one served
         self._ahead = max(0, int(ahead))
         self._futures: dict = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="quakescale-read") if self._ahead else None
@@ -669,7 +696,9 @@ class ReadAhead:
 
     def get(self, station_id: str, day) -> Stream:
         root, channels, pad_s = self._args
-        i = self._index.get((str(station_id), _as_day(day)))
+        i = next((j for j in self._positions.get((str(station_id), _as_day(day)), ()) if j >= self._next), None)
+        if i is not None:
+            self._next = i + 1
         if self._pool is None:
             return read_station_day(root, station_id, _as_day(day), channels=channels, pad_s=pad_s)
         # every read on the one reader thread: ObsPy's libmseed wrapper hooks its log callbacks

@@ -28,6 +28,7 @@ digitiser's full scale, or a flat top of >= 3 equal extreme samples).
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -439,6 +440,12 @@ def _clip_candidates(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
     return np.flatnonzero(cand)
 
 
+# ObsPy's evalresp holds the channel being evaluated in C globals and ctypes releases the GIL
+# during the call: two threads inside it at once gave responses off by 2.5e8 (found in review;
+# 5-14 of 600 concurrent calls); one call at a time
+_EVALRESP_LOCK = threading.Lock()
+
+
 def _instrument_disp(inv, seed_id: str, t: UTCDateTime, f: np.ndarray) -> tuple:
     """(counts per metre of ground displacement at ``f``, source, note) of one channel: the full
     response where the inventory has stages, else the sensitivity and its input units (flat);
@@ -449,7 +456,8 @@ def _instrument_disp(inv, seed_id: str, t: UTCDateTime, f: np.ndarray) -> tuple:
         return None, "none", f"no response for {seed_id} at {t} in the inventory ({' '.join(str(exc).split())[:120]})"
     if getattr(resp, "response_stages", None):
         try:
-            return resp.get_evalresp_response_for_frequencies(f, output="DISP"), "response", ""
+            with _EVALRESP_LOCK:  # evalresp keeps the channel it evaluates in C globals
+                return resp.get_evalresp_response_for_frequencies(f, output="DISP"), "response", ""
         except Exception as exc:
             reason = f"response of {seed_id} not usable ({' '.join(str(exc).split())[:120]})"
     else:

@@ -39,8 +39,8 @@ def _pool() -> ThreadPoolExecutor | None:
         return None
     with _LOCK:
         if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != n:
-            if _POOL is not None and _POOL[0] == os.getpid():
-                _POOL[2].shutdown(wait=False)
+            # a pool of another width is dropped, not shut down: a caller may still be using it
+            # (its threads end when it is collected)
             _POOL = (os.getpid(), n, ThreadPoolExecutor(n, thread_name_prefix=_PREFIX))
         return _POOL[2]
 
@@ -62,6 +62,6 @@ def submit(fn, *args) -> Future:
     fut: Future = Future()
     try:
         fut.set_result(fn(*args))
-    except BaseException as exc:  # the caller sees it at .result(), as from the pool
+    except Exception as exc:  # the caller sees it at .result(), as from the pool
         fut.set_exception(exc)
     return fut

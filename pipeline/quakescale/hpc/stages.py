@@ -262,7 +262,13 @@ def _task_context(cfg: Config, stage: str, units: list[str]):
         return
     from ..detect.runner import PAD_DAY_S
 
-    order = [(sd.station_id, sd.day) for sd in map(StationDay.from_unit, units)]
+    order = []
+    for u in units:
+        try:
+            sd = StationDay.from_unit(u)
+        except Exception:  # not a station-day: its own run records why
+            continue
+        order.append((sd.station_id, sd.day))
     with ReadAhead(cfg.archive.sds_root, order, list(cfg.archive.channels), PAD_DAY_S, ahead) as reader:
         yield {"reader": reader}
 
