@@ -681,7 +681,7 @@ class ReadAhead:
         from concurrent.futures import ThreadPoolExecutor
 
         self._args = (sds_root, channels, pad_s)
-        self._order = [(str(sid), _as_day(day)) for sid, day in order]
+        self._order = [(str(sid), as_day(day)) for sid, day in order]
         self._positions: dict[tuple, list[int]] = {}  # a station-day may come more than once
         for i, key in enumerate(self._order):
             self._positions.setdefault(key, []).append(i)
@@ -696,15 +696,15 @@ class ReadAhead:
 
     def get(self, station_id: str, day) -> Stream:
         root, channels, pad_s = self._args
-        i = next((j for j in self._positions.get((str(station_id), _as_day(day)), ()) if j >= self._next), None)
+        i = next((j for j in self._positions.get((str(station_id), as_day(day)), ()) if j >= self._next), None)
         if i is not None:
             self._next = i + 1
         if self._pool is None:
-            return read_station_day(root, station_id, _as_day(day), channels=channels, pad_s=pad_s)
+            return read_station_day(root, station_id, as_day(day), channels=channels, pad_s=pad_s)
         # every read on the one reader thread: ObsPy's libmseed wrapper hooks its log callbacks
         # globally per call, so two reads at once could call back into a finished one
         if i is None:
-            fut = self._pool.submit(read_station_day, root, station_id, _as_day(day), channels, pad_s)
+            fut = self._pool.submit(read_station_day, root, station_id, as_day(day), channels, pad_s)
         else:
             fut = self._futures.pop(i, None) or self._pool.submit(self._read, i)
             for j in [j for j in self._futures if j < i]:  # skipped station-days: not kept in memory
@@ -728,7 +728,8 @@ class ReadAhead:
         self.close()
 
 
-def _as_day(day) -> dt.date:
+def as_day(day) -> dt.date:
+    """A date from a date or an ISO string (``YYYY-MM-DD``, with anything after it ignored)."""
     return day if isinstance(day, dt.date) else dt.date.fromisoformat(str(day)[:10])
 
 

@@ -35,7 +35,6 @@ failed + reason).  No scheduler is involved anywhere here.
 from __future__ import annotations
 
 import ctypes
-import datetime as dt
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -581,12 +580,6 @@ def _inventory(path: str):
     return load_inventory(path)
 
 
-def _as_date(day) -> dt.date:
-    if isinstance(day, dt.date):
-        return day
-    return dt.date.fromisoformat(str(day)[:10])
-
-
 def run_station_day(
     cfg,
     station_id: str,
@@ -602,10 +595,10 @@ def run_station_day(
     ``pad_s=PAD_DAY_S``), which has read this one while the one before it was picked; ``info``'s
     ``t_read_s`` is then the wait for it.  Raises :class:`quakescale.archive.ArchiveError` for
     missing/unreadable data."""
-    from ..archive import read_station_day
+    from ..archive import as_day, read_station_day
 
     tune_malloc()  # before any thread allocates (a thread keeps the malloc arena it first gets)
-    day = _as_date(day)
+    day = as_day(day)
     t = time.perf_counter()
     if reader is not None:
         st = reader.get(station_id, day)
