@@ -69,9 +69,9 @@ def tune_malloc() -> bool:
 
     Large per-batch tensors otherwise go through mmap/munmap on every call; measured 25 s ->
     11 s per station-day for a larger model in the issue.  With the high trim threshold each
-    thread's own arena would keep what it freed: the CPU pool's threads raised a fresh worker's
-    peak RSS from 738 to 788 MB; on one arena it stays at 738 MB, and no step was slower
-    (allocations are few and large).  Called before any thread of the pool allocates (a thread
+    thread's own arena would keep what it freed: with the CPU pool, one arena took a fresh
+    worker's peak RSS from 810 to 775 MB, and no step was slower, nor 4 station-days on two
+    Dask-like threads (allocations are few and large).  Called before any thread of the pool allocates (a thread
     keeps the arena it first got).  No-op off glibc."""
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
