@@ -10,6 +10,8 @@ at 100 Hz, band-passed 1-20 Hz, each window scaled by its own standard deviation
   it through two dense layers), two bidirectional GRU layers over the steps, and
   per step (a) noise/P/S class logits and (b) the sub-step onset offset of P and S in [0, 1) of
   the step, so a pick is ``(step + offset) * 0.5 s`` -- resolution well below the step.
+  Inference on a CPU runs in :mod:`.cpu_picker` (numpy + a compiled GRU recurrence; the same
+  function up to float32 rounding); training and GPUs use these torch modules.
 
 Trained weights are a directory with ``cerp.pt`` (both state dicts + configs) and ``card.json``
 (name, version, sha256 of the weights file, sizes, training recipe, metrics).  Shipped weights
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import cpu_picker
 from .model_install import sha256_file
 
 FS_HZ = 100.0
@@ -145,6 +148,8 @@ class Picker(nn.Module):
 
     def forward(self, x: torch.Tensor):  # (B, 3, n) -> logits (B, T, 3), offsets (B, T, 2) in [0, 1)
         h = self.front(x)
+        if cpu_picker.usable(self, h):  # inference on a CPU: numpy + a compiled GRU recurrence
+            return cpu_picker.forward(self, h)
         pad = self.step_n // 2
         h = nn.functional.pad(h, (pad, pad))
         fr = h.unfold(-1, 2 * self.step_n, self.step_n)  # (B, C, T, 2*step)

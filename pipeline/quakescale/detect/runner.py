@@ -44,10 +44,12 @@ import pandas as pd
 import torch
 from obspy import Stream, Trace, UTCDateTime
 from scipy import signal
+from torch import nn
 
 from .. import schema as S
 from ..config import DetectSection
 from . import amplitude as amp
+from . import cpu_picker
 from .models import FS_HZ, STEP_N, WINDOW_N, CerpModel, load_model, normalize_windows
 from .refine import screen_and_refine
 from .threads import submit, tmap
@@ -382,14 +384,23 @@ def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dic
     det_prob = torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
     t_det = time.perf_counter()
     hit = np.flatnonzero(det_prob >= p.detect_threshold)
-    prs, ofs = [], []
-    for b in range(0, len(hit), batch):
-        sel = starts[hit[b : b + batch]]
-        logits, off = model.picker(normalize_windows(wins[torch.from_numpy(sel).to(dev)]))
-        prs.append(torch.softmax(logits, -1).float())
-        ofs.append(off.float())
     raw = []
-    if prs:
+    if (
+        len(hit)
+        and dev.type == "cpu"
+        and isinstance(model.picker.front, nn.Identity)
+        and cpu_picker.supported(model.picker)
+    ):
+        # numpy + a compiled GRU recurrence on the CPU pool (cpu_picker): no torch thread pool spins against it
+        pr, of = cpu_picker.pick_windows(model.picker, prep.data, starts[hit])
+        raw = decode_batch(pr, of, p.pick_threshold, starts[hit])
+    elif len(hit):
+        prs, ofs = [], []
+        for b in range(0, len(hit), batch):
+            sel = starts[hit[b : b + batch]]
+            logits, off = model.picker(normalize_windows(wins[torch.from_numpy(sel).to(dev)]))
+            prs.append(torch.softmax(logits, -1).float())
+            ofs.append(off.float())
         pr, of = torch.cat(prs).cpu().numpy(), torch.cat(ofs).cpu().numpy()
         raw = decode_batch(pr, of, p.pick_threshold, starts[hit])
     picks = merge_picks(raw, MERGE_S * fs)

@@ -1,0 +1,225 @@
+"""The CERP picker's inference on a CPU: numpy (single-threaded BLAS per part) and a compiled
+bidirectional-GRU recurrence (:mod:`.gru_kernel`, numba), the windows in parts on the CPU pool.
+
+Why: ``torch.nn.GRU`` on a CPU steps through time with a handful of ATen ops per step; at the
+picker's size (hidden 32, 60 steps, 2 layers x 2 directions) each does little work, and on a
+dense aftershock day (5,600 picked windows) the picker was the largest step of a station-day.
+Here, per part of :data:`CHUNK` windows on one thread:
+
+- the windows are gathered from the station-day and normalised (:func:`normalize`, the
+  arithmetic of :func:`~.models.normalize_windows`);
+- the first frame layer reads the half-second blocks of the padded window once (frame ``j`` is
+  blocks ``j`` and ``j + 1``, so its product is ``A block_j + B block_{j+1}``) instead of
+  copying every sample into two frames;
+- the other frame layer, the GRU's input projections (both directions in one product) and the
+  heads are numpy products; the recurrence is :func:`.gru_kernel.bigru_layer32`.
+
+Nothing else spins beside the pool's threads (torch's OpenMP threads wait between torch ops; a
+threaded BLAS is held at one thread for the call), so the parts scale with the pool's width.
+Same function as the torch modules up to float32 rounding (class logits within 1e-5, hidden
+states within 1e-6; tested); the picks of the benchmark days are the same.  Used for inference
+on a CPU by :meth:`~.models.Picker.forward` and :func:`~.runner.cerp_picks` when
+:func:`supported`; training, a GPU and other pickers use the torch modules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .threads import tmap
+
+CHUNK = 128  # windows per task: a part's blocks, frames and GRU states stay in the core's cache
+H_FAST = 32  # the GRU hidden size the compiled recurrence is built for (a compile-time constant there)
+_BLAS = None
+
+
+def _one_blas_thread():
+    """A context in which numpy's BLAS runs single-threaded: the pool's threads each take a part
+    of the windows, and a threaded BLAS would spin its own threads against them."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+def usable(picker, h: torch.Tensor) -> bool:
+    """Whether :func:`forward` serves this call: inference (no autograd) on a CPU of float32
+    windows ``(B, C, n)`` (after the picker's front end) by a :func:`supported` picker."""
+    return (
+        h.device.type == "cpu"
+        and h.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and h.dim() == 3
+        and h.shape[0] > 0
+        and h.shape[-1] % picker.step_n == 0
+        and h.shape[-1] >= 2 * picker.step_n
+        and supported(picker)
+    )
+
+
+def supported(picker) -> bool:
+    """A picker this module runs: an even step, Linear + ReLU frame layers, and a bidirectional
+    batch-first GRU with biases of hidden size :data:`H_FAST` (the shipped and default picker)."""
+    gru = picker.gru
+    return (
+        picker.step_n % 2 == 0
+        and _frame_layers(picker) is not None
+        and gru.hidden_size == H_FAST
+        and gru.bidirectional
+        and gru.batch_first
+        and gru.bias
+        and gru.proj_size == 0
+    )
+
+
+def _frame_layers(picker) -> list | None:
+    """The frame block's Linear layers when it is Linear + ReLU pairs (else None)."""
+    mods = list(picker.frame)
+    pairs = len(mods) % 2 == 0 and all(
+        isinstance(a, torch.nn.Linear) and isinstance(r, torch.nn.ReLU) for a, r in zip(mods[::2], mods[1::2])
+    )
+    return mods[::2] if pairs else None
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+def _weights(picker, c: int) -> dict:
+    """The picker's weights as numpy, laid out for :func:`_chunk` (``c``: input channels)."""
+    step = picker.step_n
+    first, *rest = _frame_layers(picker)
+    w1 = _np(first.weight).reshape(-1, c, 2, step)  # (F, C, 2 halves, step): frame = [block j, block j+1]
+    wab = np.concatenate([w1[:, :, 0].reshape(len(w1), -1), w1[:, :, 1].reshape(len(w1), -1)]).T  # (C step, 2F)
+    gru, sfx = picker.gru, ("", "_reverse")
+    layers = []
+    for layer in range(gru.num_layers):
+        p = {
+            (n, x): _np(getattr(gru, f"{n}_l{layer}{x}"))
+            for n in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
+            for x in sfx
+        }
+        layers.append(
+            (
+                np.ascontiguousarray(np.concatenate([p["weight_ih", x] for x in sfx]).T),  # (in, 6H)
+                np.concatenate([p["bias_ih", x] for x in sfx]),
+                np.ascontiguousarray(np.stack([p["weight_hh", x].T for x in sfx])),  # (2, H, 3H)
+                np.ascontiguousarray(np.stack([p["bias_hh", x] for x in sfx])),
+            )
+        )
+    heads = (picker.cls, picker.off)
+    return {
+        "step": step,
+        "wab": np.ascontiguousarray(wab),
+        "b1": _np(first.bias),
+        "rest": [(np.ascontiguousarray(_np(m.weight).T), _np(m.bias)) for m in rest],
+        "gru": layers,
+        "head_w": np.ascontiguousarray(np.concatenate([_np(m.weight) for m in heads]).T),
+        "head_b": np.concatenate([_np(m.bias) for m in heads]),
+        "n_cls": picker.cls.out_features,
+    }
+
+
+def _chunk(w: dict, x: np.ndarray) -> np.ndarray:
+    """The picker on windows ``x`` (b, C, n): (b, T, n_cls + 2) of class logits and raw offsets.
+
+    The frame layer reads 1 s frames at a 0.5 s step of the window zero-padded by half a step at
+    each end: frame ``j`` is blocks ``j`` and ``j + 1`` of the padded window cut in half-second
+    blocks, so its first layer is ``A block_j + B block_{j+1}``: one product over the blocks
+    (each sample once) instead of over the frames (each sample twice, copied there first)."""
+    from .gru_kernel import bigru_layer32  # numba: imported on first use
+
+    b, c, n = x.shape
+    step = w["step"]
+    pad, t = step // 2, n // step
+    blk = np.empty((b, t + 1, c, step), np.float32)
+    blk[:, 1:t] = x[:, :, pad : n - pad].reshape(b, c, t - 1, step).transpose(0, 2, 1, 3)
+    blk[:, 0, :, :pad] = 0.0
+    blk[:, 0, :, pad:] = x[:, :, :pad]
+    blk[:, t, :, : step - pad] = x[:, :, n - pad :]
+    blk[:, t, :, step - pad :] = 0.0
+    q = (blk.reshape(b * (t + 1), c * step) @ w["wab"]).reshape(b, t + 1, -1)
+    f = q.shape[-1] // 2
+    h = q[:, :t, :f] + q[:, 1:, f:]
+    h += w["b1"]
+    np.maximum(h, 0.0, out=h)
+    h = h.reshape(b * t, f)
+    for wt, bias in w["rest"]:
+        h = h @ wt
+        h += bias
+        np.maximum(h, 0.0, out=h)
+    for wih, bih, whh, bhh in w["gru"]:
+        gi = h @ wih
+        gi += bih
+        out = np.empty((b, t, 2 * H_FAST), np.float32)
+        bigru_layer32(gi.reshape(b, t, 2, 3 * H_FAST), whh, bhh, out)
+        h = out.reshape(b * t, -1)
+    y = h @ w["head_w"]
+    y += w["head_b"]
+    return y.reshape(b, t, -1)
+
+
+def forward(picker, h: torch.Tensor, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:meth:`Picker.forward` after the front end: (class logits (B, T, 3), onset offsets (B, T, 2)
+    in [0, 1)), in parts of ``chunk`` (:data:`CHUNK`) windows on the CPU pool."""
+    x = np.ascontiguousarray(h.numpy())
+    w = _weights(picker, x.shape[1])
+    chunk = chunk or CHUNK
+    y = np.empty((len(x), x.shape[-1] // w["step"], w["head_w"].shape[1]), np.float32)
+
+    def run(b0: int) -> None:
+        y[b0 : b0 + chunk] = _chunk(w, x[b0 : b0 + chunk])
+
+    with _one_blas_thread():
+        tmap(run, range(0, len(x), chunk))
+    y = torch.from_numpy(y)
+    k = w["n_cls"]
+    return y[..., :k], torch.sigmoid(y[..., k:])
+
+
+def normalize(x: np.ndarray, eps: float = 1e-10) -> np.ndarray:
+    """:func:`~.models.normalize_windows` of float32 windows ``x`` (b, C, n), in place: the same
+    arithmetic as its torch branch (component means in float32, the window's variance from the
+    components' norms in float64)."""
+    n = x.shape[-1]
+    mean = x.mean(axis=-1, keepdims=True, dtype=np.float32)
+    q = np.linalg.norm(x, axis=-1, keepdims=True).astype(np.float64)
+    ss = np.clip((q * q - n * np.square(mean.astype(np.float64))).sum(axis=-2, keepdims=True), 0.0, None)
+    inv = (1.0 / (np.sqrt(ss / (x.shape[-2] * n - 1)) + eps)).astype(np.float32)
+    x *= inv
+    x -= mean * inv
+    return x
+
+
+def pick_windows(picker, data: np.ndarray, starts: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """The picker on the windows of ``data`` (C, n) starting at ``starts`` (window length
+    ``picker.config['n_in']``), each normalised (:func:`normalize`): (class probabilities
+    (B, T, 3), onset offsets (B, T, 2)), float32.  Gathering, normalising and the network run in
+    parts of ``chunk`` windows on the CPU pool with single-threaded BLAS: no other thread pool
+    (torch's OpenMP threads, a threaded BLAS) spins against them.  For :func:`usable` pickers."""
+    n_in = int(picker.config["n_in"])
+    c = data.shape[0]
+    w = _weights(picker, c)
+    t = n_in // w["step"]
+    k = w["n_cls"]
+    probs = np.empty((len(starts), t, k), np.float32)
+    offs = np.empty((len(starts), t, w["head_w"].shape[1] - k), np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(data, n_in, axis=-1)  # (C, n - n_in + 1, n_in)
+
+    def run(b0: int) -> None:
+        sel = starts[b0 : b0 + chunk]
+        x = np.empty((len(sel), c, n_in), np.float32)
+        for ch in range(c):
+            x[:, ch] = view[ch, sel]
+        y = _chunk(w, normalize(x))
+        lo = y[..., :k]
+        e = np.exp(lo - lo.max(axis=-1, keepdims=True))
+        probs[b0 : b0 + len(sel)] = e / e.sum(axis=-1, keepdims=True)
+        offs[b0 : b0 + len(sel)] = 1.0 / (1.0 + np.exp(-y[..., k:]))
+
+    with _one_blas_thread():
+        tmap(run, range(0, len(starts), chunk))
+    return probs, offs

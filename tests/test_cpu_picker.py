@@ -1,0 +1,120 @@
+"""The picker's CPU inference path (detect.cpu_picker + the compiled GRU recurrence) against the
+torch modules it replaces: the same function up to float32 rounding, on the shipped weights and
+on random ones, in parts of any size, at any pool width, and through cerp_picks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from quakescale.detect import cpu_picker
+from quakescale.detect.models import Picker, load_model, normalize_windows
+
+
+def _torch_picker(pk: Picker, x: torch.Tensor):
+    """The torch modules' forward (what Picker.forward runs off the CPU path)."""
+    h = nn.functional.pad(pk.front(x), (pk.step_n // 2, pk.step_n // 2))
+    fr = h.unfold(-1, 2 * pk.step_n, pk.step_n)
+    b, c, t, w = fr.shape
+    g, _ = pk.gru(pk.frame(fr.permute(0, 2, 1, 3).reshape(b, t, c * w)))
+    return pk.cls(g), torch.sigmoid(pk.off(g))
+
+
+def _windows(n: int, seed: int = 0, n_in: int = 3000) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 3, n_in)).astype(np.float32)
+    x[:, :, n_in // 3 : n_in // 2] *= 8.0  # an "event": the GRU states leave the linear range
+    return normalize_windows(torch.from_numpy(x))
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model("builtin:default").picker.eval()
+
+
+@pytest.mark.parametrize("n", [1, 5, 130])
+def test_cpu_path_equals_the_torch_modules(shipped, n):
+    x = _windows(n, seed=n)
+    with torch.inference_mode():
+        assert cpu_picker.usable(shipped, x)
+        lo, off = shipped(x)  # the CPU path
+        ref_lo, ref_off = _torch_picker(shipped, x)
+    assert lo.shape == ref_lo.shape and off.shape == ref_off.shape
+    np.testing.assert_allclose(lo.numpy(), ref_lo.numpy(), rtol=0, atol=2e-5)
+    np.testing.assert_allclose(off.numpy(), ref_off.numpy(), rtol=0, atol=5e-6)
+    assert float(ref_lo.abs().max()) > 1.0  # the logits are not all near zero
+
+
+@pytest.mark.parametrize("w_scale", [1.0, 6.0])
+def test_random_weights_as_accurate_as_torch_against_float64(w_scale):
+    """Random weights; x6 recurrent weights saturate the gates (the exponential's clamps) and make
+    the recurrence sensitive, so float32 rounding grows: both paths are held to a float64 run."""
+    torch.manual_seed(3)
+    pk = Picker().eval()
+    with torch.no_grad():
+        for name, p in pk.gru.named_parameters():
+            if "weight_hh" in name:
+                p.mul_(w_scale)
+    pk64 = Picker().double().eval()
+    pk64.load_state_dict(pk.state_dict())
+    x = _windows(9, seed=4) * 4.0
+    with torch.inference_mode():
+        lo, off = pk(x)
+        ref_lo, ref_off = _torch_picker(pk, x)
+        lo64, off64 = _torch_picker(pk64, x.double())
+    err = float((lo.double() - lo64).abs().max())
+    err_torch = float((ref_lo.double() - lo64).abs().max())
+    assert err <= 3.0 * err_torch + 1e-5, (err, err_torch)  # a wrong gate would be off by ~0.1
+    assert float((off.double() - off64).abs().max()) <= 3.0 * float((ref_off.double() - off64).abs().max()) + 1e-5
+
+
+def test_nan_in_a_window_stays_in_that_window(shipped):
+    x = _windows(3, seed=7).clone()
+    x[1, 0, 1000] = float("nan")
+    with torch.inference_mode():
+        lo, _ = shipped(x)
+        ref_lo, _ = _torch_picker(shipped, x)
+    assert torch.isnan(lo[1]).any() and not torch.isnan(lo[[0, 2]]).any()
+    assert torch.equal(torch.isnan(lo), torch.isnan(ref_lo))
+
+
+def test_training_gpu_and_other_sizes_keep_the_torch_path(shipped):
+    x = _windows(2)
+    with torch.enable_grad():
+        assert not cpu_picker.usable(shipped, x)  # training: autograd needs the torch modules
+    other = Picker(hidden=16).eval()
+    assert not cpu_picker.supported(other)
+    with torch.inference_mode():
+        assert cpu_picker.supported(shipped) and not cpu_picker.usable(other, x)
+        lo, _ = other(x)  # still runs, on nn.GRU
+    assert lo.shape == (2, 60, 3)
+
+
+def test_pick_windows_equals_normalize_then_torch_at_any_width_and_chunk(shipped, monkeypatch):
+    rng = np.random.default_rng(11)
+    data = rng.standard_normal((3, 40_000)).astype(np.float32)
+    data[:, 12_000:13_000] *= 30.0
+    starts = np.sort(rng.choice(40_000 - 3000, size=37, replace=False))
+    with torch.inference_mode():
+        x = normalize_windows(torch.from_numpy(np.stack([data[:, s : s + 3000] for s in starts])))
+        ref_lo, ref_off = _torch_picker(shipped, x)
+    ref_pr = torch.softmax(ref_lo, -1).numpy()
+    out = {}
+    for threads, chunk in [(1, 128), (2, 128), (2, 5)]:
+        monkeypatch.setattr(torch, "get_num_threads", lambda n=threads: n)  # the pool's width
+        out[threads, chunk] = cpu_picker.pick_windows(shipped, data, starts, chunk=chunk)
+    pr, off = out[1, 128]
+    np.testing.assert_allclose(pr, ref_pr, rtol=0, atol=5e-6)
+    np.testing.assert_allclose(off, ref_off.numpy(), rtol=0, atol=5e-6)
+    # each part is computed alone on one BLAS thread: the width does not change a bit
+    assert all(np.array_equal(a, b) for a, b in zip(out[1, 128], out[2, 128]))
+    np.testing.assert_allclose(out[2, 5][0], pr, rtol=0, atol=1e-6)
+
+
+def test_numpy_normalize_equals_the_torch_one():
+    x = _windows(4, seed=2).numpy() * 3.0 + 0.5
+    a = cpu_picker.normalize(x.copy())
+    b = normalize_windows(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
