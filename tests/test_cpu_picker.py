@@ -118,3 +118,13 @@ def test_numpy_normalize_equals_the_torch_one():
     a = cpu_picker.normalize(x.copy())
     b = normalize_windows(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+
+
+def test_without_numba_the_torch_modules_serve(shipped, monkeypatch):
+    x = _windows(3, seed=5)
+    monkeypatch.setattr(cpu_picker, "_KERNEL_OK", False)  # as when numba does not import
+    with torch.inference_mode():
+        assert not cpu_picker.supported(shipped) and not cpu_picker.usable(shipped, x)
+        lo, off = shipped(x)
+        ref_lo, ref_off = _torch_picker(shipped, x)
+    assert torch.equal(lo, ref_lo) and torch.equal(off, ref_off)

@@ -60,9 +60,34 @@ def usable(picker, h: torch.Tensor) -> bool:
     )
 
 
+_KERNEL_OK: bool | None = None
+
+
+def kernel_available() -> bool:
+    """Whether the compiled recurrence imports (numba); without it the torch modules serve, with
+    one warning per process."""
+    global _KERNEL_OK
+    if _KERNEL_OK is None:
+        try:
+            from . import gru_kernel  # noqa: F401
+
+            _KERNEL_OK = True
+        except Exception as exc:  # numba missing or broken on this platform
+            import logging
+
+            logging.getLogger("quakescale.detect").warning(
+                "CERP picker: the compiled GRU is unavailable (%s: %s); using torch's nn.GRU (slower on a CPU)",
+                type(exc).__name__,
+                exc,
+            )
+            _KERNEL_OK = False
+    return _KERNEL_OK
+
+
 def supported(picker) -> bool:
     """A picker this module runs: an even step, Linear + ReLU frame layers, and a bidirectional
-    batch-first GRU with biases of hidden size :data:`H_FAST` (the shipped and default picker)."""
+    batch-first GRU with biases of hidden size :data:`H_FAST` (the shipped and default picker),
+    with the compiled recurrence available (:func:`kernel_available`)."""
     gru = picker.gru
     return (
         picker.step_n % 2 == 0
@@ -72,6 +97,7 @@ def supported(picker) -> bool:
         and gru.batch_first
         and gru.bias
         and gru.proj_size == 0
+        and kernel_available()
     )
 
 
