@@ -102,15 +102,67 @@ def test_pick_windows_equals_normalize_then_torch_at_any_width_and_chunk(shipped
         ref_lo, ref_off = _torch_picker(shipped, x)
     ref_pr = torch.softmax(ref_lo, -1).numpy()
     out = {}
-    for threads, chunk in [(1, 128), (2, 128), (2, 5)]:
+    for threads, chunk in [(1, 128), (1, 16), (2, 16), (2, 5)]:
         monkeypatch.setattr(torch, "get_num_threads", lambda n=threads: n)  # the pool's width
-        out[threads, chunk] = cpu_picker.pick_windows(shipped, data, starts, chunk=chunk)
+        out[threads, chunk] = cpu_picker.pick_windows(shipped, data, starts, 3000, chunk=chunk)
     pr, off = out[1, 128]
     np.testing.assert_allclose(pr, ref_pr, rtol=0, atol=5e-6)
     np.testing.assert_allclose(off, ref_off.numpy(), rtol=0, atol=5e-6)
-    # each part is computed alone on one BLAS thread: the width does not change a bit
-    assert all(np.array_equal(a, b) for a, b in zip(out[1, 128], out[2, 128]))
+    # each part is computed alone on one BLAS thread: three parts on two threads give every bit of one
+    assert all(np.array_equal(a, b) for a, b in zip(out[1, 16], out[2, 16]))
     np.testing.assert_allclose(out[2, 5][0], pr, rtol=0, atol=1e-6)
+
+
+def test_cerp_picks_on_the_cpu_path_equal_the_torch_path(small_world, monkeypatch):
+    """The runner's CPU path (pick_windows) and its torch path give the same picks on a synthetic
+    day, also for a picker whose config names another window length (the runner's windows rule)."""
+    import pandas as pd
+
+    from quakescale.archive import read_station_day
+    from quakescale.config import load_config
+    from quakescale.detect.runner import cerp_picks, preprocess
+
+    cfg = load_config(small_world / "config.yaml")
+    model = load_model(cfg.detect.model, device="cpu")
+    sid = sorted(pd.read_parquet(small_world / "truth" / "picks.parquet").station_id.unique())[0]
+    st = read_station_day(cfg.archive.sds_root, sid, cfg.archive.start, channels=list(cfg.archive.channels))
+    prep = preprocess(st, cfg.detect)
+    calls = []
+    real = cpu_picker.pick_windows
+    monkeypatch.setattr(cpu_picker, "pick_windows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fast, _ = cerp_picks(prep, model, cfg.detect)
+    model.picker.config = dict(model.picker.config, n_in=6000)  # the windows stay the runner's 30 s
+    fast_other, _ = cerp_picks(prep, model, cfg.detect)
+    assert len(calls) == 2
+    monkeypatch.setattr(cpu_picker, "_KERNEL_OK", False)
+    ref, _ = cerp_picks(prep, model, cfg.detect)
+    assert len(calls) == 2 and len(ref) > 20  # the torch path this time
+    for got in (fast, fast_other):
+        assert [(ph, round(i, 2)) for ph, i, _ in got] == [(ph, round(i, 2)) for ph, i, _ in ref]
+        np.testing.assert_allclose([p for *_, p in got], [p for *_, p in ref], rtol=0, atol=1e-5)
+
+
+def test_blas_limit_is_restored_by_the_last_of_overlapping_callers():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas():
+        return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+    with threadpool_limits(2, user_api="blas"):
+        before = blas()
+        assert before == [2]
+        a, b = cpu_picker._one_blas_thread(), cpu_picker._one_blas_thread()
+        a.__enter__()
+        b.__enter__()
+        assert blas() == [1]
+        a.__exit__(None, None, None)  # the first out: the second still runs single-threaded
+        assert blas() == [1]
+        b.__exit__(None, None, None)
+        assert blas() == before
+        with pytest.raises(RuntimeError):  # an exception inside restores too
+            with cpu_picker._one_blas_thread():
+                raise RuntimeError("boom")
+        assert blas() == before
 
 
 def test_numpy_normalize_equals_the_torch_one():

@@ -630,7 +630,10 @@ def merge_gapped(st: Stream) -> Stream:
     once.  ObsPy's merge joins the pieces two at a time (``Trace.__add__``), each join copying
     everything joined so far: a real day with twenty gaps spent 0.2 s there, now 0.01 s.  Anything
     else (overlaps, duplicates, pieces off the grid, mixed rates) goes to ObsPy's merge for the
-    whole stream, its rules unchanged.  The masked samples hold 0 (ObsPy leaves them unset)."""
+    whole stream, its rules unchanged.  The masked samples hold 0 (ObsPy leaves them unset); empty
+    traces are dropped, as ObsPy does; the order of the traces may differ from ObsPy's (which
+    puts merged ones first): sort them (``read_station_day`` does)."""
+    st.traces = [tr for tr in st if tr.stats.npts]
     groups: dict[str, list] = {}
     for tr in st:
         groups.setdefault(tr.id, []).append(tr)
@@ -639,7 +642,7 @@ def merge_gapped(st: Stream) -> Stream:
     out = Stream()
     for pieces in groups.values():
         merged = _lay_pieces(pieces) if len(pieces) > 1 else pieces[0]
-        if merged is None:
+        if merged is None:  # st holds the pieces as read (empty ones aside, which ObsPy drops too)
             st.merge(method=1, fill_value=None)
             return st
         out.append(merged)

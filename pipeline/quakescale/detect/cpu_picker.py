@@ -24,6 +24,9 @@ on a CPU by :meth:`~.models.Picker.forward` and :func:`~.runner.cerp_picks` when
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 import torch
 
@@ -31,18 +34,33 @@ from .threads import tmap
 
 CHUNK = 128  # windows per task: a part's blocks, frames and GRU states stay in the core's cache
 H_FAST = 32  # the GRU hidden size the compiled recurrence is built for (a compile-time constant there)
-_BLAS = None
+_BLAS_LOCK = threading.Lock()
+_BLAS: list = [None, 0, None]  # controller, callers inside, the limiter of the first caller
 
 
+@contextlib.contextmanager
 def _one_blas_thread():
     """A context in which numpy's BLAS runs single-threaded: the pool's threads each take a part
-    of the windows, and a threaded BLAS would spin its own threads against them."""
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
+    of the windows, and a threaded BLAS would spin its own threads against them.  The limit is
+    process-wide (threadpoolctl): the first caller in sets it, the last one out restores what
+    the first found, so callers on several threads (a Dask worker's) leave it as it was.  Other
+    threads' BLAS calls run single-threaded meanwhile."""
+    with _BLAS_LOCK:
+        if _BLAS[0] is None:
+            from threadpoolctl import ThreadpoolController
 
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
+            _BLAS[0] = ThreadpoolController()
+        if _BLAS[1] == 0:
+            _BLAS[2] = _BLAS[0].limit(limits=1, user_api="blas")
+        _BLAS[1] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS[1] -= 1
+            if _BLAS[1] == 0:
+                _BLAS[2].restore_original_limits()
+                _BLAS[2] = None
 
 
 def usable(picker, h: torch.Tensor) -> bool:
@@ -68,9 +86,15 @@ def kernel_available() -> bool:
     one warning per process."""
     global _KERNEL_OK
     if _KERNEL_OK is None:
-        try:
-            from . import gru_kernel  # noqa: F401
+        try:  # import and compile (or load from numba's cache) on a tiny input: a failure here falls back
+            from .gru_kernel import bigru_layer32
 
+            bigru_layer32(
+                np.zeros((1, 2, 2, 3 * H_FAST), np.float32),
+                np.zeros((2, H_FAST, 3 * H_FAST), np.float32),
+                np.zeros((2, 3 * H_FAST), np.float32),
+                np.empty((1, 2, 2 * H_FAST), np.float32),
+            )
             _KERNEL_OK = True
         except Exception as exc:  # numba missing or broken on this platform
             import logging
@@ -220,13 +244,23 @@ def normalize(x: np.ndarray, eps: float = 1e-10) -> np.ndarray:
     return x
 
 
-def pick_windows(picker, data: np.ndarray, starts: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
-    """The picker on the windows of ``data`` (C, n) starting at ``starts`` (window length
-    ``picker.config['n_in']``), each normalised (:func:`normalize`): (class probabilities
-    (B, T, 3), onset offsets (B, T, 2)), float32.  Gathering, normalising and the network run in
-    parts of ``chunk`` windows on the CPU pool with single-threaded BLAS: no other thread pool
-    (torch's OpenMP threads, a threaded BLAS) spins against them.  For :func:`usable` pickers."""
-    n_in = int(picker.config["n_in"])
+def fits(picker, n_in: int) -> bool:
+    """Whether :func:`pick_windows` runs this picker on windows of ``n_in`` samples (whole
+    steps, at least two) -- the runner's condition, with :func:`supported`."""
+    step = picker.step_n
+    return isinstance(picker.front, torch.nn.Identity) and n_in % step == 0 and n_in >= 2 * step and supported(picker)
+
+
+def pick_windows(
+    picker, data: np.ndarray, starts: np.ndarray, n_in: int, chunk: int = CHUNK
+) -> tuple[np.ndarray, np.ndarray]:
+    """The picker on the ``n_in``-sample windows of ``data`` (C, n) starting at ``starts``, each
+    normalised (:func:`normalize`): (class probabilities (B, T, 3), onset offsets (B, T, 2)),
+    float32.  Gathering, normalising and the network run in parts of ``chunk`` windows on the
+    CPU pool with single-threaded BLAS: no other thread pool (torch's OpenMP threads, a threaded
+    BLAS) spins against them.  For pickers that :func:`fits` ``n_in``; ``detect.batch_size``
+    sizes the torch path's batches, not these parts."""
+    n_in = int(n_in)
     c = data.shape[0]
     w = _weights(picker, c)
     t = n_in // w["step"]
@@ -244,7 +278,8 @@ def pick_windows(picker, data: np.ndarray, starts: np.ndarray, chunk: int = CHUN
         lo = y[..., :k]
         e = np.exp(lo - lo.max(axis=-1, keepdims=True))
         probs[b0 : b0 + len(sel)] = e / e.sum(axis=-1, keepdims=True)
-        offs[b0 : b0 + len(sel)] = 1.0 / (1.0 + np.exp(-y[..., k:]))
+        with np.errstate(over="ignore"):  # exp(-y) = inf for y < -88: the sigmoid is 0, as torch's
+            offs[b0 : b0 + len(sel)] = 1.0 / (1.0 + np.exp(-y[..., k:]))
 
     with _one_blas_thread():
         tmap(run, range(0, len(starts), chunk))

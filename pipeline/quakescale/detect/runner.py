@@ -44,7 +44,6 @@ import pandas as pd
 import torch
 from obspy import Stream, Trace, UTCDateTime
 from scipy import signal
-from torch import nn
 
 from .. import schema as S
 from ..config import DetectSection
@@ -385,14 +384,9 @@ def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dic
     t_det = time.perf_counter()
     hit = np.flatnonzero(det_prob >= p.detect_threshold)
     raw = []
-    if (
-        len(hit)
-        and dev.type == "cpu"
-        and isinstance(model.picker.front, nn.Identity)
-        and cpu_picker.supported(model.picker)
-    ):
+    if len(hit) and dev.type == "cpu" and cpu_picker.fits(model.picker, win_n):
         # numpy + a compiled GRU recurrence on the CPU pool (cpu_picker): no torch thread pool spins against it
-        pr, of = cpu_picker.pick_windows(model.picker, prep.data, starts[hit])
+        pr, of = cpu_picker.pick_windows(model.picker, prep.data, starts[hit], win_n)
         raw = decode_batch(pr, of, p.pick_threshold, starts[hit])
     elif len(hit):
         prs, ofs = [], []
