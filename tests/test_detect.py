@@ -609,3 +609,27 @@ def test_instrument_responses_from_two_threads_equal_one_at_a_time(small_world):
     for th in ths:
         th.join()
     assert not bad, f"{len(bad)} of 800 concurrent responses differ"
+
+
+def test_gap_runs_answer_as_a_running_count():
+    """amplitude._GapRuns (masked run bounds) == the day-long running count it replaced, for
+    masks that start or end in a gap and intervals that are empty, inverted or off the ends."""
+    from quakescale.detect.amplitude import _GapRuns
+
+    rng = np.random.default_rng(5)
+    for trial in range(30):
+        n = int(rng.integers(50, 3000))
+        mask = np.zeros(n, bool)
+        for _ in range(int(rng.integers(1, 8))):
+            a = int(rng.integers(0, n))
+            mask[a : a + int(rng.integers(1, 200))] = True
+        if trial % 3 == 0:
+            mask[0] = True
+        if trial % 4 == 0:
+            mask[-1] = True
+        cm = np.concatenate(([0], np.cumsum(mask, dtype=np.int32)))
+        a = rng.integers(0, n + 1, 400)
+        b = np.clip(a + rng.integers(-20, 400, 400), 0, n)
+        want = (cm[np.maximum(b, a)] - cm[a]) > 0
+        assert np.array_equal(_GapRuns(mask).any(a, b), want)
+        assert want.any() and not want.all()

@@ -699,9 +699,10 @@ def read_station_day(sds_root, station_id: str, day, channels: list[str] | None 
     st = Stream()
     day0 = UTCDateTime(day.isoformat())
     for comp, f in sorted(files.items(), key=lambda kv: _comp_key(kv[0])):
+        part = Stream()
         try:
             with _quiet_mseed_read():
-                st += read(str(f), format="MSEED")
+                part += read(str(f), format="MSEED")
         except Exception as exc:
             raise ArchiveError(f"{sd.unit}: unreadable MiniSEED file {f}: {type(exc).__name__}: {exc}") from exc
         if pad_s > 0:
@@ -709,16 +710,24 @@ def read_station_day(sds_root, station_id: str, day, channels: list[str] | None 
                 _, of = station_day_files(sds_root, StationDay(other, station_id), [pat])
                 if comp in of:
                     try:
-                        st += read(str(of[comp]), format="MSEED", starttime=day0 - pad_s, endtime=day0 + 86400 + pad_s)
+                        part += read(
+                            str(of[comp]), format="MSEED", starttime=day0 - pad_s, endtime=day0 + 86400 + pad_s
+                        )
                     except Exception:
                         pass  # neighbours are optional
-    try:
-        st = merge_gapped(st)
-    except Exception as exc:
-        raise ArchiveError(
-            f"{sd.unit}: cannot merge traces ({exc}); sampling rates {sorted({tr.stats.sampling_rate for tr in st})}"
-        ) from exc
-    st.trim(day0 - pad_s, day0 + 86400 + pad_s, nearest_sample=False)
+        # merged channel by channel (merging groups by id): one channel's pieces beside the merged day at a time
+        try:
+            part = merge_gapped(part)
+        except Exception as exc:
+            rates = sorted({tr.stats.sampling_rate for tr in part})
+            raise ArchiveError(f"{sd.unit}: cannot merge traces ({exc}); sampling rates {rates}") from exc
+        part.trim(day0 - pad_s, day0 + 86400 + pad_s, nearest_sample=False)
+        st += part
+    if len({tr.id for tr in st}) < len(st):  # one id in two components' files (a mislabelled archive): merge it too
+        try:
+            st = merge_gapped(st)
+        except Exception as exc:
+            raise ArchiveError(f"{sd.unit}: cannot merge traces ({exc})") from exc
     st.sort()  # merge's trace order varies between calls on gapped data: one order, reproducible outputs
     if len(st) < 3:
         raise ArchiveError(f"{sd.unit}: after merging only {len(st)} channel(s) remain")
