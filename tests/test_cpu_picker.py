@@ -180,3 +180,33 @@ def test_without_numba_the_torch_modules_serve(shipped, monkeypatch):
         lo, off = shipped(x)
         ref_lo, ref_off = _torch_picker(shipped, x)
     assert torch.equal(lo, ref_lo) and torch.equal(off, ref_off)
+
+
+def test_windows_on_one_grid_share_blocks_and_equal_the_torch_path(shipped):
+    """A day's windows (a 15 s stride: half their half-second blocks shared, multiplied once, the
+    normalisation applied to the products), one off the grid, a NaN that must stay in its
+    windows, an offset of 17 standard deviations that the means must take out: the same as
+    normalising each window in float64 and running the torch modules (closer than the torch path
+    itself, whose float32 means lose digits on such an offset)."""
+    rng = np.random.default_rng(21)
+    data = (rng.standard_normal((3, 45_000)) * 30.0 + 500.0).astype(np.float32)
+    data[:, 9_000:10_500] *= 25.0
+    data[0, 33_333] = np.nan
+    starts = np.r_[np.arange(0, 42_001, 1500), 41_977]
+    bad = (starts <= 33_333) & (33_333 < starts + 3000)
+    w64 = np.stack([data[:, s : s + 3000] for s in starts]).astype(np.float64)
+    w64 -= w64.mean(axis=-1, keepdims=True)
+    w64 /= w64.reshape(len(w64), -1).std(axis=-1, ddof=1)[:, None, None]
+    with torch.inference_mode():
+        ref_lo, ref_off = _torch_picker(shipped, torch.from_numpy(w64.astype(np.float32)))
+        torch_lo, _ = _torch_picker(
+            shipped, normalize_windows(torch.from_numpy(np.stack([data[:, s : s + 3000] for s in starts])))
+        )
+    ref_pr = torch.softmax(ref_lo, -1).numpy()
+    err_torch = float(np.abs(torch.softmax(torch_lo, -1).numpy()[~bad] - ref_pr[~bad]).max())
+    for chunk in (128, 6):
+        pr, off = cpu_picker.pick_windows(shipped, data, starts, 3000, chunk=chunk)
+        assert np.isnan(pr[bad]).any(axis=(1, 2)).all() and np.isfinite(pr[~bad]).all()
+        err = float(np.abs(pr[~bad] - ref_pr[~bad]).max())
+        assert err < 5e-6 and err < err_torch, (err, err_torch)
+        np.testing.assert_allclose(off[~bad], ref_off.numpy()[~bad], rtol=0, atol=5e-6)

@@ -6,11 +6,14 @@ picker's size (hidden 32, 60 steps, 2 layers x 2 directions) each does little wo
 dense aftershock day (5,600 picked windows) the picker was the largest step of a station-day.
 Here, per part of :data:`CHUNK` windows on one thread:
 
-- the windows are gathered from the station-day and normalised (:func:`normalize`, the
-  arithmetic of :func:`~.models.normalize_windows`);
 - the first frame layer reads the half-second blocks of the padded window once (frame ``j`` is
   blocks ``j`` and ``j + 1``, so its product is ``A block_j + B block_{j+1}``) instead of
-  copying every sample into two frames;
+  copying every sample into two frames; on a station-day (:func:`pick_windows`) the windows'
+  blocks are read from the day itself, and windows on one grid of blocks (a 15 s stride) share
+  their inner blocks: each is multiplied once, in counts, and each window's normalisation
+  (:func:`~.models.normalize_windows`: component means and standard deviation, from the same
+  blocks' sums) is applied to the products (:func:`_first_layer`; no gathered copy of the
+  windows, half the products);
 - the other frame layer, the GRU's input projections (both directions in one product) and the
   heads are numpy products; the recurrence is :func:`.gru_kernel.bigru_layer32`.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 
 import numpy as np
 import torch
@@ -161,9 +165,17 @@ def _weights(picker, c: int) -> dict:
             )
         )
     heads = (picker.cls, picker.off)
+    half = step // 2
     return {
         "step": step,
         "wab": np.ascontiguousarray(wab),
+        # and C columns of ones: each block's sum per component comes out of the same product
+        "wab_sums": np.ascontiguousarray(
+            np.concatenate([wab, np.kron(np.eye(c, dtype=np.float32), np.ones((step, 1), np.float32))], axis=1)
+        ),
+        "sab": np.ascontiguousarray(w1.sum(axis=-1).transpose(1, 2, 0).reshape(c, -1)),  # (C, 2F): A sums, B sums
+        "wa_tail": np.ascontiguousarray(w1[:, :, 0, half:].reshape(len(w1), -1).T),  # (C half, F)
+        "wb_head": np.ascontiguousarray(w1[:, :, 1, : step - half].reshape(len(w1), -1).T),
         "b1": _np(first.bias),
         "rest": [(np.ascontiguousarray(_np(m.weight).T), _np(m.bias)) for m in rest],
         "gru": layers,
@@ -251,6 +263,105 @@ def fits(picker, n_in: int) -> bool:
     return isinstance(picker.front, torch.nn.Identity) and n_in % step == 0 and n_in >= 2 * step and supported(picker)
 
 
+def _first_layer(w: dict, data: np.ndarray, mu: np.ndarray, sel: np.ndarray, n_in: int, h: np.ndarray) -> None:
+    """The first frame layer (with its bias and ReLU) of the windows of ``data`` (C, n) at
+    ``sel`` (one residue of ``step``), normalised as :func:`normalize` does, into ``h`` (b, T, F).
+
+    Windows that overlap on one grid of half-second blocks share their inner blocks (at a 15 s
+    stride, half of them), so each block is multiplied once, in raw counts, and each window's
+    normalisation ``(x - m) * inv`` is applied to the products (the layer is linear before its
+    bias).  The window's means and standard deviation come from the same blocks' sums.  The
+    samples enter less ``mu`` (C,), one constant per component for all windows (the products
+    keep their precision when the data sit on an offset that is large against their spread)."""
+    from .gru_kernel import first_frames
+
+    step = w["step"]
+    pad, t = step // 2, n_in // step
+    c = data.shape[0]
+    f = w["b1"].shape[0]
+    r = int(sel[0]) % step
+    a = (sel - r) // step  # padded block j of window s starts at s - pad + step * j = r - pad + step * (a + j)
+    lo = int(a.min()) + 1
+    cover = np.zeros(int(a.max()) + t - lo + 1, np.int32)  # the inner blocks (1 .. T-1) of all windows
+    np.add.at(cover, a + 1 - lo, 1)
+    np.add.at(cover, a + t - lo, -1)
+    ks = np.flatnonzero(np.cumsum(cover[:-1]) > 0) + lo
+    o1 = (r - pad) % step
+    nb = (data.shape[1] - o1) // step
+    d = (r - pad - o1) // step  # global block g is row g + d of the reshaped view
+    xb = np.empty((len(ks), c, step), np.float32)
+    for ch in range(c):
+        np.subtract(data[ch, o1 : o1 + nb * step].reshape(nb, step)[ks + d], mu[ch], out=xb[:, ch])
+    q = xb.reshape(len(ks), c * step) @ w["wab_sums"]  # (K, 2F + C): A products, B products, block sums
+    p0 = np.searchsorted(ks, a + 1)  # each window's inner blocks are rows p0 .. p0 + T - 2 of q
+    # the windows' sums and sums of squares: running sums over the blocks (float64), edge half blocks
+    bq = np.einsum("kcs,kcs->kc", xb, xb)
+    run = np.zeros((len(ks) + 1, 2 * c))
+    np.cumsum(np.concatenate([q[:, 2 * f :], bq], axis=1), axis=0, out=run[1:])
+    e0 = np.stack([data[ch][sel[:, None] + np.arange(pad)] - mu[ch] for ch in range(c)], axis=1)  # (b, C, pad)
+    e1 = np.stack([data[ch][sel[:, None] + (n_in - pad) + np.arange(pad)] - mu[ch] for ch in range(c)], axis=1)
+    e64 = np.concatenate([e0, e1], axis=-1).astype(np.float64)
+    inner = run[p0 + t - 1] - run[p0]
+    if not np.isfinite(run[-1]).all():  # a NaN or inf stays in its own windows
+        g = p0[:, None] + np.arange(t - 1)
+        sq = np.concatenate([q[:, 2 * f :], bq], axis=1).astype(np.float64)
+        inner = sq[g].sum(axis=1)
+    sums = inner[:, :c] + e64.sum(axis=-1)
+    sq = inner[:, c:] + (e64 * e64).sum(axis=-1)
+    mean = sums / n_in
+    ss = np.clip((sq - n_in * mean * mean).sum(axis=1), 0.0, None)
+    inv = (1.0 / (np.sqrt(ss / (c * n_in - 1)) + 1e-10)).astype(np.float32)
+    mean = mean.astype(np.float32)
+    corr = mean @ w["sab"]  # (b, 2F): the means' share of the A and B products
+    en0 = ((e0 - mean[:, :, None]) * inv[:, None, None]).reshape(len(sel), -1) @ w["wa_tail"]
+    en1 = ((e1 - mean[:, :, None]) * inv[:, None, None]).reshape(len(sel), -1) @ w["wb_head"]
+    first_frames(q, p0, inv, corr, en0, en1, w["b1"], h)
+
+
+def offsets(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """One constant per component near the windows' level (the median of their first samples; 0
+    where none is finite), subtracted before the shared products."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN components
+        mu = np.nanmedian(data[:, np.asarray(starts, np.int64)], axis=1) if len(starts) else np.zeros(len(data))
+    return np.where(np.isfinite(mu), mu, 0.0).astype(np.float32)
+
+
+def _chunk_windows(w: dict, data: np.ndarray, sel: np.ndarray, n_in: int, mu: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_chunk` of the windows of ``data`` starting at ``sel``, normalised, with the first
+    frame layer shared between windows on one block grid (:func:`_first_layer`)."""
+    from .gru_kernel import bigru_layer32  # numba: imported on first use
+
+    step = w["step"]
+    t = n_in // step
+    mu = offsets(data, sel) if mu is None else mu
+    h = np.empty((len(sel), t, w["b1"].shape[0]), np.float32)
+    res = sel % step
+    for r in np.unique(res):  # one grid per residue (a day's windows: one, and the last window's)
+        k = np.flatnonzero(res == r)
+        if len(k) == len(sel):
+            _first_layer(w, data, mu, sel, n_in, h)
+        else:
+            hk = np.empty((len(k),) + h.shape[1:], np.float32)
+            _first_layer(w, data, mu, sel[k], n_in, hk)
+            h[k] = hk
+    b = len(sel)
+    h = h.reshape(b * t, -1)
+    for wt, bias in w["rest"]:
+        h = h @ wt
+        h += bias
+        np.maximum(h, 0.0, out=h)
+    for wih, bih, whh, bhh in w["gru"]:
+        gi = h @ wih
+        gi += bih
+        out = np.empty((b, t, 2 * H_FAST), np.float32)
+        bigru_layer32(gi.reshape(b, t, 2, 3 * H_FAST), whh, bhh, out)
+        h = out.reshape(b * t, -1)
+    y = h @ w["head_w"]
+    y += w["head_b"]
+    return y.reshape(b, t, -1)
+
+
 def pick_windows(
     picker, data: np.ndarray, starts: np.ndarray, n_in: int, chunk: int = CHUNK
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -267,14 +378,13 @@ def pick_windows(
     k = w["n_cls"]
     probs = np.empty((len(starts), t, k), np.float32)
     offs = np.empty((len(starts), t, w["head_w"].shape[1] - k), np.float32)
-    view = np.lib.stride_tricks.sliding_window_view(data, n_in, axis=-1)  # (C, n - n_in + 1, n_in)
+    data = np.ascontiguousarray(data, np.float32)
+    starts = np.asarray(starts, np.int64)
+    mu = offsets(data, starts)
 
     def run(b0: int) -> None:
         sel = starts[b0 : b0 + chunk]
-        x = np.empty((len(sel), c, n_in), np.float32)
-        for ch in range(c):
-            x[:, ch] = view[ch, sel]
-        y = _chunk(w, normalize(x))
+        y = _chunk_windows(w, data, sel, n_in, mu)
         lo = y[..., :k]
         e = np.exp(lo - lo.max(axis=-1, keepdims=True))
         probs[b0 : b0 + len(sel)] = e / e.sum(axis=-1, keepdims=True)

@@ -95,3 +95,27 @@ def bigru_layer32(gi, whh, bhh, out):
                     hn = n + z * (h[j] - n)
                     h[j] = hn
                     out[b, t, col + j] = hn
+
+
+@_jit()
+def first_frames(q, p0, inv, corr, edge0, edge1, b1, h):
+    """The picker's first frame layer from shared block products (:func:`.cpu_picker._first_layer`):
+    ``h[i, j] = relu(inv[i] * (A[p0[i] + j - 1] + B[p0[i] + j] - corr[i]) + b1)`` with ``A``, ``B``
+    the two halves of ``q`` (K, 2F), frame 0's A part and frame T-1's B part (the window's edge
+    half blocks, already normalised) from ``edge0`` / ``edge1`` (b, F), ``corr`` (b, 2F) the
+    component means' share of the A and B parts."""
+    n_b, n_t, f = h.shape
+    zero = np.float32(0.0)
+    for i in range(n_b):
+        s = inv[i]
+        for j in range(n_t):
+            ka = p0[i] + j - 1
+            kb = p0[i] + j
+            for c in range(f):
+                if j == 0:
+                    v = (q[kb, f + c] - corr[i, f + c]) * s + edge0[i, c]
+                elif j == n_t - 1:
+                    v = (q[ka, c] - corr[i, c]) * s + edge1[i, c]
+                else:
+                    v = (q[ka, c] + q[kb, f + c] - corr[i, c] - corr[i, f + c]) * s
+                h[i, j, c] = max(v + b1[c], zero)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -48,10 +49,10 @@ from scipy import signal
 from .. import schema as S
 from ..config import DetectSection
 from . import amplitude as amp
-from . import cpu_picker
+from . import cpu_detector, cpu_picker
 from .models import FS_HZ, STEP_N, WINDOW_N, CerpModel, load_model, normalize_windows
 from .refine import screen_and_refine
-from .threads import submit, tmap
+from .threads import submit
 
 MERGE_S = 1.0  # picks of one phase closer than this from overlapping windows are one pick
 MAX_GAP_FRACTION = 0.1
@@ -212,7 +213,8 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
     Gaps (masked samples of a merged trace) are handled as index ranges of the one trace: each
     contiguous run of data is detrended, tapered and filtered on its own (no split into many
     traces); runs shorter than 2 s are dropped; samples in no run are zero and marked invalid.
-    The three components are filtered on the CPU pool (:mod:`quakescale.detect.threads`)."""
+    The horizontals are filtered on the CPU pool (:mod:`quakescale.detect.threads`) while the
+    vertical is filtered on the calling thread."""
     p = as_params(params)
     fs = float(p.sampling_rate_hz)
     if not len(stream):
@@ -261,7 +263,15 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
                     data[c, a:b] = detrend_taper_filter(x, sos, taper_n)[a - i0 : b - i0]
                 cvalid[c, a:b] = True
 
-    tmap(component, range(3))
+    # the horizontals on the pool, the vertical here: three filters on two threads keep both
+    # cores busy to the end (two pool threads alone leave one idle while the third component runs)
+    rest = [submit(component, c) for c in (1, 2)]
+    try:
+        component(0)
+    finally:
+        wait(rest)  # nothing writes into the arrays after this returns or raises
+    for f in rest:
+        f.result()
     valid = cvalid.all(axis=0)
     data[:, ~valid] = 0.0
     return Prepared(t0_ns, data, valid, first.network, first.station, first.location, first.channel[:-1] + "?")
@@ -377,10 +387,14 @@ def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dic
     wins = window_tensor(prep.data, win_n, dev)
     det_batch = min(batch, CPU_DETECTOR_BATCH) if dev.type == "cpu" else batch
     starts_t = torch.from_numpy(starts).to(dev)
-    out = []  # kept on the device: one transfer at the end lets the GPU run ahead of the host
-    for b in range(0, len(starts), det_batch):
-        out.append(torch.sigmoid(model.detector(normalize_windows(wins[starts_t[b : b + det_batch]]))).float())
-    det_prob = torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
+    if dev.type == "cpu" and len(starts) and cpu_detector.fits(model.detector, win_n, prep.data.shape[0]):
+        # the first block compiled, reading the windows from the day (cpu_detector), the rest in torch
+        det_prob = cpu_detector.detect_windows(model.detector, prep.data, starts, win_n, det_batch)
+    else:
+        out = []  # kept on the device: one transfer at the end lets the GPU run ahead of the host
+        for b in range(0, len(starts), det_batch):
+            out.append(torch.sigmoid(model.detector(normalize_windows(wins[starts_t[b : b + det_batch]]))).float())
+        det_prob = torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
     t_det = time.perf_counter()
     hit = np.flatnonzero(det_prob >= p.detect_threshold)
     raw = []

@@ -1,0 +1,113 @@
+"""The CERP detector's inference on a CPU: its first block compiled (:mod:`.conv_kernel`), the rest
+in torch.
+
+The first block (normalise the window, Conv1d 3 -> 8, k=3, MaxPool 2, ReLU) costs oneDNN about a
+third of the detector (3 input channels leave its kernels nothing to vectorise); the compiled
+block reads each window straight from the station-day, so there is no gathered copy of the
+windows and no normalising pass either.  The block runs on the CPU pool (:mod:`.threads`), half a
+batch per thread; the other seven blocks and the head run in torch (channels-last, as
+:meth:`~.models.Detector.forward`).  The same function as the torch modules up to float32
+rounding (logits within 1e-5; tested).  Without numba, or for a detector of another shape, the
+torch modules serve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import cpu_picker
+from .models import conv_pool
+from .threads import executor, one_torch_thread, width
+
+_OK: bool | None = None
+
+
+def kernel_available() -> bool:
+    """Whether the compiled first block is there: numba imports (the picker's check, which warns
+    once when it does not) and the block compiles."""
+    global _OK
+    if not cpu_picker.kernel_available():
+        return False
+    if _OK is None:
+        try:
+            from .conv_kernel import first_block
+
+            first_block(
+                np.zeros((3, 4), np.float32),
+                np.zeros(1, np.int64),
+                4,
+                np.zeros((1, 3, 3), np.float32),
+                np.zeros(1, np.float32),
+                np.empty((1, 2, 1), np.float32),
+            )
+            _OK = True
+        except Exception as exc:  # pragma: no cover - numba present but the block fails to build
+            import logging
+
+            logging.getLogger("quakescale.detect").warning(
+                "CERP detector: the compiled first block is unavailable (%s: %s); using torch's",
+                type(exc).__name__,
+                exc,
+            )
+            _OK = False
+    return _OK
+
+
+def fits(detector, n_in: int, c_in: int) -> bool:
+    """Whether :func:`detect_windows` runs this detector on ``c_in``-channel windows of ``n_in``
+    samples: a first Conv1d of 3 input channels, kernel 3, padding 1, stride 1; an even window."""
+    conv = detector.features[0]
+    return (
+        isinstance(conv, nn.Conv1d)
+        and c_in == 3
+        and conv.in_channels == 3
+        and conv.kernel_size == (3,)
+        and conv.padding == (1,)
+        and conv.stride == (1,)
+        and conv.dilation == (1,)
+        and conv.groups == 1
+        and conv.bias is not None
+        and n_in % 2 == 0
+        and n_in >= 4
+        and kernel_available()
+    )
+
+
+@torch.inference_mode()
+def _batch(detector, data: np.ndarray, sel: np.ndarray, n_in: int, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Probabilities of the windows at ``sel``: the compiled first block, then torch."""
+    from .conv_kernel import first_block
+
+    front = np.empty((len(sel), n_in // 2, w.shape[0]), np.float32)
+    first_block(data, sel, n_in, w, b, front)
+    h = torch.from_numpy(front).permute(0, 2, 1).unsqueeze(2)  # (B, C, 1, n/2), channels-last in memory
+    for c in detector.features[3::3]:
+        h = conv_pool(h, c.weight, c.bias).clamp_min_(0.0)
+    return torch.sigmoid(detector.head(h.squeeze(2)).squeeze(-1)).numpy()
+
+
+def detect_windows(detector, data: np.ndarray, starts: np.ndarray, n_in: int, batch: int) -> np.ndarray:
+    """Event probabilities (B,) float32 of the ``n_in``-sample windows of ``data`` (3, N) at
+    ``starts``, each normalised (:func:`~.models.normalize_windows`), in batches of at most
+    ``batch`` windows.  With a CPU pool the batches run on its threads, each batch whole on one
+    (compiled block, then torch on one thread: :func:`~.threads.one_torch_thread`), so no thread
+    pool waits or spins against another between the two parts."""
+    conv = detector.features[0]
+    w = np.ascontiguousarray(conv.weight.detach().numpy(), np.float32)
+    b = np.ascontiguousarray(conv.bias.detach().numpy(), np.float32)
+    data = np.ascontiguousarray(data, np.float32)
+    starts = np.asarray(starts, np.int64)
+    if not len(starts):
+        return np.zeros(0, np.float32)
+    pool = executor()
+    parts = width() if pool is not None else 1
+    size = max(1, min(int(batch), -(-len(starts) // parts)))  # a small day still fills the pool
+    sels = [starts[i : i + size] for i in range(0, len(starts), size)]
+    if pool is None or len(sels) < 2:
+        probs = [_batch(detector, data, s, n_in, w, b) for s in sels]
+    else:
+        with one_torch_thread():
+            probs = list(pool.map(lambda s: _batch(detector, data, s, n_in, w, b), sels))
+    return np.concatenate(probs)
