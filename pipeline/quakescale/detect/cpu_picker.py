@@ -51,6 +51,7 @@ def _one_blas_thread():
     threads' BLAS calls run single-threaded meanwhile."""
     with _BLAS_LOCK:
         if _BLAS[0] is None:
+            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: loaded before the controller looks)
             from threadpoolctl import ThreadpoolController
 
             _BLAS[0] = ThreadpoolController()

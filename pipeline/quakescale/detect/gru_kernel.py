@@ -1,7 +1,7 @@
 """The picker's bidirectional-GRU recurrence, compiled (numba), for :mod:`.cpu_picker`.
 
-One loop per window and direction: the ``H x 3H`` recurrent product accumulated in registers
-and the gates with an exponential of our own (range reduction + a degree-6 polynomial in
+Per direction and step: the recurrent products of all windows as one BLAS product, then the
+gates with an exponential of our own (range reduction + a degree-6 polynomial in
 float32, vectorised; measured within 2.2e-7 relative of exp for |x| <= ln2/2 and 4.4e-7 at
 the clamps, where the fast-math reassociation loses part of the two-part ln 2), states written
 in place.  The input
@@ -62,38 +62,42 @@ def bigru_layer32(gi, whh, bhh, out):
 
     ``gi`` (B, T, 2, 3H): the input projections with the input biases (forward, reverse; gates
     r, z, n in ``nn.GRU``'s order); ``whh`` (2, H, 3H): the recurrent weights transposed; ``bhh``
-    (2, 3H); ``out`` (B, T, 2H): forward states then reverse states, as ``nn.GRU`` writes them."""
+    (2, 3H); ``out`` (B, T, 2H): forward states then reverse states, as ``nn.GRU`` writes them.
+
+    Per direction and step, the recurrent products of all B windows are one ``(B, H) @ (H, 3H)``
+    product (BLAS, through numba's ``np.dot``; the caller holds BLAS at one thread), then each
+    window's gates; a dense day's 5,600 windows: 0.16 s on one thread instead of 0.26 s with
+    each window's product accumulated on its own."""
     n_b, n_t = gi.shape[0], gi.shape[1]
-    h = np.zeros(H_FAST, np.float32)
-    gh = np.empty(_G, np.float32)
+    if n_b == 0:
+        return
+    h = np.zeros((n_b, H_FAST), np.float32)
+    gh = np.empty((n_b, _G), np.float32)
     e = np.empty(_G, np.float32)
     k = np.empty(_G, np.int32)
     s = k.view(np.float32)  # 2**k from its bits
     one, two = np.float32(1.0), np.float32(2.0)
-    for b in range(n_b):
-        for d in range(2):
-            w, bias, col = whh[d], bhh[d], d * H_FAST
-            h[:] = 0
-            for tt in range(n_t):
-                t = n_t - 1 - tt if d else tt
+    for d in range(2):
+        w, bias, col = np.ascontiguousarray(whh[d]), bhh[d], d * H_FAST
+        h[:] = 0
+        for tt in range(n_t):
+            t = n_t - 1 - tt if d else tt
+            np.dot(h, w, gh)  # gh = h W_hh (b_hh added below)
+            for b in range(n_b):
                 g = gi[b, t, d]
-                for j in range(_G):  # gh = W_hh h + b_hh
-                    acc = bias[j]
-                    for i in range(H_FAST):
-                        acc += h[i] * w[i, j]
-                    gh[j] = acc
+                ghb = gh[b]
+                hb = h[b]
                 for j in range(2 * H_FAST):  # r, z = sigmoid(.) = 1 / (1 + exp(-.))
-                    e[j], k[j] = _exp_parts(-(g[j] + gh[j]))
+                    e[j], k[j] = _exp_parts(-(g[j] + (ghb[j] + bias[j])))
                 for j in range(H_FAST):  # n = tanh(g_n + r gh_n) = 2 sigmoid(2 .) - 1
                     r = one / (one + e[j] * s[j])
-                    e[2 * H_FAST + j], k[2 * H_FAST + j] = _exp_parts(
-                        -two * (g[2 * H_FAST + j] + r * gh[2 * H_FAST + j])
-                    )
+                    m = 2 * H_FAST + j
+                    e[m], k[m] = _exp_parts(-two * (g[m] + r * (ghb[m] + bias[m])))
                 for j in range(H_FAST):  # h = (1 - z) n + z h
                     z = one / (one + e[H_FAST + j] * s[H_FAST + j])
                     n = two / (one + e[2 * H_FAST + j] * s[2 * H_FAST + j]) - one
-                    hn = n + z * (h[j] - n)
-                    h[j] = hn
+                    hn = n + z * (hb[j] - n)
+                    hb[j] = hn
                     out[b, t, col + j] = hn
 
 
