@@ -209,8 +209,17 @@ class WAMeter:
         if self.inv is None or not len(self.hor) or not k:
             return [self.measure(ns_to_utc(a), ns_to_utc(b)) for a, b in w]
         per_tr = tmap(lambda tr: self._trace_many(tr, w), self.hor)  # the horizontals on the CPU pool
-        out = []
-        for j in range(k):
+        # the usual window (every channel measured, no note, no clipping) without the loop below
+        clean = np.isfinite(np.stack([pt[0] for pt in per_tr])).all(axis=0)
+        sens = np.zeros(k, bool)
+        for _, srcs, nts, clips in per_tr:
+            clean &= np.fromiter((not c and not n and s is not None for s, n, c in zip(srcs, nts, clips)), bool, k)
+            sens |= np.fromiter((s == "sensitivity" for s in srcs), bool, k)
+        peak_all = np.max(np.stack([pt[0] for pt in per_tr]), axis=0)
+        out: list = [None] * k
+        for j in np.flatnonzero(clean).tolist():
+            out[j] = Amplitude(float(peak_all[j]), "sensitivity" if sens[j] else "response", "", False)
+        for j in np.flatnonzero(~clean).tolist():
             peak = float("nan")
             sources, notes, clipped = [], [], []
             for peaks, srcs, nts, clips in per_tr:
@@ -223,10 +232,10 @@ class WAMeter:
                     peak = p if not np.isfinite(peak) else max(peak, p)
                     sources.append(srcs[j])
             if not np.isfinite(peak):
-                out.append(Amplitude(note="; ".join(dict.fromkeys(notes)) or "no amplitude", clipped=bool(clipped)))
+                out[j] = Amplitude(note="; ".join(dict.fromkeys(notes)) or "no amplitude", clipped=bool(clipped))
             else:
                 src = "sensitivity" if "sensitivity" in sources else "response"
-                out.append(Amplitude(peak, src, "; ".join(dict.fromkeys(clipped + notes)), bool(clipped)))
+                out[j] = Amplitude(peak, src, "; ".join(dict.fromkeys(clipped + notes)), bool(clipped))
         return out
 
     def _trace_many(self, tr, w: np.ndarray) -> tuple:
@@ -545,14 +554,16 @@ def amplitude_windows(
     """For each S pick, the amplitude window (ns): from ``pre_p_s`` before the latest P pick that
     precedes it by 0.3-``max_sp_s`` seconds (or before S when there is none) to ``post_s_s`` after S."""
     p = np.sort(np.asarray(p_times_ns, dtype=np.int64))
-    out = []
-    for s in np.asarray(s_times_ns, dtype=np.int64):
+    s = np.asarray(s_times_ns, dtype=np.int64).reshape(-1)
+    start = s.copy()
+    if len(p) and len(s):
         i = np.searchsorted(p, s - int(0.3e9), side="right") - 1
-        start = s
-        if i >= 0 and s - p[i] <= max_sp_s * 1e9:
-            start = p[i]
-        out.append((int(start - pre_p_s * 1e9), int(s + post_s_s * 1e9)))
-    return out
+        pi = p[np.maximum(i, 0)]
+        use = (i >= 0) & (s - pi <= max_sp_s * 1e9)
+        start[use] = pi[use]
+    a = (start.astype(np.float64) - pre_p_s * 1e9).astype(np.int64)  # float64 ns, as int(start - pre_p_s * 1e9)
+    b = (s.astype(np.float64) + post_s_s * 1e9).astype(np.int64)
+    return list(zip(a.tolist(), b.tolist()))
 
 
 def ns_to_utc(t_ns: int) -> UTCDateTime:
