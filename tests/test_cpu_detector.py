@@ -1,7 +1,8 @@
 """The detector's CPU path (detect.cpu_detector: the compiled first block reading the windows from
 the day, the rest in torch on the pool's threads) against the torch modules: the same
-probabilities up to float32 rounding, at any batch size and pool width, with torch's thread count
-left as it was, NaN kept in its own windows, and the torch modules serving without numba."""
+probabilities up to float32 rounding, at any batch size and pool width, with every thread's torch
+thread count left as it was, NaN kept in its own windows, windows outside the data refused, and
+the torch modules serving without numba."""
 
 from __future__ import annotations
 
@@ -69,24 +70,44 @@ def test_random_weights_and_a_nan_stays_in_its_windows(two_threads):
     np.testing.assert_allclose(got[~bad], ref[~bad], rtol=0, atol=2e-6)
 
 
-def test_torch_threads_restored_by_the_last_of_overlapping_callers(shipped, two_threads):
+def test_torch_threads_left_as_they_were_with_overlapping_callers(shipped, two_threads):
+    """Torch's thread count is each thread's own (OpenMP): three callers at once, each with its
+    own count, find it unchanged after their calls, and a thread that starts afterwards gets the
+    count the main thread set."""
     data = _day()
     starts = np.arange(0, 57_001, 1500)
+    seen: dict = {}
     errors: list = []
 
-    def call():
+    def call(k: int):
         try:
+            torch.set_num_threads(2)
             for _ in range(3):
                 cpu_detector.detect_windows(shipped, data, starts, 3000, 4)
+            seen[k] = torch.get_num_threads()
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=call) for _ in range(3)]
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors and torch.get_num_threads() == 2
+    assert not errors and seen == {0: 2, 1: 2, 2: 2}
+    assert torch.get_num_threads() == 2
+    later: list = []
+    t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert later == [2]
+
+
+def test_windows_outside_the_data_are_refused(shipped):
+    data = _day(6000)
+    with pytest.raises(ValueError, match="outside the data"):
+        cpu_detector.detect_windows(shipped, data, np.array([0, 3001]), 3000, 8)
+    with pytest.raises(ValueError, match="outside the data"):
+        cpu_detector.detect_windows(shipped, data, np.array([-1]), 3000, 8)
 
 
 def test_other_first_layers_and_no_numba_keep_the_torch_path(shipped, monkeypatch):

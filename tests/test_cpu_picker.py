@@ -210,3 +210,28 @@ def test_windows_on_one_grid_share_blocks_and_equal_the_torch_path(shipped):
         err = float(np.abs(pr[~bad] - ref_pr[~bad]).max())
         assert err < 5e-6 and err < err_torch, (err, err_torch)
         np.testing.assert_allclose(off[~bad], ref_off.numpy()[~bad], rtol=0, atol=5e-6)
+
+
+def _float64_reference(pk, data, starts):
+    w64 = np.stack([data[:, s : s + 3000] for s in starts]).astype(np.float64)
+    w64 -= w64.mean(axis=-1, keepdims=True)
+    std = w64.reshape(len(w64), -1).std(axis=-1, ddof=1)[:, None, None]
+    w64 = np.divide(w64, std, out=np.zeros_like(w64), where=std > 0)  # a constant window: zeros
+    with torch.inference_mode():
+        lo, off = _torch_picker(pk, torch.from_numpy(w64.astype(np.float32)))
+    return torch.softmax(lo, -1).numpy(), off.numpy()
+
+
+def test_a_quiet_window_after_loud_ones_and_constant_windows(shipped):
+    """Each window's mean and std come from its own blocks: a quiet window after windows 10^7
+    times louder in the same part keeps its digits; windows of constant counts away from the
+    day's offset (a flat-lined stretch) normalise to zeros, as the torch path's do."""
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal((3, 30_000)).astype(np.float32)
+    data[:, 3000:9000] *= 1e7  # an "event" 10^7 times the noise
+    data[:, 18_000:24_000] = 3.0  # constant counts, away from the median of the windows' first samples
+    starts = np.arange(0, 27_001, 1500)
+    ref_pr, ref_off = _float64_reference(shipped, data, starts)
+    pr, off = cpu_picker.pick_windows(shipped, data, starts, 3000)
+    np.testing.assert_allclose(pr, ref_pr, rtol=0, atol=5e-6)
+    np.testing.assert_allclose(off, ref_off, rtol=0, atol=5e-6)

@@ -4,11 +4,11 @@ in torch.
 The first block (normalise the window, Conv1d 3 -> 8, k=3, MaxPool 2, ReLU) costs oneDNN about a
 third of the detector (3 input channels leave its kernels nothing to vectorise); the compiled
 block reads each window straight from the station-day, so there is no gathered copy of the
-windows and no normalising pass either.  The block runs on the CPU pool (:mod:`.threads`), half a
-batch per thread; the other seven blocks and the head run in torch (channels-last, as
-:meth:`~.models.Detector.forward`).  The same function as the torch modules up to float32
-rounding (logits within 1e-5; tested).  Without numba, or for a detector of another shape, the
-torch modules serve.
+windows and no normalising pass either.  Each batch runs whole on one thread of the CPU pool
+(:mod:`.threads`): the block, then the other seven blocks and the head in torch on that thread
+alone (channels-last, as :meth:`~.models.Detector.forward`).  The same function as the torch
+modules up to float32 rounding (probabilities within 2e-6; tested).  Without numba, or for a
+detector of another shape, the torch modules serve.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 
 from . import cpu_picker
 from .models import conv_pool
-from .threads import executor, one_torch_thread, width
+from .threads import executor, width
 
 _OK: bool | None = None
 
@@ -76,10 +76,16 @@ def fits(detector, n_in: int, c_in: int) -> bool:
 
 
 @torch.inference_mode()
-def _batch(detector, data: np.ndarray, sel: np.ndarray, n_in: int, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Probabilities of the windows at ``sel``: the compiled first block, then torch."""
+def _batch(
+    detector, data: np.ndarray, sel: np.ndarray, n_in: int, w: np.ndarray, b: np.ndarray, one_thread: bool = False
+) -> np.ndarray:
+    """Probabilities of the windows at ``sel``: the compiled first block, then torch.
+    ``one_thread``: a pool thread's own torch ops on one thread (with OpenMP, torch's thread count
+    is each thread's own; the pool's threads are ours, and they run side by side)."""
     from .conv_kernel import first_block
 
+    if one_thread and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
     front = np.empty((len(sel), n_in // 2, w.shape[0]), np.float32)
     first_block(data, sel, n_in, w, b, front)
     h = torch.from_numpy(front).permute(0, 2, 1).unsqueeze(2)  # (B, C, 1, n/2), channels-last in memory
@@ -92,8 +98,8 @@ def detect_windows(detector, data: np.ndarray, starts: np.ndarray, n_in: int, ba
     """Event probabilities (B,) float32 of the ``n_in``-sample windows of ``data`` (3, N) at
     ``starts``, each normalised (:func:`~.models.normalize_windows`), in batches of at most
     ``batch`` windows.  With a CPU pool the batches run on its threads, each batch whole on one
-    (compiled block, then torch on one thread: :func:`~.threads.one_torch_thread`), so no thread
-    pool waits or spins against another between the two parts."""
+    thread (compiled block, then torch on that thread alone), so no thread pool waits or spins
+    against another between the two parts.  Raises ValueError for a window outside ``data``."""
     conv = detector.features[0]
     w = np.ascontiguousarray(conv.weight.detach().numpy(), np.float32)
     b = np.ascontiguousarray(conv.bias.detach().numpy(), np.float32)
@@ -101,13 +107,19 @@ def detect_windows(detector, data: np.ndarray, starts: np.ndarray, n_in: int, ba
     starts = np.asarray(starts, np.int64)
     if not len(starts):
         return np.zeros(0, np.float32)
+    if starts.min() < 0 or starts.max() + n_in > data.shape[-1]:
+        raise ValueError(
+            f"detect_windows: windows of {n_in} samples at {starts.min()}..{starts.max()} "
+            f"reach outside the data's {data.shape[-1]} samples"
+        )
     pool = executor()
     parts = width() if pool is not None else 1
     size = max(1, min(int(batch), -(-len(starts) // parts)))  # a small day still fills the pool
     sels = [starts[i : i + size] for i in range(0, len(starts), size)]
     if pool is None or len(sels) < 2:
-        probs = [_batch(detector, data, s, n_in, w, b) for s in sels]
-    else:
-        with one_torch_thread():
-            probs = list(pool.map(lambda s: _batch(detector, data, s, n_in, w, b), sels))
-    return np.concatenate(probs)
+        return np.concatenate([_batch(detector, data, s, n_in, w, b) for s in sels])
+    n0 = torch.get_num_threads()
+    try:
+        return np.concatenate(list(pool.map(lambda s: _batch(detector, data, s, n_in, w, b, True), sels)))
+    finally:
+        torch.set_num_threads(n0)  # this thread's count, and the default a new thread starts from

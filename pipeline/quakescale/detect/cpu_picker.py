@@ -20,7 +20,8 @@ Here, per part of :data:`CHUNK` windows on one thread:
 Nothing else spins beside the pool's threads (torch's OpenMP threads wait between torch ops; a
 threaded BLAS is held at one thread for the call), so the parts scale with the pool's width.
 Same function as the torch modules up to float32 rounding (class logits within 1e-5, hidden
-states within 1e-6; tested); the picks of the benchmark days are the same.  Used for inference
+states within 1e-6; tested, also for a quiet window after a loud one and for constant windows);
+the picks of the benchmark days are the same.  Used for inference
 on a CPU by :meth:`~.models.Picker.forward` and :func:`~.runner.cerp_picks` when
 :func:`supported`; training, a GPU and other pickers use the torch modules.
 """
@@ -186,15 +187,13 @@ def _weights(picker, c: int) -> dict:
     }
 
 
-def _chunk(w: dict, x: np.ndarray) -> np.ndarray:
-    """The picker on windows ``x`` (b, C, n): (b, T, n_cls + 2) of class logits and raw offsets.
+def _frames(w: dict, x: np.ndarray) -> np.ndarray:
+    """The first frame layer (bias, ReLU) of normalised windows ``x`` (b, C, n): (b, T, F).
 
-    The frame layer reads 1 s frames at a 0.5 s step of the window zero-padded by half a step at
-    each end: frame ``j`` is blocks ``j`` and ``j + 1`` of the padded window cut in half-second
-    blocks, so its first layer is ``A block_j + B block_{j+1}``: one product over the blocks
-    (each sample once) instead of over the frames (each sample twice, copied there first)."""
-    from .gru_kernel import bigru_layer32  # numba: imported on first use
-
+    Frames are 1 s at a 0.5 s step of the window zero-padded by half a step at each end: frame
+    ``j`` is blocks ``j`` and ``j + 1`` of the padded window cut in half-second blocks, so its
+    product is ``A block_j + B block_{j+1}``: one product over the blocks (each sample once)
+    instead of over the frames (each sample twice, copied there first)."""
     b, c, n = x.shape
     step = w["step"]
     pad, t = step // 2, n // step
@@ -209,7 +208,22 @@ def _chunk(w: dict, x: np.ndarray) -> np.ndarray:
     h = q[:, :t, :f] + q[:, 1:, f:]
     h += w["b1"]
     np.maximum(h, 0.0, out=h)
-    h = h.reshape(b * t, f)
+    return h
+
+
+def _chunk(w: dict, x: np.ndarray) -> np.ndarray:
+    """The picker on normalised windows ``x`` (b, C, n): (b, T, n_cls + 2) of class logits and raw
+    offsets (first frame layer: :func:`_frames`)."""
+    return _after_first(w, _frames(w, x))
+
+
+def _after_first(w: dict, h: np.ndarray) -> np.ndarray:
+    """The picker after its first frame layer ``h`` (b, T, F): the other frame layers, the two
+    GRU layers (:func:`.gru_kernel.bigru_layer32`) and the heads -> (b, T, n_cls + 2)."""
+    from .gru_kernel import bigru_layer32  # numba: imported on first use
+
+    b, t = h.shape[:2]
+    h = h.reshape(b * t, -1)
     for wt, bias in w["rest"]:
         h = h @ wt
         h += bias
@@ -266,7 +280,8 @@ def fits(picker, n_in: int) -> bool:
 
 def _first_layer(w: dict, data: np.ndarray, mu: np.ndarray, sel: np.ndarray, n_in: int, h: np.ndarray) -> None:
     """The first frame layer (with its bias and ReLU) of the windows of ``data`` (C, n) at
-    ``sel`` (one residue of ``step``), normalised as :func:`normalize` does, into ``h`` (b, T, F).
+    ``sel`` (one residue of ``step``), each normalised (component means, the window's std: the
+    function of :func:`normalize`, other arithmetic), into ``h`` (b, T, F).
 
     Windows that overlap on one grid of half-second blocks share their inner blocks (at a 15 s
     stride, half of them), so each block is multiplied once, in raw counts, and each window's
@@ -295,28 +310,31 @@ def _first_layer(w: dict, data: np.ndarray, mu: np.ndarray, sel: np.ndarray, n_i
         np.subtract(data[ch, o1 : o1 + nb * step].reshape(nb, step)[ks + d], mu[ch], out=xb[:, ch])
     q = xb.reshape(len(ks), c * step) @ w["wab_sums"]  # (K, 2F + C): A products, B products, block sums
     p0 = np.searchsorted(ks, a + 1)  # each window's inner blocks are rows p0 .. p0 + T - 2 of q
-    # the windows' sums and sums of squares: running sums over the blocks (float64), edge half blocks
-    bq = np.einsum("kcs,kcs->kc", xb, xb)
-    run = np.zeros((len(ks) + 1, 2 * c))
-    np.cumsum(np.concatenate([q[:, 2 * f :], bq], axis=1), axis=0, out=run[1:])
+    # each window's sums and sums of squares from its own blocks (float64; no running sum over the
+    # part: a loud window before a quiet one would cancel its digits) and its edge half blocks
+    bsum = np.concatenate([q[:, 2 * f :], np.einsum("kcs,kcs->kc", xb, xb)], axis=1).astype(np.float64)
+    inner = bsum[p0[:, None] + np.arange(t - 1)].sum(axis=1)  # (b, 2C)
     e0 = np.stack([data[ch][sel[:, None] + np.arange(pad)] - mu[ch] for ch in range(c)], axis=1)  # (b, C, pad)
     e1 = np.stack([data[ch][sel[:, None] + (n_in - pad) + np.arange(pad)] - mu[ch] for ch in range(c)], axis=1)
     e64 = np.concatenate([e0, e1], axis=-1).astype(np.float64)
-    inner = run[p0 + t - 1] - run[p0]
-    if not np.isfinite(run[-1]).all():  # a NaN or inf stays in its own windows
-        g = p0[:, None] + np.arange(t - 1)
-        sq = np.concatenate([q[:, 2 * f :], bq], axis=1).astype(np.float64)
-        inner = sq[g].sum(axis=1)
     sums = inner[:, :c] + e64.sum(axis=-1)
     sq = inner[:, c:] + (e64 * e64).sum(axis=-1)
     mean = sums / n_in
     ss = np.clip((sq - n_in * mean * mean).sum(axis=1), 0.0, None)
-    inv = (1.0 / (np.sqrt(ss / (c * n_in - 1)) + 1e-10)).astype(np.float32)
+    std = np.sqrt(ss / (c * n_in - 1))
+    inv = (1.0 / (std + 1e-10)).astype(np.float32)
     mean = mean.astype(np.float32)
     corr = mean @ w["sab"]  # (b, 2F): the means' share of the A and B products
     en0 = ((e0 - mean[:, :, None]) * inv[:, None, None]).reshape(len(sel), -1) @ w["wa_tail"]
     en1 = ((e1 - mean[:, :, None]) * inv[:, None, None]).reshape(len(sel), -1) @ w["wb_head"]
     first_frames(q, p0, inv, corr, en0, en1, w["b1"], h)
+    # a window whose mean (less mu) is over 1,000 times its std: the float32 products and sums of
+    # squares lose its deviations (a constant window, e.g. zeros away from mu, would give noise
+    # times 1e10), so it is gathered and normalised on its own, as the torch path does
+    odd = np.flatnonzero(std <= 1e-3 * np.abs(sums / n_in).max(axis=1))
+    if len(odd):
+        x = np.stack([data[:, s0 : s0 + n_in] for s0 in sel[odd]]).astype(np.float32)
+        h[odd] = _frames(w, normalize(x))
 
 
 def offsets(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -331,7 +349,6 @@ def offsets(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
 def _chunk_windows(w: dict, data: np.ndarray, sel: np.ndarray, n_in: int, mu: np.ndarray | None = None) -> np.ndarray:
     """:func:`_chunk` of the windows of ``data`` starting at ``sel``, normalised, with the first
     frame layer shared between windows on one block grid (:func:`_first_layer`)."""
-    from .gru_kernel import bigru_layer32  # numba: imported on first use
 
     step = w["step"]
     t = n_in // step
@@ -346,32 +363,21 @@ def _chunk_windows(w: dict, data: np.ndarray, sel: np.ndarray, n_in: int, mu: np
             hk = np.empty((len(k),) + h.shape[1:], np.float32)
             _first_layer(w, data, mu, sel[k], n_in, hk)
             h[k] = hk
-    b = len(sel)
-    h = h.reshape(b * t, -1)
-    for wt, bias in w["rest"]:
-        h = h @ wt
-        h += bias
-        np.maximum(h, 0.0, out=h)
-    for wih, bih, whh, bhh in w["gru"]:
-        gi = h @ wih
-        gi += bih
-        out = np.empty((b, t, 2 * H_FAST), np.float32)
-        bigru_layer32(gi.reshape(b, t, 2, 3 * H_FAST), whh, bhh, out)
-        h = out.reshape(b * t, -1)
-    y = h @ w["head_w"]
-    y += w["head_b"]
-    return y.reshape(b, t, -1)
+    return _after_first(w, h)
 
 
 def pick_windows(
     picker, data: np.ndarray, starts: np.ndarray, n_in: int, chunk: int = CHUNK
 ) -> tuple[np.ndarray, np.ndarray]:
     """The picker on the ``n_in``-sample windows of ``data`` (C, n) starting at ``starts``, each
-    normalised (:func:`normalize`): (class probabilities (B, T, 3), onset offsets (B, T, 2)),
-    float32.  Gathering, normalising and the network run in parts of ``chunk`` windows on the
-    CPU pool with single-threaded BLAS: no other thread pool (torch's OpenMP threads, a threaded
-    BLAS) spins against them.  For pickers that :func:`fits` ``n_in``; ``detect.batch_size``
-    sizes the torch path's batches, not these parts."""
+    normalised as :func:`~.models.normalize_windows` does (component means, the window's std):
+    (class probabilities (B, T, 3), onset offsets (B, T, 2)), float32.  The windows are not
+    gathered: the first frame layer reads their blocks from ``data``, shared between windows on one
+    block grid (:func:`_first_layer`; the means and std from the same blocks' sums, in float64).
+    The network runs in parts of ``chunk`` windows on the CPU pool with single-threaded BLAS: no
+    other thread pool (torch's OpenMP threads, a threaded BLAS) spins against them.  For pickers
+    that :func:`fits` ``n_in``; ``detect.batch_size`` sizes the torch path's batches, not these
+    parts."""
     n_in = int(n_in)
     c = data.shape[0]
     w = _weights(picker, c)

@@ -14,7 +14,6 @@ a forked child (Dask nanny, ``ProcessPoolExecutor``) builds its own pool.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,8 +34,10 @@ def width() -> int:
 
 def _pool() -> ThreadPoolExecutor | None:
     global _POOL
+    if threading.current_thread().name.startswith(_PREFIX):
+        return None
     n = width()
-    if n < 2 or threading.current_thread().name.startswith(_PREFIX):
+    if n < 2:
         return None
     with _LOCK:
         if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != n:
@@ -69,32 +70,5 @@ def submit(fn, *args) -> Future:
 
 
 def executor() -> ThreadPoolExecutor | None:
-    """The pool itself (None when its width is 1 or the caller is one of its threads): for a caller
-    that must read its width before :func:`one_torch_thread` lowers torch's thread count."""
+    """The pool itself (None when its width is 1 or the caller is one of its threads)."""
     return _pool()
-
-
-_TORCH_LOCK = threading.Lock()
-_TORCH: list = [0, 0]  # callers inside, torch's thread count the first of them found
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """A context in which torch runs its ops on one thread each (process-wide): the pool's threads
-    each run torch ops on their own part, and torch's own threads would spin against them.  The
-    first caller in sets it, the last one out restores what the first found, so overlapping
-    callers (a Dask worker's threads) leave it as it was."""
-    import torch
-
-    with _TORCH_LOCK:
-        if _TORCH[0] == 0:
-            _TORCH[1] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _TORCH[0] += 1
-    try:
-        yield
-    finally:
-        with _TORCH_LOCK:
-            _TORCH[0] -= 1
-            if _TORCH[0] == 0:
-                torch.set_num_threads(_TORCH[1])
