@@ -14,6 +14,7 @@ import torch
 
 from quakescale.detect import cpu_detector, cpu_picker
 from quakescale.detect.models import Detector, load_model, normalize_windows
+from world_fixtures import first_station_day
 
 
 def _day(n: int = 60_000, seed: int = 5) -> np.ndarray:
@@ -123,17 +124,9 @@ def test_other_first_layers_and_no_numba_keep_the_torch_path(shipped, monkeypatc
 def test_cerp_picks_with_and_without_the_compiled_detector(small_world, monkeypatch):
     """The runner's picks on a synthetic day: the same with the compiled first block as with the
     torch detector (the picker on its CPU path in both)."""
-    import pandas as pd
+    from quakescale.detect.runner import cerp_picks
 
-    from quakescale.archive import read_station_day
-    from quakescale.config import load_config
-    from quakescale.detect.runner import cerp_picks, preprocess
-
-    cfg = load_config(small_world / "config.yaml")
-    model = load_model(cfg.detect.model, device="cpu")
-    sid = sorted(pd.read_parquet(small_world / "truth" / "picks.parquet").station_id.unique())[0]
-    st = read_station_day(cfg.archive.sds_root, sid, cfg.archive.start, channels=list(cfg.archive.channels))
-    prep = preprocess(st, cfg.detect)
+    cfg, model, prep = first_station_day(small_world)
     calls = []
     real = cpu_detector.detect_windows
     monkeypatch.setattr(cpu_detector, "detect_windows", lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -11,6 +11,7 @@ from torch import nn
 
 from quakescale.detect import cpu_picker
 from quakescale.detect.models import Picker, load_model, normalize_windows
+from world_fixtures import first_station_day
 
 
 def _torch_picker(pk: Picker, x: torch.Tensor):
@@ -116,17 +117,9 @@ def test_pick_windows_equals_normalize_then_torch_at_any_width_and_chunk(shipped
 def test_cerp_picks_on_the_cpu_path_equal_the_torch_path(small_world, monkeypatch):
     """The runner's CPU path (pick_windows) and its torch path give the same picks on a synthetic
     day, also for a picker whose config names another window length (the runner's windows rule)."""
-    import pandas as pd
+    from quakescale.detect.runner import cerp_picks
 
-    from quakescale.archive import read_station_day
-    from quakescale.config import load_config
-    from quakescale.detect.runner import cerp_picks, preprocess
-
-    cfg = load_config(small_world / "config.yaml")
-    model = load_model(cfg.detect.model, device="cpu")
-    sid = sorted(pd.read_parquet(small_world / "truth" / "picks.parquet").station_id.unique())[0]
-    st = read_station_day(cfg.archive.sds_root, sid, cfg.archive.start, channels=list(cfg.archive.channels))
-    prep = preprocess(st, cfg.detect)
+    cfg, model, prep = first_station_day(small_world)
     calls = []
     real = cpu_picker.pick_windows
     monkeypatch.setattr(cpu_picker, "pick_windows", lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -34,3 +34,19 @@ def local_run(small_world, tmp_path_factory):
     logs = []
     summary = run_pipeline(cfg, echo=logs.append)
     return cfg, summary, logs
+
+
+def first_station_day(world: Path):
+    """(config, CERP model on the CPU, the prepared day) of the first station of ``world``."""
+    import pandas as pd
+
+    from quakescale.archive import read_station_day
+    from quakescale.config import load_config
+    from quakescale.detect.models import load_model
+    from quakescale.detect.runner import preprocess
+
+    cfg = load_config(world / "config.yaml")
+    model = load_model(cfg.detect.model, device="cpu")
+    sid = sorted(pd.read_parquet(world / "truth" / "picks.parquet").station_id.unique())[0]
+    st = read_station_day(cfg.archive.sds_root, sid, cfg.archive.start, channels=list(cfg.archive.channels))
+    return cfg, model, preprocess(st, cfg.detect)

@@ -24,6 +24,15 @@ from .threads import executor, width
 _OK: bool | None = None
 
 
+def _build() -> None:
+    from .conv_kernel import first_block
+
+    z = np.zeros
+    first_block(
+        z((3, 4), np.float32), z(1, np.int64), 4, z((1, 3, 3), np.float32), z(1, np.float32), z((1, 2, 1), np.float32)
+    )
+
+
 def kernel_available() -> bool:
     """Whether the compiled first block is there: numba imports (the picker's check, which warns
     once when it does not) and the block compiles."""
@@ -31,27 +40,7 @@ def kernel_available() -> bool:
     if not cpu_picker.kernel_available():
         return False
     if _OK is None:
-        try:
-            from .conv_kernel import first_block
-
-            first_block(
-                np.zeros((3, 4), np.float32),
-                np.zeros(1, np.int64),
-                4,
-                np.zeros((1, 3, 3), np.float32),
-                np.zeros(1, np.float32),
-                np.empty((1, 2, 1), np.float32),
-            )
-            _OK = True
-        except Exception as exc:  # pragma: no cover - numba present but the block fails to build
-            import logging
-
-            logging.getLogger("quakescale.detect").warning(
-                "CERP detector: the compiled first block is unavailable (%s: %s); using torch's",
-                type(exc).__name__,
-                exc,
-            )
-            _OK = False
+        _OK = cpu_picker.compiled(_build, "detector: the compiled first block is unavailable; using torch's")
     return _OK
 
 

@@ -87,30 +87,38 @@ def usable(picker, h: torch.Tensor) -> bool:
 _KERNEL_OK: bool | None = None
 
 
+def compiled(build, what: str) -> bool:
+    """Whether ``build()`` (import a compiled kernel and run it on a tiny input: numba compiles it
+    or loads it from its cache) succeeds; if not, one warning that ``what`` falls back."""
+    try:
+        build()
+        return True
+    except Exception as exc:  # numba missing or broken on this platform
+        import logging
+
+        logging.getLogger("quakescale.detect").warning("CERP %s (%s: %s)", what, type(exc).__name__, exc)
+        return False
+
+
+def _build_gru() -> None:
+    from .gru_kernel import bigru_layer32
+
+    bigru_layer32(
+        np.zeros((1, 2, 2, 3 * H_FAST), np.float32),
+        np.zeros((2, H_FAST, 3 * H_FAST), np.float32),
+        np.zeros((2, 3 * H_FAST), np.float32),
+        np.empty((1, 2, 2 * H_FAST), np.float32),
+    )
+
+
 def kernel_available() -> bool:
     """Whether the compiled recurrence imports (numba); without it the torch modules serve, with
     one warning per process."""
     global _KERNEL_OK
     if _KERNEL_OK is None:
-        try:  # import and compile (or load from numba's cache) on a tiny input: a failure here falls back
-            from .gru_kernel import bigru_layer32
-
-            bigru_layer32(
-                np.zeros((1, 2, 2, 3 * H_FAST), np.float32),
-                np.zeros((2, H_FAST, 3 * H_FAST), np.float32),
-                np.zeros((2, 3 * H_FAST), np.float32),
-                np.empty((1, 2, 2 * H_FAST), np.float32),
-            )
-            _KERNEL_OK = True
-        except Exception as exc:  # numba missing or broken on this platform
-            import logging
-
-            logging.getLogger("quakescale.detect").warning(
-                "CERP picker: the compiled GRU is unavailable (%s: %s); using torch's nn.GRU (slower on a CPU)",
-                type(exc).__name__,
-                exc,
-            )
-            _KERNEL_OK = False
+        _KERNEL_OK = compiled(
+            _build_gru, "picker: the compiled GRU is unavailable; using torch's nn.GRU (slower on a CPU)"
+        )
     return _KERNEL_OK
 
 
