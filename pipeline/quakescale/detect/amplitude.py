@@ -210,12 +210,13 @@ class WAMeter:
             return [self.measure(ns_to_utc(a), ns_to_utc(b)) for a, b in w]
         per_tr = tmap(lambda tr: self._trace_many(tr, w), self.hor)  # the horizontals on the CPU pool
         # the usual window (every channel measured, no note, no clipping) without the loop below
-        clean = np.isfinite(np.stack([pt[0] for pt in per_tr])).all(axis=0)
+        peaks_all = np.stack([pt[0] for pt in per_tr])  # (channels, windows)
+        clean = np.isfinite(peaks_all).all(axis=0)
         sens = np.zeros(k, bool)
         for _, srcs, nts, clips in per_tr:
             clean &= np.fromiter((not c and not n and s is not None for s, n, c in zip(srcs, nts, clips)), bool, k)
             sens |= np.fromiter((s == "sensitivity" for s in srcs), bool, k)
-        peak_all = np.max(np.stack([pt[0] for pt in per_tr]), axis=0)
+        peak_all = peaks_all.max(axis=0)
         out: list = [None] * k
         for j in np.flatnonzero(clean).tolist():
             out[j] = Amplitude(float(peak_all[j]), "sensitivity" if sens[j] else "response", "", False)
