@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from . import cpu_picker
-from .models import conv_pool
 from .threads import executor, width
 
 _OK: bool | None = None
@@ -78,9 +77,7 @@ def _batch(
     front = np.empty((len(sel), n_in // 2, w.shape[0]), np.float32)
     first_block(data, sel, n_in, w, b, front)
     h = torch.from_numpy(front).permute(0, 2, 1).unsqueeze(2)  # (B, C, 1, n/2), channels-last in memory
-    for c in detector.features[3::3]:
-        h = conv_pool(h, c.weight, c.bias).clamp_min_(0.0)
-    return torch.sigmoid(detector.head(h.squeeze(2)).squeeze(-1)).numpy()
+    return torch.sigmoid(detector.from_block(h, 1)).numpy()
 
 
 def detect_windows(detector, data: np.ndarray, starts: np.ndarray, n_in: int, batch: int) -> np.ndarray:

@@ -94,8 +94,13 @@ class Detector(nn.Module):
         NHWC): oneDNN's kernels for the detector's few channels vectorise over the channels
         there, not over time.  Logits within float rounding of the layer stack (1e-6 on a
         30 s window; the summation order of the taps differs) at about a third of its CPU time."""
-        h = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        for conv in self.features[::3]:
+        return self.from_block(x.unsqueeze(2).contiguous(memory_format=torch.channels_last), 0)
+
+    def from_block(self, h: torch.Tensor, k: int) -> torch.Tensor:
+        """The network from block ``k`` on: ``h`` (B, C, 1, n), the input of block ``k`` (best
+        channels-last) -> (B,) logits.  :func:`~.cpu_detector.detect_windows` computes block 0
+        itself and hands the rest here."""
+        for conv in self.features[3 * k :: 3]:
             h = conv_pool(h, conv.weight, conv.bias).clamp_min_(0.0)
         return self.head(h.squeeze(2)).squeeze(-1)
 

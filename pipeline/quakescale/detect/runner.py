@@ -390,11 +390,11 @@ def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dic
     batch = p.batch_size if dev.type == "cpu" else max(p.batch_size, GPU_MIN_BATCH)
     wins = window_tensor(prep.data, win_n, dev)
     det_batch = min(batch, CPU_DETECTOR_BATCH) if dev.type == "cpu" else batch
-    starts_t = torch.from_numpy(starts).to(dev)
     if dev.type == "cpu" and len(starts) and cpu_detector.fits(model.detector, win_n, prep.data.shape[0]):
         # the first block compiled, reading the windows from the day (cpu_detector), the rest in torch
         det_prob = cpu_detector.detect_windows(model.detector, prep.data, starts, win_n, det_batch)
     else:
+        starts_t = torch.from_numpy(starts).to(dev)
         out = []  # kept on the device: one transfer at the end lets the GPU run ahead of the host
         for b in range(0, len(starts), det_batch):
             out.append(torch.sigmoid(model.detector(normalize_windows(wins[starts_t[b : b + det_batch]]))).float())
