@@ -87,9 +87,12 @@ def test_detector_fused_conv_pool_equals_the_layers(n_in):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in det.parameters())
 
 
-def test_pick_snrs_equal_pick_snr_pick_by_pick():
-    """The gathered SNRs of a day's picks are pick_snr's numbers, bit for bit: P on Z, S on the
-    horizontal envelope, picks at the trace's ends (short noise windows, NaN), over silence (NaN)."""
+def test_pick_snrs_equal_pick_snr_pick_by_pick(monkeypatch):
+    """The SNRs of a day's picks are pick_snr's numbers: P on Z, S on the horizontal envelope,
+    picks at the trace's ends (short noise windows, NaN), over silence (NaN).  Gathered in numpy:
+    bit for bit; the compiled kernel: P bit for bit, S within a float64 unit (n^2 + e^2 for
+    hypot^2), the stored float32 the same."""
+    from quakescale.detect import pick_kernels
     from quakescale.detect import runner as R
 
     rng = np.random.default_rng(4)
@@ -101,9 +104,14 @@ def test_pick_snrs_equal_pick_snr_pick_by_pick():
     idx = np.r_[rng.uniform(0, 60_000, 3000), [0.4, 3.0, 11.0, 499.6, 59_801.0, 59_999.0, 20_600.0, 5_000.0]]
     ph = np.where(rng.random(len(idx)) < 0.5, "P", "S")
     want = np.array([R.pick_snr(prep, a, b) for a, b in zip(ph, idx)])
+    assert pick_kernels.available()
     got = R.pick_snrs(prep, ph, idx, chunk=512)
-    assert np.array_equal(got, want, equal_nan=True)
+    assert np.array_equal(got[ph == "P"], want[ph == "P"], equal_nan=True)
+    assert np.allclose(got, want, rtol=1e-15, atol=0, equal_nan=True)
+    assert np.array_equal(got.astype(np.float32), want.astype(np.float32), equal_nan=True)
     assert np.isnan(got).sum() >= 3 and np.nanmax(got) > 20
+    monkeypatch.setattr(pick_kernels, "_OK", False)  # numpy's gathered rows
+    assert np.array_equal(R.pick_snrs(prep, ph, idx, chunk=512), want, equal_nan=True)
 
 
 def test_amplitude_notes_list_channels_in_one_order():
@@ -154,6 +162,38 @@ def test_decode_steps_subsample_and_merge():
     assert out[0][1] == pytest.approx(518.5) and out[1][1] == pytest.approx(1560.0)
     merged = merge_picks([("P", 100.0, 0.6), ("P", 130.0, 0.9), ("P", 900.0, 0.7), ("S", 120.0, 0.5)], tol_n=100)
     assert [(p[0], p[1]) for p in merged] == [("S", 120.0), ("P", 130.0), ("P", 900.0)]
+
+
+def _merge_one_by_one(picks, tol_n):
+    """Reference merge, plain loops: per phase in time order, a new group wherever neighbours lie
+    more than ``tol_n`` apart, each group's (first) most probable pick; all in time order."""
+    out = []
+    for ph in ("P", "S"):
+        group: list = []
+        for pk in sorted((p for p in picks if p[0] == ph), key=lambda p: p[1]):
+            if group and pk[1] - group[-1][1] > tol_n:
+                out.append(max(group, key=lambda p: p[2]))
+                group = []
+            group.append(pk)
+        if group:
+            out.append(max(group, key=lambda p: p[2]))
+    return sorted(out, key=lambda p: p[1])
+
+
+def test_merge_picks_equals_the_loop_with_ties():
+    """The sorted merge keeps what the one-by-one loop keeps, in its order: equal times, equal
+    probabilities (the first one wins), chains of neighbours within the tolerance, P and S at
+    the same sample."""
+    rng = np.random.default_rng(11)
+    for _ in range(400):
+        n = int(rng.integers(0, 40))
+        ph = rng.choice(["P", "S"], n)
+        sample = np.round(rng.uniform(0, 500, n) / rng.choice([1, 10, 50])) * 1.0  # many ties
+        prob = np.round(rng.uniform(0, 1, n), int(rng.integers(1, 3)))
+        picks = [(str(a), float(b), float(c)) for a, b, c in zip(ph, sample, prob)]
+        tol = float(rng.choice([0.0, 1.0, 20.0, 100.0]))
+        assert merge_picks(picks, tol) == _merge_one_by_one(picks, tol)
+    assert merge_picks([], 100.0) == []
 
 
 def _decode_one_window(probs, offsets, threshold):
@@ -251,6 +291,27 @@ def test_preprocess_matches_the_textbook_chain_on_a_gapped_day():
     assert prep.valid.sum() == n - 3000 - 150
     scale = np.abs(ref).max()
     assert np.abs(prep.data - ref).max() < 1e-5 * scale
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64])
+def test_filter_kernel_equals_numpy_and_sosfilt_bit_for_bit(dtype, monkeypatch):
+    """The compiled detrend + taper + band-pass pass gives the numpy + scipy path's float32
+    samples exactly (the same operations in the same order), across chunk boundaries, with a
+    large offset and drift, for short segments and no taper."""
+    from quakescale.detect import filter_kernel
+    from quakescale.detect import runner as R
+
+    monkeypatch.setattr(R, "CHUNK_N", 1 << 12)  # several chunks: the ramp and the states carry over
+    sos = R._sos(1.0, 20.0, 100.0)
+    rng = np.random.default_rng(5)
+    assert filter_kernel.available()
+    for n, taper_n in ((20_000, 100), (4096 * 3, 100), (300, 75), (7, 1), (2, 0)):
+        x = (rng.standard_normal(n) * 800 + 2e6 + np.linspace(0, 4e4, n)).astype(dtype)
+        got = R.detrend_taper_filter(x, sos, taper_n)
+        monkeypatch.setattr(filter_kernel, "_OK", False)
+        want = R.detrend_taper_filter(x, sos, taper_n)
+        monkeypatch.setattr(filter_kernel, "_OK", True)
+        assert got.dtype == np.float32 and np.array_equal(got, want), (n, taper_n)
 
 
 def _ridgecrest_errors() -> dict:

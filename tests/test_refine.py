@@ -40,6 +40,39 @@ def test_refine_recovers_known_onset(seed):
     assert np.all(np.abs(new - onset) <= 2), new
 
 
+def test_pairwise_sum_is_numpys():
+    """The kernels' float64 sums add in numpy's pairwise order: the same bits as np.add.reduce."""
+    from quakescale.detect.pick_kernels import _pairwise
+
+    rng = np.random.default_rng(2)
+    for n in [*range(0, 140), 255, 256, 480, 1000, 4097, 70_001]:
+        a = rng.standard_normal(n + 3) * 10.0 ** rng.uniform(-3, 6)
+        assert _pairwise(a, 3, n) == np.add.reduce(a[3 : 3 + n]), n
+
+
+@pytest.mark.parametrize("phase", ["P", "S"])
+def test_compiled_onsets_equal_numpys(phase, monkeypatch):
+    """The compiled AIC onsets and contrasts are the numpy rows' numbers, on noise, sharp onsets
+    and near-silent samples (the variance floor), with gaps (windows refused alike)."""
+    from quakescale.detect import pick_kernels
+
+    rng = np.random.default_rng(9)
+    data = rng.standard_normal((3, 40_000)).astype(np.float32) * rng.uniform(0.5, 5, (3, 1)).astype(np.float32)
+    for at in range(2000, 38_000, 1500):
+        data[:, at : at + 400] += (rng.uniform(2, 60) * rng.standard_normal((3, 400))).astype(np.float32)
+    data[:, 10_000:10_300] = 0.0  # silence: variances at the 1e-30 floor
+    valid = np.ones(40_000, bool)
+    valid[25_000:25_100] = False
+    idx = np.r_[rng.uniform(0, 40_000, 3000), [10_150.0, 10_000.0, 25_050.0, 3.0, 39_990.0]]
+    assert pick_kernels.available()
+    got = refine_indices(data, valid, idx, phase)
+    monkeypatch.setattr(pick_kernels, "_OK", False)
+    want = refine_indices(data, valid, idx, phase)
+    for g, w in zip(got, want):
+        assert np.array_equal(g, w, equal_nan=True)
+    assert got[1].sum() > 50 and np.isnan(got[2]).sum() >= 3
+
+
 def test_refine_s_on_horizontals():
     onset = 1200
     data = _trace(onset, amp=15.0, seed=3, horizontal=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import pick_kernels
 from .threads import tmap
 
 FS_HZ = 100.0
@@ -102,15 +103,29 @@ def refine_indices(
     comps = (0,) if phase == "P" else (1, 2)
     k = np.empty(len(sel), np.int64)
     con = np.empty(len(sel))
-    for c0 in range(0, len(sel), REFINE_CHUNK):  # row-wise arithmetic: chunks change no bit, only the memory
-        part = sel[c0 : c0 + REFINE_CHUNK]
-        k[c0 : c0 + len(part)], con[c0 : c0 + len(part)] = _onsets(data, i0[part], span, comps, w, nc, ne)
+    if _compiled(data):  # each pick's samples read in place: no (picks x samples) copies
+        pick_kernels.onsets(data, np.array(comps, np.int64), i0[sel], w, nc, ne, k, con)
+    else:
+        for c0 in range(0, len(sel), REFINE_CHUNK):  # row-wise arithmetic: chunks change no bit, only the memory
+            part = sel[c0 : c0 + REFINE_CHUNK]
+            k[c0 : c0 + len(part)], con[c0 : c0 + len(part)] = _onsets(data, i0[part], span, comps, w, nc, ne)
     new = (i0[sel] + k).astype(np.float64)
     good = (con >= params.min_contrast) & (np.abs(new - idx[sel]) <= params.max_shift_s * fs)
     contrast[sel] = con
     acc[sel] = good
     out[sel[good]] = new[good]
     return out, acc, contrast
+
+
+def _compiled(data) -> bool:
+    """Whether :func:`.pick_kernels.onsets` serves ``data`` (a C-ordered float32/float64 (3, n))."""
+    return (
+        isinstance(data, np.ndarray)
+        and data.ndim == 2
+        and data.dtype in (np.float32, np.float64)
+        and data.flags.c_contiguous
+        and pick_kernels.available()
+    )
 
 
 REFINE_CHUNK = 2048  # picks per pass: a dense day's ~15,000 picks of a phase held ~0.3 GB of float64 rows at once

@@ -1,0 +1,249 @@
+"""The per-pick waveform measures of a station-day, compiled (numba): the AIC onset and contrast
+of :func:`quakescale.detect.refine.refine_indices` and the SNR of
+:func:`quakescale.detect.runner.pick_snrs`.
+
+Both read each pick's few hundred samples straight from the station-day (no gathered
+``(picks, samples)`` float64 copies) and follow the numpy arithmetic step by step, with
+numpy's own summation order where numpy sums pairwise (:func:`_pairwise`: a row's mean, the
+mean square before a pick), so the results are the same numbers up to the last bit of a
+logarithm (numpy's SIMD ``log`` and the C library's may differ by one unit in the last place;
+an AIC minimum would move only on such a tie) and of the S envelope (:func:`snrs`).  No
+fast-math.  An aftershock day's 7,700 picks:
+onsets 0.05 s -> a few ms, SNRs 0.09 s -> a few ms, on one thread.
+
+Compiled on first use and cached on disk like the picker's kernels; where numba is missing or
+broken, :func:`available` is False and the numpy code serves (one warning).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+from numba import njit
+
+_TINY = 1e-30
+
+
+def _jit(fn):
+    opts = dict(nogil=True, error_model="numpy")
+    try:
+        return njit(cache=True, **opts)(fn)
+    except RuntimeError:  # no writable cache location
+        return njit(**opts)(fn)
+
+
+@_jit
+def _block(a, lo, n):
+    """numpy's sum of a run of <= 128 values: 8 accumulators, then the remainder in order."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@_jit
+def _pairwise(a, lo, n):
+    """``a[lo:lo + n]`` summed (float64) in numpy's pairwise order (``np.add.reduce`` of a
+    contiguous run: runs of > 128 halved on a multiple of 8, each half summed so, blocks of
+    <= 128 by :func:`_block`), without recursion (numba's disk cache cannot load a recursive
+    function): the halves are walked depth first on an explicit stack of partial sums."""
+    if n <= 128:
+        return _block(a, lo, n)
+    # depth <= log2(n / 128) + 1: 64 levels cover any length
+    st_lo = np.empty(64, np.int64)
+    st_n = np.empty(64, np.int64)
+    st_sum = np.empty(64)
+    st_state = np.zeros(64, np.int64)  # 0: left half next, 1: right half next, 2: done
+    d = 0
+    st_lo[0], st_n[0], st_state[0] = lo, n, 0
+    result = 0.0
+    while d >= 0:
+        m = st_n[d]
+        if m <= 128:  # a leaf: its value goes to the parent
+            v = _block(a, st_lo[d], m)
+            d -= 1
+            if d < 0:
+                result = v
+                break
+            if st_state[d] == 0:
+                st_sum[d] = v
+                st_state[d] = 1
+            else:
+                st_sum[d] = st_sum[d] + v
+                st_state[d] = 2
+            continue
+        h = m // 2
+        h -= h % 8
+        if st_state[d] == 0:  # descend left
+            st_lo[d + 1], st_n[d + 1], st_state[d + 1] = st_lo[d], h, 0
+            d += 1
+        elif st_state[d] == 1:  # descend right
+            st_lo[d + 1], st_n[d + 1], st_state[d + 1] = st_lo[d] + h, m - h, 0
+            d += 1
+        else:  # both halves summed: up
+            v = st_sum[d]
+            d -= 1
+            if d < 0:
+                result = v
+                break
+            if st_state[d] == 0:
+                st_sum[d] = v
+                st_state[d] = 1
+            else:
+                st_sum[d] = st_sum[d] + v
+                st_state[d] = 2
+    return result
+
+
+def _floor(v):
+    return v if not (v < _TINY) else _TINY  # np.maximum(v, 1e-30): NaN stays NaN
+
+
+_floor = njit(inline="always")(_floor)
+
+
+@_jit
+def onsets(data, comps, i0, w, nc, ne, k_out, con_out):
+    """Per window start ``i0[r]``: the AIC onset (index in the window, ``k_out[r]``) and the
+    after/before RMS contrast there (``con_out[r]``), as ``refine._onsets`` computes them: the
+    AIC curves of the components ``comps`` of ``data`` (3, n) float32 over ``[i0, i0 + w)``
+    summed, ``ne - 1`` split points at each end excluded, the first minimum taken; the energy
+    of those components over ``[i0 - nc, i0 + w + nc)``."""
+    m = w - 2
+    ln = w + 2 * nc
+    x = np.empty(w)
+    c0 = np.empty(w)
+    c1 = np.empty(w)
+    aic = np.empty(m)
+    energy = np.empty(ln)
+    ce = np.empty(ln + 1)
+    for r in range(len(i0)):
+        base = i0[r]
+        for j in range(m):
+            aic[j] = 0.0
+        for j in range(ln):
+            energy[j] = 0.0
+        for ci in range(len(comps)):
+            row = data[comps[ci]]
+            for j in range(ln):
+                v = np.float64(row[base - nc + j])
+                energy[j] += v * v
+            for j in range(w):
+                x[j] = np.float64(row[base + j])
+            mean = _pairwise(x, 0, w) / w
+            s0, s1 = 0.0, 0.0
+            for j in range(w):
+                v = x[j] - mean
+                s0 += v
+                s1 += v * v
+                c0[j] = s0
+                c1[j] = s1
+            for k in range(1, w - 1):
+                n2 = w - k
+                a0 = c0[k - 1] / k
+                v1 = c1[k - 1] / k - a0 * a0
+                b0 = (c0[w - 1] - c0[k - 1]) / n2
+                v2 = (c1[w - 1] - c1[k - 1]) / n2 - b0 * b0
+                aic[k - 1] += k * math.log(_floor(v1)) + (n2 - 1) * math.log(_floor(v2))
+        # np.argmin with the window's edges at +inf: the first minimum, or the first NaN
+        best, bv = 0, np.inf
+        for j in range(ne - 1, m - ne + 1):
+            a = aic[j]
+            if a != a:
+                best = j
+                break
+            if a < bv:
+                best, bv = j, a
+        k = best + 1
+        ce[0] = 0.0
+        s = 0.0
+        for j in range(ln):
+            s += energy[j]
+            ce[j + 1] = s
+        jj = k + nc
+        after = (ce[jj + nc] - ce[jj]) / nc
+        before = (ce[jj] - ce[jj - nc]) / nc
+        k_out[r] = k
+        con_out[r] = math.sqrt(after / (before if not (before < _TINY) else _TINY))
+
+
+@_jit
+def snrs(data, is_p, i, pre, post, gap, out):
+    """``runner.pick_snrs`` of picks whose ``pre`` samples before and ``post`` after lie in
+    ``data`` (3, n) float32: the peak of |Z| (P, ``is_p``) or of the horizontal envelope (S) over
+    ``[i, i + post)`` over the RMS of ``[i - pre, i - gap)``; NaN where that RMS is 0.  The
+    envelope's squares are ``n^2 + e^2`` (exact products of float32 samples, one rounding) where
+    numpy squares ``hypot(n, e)``, and its peak is the root of the largest: the same to a unit in
+    the last place of a float64, far below the float32 the SNR is stored in."""
+    nq = pre - gap
+    sq = np.empty(nq)
+    for r in range(len(i)):
+        a = i[r] - pre
+        if is_p[r]:
+            z = data[0]
+            for j in range(nq):
+                v = np.float64(z[a + j])
+                sq[j] = v * v
+            peak = 0.0
+            for j in range(i[r], i[r] + post):
+                v = abs(np.float64(z[j]))
+                if v > peak or v != v:
+                    peak = v if not (peak != peak) else peak
+        else:
+            n_, e_ = data[1], data[2]
+            for j in range(nq):
+                u, v = np.float64(n_[a + j]), np.float64(e_[a + j])
+                sq[j] = u * u + v * v
+            p2 = 0.0
+            for j in range(i[r], i[r] + post):
+                u, v = np.float64(n_[j]), np.float64(e_[j])
+                v = u * u + v * v
+                if v > p2 or v != v:
+                    p2 = v if not (p2 != p2) else p2
+            peak = math.sqrt(p2)
+        rms = math.sqrt(_pairwise(sq, 0, nq) / nq)
+        out[r] = peak / rms if rms > 0 else np.nan
+
+
+_OK: bool | None = None
+_LOCK = threading.Lock()
+
+
+def _build() -> None:
+    data = np.zeros((3, 64), np.float32)
+    k, c = np.empty(1, np.int64), np.empty(1)
+    onsets(data, np.array([0], np.int64), np.array([20], np.int64), 12, 4, 3, k, c)
+    snrs(data, np.array([True]), np.array([30], np.int64), 20, 10, 2, c)
+
+
+def available() -> bool:
+    """Whether the kernels compile (or load from numba's cache); one warning if not."""
+    global _OK
+    if _OK is None:
+        with _LOCK:  # the P and S refinements ask at once from the CPU pool: one compiles
+            if _OK is None:
+                from .cpu_picker import compiled
+
+                _OK = compiled(_build, "pick measures: the compiled onset/SNR kernels are unavailable; using numpy")
+    return _OK
