@@ -66,17 +66,21 @@ def first_block(data, starts, n_in, w, b, out):
     for bi in range(len(starts)):
         s = starts[bi]
         ss = 0.0
-        for c in range(c_in):  # split into even and odd samples, summing as it goes (float64)
-            acc, acc2 = 0.0, 0.0
+        for c in range(c_in):  # split into even and odd samples; then the sums (float64)
             # less the window's first sample: the raw products keep their precision on an offset
             x0 = data[c, s] if np.isfinite(data[c, s]) else np.float32(0.0)
+            d = data[c, s : s + n_in]
+            xec, xoc = xe[c], xo[c]
             for p in range(half):
-                v0 = data[c, s + 2 * p] - x0
-                v1 = data[c, s + 2 * p + 1] - x0
-                xe[c, p] = v0
-                xo[c, p + 1] = v1
-                acc += np.float64(v0) + np.float64(v1)
-                acc2 += np.float64(v0) * np.float64(v0) + np.float64(v1) * np.float64(v1)
+                xec[p] = d[2 * p] - x0
+                xoc[p + 1] = d[2 * p + 1] - x0
+            # a loop of its own: with the sums in the split loop neither vectorised (0.058 s for
+            # a day's windows against 0.010 s + 0.010 s apart)
+            acc, acc2 = 0.0, 0.0
+            for i in range(n_in):
+                v = np.float64(d[i] - x0)
+                acc += v
+                acc2 += v * v
             m = acc / n_in
             mean[c] = np.float32(m)
             ss += acc2 - n_in * m * m

@@ -101,10 +101,31 @@ def compiled(build, what: str) -> bool:
 
 
 def _build_gru() -> None:
-    from .gru_kernel import bigru_layer32
+    """The picker's kernels compiled (or loaded from numba's cache) here, before the pool's
+    threads call them."""
+    from .gru_kernel import bias_relu, bigru_layer32, edge_blocks, first_frames, gather_blocks, heads, window_block_sums
 
+    f32 = np.float32
+    data, mu, i64 = np.zeros((3, 8), f32), np.zeros(3, f32), np.zeros(1, np.int64)
+    xb, sq, q = np.empty((1, 3, 2), f32), np.empty((1, 3)), np.zeros((2, 5), f32)
+    gather_blocks(data, mu, i64, 0, xb, sq)
+    window_block_sums(q, 2, sq, i64, 1, np.empty((1, 6)))
+    edge_blocks(data, mu, i64, 0, xb)
+    first_frames(
+        q,
+        i64 + 1,
+        np.ones(1, f32),
+        np.zeros((1, 2), f32),
+        np.zeros((1, 1), f32),
+        np.zeros((1, 1), f32),
+        np.zeros(1, f32),
+        np.empty((1, 2, 1), f32),
+    )
+    bias_relu(q, np.zeros(5, f32))
+    heads(np.zeros((1, 1, 5), f32), 3, np.empty((1, 1, 3), f32), np.empty((1, 1, 2), f32))
     bigru_layer32(
         np.zeros((1, 2, 2, 3 * H_FAST), np.float32),
+        np.zeros((2, 3 * H_FAST), np.float32),
         np.zeros((2, H_FAST, 3 * H_FAST), np.float32),
         np.zeros((2, 3 * H_FAST), np.float32),
         np.empty((1, 2, 2 * H_FAST), np.float32),
@@ -169,7 +190,7 @@ def _weights(picker, c: int) -> dict:
         layers.append(
             (
                 np.ascontiguousarray(np.concatenate([p["weight_ih", x] for x in sfx]).T),  # (in, 6H)
-                np.concatenate([p["bias_ih", x] for x in sfx]),
+                np.ascontiguousarray(np.stack([p["bias_ih", x] for x in sfx])),  # (2, 3H)
                 np.ascontiguousarray(np.stack([p["weight_hh", x].T for x in sfx])),  # (2, H, 3H)
                 np.ascontiguousarray(np.stack([p["bias_hh", x] for x in sfx])),
             )
@@ -228,19 +249,17 @@ def _chunk(w: dict, x: np.ndarray) -> np.ndarray:
 def _after_first(w: dict, h: np.ndarray) -> np.ndarray:
     """The picker after its first frame layer ``h`` (b, T, F): the other frame layers, the two
     GRU layers (:func:`.gru_kernel.bigru_layer32`) and the heads -> (b, T, n_cls + 2)."""
-    from .gru_kernel import bigru_layer32  # numba: imported on first use
+    from .gru_kernel import bias_relu, bigru_layer32  # numba: imported on first use
 
     b, t = h.shape[:2]
     h = h.reshape(b * t, -1)
     for wt, bias in w["rest"]:
         h = h @ wt
-        h += bias
-        np.maximum(h, 0.0, out=h)
+        bias_relu(h, bias)
     for wih, bih, whh, bhh in w["gru"]:
-        gi = h @ wih
-        gi += bih
+        gi = h @ wih  # the input biases are added in the recurrence
         out = np.empty((b, t, 2 * H_FAST), np.float32)
-        bigru_layer32(gi.reshape(b, t, 2, 3 * H_FAST), whh, bhh, out)
+        bigru_layer32(gi.reshape(b, t, 2, 3 * H_FAST), bih, whh, bhh, out)
         h = out.reshape(b * t, -1)
     y = h @ w["head_w"]
     y += w["head_b"]
@@ -297,7 +316,7 @@ def _first_layer(w: dict, data: np.ndarray, mu: np.ndarray, sel: np.ndarray, n_i
     bias).  The window's means and standard deviation come from the same blocks' sums.  The
     samples enter less ``mu`` (C,), one constant per component for all windows (the products
     keep their precision when the data sit on an offset that is large against their spread)."""
-    from .gru_kernel import first_frames
+    from .gru_kernel import edge_blocks, first_frames, gather_blocks, window_block_sums
 
     step = w["step"]
     pad, t = step // 2, n_in // step
@@ -313,17 +332,21 @@ def _first_layer(w: dict, data: np.ndarray, mu: np.ndarray, sel: np.ndarray, n_i
     o1 = (r - pad) % step
     nb = (data.shape[1] - o1) // step
     d = (r - pad - o1) // step  # global block g is row g + d of the reshaped view
+    if ks[0] + d < 0 or ks[-1] + d >= nb:  # pick_windows keeps windows inside the data
+        raise ValueError("_first_layer: a window's blocks reach outside the data")
     xb = np.empty((len(ks), c, step), np.float32)
-    for ch in range(c):
-        np.subtract(data[ch, o1 : o1 + nb * step].reshape(nb, step)[ks + d], mu[ch], out=xb[:, ch])
+    sq = np.empty((len(ks), c))
+    gather_blocks(data, mu, ks + d, o1, xb, sq)  # the blocks less mu, and their sums of squares
     q = xb.reshape(len(ks), c * step) @ w["wab_sums"]  # (K, 2F + C): A products, B products, block sums
     p0 = np.searchsorted(ks, a + 1)  # each window's inner blocks are rows p0 .. p0 + T - 2 of q
     # each window's sums and sums of squares from its own blocks (float64; no running sum over the
     # part: a loud window before a quiet one would cancel its digits) and its edge half blocks
-    bsum = np.concatenate([q[:, 2 * f :], np.einsum("kcs,kcs->kc", xb, xb)], axis=1).astype(np.float64)
-    inner = bsum[p0[:, None] + np.arange(t - 1)].sum(axis=1)  # (b, 2C)
-    e0 = np.stack([data[ch][sel[:, None] + np.arange(pad)] - mu[ch] for ch in range(c)], axis=1)  # (b, C, pad)
-    e1 = np.stack([data[ch][sel[:, None] + (n_in - pad) + np.arange(pad)] - mu[ch] for ch in range(c)], axis=1)
+    inner = np.empty((len(sel), 2 * c))
+    window_block_sums(q, 2 * f, sq, p0, t - 1, inner)  # (b, 2C)
+    e0 = np.empty((len(sel), c, pad), np.float32)
+    e1 = np.empty((len(sel), c, pad), np.float32)
+    edge_blocks(data, mu, sel, 0, e0)
+    edge_blocks(data, mu, sel, n_in - pad, e1)
     e64 = np.concatenate([e0, e1], axis=-1).astype(np.float64)
     sums = inner[:, :c] + e64.sum(axis=-1)
     sq = inner[:, c:] + (e64 * e64).sum(axis=-1)
@@ -395,16 +418,19 @@ def pick_windows(
     offs = np.empty((len(starts), t, w["head_w"].shape[1] - k), np.float32)
     data = np.ascontiguousarray(data, np.float32)
     starts = np.asarray(starts, np.int64)
+    if len(starts) and (starts.min() < 0 or starts.max() + n_in > data.shape[-1]):
+        raise ValueError(
+            f"pick_windows: windows of {n_in} samples at {starts.min()}..{starts.max()} "
+            f"reach outside the data's {data.shape[-1]} samples"
+        )
     mu = offsets(data, starts)
+    from .gru_kernel import heads
 
     def run(b0: int) -> None:
         sel = starts[b0 : b0 + chunk]
         y = _chunk_windows(w, data, sel, n_in, mu)
-        lo = y[..., :k]
-        e = np.exp(lo - lo.max(axis=-1, keepdims=True))
-        probs[b0 : b0 + len(sel)] = e / e.sum(axis=-1, keepdims=True)
-        with np.errstate(over="ignore"):  # exp(-y) = inf for y < -88: the sigmoid is 0, as torch's
-            offs[b0 : b0 + len(sel)] = 1.0 / (1.0 + np.exp(-y[..., k:]))
+        # softmax and sigmoid in one pass (exp(-y) = inf for y < -88: the sigmoid is 0, as torch's)
+        heads(y, k, probs[b0 : b0 + len(sel)], offs[b0 : b0 + len(sel)])
 
     with _one_blas_thread():
         tmap(run, range(0, len(starts), chunk))

@@ -25,10 +25,11 @@ _LN2_LO = np.float32(-2.12194440e-4)
 _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-def _jit(**kw):
-    """``njit`` with nogil, numpy's error model and these fast-math flags, cached on disk when a
-    cache directory is writable (numba raises at decoration when none is)."""
-    opts = dict(fastmath=_FM, nogil=True, error_model="numpy", **kw)
+def _jit(strict: bool = False, **kw):
+    """``njit`` with nogil, numpy's error model and these fast-math flags (none when ``strict``:
+    numpy's operations in numpy's order, the same bits), cached on disk when a cache directory
+    is writable (numba raises at decoration when none is)."""
+    opts = dict(nogil=True, error_model="numpy", **({} if strict else {"fastmath": _FM}), **kw)
 
     def deco(fn):
         try:
@@ -57,11 +58,12 @@ def _exp_parts(x):
 
 
 @_jit()
-def bigru_layer32(gi, whh, bhh, out):
+def bigru_layer32(gi, bih, whh, bhh, out):
     """One bidirectional GRU layer of hidden size 32 over all windows of ``gi``.
 
-    ``gi`` (B, T, 2, 3H): the input projections with the input biases (forward, reverse; gates
-    r, z, n in ``nn.GRU``'s order); ``whh`` (2, H, 3H): the recurrent weights transposed; ``bhh``
+    ``gi`` (B, T, 2, 3H): the input projections (forward, reverse; gates r, z, n in
+    ``nn.GRU``'s order), to which the input biases ``bih`` (2, 3H) are added here (not in a pass
+    of their own over ``gi``); ``whh`` (2, H, 3H): the recurrent weights transposed; ``bhh``
     (2, 3H); ``out`` (B, T, 2H): forward states then reverse states, as ``nn.GRU`` writes them.
 
     Per direction and step, the recurrent products of all B windows are one ``(B, H) @ (H, 3H)``
@@ -78,7 +80,7 @@ def bigru_layer32(gi, whh, bhh, out):
     s = k.view(np.float32)  # 2**k from its bits
     one, two = np.float32(1.0), np.float32(2.0)
     for d in range(2):
-        w, bias, col = np.ascontiguousarray(whh[d]), bhh[d], d * H_FAST
+        w, bias, ibias, col = np.ascontiguousarray(whh[d]), bhh[d], bih[d], d * H_FAST
         h[:] = 0
         for tt in range(n_t):
             t = n_t - 1 - tt if d else tt
@@ -88,11 +90,11 @@ def bigru_layer32(gi, whh, bhh, out):
                 ghb = gh[b]
                 hb = h[b]
                 for j in range(2 * H_FAST):  # r, z = sigmoid(.) = 1 / (1 + exp(-.))
-                    e[j], k[j] = _exp_parts(-(g[j] + (ghb[j] + bias[j])))
+                    e[j], k[j] = _exp_parts(-((g[j] + ibias[j]) + (ghb[j] + bias[j])))
                 for j in range(H_FAST):  # n = tanh(g_n + r gh_n) = 2 sigmoid(2 .) - 1
                     r = one / (one + e[j] * s[j])
                     m = 2 * H_FAST + j
-                    e[m], k[m] = _exp_parts(-two * (g[m] + r * (ghb[m] + bias[m])))
+                    e[m], k[m] = _exp_parts(-two * ((g[m] + ibias[m]) + r * (ghb[m] + bias[m])))
                 for j in range(H_FAST):  # h = (1 - z) n + z h
                     z = one / (one + e[H_FAST + j] * s[H_FAST + j])
                     n = two / (one + e[2 * H_FAST + j] * s[2 * H_FAST + j]) - one
@@ -123,3 +125,85 @@ def first_frames(q, p0, inv, corr, edge0, edge1, b1, h):
                 else:
                     v = (q[ka, c] + q[kb, f + c] - corr[i, c] - corr[i, f + c]) * s
                 h[i, j, c] = max(v + b1[c], zero)
+
+
+@_jit()
+def gather_blocks(data, mu, rows, o1, xb, sq):
+    """The picker's half-second blocks of ``data`` (C, n) that start at ``o1 + rows[k] * step``,
+    less the component constants ``mu``, into ``xb`` (K, C, step), and each block's sum of squares
+    per component into ``sq`` (K, C) (float64): one pass instead of a gather, a subtraction and
+    an ``einsum`` (a dense day: 35 ms -> ~10 ms on one thread)."""
+    n_c, step = xb.shape[1], xb.shape[2]
+    for k in range(len(rows)):
+        a = o1 + rows[k] * step
+        for c in range(n_c):
+            m = mu[c]
+            acc = 0.0
+            src = data[c, a : a + step]
+            dst = xb[k, c]
+            for s in range(step):
+                v = src[s] - m
+                dst[s] = v
+                acc += np.float64(v) * np.float64(v)
+            sq[k, c] = acc
+
+
+@_jit(strict=True)
+def window_block_sums(q, col0, sq, p0, n, out):
+    """Each window's sums from its own blocks (rows added in order, float64): ``out[i, :C]`` the
+    blocks' sums ``q[:, col0:col0 + C]`` and ``out[i, C:]`` their sums of squares ``sq`` (K, C),
+    over rows ``p0[i] .. p0[i] + n - 1``."""
+    n_c = sq.shape[1]
+    for i in range(len(p0)):
+        for c in range(2 * n_c):
+            out[i, c] = 0.0
+        for j in range(n):
+            r = p0[i] + j
+            for c in range(n_c):
+                out[i, c] += np.float64(q[r, col0 + c])
+                out[i, n_c + c] += sq[r, c]
+
+
+@_jit()
+def edge_blocks(data, mu, sel, off, out):
+    """``out[i, c, :] = data[c, sel[i] + off : sel[i] + off + out.shape[2]] - mu[c]``."""
+    for i in range(len(sel)):
+        for c in range(out.shape[1]):
+            a = sel[i] + off
+            m = mu[c]
+            for s in range(out.shape[2]):
+                out[i, c, s] = data[c, a + s] - m
+
+
+@_jit(strict=True)
+def bias_relu(h, b):
+    """``h = max(h + b, 0)`` in place, rows of ``h`` (M, F) by ``b`` (F,): one pass."""
+    zero = np.float32(0.0)
+    for i in range(h.shape[0]):
+        for j in range(h.shape[1]):
+            h[i, j] = max(h[i, j] + b[j], zero)
+
+
+@_jit(strict=True)
+def heads(y, k, probs, offs):
+    """The picker's outputs from its head ``y`` (B, T, k + m): the softmax of the first ``k``
+    columns (``probs`` (B, T, k)) and the sigmoid of the other ``m`` (``offs``), float32, as
+    numpy computes them (the largest logit subtracted; ``1 / (1 + exp(-y))``, 0 where exp
+    overflows)."""
+    one = np.float32(1.0)
+    for i in range(y.shape[0]):
+        for t in range(y.shape[1]):
+            r = y[i, t]
+            mx = r[0]
+            for c in range(1, k):  # np.max: NaN wins
+                if r[c] > mx or r[c] != r[c]:
+                    mx = r[c] if mx == mx else mx
+            tot = np.float32(0.0)
+            for c in range(k):
+                e = np.exp(r[c] - mx)
+                probs[i, t, c] = e
+                tot += e
+            for c in range(k):
+                probs[i, t, c] = probs[i, t, c] / tot
+            for c in range(k, y.shape[2]):
+                offs[i, t, c - k] = one / (one + np.exp(-r[c]))

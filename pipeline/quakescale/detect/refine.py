@@ -169,22 +169,42 @@ def screen_and_refine(
     3. the onsets of ``refine_phases`` move to the AIC onset where it is well defined (contrast
        >= ``refine_min_contrast``, shift <= ``refine_max_shift_s``).
 
-    Returns ``(picks, counts)`` with counts of dropped/refined picks."""
-    counts = {"n_below_min_prob": 0, "n_no_onset": 0, "n_refined": 0}
+    Returns ``(picks, counts)`` with counts of dropped/refined picks (:func:`screen_arrays` on
+    the list's arrays)."""
     if not picks:
-        return picks, counts
-    rp = RefineParams(max_shift_s=params.refine_max_shift_s, min_contrast=params.refine_min_contrast)
+        return picks, {"n_below_min_prob": 0, "n_no_onset": 0, "n_refined": 0}
     ph = np.array([p[0] for p in picks])
     idx = np.array([p[1] for p in picks], np.float64)
     prob = np.array([p[2] for p in picks], np.float64)
+    keep, idx, counts = screen_arrays(data, valid, ph, idx, prob, params, fs)
+    return [(p[0], float(i), p[2]) for p, i, k in zip(picks, idx, keep) if k], counts
+
+
+def screen_arrays(
+    data: np.ndarray,
+    valid: np.ndarray | None,
+    ph: np.ndarray,
+    idx: np.ndarray,
+    prob: np.ndarray,
+    params,
+    fs: float = FS_HZ,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """:func:`screen_and_refine` of picks as arrays (phases, float sample indices, peak
+    probabilities) -> (kept: bool mask, the indices with the refined onsets moved, counts)."""
+    counts = {"n_below_min_prob": 0, "n_no_onset": 0, "n_refined": 0}
+    idx = np.array(idx, np.float64)
+    if not len(idx):
+        return np.zeros(0, bool), idx, counts
+    rp = RefineParams(max_shift_s=params.refine_max_shift_s, min_contrast=params.refine_min_contrast)
     minp = np.where(ph == "P", params.min_prob_p, params.min_prob_s)
-    new_idx, accepted, contrast = idx.copy(), np.zeros(len(picks), bool), np.full(len(picks), np.nan)
+    new_idx, accepted, contrast = idx.copy(), np.zeros(len(idx), bool), np.full(len(idx), np.nan)
 
     def refine(phase: str) -> None:  # P and S on the CPU pool; each writes its own picks' entries
         s = np.flatnonzero(ph == phase)
         if len(s):
             new_idx[s], accepted[s], contrast[s] = refine_indices(data, valid, idx[s], phase, rp, fs)
 
+    pick_kernels.available()  # compiled (or loaded) here, not on both pool threads at once
     tmap(refine, ("P", "S"))
     sharp = contrast >= params.keep_sharp_onset_contrast  # NaN (gap, data edge): False
     keep = (prob >= minp) | sharp
@@ -196,4 +216,4 @@ def screen_and_refine(
     move = keep & accepted & np.isin(ph, list(params.refine_phases))
     idx[move] = new_idx[move]
     counts["n_refined"] = int(move.sum())
-    return [(p[0], float(i), p[2]) for p, i, k in zip(picks, idx, keep) if k], counts
+    return keep, idx, counts
