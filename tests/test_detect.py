@@ -314,6 +314,35 @@ def test_filter_kernel_equals_numpy_and_sosfilt_bit_for_bit(dtype, monkeypatch):
         assert got.dtype == np.float32 and np.array_equal(got, want), (n, taper_n)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64])
+def test_amplitude_window_kernels_equal_numpy(dtype, monkeypatch):
+    """The compiled flat-top search and block preparation of the WA amplitudes give numpy's
+    candidates and float32 rows: flat tops of 2, 3 and 5 samples at the window's extreme or below
+    it, clipped extremes, tiny windows."""
+    from quakescale.detect import amplitude as A
+    from quakescale.detect import pick_kernels
+
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(200_000) * 3e4).astype(dtype)
+    for at, n, v in ((1000, 3, 9e4), (5000, 2, 9e4), (9000, 5, -1.2e5), (15000, 3, 2e4), (20000, 1, 8.3e6)):
+        x[at : at + n] = v
+    x[15010] = 5e4  # a larger extreme next to a flat stretch: no flat top at the extreme
+    lo = np.r_[np.arange(0, 190_000, 250), [995, 4998, 8990, 14990, 19990, 1001]]
+    hi = lo + np.r_[rng.integers(1, 2000, len(lo) - 6), [10, 10, 30, 40, 20, 2]]
+    got = A._clip_candidates(x, lo, hi)
+    monkeypatch.setattr(pick_kernels, "_OK", False)
+    want = A._clip_candidates(x, lo, hi)
+    assert np.array_equal(got, want) and len(want) >= 3
+    taper = 0.5 * (1 - np.cos(np.linspace(0, np.pi, 50)))
+    rows = {}
+    for ok in (True, False):
+        monkeypatch.setattr(pick_kernels, "_OK", ok)
+        rows[ok] = [np.zeros(n, np.float32) for n in (7, 20, 33, 5000)]
+        for r in rows[ok]:
+            A._detrend_taper32(r, x[100 : 100 + len(r)], taper[: min(50, len(r) // 2)])
+    assert all(np.array_equal(a, b) for a, b in zip(rows[True], rows[False]))
+
+
 def _ridgecrest_errors() -> dict:
     ref = ridgecrest_reference()
     model = M.load_model("builtin:default", device="cpu")

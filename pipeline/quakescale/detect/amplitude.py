@@ -36,6 +36,7 @@ from obspy import Stream, UTCDateTime
 from scipy import fft as sp_fft
 
 from ..ml import WA_PAZ, wa_response_disp
+from . import pick_kernels
 from .threads import tmap
 
 PAD_S = 20.0
@@ -303,14 +304,15 @@ class WAMeter:
         for si, ((js, s0, s1), (nfft, starts)) in enumerate(zip(spans, plans)):
             js = js[ib[js] > ia[js]]  # windows with samples to measure
             lo, hi = ia[js] - s0, ib[js] - s0
+            top = None
             if len(js):  # constant raw counts (a dead or flat-lined channel): no amplitude, a note
                 x_sp = data[s0:s1]
-                flat = (hi - lo > 1) & (
-                    _window_reduce(np.maximum, x_sp, lo, hi) == _window_reduce(np.minimum, x_sp, lo, hi)
-                )
+                wmax, wmin = _extremes(x_sp, lo, hi)
+                flat = (hi - lo > 1) & (wmax == wmin)
                 for j in js[flat]:
                     nts[j] = _flat_note(tr.stats.channel)
                 js, lo, hi = js[~flat], lo[~flat], hi[~flat]
+                top = np.maximum(wmax[~flat], -wmin[~flat])  # the clipping check's extremes
             wins.append((js, lo, hi))
             if not len(js):
                 continue
@@ -324,7 +326,7 @@ class WAMeter:
                 k0, k1 = k1, b0 + (nfft if i == len(starts) - 1 else nfft - pad_b)
                 if np.any((lo < k1) & (hi > k0)):
                     pieces.append((nfft, si, b0, nfft, k0, k1))
-            for j in _clip_candidates(data[s0:s1], lo, hi):
+            for j in _clip_candidates(data[s0:s1], lo, hi, top):
                 clip = clipped_counts(data[ia[js[j]] : ib[js[j]]])
                 if clip:
                     clips[js[j]] = f"{tr.stats.channel} {clip}"
@@ -334,10 +336,10 @@ class WAMeter:
             rows = max(1, ROW_SAMPLES // nfft)
             for c in range(0, len(group), rows):
                 chunk = group[c : c + rows]
-                xs = np.zeros((len(chunk), nfft))
+                xs = np.zeros((len(chunk), nfft), np.float32)  # the float32 the transforms take
                 for r, (_, si, b0, ln, _, _) in enumerate(chunk):
                     s0 = spans[si][1]
-                    _detrend_taper(xs[r, :ln], data[s0 + b0 : s0 + b0 + ln], taper)
+                    _detrend_taper32(xs[r, :ln], data[s0 + b0 : s0 + b0 + ln], taper)
                 wa = np.abs(_wa_rows(xs, g_n, nfft))
                 for r, (_, si, b0, _, k0, k1) in enumerate(chunk):
                     js, lo, hi = wins[si]
@@ -425,7 +427,7 @@ def _wa_rows(xs: np.ndarray, g: np.ndarray, nfft: int) -> np.ndarray:
     0.135 to 9,468 mm) gives amplitudes within 1.2e-4 in log10 of float64 transforms (median
     5e-8); the transforms of a day of two horizontals take 0.09 s instead of numpy's float64
     0.19-0.29 s."""
-    f = sp_fft.rfft(xs.astype(np.float32), nfft, axis=-1)
+    f = sp_fft.rfft(xs.astype(np.float32, copy=False), nfft, axis=-1)
     f *= g.astype(np.complex64)
     return sp_fft.irfft(f, nfft, axis=-1, overwrite_x=True)
 
@@ -445,36 +447,73 @@ def _window_reduce(ufunc, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.n
     return out
 
 
-def _clip_candidates(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _clip_candidates(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, top: np.ndarray | None = None) -> np.ndarray:
     """Indices of the windows ``x[lo:hi]`` (raw counts) that :func:`clipped_counts` may flag: an
     extreme >= ``CLIP_COUNTS``, or one >= ``FLAT_TOP_MIN_COUNTS`` that ``FLAT_TOP_N`` consecutive
-    samples reach (a necessary condition of a flat top: the same verdicts, far fewer calls)."""
-    if len(lo) <= 4:  # a few windows: slices are quicker
-        top = np.array([max(float(x[a:b].max()), -float(x[a:b].min())) for a, b in zip(lo, hi)])
-    else:
-        top = np.maximum(
-            _window_reduce(np.maximum, x, lo, hi).astype(np.float64),
-            -_window_reduce(np.minimum, x, lo, hi).astype(np.float64),
-        )
-    if top.max() < FLAT_TOP_MIN_COUNTS:
+    samples reach (a necessary condition of a flat top: the same verdicts, far fewer calls).
+    ``top``: the windows' largest absolute counts when the caller has them."""
+    if top is None:
+        wmax, wmin = _extremes(x, lo, hi)
+        top = np.maximum(wmax, -wmin)
+    if not len(top) or top.max() < FLAT_TOP_MIN_COUNTS:
         return np.zeros(0, np.int64)
     cand = top >= CLIP_COUNTS
     big = np.flatnonzero(~cand & (top >= FLAT_TOP_MIN_COUNTS) & (hi - lo >= FLAT_TOP_N))
     if len(big):
-        at = x >= FLAT_TOP_MIN_COUNTS
-        at |= x <= -FLAT_TOP_MIN_COUNTS
-        at = np.flatnonzero(at)
-        a = np.abs(x[at].astype(np.float64))
-        k = FLAT_TOP_N - 1
-        if len(at) > k:
-            run = at[k:] - at[:-k] == k  # FLAT_TOP_N consecutive samples from at[i] ...
-            for i in range(k):  # ... with equal |x|
-                run &= a[i : len(at) - k + i] == a[i + 1 : len(at) - k + i + 1]
-            s, v = at[: len(at) - k][run], a[: len(at) - k][run]
-            r0, r1 = np.searchsorted(s, lo[big]), np.searchsorted(s, hi[big] - k)
-            for i in np.flatnonzero(r1 > r0):
-                cand[big[i]] = v[r0[i] : r1[i]].max() >= top[big[i]]
+        if _compiled(x):
+            flags = np.zeros(len(big), bool)
+            pick_kernels.flat_top_windows(x, lo[big], hi[big], top[big], FLAT_TOP_N, flags)
+            cand[big] = flags
+        else:
+            _flat_tops(x, lo, hi, top, big, cand)
     return np.flatnonzero(cand)
+
+
+def _flat_tops(x, lo, hi, top, big, cand) -> None:
+    """numpy's :func:`_clip_candidates` flat-top check of the windows ``big``, into ``cand``."""
+    at = x >= FLAT_TOP_MIN_COUNTS
+    at |= x <= -FLAT_TOP_MIN_COUNTS
+    at = np.flatnonzero(at)
+    a = np.abs(x[at].astype(np.float64))
+    k = FLAT_TOP_N - 1
+    if len(at) > k:
+        run = at[k:] - at[:-k] == k  # FLAT_TOP_N consecutive samples from at[i] ...
+        for i in range(k):  # ... with equal |x|
+            run &= a[i : len(at) - k + i] == a[i + 1 : len(at) - k + i + 1]
+        s, v = at[: len(at) - k][run], a[: len(at) - k][run]
+        r0, r1 = np.searchsorted(s, lo[big]), np.searchsorted(s, hi[big] - k)
+        for i in np.flatnonzero(r1 > r0):
+            cand[big[i]] = v[r0[i] : r1[i]].max() >= top[big[i]]
+
+
+def _compiled(x) -> bool:
+    """Whether the compiled window kernels (:mod:`.pick_kernels`) serve the 1-D samples ``x``."""
+    return (
+        isinstance(x, np.ndarray)
+        and x.ndim == 1
+        and x.dtype in (np.int32, np.float32, np.float64)
+        and x.flags.c_contiguous
+        and pick_kernels.available()
+    )
+
+
+def _extremes(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's ``max`` and ``min`` of ``x[lo:hi]`` (float64; ``lo < hi``), computed once
+    for the flat-line and the clipping checks (numpy's ``reduceat``: quicker than a loop)."""
+    return (
+        _window_reduce(np.maximum, x, lo, hi).astype(np.float64),
+        _window_reduce(np.minimum, x, lo, hi).astype(np.float64),
+    )
+
+
+def _detrend_taper32(out: np.ndarray, x: np.ndarray, taper: np.ndarray) -> None:
+    """:func:`_detrend_taper` into a float32 ``out`` (the float64 result rounded)."""
+    if _compiled(x):
+        pick_kernels.detrend_taper32(x, taper, out)
+    else:
+        y = np.empty(len(x))
+        _detrend_taper(y, x, taper)
+        out[:] = y
 
 
 # ObsPy's evalresp holds the channel being evaluated in C globals and ctypes releases the GIL

@@ -226,6 +226,51 @@ def snrs(data, is_p, i, pre, post, gap, out):
         out[r] = peak / rms if rms > 0 else np.nan
 
 
+@_jit
+def flat_top_windows(x, lo, hi, top, n_run, cand):
+    """``cand[i]`` |= window ``x[lo[i]:hi[i]]`` holds ``n_run`` consecutive samples whose
+    absolute value is its extreme ``top[i]`` (a flat, clipped top), for windows where
+    ``cand[i]`` is not yet set and ``top[i]`` is finite."""
+    for i in range(len(lo)):
+        if cand[i] or not (top[i] == top[i]):
+            continue
+        t = top[i]
+        run = 0
+        for j in range(lo[i], hi[i]):
+            if abs(np.float64(x[j])) == t:
+                run += 1
+                if run >= n_run:
+                    cand[i] = True
+                    break
+            else:
+                run = 0
+
+
+@_jit
+def detrend_taper32(x, taper, out):
+    """``out[:len(x)]`` (float32) = the counts ``x`` as ``amplitude._detrend_taper`` prepares
+    them (float64: less the line between the means of the first and last 20 samples, numpy's
+    sums; cosine-tapered at both ends), rounded to float32 as the transforms take them."""
+    ln = len(x)
+    n20 = min(20, ln)
+    y = np.empty(ln)
+    for i in range(ln):
+        y[i] = np.float64(x[i])
+    x0 = _block(y, 0, n20) / 20
+    x1 = _block(y, ln - n20, n20) / 20
+    slope = (x1 - x0) / (ln - 1)
+    for i in range(ln - 1):
+        y[i] = y[i] - (np.float64(i) * slope + x0)
+    y[ln - 1] = y[ln - 1] - x1
+    m = len(taper)
+    for j in range(m):
+        y[j] = y[j] * taper[j]
+    for j in range(m):
+        y[ln - m + j] = y[ln - m + j] * taper[m - 1 - j]
+    for i in range(ln):
+        out[i] = np.float32(y[i])
+
+
 _OK: bool | None = None
 _LOCK = threading.Lock()
 
@@ -235,6 +280,10 @@ def _build() -> None:
     k, c = np.empty(1, np.int64), np.empty(1)
     onsets(data, np.array([0], np.int64), np.array([20], np.int64), 12, 4, 3, k, c)
     snrs(data, np.array([True]), np.array([30], np.int64), 20, 10, 2, c)
+    lo, hi = np.array([0], np.int64), np.array([8], np.int64)
+    for x in (np.zeros(8, np.int32), np.zeros(8, np.float32), np.zeros(8)):  # MiniSEED's sample types
+        flat_top_windows(x, lo, hi, c, 3, np.zeros(1, np.bool_))
+        detrend_taper32(x, np.ones(2), np.empty(8, np.float32))
 
 
 def available() -> bool:
