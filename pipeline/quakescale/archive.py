@@ -684,9 +684,13 @@ def _lay_pieces(pieces: list):
     return Trace(data=np.ma.masked_array(data, mask) if mask.any() else data, header=header)
 
 
-def read_station_day(sds_root, station_id: str, day, channels: list[str] | None = None, pad_s: float = 0.0) -> Stream:
+def read_station_day(
+    sds_root, station_id: str, day, channels: list[str] | None = None, pad_s: float = 0.0, on_component=None
+) -> Stream:
     """Merged Z/N/E stream of one station-day (gaps stay masked).  ``pad_s`` also reads the
-    neighbouring days' edges so windows across midnight are complete."""
+    neighbouring days' edges so windows across midnight are complete.  ``on_component``: called
+    with each component's merged, trimmed traces (a Stream, the vertical first) as soon as they
+    are read, while the next component is read (e.g. to band-pass it on another thread)."""
     if isinstance(day, str):
         day = dt.date.fromisoformat(day)
     channels = channels or ["HH?", "EH?", "BH?", "SH?"]
@@ -723,6 +727,8 @@ def read_station_day(sds_root, station_id: str, day, channels: list[str] | None 
             raise ArchiveError(f"{sd.unit}: cannot merge traces ({exc}); sampling rates {rates}") from exc
         part.trim(day0 - pad_s, day0 + 86400 + pad_s, nearest_sample=False)
         st += part
+        if on_component is not None:
+            on_component(part)
     if len({tr.id for tr in st}) < len(st):  # one id in two components' files (a mislabelled archive): merge it too
         try:
             st = merge_gapped(st)

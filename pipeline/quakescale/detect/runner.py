@@ -218,6 +218,58 @@ def _ramp(n: int) -> np.ndarray:
     return r
 
 
+def _components(stream) -> list[list]:
+    """The traces of each component (Z, N|1, E|2) of ``stream``, in its order."""
+    return [[tr for tr in stream if tr.stats.channel[-1:] in names] for names in COMPONENTS]
+
+
+def _grid(traces, fs: float, t0=None, t1=None) -> tuple[int, int]:
+    """(first sample's time in ns on the 10 ms grid, samples) of the grid spanning ``traces``
+    (or ``t0`` .. ``t1``)."""
+    t0 = t0 if t0 is not None else min(tr.stats.starttime for tr in traces)
+    t1 = t1 if t1 is not None else max(tr.stats.endtime for tr in traces)
+    t0_ns = int(round(UTCDateTime(t0).ns / 1e7)) * 10_000_000  # on the 10 ms grid
+    return t0_ns, int(np.floor((UTCDateTime(t1).ns - t0_ns) / 1e9 * fs + 1e-6)) + 1
+
+
+def _fill(trs, c: int, t0_ns: int, fs: float, sos, data: np.ndarray, cvalid: np.ndarray) -> None:
+    """Row ``c`` of ``data`` / ``cvalid`` (the grid from ``t0_ns``) from the traces ``trs`` of
+    one component: each contiguous run of 2 s or more resampled to ``fs`` if need be, detrended,
+    tapered and filtered into place."""
+    n = data.shape[1]
+    for tr in trs:
+        sr = float(tr.stats.sampling_rate)
+        raw = np.ma.getdata(tr.data)
+        for r0, r1 in contiguous_runs(tr):
+            if (r1 - r0) < 2 * sr:
+                continue
+            start_ns = tr.stats.starttime.ns + int(round(r0 * 1e9 / sr))
+            if abs(sr - fs) < 1e-6:
+                x = raw[r0:r1]
+            else:  # other rates: resampled segment by segment (rare path, ObsPy)
+                seg = Trace(
+                    raw[r0:r1].astype(np.float64),
+                    header={"sampling_rate": sr, "starttime": UTCDateTime(ns=start_ns)},
+                )
+                x = _to_100hz(seg, fs).data
+            i0 = int(round((start_ns - t0_ns) / 1e9 * fs))
+            a, b = max(i0, 0), min(i0 + len(x), n)
+            if b <= a:
+                continue
+            taper_n = min(int(fs), len(x) // 4)
+            if a == i0 and b == i0 + len(x):  # the usual case: filtered straight into place
+                detrend_taper_filter(x, sos, taper_n, out=data[c, a:b])
+            else:
+                data[c, a:b] = detrend_taper_filter(x, sos, taper_n)[a - i0 : b - i0]
+            cvalid[c, a:b] = True
+
+
+def _prepared(t0_ns: int, data: np.ndarray, cvalid: np.ndarray, first) -> Prepared:
+    valid = cvalid.all(axis=0)
+    data[:, ~valid] = 0.0
+    return Prepared(t0_ns, data, valid, first.network, first.station, first.location, first.channel[:-1] + "?")
+
+
 def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: UTCDateTime | None = None) -> Prepared:
     """Band-pass the 3 components of ``stream`` onto one grid from ``t0`` to ``t1`` (default:
     the data's extent).  Raises ValueError naming the stream when a component is missing.
@@ -231,62 +283,88 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
     fs = float(p.sampling_rate_hz)
     if not len(stream):
         raise ValueError("preprocess: empty stream")
-    comps = []
-    for names in COMPONENTS:
-        trs = [tr for tr in stream if tr.stats.channel[-1:] in names]
-        comps.append(trs)
+    comps = _components(stream)
     if not comps[0]:
         raise ValueError(f"preprocess: no vertical (…Z) channel in {sorted({tr.id for tr in stream})}")
     if not comps[1] or not comps[2]:
         raise ValueError(f"preprocess: incomplete 3-component set {sorted({tr.id for tr in stream})}")
-    first = comps[0][0].stats
-    t0 = t0 if t0 is not None else min(tr.stats.starttime for tr in stream)
-    t1 = t1 if t1 is not None else max(tr.stats.endtime for tr in stream)
-    t0_ns = int(round(UTCDateTime(t0).ns / 1e7)) * 10_000_000  # on the 10 ms grid
-    n = int(np.floor((UTCDateTime(t1).ns - t0_ns) / 1e9 * fs + 1e-6)) + 1
+    t0_ns, n = _grid(stream, fs, t0, t1)
     data = np.zeros((3, n), np.float32)
     cvalid = np.zeros((3, n), bool)
     sos = _sos(p.freqmin_hz, p.freqmax_hz, fs)
-
-    def component(c: int) -> None:  # fills row c only: the components run on the CPU pool
-        for tr in comps[c]:
-            sr = float(tr.stats.sampling_rate)
-            raw = np.ma.getdata(tr.data)
-            for r0, r1 in contiguous_runs(tr):
-                if (r1 - r0) < 2 * sr:
-                    continue
-                start_ns = tr.stats.starttime.ns + int(round(r0 * 1e9 / sr))
-                if abs(sr - fs) < 1e-6:
-                    x = raw[r0:r1]
-                else:  # other rates: resampled segment by segment (rare path, ObsPy)
-                    seg = Trace(
-                        raw[r0:r1].astype(np.float64),
-                        header={"sampling_rate": sr, "starttime": UTCDateTime(ns=start_ns)},
-                    )
-                    x = _to_100hz(seg, fs).data
-                i0 = int(round((start_ns - t0_ns) / 1e9 * fs))
-                a, b = max(i0, 0), min(i0 + len(x), n)
-                if b <= a:
-                    continue
-                taper_n = min(int(fs), len(x) // 4)
-                if a == i0 and b == i0 + len(x):  # the usual case: filtered straight into place
-                    detrend_taper_filter(x, sos, taper_n, out=data[c, a:b])
-                else:
-                    data[c, a:b] = detrend_taper_filter(x, sos, taper_n)[a - i0 : b - i0]
-                cvalid[c, a:b] = True
-
     # the horizontals on the pool, the vertical here: three filters on two threads keep both
     # cores busy to the end (two pool threads alone leave one idle while the third component runs)
-    rest = [submit(component, c) for c in (1, 2)]
+    rest = [submit(_fill, comps[c], c, t0_ns, fs, sos, data, cvalid) for c in (1, 2)]
     try:
-        component(0)
+        _fill(comps[0], 0, t0_ns, fs, sos, data, cvalid)
     finally:
         wait(rest)  # nothing writes into the arrays after this returns or raises
     for f in rest:
         f.result()
-    valid = cvalid.all(axis=0)
-    data[:, ~valid] = 0.0
-    return Prepared(t0_ns, data, valid, first.network, first.station, first.location, first.channel[:-1] + "?")
+    return _prepared(t0_ns, data, cvalid, comps[0][0].stats)
+
+
+class StreamedPreprocess:
+    """:func:`preprocess` of a station-day whose components arrive one at a time (the
+    ``on_component`` callback of :func:`quakescale.archive.read_station_day`): each is filtered on
+    the CPU pool while the next one is read, so the read and the band-pass overlap.
+
+    The grid is taken from the first component (the vertical) and checked against the whole
+    stream at :meth:`finish`; where it differs (a component starting earlier or ending later),
+    where a component comes in several parts or several traces, or where the reader replaced
+    the traces it handed over, :meth:`finish` runs :func:`preprocess` on the stream instead.
+    Either way the result is :func:`preprocess`'s, bit for bit."""
+
+    def __init__(self, params=None):
+        self.p = as_params(params)
+        self.fs = float(self.p.sampling_rate_hz)
+        self.sos = _sos(self.p.freqmin_hz, self.p.freqmax_hz, self.fs)
+        self.grid: tuple[int, int] | None = None
+        self.data = self.cvalid = None
+        self.traces: list = []
+        self.futures: list = []
+        self.seen: set[int] = set()
+        self.ok = True
+
+    def add(self, part) -> None:
+        """One component's traces (a Stream), as read."""
+        if not self.ok:
+            return
+        idx = {c for c, trs in enumerate(_components(part)) if trs}
+        c = idx.pop() if len(idx) == 1 else None
+        if c is None or len(part) != 1 or c in self.seen:
+            self.ok = False
+            return
+        grid = _grid(self.traces + list(part), self.fs)
+        if self.grid is None:
+            self.grid = grid
+            self.data = np.zeros((3, grid[1]), np.float32)
+            self.cvalid = np.zeros((3, grid[1]), bool)
+        elif grid != self.grid:  # this component reaches beyond the first one's grid
+            self.ok = False
+            return
+        self.seen.add(c)
+        self.traces.extend(part)
+        self.futures.append(submit(_fill, list(part), c, self.grid[0], self.fs, self.sos, self.data, self.cvalid))
+
+    def finish(self, stream) -> Prepared:
+        """The :class:`Prepared` station-day of ``stream`` (the reader's result)."""
+        wait(self.futures)  # nothing writes into the arrays after this
+        futures, self.futures = self.futures, []
+        same = (
+            self.ok
+            and len(self.seen) == 3
+            and len(stream) == len(self.traces)
+            and {id(tr) for tr in stream} == {id(tr) for tr in self.traces}
+            and _grid(stream, self.fs) == self.grid
+        )
+        if same:
+            for f in futures:
+                f.result()
+            comps = _components(stream)
+            return _prepared(self.grid[0], self.data, self.cvalid, comps[0][0].stats)
+        self.data = self.cvalid = None
+        return preprocess(stream, self.p)
 
 
 # ---------------------------------------------------------------- CERP inference
@@ -614,6 +692,7 @@ def pick_stream(
     t1=None,
     info: dict | None = None,
     release_vertical: bool = False,
+    prepared: Prepared | None = None,
 ) -> pd.DataFrame:
     """Picks of one station's 3-component ``stream`` (PICKS columns, times UTC ns).
 
@@ -623,11 +702,12 @@ def pick_stream(
     each step (``t_preprocess_s``, ``t_detector_s``, ``t_picker_s``, ``t_refine_s``, ``t_table_s``:
     SNR and amplitudes).  ``release_vertical``: the CERP and classic methods drop the vertical
     traces from ``stream`` once band-passed (the amplitudes read the horizontals only; a
-    caller that owns the stream saves a day of raw counts)."""
+    caller that owns the stream saves a day of raw counts).  ``prepared``: the stream already
+    preprocessed (:class:`StreamedPreprocess`; ``t0``/``t1`` are then not used)."""
     p = as_params(params)
     tune_malloc()  # before the CPU pool's threads first allocate
     t = time.perf_counter()
-    prep = preprocess(stream, p, t0, t1)
+    prep = prepared if prepared is not None else preprocess(stream, p, t0, t1)
     t_prep = time.perf_counter() - t
     if release_vertical and p.method != "seisbench":
         stream.traces = [tr for tr in stream if tr.stats.channel[-1:] not in COMPONENTS[0]]
@@ -675,24 +755,39 @@ def run_station_day(
 
     ``reader``: a :class:`quakescale.archive.ReadAhead` over the task's station-days (read with
     ``pad_s=PAD_DAY_S``), which has read this one while the one before it was picked; ``info``'s
-    ``t_read_s`` is then the wait for it.  Raises :class:`quakescale.archive.ArchiveError` for
+    ``t_read_s`` is then the wait for it.  Without a reader the components are band-passed as
+    they are read (:class:`StreamedPreprocess`): ``t_preprocess_s`` is what is left after the read.
+    Raises :class:`quakescale.archive.ArchiveError` for
     missing/unreadable data."""
     from ..archive import as_day, read_station_day
 
     tune_malloc()  # before any thread allocates (a thread keeps the malloc arena it first gets)
     day = as_day(day)
     t = time.perf_counter()
+    prep = None
     if reader is not None:
         st = reader.get(station_id, day)
-    else:
+    else:  # each component band-passed on the CPU pool while the next one is read
+        streamed = StreamedPreprocess(cfg.detect)
         st = read_station_day(
-            cfg.archive.sds_root, station_id, day, channels=list(cfg.archive.channels), pad_s=PAD_DAY_S
+            cfg.archive.sds_root,
+            station_id,
+            day,
+            channels=list(cfg.archive.channels),
+            pad_s=PAD_DAY_S,
+            on_component=streamed.add,
         )
-    if info is not None:
-        info["t_read_s"] = time.perf_counter() - t
+    t_read = time.perf_counter()
+    if reader is None:
+        prep = streamed.finish(st)
+    t_prep = time.perf_counter()
     inv = inventory if inventory is not None else _inventory(str(cfg.archive.inventory))
     d0 = UTCDateTime(day.isoformat())
-    df = pick_stream(st, inv, cfg.detect, model, info=info, release_vertical=True)
+    df = pick_stream(st, inv, cfg.detect, model, info=info, release_vertical=True, prepared=prep)
+    if info is not None:
+        info["t_read_s"] = t_read - t
+        if prep is not None:  # the band-pass left after the read (the rest overlapped it)
+            info["t_preprocess_s"] = t_prep - t_read
     if len(df):  # keep picks of this day only (padding may reach into neighbours)
         t = df["time"].astype("int64").to_numpy()
         df = df[(t >= d0.ns) & (t < (d0 + 86400).ns)].reset_index(drop=True)
