@@ -128,6 +128,7 @@ def _compiled(data) -> bool:
     )
 
 
+SCREEN_PART = 2048  # picks per task of screen_arrays on the CPU pool
 REFINE_CHUNK = 2048  # picks per pass: a dense day's ~15,000 picks of a phase held ~0.3 GB of float64 rows at once
 
 
@@ -199,13 +200,21 @@ def screen_arrays(
     minp = np.where(ph == "P", params.min_prob_p, params.min_prob_s)
     new_idx, accepted, contrast = idx.copy(), np.zeros(len(idx), bool), np.full(len(idx), np.nan)
 
-    def refine(phase: str) -> None:  # P and S on the CPU pool; each writes its own picks' entries
+    if valid is not None and np.all(valid):
+        valid = None  # asked once here, not by every part
+    # parts of each phase's picks on the CPU pool (an S pick costs two components, a P pick one:
+    # parts, not the two phases, keep both threads busy); each writes its own picks' entries
+    parts = []
+    for phase in ("P", "S"):
         s = np.flatnonzero(ph == phase)
-        if len(s):
-            new_idx[s], accepted[s], contrast[s] = refine_indices(data, valid, idx[s], phase, rp, fs)
+        parts += [(phase, s[k : k + SCREEN_PART]) for k in range(0, len(s), SCREEN_PART)]
 
-    pick_kernels.available()  # compiled (or loaded) here, not on both pool threads at once
-    tmap(refine, ("P", "S"))
+    def refine(part) -> None:
+        phase, s = part
+        new_idx[s], accepted[s], contrast[s] = refine_indices(data, valid, idx[s], phase, rp, fs)
+
+    pick_kernels.available()  # compiled (or loaded) here, not on the pool's threads at once
+    tmap(refine, parts)
     sharp = contrast >= params.keep_sharp_onset_contrast  # NaN (gap, data edge): False
     keep = (prob >= minp) | sharp
     counts["n_below_min_prob"] = int((~keep).sum())
