@@ -16,12 +16,15 @@ The floor is what ANY picker must pay: ``read_station_day`` (ObsPy Steim2 decode
 
 For each day, warm, in one process: ``--repeats`` alternated rounds of floor then full
 ``run_station_day`` (read + preprocess + detector + picker + refinement + SNR/amplitudes) + the
-Parquet write; median and spread (min-max); the full run split into its steps.  SeisBench's
+Parquet write; median and spread (min-max); the full run split into its steps (without a reader
+each component is band-passed while the next one is read: ``preprocess`` is what is left after
+the read).  SeisBench's
 PhaseNet ``annotate`` (random weights: the same arithmetic as trained ones) runs on every day, and
 EQTransformer's on the real gap-free day, in the same process when seisbench is installed.  Then the
 peak RSS of a fresh one-station-day worker process; 8 consecutive station-days as a detect task
 runs them, with and without reading the next one ahead on a thread (``detect.read_ahead``: the
-read overlaps the networks), alternated; and ``--days`` consecutive station-days in one process
+read overlaps the networks), alternated, and 6 consecutive aftershock days the same way (what a
+dense station-day costs in a detect task); and ``--days`` consecutive station-days in one process
 (RSS must stay flat).  ``--device cuda`` runs the networks on the GPU (batches of >= 4096
 windows, pinned station-day copy, one transfer of detector output).
 """
@@ -114,13 +117,13 @@ def seisbench_times(cfg, sid, repeats: int, device: str, names=("PhaseNet", "EQT
     return out
 
 
-def read_ahead_loop(cfg, sids, model, rounds: int) -> dict:
-    """Seconds per station-day over a task's consecutive station-days (the 4 synthetic stations'
-    day, twice), with and without reading the next one ahead (``detect.read_ahead``), alternated."""
+def read_ahead_loop(cfg, sids, model, rounds: int, copies: int = 2, label: str = "") -> dict:
+    """Seconds per station-day over a task's consecutive station-days (``sids``' day, ``copies``
+    times), with and without reading the next one ahead (``detect.read_ahead``), alternated."""
     from quakescale.archive import ReadAhead
     from quakescale.detect.runner import PAD_DAY_S, run_station_day
 
-    order = [(s, cfg.archive.start) for s in sids * 2]
+    order = [(s, cfg.archive.start) for s in sids * copies]
     ts: dict = {0: [], 1: []}
     for _ in range(rounds):
         for ahead in (0, 1):
@@ -131,7 +134,7 @@ def read_ahead_loop(cfg, sids, model, rounds: int) -> dict:
             ts[ahead].append((time.perf_counter() - t) / len(order))
     out = {"off": spread(ts[0]), "on": spread(ts[1])}
     print(
-        f"{len(order)} consecutive station-days: {out['off']['median']:.2f} s each without reading ahead, "
+        f"{len(order)} consecutive station-days{label}: {out['off']['median']:.2f} s each without reading ahead, "
         f"{out['on']['median']:.2f} s with (read_ahead 1)"
     )
     return out
@@ -236,6 +239,17 @@ def main(argv=None):
     n_days = a.days if a.days is not None else (8 if a.quick else 200)
     sids = ["XL.L01", "XL.L02", "YN.Y01", "YN.Y02"]
     res["read_ahead"] = read_ahead_loop(base, sids, model, 3 if a.quick else reps)
+    if len(days) > 1:  # a task of dense days: what a station-day costs in a detect task there
+        aft = days[1][1]
+        res["read_ahead_aftershock_day"] = read_ahead_loop(aft, [sid], model, 3, copies=6, label=" (aftershock day)")
+        fl = res["days"][days[1][0]]["floor_s"]["median"]
+        for k in ("off", "on"):
+            res["read_ahead_aftershock_day"][k]["ratio_to_floor"] = res["read_ahead_aftershock_day"][k]["median"] / fl
+        print(
+            "  = {:.2f}x / {:.2f}x that day's floor".format(
+                *(res["read_ahead_aftershock_day"][k]["ratio_to_floor"] for k in ("off", "on"))
+            )
+        )
     rss = []
     t = time.perf_counter()
     order = [(sids[i % len(sids)], base.archive.start) for i in range(n_days)]

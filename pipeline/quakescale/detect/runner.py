@@ -24,7 +24,11 @@
 
 The numpy/scipy steps (components in 1, horizontals and SNRs in 3, P and S refinement) run on a
 small thread pool as wide as torch's thread count (:mod:`quakescale.detect.threads`; one thread
-in a Dask worker): the same table at any width.
+in a Dask worker): the same table at any width.  Reading a station-day itself
+(:func:`run_station_day` without a read-ahead), each component is band-passed on that pool
+while the next one is read (:class:`StreamedPreprocess`).  The per-sample and per-pick loops
+(band-pass pass, AIC onsets, SNRs, flat-top search) are compiled with numba
+(:mod:`.filter_kernel`, :mod:`.pick_kernels`) and give numpy's and scipy's numbers.
 
 ``run_station_day(cfg, station_id, day, model=None)`` reads the day from the SDS archive and
 returns the table; the detect stage (``quakescale.hpc.stages.run_task``) writes it to
