@@ -301,15 +301,15 @@ _LOCK = threading.Lock()
 
 
 def _build() -> None:
+    """The kernels for the usual types (float32 station-days, int32 counts); others compile
+    on first use."""
     data = np.zeros((3, 64), np.float32)
     k, c = np.empty(1, np.int64), np.empty(1)
     onsets(data, np.array([0], np.int64), np.array([20], np.int64), 12, 4, 3, k, c)
-    onsets(data.astype(np.float64), np.array([0], np.int64), np.array([20], np.int64), 12, 4, 3, k, c)
     snrs(data, np.array([True]), np.array([30], np.int64), 20, 10, 2, c)
-    lo, hi = np.array([0], np.int64), np.array([8], np.int64)
-    for x in (np.zeros(8, np.int32), np.zeros(8, np.float32), np.zeros(8)):  # MiniSEED's sample types
-        flat_top_windows(x, lo, hi, c, 3, np.zeros(1, np.bool_))
-        detrend_taper32(x, np.ones(2), np.empty(8, np.float32))
+    lo, hi, x = np.array([0], np.int64), np.array([8], np.int64), np.zeros(8, np.int32)
+    flat_top_windows(x, lo, hi, c, 3, np.zeros(1, np.bool_))
+    detrend_taper32(x, np.ones(2), np.empty(8, np.float32))
 
 
 def available() -> bool:
