@@ -290,11 +290,89 @@ def test_streamed_preprocess_equals_preprocess(case):
     if case == "mislabelled":
         st = st.copy()  # the reader merged or replaced the traces after handing them over
     got = sp.finish(st)
+    got.wait()  # the last component may still be filtering ("overlap")
     want = preprocess(st, DetectSection())
     assert got.t0_ns == want.t0_ns and np.array_equal(got.data, want.data) and np.array_equal(got.valid, want.valid)
     assert got.station_id == "XX.S" and got.channel == "HH?"
     assert sp.ok == (case in ("same grid", "gapped", "mislabelled"))
-    assert (got.data is sp.data) == (case in ("same grid", "gapped"))  # filtered as the parts came
+    used = {"same grid": "overlap", "gapped": "streamed"}.get(case, "preprocess")
+    assert sp.used == used and (got.pending is not None) == (used == "overlap")
+
+
+def test_streamed_day_read_while_filtering_and_errors_reach_the_reader(monkeypatch):
+    """The overlap path: the detector's batches wait for the samples they read (the same
+    probabilities as on the finished day), and a filter that fails makes every waiting reader
+    raise its error instead of hanging."""
+    import threading
+
+    from quakescale.detect import cpu_detector
+    from quakescale.detect import runner as R
+
+    rng = np.random.default_rng(13)
+    t0 = UTCDateTime(2021, 3, 4)
+    n = 100 * 3600
+    parts = [
+        Stream(
+            [
+                Trace(
+                    np.round(rng.standard_normal(n) * 500).astype(np.int32),
+                    {"network": "XX", "station": "S", "channel": f"HH{c}", "sampling_rate": 100.0, "starttime": t0},
+                )
+            ]
+        )
+        for c in "ZNE"
+    ]
+    det = M.Detector().eval()
+    starts = R.window_starts(n)
+    gate = threading.Event()
+    fill = R._fill
+
+    def slow_fill(trs, c, *a, **k):  # the last component waits until the detector has asked for samples
+        if c == 2:
+            gate.wait(10)
+        return fill(trs, c, *a, **k)
+
+    monkeypatch.setattr(R, "_fill", slow_fill)
+    sp = R.StreamedPreprocess(DetectSection())
+    for part in parts:
+        sp.add(part)
+    prep = sp.finish(Stream([tr for p in parts for tr in p]))
+    assert sp.used == "overlap" and prep.pending is not None
+
+    def ready(k):
+        gate.set()
+        prep.wait(k)
+
+    got = cpu_detector.detect_windows(det, prep.data, starts, 3000, 64, ready)
+    prep.wait()
+    want = cpu_detector.detect_windows(det, prep.data, starts, 3000, 64)
+    assert np.array_equal(got, want)
+
+    def bad_fill(trs, c, *a, **k):
+        if c == 2:
+            raise RuntimeError("filter broke")
+        return fill(trs, c, *a, **k)
+
+    monkeypatch.setattr(R, "_fill", bad_fill)
+    sp = R.StreamedPreprocess(DetectSection())
+    for part in parts:
+        sp.add(part)
+    prep = sp.finish(Stream([tr for p in parts for tr in p]))
+    with pytest.raises(RuntimeError, match="filter broke"):
+        cpu_detector.detect_windows(det, prep.data, starts, 3000, 64, prep.wait)
+
+
+def test_filter_falls_back_for_big_endian_samples_and_checks_out():
+    """Samples numba cannot take (big-endian, as SAC files keep them) go through numpy + scipy;
+    an output of the wrong length is an error, not a write past its end."""
+    from quakescale.detect import runner as R
+
+    sos = R._sos(1.0, 20.0, 100.0)
+    x = (np.random.default_rng(2).standard_normal(5000) * 100).astype(np.float32)
+    want = R.detrend_taper_filter(x, sos, 100)
+    assert np.array_equal(R.detrend_taper_filter(x.astype(">f4"), sos, 100), want)
+    with pytest.raises(ValueError, match="out has 4000 samples for 5000"):
+        R.detrend_taper_filter(x, sos, 100, out=np.empty(4000, np.float32))
 
 
 def test_preprocess_matches_the_textbook_chain_on_a_gapped_day():

@@ -492,6 +492,7 @@ def _compiled(x) -> bool:
         isinstance(x, np.ndarray)
         and x.ndim == 1
         and x.dtype in (np.int32, np.float32, np.float64)
+        and x.dtype.isnative
         and x.flags.c_contiguous
         and pick_kernels.available()
     )

@@ -65,13 +65,23 @@ def fits(detector, n_in: int, c_in: int) -> bool:
 
 @torch.inference_mode()
 def _batch(
-    detector, data: np.ndarray, sel: np.ndarray, n_in: int, w: np.ndarray, b: np.ndarray, one_thread: bool = False
+    detector,
+    data: np.ndarray,
+    sel: np.ndarray,
+    n_in: int,
+    w: np.ndarray,
+    b: np.ndarray,
+    one_thread: bool = False,
+    ready=None,
 ) -> np.ndarray:
     """Probabilities of the windows at ``sel``: the compiled first block, then torch.
     ``one_thread``: a pool thread's own torch ops on one thread (with OpenMP, torch's thread count
-    is each thread's own; the pool's threads are ours, and they run side by side)."""
+    is each thread's own; the pool's threads are ours, and they run side by side).  ``ready(k)``
+    returns once samples ``[0, k)`` of ``data`` are final."""
     from .conv_kernel import first_block
 
+    if ready is not None:
+        ready(int(sel.max()) + n_in)
     if one_thread and torch.get_num_threads() != 1:
         torch.set_num_threads(1)
     front = np.empty((len(sel), n_in // 2, w.shape[0]), np.float32)
@@ -80,15 +90,19 @@ def _batch(
     return torch.sigmoid(detector.from_block(h, 1)).numpy()
 
 
-def detect_windows(detector, data: np.ndarray, starts: np.ndarray, n_in: int, batch: int) -> np.ndarray:
+def detect_windows(detector, data: np.ndarray, starts: np.ndarray, n_in: int, batch: int, ready=None) -> np.ndarray:
     """Event probabilities (B,) float32 of the ``n_in``-sample windows of ``data`` (3, N) at
     ``starts``, each normalised (:func:`~.models.normalize_windows`), in batches of at most
     ``batch`` windows.  With a CPU pool the batches run on its threads, each batch whole on one
     thread (compiled block, then torch on that thread alone), so no thread pool waits or spins
-    against another between the two parts.  Raises ValueError for a window outside ``data``."""
+    against another between the two parts.  Raises ValueError for a window outside ``data``.
+    ``ready(k)``: returns once samples ``[0, k)`` are final (the day still being band-passed:
+    each batch waits for its own samples; it must not wait on work queued behind the batches)."""
     conv = detector.features[0]
     w = np.ascontiguousarray(conv.weight.detach().numpy(), np.float32)
     b = np.ascontiguousarray(conv.bias.detach().numpy(), np.float32)
+    if ready is not None and not (data.dtype == np.float32 and data.flags.c_contiguous):
+        ready(data.shape[-1])  # a copy reads every sample
     data = np.ascontiguousarray(data, np.float32)
     starts = np.asarray(starts, np.int64)
     if not len(starts):
@@ -103,9 +117,9 @@ def detect_windows(detector, data: np.ndarray, starts: np.ndarray, n_in: int, ba
     size = max(1, min(int(batch), -(-len(starts) // parts)))  # a small day still fills the pool
     sels = [starts[i : i + size] for i in range(0, len(starts), size)]
     if pool is None or len(sels) < 2:
-        return np.concatenate([_batch(detector, data, s, n_in, w, b) for s in sels])
+        return np.concatenate([_batch(detector, data, s, n_in, w, b, ready=ready) for s in sels])
     n0 = torch.get_num_threads()
     try:
-        return np.concatenate(list(pool.map(lambda s: _batch(detector, data, s, n_in, w, b, True), sels)))
+        return np.concatenate(list(pool.map(lambda s: _batch(detector, data, s, n_in, w, b, True, ready), sels)))
     finally:
         torch.set_num_threads(n0)  # this thread's count, and the default a new thread starts from

@@ -77,6 +77,21 @@ def _build() -> None:
     detrend_taper_sos4(x, 0, 0.0, np.zeros(8), np.ones(2), 8, sos, np.zeros((4, 2)), np.empty(8, np.float32))
 
 
+def serves(x: np.ndarray, out: np.ndarray) -> bool:
+    """Whether the kernel takes these samples and output: native-order int32/int64/float32/float64
+    ``x`` (numba refuses big-endian arrays, e.g. from SAC files), a float32 ``out``."""
+    return (
+        isinstance(x, np.ndarray)
+        and x.ndim == 1
+        and x.dtype.isnative
+        and x.dtype in (np.int32, np.int64, np.float32, np.float64)
+        and isinstance(out, np.ndarray)
+        and out.dtype == np.float32
+        and out.dtype.isnative
+        and available()
+    )
+
+
 def available() -> bool:
     """Whether the kernel compiles (or loads from numba's cache); one warning if not (then numpy
     and scipy serve)."""

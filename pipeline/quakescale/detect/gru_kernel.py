@@ -192,9 +192,9 @@ def bias_relu(h, b):
 @_jit(strict=True)
 def heads(y, k, probs, offs):
     """The picker's outputs from its head ``y`` (B, T, k + m): the softmax of the first ``k``
-    columns (``probs`` (B, T, k)) and the sigmoid of the other ``m`` (``offs``), float32, as
-    numpy computes them (the largest logit subtracted; ``1 / (1 + exp(-y))``, 0 where exp
-    overflows)."""
+    columns (``probs`` (B, T, k)) and the sigmoid of the other ``m`` (``offs``), float32, with
+    the numpy code's formulas (the largest logit subtracted; ``1 / (1 + exp(-y))``, 0 where exp
+    overflows; NaN where a logit is NaN), within a float32 unit of it (the C library's exp)."""
     one = np.float32(1.0)
     for i in range(y.shape[0]):
         for t in range(y.shape[1]):

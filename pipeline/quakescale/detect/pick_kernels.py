@@ -9,7 +9,8 @@ own summation order where numpy sums pairwise (:func:`_pairwise`: a row's mean, 
 before a pick), and no fast-math, so the results are numpy's numbers bit for bit; the AIC
 curves' logarithms are taken by numpy itself (its vectorised ``log``, ~5x quicker than the C
 library's one value at a time).  The one exception: the S envelope's squares are ``n^2 + e^2``
-where numpy squares ``hypot(n, e)`` (:func:`snrs`; a float64 unit, not seen in the float32 SNR).
+where numpy squares ``hypot(n, e)`` (:func:`snrs`; a few float64 units in the last place, not
+seen in the float32 SNR on the bench days).
 An aftershock day (30,000 merged picks to screen, 7,700 kept): onsets 0.09 -> 0.05 CPU-s, SNRs
 0.09 -> ~0.01 s.
 
@@ -219,8 +220,8 @@ def snrs(data, is_p, i, pre, post, gap, out):
     ``data`` (3, n) float32: the peak of |Z| (P, ``is_p``) or of the horizontal envelope (S) over
     ``[i, i + post)`` over the RMS of ``[i - pre, i - gap)``; NaN where that RMS is 0.  The
     envelope's squares are ``n^2 + e^2`` (exact products of float32 samples, one rounding) where
-    numpy squares ``hypot(n, e)``, and its peak is the root of the largest: the same to a unit in
-    the last place of a float64, far below the float32 the SNR is stored in."""
+    numpy squares ``hypot(n, e)``, and its peak is the root of the largest: the same to a few units
+    in the last place of a float64, far below the float32 the SNR is stored in."""
     nq = pre - gap
     sq = np.empty(nq)
     for r in range(len(i)):

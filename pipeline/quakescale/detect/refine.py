@@ -104,7 +104,9 @@ def refine_indices(
     k = np.empty(len(sel), np.int64)
     con = np.empty(len(sel))
     if _compiled(data):  # each pick's samples read in place: no (picks x samples) copies
-        pick_kernels.onsets(data, np.array(comps, np.int64), i0[sel], w, nc, ne, k, con)
+        for c0 in range(0, len(sel), REFINE_CHUNK):  # a few MB of variances per pass
+            part = slice(c0, c0 + REFINE_CHUNK)
+            pick_kernels.onsets(data, np.array(comps, np.int64), i0[sel[part]], w, nc, ne, k[part], con[part])
     else:
         for c0 in range(0, len(sel), REFINE_CHUNK):  # row-wise arithmetic: chunks change no bit, only the memory
             part = sel[c0 : c0 + REFINE_CHUNK]
@@ -122,7 +124,9 @@ def _compiled(data) -> bool:
     return (
         isinstance(data, np.ndarray)
         and data.ndim == 2
+        and data.shape[0] >= 3
         and data.dtype in (np.float32, np.float64)
+        and data.dtype.isnative
         and data.flags.c_contiguous
         and pick_kernels.available()
     )

@@ -39,6 +39,7 @@ failed + reason).  No scheduler is involved anywhere here.
 from __future__ import annotations
 
 import ctypes
+import threading
 import time
 from concurrent.futures import wait
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ from . import amplitude as amp
 from . import cpu_detector, cpu_picker, filter_kernel, pick_kernels
 from .models import FS_HZ, STEP_N, WINDOW_N, CerpModel, load_model, normalize_windows
 from .refine import screen_arrays
-from .threads import submit
+from .threads import executor, submit
 
 MERGE_S = 1.0  # picks of one phase closer than this from overlapping windows are one pick
 MAX_GAP_FRACTION = 0.1
@@ -109,10 +110,18 @@ class Prepared:
     station: str
     location: str
     channel: str  # e.g. "HH?"
+    pending: "_Progress | None" = None  # components still being band-passed (StreamedPreprocess)
 
     @property
     def station_id(self) -> str:
         return f"{self.network}.{self.station}"
+
+    def wait(self, upto: int | None = None) -> None:
+        """Return once samples ``[0, upto)`` (default: all) of every component are final (at
+        once unless a :class:`StreamedPreprocess` is still filtering); raises what the filter
+        raised."""
+        if self.pending is not None:
+            self.pending.wait(self.data.shape[1] if upto is None else upto)
 
     def time_ns(self, idx) -> np.ndarray:
         return self.t0_ns + np.round(np.asarray(idx, np.float64) * (1e9 / FS_HZ)).astype(np.int64)
@@ -168,16 +177,19 @@ def contiguous_runs(tr) -> list[tuple[int, int]]:
 CHUNK_N = 1 << 20
 
 
-def detrend_taper_filter(x: np.ndarray, sos, taper_n: int, out: np.ndarray | None = None) -> np.ndarray:
+def detrend_taper_filter(x: np.ndarray, sos, taper_n: int, out: np.ndarray | None = None, progress=None) -> np.ndarray:
     """Linear detrend (least squares, closed form), cosine taper of ``taper_n`` samples at both
     ends and a causal SOS filter of one contiguous segment, written as float32 into ``out``
     (allocated when None).
 
     Same result as ``scipy.signal.detrend(x, 'linear')`` + taper + ``sosfilt`` (to float
     rounding), in chunks of :data:`CHUNK_N` samples: the filter state carries over between
-    chunks, so the output is that of one pass, and no full-length float64 copy is ever made."""
+    chunks, so the output is that of one pass, and no full-length float64 copy is ever made.
+    ``progress``: called with the number of output samples final so far, after each chunk."""
     n = len(x)
     out = np.empty(n, np.float32) if out is None else out
+    if len(out) != n:
+        raise ValueError(f"detrend_taper_filter: out has {len(out)} samples for {n}")
     tm = (n - 1) / 2.0
     k = _ramp(min(n, CHUNK_N))  # 0, 1, 2, ... (cached): sum(i x_i) of a chunk at a = a sum(x) + k.x
     total, tdot = 0.0, 0.0
@@ -192,13 +204,15 @@ def detrend_taper_filter(x: np.ndarray, sos, taper_n: int, out: np.ndarray | Non
     w = 0.5 * (1 - np.cos(np.linspace(0, np.pi, taper_n))) if taper_n > 1 else None
     zi = np.zeros((sos.shape[0], 2))
     ramp = slope * k
-    if sos.shape == (4, 6) and filter_kernel.available():  # the same arithmetic in one compiled pass
-        x = np.asarray(x)
+    x = np.asarray(x)
+    if sos.shape == (4, 6) and filter_kernel.serves(x, out):  # the same arithmetic in one compiled pass
         w1 = w if w is not None else np.zeros(0)
         sos = np.ascontiguousarray(sos, np.float64)
         for a in range(0, n, CHUNK_N):
             b = min(a + CHUNK_N, n)
             filter_kernel.detrend_taper_sos4(x[a:b], a, ym + slope * (a - tm), ramp, w1, n, sos, zi, out[a:b])
+            if progress is not None:
+                progress(b)
         return out
     for a in range(0, n, CHUNK_N):
         y = np.asarray(x[a : a + CHUNK_N], np.float64) - (ym + slope * (a - tm))
@@ -212,6 +226,8 @@ def detrend_taper_filter(x: np.ndarray, sos, taper_n: int, out: np.ndarray | Non
                 y[k0:] *= w[::-1][a + k0 - (n - taper_n) :][: len(y) - k0]
         y, zi = signal.sosfilt(sos, y, zi=zi)
         out[a : a + len(y)] = y
+        if progress is not None:
+            progress(a + len(y))
     return out
 
 
@@ -236,10 +252,11 @@ def _grid(traces, fs: float, t0=None, t1=None) -> tuple[int, int]:
     return t0_ns, int(np.floor((UTCDateTime(t1).ns - t0_ns) / 1e9 * fs + 1e-6)) + 1
 
 
-def _fill(trs, c: int, t0_ns: int, fs: float, sos, data: np.ndarray, cvalid: np.ndarray) -> None:
+def _fill(trs, c: int, t0_ns: int, fs: float, sos, data: np.ndarray, cvalid: np.ndarray, progress=None) -> None:
     """Row ``c`` of ``data`` / ``cvalid`` (the grid from ``t0_ns``) from the traces ``trs`` of
     one component: each contiguous run of 2 s or more resampled to ``fs`` if need be, detrended,
-    tapered and filtered into place."""
+    tapered and filtered into place.  ``progress`` (a :class:`_Progress`, for a component that
+    is one run over the whole grid) hears how far row ``c`` is final."""
     n = data.shape[1]
     for tr in trs:
         sr = float(tr.stats.sampling_rate)
@@ -262,7 +279,8 @@ def _fill(trs, c: int, t0_ns: int, fs: float, sos, data: np.ndarray, cvalid: np.
                 continue
             taper_n = min(int(fs), len(x) // 4)
             if a == i0 and b == i0 + len(x):  # the usual case: filtered straight into place
-                detrend_taper_filter(x, sos, taper_n, out=data[c, a:b])
+                report = None if progress is None else (lambda k, a=a: progress.report(c, a + k))
+                detrend_taper_filter(x, sos, taper_n, out=data[c, a:b], progress=report)
             else:
                 data[c, a:b] = detrend_taper_filter(x, sos, taper_n)[a - i0 : b - i0]
             cvalid[c, a:b] = True
@@ -308,6 +326,41 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
     return _prepared(t0_ns, data, cvalid, comps[0][0].stats)
 
 
+class _Progress:
+    """How far each component's row is final, for readers that start before the filtering ends."""
+
+    def __init__(self, n_rows: int = 3):
+        self._cv = threading.Condition()
+        self._upto = [0] * n_rows
+        self._error: BaseException | None = None
+
+    def report(self, row: int, upto: int) -> None:
+        with self._cv:
+            self._upto[row] = max(self._upto[row], upto)
+            self._cv.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._cv:
+            self._error = exc
+            self._cv.notify_all()
+
+    def wait(self, upto: int) -> None:
+        with self._cv:
+            self._cv.wait_for(lambda: self._error is not None or min(self._upto) >= upto)
+            if self._error is not None:
+                raise self._error
+
+
+def _fill_reporting(progress: _Progress, n: int, *args) -> None:
+    """:func:`_fill` that tells ``progress`` how far its row is, and what went wrong."""
+    try:
+        _fill(*args, progress=progress)
+    except BaseException as exc:
+        progress.fail(exc)
+        raise
+    progress.report(args[1], n)
+
+
 class StreamedPreprocess:
     """:func:`preprocess` of a station-day whose components arrive one at a time (the
     ``on_component`` callback of :func:`quakescale.archive.read_station_day`): each is filtered on
@@ -317,7 +370,12 @@ class StreamedPreprocess:
     stream at :meth:`finish`; where it differs (a component starting earlier or ending later),
     where a component comes in several parts or several traces, or where the reader replaced
     the traces it handed over, :meth:`finish` runs :func:`preprocess` on the stream instead.
-    Either way the result is :func:`preprocess`'s, bit for bit."""
+    Either way the result is :func:`preprocess`'s, bit for bit.
+
+    Where every component is one gap-free run over the whole grid (the usual day), :meth:`finish`
+    does not wait for the last one's filter: the :class:`Prepared` day it returns is
+    ``pending`` until then, and readers wait (:meth:`Prepared.wait`) for the samples they need
+    (the CPU detector batch by batch, as the filter runs ahead of it)."""
 
     def __init__(self, params=None):
         self.p = as_params(params)
@@ -329,6 +387,9 @@ class StreamedPreprocess:
         self.futures: list = []
         self.seen: set[int] = set()
         self.ok = True
+        self.whole = True  # every component so far is one gap-free run over the whole grid
+        self.progress = _Progress()
+        self.used = ""  # how finish() made the day: "overlap", "streamed" or "preprocess"
 
     def add(self, part) -> None:
         """One component's traces (a Stream), as read."""
@@ -349,12 +410,21 @@ class StreamedPreprocess:
             return
         self.seen.add(c)
         self.traces.extend(part)
-        self.futures.append(submit(_fill, list(part), c, self.grid[0], self.fs, self.sos, self.data, self.cvalid))
+        tr = part[0]
+        self.whole = (
+            self.whole
+            and abs(tr.stats.sampling_rate - self.fs) < 1e-6
+            and contiguous_runs(tr) == [(0, tr.stats.npts)]
+            and tr.stats.npts == self.grid[1]
+            and int(round((tr.stats.starttime.ns - self.grid[0]) / 1e9 * self.fs)) == 0
+            and tr.stats.npts >= 2 * self.fs
+        )
+        args = (list(part), c, self.grid[0], self.fs, self.sos, self.data, self.cvalid)
+        self.futures.append(submit(_fill_reporting, self.progress, self.grid[1], *args))
 
-    def finish(self, stream) -> Prepared:
-        """The :class:`Prepared` station-day of ``stream`` (the reader's result)."""
-        wait(self.futures)  # nothing writes into the arrays after this
-        futures, self.futures = self.futures, []
+    def finish(self, stream, overlap: bool = True) -> Prepared:
+        """The :class:`Prepared` station-day of ``stream`` (the reader's result); ``overlap``:
+        without waiting for the filters where every component is one whole run (see above)."""
         same = (
             self.ok
             and len(self.seen) == 3
@@ -362,13 +432,40 @@ class StreamedPreprocess:
             and {id(tr) for tr in stream} == {id(tr) for tr in self.traces}
             and _grid(stream, self.fs) == self.grid
         )
+        traces, self.traces = self.traces, []  # the raw counts are the stream's (release_vertical)
+        if same and self.whole and overlap:  # every sample valid: nothing to zero, no mask to wait for
+            first = _components(stream)[0][0].stats
+            n = self.grid[1]
+            data, self.data, self.cvalid, self.futures = self.data, None, None, []
+            self.used = "overlap"
+            return Prepared(
+                self.grid[0],
+                data,
+                np.ones(n, bool),
+                first.network,
+                first.station,
+                first.location,
+                first.channel[:-1] + "?",
+                self.progress,
+            )
+        del traces
+        wait(self.futures)  # nothing writes into the arrays after this
+        futures, self.futures = self.futures, []
+        data, cvalid, self.data, self.cvalid = self.data, self.cvalid, None, None
         if same:
             for f in futures:
                 f.result()
             comps = _components(stream)
-            return _prepared(self.grid[0], self.data, self.cvalid, comps[0][0].stats)
-        self.data = self.cvalid = None
+            self.used = "streamed"
+            return _prepared(self.grid[0], data, cvalid, comps[0][0].stats)
+        del data, cvalid
+        self.used = "preprocess"
         return preprocess(stream, self.p)
+
+    def close(self) -> None:
+        """Wait for the filters under way and drop everything (the read failed)."""
+        wait(self.futures)
+        self.futures, self.traces, self.data, self.cvalid = [], [], None, None
 
 
 # ---------------------------------------------------------------- CERP inference
@@ -515,17 +612,22 @@ def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dic
         starts = starts[n_gap / win_n <= MAX_GAP_FRACTION]
     dev = model.device
     batch = p.batch_size if dev.type == "cpu" else max(p.batch_size, GPU_MIN_BATCH)
+    cpu_det = dev.type == "cpu" and len(starts) and cpu_detector.fits(model.detector, win_n, prep.data.shape[0])
+    if not cpu_det:
+        prep.wait()  # the whole day band-passed (a GPU takes it in one copy)
     wins = window_tensor(prep.data, win_n, dev)
     det_batch = min(batch, CPU_DETECTOR_BATCH) if dev.type == "cpu" else batch
-    if dev.type == "cpu" and len(starts) and cpu_detector.fits(model.detector, win_n, prep.data.shape[0]):
-        # the first block compiled, reading the windows from the day (cpu_detector), the rest in torch
-        det_prob = cpu_detector.detect_windows(model.detector, prep.data, starts, win_n, det_batch)
+    if cpu_det:
+        # the first block compiled, reading the windows from the day (cpu_detector), the rest in
+        # torch; each batch waits for its samples if the day is still being band-passed
+        det_prob = cpu_detector.detect_windows(model.detector, prep.data, starts, win_n, det_batch, prep.wait)
     else:
         starts_t = torch.from_numpy(starts).to(dev)
         out = []  # kept on the device: one transfer at the end lets the GPU run ahead of the host
         for b in range(0, len(starts), det_batch):
             out.append(torch.sigmoid(model.detector(normalize_windows(wins[starts_t[b : b + det_batch]]))).float())
         det_prob = torch.cat(out).cpu().numpy() if out else np.zeros(0, np.float32)
+    prep.wait()
     t_det = time.perf_counter()
     hit = np.flatnonzero(det_prob >= p.detect_threshold)
     raw = _no_picks()
@@ -588,7 +690,7 @@ def pick_snrs(prep: Prepared, ph: np.ndarray, idx: np.ndarray, fs: float = FS_HZ
     for k in np.flatnonzero(~inner):
         out[k] = pick_snr(prep, ph[k], idx[k], fs)
     d = prep.data
-    if d.ndim == 2 and d.dtype == np.float32 and d.flags.c_contiguous and pick_kernels.available():
+    if d.ndim == 2 and d.shape[0] >= 3 and d.dtype == np.float32 and d.flags.c_contiguous and pick_kernels.available():
         sel = np.flatnonzero(inner)  # each pick's samples read in place
         res = np.empty(len(sel))
         pick_kernels.snrs(d, ph[sel] == "P", i[sel], pre, post, gap, res)
@@ -712,6 +814,8 @@ def pick_stream(
     tune_malloc()  # before the CPU pool's threads first allocate
     t = time.perf_counter()
     prep = prepared if prepared is not None else preprocess(stream, p, t0, t1)
+    if p.method != "cerp":
+        prep.wait()  # (cerp_picks waits batch by batch)
     t_prep = time.perf_counter() - t
     if release_vertical and p.method != "seisbench":
         stream.traces = [tr for tr in stream if tr.stats.channel[-1:] not in COMPONENTS[0]]
@@ -760,7 +864,9 @@ def run_station_day(
     ``reader``: a :class:`quakescale.archive.ReadAhead` over the task's station-days (read with
     ``pad_s=PAD_DAY_S``), which has read this one while the one before it was picked; ``info``'s
     ``t_read_s`` is then the wait for it.  Without a reader the components are band-passed as
-    they are read (:class:`StreamedPreprocess`): ``t_preprocess_s`` is what is left after the read.
+    they are read (:class:`StreamedPreprocess`): ``t_preprocess_s`` is what is left after the read
+    (on a usual day, the last component is still being filtered when the detector starts, and
+    what the detector waits for it counts in ``t_detector_s``).
     Raises :class:`quakescale.archive.ArchiveError` for
     missing/unreadable data."""
     from ..archive import as_day, read_station_day
@@ -768,30 +874,37 @@ def run_station_day(
     tune_malloc()  # before any thread allocates (a thread keeps the malloc arena it first gets)
     day = as_day(day)
     t = time.perf_counter()
-    prep = None
+    prep = streamed = None
     if reader is not None:
         st = reader.get(station_id, day)
-    else:  # each component band-passed on the CPU pool while the next one is read
-        streamed = StreamedPreprocess(cfg.detect)
-        st = read_station_day(
-            cfg.archive.sds_root,
-            station_id,
-            day,
-            channels=list(cfg.archive.channels),
-            pad_s=PAD_DAY_S,
-            on_component=streamed.add,
-        )
+    else:
+        # with a CPU pool each component is band-passed on it while the next one is read
+        streamed = StreamedPreprocess(cfg.detect) if executor() is not None else None
+        try:
+            st = read_station_day(
+                cfg.archive.sds_root,
+                station_id,
+                day,
+                channels=list(cfg.archive.channels),
+                pad_s=PAD_DAY_S,
+                on_component=streamed.add if streamed is not None else None,
+            )
+        except BaseException:
+            if streamed is not None:
+                streamed.close()  # no filter outlives the failed read
+            raise
     t_read = time.perf_counter()
-    if reader is None:
+    if info is not None:
+        info["t_read_s"] = t_read - t
+    if reader is None and streamed is not None:
         prep = streamed.finish(st)
+        del streamed
     t_prep = time.perf_counter()
     inv = inventory if inventory is not None else _inventory(str(cfg.archive.inventory))
     d0 = UTCDateTime(day.isoformat())
     df = pick_stream(st, inv, cfg.detect, model, info=info, release_vertical=True, prepared=prep)
-    if info is not None:
-        info["t_read_s"] = t_read - t
-        if prep is not None:  # the band-pass left after the read (the rest overlapped it)
-            info["t_preprocess_s"] = t_prep - t_read
+    if info is not None and prep is not None:  # the band-pass left after the read (the rest overlapped it)
+        info["t_preprocess_s"] = t_prep - t_read
     if len(df):  # keep picks of this day only (padding may reach into neighbours)
         t = df["time"].astype("int64").to_numpy()
         df = df[(t >= d0.ns) & (t < (d0 + 86400).ns)].reset_index(drop=True)
