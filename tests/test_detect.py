@@ -332,12 +332,16 @@ def test_streamed_day_read_while_filtering_and_errors_reach_the_reader(monkeypat
             gate.wait(10)
         return fill(trs, c, *a, **k)
 
-    monkeypatch.setattr(R, "_fill", slow_fill)
-    sp = R.StreamedPreprocess(DetectSection())
-    for part in parts:
-        sp.add(part)
-    prep = sp.finish(Stream([tr for p in parts for tr in p]))
-    assert sp.used == "overlap" and prep.pending is not None
+    def streamed(fill_with):  # the day as run_station_day streams it, each component's filter fill_with
+        monkeypatch.setattr(R, "_fill", fill_with)
+        sp = R.StreamedPreprocess(DetectSection())
+        for part in parts:
+            sp.add(part)
+        prep = sp.finish(Stream([tr for p in parts for tr in p]))
+        assert sp.used == "overlap" and prep.pending is not None
+        return prep
+
+    prep = streamed(slow_fill)
 
     def ready(k):
         gate.set()
@@ -353,11 +357,7 @@ def test_streamed_day_read_while_filtering_and_errors_reach_the_reader(monkeypat
             raise RuntimeError("filter broke")
         return fill(trs, c, *a, **k)
 
-    monkeypatch.setattr(R, "_fill", bad_fill)
-    sp = R.StreamedPreprocess(DetectSection())
-    for part in parts:
-        sp.add(part)
-    prep = sp.finish(Stream([tr for p in parts for tr in p]))
+    prep = streamed(bad_fill)
     with pytest.raises(RuntimeError, match="filter broke"):
         cpu_detector.detect_windows(det, prep.data, starts, 3000, 64, prep.wait)
 

@@ -14,15 +14,10 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import njit
 
+from .gru_kernel import _jit as _strict_jit
 
-def _jit(fn):
-    opts = dict(nogil=True, error_model="numpy")
-    try:
-        return njit(cache=True, **opts)(fn)
-    except RuntimeError:  # no writable cache location
-        return njit(**opts)(fn)
+_jit = _strict_jit(strict=True)  # no fast-math, no fused multiply-adds: scipy's roundings
 
 
 @_jit

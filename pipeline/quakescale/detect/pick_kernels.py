@@ -26,15 +26,12 @@ import threading
 import numpy as np
 from numba import njit
 
+from .gru_kernel import _jit as _strict_jit
+
 _TINY = 1e-30
 
 
-def _jit(fn):
-    opts = dict(nogil=True, error_model="numpy")
-    try:
-        return njit(cache=True, **opts)(fn)
-    except RuntimeError:  # no writable cache location
-        return njit(**opts)(fn)
+_jit = _strict_jit(strict=True)  # no fast-math: numpy's operations in numpy's order
 
 
 @_jit
@@ -80,15 +77,13 @@ def _pairwise(a, lo, n):
     st_state = np.zeros(64, np.int64)  # 0: left half next, 1: right half next, 2: done
     d = 0
     st_lo[0], st_n[0], st_state[0] = lo, n, 0
-    result = 0.0
-    while d >= 0:
+    while True:
         m = st_n[d]
-        if m <= 128:  # a leaf: its value goes to the parent
-            v = _block(a, st_lo[d], m)
+        if m <= 128 or st_state[d] == 2:  # a leaf, or both halves summed: the value goes up
+            v = _block(a, st_lo[d], m) if m <= 128 else st_sum[d]
             d -= 1
             if d < 0:
-                result = v
-                break
+                return v
             if st_state[d] == 0:
                 st_sum[d] = v
                 st_state[d] = 1
@@ -98,25 +93,9 @@ def _pairwise(a, lo, n):
             continue
         h = m // 2
         h -= h % 8
-        if st_state[d] == 0:  # descend left
-            st_lo[d + 1], st_n[d + 1], st_state[d + 1] = st_lo[d], h, 0
-            d += 1
-        elif st_state[d] == 1:  # descend right
-            st_lo[d + 1], st_n[d + 1], st_state[d + 1] = st_lo[d] + h, m - h, 0
-            d += 1
-        else:  # both halves summed: up
-            v = st_sum[d]
-            d -= 1
-            if d < 0:
-                result = v
-                break
-            if st_state[d] == 0:
-                st_sum[d] = v
-                st_state[d] = 1
-            else:
-                st_sum[d] = st_sum[d] + v
-                st_state[d] = 2
-    return result
+        left = st_state[d] == 0  # descend left first, then right
+        st_lo[d + 1], st_n[d + 1], st_state[d + 1] = st_lo[d] + (0 if left else h), h if left else m - h, 0
+        d += 1
 
 
 def _floor(v):
