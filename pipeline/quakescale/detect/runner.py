@@ -286,10 +286,16 @@ def _fill(trs, c: int, t0_ns: int, fs: float, sos, data: np.ndarray, cvalid: np.
             cvalid[c, a:b] = True
 
 
-def _prepared(t0_ns: int, data: np.ndarray, cvalid: np.ndarray, first) -> Prepared:
-    valid = cvalid.all(axis=0)
-    data[:, ~valid] = 0.0
-    return Prepared(t0_ns, data, valid, first.network, first.station, first.location, first.channel[:-1] + "?")
+def _prepared(t0_ns: int, data: np.ndarray, cvalid: np.ndarray | None, first, pending=None) -> Prepared:
+    """The :class:`Prepared` day: samples where a component has no data zeroed and invalid
+    (``cvalid`` None: every sample valid, nothing to zero); ``first``: the vertical's stats."""
+    if cvalid is None:
+        valid = np.ones(data.shape[1], bool)
+    else:
+        valid = cvalid.all(axis=0)
+        data[:, ~valid] = 0.0
+    ch = first.channel[:-1] + "?"
+    return Prepared(t0_ns, data, valid, first.network, first.station, first.location, ch, pending)
 
 
 def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: UTCDateTime | None = None) -> Prepared:
@@ -432,23 +438,11 @@ class StreamedPreprocess:
             and {id(tr) for tr in stream} == {id(tr) for tr in self.traces}
             and _grid(stream, self.fs) == self.grid
         )
-        traces, self.traces = self.traces, []  # the raw counts are the stream's (release_vertical)
+        self.traces = []  # the raw counts are the stream's to drop (release_vertical)
         if same and self.whole and overlap:  # every sample valid: nothing to zero, no mask to wait for
-            first = _components(stream)[0][0].stats
-            n = self.grid[1]
             data, self.data, self.cvalid, self.futures = self.data, None, None, []
             self.used = "overlap"
-            return Prepared(
-                self.grid[0],
-                data,
-                np.ones(n, bool),
-                first.network,
-                first.station,
-                first.location,
-                first.channel[:-1] + "?",
-                self.progress,
-            )
-        del traces
+            return _prepared(self.grid[0], data, None, _components(stream)[0][0].stats, self.progress)
         wait(self.futures)  # nothing writes into the arrays after this
         futures, self.futures = self.futures, []
         data, cvalid, self.data, self.cvalid = self.data, self.cvalid, None, None
