@@ -488,14 +488,7 @@ def _flat_tops(x, lo, hi, top, big, cand) -> None:
 
 def _compiled(x) -> bool:
     """Whether the compiled window kernels (:mod:`.pick_kernels`) serve the 1-D samples ``x``."""
-    return (
-        isinstance(x, np.ndarray)
-        and x.ndim == 1
-        and x.dtype in (np.int32, np.float32, np.float64)
-        and x.dtype.isnative
-        and x.flags.c_contiguous
-        and pick_kernels.available()
-    )
+    return pick_kernels.takes(x, 1, (np.int32, np.float32, np.float64))
 
 
 def _extremes(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -292,6 +292,21 @@ def _build() -> None:
     detrend_taper32(x, np.ones(2), np.empty(8, np.float32))
 
 
+def takes(a, ndim: int, dtypes: tuple, rows: int = 0) -> bool:
+    """Whether these kernels take the array ``a``: C-ordered, native byte order (numba refuses
+    big-endian arrays), ``ndim`` dimensions, at least ``rows`` rows, one of ``dtypes``; and
+    the kernels compile."""
+    return (
+        isinstance(a, np.ndarray)
+        and a.ndim == ndim
+        and (ndim < 2 or a.shape[0] >= rows)
+        and a.dtype in dtypes
+        and a.dtype.isnative
+        and a.flags.c_contiguous
+        and available()
+    )
+
+
 def available() -> bool:
     """Whether the kernels compile (or load from numba's cache); one warning if not."""
     global _OK

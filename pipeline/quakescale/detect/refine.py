@@ -103,14 +103,13 @@ def refine_indices(
     comps = (0,) if phase == "P" else (1, 2)
     k = np.empty(len(sel), np.int64)
     con = np.empty(len(sel))
-    if _compiled(data):  # each pick's samples read in place: no (picks x samples) copies
-        for c0 in range(0, len(sel), REFINE_CHUNK):  # a few MB of variances per pass
-            part = slice(c0, c0 + REFINE_CHUNK)
-            pick_kernels.onsets(data, np.array(comps, np.int64), i0[sel[part]], w, nc, ne, k[part], con[part])
-    else:
-        for c0 in range(0, len(sel), REFINE_CHUNK):  # row-wise arithmetic: chunks change no bit, only the memory
-            part = sel[c0 : c0 + REFINE_CHUNK]
-            k[c0 : c0 + len(part)], con[c0 : c0 + len(part)] = _onsets(data, i0[part], span, comps, w, nc, ne)
+    compiled = _compiled(data)  # each pick's samples read in place: no (picks x samples) copies
+    for c0 in range(0, len(sel), REFINE_CHUNK):  # row-wise arithmetic: chunks change no bit, only the memory
+        part, rows = sel[c0 : c0 + REFINE_CHUNK], slice(c0, c0 + REFINE_CHUNK)
+        if compiled:
+            pick_kernels.onsets(data, np.array(comps, np.int64), i0[part], w, nc, ne, k[rows], con[rows])
+        else:
+            k[rows], con[rows] = _onsets(data, i0[part], span, comps, w, nc, ne)
     new = (i0[sel] + k).astype(np.float64)
     good = (con >= params.min_contrast) & (np.abs(new - idx[sel]) <= params.max_shift_s * fs)
     contrast[sel] = con
@@ -121,15 +120,7 @@ def refine_indices(
 
 def _compiled(data) -> bool:
     """Whether :func:`.pick_kernels.onsets` serves ``data`` (a C-ordered float32/float64 (3, n))."""
-    return (
-        isinstance(data, np.ndarray)
-        and data.ndim == 2
-        and data.shape[0] >= 3
-        and data.dtype in (np.float32, np.float64)
-        and data.dtype.isnative
-        and data.flags.c_contiguous
-        and pick_kernels.available()
-    )
+    return pick_kernels.takes(data, 2, (np.float32, np.float64), rows=3)
 
 
 SCREEN_PART = 2048  # picks per task of screen_arrays on the CPU pool

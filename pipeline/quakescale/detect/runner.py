@@ -684,7 +684,7 @@ def pick_snrs(prep: Prepared, ph: np.ndarray, idx: np.ndarray, fs: float = FS_HZ
     for k in np.flatnonzero(~inner):
         out[k] = pick_snr(prep, ph[k], idx[k], fs)
     d = prep.data
-    if d.ndim == 2 and d.shape[0] >= 3 and d.dtype == np.float32 and d.flags.c_contiguous and pick_kernels.available():
+    if pick_kernels.takes(d, 2, (np.float32,), rows=3):
         sel = np.flatnonzero(inner)  # each pick's samples read in place
         res = np.empty(len(sel))
         pick_kernels.snrs(d, ph[sel] == "P", i[sel], pre, post, gap, res)
