@@ -684,6 +684,27 @@ def _lay_pieces(pieces: list):
     return Trace(data=np.ma.masked_array(data, mask) if mask.any() else data, header=header)
 
 
+def _read_mseed(path, starttime: UTCDateTime | None = None, endtime: UTCDateTime | None = None) -> Stream:
+    """One MiniSEED file (the records overlapping ``starttime``..``endtime`` when given, for the
+    caller to trim): a plain Steim day file by :func:`quakescale.steim.read_steim` (the same
+    traces, about twice as quick, without ObsPy's second copy of the day), anything else by
+    ObsPy."""
+    from .steim import read_steim
+
+    try:
+        st = read_steim(
+            path,
+            None if starttime is None else starttime.ns,
+            None if endtime is None else endtime.ns,
+        )
+    except Exception:  # the compiled reader failed: ObsPy reads it (and says what is wrong)
+        st = None
+    if st is not None:
+        return st
+    with _quiet_mseed_read():
+        return read(str(path), format="MSEED", starttime=starttime, endtime=endtime)
+
+
 def read_station_day(
     sds_root, station_id: str, day, channels: list[str] | None = None, pad_s: float = 0.0, on_component=None
 ) -> Stream:
@@ -705,8 +726,7 @@ def read_station_day(
     for comp, f in sorted(files.items(), key=lambda kv: _comp_key(kv[0])):
         part = Stream()
         try:
-            with _quiet_mseed_read():
-                part += read(str(f), format="MSEED")
+            part += _read_mseed(f)
         except Exception as exc:
             raise ArchiveError(f"{sd.unit}: unreadable MiniSEED file {f}: {type(exc).__name__}: {exc}") from exc
         if pad_s > 0:
@@ -714,9 +734,7 @@ def read_station_day(
                 _, of = station_day_files(sds_root, StationDay(other, station_id), [pat])
                 if comp in of:
                     try:
-                        part += read(
-                            str(of[comp]), format="MSEED", starttime=day0 - pad_s, endtime=day0 + 86400 + pad_s
-                        )
+                        part += _read_mseed(of[comp], day0 - pad_s, day0 + 86400 + pad_s)
                     except Exception:
                         pass  # neighbours are optional
         # merged channel by channel (merging groups by id): one channel's pieces beside the merged day at a time
