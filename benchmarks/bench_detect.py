@@ -3,8 +3,8 @@
     python benchmarks/bench_detect.py [--quick] [--threads 2] [--repeats 5] [--device cpu|cuda|auto]
                                       [--days 200] [--world DIR] [--no-seisbench] [--out bench-out/detect.json]
 
-The floor is what ANY picker must pay: ``read_station_day`` (ObsPy Steim2 decode + merge) + split
-+ demean + 1-20 Hz band-pass (ObsPy), exactly as ``bench_io.py`` times it.  Three 24 h, 100 Hz,
+The floor is what ANY picker must pay: ``read_station_day`` (Steim decode by ``steim.read_steim`` or
+ObsPy, + merge) + split + demean + 1-20 Hz band-pass (ObsPy), exactly as ``bench_io.py`` times it.  Three 24 h, 100 Hz,
 3-component station-days (``benchmarks/_days.py``):
 
 - synthetic, gap-free (the project's benchmark world: cheap to read, 150 events);

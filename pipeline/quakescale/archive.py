@@ -709,7 +709,8 @@ def read_station_day(
     sds_root, station_id: str, day, channels: list[str] | None = None, pad_s: float = 0.0, on_component=None
 ) -> Stream:
     """Merged Z/N/E stream of one station-day (gaps stay masked).  ``pad_s`` also reads the
-    neighbouring days' edges so windows across midnight are complete.  ``on_component``: called
+    neighbouring days' edges so windows across midnight are complete.  Plain Steim day files are
+    decoded by :func:`quakescale.steim.read_steim`, anything else by ObsPy (the same traces).  ``on_component``: called
     with each component's merged, trimmed traces (a Stream, the vertical first) as soon as they
     are read, while the next component is read (e.g. to band-pass it on another thread)."""
     if isinstance(day, str):
