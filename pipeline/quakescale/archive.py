@@ -687,7 +687,7 @@ def _lay_pieces(pieces: list):
 def _read_mseed(path, starttime: UTCDateTime | None = None, endtime: UTCDateTime | None = None) -> Stream:
     """One MiniSEED file (the records overlapping ``starttime``..``endtime`` when given, for the
     caller to trim): a plain Steim day file by :func:`quakescale.steim.read_steim` (the same
-    traces, about twice as quick, without ObsPy's second copy of the day), anything else by
+    traces, 1.3-1.6x as quick on real 512-byte records, without ObsPy's second copy of the day), anything else by
     ObsPy."""
     from .steim import read_steim
 

@@ -7,8 +7,10 @@ when the file is anything else: another encoding, little-endian words, several c
 qualities, records out of order, overlapping or off the sample grid, blockettes other than
 1000/1001, a Steim frame that does not decode or whose last sample is not the record's
 reverse-integration constant.  The caller then asks ObsPy, whose rules (and warnings) stay the
-reference.  Steim decoding in numba: ~1-2 ns per sample on one thread, against ObsPy's
-libmseed wrapper's ~8 ns (which also holds the file and a second copy of the samples).
+reference.  Steim decoding in numba: ~4 ns per sample of a real aftershock day (mostly 15- and
+30-bit differences) on one thread; a whole file 1.3-1.6x quicker than ObsPy's libmseed wrapper
+(which also holds a second copy of the samples); 4096-byte records of quiet synthetic data: as
+quick as ObsPy.
 
 ``starttime_ns``/``endtime_ns`` keep only the records that overlap that span (a superset of what
 ObsPy's selection keeps: the caller trims), so a neighbouring day's edge costs its few records.
