@@ -239,6 +239,40 @@ def test_normalize_windows_torch_equals_float64_reference():
     assert got.dtype == np.float32 and np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
 
 
+@pytest.mark.parametrize("device_path", ["cpu_kernels", "torch_modules"])
+def test_data_shorter_than_a_window_gives_no_picks(device_path, monkeypatch):
+    """A station-day holding less than one 30 s window (or only windows that are mostly gap) has
+    no windows: an empty PICKS table, not a failed station-day, on the compiled CPU path and on
+    the torch modules' path (the one a GPU takes)."""
+    from quakescale.detect import cpu_detector, cpu_picker
+
+    if device_path == "torch_modules":
+        monkeypatch.setattr(cpu_detector, "fits", lambda *a, **k: False)
+        monkeypatch.setattr(cpu_picker, "fits", lambda *a, **k: False)
+    t0 = UTCDateTime(2020, 1, 1)
+    rng = np.random.default_rng(0)
+
+    def stream(n, gap=None):
+        trs = []
+        for c in "ZNE":
+            x = rng.standard_normal(n).astype(np.float32)
+            if gap is not None:
+                x = np.ma.masked_array(x, np.zeros(n, bool))
+                x.mask[gap] = True
+            trs.append(
+                Trace(x, header=dict(network="XX", station="A", channel="HH" + c, sampling_rate=100, starttime=t0))
+            )
+        return Stream(trs)
+
+    p = DetectSection(device="cpu", method="cerp", model="builtin:default")
+    info: dict = {}
+    df = pick_stream(stream(2000), None, p, info=info)  # 20 s
+    assert len(df) == 0 and list(df.columns) == list(S.PICKS.names)
+    assert info.get("n_windows", 0) == 0
+    df = pick_stream(stream(4000, gap=slice(500, 3500)), None, p)  # 40 s, 30 s of it a gap
+    assert len(df) == 0
+
+
 def test_preprocess_gaps_resampling_and_errors():
     rng = np.random.default_rng(0)
     t0 = UTCDateTime(2020, 1, 1)

@@ -609,7 +609,7 @@ def cerp_picks(prep: Prepared, model: CerpModel, params=None) -> tuple[list, dic
     cpu_det = dev.type == "cpu" and len(starts) and cpu_detector.fits(model.detector, win_n, prep.data.shape[0])
     if not cpu_det:
         prep.wait()  # the whole day band-passed (a GPU takes it in one copy)
-    wins = window_tensor(prep.data, win_n, dev)
+    wins = window_tensor(prep.data, win_n, dev) if len(starts) else None  # none: shorter than a window
     det_batch = min(batch, CPU_DETECTOR_BATCH) if dev.type == "cpu" else batch
     if cpu_det:
         # the first block compiled, reading the windows from the day (cpu_detector), the rest in
