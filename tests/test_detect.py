@@ -273,6 +273,30 @@ def test_data_shorter_than_a_window_gives_no_picks(device_path, monkeypatch):
     assert len(df) == 0
 
 
+def test_a_gpu_device_computes_in_ieee_float32(monkeypatch):
+    """Choosing a GPU turns TF32 off (cuDNN convolutions and GRUs, matrix products): torch's default
+    on Ampere and later GPUs would move the probabilities by up to 1e-3 and add picks."""
+    cudnn, mm = torch.backends.cudnn, torch.backends.cuda.matmul
+    new_api = hasattr(getattr(cudnn, "conv", None), "fp32_precision")
+    knobs = [(cudnn.conv, "fp32_precision"), (cudnn.rnn, "fp32_precision"), (mm, "fp32_precision")]
+    if not new_api:
+        knobs = [(cudnn, "allow_tf32"), (mm, "allow_tf32")]
+    saved = [getattr(o, k) for o, k in knobs]
+    try:
+        for o, k in knobs:  # torch's defaults on a GPU
+            setattr(o, k, "tf32" if new_api else True)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        assert M.pick_device("cuda").type == "cuda"
+        assert [getattr(o, k) for o, k in knobs] == (["ieee"] * 3 if new_api else [False, False])
+        for o, k in knobs:
+            setattr(o, k, "tf32" if new_api else True)
+        assert M.pick_device("auto").type == "cuda"
+        assert [getattr(o, k) for o, k in knobs] == (["ieee"] * 3 if new_api else [False, False])
+    finally:
+        for (o, k), v in zip(knobs, saved):
+            setattr(o, k, v)
+
+
 def test_preprocess_gaps_resampling_and_errors():
     rng = np.random.default_rng(0)
     t0 = UTCDateTime(2020, 1, 1)

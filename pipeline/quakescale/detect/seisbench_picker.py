@@ -88,6 +88,10 @@ def _resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise SeisBenchError("detect.device: cuda requested but torch sees no CUDA device")
+    if device == "cuda":  # IEEE float32, not TF32: the CPU's picks up to float32 rounding
+        from .models import ieee_float32
+
+        ieee_float32()
     return device
 
 
