@@ -140,6 +140,11 @@ def _pick_summary(res) -> dict:
     return out
 
 
+def _cpu(state: dict) -> dict:
+    """A state dict's tensors on the CPU: checkpoints written on a GPU load on any node."""
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
 def train(
     sample_dirs,
     out_dir,
@@ -189,6 +194,7 @@ def train(
     teacher = None
     if teacher_mask is not None:
         teacher = copy.deepcopy(m.picker).eval()
+        teacher.gru.flatten_parameters()  # a copy's GRU weights are not cuDNN's one chunk: re-packed once
         teacher_cls = [{"P": 1, "S": 2}[ph] for ph in teacher_mask_phases]
     aug_train = Compose([RandomCrop(WINDOW_N, 1500), WhiteNoise(0.4)])
     aug_eval = Compose([RandomCrop(WINDOW_N, 1500)])
@@ -304,7 +310,7 @@ def train(
             f"detector epoch {ep}: loss {tl:.4f} acc {ta:.4f} | val loss {vl:.4f} acc {va:.4f} "
             f"({time.time() - t:.1f} s)"
         )
-        torch.save({"detector": m.detector.state_dict(), "epoch": ep}, out / "checkpoints" / "detector_last.pt")
+        torch.save({"detector": _cpu(m.detector.state_dict()), "epoch": ep}, out / "checkpoints" / "detector_last.pt")
         if vl < best_d[0]:
             best_d = (vl, {k: v.detach().clone() for k, v in m.detector.state_dict().items()}, ep)
         if deadline and time.time() > t_start + detector_time_share * (deadline - t_start):
@@ -333,7 +339,7 @@ def train(
             f"{sm['p_err_std_s']:.3f} s S err {sm['s_err_std_s']:.3f} s recall "
             f"{sm['p_recall']:.3f}/{sm['s_recall']:.3f} ({time.time() - t:.1f} s)"
         )
-        torch.save({"picker": m.picker.state_dict(), "epoch": ep}, out / "checkpoints" / "picker_last.pt")
+        torch.save({"picker": _cpu(m.picker.state_dict()), "epoch": ep}, out / "checkpoints" / "picker_last.pt")
         if vl < best_p[0]:
             best_p = (vl, {k: v.detach().clone() for k, v in m.picker.state_dict().items()}, ep)
         if deadline and time.time() > deadline:
@@ -343,7 +349,7 @@ def train(
     for net, best, nm in ((m.detector, best_d, "detector"), (m.picker, best_p, "picker")):
         if best[1] is not None:
             net.load_state_dict(best[1])
-            torch.save({nm: best[1], "epoch": best[2]}, out / "checkpoints" / f"{nm}_best.pt")
+            torch.save({nm: _cpu(best[1]), "epoch": best[2]}, out / "checkpoints" / f"{nm}_best.pt")
     # held-out test split
     with torch.no_grad():
         _, dacc = det_pass(te_idx, False, np.random.default_rng(seed + 2), aug_eval)
