@@ -140,3 +140,34 @@ def test_array_tasks_chunk_the_stage_units_once(finished_run):
         with pytest.raises(IndexError, match=f"{stage}: chunk {n_tasks} out of range"):
             stage_chunk(cfg, rd, stage, n_tasks)
     assert sorted(STAGE["detect"].units(cfg, rd)) == plan_units
+
+
+def _threads_in_a_detect_task():
+    import torch
+
+    from quakescale.hpc.stages import host_threads
+
+    before = torch.get_num_threads()
+    with host_threads():
+        inside = torch.get_num_threads()
+    return before, inside, torch.get_num_threads()
+
+
+def test_a_gpu_pool_worker_gives_a_detect_task_all_its_threads():
+    """Dask's nanny starts workers with OMP_NUM_THREADS=1 (torch: 1 thread).  A worker carrying the
+    GPU resource (the slurm GPU pool: one detect task at a time) gives the task all its threads
+    for the CPU steps, and restores the count after; a CPU worker, and a process that is no Dask
+    worker, keep theirs."""
+    from distributed import Client, LocalCluster
+
+    for resources, expect in (({"GPU": 1}, 3), (None, 1)):
+        with (
+            LocalCluster(
+                n_workers=1, threads_per_worker=3, processes=True, resources=resources, dashboard_address=None
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            before, inside, after = client.submit(_threads_in_a_detect_task, pure=False).result()
+        assert (before, inside, after) == (1, expect, 1)
+    here = _threads_in_a_detect_task()
+    assert here[0] == here[1] == here[2]

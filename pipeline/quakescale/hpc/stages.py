@@ -251,12 +251,54 @@ def run_task(run_dir, stage: str, units: list[str], force: bool = False, retry_f
     return rows
 
 
+def gpu_worker_threads() -> int:
+    """The threads of the Dask worker this runs on, when the worker carries the ``GPU`` resource
+    (the slurm GPU pool: it runs one detect task at a time, and its other threads would sit
+    idle); 0 anywhere else."""
+    try:
+        from distributed import get_worker
+
+        w = get_worker()
+    except (ImportError, ValueError):  # not on a Dask worker
+        return 0
+    return int(w.state.nthreads) if w.state.total_resources.get("GPU") else 0
+
+
+@contextlib.contextmanager
+def host_threads():
+    """On a GPU-pool Dask worker, torch's thread count (the width of the CPU steps' pool: read,
+    band-pass, picker on a CPU, amplitudes) raised to the worker's threads for the task: Dask's
+    nanny starts workers with ``OMP_NUM_THREADS=1``, which left a GPU job's other cores idle while
+    the host side of a station-day ran on one."""
+    n = gpu_worker_threads()
+    if n < 2:
+        yield
+        return
+    import torch
+
+    n0 = torch.get_num_threads()
+    torch.set_num_threads(max(n, n0))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n0)
+
+
 @contextlib.contextmanager
 def _task_context(cfg: Config, stage: str, units: list[str]):
     """What a stage's units share within one task: for detect, the :class:`ReadAhead` that reads
     the next station-day while one is picked (``detect.read_ahead``; by default only when the
-    networks run on a GPU)."""
-    ahead = read_ahead(cfg) if stage == "detect" and len(units) > 1 else 0
+    networks run on a GPU), and on a GPU-pool worker all its threads (:func:`host_threads`)."""
+    if stage == "detect":
+        with host_threads(), _detect_context(cfg, units) as ctx:
+            yield ctx
+    else:
+        yield {}
+
+
+@contextlib.contextmanager
+def _detect_context(cfg: Config, units: list[str]):
+    ahead = read_ahead(cfg) if len(units) > 1 else 0
     if ahead < 1:
         yield {}
         return
