@@ -68,7 +68,7 @@ def main(argv=None):
     if sds is None:
         sys.exit("shared/data/mesetas2019_dev is absent: nothing to pick")
     inv = load_inventory(DATA / "mesetas2019_dev" / "stations.xml")
-    dev = "cuda" if a.device == "auto" and torch.cuda.is_available() else a.device
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     name = torch.cuda.get_device_name(0) if dev == "cuda" else "cpu"
     print(f"device {dev} ({name}), torch {torch.__version__}, {a.threads} host threads")
     res = {"device": dev, "device_name": name, "torch": torch.__version__, "pickers": {}}
@@ -88,14 +88,16 @@ def main(argv=None):
         sbm = None
         print("seisbench not importable: SeisBench pickers skipped")
     if sbm is not None:
+        from quakescale.detect.seisbench_picker import SeisBenchError
+
         for net in [n for n in ("PhaseNet", "EQTransformer", "GPD") if n in wanted]:
             params = DetectSection(method="seisbench", model=f"{net}:original", device=dev)
             try:
                 station_day(params)
                 label = f"SeisBench {net}:original"
                 fn = lambda params=params: station_day(params)  # noqa: E731
-            except Exception as exc:  # weights not installed on this machine: same network, untrained
-                print(f"{net}:original unavailable ({type(exc).__name__}); timing an untrained {net} (same arithmetic)")
+            except SeisBenchError as exc:  # weights not installed here (not a CUDA error): same network, untrained
+                print(f"{net}:original unavailable ({exc}); timing an untrained {net} (same arithmetic)")
                 m = getattr(sbm, net)().eval().to(dev)
                 label = f"SeisBench {net} (random weights)"
 
