@@ -171,3 +171,33 @@ def test_a_gpu_pool_worker_gives_a_detect_task_all_its_threads():
         assert (before, inside, after) == (1, expect, 1)
     here = _threads_in_a_detect_task()
     assert here[0] == here[1] == here[2]
+
+
+def _all_picks(run_dir: Path) -> pd.DataFrame:
+    df = pd.concat([pd.read_parquet(f) for f in sorted((run_dir / "picks").rglob("*.parquet"))], ignore_index=True)
+    return df.sort_values(["station_id", "time", "phase"], kind="stable").reset_index(drop=True)
+
+
+def test_local_backend_with_a_gpu_detects_on_one_worker_with_every_cpu(
+    finished_run, small_world, tmp_path, monkeypatch
+):
+    """The local backend on a GPU machine: detection goes to one worker that holds every CPU and
+    the GPU resource (one CUDA context, one station-day on the GPU at a time) instead of to the
+    CPU-count workers; the picks are those of the usual local run.  (No GPU here: the networks
+    run on the CPU, the cluster layout is the GPU one.)"""
+    from quakescale.hpc import pipeline as P
+
+    monkeypatch.setattr(P, "networks_on_gpu", lambda cfg: True)
+    ref_cfg, _, _ = finished_run
+    cfg = load_config(small_world / "config.yaml")
+    cfg.run.out_dir = tmp_path / "run"
+    cfg.compute.n_workers = 2
+    cfg.compute.chunk_size = 2
+    logs = []
+    P.run_pipeline(cfg, stages=["plan", "detect"], echo=logs.append)
+    assert any("GPU: one worker, every CPU" in line for line in logs), logs
+    status = pd.read_parquet(Path(cfg.run.out_dir) / "status" / "detect.parquet")
+    assert len(status) and set(status.state) <= {"ok", "no_data", "skipped"}
+    a, b = _all_picks(Path(ref_cfg.run.out_dir)), _all_picks(Path(cfg.run.out_dir))
+    pd.testing.assert_frame_equal(a.drop(columns=["time"]), b.drop(columns=["time"]))
+    assert (a.time - b.time).abs().max() == pd.Timedelta(0)

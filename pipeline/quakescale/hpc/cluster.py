@@ -65,12 +65,16 @@ WORKER_ENV = [
 ]
 
 
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def default_local_workers(threads_per_worker: int = 1, memory_per_worker_bytes: float = 2e9) -> int:
     """Workers for a LocalCluster: CPUs / threads, but not more than memory / 2 GB, at least 1."""
-    try:
-        ncpu = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        ncpu = os.cpu_count() or 1
+    ncpu = _cpus()
     try:
         mem = psutil.virtual_memory().total
     except Exception:  # memory unknown: CPUs decide
@@ -151,9 +155,16 @@ def make_cluster(
     binds: Iterable | None = None,
     name: str | None = None,
     adapt: bool = True,
+    local_gpu: bool = False,
     **overrides,
 ):
     """A Dask cluster for ``compute.backend``: LocalCluster (local) or SLURMCluster (slurm).
+
+    ``local_gpu`` (local backend, the networks on this machine's GPU): one worker process with all
+    the CPUs as threads and the ``GPU`` resource that detect tasks then ask for, as a slurm GPU
+    job is: one CUDA context and one copy of the model, one station-day on the GPU at a time, the
+    CPU steps on all threads (:func:`~quakescale.hpc.stages.host_threads`), instead of a CUDA
+    context and ~1 GB of batches in each of the CPU-count workers.
 
     ``compute``: ``cfg.compute``, or the whole ``cfg`` (then the container binds default to
     ``containers.config_binds(cfg, run_dir)`` and the job name to ``cfg.run.name``).
@@ -176,6 +187,8 @@ def make_cluster(
             processes=True,
             dashboard_address=":0",
         )
+        if local_gpu:
+            kw.update(n_workers=1, threads_per_worker=_cpus(), resources=dict(POOL_RESOURCES["gpu"]))
         if compute.interface:
             kw["interface"] = compute.interface
         kw.update(overrides)

@@ -30,7 +30,7 @@ from ..config import Config
 from ..rundir import RunDir, write_json
 from .cluster import make_cluster
 from .containers_info import container_info
-from .stages import STAGE, STAGES, chunks, pending_units, prepare_run, run_task
+from .stages import POOL_RESOURCES, STAGE, STAGES, chunks, networks_on_gpu, pending_units, prepare_run, run_task
 from .summary import build_summary
 
 
@@ -87,7 +87,18 @@ def manifest(cfg: Config, rd: RunDir, timings: dict, extra: dict | None = None) 
     return m
 
 
-def _map_chunks(cfg: Config, rd: RunDir, stage: str, parts: list[list[str]], force: bool, client, echo) -> list[dict]:
+def _cluster_key(cfg: Config, pool: str) -> str:
+    """Which cluster a stage's tasks go to: the slurm pool; on the local backend one cluster for
+    everything, except the GPU pool's stage when its networks run on this machine's GPU
+    (``local-gpu``: one worker with every CPU and the GPU resource, :func:`make_cluster`)."""
+    if cfg.compute.backend == "slurm":
+        return pool
+    return "local-gpu" if POOL_RESOURCES[pool] and networks_on_gpu(cfg) else "local"
+
+
+def _map_chunks(
+    cfg: Config, rd: RunDir, stage: str, parts: list[list[str]], force: bool, client, echo, resources=None
+) -> list[dict]:
     rows: list[dict] = []
     if not parts:
         return rows
@@ -96,7 +107,6 @@ def _map_chunks(cfg: Config, rd: RunDir, stage: str, parts: list[list[str]], for
             rows += run_task(rd.root, stage, p, force, True)
             echo(f"  {stage}: chunk {i}/{len(parts)}")
         return rows
-    resources = STAGE[stage].resources(cfg.compute)
     futs = {
         client.submit(
             run_task,
@@ -162,15 +172,19 @@ def run_pipeline(
             if STAGE[stage].fanned:
                 todo = pending_units(cfg, rd, stage, force=f, retry_failed=retry_failed)
                 pool = STAGE[stage].pool
-                key = pool if cfg.compute.backend == "slurm" else "local"
+                key = _cluster_key(cfg, pool) if todo else "local"
                 client = given
                 if client is None and todo and (len(todo) > 1 or cfg.compute.backend == "slurm"):
                     if key not in owned:
-                        owned[key] = _start_client(cfg, echo, pool, rd)
+                        owned[key] = _start_client(cfg, echo, pool, rd, local_gpu=key == "local-gpu")
                     client = owned[key][0]
                 echo(f"{stage}: {len(todo)} unit(s) to do")
                 did_work |= bool(todo)
-                rows = _map_chunks(cfg, rd, stage, chunks(todo, STAGE[stage].chunk_size(cfg.compute)), f, client, echo)
+                resources = STAGE[stage].resources(cfg.compute)
+                if key == "local-gpu" and client is not None and client is not given:
+                    resources = dict(POOL_RESOURCES["gpu"])
+                parts = chunks(todo, STAGE[stage].chunk_size(cfg.compute))
+                rows = _map_chunks(cfg, rd, stage, parts, f, client, echo, resources)
                 upstream_changed |= any(r["state"] in ("ok", "skipped") for r in rows)
                 n_failed = sum(r["state"] == "failed" for r in rows)
                 if n_failed:
@@ -228,9 +242,10 @@ def run_problems(rd: RunDir, stages) -> list[str]:
     return out
 
 
-def _start_client(cfg: Config, echo, pool: str = "gpu", rd: RunDir | None = None):
-    cluster = make_cluster(cfg, pool=pool, run_dir=rd.root if rd is not None else None)
+def _start_client(cfg: Config, echo, pool: str = "gpu", rd: RunDir | None = None, local_gpu: bool = False):
+    cluster = make_cluster(cfg, pool=pool, run_dir=rd.root if rd is not None else None, local_gpu=local_gpu)
     client = Client(cluster)
     link = getattr(client, "dashboard_link", None)
-    echo(f"dask: {cfg.compute.backend} cluster up ({pool} pool)" + (f", dashboard {link}" if link else ""))
+    what = "GPU: one worker, every CPU" if local_gpu else f"{pool} pool"
+    echo(f"dask: {cfg.compute.backend} cluster up ({what})" + (f", dashboard {link}" if link else ""))
     return client, cluster

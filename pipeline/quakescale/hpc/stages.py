@@ -315,17 +315,23 @@ def _detect_context(cfg: Config, units: list[str]):
         yield {"reader": reader}
 
 
+def networks_on_gpu(cfg: Config) -> bool:
+    """Whether the detect stage's networks run on a GPU here (``detect.device`` cuda, or auto with a
+    GPU torch can see)."""
+    if cfg.detect.device == "cpu" or cfg.detect.method not in ("cerp", "seisbench"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def read_ahead(cfg: Config) -> int:
     """``detect.read_ahead``, or when null: 1 if the detect networks run on a GPU, else 0.  On a CPU
     worker the next day's read competes with the networks for the same cores (no gain measured on
     2 cores) and holds one more raw station-day in memory (a 4-day task's peak RSS 0.84 -> 0.96 GB)."""
     if cfg.detect.read_ahead is not None:
         return int(cfg.detect.read_ahead)
-    if cfg.detect.device == "cpu" or cfg.detect.method not in ("cerp", "seisbench"):
-        return 0
-    import torch
-
-    return 1 if torch.cuda.is_available() else 0
+    return 1 if networks_on_gpu(cfg) else 0
 
 
 def _run_units(cfg: Config, rd: RunDir, stage: str, units: list[str], ctx: dict) -> list[dict]:
