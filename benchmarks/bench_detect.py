@@ -18,7 +18,10 @@ For each day, warm, in one process: ``--repeats`` alternated rounds of floor the
 ``run_station_day`` (read + preprocess + detector + picker + refinement + SNR/amplitudes) + the
 Parquet write; median and spread (min-max); the full run split into its steps (without a reader
 each component is band-passed while the next one is read: ``preprocess`` is what is left after
-the read).  SeisBench's
+the read); the CPU seconds of both (all threads: what a station-day costs a cluster's cores), and
+the networks' arithmetic (GFLOP of the detector on every window and the picker on the detected
+ones) against this host's float32 matrix-product rate measured in the same run (numpy's BLAS on
+``--threads`` threads): how long the networks alone would take at that rate.  SeisBench's
 PhaseNet ``annotate`` (random weights: the same arithmetic as trained ones) runs on every day, and
 EQTransformer's on the real gap-free day, in the same process when seisbench is installed.  Then the
 peak RSS of a fresh one-station-day worker process; 8 consecutive station-days as a detect task
@@ -82,6 +85,59 @@ def worker_peak_rss_mb(world: Path, sid: str, device: str, sds_root=None) -> flo
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     return int(out.strip().splitlines()[-1]) / 1024
+
+
+def network_gflop(model, n_windows: int, n_detected: int) -> dict:
+    """The networks' arithmetic for one station-day (multiply-adds x 2, as a torch forward pass does
+    it): the detector on every window, the picker on the detected ones.  The CPU picker's shared
+    first frame layer does about a fifth less; the element-wise work (ReLU, pooling, the GRU's
+    gates) is not counted."""
+    from torch import nn
+
+    det, pk = model.detector, model.picker
+    n = det.config["n_in"]
+    f_det = 0
+    for conv in det.features:
+        if isinstance(conv, nn.Conv1d):
+            f_det += 2 * (n // 2) * conv.in_channels * conv.out_channels * conv.kernel_size[0] * 2
+            n //= 2
+    f_det += sum(2 * m.in_features * m.out_features for m in det.head if isinstance(m, nn.Linear))
+    steps = pk.config["n_in"] // pk.config["step_n"]
+    f_pk = sum(2 * m.in_features * m.out_features for m in pk.frame if isinstance(m, nn.Linear)) * steps
+    if isinstance(pk.front, nn.Sequential):
+        f_pk += sum(
+            2 * pk.config["n_in"] * m.in_channels * m.out_channels * m.kernel_size[0]
+            for m in pk.front
+            if isinstance(m, nn.Conv1d)
+        )
+    g, dirs = pk.gru, 2 if pk.gru.bidirectional else 1
+    for layer in range(g.num_layers):
+        d_in = g.input_size if layer == 0 else dirs * g.hidden_size
+        f_pk += dirs * steps * 2 * 3 * g.hidden_size * (d_in + g.hidden_size)
+    f_pk += steps * 2 * (pk.cls.in_features * pk.cls.out_features + pk.off.in_features * pk.off.out_features)
+    return {"detector": f_det * n_windows / 1e9, "picker": f_pk * n_detected / 1e9}
+
+
+def sgemm_gflops(threads: int, n: int = 1024, repeats: int = 7) -> float:
+    """This host's float32 matrix-product rate on ``threads`` threads (numpy's BLAS, n x n, best
+    of ``repeats``): the most the networks' arithmetic could run at here."""
+    import numpy as np
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the BLAS's own thread count
+        import contextlib
+
+        threadpool_limits = lambda limits: contextlib.nullcontext()  # noqa: E731
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    best = float("inf")
+    with threadpool_limits(limits=threads):
+        a @ a
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
 
 
 _SB_MODELS: dict = {}
@@ -185,6 +241,9 @@ def main(argv=None):
     reps = a.repeats or (3 if a.quick else 5)
     channels = list(base.archive.channels)
     res = {"threads": a.threads, "device": str(model.device), "model": model.label, "repeats": reps, "days": {}}
+    if a.device == "cpu":
+        res["sgemm_gflops"] = sgemm_gflops(a.threads)
+        print(f"this host's float32 matrix products: {res['sgemm_gflops']:.0f} GFLOP/s on {a.threads} threads")
     tmp = Path(tempfile.mkdtemp(prefix="bench-detect-"))
     print(
         f"{'day':<27} {'floor s':>8} {'full s':>8} {'ratio':>6}   "
@@ -194,15 +253,19 @@ def main(argv=None):
     for name, cfg in days:
         run_station_day(cfg, sid, cfg.archive.start, model=model)  # warm (inventory cache, allocator)
         floors, fulls, steps, n_picks = [], [], {s: [] for s in STEPS}, []
+        cpu_floor, cpu_full = [], []
         for _ in range(reps):
+            c = time.process_time()
             floors.append(floor_once(cfg.archive.sds_root, sid, cfg.archive.start, channels))
+            cpu_floor.append(time.process_time() - c)
             info: dict = {}
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             df = run_station_day(cfg, sid, cfg.archive.start, model=model, info=info)
             tw = time.perf_counter()
             write_table(df, tmp / "picks.parquet", S.PICKS)
             info["t_write_s"] = time.perf_counter() - tw
             fulls.append(time.perf_counter() - t)
+            cpu_full.append(time.process_time() - c)
             for s in STEPS:
                 steps[s].append(info.get(s, 0.0))
             n_picks.append(len(df))
@@ -214,6 +277,9 @@ def main(argv=None):
             "ratio_to_floor": fu / fl,
             "steps_s": med,
             "picks": statistics.median(n_picks),
+            # CPU seconds (all threads): what a station-day costs a cluster's cores, whatever the wall
+            "cpu_s": {"floor": statistics.median(cpu_floor), "detect_pick": statistics.median(cpu_full)},
+            "networks_gflop": network_gflop(model, info.get("n_windows", 0), info.get("n_detected", 0)),
         }
         print(
             f"{name:<27} {fl:8.2f} {fu:8.2f} {fu / fl:6.2f}   "
@@ -221,6 +287,15 @@ def main(argv=None):
             + f"   {statistics.median(n_picks):.0f}"
         )
         print(f"{'':<27} [{min(floors):.2f}-{max(floors):.2f}] [{min(fulls):.2f}-{max(fulls):.2f}]")
+        d, gf = res["days"][name], res["days"][name]["networks_gflop"]
+        line = (
+            f"{'':<27} CPU s (all threads): floor {d['cpu_s']['floor']:.2f}, full {d['cpu_s']['detect_pick']:.2f}; "
+            f"networks {gf['detector']:.1f} + {gf['picker']:.1f} GFLOP"
+        )
+        if "sgemm_gflops" in res:  # what the networks alone need at this host's matrix-product rate
+            d["networks_at_sgemm_rate_s"] = (gf["detector"] + gf["picker"]) / res["sgemm_gflops"]
+            line += f" = {d['networks_at_sgemm_rate_s']:.2f} s at the host's matrix-product rate"
+        print(line)
     if not a.no_seisbench:  # PhaseNet on every day (the "same day" of the issue), EQTransformer on the real one
         res["seisbench"] = {}
         for i, (name, cfg) in enumerate(days):
