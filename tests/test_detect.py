@@ -239,16 +239,10 @@ def test_normalize_windows_torch_equals_float64_reference():
     assert got.dtype == np.float32 and np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("device_path", ["cpu_kernels", "torch_modules"])
-def test_data_shorter_than_a_window_gives_no_picks(device_path, monkeypatch):
+def test_data_shorter_than_a_window_gives_no_picks():
     """A station-day holding less than one 30 s window (or only windows that are mostly gap) has
-    no windows: an empty PICKS table, not a failed station-day, on the compiled CPU path and on
-    the torch modules' path (the one a GPU takes)."""
-    from quakescale.detect import cpu_detector, cpu_picker
-
-    if device_path == "torch_modules":
-        monkeypatch.setattr(cpu_detector, "fits", lambda *a, **k: False)
-        monkeypatch.setattr(cpu_picker, "fits", lambda *a, **k: False)
+    no windows: an empty PICKS table, not a failed station-day (the windows' view of the day was
+    cut before anything asked whether there were windows)."""
     t0 = UTCDateTime(2020, 1, 1)
     rng = np.random.default_rng(0)
 
@@ -292,6 +286,17 @@ def test_a_gpu_device_computes_in_ieee_float32(monkeypatch):
             setattr(o, k, "tf32" if new_api else True)
         assert M.pick_device("auto").type == "cuda"
         assert [getattr(o, k) for o, k in knobs] == (["ieee"] * 3 if new_api else [False, False])
+        from quakescale.detect.seisbench_picker import _resolve_device
+
+        for dev in ("auto", "cuda"):  # the SeisBench pickers too
+            for o, k in knobs:
+                setattr(o, k, "tf32" if new_api else True)
+            assert _resolve_device(dev) == "cuda"
+            assert [getattr(o, k) for o, k in knobs] == (["ieee"] * 3 if new_api else [False, False])
+        for o, k in knobs:  # training keeps torch's defaults
+            setattr(o, k, "tf32" if new_api else True)
+        assert M.pick_device("cuda", ieee=False).type == "cuda"
+        assert [getattr(o, k) for o, k in knobs] == (["tf32"] * 3 if new_api else [True, True])
     finally:
         for (o, k), v in zip(knobs, saved):
             setattr(o, k, v)

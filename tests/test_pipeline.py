@@ -154,21 +154,23 @@ def _threads_in_a_detect_task():
 
 
 def test_a_gpu_pool_worker_gives_a_detect_task_all_its_threads():
-    """Dask's nanny starts workers with OMP_NUM_THREADS=1 (torch: 1 thread).  A worker carrying the
-    GPU resource (the slurm GPU pool: one detect task at a time) gives the task all its threads
-    for the CPU steps, and restores the count after; a CPU worker, and a process that is no Dask
-    worker, keep theirs."""
+    """Dask's nanny starts workers with OMP_NUM_THREADS=1 (torch: 1 thread).  A task holding a
+    worker's whole GPU resource (the slurm GPU pool: one such task at a time) gets all the
+    worker's threads for its CPU steps, restored after; a task that did not ask for the GPU (it may
+    share the worker with others), a CPU worker's task, and a process that is no Dask worker keep
+    theirs."""
     from distributed import Client, LocalCluster
 
-    for resources, expect in (({"GPU": 1}, 3), (None, 1)):
+    for worker_res, task_res, expect in (({"GPU": 1}, {"GPU": 1}, 3), ({"GPU": 1}, None, 1), (None, None, 1)):
         with (
             LocalCluster(
-                n_workers=1, threads_per_worker=3, processes=True, resources=resources, dashboard_address=None
+                n_workers=1, threads_per_worker=3, processes=True, resources=worker_res, dashboard_address=None
             ) as cluster,
             Client(cluster) as client,
         ):
-            before, inside, after = client.submit(_threads_in_a_detect_task, pure=False).result()
-        assert (before, inside, after) == (1, expect, 1)
+            fut = client.submit(_threads_in_a_detect_task, pure=False, resources=task_res)
+            before, inside, after = fut.result()
+        assert (before, inside, after) == (1, expect, 1), (worker_res, task_res)
     here = _threads_in_a_detect_task()
     assert here[0] == here[1] == here[2]
 

@@ -40,15 +40,16 @@ CLASSES = ("noise", "P", "S")
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-def pick_device(device: str = "auto") -> torch.device:
+def pick_device(device: str = "auto", ieee: bool = True) -> torch.device:
     """``auto``: cuda when available, else cpu.  On a GPU, float32 stays IEEE float32
-    (:func:`ieee_float32`)."""
+    (:func:`ieee_float32`) unless ``ieee`` is False (training keeps torch's TF32 defaults: faster
+    convolutions on Ampere and later, and its results are weights, not picks to reproduce)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("detect.device is 'cuda' but torch sees no CUDA device (use 'auto' or 'cpu')")
     dev = torch.device(device)
-    if dev.type == "cuda":
+    if dev.type == "cuda" and ieee:
         ieee_float32()
     return dev
 
@@ -59,7 +60,9 @@ def ieee_float32() -> None:
     torch lets cuDNN run float32 convolutions and RNNs in TF32 on Ampere and later GPUs by
     default (10-bit mantissas): emulated on two real hours of Mesetas data, the detector's
     probabilities moved by up to 7e-4 and the picker's by 1.3e-3, and a pick appeared.  With
-    IEEE float32 a GPU gives the CPU's picks up to float32 rounding, as the models promise."""
+    IEEE float32 a GPU gives the CPU's picks up to float32 rounding, as the models promise.  On
+    torch >= 2.9 this sets the per-backend ``fp32_precision`` settings; torch then refuses to read
+    the legacy ``torch.backends.cudnn.allow_tf32`` flag (an error, not a value) in this process."""
     cudnn = torch.backends.cudnn
     if hasattr(getattr(cudnn, "conv", None), "fp32_precision"):  # torch >= 2.9: the per-backend settings
         cudnn.conv.fp32_precision = "ieee"

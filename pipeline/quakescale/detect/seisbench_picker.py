@@ -85,7 +85,7 @@ def _resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise SeisBenchError("detect.device: cuda requested but torch sees no CUDA device")
     if device == "cuda":  # IEEE float32, not TF32: the CPU's picks up to float32 rounding

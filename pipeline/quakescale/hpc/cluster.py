@@ -1,7 +1,8 @@
 """Dask clusters for the ``local`` and ``slurm`` backends.
 
 ``make_cluster(cfg.compute, pool="gpu"|"cpu")``:
-- ``local``: a ``dask.distributed.LocalCluster`` sized from the machine (one pool serves all);
+- ``local``: a ``dask.distributed.LocalCluster`` sized from the machine (one pool serves all;
+  with ``local_gpu``, the detect stage's own cluster when its networks run on this machine's GPU);
 - ``slurm``: a dask-jobqueue ``SLURMCluster`` for one pool, adaptive between the pool's
   ``min_jobs`` and ``max_jobs``.  The GPU pool's workers carry the resource ``GPU=1``
   (``stages.POOL_RESOURCES``) so that detection tasks, submitted with
@@ -161,7 +162,8 @@ def make_cluster(
     """A Dask cluster for ``compute.backend``: LocalCluster (local) or SLURMCluster (slurm).
 
     ``local_gpu`` (local backend, the networks on this machine's GPU): one worker process with all
-    the CPUs as threads and the ``GPU`` resource that detect tasks then ask for, as a slurm GPU
+    the CPUs (``compute.n_workers`` x ``threads_per_worker`` where set) as threads and the ``GPU``
+    resource that detect tasks then ask for, as a slurm GPU
     job is: one CUDA context and one copy of the model, one station-day on the GPU at a time, the
     CPU steps on all threads (:func:`~quakescale.hpc.stages.host_threads`), instead of a CUDA
     context and ~1 GB of batches in each of the CPU-count workers.
@@ -169,7 +171,8 @@ def make_cluster(
     ``compute``: ``cfg.compute``, or the whole ``cfg`` (then the container binds default to
     ``containers.config_binds(cfg, run_dir)`` and the job name to ``cfg.run.name``).
     ``pool`` picks the SLURM pool (``gpu`` for detection, ``cpu`` for the rest); the local backend
-    has one pool.  ``binds``: bind paths of the container.  ``overrides`` go to the cluster class.
+    has one pool (and ``local_gpu``, below).  ``binds``: bind paths of the container.  ``overrides``
+    go to the cluster class.
     The ``array`` backend has no cluster (``array.py``).
     """
     if hasattr(compute, "compute"):  # a whole Config
@@ -188,7 +191,8 @@ def make_cluster(
             dashboard_address=":0",
         )
         if local_gpu:
-            kw.update(n_workers=1, threads_per_worker=_cpus(), resources=dict(POOL_RESOURCES["gpu"]))
+            cpus = compute.n_workers * compute.threads_per_worker if compute.n_workers else _cpus()
+            kw.update(n_workers=1, threads_per_worker=max(1, cpus), resources=dict(POOL_RESOURCES["gpu"]))
         if compute.interface:
             kw["interface"] = compute.interface
         kw.update(overrides)

@@ -172,7 +172,7 @@ def run_pipeline(
             if STAGE[stage].fanned:
                 todo = pending_units(cfg, rd, stage, force=f, retry_failed=retry_failed)
                 pool = STAGE[stage].pool
-                key = _cluster_key(cfg, pool) if todo else "local"
+                key = _cluster_key(cfg, pool) if todo and given is None else "local"
                 client = given
                 if client is None and todo and (len(todo) > 1 or cfg.compute.backend == "slurm"):
                     if key not in owned:
@@ -181,10 +181,12 @@ def run_pipeline(
                 echo(f"{stage}: {len(todo)} unit(s) to do")
                 did_work |= bool(todo)
                 resources = STAGE[stage].resources(cfg.compute)
-                if key == "local-gpu" and client is not None and client is not given:
+                if key == "local-gpu" and client is not None:
                     resources = dict(POOL_RESOURCES["gpu"])
                 parts = chunks(todo, STAGE[stage].chunk_size(cfg.compute))
                 rows = _map_chunks(cfg, rd, stage, parts, f, client, echo, resources)
+                if key == "local-gpu" and key in owned:  # its CUDA context and model go now, not at the end
+                    _close(*owned.pop(key))
                 upstream_changed |= any(r["state"] in ("ok", "skipped") for r in rows)
                 n_failed = sum(r["state"] == "failed" for r in rows)
                 if n_failed:
@@ -207,11 +209,7 @@ def run_pipeline(
             timings[stage] = round(time.time() - t0, 3)
     finally:
         for c, cl in owned.values():
-            try:
-                c.close()
-                cl.close()
-            except Exception:
-                pass
+            _close(c, cl)
     if not did_work and rd.summary.exists():
         # nothing to do: a finished run is left byte-for-byte as it was
         echo("run: everything already done; nothing changed")
@@ -240,6 +238,14 @@ def run_problems(rd: RunDir, stages) -> list[str]:
     if "catalog" in stages and not (rd.root / "catalogs" / "events.csv").exists():
         out.append(f"catalog: not written ({rd.root / 'catalogs' / 'events.csv'} missing)")
     return out
+
+
+def _close(client, cluster) -> None:
+    for x in (client, cluster):  # each on its own: a client that fails to close still frees its cluster
+        try:
+            x.close()
+        except Exception:
+            pass
 
 
 def _start_client(cfg: Config, echo, pool: str = "gpu", rd: RunDir | None = None, local_gpu: bool = False):

@@ -102,7 +102,8 @@ def _one_unit(cfg: Config, rd: RunDir) -> list[str]:
     return ["all"]
 
 
-#: Dask worker resources a pool's workers carry on the slurm backend and its tasks ask for
+#: Dask worker resources a pool's workers carry on the slurm backend and its tasks ask for (and,
+#: on the local backend with the networks on a GPU, the detect stage's own worker: hpc.pipeline)
 POOL_RESOURCES: dict[str, dict[str, int]] = {"gpu": {"GPU": 1}, "cpu": {}}
 
 
@@ -133,7 +134,8 @@ class Stage:
 
     def resources(self, compute) -> dict | None:
         """Dask ``resources=`` of this stage's tasks: ``{"GPU": 1}`` for the GPU pool on the slurm
-        backend (its workers carry that resource), else ``None``."""
+        backend (its workers carry that resource), else ``None`` (:func:`~.pipeline.run_pipeline`
+        asks for the GPU resource itself on its local GPU cluster)."""
         if compute.backend == "slurm" and POOL_RESOURCES[self.pool]:
             return dict(POOL_RESOURCES[self.pool])
         return None
@@ -252,16 +254,20 @@ def run_task(run_dir, stage: str, units: list[str], force: bool = False, retry_f
 
 
 def gpu_worker_threads() -> int:
-    """The threads of the Dask worker this runs on, when the worker carries the ``GPU`` resource
-    (the slurm GPU pool: it runs one detect task at a time, and its other threads would sit
-    idle); 0 anywhere else."""
+    """The threads of the Dask worker this runs on, when this task holds the worker's whole ``GPU``
+    resource (the slurm GPU pool, or the local backend's GPU worker: one such task at a time, and
+    the worker's other threads would sit idle); 0 anywhere else (a task that did not ask for the
+    GPU may share its worker with others)."""
     try:
         from distributed import get_worker
 
         w = get_worker()
-    except (ImportError, ValueError):  # not on a Dask worker
+        ts = w.state.tasks.get(w.get_current_task())
+    except (ImportError, ValueError, AttributeError):  # not on a Dask worker
         return 0
-    return int(w.state.nthreads) if w.state.total_resources.get("GPU") else 0
+    total = w.state.total_resources.get("GPU", 0)
+    asked = (getattr(ts, "resource_restrictions", None) or {}).get("GPU", 0) if ts is not None else 0
+    return int(w.state.nthreads) if total and asked >= total else 0
 
 
 @contextlib.contextmanager
