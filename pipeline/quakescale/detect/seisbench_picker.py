@@ -82,17 +82,14 @@ def parse_spec(spec: str) -> tuple[str | None, str, bool]:
 
 
 def _resolve_device(device: str) -> str:
-    import torch
+    """CERP's :func:`~.models.pick_device` (``auto``; IEEE float32 on a GPU, not TF32: the CPU's
+    picks up to float32 rounding), its error as this module's one-line error."""
+    from .models import pick_device
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SeisBenchError("detect.device: cuda requested but torch sees no CUDA device")
-    if device == "cuda":  # IEEE float32, not TF32: the CPU's picks up to float32 rounding
-        from .models import ieee_float32
-
-        ieee_float32()
-    return device
+    try:
+        return str(pick_device(device))
+    except RuntimeError as exc:
+        raise SeisBenchError(f"detect.device {device!r}: {exc}") from exc
 
 
 def _load_files(cls, base: Path):
