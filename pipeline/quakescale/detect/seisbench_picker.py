@@ -89,7 +89,7 @@ def _resolve_device(device: str) -> str:
     try:
         return str(pick_device(device))
     except RuntimeError as exc:
-        raise SeisBenchError(f"detect.device {device!r}: {exc}") from exc
+        raise SeisBenchError(str(exc)) from exc
 
 
 def _load_files(cls, base: Path):
