@@ -24,12 +24,13 @@ ones) against this host's float32 matrix-product rate measured in the same run (
 ``--threads`` threads): how long the networks alone would take at that rate.  SeisBench's
 PhaseNet ``annotate`` (random weights: the same arithmetic as trained ones) runs on every day, and
 EQTransformer's on the real gap-free day, in the same process when seisbench is installed.  Then the
-peak RSS of a fresh one-station-day worker process; 8 consecutive station-days as a detect task
-runs them, with and without reading the next one ahead on a thread (``detect.read_ahead``: the
-read overlaps the networks), alternated, and 6 consecutive aftershock days the same way (what a
-dense station-day costs in a detect task); and ``--days`` consecutive station-days in one process
-(RSS must stay flat).  ``--device cuda`` runs the networks on the GPU (batches of >= 4096
-windows, pinned station-day copy, one transfer of detector output).
+peak RSS of a fresh one-station-day worker process (and its private part: what each further
+worker on a node adds); 8 consecutive station-days as a detect task runs them, with and without
+reading the next one ahead on a thread (``detect.read_ahead``: the read overlaps the networks),
+alternated, and 6 consecutive aftershock days the same way (what a dense station-day costs in a
+detect task); and ``--days`` consecutive station-days in one process (RSS must stay flat).
+``--device cuda`` runs the networks on the GPU (batches of >= 4096 windows, pinned station-day
+copy, one transfer of detector output).
 """
 
 from __future__ import annotations
@@ -70,21 +71,34 @@ def spread(xs) -> dict:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
 
 
-def worker_peak_rss_mb(world: Path, sid: str, device: str, sds_root=None) -> float:
-    """Peak RSS of a fresh process that imports QuakeScale and runs one station-day (of the world,
-    or under ``sds_root``): the child's own VmHWM (ru_maxrss of a child would also count the
-    parent's pages it was forked from)."""
+def worker_peak_rss_mb(world: Path, sid: str, device: str, sds_root=None) -> dict:
+    """Peak memory of a fresh process that imports QuakeScale and runs one station-day (of the
+    world, or under ``sds_root``): ``rss`` the child's own VmHWM (ru_maxrss of a child would also
+    count the parent's pages it was forked from); ``anon`` the largest private (anonymous) RSS,
+    sampled every 5 ms: what each further worker on a node adds, since the file-backed rest
+    (``file``, at that moment: the shared libraries' pages) is shared between them.  MB."""
     code = (
-        "import sys, torch; torch.set_num_threads(2)\n"
+        "import sys, threading, time, torch; torch.set_num_threads(2)\n"
+        "def rss():\n"
+        "    d = dict(l.split(':') for l in open('/proc/self/status') if l.startswith(('RssAnon', 'RssFile')))\n"
+        "    return int(d['RssAnon'].split()[0]), int(d['RssFile'].split()[0])\n"
+        "top = [(0, 0)]\n"
+        "def sample():\n"
+        "    while True:\n"
+        "        top[0] = max(top[0], rss()); time.sleep(0.005)\n"
+        "threading.Thread(target=sample, daemon=True).start()\n"
         "from quakescale.config import load_config\n"
         "from quakescale.detect.runner import run_station_day\n"
         f"cfg = load_config({str(world / 'config.yaml')!r}); cfg.detect.device = {device!r}\n"
         + (f"cfg.archive.sds_root = {str(sds_root)!r}\n" if sds_root else "")
         + f"run_station_day(cfg, {sid!r}, cfg.archive.start)\n"
-        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
+        "top[0] = max(top[0], rss())\n"
+        "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "print(hwm, *top[0])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return int(out.strip().splitlines()[-1]) / 1024
+    hwm, anon, file = (int(v) / 1024 for v in out.strip().splitlines()[-1].split())
+    return {"rss": hwm, "anon": anon, "file": file}
 
 
 def network_gflop(model, n_windows: int, n_detected: int) -> dict:
@@ -308,11 +322,18 @@ def main(argv=None):
             res["seisbench"][name] = {k: {**v, "cerp_speedup": v["median"] / cerp} for k, v in sb.items()}
             for k, v in res["seisbench"][name].items():
                 print(f"  CERP is {v['cerp_speedup']:.1f}x faster than SeisBench {k} on this day")
-    res["worker_peak_rss_mb"] = worker_peak_rss_mb(world, sid, a.device)
-    print(f"fresh worker, one station-day: peak RSS {res['worker_peak_rss_mb']:.0f} MB (synthetic day)")
+
+    def worker_line(key: str, what: str, sds_root=None) -> None:
+        m = worker_peak_rss_mb(world, sid, a.device, sds_root)
+        res[key], res[key.replace("rss", "anon")] = m["rss"], m["anon"]
+        print(
+            f"fresh worker, {what}: peak RSS {m['rss']:.0f} MB, of which private {m['anon']:.0f} MB "
+            f"(each further worker on a node; the {m['file']:.0f} MB of shared libraries are shared)"
+        )
+
+    worker_line("worker_peak_rss_mb", "one station-day (synthetic)")
     if len(days) > 1:  # the dense real day holds the most (7,700 picks, the picker on nearly every window)
-        res["worker_peak_rss_mb_aftershock_day"] = worker_peak_rss_mb(world, sid, a.device, days[1][1].archive.sds_root)
-        print(f"fresh worker, aftershock day: peak RSS {res['worker_peak_rss_mb_aftershock_day']:.0f} MB")
+        worker_line("worker_peak_rss_mb_aftershock_day", "aftershock day", days[1][1].archive.sds_root)
     n_days = a.days if a.days is not None else (8 if a.quick else 200)
     sids = ["XL.L01", "XL.L02", "YN.Y01", "YN.Y02"]
     res["read_ahead"] = read_ahead_loop(base, sids, model, 3 if a.quick else reps)
