@@ -269,37 +269,45 @@ def test_data_shorter_than_a_window_gives_no_picks():
 
 def test_a_gpu_device_computes_in_ieee_float32(monkeypatch):
     """Choosing a GPU turns TF32 off (cuDNN convolutions and GRUs, matrix products): torch's default
-    on Ampere and later GPUs would move the probabilities by up to 1e-3 and add picks."""
+    on Ampere and later GPUs would move the probabilities by up to 1e-3 and add picks.  torch still
+    reads its legacy flags afterwards (an error for the rest of the process if only the per-op
+    settings were changed), and training gets back the settings found before."""
     cudnn, mm = torch.backends.cudnn, torch.backends.cuda.matmul
-    new_api = hasattr(getattr(cudnn, "conv", None), "fp32_precision")
-    knobs = [(cudnn.conv, "fp32_precision"), (cudnn.rnn, "fp32_precision"), (mm, "fp32_precision")]
-    if not new_api:
-        knobs = [(cudnn, "allow_tf32"), (mm, "allow_tf32")]
-    saved = [getattr(o, k) for o, k in knobs]
-    try:
-        for o, k in knobs:  # torch's defaults on a GPU
-            setattr(o, k, "tf32" if new_api else True)
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        assert M.pick_device("cuda").type == "cuda"
-        assert [getattr(o, k) for o, k in knobs] == (["ieee"] * 3 if new_api else [False, False])
-        for o, k in knobs:
-            setattr(o, k, "tf32" if new_api else True)
-        assert M.pick_device("auto").type == "cuda"
-        assert [getattr(o, k) for o, k in knobs] == (["ieee"] * 3 if new_api else [False, False])
-        from quakescale.detect.seisbench_picker import _resolve_device
+    legacy0, ops0 = M._float32_settings()
+    assert legacy0 is not None  # the state the other tests leave is readable
 
-        for dev in ("auto", "cuda"):  # the SeisBench pickers too
-            for o, k in knobs:
-                setattr(o, k, "tf32" if new_api else True)
-            assert _resolve_device(dev) == "cuda"
-            assert [getattr(o, k) for o, k in knobs] == (["ieee"] * 3 if new_api else [False, False])
-        for o, k in knobs:  # training keeps torch's defaults
-            setattr(o, k, "tf32" if new_api else True)
-        assert M.pick_device("cuda", ieee=False).type == "cuda"
-        assert [getattr(o, k) for o, k in knobs] == (["tf32"] * 3 if new_api else [True, True])
+    def set_state(legacy, ops):
+        cudnn.allow_tf32, mm.allow_tf32 = legacy
+        if ops is not None:
+            cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision, mm.fp32_precision = ops
+
+    defaults = ((True, False), ("tf32", "tf32", "none") if ops0 is not None else None)  # torch's
+    ieee = ((False, False), ("ieee",) * 3 if ops0 is not None else None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    from quakescale.detect.seisbench_picker import _resolve_device
+
+    try:
+        for choose in (lambda: M.pick_device("cuda"), lambda: M.pick_device("auto"), lambda: _resolve_device("auto")):
+            monkeypatch.setattr(M, "_FLOAT32_BEFORE", None)
+            set_state(*defaults)
+            assert str(choose()) == "cuda"
+            assert M._float32_settings() == ieee
+            with cudnn.flags(enabled=True, allow_tf32=False):  # torch's own readers of the legacy flag work
+                pass
+            assert cudnn.allow_tf32 is False
+            set_state(*ieee)
+            assert str(M.pick_device("cuda", ieee=False)) == "cuda"  # training: the settings found before
+            assert M._float32_settings() == defaults
+        set_state((True, True), defaults[1] and ("tf32", "tf32", "tf32"))  # a user's own choice ...
+        M.pick_device("cuda")
+        M.pick_device("cuda")
+        assert M._float32_settings() == ieee
+        M.pick_device("cuda", ieee=False)
+        assert M._float32_settings() == ((True, True), defaults[1] and ("tf32", "tf32", "tf32"))  # ... kept
+        M.pick_device("cuda", ieee=False)  # nothing to restore: no change
+        assert M._float32_settings()[0] == (True, True)
     finally:
-        for (o, k), v in zip(knobs, saved):
-            setattr(o, k, v)
+        set_state(legacy0, ops0)
 
 
 def test_preprocess_gaps_resampling_and_errors():

@@ -42,16 +42,36 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 def pick_device(device: str = "auto", ieee: bool = True) -> torch.device:
     """``auto``: cuda when available, else cpu.  On a GPU, float32 stays IEEE float32
-    (:func:`ieee_float32`) unless ``ieee`` is False (training keeps torch's TF32 defaults: faster
-    convolutions on Ampere and later, and its results are weights, not picks to reproduce)."""
+    (:func:`ieee_float32`) unless ``ieee`` is False: training keeps torch's TF32 settings (faster
+    convolutions on Ampere and later, and its results are weights, not picks to reproduce), as
+    they were before this process turned them off for inference (:func:`restore_float32`: a
+    bootstrap's teacher and the training that follows run in one process)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("detect.device is 'cuda' but torch sees no CUDA device (use 'auto' or 'cpu')")
     dev = torch.device(device)
-    if dev.type == "cuda" and ieee:
-        ieee_float32()
+    if dev.type == "cuda":
+        ieee_float32() if ieee else restore_float32()
     return dev
+
+
+_FLOAT32_BEFORE: tuple | None = None  # the settings ieee_float32 found: (legacy flags, per-op precisions)
+
+
+def _float32_settings() -> tuple:
+    """(cuDNN's and cuBLAS's legacy ``allow_tf32`` flags, or None where torch refuses to read them
+    (legacy and per-op settings that disagree); the per-op ``fp32_precision`` settings of cuDNN's
+    convolutions and RNNs and of matrix products, or None before torch 2.9)."""
+    cudnn, mm = torch.backends.cudnn, torch.backends.cuda.matmul
+    try:
+        legacy = (bool(cudnn.allow_tf32), bool(mm.allow_tf32))
+    except RuntimeError:
+        legacy = None
+    ops = None
+    if hasattr(getattr(cudnn, "conv", None), "fp32_precision"):  # torch >= 2.9
+        ops = (cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision, mm.fp32_precision)
+    return legacy, ops
 
 
 def ieee_float32() -> None:
@@ -60,17 +80,32 @@ def ieee_float32() -> None:
     torch lets cuDNN run float32 convolutions and RNNs in TF32 on Ampere and later GPUs by
     default (10-bit mantissas): emulated on two real hours of Mesetas data, the detector's
     probabilities moved by up to 7e-4 and the picker's by 1.3e-3, and a pick appeared.  With
-    IEEE float32 a GPU gives the CPU's picks up to float32 rounding, as the models promise.  On
-    torch >= 2.9 this sets the per-backend ``fp32_precision`` settings; torch then refuses to read
-    the legacy ``torch.backends.cudnn.allow_tf32`` flag (an error, not a value) in this process."""
-    cudnn = torch.backends.cudnn
-    if hasattr(getattr(cudnn, "conv", None), "fp32_precision"):  # torch >= 2.9: the per-backend settings
-        cudnn.conv.fp32_precision = "ieee"
-        cudnn.rnn.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-    else:
-        cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+    IEEE float32 a GPU gives the CPU's picks up to float32 rounding, as the models promise.  The
+    legacy flags are set first, then (torch >= 2.9) the per-op settings: in that order torch
+    still reads the legacy flags (False) and ``torch.backends.cudnn.flags()`` works; the per-op
+    settings alone would make both raise for the rest of the process.  What was set before is
+    kept for :func:`restore_float32`."""
+    global _FLOAT32_BEFORE
+    if _FLOAT32_BEFORE is None:
+        _FLOAT32_BEFORE = _float32_settings()
+    cudnn, mm = torch.backends.cudnn, torch.backends.cuda.matmul
+    cudnn.allow_tf32 = False
+    mm.allow_tf32 = False
+    if _FLOAT32_BEFORE[1] is not None:
+        cudnn.conv.fp32_precision = cudnn.rnn.fp32_precision = mm.fp32_precision = "ieee"
+
+
+def restore_float32() -> None:
+    """The float32 settings as :func:`ieee_float32` found them (nothing when it has not run)."""
+    global _FLOAT32_BEFORE
+    if _FLOAT32_BEFORE is None:
+        return
+    (legacy, ops), _FLOAT32_BEFORE = _FLOAT32_BEFORE, None
+    cudnn, mm = torch.backends.cudnn, torch.backends.cuda.matmul
+    if legacy is not None:
+        cudnn.allow_tf32, mm.allow_tf32 = legacy
+    if ops is not None:
+        cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision, mm.fp32_precision = ops
 
 
 def normalize_windows(x: np.ndarray | torch.Tensor, eps: float = 1e-10):

@@ -183,7 +183,7 @@ def train(
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    dev = pick_device(device, ieee=False)  # training: torch's TF32 defaults on a GPU
+    dev = pick_device(device, ieee=False)  # training: TF32 as set before any inference here turned it off
     ds = SampleSet(sample_dirs).materialize()
     tr_idx, va_idx, te_idx = split_indices(len(ds), seed)
     # the picker sees event windows and a share of noise windows (it only runs on detections)
