@@ -53,6 +53,7 @@ def test_template_has_seed_defaults():
         (("detect", "freqmax_hz"), 60.0, "Nyquist"),
         (("archive", "stations"), ["XL_L01"], "must be NET.STA"),
         (("locate", "bogus"), 1, "locate.bogus: unknown field"),
+        (("compute", "gpu_pool"), {"gpus": 2}, "compute: Value error, gpu_pool.gpus is 2: a GPU job runs one worker"),
     ],
 )
 def test_bad_config_names_field(tmp_path, path, value, message):

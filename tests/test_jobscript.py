@@ -88,7 +88,7 @@ def test_placement_directives_quote_every_config_value(tmp_path):
             "partition": "gpu",
             "account": "geo lab",
             "qos": "high",
-            "gpus": 2,
+            "gpus": 1,
             "job_extra_directives": ["--constraint=a100|h100", "--exclusive", "-C fast node", "#SBATCH --comment=x y"],
         },
     )
@@ -96,7 +96,7 @@ def test_placement_directives_quote_every_config_value(tmp_path):
         "--partition=gpu",
         '--account="geo lab"',
         "--qos=high",
-        "--gres=gpu:2",
+        "--gres=gpu:1",
         '--constraint="a100|h100"',
         "--exclusive",
         '-C "fast node"',

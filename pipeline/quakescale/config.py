@@ -314,6 +314,15 @@ class ComputeSection(_Section):
     binds: list[str] = Field(default_factory=list)
     python: Optional[str] = None  # interpreter on the compute nodes (default: this one)
 
+    @model_validator(mode="after")
+    def _one_gpu_per_job(self):
+        if self.gpu_pool.gpus > 1:  # its one worker (or array task, or training) runs on one GPU: the rest would idle
+            raise ValueError(
+                f"gpu_pool.gpus is {self.gpu_pool.gpus}: a GPU job runs one worker on one GPU; "
+                "ask for more jobs (gpu_pool.max_jobs) instead of more GPUs per job"
+            )
+        return self
+
 
 class Config(_Section):
     run: RunSection = Field(default_factory=RunSection)
