@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from quakescale.train.samples import P_AT_N, STORE_N, SampleSet
 
@@ -178,6 +179,46 @@ def test_train_from_sample_set_resumes_and_plots(built, tmp_path):
     mt = pd.read_csv(w / "metrics.csv")
     assert list(zip(mt.model, mt.epoch)) == [("detector", 1), ("picker", 1), ("picker", 2)]
     assert load_model(w, device="cpu").card["recipe"]["resumed_after"] == {"detector": 1, "picker": 1}
+    # interrupted again: the epochs count on (the checkpoints hold the run's epoch, not the resumption's)
+    (w / "card.json").unlink()
+    (w / "test_metrics.json").unlink()
+    train_from_sample_set(
+        out, w, epochs=3, device="cpu", init_model=None, version="0.1.2", batch_size=64, log=lambda *a: None
+    )
+    mt = pd.read_csv(w / "metrics.csv")
+    assert list(zip(mt.model, mt.epoch)) == [("detector", 1)] + [("picker", e) for e in (1, 2, 3)]
+    model = load_model(w, device="cpu")
+    assert model.card["recipe"]["resumed_after"] == {"detector": 1, "picker": 2}
+    # the shipped networks are the best epochs of the whole run, as their checkpoints say
+    for nm, net in (("detector", model.detector), ("picker", model.picker)):
+        blob = torch.load(w / "checkpoints" / f"{nm}_best.pt", weights_only=True)
+        assert blob["epoch"] == model.card["best_epochs"][nm] and np.isfinite(blob["val_loss"])
+        assert all(torch.equal(v, blob[nm][k]) for k, v in net.state_dict().items())
+
+
+@pytest.mark.slow  # ~30 s: a fine-tuning run of the picker, then its resumption
+def test_a_resumed_fine_tuning_masks_with_the_starting_model(built, tmp_path, monkeypatch):
+    """The teacher mask is the starting model's picker, also after a resumption (not the
+    half-trained picker of the checkpoint)."""
+    from quakescale.detect.models import load_model
+    from quakescale.train import trainer
+
+    _, out, _ = built
+    w = tmp_path / "w"
+    seen = []
+    real = trainer.train
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: seen.append(k["teacher"]) or real(*a, **k))
+    kw = dict(epochs_detector=0, device="cpu", init_model="builtin:default", batch_size=64, log=lambda *a: None)
+    trainer.train_from_sample_set(out, w, epochs_picker=1, version="0.2.0", **kw)
+    (w / "card.json").unlink()
+    (w / "test_metrics.json").unlink()
+    trainer.train_from_sample_set(out, w, epochs_picker=2, version="0.2.1", **kw)
+    start = load_model("builtin:default", device="cpu").picker.state_dict()
+    half = torch.load(w / "checkpoints" / "picker_last.pt", weights_only=True)
+    assert half["epoch"] == 2 and len(seen) == 2
+    for teacher in seen:
+        assert all(torch.equal(v, start[k]) for k, v in teacher.state_dict().items())
+    assert not all(torch.equal(v, start[k]) for k, v in half["picker"].items())  # training moved it
 
 
 def test_self_training_adds_model_labels_on_classic_events(world, built, tmp_path):

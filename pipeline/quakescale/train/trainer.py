@@ -145,6 +145,11 @@ def _cpu(state: dict) -> dict:
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
+def _save_best(out: Path, nm: str, best: tuple) -> None:
+    """``checkpoints/{nm}_best.pt``: the best epoch so far (state, epoch, validation loss)."""
+    torch.save({nm: _cpu(best[1]), "epoch": best[2], "val_loss": float(best[0])}, out / "checkpoints" / f"{nm}_best.pt")
+
+
 def train(
     sample_dirs,
     out_dir,
@@ -165,6 +170,8 @@ def train(
     teacher_mask_phases=("P",),
     coloured_noise: bool = False,
     log=print,
+    teacher: nn.Module | None = None,
+    resumed: dict | None = None,
 ) -> CerpModel:
     """Train detector then picker; write metrics.csv, checkpoints/, cerp.pt + card.json to ``out_dir``.
 
@@ -175,6 +182,12 @@ def train(
     noise windows are unaffected.  P only by default: masking S too keeps the starting model's
     false S picks in codas (measured: S precision 0.73 -> 0.64 on region B of
     ``benchmarks/bench_retrain.py``).
+
+    ``teacher``: the starting model's picker for ``teacher_mask`` (default: ``model``'s picker as
+    training starts; a resumed run passes the one it started from).  ``resumed``: per network
+    (``detector``, ``picker``) the epochs already done and the best epoch so far ``(val loss,
+    state, epoch)`` or None, from an interrupted run's checkpoints: epochs are numbered on from
+    there (metrics, checkpoints) and the best epoch is that of the whole run.
 
     ``coloured_noise``: the detector's windows (training and validation) also get
     :class:`~quakescale.train.augment.ColouredNoise` (noise of random spectrum, level and
@@ -193,7 +206,7 @@ def train(
     m.to(dev)
     teacher = None
     if teacher_mask is not None:
-        teacher = copy.deepcopy(m.picker).eval()
+        teacher = copy.deepcopy(teacher if teacher is not None else m.picker).to(dev).eval()
         teacher.gru.flatten_parameters()  # a copy's GRU weights are not cuDNN's one chunk: re-packed once
         teacher_cls = [{"P": 1, "S": 2}[ph] for ph in teacher_mask_phases]
     aug_train = Compose([RandomCrop(WINDOW_N, 1500), WhiteNoise(0.4)])
@@ -289,8 +302,11 @@ def train(
     opt_p = torch.optim.Adam(m.picker.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     final = {}
-    best_d, best_p = (np.inf, None, 0), (np.inf, None, 0)  # (val loss, state, epoch): the best epoch is kept
-    for ep in range(1, epochs_detector + 1):
+    resumed = resumed or {}
+    e0_d, e0_p = (resumed.get(nm, (0, None))[0] for nm in ("detector", "picker"))
+    # (val loss, state, epoch): the best epoch is kept, on disk too (an interrupted run resumes with it)
+    best_d, best_p = (resumed.get(nm, (0, None))[1] or (np.inf, None, 0) for nm in ("detector", "picker"))
+    for ep in range(e0_d + 1, e0_d + epochs_detector + 1):
         t = time.time()
         tl, ta = det_pass(tr_idx, True, rng, det_train)
         vl, va = det_pass(va_idx, False, np.random.default_rng(seed + 1), det_eval)
@@ -313,10 +329,11 @@ def train(
         torch.save({"detector": _cpu(m.detector.state_dict()), "epoch": ep}, out / "checkpoints" / "detector_last.pt")
         if vl < best_d[0]:
             best_d = (vl, {k: v.detach().clone() for k, v in m.detector.state_dict().items()}, ep)
+            _save_best(out, "detector", best_d)
         if deadline and time.time() > t_start + detector_time_share * (deadline - t_start):
             log("detector: time budget reached")
             break
-    for ep in range(1, epochs_picker + 1):
+    for ep in range(e0_p + 1, e0_p + epochs_picker + 1):
         t = time.time()
         tl, ta, _ = pick_pass(ptr_idx, True, rng, aug_train)
         vl, va, res = pick_pass(pva_idx, False, np.random.default_rng(seed + 1), aug_eval, collect=True)
@@ -342,14 +359,14 @@ def train(
         torch.save({"picker": _cpu(m.picker.state_dict()), "epoch": ep}, out / "checkpoints" / "picker_last.pt")
         if vl < best_p[0]:
             best_p = (vl, {k: v.detach().clone() for k, v in m.picker.state_dict().items()}, ep)
+            _save_best(out, "picker", best_p)
         if deadline and time.time() > deadline:
             log("picker: time budget reached")
             break
     fh.close()
-    for net, best, nm in ((m.detector, best_d, "detector"), (m.picker, best_p, "picker")):
+    for net, best in ((m.detector, best_d), (m.picker, best_p)):
         if best[1] is not None:
             net.load_state_dict(best[1])
-            torch.save({nm: _cpu(best[1]), "epoch": best[2]}, out / "checkpoints" / f"{nm}_best.pt")
     # held-out test split
     with torch.no_grad():
         _, dacc = det_pass(te_idx, False, np.random.default_rng(seed + 2), aug_eval)
@@ -448,7 +465,10 @@ def train_from_sample_set(
             h.update((d / "index.parquet").read_bytes())
         version = time.strftime("%Y.%m.%d", time.gmtime()) + "+" + h.hexdigest()[:8]
     model = load_model(init_model, device="cpu") if init_model else new_model(seed)
-    done_d = done_p = 0
+    mask = teacher_mask if init_model else None
+    teacher = copy.deepcopy(model.picker) if mask is not None else None  # the starting model's, resumed or not
+    done = {"detector": 0, "picker": 0}
+    best: dict = {}
     prev = pd.DataFrame()
     ck = out / "checkpoints"
     if resume and ck.exists() and ((ck / "detector_last.pt").exists() or (ck / "picker_last.pt").exists()):
@@ -457,14 +477,16 @@ def train_from_sample_set(
             if f.exists():
                 blob = torch.load(f, map_location="cpu", weights_only=True)
                 net.load_state_dict(blob[nm])
-                if nm == "detector":
-                    done_d = int(blob.get("epoch", 0))
-                else:
-                    done_p = int(blob.get("epoch", 0))
+                done[nm] = int(blob.get("epoch", 0))
+            fb = ck / f"{nm}_best.pt"
+            if f.exists() and fb.exists():
+                blob = torch.load(fb, map_location="cpu", weights_only=True)
+                if "val_loss" in blob and int(blob.get("epoch", 0)) <= done[nm]:
+                    best[nm] = (float(blob["val_loss"]), blob[nm], int(blob["epoch"]))
         prev = _metrics_rows(metrics)
-        log(f"train: resuming {out} after detector epoch {done_d}, picker epoch {done_p}")
+        log(f"train: resuming {out} after detector epoch {done['detector']}, picker epoch {done['picker']}")
+    done_d, done_p = done["detector"], done["picker"]
     init_label = model.label if init_model else "scratch"
-    mask = teacher_mask if init_model else None
     recipe = {
         "init_model": init_label,
         "bootstrap": True,
@@ -489,12 +511,11 @@ def train_from_sample_set(
         teacher_mask=mask,
         recipe=recipe,
         log=log,
+        teacher=teacher,
+        resumed={nm: (done[nm], best.get(nm)) for nm in done},
     )
-    if len(prev):
+    if len(prev):  # train() numbered the new rows on from the epochs done
         new = _metrics_rows(metrics)
-        if len(new):
-            off = new["model"].map({"detector": done_d, "picker": done_p}).fillna(0).astype(int)
-            new["epoch"] = new["epoch"] + off
         kept = ((prev["model"] == "detector") & (prev["epoch"] <= done_d)) | (
             (prev["model"] == "picker") & (prev["epoch"] <= done_p)
         )
