@@ -204,8 +204,9 @@ def train(
     ptr_idx, pva_idx, pte_idx = tr_idx[keep[tr_idx]], va_idx[keep[va_idx]], te_idx[keep[te_idx]]
     m = model or new_model(seed)
     m.to(dev)
-    teacher = None
-    if teacher_mask is not None:
+    if teacher_mask is None:
+        teacher = None
+    else:
         teacher = copy.deepcopy(teacher if teacher is not None else m.picker).to(dev).eval()
         teacher.gru.flatten_parameters()  # a copy's GRU weights are not cuDNN's one chunk: re-packed once
         teacher_cls = [{"P": 1, "S": 2}[ph] for ph in teacher_mask_phases]
