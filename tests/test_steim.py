@@ -155,6 +155,47 @@ def test_read_station_day_same_either_way(tmp_path, monkeypatch):
     assert np.ma.isMaskedArray(fast[1].data) and fast[1].data.mask.sum() == 500
 
 
+def test_read_station_day_decodes_the_next_component_on_a_pool(tmp_path, monkeypatch):
+    """``decode_on``: the second component's day file is decoded on the pool while the first is
+    decoded by the caller (the third by the caller again); the same stream.  A decode that fails
+    on the pool is read again by the caller, as without a pool."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    day = UTCDateTime("2020-01-02")
+    for j, c in enumerate("ZNE"):
+        dd = tmp_path / str(day.year) / "XX" / "ABCD" / f"HH{c}.D"
+        dd.mkdir(parents=True, exist_ok=True)
+        tr = _trace(86400 * 5, start=day, seed=j, scale=10, sr=5.0, channel=f"HH{c}")
+        _write(dd / f"XX.ABCD.00.HH{c}.D.{day.year}.{day.julday:03d}", Stream([tr]), "STEIM2")
+    ref = read_station_day(tmp_path, "XX.ABCD", "2020-01-02", channels=["HH?"])
+    where = []
+    orig = steim.read_steim
+
+    def spy(path, *a, **k):
+        where.append((Path(path).name.split(".")[3], threading.current_thread().name))
+        return orig(path, *a, **k)
+
+    monkeypatch.setattr(steim, "read_steim", spy)
+    with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+        got = read_station_day(tmp_path, "XX.ABCD", "2020-01-02", channels=["HH?"], decode_on=pool.submit)
+        assert sorted(where) == [("HHE", "MainThread"), ("HHN", "pool_0"), ("HHZ", "MainThread")]
+        for a, b in zip(got, ref, strict=True):
+            assert a.id == b.id and a.stats.starttime == b.stats.starttime
+            np.testing.assert_array_equal(a.data, b.data)
+
+        def fails_on_the_pool(path, *a, **k):
+            if threading.current_thread().name.startswith("pool"):
+                raise MemoryError("no room for the day on the pool")
+            return orig(path, *a, **k)
+
+        monkeypatch.setattr(steim, "read_steim", fails_on_the_pool)
+        again = read_station_day(tmp_path, "XX.ABCD", "2020-01-02", channels=["HH?"], decode_on=pool.submit)
+    for a, b in zip(again, ref, strict=True):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
 def test_real_files_same_as_obspy():
     """The real Mesetas hours (loose MiniSEED as FDSN serves it, blockette 1001 first): ObsPy's
     samples wherever the fast path takes the file."""

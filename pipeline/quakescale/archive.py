@@ -705,14 +705,35 @@ def _read_mseed(path, starttime: UTCDateTime | None = None, endtime: UTCDateTime
         return read(str(path), format="MSEED", starttime=starttime, endtime=endtime)
 
 
+def _steim_or_none(path):
+    """:func:`quakescale.steim.read_steim` of ``path``, None where it declines or fails (the
+    caller's :func:`_read_mseed` then reads the file, and says what is wrong)."""
+    from .steim import read_steim
+
+    try:
+        return read_steim(path)
+    except Exception:
+        return None
+
+
 def read_station_day(
-    sds_root, station_id: str, day, channels: list[str] | None = None, pad_s: float = 0.0, on_component=None
+    sds_root,
+    station_id: str,
+    day,
+    channels: list[str] | None = None,
+    pad_s: float = 0.0,
+    on_component=None,
+    decode_on=None,
 ) -> Stream:
     """Merged Z/N/E stream of one station-day (gaps stay masked).  ``pad_s`` also reads the
     neighbouring days' edges so windows across midnight are complete.  Plain Steim day files are
     decoded by :func:`quakescale.steim.read_steim`, anything else by ObsPy (the same traces).  ``on_component``: called
     with each component's merged, trimmed traces (a Stream, the vertical first) as soon as they
-    are read, while the next component is read (e.g. to band-pass it on another thread)."""
+    are read, while the next component is read (e.g. to band-pass it on another thread).
+    ``decode_on``: a ``submit(fn, *args) -> Future`` (the detection's CPU pool): while this
+    thread decodes a component's day file, the next component's is decoded there (the compiled
+    Steim reader only: ObsPy's reads stay on this thread), so two decodes run at once; the
+    same stream."""
     if isinstance(day, str):
         day = dt.date.fromisoformat(day)
     channels = channels or ["HH?", "EH?", "BH?", "SH?"]
@@ -724,10 +745,17 @@ def read_station_day(
         raise ArchiveError(f"{sd.unit}: incomplete 3-component set {sorted(files)} for {pat} under {sds_root}")
     st = Stream()
     day0 = UTCDateTime(day.isoformat())
-    for comp, f in sorted(files.items(), key=lambda kv: _comp_key(kv[0])):
+    order = sorted(files.items(), key=lambda kv: _comp_key(kv[0]))
+    ahead = None  # (path, Future) of the next component's file, decoded on decode_on
+    for i, (comp, f) in enumerate(order):
+        got = None
+        if ahead is not None and ahead[0] == f:
+            got = ahead[1].result()
+        elif decode_on is not None and i + 1 < len(order):  # decoded there while this one is decoded here
+            ahead = (order[i + 1][1], decode_on(_steim_or_none, order[i + 1][1]))
         part = Stream()
         try:
-            part += _read_mseed(f)
+            part += got if got is not None else _read_mseed(f)
         except Exception as exc:
             raise ArchiveError(f"{sd.unit}: unreadable MiniSEED file {f}: {type(exc).__name__}: {exc}") from exc
         if pad_s > 0:

@@ -858,7 +858,10 @@ def run_station_day(
     ``reader``: a :class:`quakescale.archive.ReadAhead` over the task's station-days (read with
     ``pad_s=PAD_DAY_S``), which has read this one while the one before it was picked; ``info``'s
     ``t_read_s`` is then the wait for it.  Without a reader the components are band-passed as
-    they are read (:class:`StreamedPreprocess`): ``t_preprocess_s`` is what is left after the read
+    they are read (:class:`StreamedPreprocess`), and with a CPU pool two component files are
+    decoded at once (``decode_on`` of :func:`~quakescale.archive.read_station_day`; the floor
+    of ``benchmarks/bench_detect.py`` reads them one after the other, as ``bench_io.py`` does):
+    ``t_preprocess_s`` is what is left after the read
     (on a usual day, the last component is still being filtered when the detector starts, and
     what the detector waits for it counts in ``t_detector_s``).
     Raises :class:`quakescale.archive.ArchiveError` for
@@ -872,7 +875,8 @@ def run_station_day(
     if reader is not None:
         st = reader.get(station_id, day)
     else:
-        # with a CPU pool each component is band-passed on it while the next one is read
+        # with a CPU pool each component is band-passed on it while the next one is read, and the
+        # second component's file is decoded on it while the first one is decoded here
         streamed = StreamedPreprocess(cfg.detect) if executor() is not None else None
         try:
             st = read_station_day(
@@ -882,6 +886,7 @@ def run_station_day(
                 channels=list(cfg.archive.channels),
                 pad_s=PAD_DAY_S,
                 on_component=streamed.add if streamed is not None else None,
+                decode_on=submit if streamed is not None else None,
             )
         except BaseException:
             if streamed is not None:
