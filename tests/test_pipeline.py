@@ -118,6 +118,145 @@ def test_kill_a_worker_during_detection(finished_run, small_world, tmp_path):
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
 
 
+CUDA_FAULT = (
+    "CUDA error: an illegal memory access was encountered\n"
+    "CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be "
+    "incorrect."
+)
+
+
+def test_fatal_gpu_errors_are_told_from_the_others():
+    """An illegal address, a failed launch, a device-side assert, an ECC error, a cuBLAS execution
+    failure (also as the cause of another error) leave the CUDA context unusable; out of memory,
+    bad data and other errors do not."""
+    import torch
+
+    from quakescale.archive import ArchiveError
+    from quakescale.hpc.stages import fatal_device_error
+
+    fatal = [
+        RuntimeError(CUDA_FAULT),
+        RuntimeError("CUDA error: unspecified launch failure"),
+        RuntimeError("CUDA error: device-side assert triggered"),
+        RuntimeError("CUDA error: uncorrectable ECC error encountered"),
+        RuntimeError("CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( handle, opa, opb)`"),
+    ]
+    if hasattr(torch, "AcceleratorError"):  # torch >= 2.8 raises CUDA errors as this class
+        fatal.append(torch.AcceleratorError(CUDA_FAULT))
+    try:
+        try:
+            raise RuntimeError(CUDA_FAULT)
+        except RuntimeError as exc:
+            raise ValueError("picker failed on XL.L01 2014-08-03") from exc
+    except ValueError as chained:
+        fatal.append(chained)
+    for exc in fatal:
+        assert fatal_device_error(exc), exc
+    benign = [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu"),
+        ArchiveError("XL.L01/2014-08-03: unreadable MiniSEED file"),
+        ValueError("illegal memory access in a config value"),  # no CUDA in it
+    ]
+    for exc in benign:
+        assert not fatal_device_error(exc), exc
+
+
+def _copy_run(finished_run, tmp_path) -> tuple[Path, list[str]]:
+    """A copy of the finished run's directory and its detect units."""
+    import shutil
+
+    cfg, _, _ = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(Path(cfg.run.out_dir), run)
+    units = sorted(pd.read_parquet(run / "status" / "detect.parquet").unit)
+    return run, units
+
+
+def test_a_fatal_gpu_error_stops_the_task_and_leaves_the_rest(finished_run, tmp_path, monkeypatch):
+    """A unit that hits a fatal CUDA error: it is recorded failed (the reason says so), the task's
+    later units are not run (no status: a rerun does them) and the task raises DeviceLost (an
+    array task or ``quakescale detect`` exits non-zero); an error that is not fatal to the device
+    fails its unit only, as before."""
+    from quakescale.errors import DeviceLost
+    from quakescale.hpc import stages
+    from quakescale.rundir import RunDir
+
+    run, units = _copy_run(finished_run, tmp_path)
+    ran = []
+
+    def fake_detect(cfg, rd, unit, **ctx):
+        ran.append(unit)
+        if unit == units[1]:
+            raise RuntimeError(CUDA_FAULT)
+        return "ok", 1, ""
+
+    monkeypatch.setitem(stages._TASKS, "detect", fake_detect)
+    parts = RunDir(run).status_parts_dir("detect")
+    before = set(parts.glob("*.parquet")) if parts.exists() else set()
+    with pytest.raises(DeviceLost, match=f"detect {units[1]}: fatal GPU error.*illegal memory access.*2 unit"):
+        stages.run_task(run, "detect", units[:4], force=True)
+    assert ran == units[:2]  # units[2:4] never ran on the broken context
+    new = set(parts.glob("*.parquet")) - before
+    assert len(new) == 1
+    rows = pd.read_parquet(new.pop()).set_index("unit")
+    assert list(rows.index) == units[:2]
+    assert rows.loc[units[0], "state"] == "ok"
+    assert rows.loc[units[1], "state"] == "failed" and rows.loc[units[1], "reason"].startswith("fatal GPU error")
+
+    ran.clear()
+
+    def fails_otherwise(cfg, rd, unit, **ctx):
+        ran.append(unit)
+        if unit == units[1]:
+            raise torch_oom()
+        return "ok", 1, ""
+
+    def torch_oom():
+        import torch
+
+        return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setitem(stages._TASKS, "detect", fails_otherwise)
+    rows = stages.run_task(run, "detect", units[:4], force=True)
+    assert ran == units[:4] and [r["state"] for r in rows] == ["ok", "failed", "ok", "ok"]
+
+
+def test_a_dask_worker_with_a_lost_gpu_is_replaced_and_the_task_rerun(finished_run, tmp_path):
+    """On a Dask worker, a fatal CUDA error ends the worker process (exit 75): its nanny starts a
+    fresh one, the scheduler runs the task again there, and the station-days are picked.  (No GPU
+    here: the first worker's detect task is replaced by one that raises what torch raises after
+    an illegal memory access.)"""
+    from distributed import Client, LocalCluster
+
+    from quakescale.hpc.stages import run_task
+
+    run, units = _copy_run(finished_run, tmp_path)
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    try:
+
+        def break_the_gpu():
+            from quakescale.hpc import stages
+
+            def faulty(cfg, rd, unit, **ctx):
+                raise RuntimeError(CUDA_FAULT)
+
+            stages._TASKS["detect"] = faulty
+
+        client.run(break_the_gpu)
+        (pid0,) = client.run(os.getpid).values()
+        rows = client.submit(run_task, str(run), "detect", units[:2], True, True, pure=False).result(timeout=240)
+        (pid1,) = client.run(os.getpid).values()
+    finally:
+        client.close()
+        cluster.close()
+    assert pid1 != pid0  # the worker that lost its GPU was replaced
+    assert [r["state"] for r in rows] == ["ok", "ok"]  # and the fresh one picked both station-days
+    parts = [pd.read_parquet(f) for f in (run / "status" / "detect").glob("*.parquet")]
+    assert any("fatal GPU error" in " ".join(p.reason) for p in parts)  # the lost attempt is on record
+
+
 def test_array_tasks_chunk_the_stage_units_once(finished_run):
     """The sbatch arrays and ``quakescale STAGE --chunk K`` cut the same unit lists with the same
     rule: the chunks of the array tasks cover every unit of the run's plan exactly once."""

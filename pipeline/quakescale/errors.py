@@ -15,6 +15,12 @@ class UpstreamMissing(QuakeScaleError):
     """A stage's input is missing because an upstream stage failed or has not run."""
 
 
+class DeviceLost(QuakeScaleError):
+    """A unit hit a fatal GPU error (an illegal address, a failed kernel launch, a device-side
+    assert, an ECC error): every later CUDA call of this process fails the same way, so the task
+    stops there; its status holds what ran, and the units after it are left for a fresh process."""
+
+
 #: Built-in errors that are expected too when they name a path (a missing or unreadable file).
 EXPECTED_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 

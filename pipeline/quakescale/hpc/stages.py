@@ -15,6 +15,8 @@ chunk size) and cut unit lists with :func:`chunk_units`.  A unit that already ha
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import socket
 import time
 import traceback
@@ -240,7 +242,10 @@ def run_task(run_dir, stage: str, units: list[str], force: bool = False, retry_f
     """Run ``units`` of ``stage`` in this process; returns the status rows written.
 
     Units already done are skipped unless ``force``; failed units are retried when
-    ``retry_failed`` (the default for an explicit call: an array task or a named unit)."""
+    ``retry_failed`` (the default for an explicit call: an array task or a named unit).
+    After a fatal GPU error (:func:`fatal_device_error`) the task stops: that unit's status says
+    so, the units after it get none (a rerun or a retry does them), and the process gives up its
+    device (:func:`_give_up_device`)."""
     rd = RunDir(run_dir)
     cfg = run_config(run_dir)
     get_stage(stage)
@@ -250,7 +255,70 @@ def run_task(run_dir, stage: str, units: list[str], force: bool = False, retry_f
         rows = _run_units(cfg, rd, stage, todo, ctx)
     if rows:
         rd.write_status(stage, rows)
+    if rows and rows[-1].get("device_lost"):
+        left = len(todo) - len(rows)
+        why = " ".join(rows[-1]["reason"].split())  # one line
+        _give_up_device(f"{stage} {rows[-1]['unit']}: {why} ({left} unit(s) of this task left for a rerun)")
     return rows
+
+
+# what a CUDA error says when it leaves the process's context unusable (every later call fails
+# alike); out of memory is not one of them (torch.OutOfMemoryError: the next unit may fit)
+_FATAL_DEVICE = (
+    "illegal memory access",
+    "illegal address",
+    "illegal instruction",
+    "misaligned address",
+    "unspecified launch failure",
+    "launch timed out",
+    "device-side assert",
+    "uncorrectable ecc",
+    "ecc error",
+    "cublas_status_execution_failed",
+    "cudnn_status_execution_failed",
+    "cudnn_status_mapping_error",
+)
+
+
+def fatal_device_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a CUDA error that leaves this process's
+    CUDA context unusable: an illegal address or instruction, a failed or timed-out kernel
+    launch, a device-side assert, an ECC error, a cuBLAS/cuDNN execution failure (torch raises
+    them as ``torch.AcceleratorError`` or ``RuntimeError``, "CUDA error: ...").  Out of memory
+    is not fatal."""
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ == "OutOfMemoryError":
+            return False
+        msg = str(e).lower()
+        if ("cuda" in msg or "cublas" in msg or "cudnn" in msg) and any(k in msg for k in _FATAL_DEVICE):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+EXIT_DEVICE_LOST = 75  # a Dask worker's exit code after a fatal GPU error (EX_TEMPFAIL: try again elsewhere)
+
+
+def _give_up_device(msg: str) -> None:
+    """After a fatal GPU error: on a Dask worker, end the worker process (its nanny starts a fresh
+    one with a new CUDA context, and the scheduler runs the task again there; on the old worker
+    every later task would fail the same way); anywhere else (an sbatch array task, ``quakescale
+    STAGE``), raise :class:`~quakescale.errors.DeviceLost`, so the process exits non-zero."""
+    from ..errors import DeviceLost
+
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):  # not on a Dask worker
+        raise DeviceLost(msg) from None
+    log = logging.getLogger("quakescale.hpc")
+    log.error("fatal GPU error, this worker exits for a fresh one: %s", msg)
+    logging.shutdown()
+    os._exit(EXIT_DEVICE_LOST)
 
 
 def gpu_worker_threads() -> int:
@@ -349,9 +417,18 @@ def _run_units(cfg: Config, rd: RunDir, stage: str, units: list[str], ctx: dict)
         except Exception as exc:  # one bad unit is recorded and skipped; the run goes on
             state, n_out = "failed", 0
             reason = f"{type(exc).__name__}: {exc}"
+            lost = fatal_device_error(exc)
+            if lost:
+                reason = f"fatal GPU error (the task stopped here, its process gave up the device): {reason}"
             (rd.sub("logs") / f"{stage}-failures.log").open("a").write(
                 f"--- {u} on {socket.gethostname()}\n{traceback.format_exc()}\n"
             )
+            if lost:  # every later unit would fail alike on this process's CUDA context
+                rows.append(
+                    dict(unit=u, state=state, n_out=0, reason=reason[:2000], seconds=round(time.time() - t0, 3))
+                )
+                rows[-1]["device_lost"] = True
+                break
         rows.append(
             dict(unit=u, state=state, n_out=int(n_out), reason=reason[:2000], seconds=round(time.time() - t0, 3))
         )
