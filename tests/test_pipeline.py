@@ -257,6 +257,53 @@ def test_a_dask_worker_with_a_lost_gpu_is_replaced_and_the_task_rerun(finished_r
     assert any("fatal GPU error" in " ".join(p.reason) for p in parts)  # the lost attempt is on record
 
 
+def test_a_station_day_that_always_kills_its_gpu_fails_alone(finished_run, tmp_path):
+    """A fatal GPU error on every try (a Dask worker plugin breaks each fresh worker's detect task
+    for one station-day): after the scheduler's allowed failures that task ends in KilledWorker;
+    the other tasks are picked, the station-day keeps its failed status, and the stage's rows come
+    back (the run then reports it and exits 1) instead of the whole run raising."""
+    import dask
+    from distributed import Client, LocalCluster
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    from quakescale.config import load_config as load
+    from quakescale.hpc.pipeline import _map_chunks
+    from quakescale.rundir import RunDir
+
+    run, units = _copy_run(finished_run, tmp_path)
+    bad = units[0]
+
+    class BrokenGpu(WorkerPlugin):
+        def setup(self, worker):
+            from quakescale.hpc import stages
+
+            real = stages._TASKS["detect"]
+
+            def faulty(cfg, rd, unit, **ctx):
+                if unit == bad:
+                    raise RuntimeError(CUDA_FAULT)
+                return real(cfg, rd, unit, **ctx)
+
+            stages._TASKS["detect"] = faulty
+
+    logs = []
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        try:
+            client.register_plugin(BrokenGpu())
+            rows = _map_chunks(
+                load(run / "config.yaml"), RunDir(run), "detect", [[bad], units[1:3]], True, client, logs.append
+            )
+        finally:
+            client.close()
+            cluster.close()
+    assert sorted(r["unit"] for r in rows) == units[1:3] and all(r["state"] == "ok" for r in rows)
+    assert any("took down its worker on every try" in line for line in logs), logs
+    st = RunDir(run).read_status("detect").set_index("unit")
+    assert st.loc[bad, "state"] == "failed" and "fatal GPU error" in st.loc[bad, "reason"]
+
+
 def test_array_tasks_chunk_the_stage_units_once(finished_run):
     """The sbatch arrays and ``quakescale STAGE --chunk K`` cut the same unit lists with the same
     rule: the chunks of the array tasks cover every unit of the run's plan exactly once."""

@@ -23,7 +23,7 @@ import numpy
 import obspy
 import pandas
 import pyarrow
-from distributed import Client, as_completed
+from distributed import Client, KilledWorker, as_completed
 
 from .. import __version__
 from ..config import Config
@@ -125,7 +125,13 @@ def _map_chunks(
     t0 = time.time()
     done_units = 0
     for i, f in enumerate(as_completed(list(futs)), 1):
-        rows += f.result()
+        try:
+            rows += f.result()
+        except KilledWorker as exc:  # e.g. a fatal GPU error on every try: its units keep their status
+            echo(
+                f"  {stage}: a task of {len(futs[f])} unit(s) took down its worker on every try "
+                f"({type(exc).__name__}); its units stay failed or pending (quakescale status)"
+            )
         done_units += len(futs[f])
         rate = done_units / max(time.time() - t0, 1e-9)
         echo(f"  {stage}: {i}/{len(parts)} tasks, {done_units} units, {rate:.2f} units/s")
