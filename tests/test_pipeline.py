@@ -288,13 +288,16 @@ def test_a_station_day_that_always_kills_its_gpu_fails_alone(finished_run, tmp_p
 
     logs = []
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+        # as the GPU pool runs them: one GPU resource per worker, so one detect task at a time on it
+        # (a task queued on a dying worker would be blamed too)
+        cluster = LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, resources={"GPU": 1}
+        )
         client = Client(cluster)
         try:
             client.register_plugin(BrokenGpu())
-            rows = _map_chunks(
-                load(run / "config.yaml"), RunDir(run), "detect", [[bad], units[1:3]], True, client, logs.append
-            )
+            cfg = load(run / "config.yaml")
+            rows = _map_chunks(cfg, RunDir(run), "detect", [[bad], units[1:3]], True, client, logs.append, {"GPU": 1})
         finally:
             client.close()
             cluster.close()
