@@ -411,7 +411,7 @@ def read_ahead(cfg: Config) -> int:
 def _run_units(cfg: Config, rd: RunDir, stage: str, units: list[str], ctx: dict) -> list[dict]:
     rows = []
     for u in units:
-        t0 = time.time()
+        t0, lost = time.time(), False
         try:
             state, n_out, reason = _TASKS[stage](cfg, rd, u, **ctx)
         except Exception as exc:  # one bad unit is recorded and skipped; the run goes on
@@ -423,15 +423,12 @@ def _run_units(cfg: Config, rd: RunDir, stage: str, units: list[str], ctx: dict)
             (rd.sub("logs") / f"{stage}-failures.log").open("a").write(
                 f"--- {u} on {socket.gethostname()}\n{traceback.format_exc()}\n"
             )
-            if lost:  # every later unit would fail alike on this process's CUDA context
-                rows.append(
-                    dict(unit=u, state=state, n_out=0, reason=reason[:2000], seconds=round(time.time() - t0, 3))
-                )
-                rows[-1]["device_lost"] = True
-                break
         rows.append(
             dict(unit=u, state=state, n_out=int(n_out), reason=reason[:2000], seconds=round(time.time() - t0, 3))
         )
+        if lost:  # every later unit would fail alike on this process's CUDA context (run_task ends it)
+            rows[-1]["device_lost"] = True
+            break
     return rows
 
 
