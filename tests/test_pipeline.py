@@ -207,15 +207,12 @@ def test_a_fatal_gpu_error_stops_the_task_and_leaves_the_rest(finished_run, tmp_
     ran.clear()
 
     def fails_otherwise(cfg, rd, unit, **ctx):
-        ran.append(unit)
-        if unit == units[1]:
-            raise torch_oom()
-        return "ok", 1, ""
-
-    def torch_oom():
         import torch
 
-        return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        ran.append(unit)
+        if unit == units[1]:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "ok", 1, ""
 
     monkeypatch.setitem(stages._TASKS, "detect", fails_otherwise)
     rows = stages.run_task(run, "detect", units[:4], force=True)
