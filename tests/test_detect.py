@@ -328,6 +328,33 @@ def test_preprocess_gaps_resampling_and_errors():
         preprocess(Stream(trs[:1]), DetectSection())
 
 
+def test_the_valid_mask_comes_from_the_filled_spans_of_every_component():
+    """The day's mask (no per-component mask is kept): a sample is valid where each of the three
+    components filled it, whatever the order and overlap of the spans; the others are zeroed."""
+    from quakescale.detect import runner as R
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    for _ in range(200):
+        runs, want = [], np.ones(n, bool)
+        for c in range(3):
+            row = np.zeros(n, bool)
+            for _ in range(int(rng.integers(0, 6))):
+                a = int(rng.integers(0, n))
+                b = int(rng.integers(a, min(n, a + 2500) + 1))
+                runs.append((c, a, b))
+                row[a:b] = True
+            want &= row
+        rng.shuffle(runs)
+        data = rng.standard_normal((3, n)).astype(np.float32) + 5
+        kept = data.copy()
+        got = R._prepared(0, data, [tuple(r) for r in runs], Trace().stats)
+        assert np.array_equal(got.valid, want)
+        assert np.all(got.data[:, ~want] == 0) and np.array_equal(got.data[:, want], kept[:, want])
+    whole = R._prepared(0, np.ones((3, 10), np.float32), None, Trace().stats)
+    assert whole.valid.all() and whole.data.all()
+
+
 @pytest.mark.parametrize("case", ["same grid", "gapped", "horizontal starts earlier", "two traces", "mislabelled"])
 def test_streamed_preprocess_equals_preprocess(case):
     """Components band-passed as they arrive give preprocess()'s arrays bit for bit: on the

@@ -252,11 +252,13 @@ def _grid(traces, fs: float, t0=None, t1=None) -> tuple[int, int]:
     return t0_ns, int(np.floor((UTCDateTime(t1).ns - t0_ns) / 1e9 * fs + 1e-6)) + 1
 
 
-def _fill(trs, c: int, t0_ns: int, fs: float, sos, data: np.ndarray, cvalid: np.ndarray, progress=None) -> None:
-    """Row ``c`` of ``data`` / ``cvalid`` (the grid from ``t0_ns``) from the traces ``trs`` of
-    one component: each contiguous run of 2 s or more resampled to ``fs`` if need be, detrended,
-    tapered and filtered into place.  ``progress`` (a :class:`_Progress`, for a component that
-    is one run over the whole grid) hears how far row ``c`` is final."""
+def _fill(trs, c: int, t0_ns: int, fs: float, sos, data: np.ndarray, runs: list, progress=None) -> None:
+    """Row ``c`` of ``data`` (the grid from ``t0_ns``) from the traces ``trs`` of one component:
+    each contiguous run of 2 s or more resampled to ``fs`` if need be, detrended, tapered and
+    filtered into place, and ``(c, a, b)`` appended to ``runs`` for the samples ``[a, b)`` it
+    filled (no per-sample mask: :func:`_prepared` makes the day's one).  ``progress`` (a
+    :class:`_Progress`, for a component that is one run over the whole grid) hears how far row
+    ``c`` is final."""
     n = data.shape[1]
     for tr in trs:
         sr = float(tr.stats.sampling_rate)
@@ -283,17 +285,51 @@ def _fill(trs, c: int, t0_ns: int, fs: float, sos, data: np.ndarray, cvalid: np.
                 detrend_taper_filter(x, sos, taper_n, out=data[c, a:b], progress=report)
             else:
                 data[c, a:b] = detrend_taper_filter(x, sos, taper_n)[a - i0 : b - i0]
-            cvalid[c, a:b] = True
+            runs.append((c, a, b))
 
 
-def _prepared(t0_ns: int, data: np.ndarray, cvalid: np.ndarray | None, first, pending=None) -> Prepared:
-    """The :class:`Prepared` day: samples where a component has no data zeroed and invalid
-    (``cvalid`` None: every sample valid, nothing to zero); ``first``: the vertical's stats."""
-    if cvalid is None:
-        valid = np.ones(data.shape[1], bool)
-    else:
-        valid = cvalid.all(axis=0)
-        data[:, ~valid] = 0.0
+def _merged(spans) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping union of ``[a, b)`` spans."""
+    out: list[list[int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _common(runs, n_rows: int = 3) -> list[tuple[int, int]]:
+    """The spans where every one of ``n_rows`` components has data (``runs``: ``(c, a, b)``)."""
+    common = _merged((a, b) for c, a, b in runs if c == 0)
+    for c in range(1, n_rows):
+        other, both, j = _merged((a, b) for k, a, b in runs if k == c), [], 0
+        for a, b in common:
+            while j < len(other) and other[j][1] <= a:
+                j += 1
+            k = j
+            while k < len(other) and other[k][0] < b:
+                lo, hi = max(a, other[k][0]), min(b, other[k][1])
+                if lo < hi:
+                    both.append((lo, hi))
+                k += 1
+        common = both
+    return common
+
+
+def _prepared(t0_ns: int, data: np.ndarray, runs: list | None, first, pending=None) -> Prepared:
+    """The :class:`Prepared` day: samples where a component has no data (in no ``(c, a, b)``
+    span of ``runs``) zeroed and invalid (``runs`` None: every sample valid, nothing to zero);
+    ``first``: the vertical's stats.  The one mask made is the day's ``valid`` (no
+    per-component copy)."""
+    n = data.shape[1]
+    valid = np.ones(n, bool) if runs is None else np.zeros(n, bool)
+    if runs is not None:
+        end = 0
+        for a, b in _common(runs, data.shape[0]) + [(n, n)]:
+            data[:, end:a] = 0.0  # a gap in at least one component
+            valid[a:b] = True
+            end = b
     ch = first.channel[:-1] + "?"
     return Prepared(t0_ns, data, valid, first.network, first.station, first.location, ch, pending)
 
@@ -318,18 +354,18 @@ def preprocess(stream: Stream, params=None, t0: UTCDateTime | None = None, t1: U
         raise ValueError(f"preprocess: incomplete 3-component set {sorted({tr.id for tr in stream})}")
     t0_ns, n = _grid(stream, fs, t0, t1)
     data = np.zeros((3, n), np.float32)
-    cvalid = np.zeros((3, n), bool)
+    runs: list = []
     sos = _sos(p.freqmin_hz, p.freqmax_hz, fs)
     # the horizontals on the pool, the vertical here: three filters on two threads keep both
     # cores busy to the end (two pool threads alone leave one idle while the third component runs)
-    rest = [submit(_fill, comps[c], c, t0_ns, fs, sos, data, cvalid) for c in (1, 2)]
+    rest = [submit(_fill, comps[c], c, t0_ns, fs, sos, data, runs) for c in (1, 2)]
     try:
-        _fill(comps[0], 0, t0_ns, fs, sos, data, cvalid)
+        _fill(comps[0], 0, t0_ns, fs, sos, data, runs)
     finally:
         wait(rest)  # nothing writes into the arrays after this returns or raises
     for f in rest:
         f.result()
-    return _prepared(t0_ns, data, cvalid, comps[0][0].stats)
+    return _prepared(t0_ns, data, runs, comps[0][0].stats)
 
 
 class _Progress:
@@ -388,7 +424,8 @@ class StreamedPreprocess:
         self.fs = float(self.p.sampling_rate_hz)
         self.sos = _sos(self.p.freqmin_hz, self.p.freqmax_hz, self.fs)
         self.grid: tuple[int, int] | None = None
-        self.data = self.cvalid = None
+        self.data = None
+        self.runs: list = []  # (component, a, b) spans filled
         self.traces: list = []
         self.futures: list = []
         self.seen: set[int] = set()
@@ -410,7 +447,6 @@ class StreamedPreprocess:
         if self.grid is None:
             self.grid = grid
             self.data = np.zeros((3, grid[1]), np.float32)
-            self.cvalid = np.zeros((3, grid[1]), bool)
         elif grid != self.grid:  # this component reaches beyond the first one's grid
             self.ok = False
             return
@@ -425,7 +461,7 @@ class StreamedPreprocess:
             and int(round((tr.stats.starttime.ns - self.grid[0]) / 1e9 * self.fs)) == 0
             and tr.stats.npts >= 2 * self.fs
         )
-        args = (list(part), c, self.grid[0], self.fs, self.sos, self.data, self.cvalid)
+        args = (list(part), c, self.grid[0], self.fs, self.sos, self.data, self.runs)
         self.futures.append(submit(_fill_reporting, self.progress, self.grid[1], *args))
 
     def finish(self, stream, overlap: bool = True) -> Prepared:
@@ -440,26 +476,26 @@ class StreamedPreprocess:
         )
         self.traces = []  # the raw counts are the stream's to drop (release_vertical)
         if same and self.whole and overlap:  # every sample valid: nothing to zero, no mask to wait for
-            data, self.data, self.cvalid, self.futures = self.data, None, None, []
+            data, self.data, self.runs, self.futures = self.data, None, [], []
             self.used = "overlap"
             return _prepared(self.grid[0], data, None, _components(stream)[0][0].stats, self.progress)
         wait(self.futures)  # nothing writes into the arrays after this
         futures, self.futures = self.futures, []
-        data, cvalid, self.data, self.cvalid = self.data, self.cvalid, None, None
+        data, runs, self.data, self.runs = self.data, self.runs, None, []
         if same:
             for f in futures:
                 f.result()
             comps = _components(stream)
             self.used = "streamed"
-            return _prepared(self.grid[0], data, cvalid, comps[0][0].stats)
-        del data, cvalid
+            return _prepared(self.grid[0], data, runs, comps[0][0].stats)
+        del data, runs
         self.used = "preprocess"
         return preprocess(stream, self.p)
 
     def close(self) -> None:
         """Wait for the filters under way and drop everything (the read failed)."""
         wait(self.futures)
-        self.futures, self.traces, self.data, self.cvalid = [], [], None, None
+        self.futures, self.traces, self.data, self.runs = [], [], None, []
 
 
 # ---------------------------------------------------------------- CERP inference
