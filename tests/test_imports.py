@@ -61,3 +61,33 @@ def test_help_loads_no_numpy_and_relocate_hypodd_no_pandas(tmp_path):
     assert not {"numpy", "pandas", "torch", "obspy", "dask", "matplotlib"} & set(help_mods), help_mods
     dd_mods = _last_json([sys.executable, "-c", _ENTRY, "relocate", "hypodd", str(tmp_path / "none" / "hypoDD.inp")])
     assert "numpy" in dd_mods and not {"pandas", "scipy", "torch", "typer"} & set(dd_mods), dd_mods
+
+
+_TASK = r"""
+import json, sys
+sys.argv = ["quakescale"] + sys.argv[1:]
+from quakescale._entry import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+watch = ("torch", "dask", "distributed", "dask_jobqueue", "quakescale.hpc.pipeline", "quakescale.hpc.cluster",
+         "quakescale.catalog.report", "quakescale.relocate.xcorr", "quakescale.associate", "quakescale.locate.locator")
+print("\n" + json.dumps({"code": code, "mods": sorted(m for m in watch if m in sys.modules)}))
+"""
+
+
+def test_a_detect_array_task_loads_neither_dask_nor_the_later_stages(tmp_path):
+    """``quakescale detect CONFIG --chunk K`` (an sbatch array task) picks its station-days
+    without importing Dask, the cluster code or the later stages' modules (report, cross-
+    correlation, association, location): ~1 s less start-up per task, and none of their memory."""
+    from quakescale.synth.world import make_world
+
+    make_world(tmp_path / "w", n_stations=4, days=1, n_events=3, seed=5, hours_per_day=0.1, n_gaps=0, corrupt=False)
+    cfg = tmp_path / "w" / "config.yaml"
+    r = _last_json([sys.executable, "-c", _TASK, "detect", str(cfg), "--chunk", "0"])
+    assert r["code"] in (0, None) and "torch" in r["mods"], r  # it did detect
+    assert r["mods"] == ["torch"], r
+    assert list((tmp_path / "w" / "run" / "picks").rglob("*.parquet")), "no picks written"

@@ -341,7 +341,6 @@ def run(
 
 def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[List[str]], force: bool):
     """Run one stage of a run: one chunk (array task), the named units, or everything pending."""
-    from .hpc.pipeline import run_pipeline
     from .hpc.stages import STAGE, prepare_run, run_task, stage_chunk, stage_plan
 
     cfg = _load(config)
@@ -359,6 +358,8 @@ def _stage_verb(stage: str, config: Path, chunk: Optional[int], units: Optional[
             typer.echo(f"{stage} {r['unit']}: {r['state']} {r['reason']} ({r['seconds']:.1f} s)")
         typer.echo(f"{stage}: {len(rows)} unit(s) run, {len(todo) - len(rows)} already done, {n_fail} failed")
         return
+    from .hpc.pipeline import run_pipeline  # Dask: not loaded by an array task (above)
+
     summary = run_pipeline(cfg, stages=[stage], force={stage} if force else set(), echo=typer.echo)
     _print_summary(summary)
     _exit_on_problems(summary)

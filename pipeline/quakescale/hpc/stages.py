@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -37,19 +38,7 @@ from ..archive import (
     station_windows,
     stations_table,
 )
-from ..associate import Associator, associate_partitioned
-from ..catalog.report import make_report
-from ..catalog.writers import write_catalogs
 from ..config import Config, load_config, save_config
-from ..formats.hypoinverse import write_arc_catalog
-from ..formats.velmodels import resolve_model
-from ..locate.hypoinverse_project import locate_with_backend
-from ..locate.locator import resolve_distance_taper
-from ..locate.magnitude import event_magnitudes
-from ..relocate.dd import DDError
-from ..relocate.hypodd_project import relocate_with_backend
-from ..relocate.pairs import auto_max_station_km
-from ..relocate.xcorr import XCorrParams, station_dtcc
 from ..rundir import RunDir, assigned_picks, compact_picks, events_path, gather_picks, need, write_json, write_table
 
 
@@ -302,6 +291,15 @@ def fatal_device_error(exc: BaseException) -> bool:
 EXIT_DEVICE_LOST = 75  # a Dask worker's exit code after a fatal GPU error (EX_TEMPFAIL: try again elsewhere)
 
 
+def _dask_worker():
+    """The Dask worker this runs on, or None (an array task never imports Dask: a worker has)."""
+    dist = sys.modules.get("distributed")
+    try:
+        return dist.get_worker() if dist is not None else None
+    except ValueError:  # not in a worker's task
+        return None
+
+
 def _give_up_device(msg: str) -> None:
     """After a fatal GPU error: on a Dask worker, end the worker process (its nanny starts a fresh
     one with a new CUDA context, and the scheduler runs the task again there; on the old worker
@@ -309,12 +307,8 @@ def _give_up_device(msg: str) -> None:
     STAGE``), raise :class:`~quakescale.errors.DeviceLost`, so the process exits non-zero."""
     from ..errors import DeviceLost
 
-    try:
-        from distributed import get_worker
-
-        get_worker()
-    except (ImportError, ValueError):  # not on a Dask worker
-        raise DeviceLost(msg) from None
+    if _dask_worker() is None:
+        raise DeviceLost(msg)
     log = logging.getLogger("quakescale.hpc")
     log.error("fatal GPU error, this worker exits for a fresh one: %s", msg)
     logging.shutdown()
@@ -326,12 +320,10 @@ def gpu_worker_threads() -> int:
     resource (the slurm GPU pool, or the local backend's GPU worker: one such task at a time, and
     the worker's other threads would sit idle); 0 anywhere else (a task that did not ask for the
     GPU may share its worker with others)."""
+    w = _dask_worker()
     try:
-        from distributed import get_worker
-
-        w = get_worker()
         ts = w.state.tasks.get(w.get_current_task())
-    except (ImportError, ValueError, AttributeError):  # not on a Dask worker
+    except AttributeError:  # not on a Dask worker
         return 0
     total = w.state.total_resources.get("GPU", 0)
     asked = (getattr(ts, "resource_restrictions", None) or {}).get("GPU", 0) if ts is not None else 0
@@ -456,6 +448,8 @@ def stations_df(cfg: Config) -> pd.DataFrame:
 
 
 def velocity_model(cfg: Config):
+    from ..formats.velmodels import resolve_model
+
     return _cached(("model", cfg.velocity.model), lambda: resolve_model(cfg.velocity.model))
 
 
@@ -502,6 +496,8 @@ def amplitude_summary(df: pd.DataFrame) -> str:
 # ----------------------------------------------------------------------------- associate
 @task("associate")
 def _associate_task(cfg, rd, unit):
+    from ..associate import Associator, associate_partitioned
+
     compact_picks(rd)
     picks = gather_picks(rd)
     if picks is None or not len(picks):  # empty tables: later stages run on nothing, not on missing files
@@ -524,6 +520,10 @@ def _associate_task(cfg, rd, unit):
 # ----------------------------------------------------------------------------- locate
 @task("locate")
 def _locate_task(cfg, rd, unit):
+    from ..locate.hypoinverse_project import locate_with_backend
+    from ..locate.locator import resolve_distance_taper
+    from ..locate.magnitude import event_magnitudes
+
     ev = pd.read_parquet(need(rd, "associated", "locate"))
     if not len(ev):
         write_table(ev, events_path(rd, "located"), S.EVENTS)
@@ -577,6 +577,8 @@ def _locate_task(cfg, rd, unit):
 # ----------------------------------------------------------------------------- xcorr
 @task("xcorr")
 def _xcorr_task(cfg, rd, unit):
+    from ..relocate.xcorr import XCorrParams, station_dtcc
+
     station_id = unit
     if not cfg.relocate.cc.enabled:
         return "ok", 0, "cc disabled"
@@ -601,6 +603,10 @@ def _xcorr_task(cfg, rd, unit):
 # ----------------------------------------------------------------------------- relocate
 @task("relocate")
 def _relocate_task(cfg, rd, unit):
+    from ..relocate.dd import DDError
+    from ..relocate.hypodd_project import relocate_with_backend
+    from ..relocate.pairs import auto_max_station_km
+
     ev = pd.read_parquet(need(rd, "located", "relocate"))
     if len(ev) < 2:
         write_table(ev.assign(stage="relocate"), rd.root / "relocated" / "relocated.parquet")
@@ -645,6 +651,10 @@ def _relocate_task(cfg, rd, unit):
 # ----------------------------------------------------------------------------- catalog
 @task("catalog")
 def _catalog_task(cfg, rd, unit):
+    from ..catalog.report import make_report
+    from ..catalog.writers import write_catalogs
+    from ..formats.hypoinverse import write_arc_catalog
+
     rel = rd.root / "relocated" / "relocated.parquet"
     loc = need(rd, "located", "catalog")
     src = rel if rel.exists() and len(pd.read_parquet(rel)) else loc
