@@ -256,9 +256,11 @@ def test_a_dask_worker_with_a_lost_gpu_is_replaced_and_the_task_rerun(finished_r
 
 def test_a_station_day_that_always_kills_its_gpu_fails_alone(finished_run, tmp_path):
     """A fatal GPU error on every try (a Dask worker plugin breaks each fresh worker's detect task
-    for one station-day): after the scheduler's allowed failures that task ends in KilledWorker;
-    the other tasks are picked, the station-day keeps its failed status, and the stage's rows come
-    back (the run then reports it and exits 1) instead of the whole run raising."""
+    for one station-day): after the scheduler's allowed failures that task ends in KilledWorker,
+    and so does the task that was running beside it on the same worker each time it died (Dask
+    blames every task a dying worker holds); run again alone, one after the other, the innocent
+    task is picked, the station-day keeps its failed status, and the stage's rows come back (the
+    run then reports it and exits 1) instead of the whole run raising."""
     import dask
     from distributed import Client, LocalCluster
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -278,28 +280,29 @@ def test_a_station_day_that_always_kills_its_gpu_fails_alone(finished_run, tmp_p
 
             def faulty(cfg, rd, unit, **ctx):
                 if unit == bad:
+                    time.sleep(1.0)
                     raise RuntimeError(CUDA_FAULT)
+                if unit == units[1]:
+                    time.sleep(3.0)  # still running when the worker dies beside it
                 return real(cfg, rd, unit, **ctx)
 
             stages._TASKS["detect"] = faulty
 
     logs = []
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        # as the GPU pool runs them: one GPU resource per worker, so one detect task at a time on it
-        # (a task queued on a dying worker would be blamed too)
-        cluster = LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, resources={"GPU": 1}
-        )
+        # one worker, two threads: both tasks run on it together, and it dies under both
+        cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None)
         client = Client(cluster)
         try:
             client.register_plugin(BrokenGpu())
             cfg = load(run / "config.yaml")
-            rows = _map_chunks(cfg, RunDir(run), "detect", [[bad], units[1:3]], True, client, logs.append, {"GPU": 1})
+            rows = _map_chunks(cfg, RunDir(run), "detect", [[bad], units[1:3]], True, client, logs.append)
         finally:
             client.close()
             cluster.close()
-    assert sorted(r["unit"] for r in rows) == units[1:3] and all(r["state"] == "ok" for r in rows)
-    assert any("took down its worker on every try" in line for line in logs), logs
+    assert sorted(r["unit"] for r in rows) == units[1:3] and all(r["state"] == "ok" for r in rows), logs
+    assert any("2 tasks ended with their workers; each run again alone" in line for line in logs), logs
+    assert sum("took down its worker on every try" in line for line in logs) == 1, logs
     st = RunDir(run).read_status("detect").set_index("unit")
     assert st.loc[bad, "state"] == "failed" and "fatal GPU error" in st.loc[bad, "reason"]
 

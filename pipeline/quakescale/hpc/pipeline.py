@@ -107,34 +107,40 @@ def _map_chunks(
             rows += run_task(rd.root, stage, p, force, True)
             echo(f"  {stage}: chunk {i}/{len(parts)}")
         return rows
-    futs = {
-        client.submit(
-            run_task,
-            str(rd.root),
-            stage,
-            p,
-            force,
-            True,
-            key=f"{stage}-{i}-{abs(hash(tuple(p)))}",
-            retries=2,
-            pure=False,
-            resources=resources,
-        ): p
-        for i, p in enumerate(parts)
-    }
+
+    def submit(p, key):
+        return client.submit(
+            run_task, str(rd.root), stage, p, force, True, key=key, retries=2, pure=False, resources=resources
+        )
+
+    futs = {submit(p, f"{stage}-{i}-{abs(hash(tuple(p)))}"): p for i, p in enumerate(parts)}
     t0 = time.time()
     done_units = 0
+    killed: list[list[str]] = []
     for i, f in enumerate(as_completed(list(futs)), 1):
         try:
             rows += f.result()
-        except KilledWorker as exc:  # e.g. a fatal GPU error on every try: its units keep their status
-            echo(
-                f"  {stage}: a task of {len(futs[f])} unit(s) took down its worker on every try "
-                f"({type(exc).__name__}); its units stay failed or pending (quakescale status)"
-            )
+        except KilledWorker:  # e.g. a fatal GPU error on every try (or a task queued beside it)
+            killed.append(futs[f])
         done_units += len(futs[f])
         rate = done_units / max(time.time() - t0, 1e-9)
         echo(f"  {stage}: {i}/{len(parts)} tasks, {done_units} units, {rate:.2f} units/s")
+    if len(killed) > 1:
+        # a worker that dies takes the blame for every task queued on it (Dask does not queue
+        # resource-restricted tasks on the scheduler): the innocent ones are told from the guilty
+        # by running each alone, one after the other (their units already done are skipped)
+        echo(f"  {stage}: {len(killed)} tasks ended with their workers; each run again alone")
+        retry, killed = killed, []
+        for j, p in enumerate(retry):
+            try:
+                rows += submit(p, f"{stage}-alone-{j}-{abs(hash(tuple(p)))}-{time.time_ns()}").result()
+            except KilledWorker:
+                killed.append(p)
+    for p in killed:  # its units keep their status (failed or pending): a rerun retries them
+        echo(
+            f"  {stage}: a task of {len(p)} unit(s) took down its worker on every try "
+            "(KilledWorker); its units stay failed or pending (quakescale status)"
+        )
     return rows
 
 
