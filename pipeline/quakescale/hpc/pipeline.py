@@ -126,9 +126,10 @@ def _map_chunks(
         rate = done_units / max(time.time() - t0, 1e-9)
         echo(f"  {stage}: {i}/{len(parts)} tasks, {done_units} units, {rate:.2f} units/s")
     if len(killed) > 1:
-        # a worker that dies takes the blame for every task queued on it (Dask does not queue
-        # resource-restricted tasks on the scheduler): the innocent ones are told from the guilty
-        # by running each alone, one after the other (their units already done are skipped)
+        # a worker that dies takes the blame for every task it held: those running beside the
+        # guilty one, and those waiting in its queue (Dask does not queue resource-restricted
+        # tasks on the scheduler); the innocent ones are told from the guilty by running each
+        # alone, one after the other (their units already done are skipped)
         echo(f"  {stage}: {len(killed)} tasks ended with their workers; each run again alone")
         retry, killed = killed, []
         for j, p in enumerate(retry):
